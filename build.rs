@@ -1,0 +1,21 @@
+//! Decides whether the raw-syscall backend is available for the target.
+//!
+//! The backend issues `mlockall(2)`, `mlock2(2)` and friends through the
+//! `syscalls` crate's inline asm, so it exists exactly where that asm and the
+//! Linux syscall ABI are both known and tested: Linux on x86_64, aarch64 and
+//! riscv64. Everywhere else the crate compiles a stub backend whose every call
+//! returns `Error::Unsupported`.
+//!
+//! Keep the condition in step with the target-specific `syscalls` dependency
+//! in `Cargo.toml`.
+
+fn main() {
+    println!("cargo::rustc-check-cfg=cfg(mlock_raw)");
+    println!("cargo::rerun-if-changed=build.rs");
+
+    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    if os == "linux" && matches!(arch.as_str(), "x86_64" | "aarch64" | "riscv64") {
+        println!("cargo::rustc-cfg=mlock_raw");
+    }
+}

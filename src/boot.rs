@@ -1,0 +1,75 @@
+//! Early boot: what an initramfs `/init` or a static helper needs around
+//! locking, before any libc or `/proc` is there.
+
+use crate::sys::{self, OpenMode};
+use crate::Error;
+
+/// Mounts procfs at `/proc` unless it is already there; returns whether it
+/// mounted it.
+///
+/// Locking does not need `/proc`, but [`status`](crate::status) does. The
+/// mount is `nosuid,nodev,noexec`. Needs `CAP_SYS_ADMIN` (PID 1 has it)
+/// and an existing `/proc` directory.
+///
+/// # Errors
+/// - [`Error::PermissionDenied`] (`EPERM`): no `CAP_SYS_ADMIN`.
+/// - [`Error::ProcUnavailable`]: there is no `/proc` directory to mount on.
+/// - [`Error::Unsupported`] on a target without the raw backend.
+///
+/// # References
+/// - [`mount(2)`](https://man7.org/linux/man-pages/man2/mount.2.html),
+///   [`proc(5)`](https://man7.org/linux/man-pages/man5/proc.5.html)
+pub fn mount_proc() -> Result<bool, Error> {
+    if let Ok(fd) = sys::open(c"/proc/self/status", OpenMode::Read) {
+        if sys::is_procfs(&fd)? {
+            return Ok(false);
+        }
+    }
+    sys::mount_proc(c"/proc").map_err(crate::status::proc_error)?;
+    Ok(true)
+}
+
+/// Writes all of `bytes` to the descriptor `fd` (1 for standard output, 2
+/// for standard error, the console for PID 1), retrying short writes and
+/// `EINTR`.
+///
+/// # Errors
+/// The first error from `write(2)` other than `EINTR`, such as
+/// [`Error::Os`] with `EBADF` for a closed descriptor.
+///
+/// # References
+/// - [`write(2)`](https://man7.org/linux/man-pages/man2/write.2.html)
+pub fn write_all(fd: i32, mut bytes: &[u8]) -> Result<(), Error> {
+    while !bytes.is_empty() {
+        match sys::write(fd, bytes) {
+            Ok(0) => return Err(Error::WouldBlock),
+            Ok(n) => bytes = &bytes[n.min(bytes.len())..],
+            Err(Error::Interrupted) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Powers the machine off (`reboot(LINUX_REBOOT_CMD_POWER_OFF)`), as PID 1
+/// must instead of exiting. Returns only on failure, with the error.
+///
+/// Call `sync(2)` first if file systems were written; an initramfs has none
+/// that matter.
+///
+/// # References
+/// - [`reboot(2)`](https://man7.org/linux/man-pages/man2/reboot.2.html)
+#[must_use = "power_off returns only on failure"]
+pub fn power_off() -> Error {
+    sys::power_off()
+}
+
+/// This process's ID (`getpid(2)`); 1 for the `/init` the kernel started.
+/// Answers 0 on a target without the raw backend.
+///
+/// # References
+/// - [`getpid(2)`](https://man7.org/linux/man-pages/man2/getpid.2.html)
+#[must_use]
+pub fn pid() -> u32 {
+    sys::getpid()
+}

@@ -1,0 +1,163 @@
+//! The crate's error type: one small `Copy` enum for every call.
+
+use core::fmt;
+
+/// errno values, from `linux-raw-sys` on Linux. Elsewhere no syscall is ever
+/// made, so no errno is ever decoded; the asm-generic values stand in so that
+/// [`Error::errno`] still answers.
+mod errno {
+    #[cfg(target_os = "linux")]
+    pub(super) use linux_raw_sys::errno::{EAGAIN, EINTR, EINVAL, ENOENT, ENOMEM, ENOSYS, EPERM};
+
+    #[cfg(not(target_os = "linux"))]
+    mod generic {
+        pub(crate) const EPERM: u32 = 1;
+        pub(crate) const ENOENT: u32 = 2;
+        pub(crate) const EINTR: u32 = 4;
+        pub(crate) const EAGAIN: u32 = 11;
+        pub(crate) const ENOMEM: u32 = 12;
+        pub(crate) const EINVAL: u32 = 22;
+        pub(crate) const ENOSYS: u32 = 38;
+    }
+    #[cfg(not(target_os = "linux"))]
+    pub(super) use generic::*;
+}
+
+/// Why a call failed.
+///
+/// Each variant maps one errno (see [`Error::errno`]) or one condition the
+/// crate detects before it makes a syscall. [`Display`](fmt::Display) and
+/// [`Error::as_str`] name the usual cause and the fix, so a daemon can log
+/// the error as it is.
+///
+/// The enum is `#[non_exhaustive]`: match the variants you handle and keep a
+/// `_` arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Error {
+    /// `EPERM`: the process lacks `CAP_IPC_LOCK` and its `RLIMIT_MEMLOCK` is
+    /// 0 (`mlockall(2)`, `mlock(2)`), or another call needs a capability it
+    /// lacks (`PR_SET_IO_FLUSHER` needs `CAP_SYS_RESOURCE`).
+    PermissionDenied,
+    /// `ENOMEM`: locking would exceed `RLIMIT_MEMLOCK` for a process without
+    /// `CAP_IPC_LOCK`, or (for a region) part of the range is not mapped.
+    ResourceLimit,
+    /// `EINVAL`, or arguments the crate rejected before making the call:
+    /// empty or contradictory flags, a range whose end overflows.
+    InvalidArgument,
+    /// `EAGAIN`: some of the memory could not be locked (`mlock(2)`), or,
+    /// after `MCL_FUTURE`, a new mapping would exceed `RLIMIT_MEMLOCK`.
+    WouldBlock,
+    /// `EINTR`: a signal interrupted the call.
+    Interrupted,
+    /// `ENOSYS`: the kernel (or the emulator running this process) does not
+    /// implement the call, or this target has no backend at all.
+    Unsupported,
+    /// `/proc` is not mounted (`ENOENT` on `/proc/self/...`), or what is
+    /// mounted there is not procfs. Common in early boot and in minimal
+    /// containers; locking itself does not need `/proc`.
+    ProcUnavailable,
+    /// `/proc` answered with text the crate could not parse as the kernel
+    /// writes it: a number that overflows, a missing unit, a field that
+    /// appears twice, a truncated line.
+    Malformed,
+    /// Any other errno, as the kernel returned it.
+    Os(i32),
+}
+
+impl Error {
+    /// Maps a positive errno value to its variant.
+    #[must_use]
+    pub const fn from_errno(errno: i32) -> Error {
+        // The errno constants are small positive numbers; compare as u32.
+        if errno <= 0 {
+            return Error::Os(errno);
+        }
+        match errno as u32 {
+            errno::EPERM => Error::PermissionDenied,
+            errno::ENOMEM => Error::ResourceLimit,
+            errno::EINVAL => Error::InvalidArgument,
+            errno::EAGAIN => Error::WouldBlock,
+            errno::EINTR => Error::Interrupted,
+            errno::ENOSYS => Error::Unsupported,
+            _ => Error::Os(errno),
+        }
+    }
+
+    /// The errno this error stands for, if any.
+    ///
+    /// [`Error::Unsupported`] answers `ENOSYS` and
+    /// [`Error::ProcUnavailable`] answers `ENOENT`, also when the crate
+    /// detected the condition itself. [`Error::Malformed`] has no errno.
+    #[must_use]
+    pub const fn errno(&self) -> Option<i32> {
+        let e = match self {
+            Error::PermissionDenied => errno::EPERM,
+            Error::ResourceLimit => errno::ENOMEM,
+            Error::InvalidArgument => errno::EINVAL,
+            Error::WouldBlock => errno::EAGAIN,
+            Error::Interrupted => errno::EINTR,
+            Error::Unsupported => errno::ENOSYS,
+            Error::ProcUnavailable => errno::ENOENT,
+            Error::Malformed => return None,
+            Error::Os(e) => return Some(*e),
+        };
+        Some(e as i32)
+    }
+
+    /// The message, with the usual cause and fix, as a `&'static str`: for
+    /// binaries that cannot afford `core::fmt` (an initramfs `/init`, say).
+    /// [`Display`](fmt::Display) prints the same text, plus the errno
+    /// number for [`Error::Os`].
+    #[must_use]
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Error::PermissionDenied => {
+                "permission denied (EPERM): locking memory needs CAP_IPC_LOCK or a nonzero \
+                 RLIMIT_MEMLOCK; grant the capability with `setcap cap_ipc_lock+ep <binary>`, \
+                 docker `--cap-add=IPC_LOCK`, or systemd `AmbientCapabilities=CAP_IPC_LOCK`"
+            }
+            Error::ResourceLimit => {
+                "out of lockable memory (ENOMEM): the request exceeds RLIMIT_MEMLOCK (or the \
+                 range is not mapped); raise the limit with `ulimit -l unlimited`, docker \
+                 `--ulimit memlock=-1:-1`, or systemd `LimitMEMLOCK=infinity`, or grant \
+                 CAP_IPC_LOCK"
+            }
+            Error::InvalidArgument => {
+                "invalid argument (EINVAL): empty or contradictory flags, an overflowing range, \
+                 or flags this kernel does not know (MCL_ONFAULT needs Linux 4.4+)"
+            }
+            Error::WouldBlock => {
+                "resource temporarily unavailable (EAGAIN): some pages could not be locked, or \
+                 a new mapping under MCL_FUTURE would exceed RLIMIT_MEMLOCK; raise \
+                 RLIMIT_MEMLOCK (`LimitMEMLOCK=infinity`) or grant CAP_IPC_LOCK"
+            }
+            Error::Interrupted => "interrupted by a signal (EINTR): retry the call",
+            Error::Unsupported => {
+                "unsupported (ENOSYS): this kernel, emulator or target does not implement the \
+                 call (QEMU user mode lacks mlock2; MLOCK_ONFAULT needs Linux 4.4+)"
+            }
+            Error::ProcUnavailable => {
+                "/proc is not mounted or is not procfs: mount it with `mount -t proc proc /proc`; \
+                 locking itself does not need /proc"
+            }
+            Error::Malformed => {
+                "/proc returned text that is not in the kernel's format (overflow, missing unit, \
+                 duplicate or truncated field)"
+            }
+            Error::Os(_) => "unexpected error from the kernel",
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())?;
+        if let Error::Os(e) = self {
+            write!(f, " (errno {e})")?;
+        }
+        Ok(())
+    }
+}
+
+impl core::error::Error for Error {}

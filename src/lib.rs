@@ -1,0 +1,89 @@
+//! Keep a Linux process's memory in RAM.
+//!
+//! `mlock` wraps `mlockall(2)`, `mlock2(2)`, `munlockall(2)` and the few
+//! calls around them that a program needs to lock its memory and to know
+//! that it worked. It is `#![no_std]`, allocates nothing, and links no libc:
+//! every call is an inline-asm syscall (through the `syscalls` crate) with
+//! constants from `linux-raw-sys`. It runs in a static musl binary, in an
+//! initramfs `/init` before `/proc` is mounted, and in any ordinary program.
+//!
+//! The raw backend exists on Linux for x86_64, aarch64 and riscv64. On
+//! every other target the crate still compiles, and every call returns
+//! [`Error::Unsupported`].
+//!
+//! # Three reasons to lock memory
+//!
+//! - **Swap daemons.** A process that serves a swap device (a ublk or
+//!   zram-backed helper) deadlocks if the kernel swaps out the daemon's own
+//!   pages: to free memory the kernel writes to the device, and the daemon
+//!   needs its swapped-out memory to serve that write.
+//!   `lock_all(CURRENT | FUTURE)` pins everything it has and will have.
+//! - **Secrets.** A key written to swap can outlive the process on disk.
+//!   [`LockedBuf`] holds a secret in locked pages that are left out of core
+//!   dumps and zeroed on drop; [`disable_core_dumps`] covers the whole
+//!   process.
+//! - **Real time.** A page fault on a critical path costs microseconds, and
+//!   a major fault from swap costs milliseconds. Lock, then pre-fault.
+//!
+//! # `CURRENT`, `FUTURE`, `ONFAULT`
+//!
+//! | flags | locks | cost of the call | use it for |
+//! |---|---|---|---|
+//! | `CURRENT` | every page mapped now, faulted in now | time and RSS in proportion to the mapped size | a process whose memory is set up |
+//! | `FUTURE` | every mapping made later | nothing now | with `CURRENT`, a daemon that grows |
+//! | `CURRENT \| ONFAULT` | mapped pages, as each is first touched | near constant | large sparse mappings |
+//!
+//! `ONFAULT` (Linux 4.4+) saves the time and RSS of faulting in memory the
+//! program may never use, but it leaves untouched pages to be faulted in
+//! later, possibly under memory pressure. A swap daemon wants the opposite:
+//! its working set resident before pressure arrives, so it locks without
+//! `ONFAULT` and pre-faults.
+//!
+//! **The `MCL_FUTURE` pitfall.** Once `FUTURE` is set, every new mapping is
+//! locked as it is created, and counted against `RLIMIT_MEMLOCK` when the
+//! process lacks `CAP_IPC_LOCK`. When the limit is reached, later `mmap`s
+//! fail with `EAGAIN`: heap growth, and thread stacks, so `pthread_create`
+//! and `std::thread::spawn` fail. Grant `CAP_IPC_LOCK` or raise the limit
+//! ([`raise_memlock_limit`]) before you set it.
+//!
+//! **Fork and exec.** Locks belong to one process: a child of `fork(2)`
+//! starts with nothing locked, and `execve(2)` clears every lock and the
+//! `MCL_FUTURE` setting. (A kernel API description among this project's
+//! background documents claims `MCL_FUTURE` survives `execve`; the tests
+//! in `tests/lock.rs` show that it does not.)
+//!
+//! # References
+//! - [`mlockall(2)`](https://man7.org/linux/man-pages/man2/mlockall.2.html),
+//!   [`mlock2(2)`](https://man7.org/linux/man-pages/man2/mlock2.2.html),
+//!   [`madvise(2)`](https://man7.org/linux/man-pages/man2/madvise.2.html),
+//!   [`prlimit(2)`](https://man7.org/linux/man-pages/man2/prlimit.2.html),
+//!   [`capabilities(7)`](https://man7.org/linux/man-pages/man7/capabilities.7.html),
+//!   [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
+#![no_std]
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod boot;
+mod error;
+mod flags;
+mod limits;
+mod lock;
+mod policy;
+mod secret;
+mod status;
+mod sys;
+
+pub use error::Error;
+pub use flags::Flags;
+pub use limits::{has_ipc_lock, memlock_limit, raise_memlock_limit, set_memlock_limit, Limit};
+pub use lock::{
+    lock, lock_all, lock_on_fault, lock_raw, unlock, unlock_all, unlock_raw, LockGuard,
+};
+pub use policy::{lock_with, Config, Outcome};
+pub use secret::{disable_core_dumps, exclude_from_dump, include_in_dump, is_dumpable, LockedBuf};
+pub use status::{is_locked, locked_bytes, status, Status};
+
+/// Whether this build has the raw syscall backend (Linux on x86_64, aarch64
+/// or riscv64). Without it every call returns [`Error::Unsupported`].
+pub const BACKEND_AVAILABLE: bool = cfg!(mlock_raw);

@@ -1,0 +1,419 @@
+//! The raw Linux backend: typed wrappers around the few system calls the
+//! crate issues.
+//!
+//! # Safety
+//!
+//! This is the only module of the crate that contains `unsafe` code. Each
+//! wrapper turns one system call into a function whose arguments make misuse
+//! impossible from safe code: pointers come from references or slices (so
+//! they are valid for the length passed), out-parameters are `&mut` to
+//! properly sized `#[repr(C)]` kernel structs, and calls that could change
+//! memory the program relies on (`munmap`) are themselves `unsafe fn` with
+//! the precondition spelled out.
+//!
+//! The instruction itself comes from the `syscalls` crate's inline asm. That
+//! asm does not claim `nomem` or `readonly`, so the compiler treats memory as
+//! clobbered across every call. That matters for `mlockall`: with
+//! `MCL_FUTURE | MCL_ONFAULT`, a store the compiler moved from after the
+//! call to before it would land in a page that is not yet locked.
+//!
+//! Arguments go through the typed functions below rather than straight to
+//! `syscalls::syscall!`, which casts each argument with `as usize`: here every
+//! pointer is converted with `as usize` from a pointer, every length is a
+//! `usize` already, and every flag is a `u32` from `linux-raw-sys`, so
+//! nothing is truncated or sign-extended by accident.
+#![allow(unsafe_code)]
+
+use core::ffi::CStr;
+
+use linux_raw_sys::general as c;
+use syscalls::{raw, Sysno};
+
+use super::{Advice, OpenMode, PrctlInt, Resource};
+use crate::Error;
+
+/// Turns a raw return value into a `Result`: the kernel returns
+/// `-4095..=-1` for errors, anything else is success.
+#[inline(always)]
+fn check(ret: usize) -> Result<usize, Error> {
+    if ret > (-4096isize) as usize {
+        // The negated value is in 1..=4095, which fits an i32.
+        Err(Error::from_errno((ret as isize).wrapping_neg() as i32))
+    } else {
+        Ok(ret)
+    }
+}
+
+/// `mlockall(2)`.
+#[inline]
+pub(crate) fn mlockall(flags: u32) -> Result<(), Error> {
+    // SAFETY: mlockall reads and writes no user memory; it only changes how
+    // the kernel treats this process's mappings. Invalid flags are rejected
+    // by the kernel with EINVAL.
+    check(unsafe { raw::syscall1(Sysno::mlockall as usize, flags as usize) }).map(drop)
+}
+
+/// `munlockall(2)`.
+#[inline]
+pub(crate) fn munlockall() -> Result<(), Error> {
+    // SAFETY: munlockall takes no arguments and touches no user memory.
+    check(unsafe { raw::syscall0(Sysno::munlockall as usize) }).map(drop)
+}
+
+/// `mlock(2)` on `[addr, addr + len)`.
+#[inline]
+pub(crate) fn mlock(addr: *const u8, len: usize) -> Result<(), Error> {
+    // SAFETY: mlock neither reads nor writes the range: it faults the pages in
+    // and marks them locked. An unmapped range fails with ENOMEM; no address
+    // can make the call corrupt memory.
+    check(unsafe { raw::syscall2(Sysno::mlock as usize, addr as usize, len) }).map(drop)
+}
+
+/// `mlock2(2)` on `[addr, addr + len)` with `MLOCK_*` flags.
+#[inline]
+pub(crate) fn mlock2(addr: *const u8, len: usize, flags: u32) -> Result<(), Error> {
+    // SAFETY: as for mlock: the kernel validates the range and only changes
+    // the residency of the pages, never their contents.
+    check(unsafe {
+        raw::syscall3(
+            Sysno::mlock2 as usize,
+            addr as usize,
+            len,
+            flags as usize,
+        )
+    })
+    .map(drop)
+}
+
+/// `munlock(2)` on `[addr, addr + len)`.
+#[inline]
+pub(crate) fn munlock(addr: *const u8, len: usize) -> Result<(), Error> {
+    // SAFETY: munlock only clears the locked state of the pages; their
+    // contents and mappings are unchanged.
+    check(unsafe { raw::syscall2(Sysno::munlock as usize, addr as usize, len) }).map(drop)
+}
+
+/// `madvise(2)` with one of the non-destructive [`Advice`] values.
+#[inline]
+pub(crate) fn madvise(addr: *const u8, len: usize, advice: Advice) -> Result<(), Error> {
+    let advice = match advice {
+        Advice::DontDump => c::MADV_DONTDUMP,
+        Advice::DoDump => c::MADV_DODUMP,
+        Advice::PopulateWrite => c::MADV_POPULATE_WRITE,
+    };
+    // SAFETY: the advice values above change only core-dump flags or page
+    // residency, never the bytes a program reads; destructive values such as
+    // MADV_DONTNEED are not expressible through `Advice`.
+    check(unsafe {
+        raw::syscall3(
+            Sysno::madvise as usize,
+            addr as usize,
+            len,
+            advice as usize,
+        )
+    })
+    .map(drop)
+}
+
+/// An owned private, anonymous, read-write mapping (`mmap(2)`), unmapped
+/// on drop (`munmap(2)`). Its address never changes, so moving the handle
+/// does not move the bytes.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    addr: *mut u8,
+    len: usize,
+}
+
+impl Mapping {
+    /// Maps `len` bytes (`len > 0`), rounded up to whole pages by the kernel.
+    #[inline]
+    pub(crate) fn new(len: usize) -> Result<Mapping, Error> {
+        // SAFETY: a private anonymous mapping at an address of the kernel's
+        // choosing (addr = NULL, no MAP_FIXED) cannot overlap or replace any
+        // existing mapping.
+        let addr = check(unsafe {
+            raw::syscall6(
+                Sysno::mmap as usize,
+                0,
+                len,
+                (c::PROT_READ | c::PROT_WRITE) as usize,
+                (c::MAP_PRIVATE | c::MAP_ANONYMOUS) as usize,
+                usize::MAX, // fd = -1
+                0,
+            )
+        })?;
+        Ok(Mapping {
+            addr: addr as *mut u8,
+            len,
+        })
+    }
+
+    /// The mapped bytes.
+    #[inline]
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        // SAFETY: `addr` is a live read-write mapping of at least `len`
+        // bytes, owned by `self`, zero-filled by the kernel at creation; the
+        // borrow of `self` keeps it mapped and stops `as_mut_slice` meanwhile.
+        unsafe { core::slice::from_raw_parts(self.addr, self.len) }
+    }
+
+    /// The mapped bytes, writable.
+    #[inline]
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`, and the unique borrow of `self` makes
+        // this the only reference to the bytes.
+        unsafe { core::slice::from_raw_parts_mut(self.addr, self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: the mapping is ours, and no reference to it can outlive
+        // `self`. munmap of a valid mapping cannot fail.
+        let _ = unsafe { raw::syscall2(Sysno::munmap as usize, self.addr as usize, self.len) };
+    }
+}
+
+// SAFETY: a Mapping is plain owned memory, like a Box<[u8]>; nothing in it
+// is tied to the thread that created it.
+unsafe impl Send for Mapping {}
+// SAFETY: shared access only reads through `as_slice`, as with `&[u8]`.
+unsafe impl Sync for Mapping {}
+
+/// Overwrites `buf` with zeros through volatile stores, which the compiler
+/// may not remove even when `buf` is never read again.
+#[inline]
+pub(crate) fn zeroize(buf: &mut [u8]) {
+    for byte in buf.iter_mut() {
+        // SAFETY: `byte` is a valid, aligned, exclusive reference.
+        unsafe { core::ptr::write_volatile(byte, 0) };
+    }
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+}
+
+/// `prctl(2)` for an option whose arguments are plain integers and whose
+/// result is the return value.
+///
+/// Only the options listed in [`PrctlInt`] can be passed, so no pointer
+/// argument is ever interpreted by the kernel.
+#[inline]
+pub(crate) fn prctl_int(option: PrctlInt, arg2: usize) -> Result<usize, Error> {
+    let option = match option {
+        PrctlInt::SetDumpable => linux_raw_sys::prctl::PR_SET_DUMPABLE,
+        PrctlInt::GetDumpable => linux_raw_sys::prctl::PR_GET_DUMPABLE,
+        PrctlInt::SetIoFlusher => linux_raw_sys::prctl::PR_SET_IO_FLUSHER,
+        PrctlInt::GetIoFlusher => linux_raw_sys::prctl::PR_GET_IO_FLUSHER,
+    };
+    // SAFETY: each of these options takes integer arguments only (the unused
+    // ones must be zero, and are) and writes no user memory.
+    check(unsafe { raw::syscall5(Sysno::prctl as usize, option as usize, arg2, 0, 0, 0) })
+}
+
+/// `prlimit64(2)` on this process: optionally sets `resource` to
+/// `new = (soft, hard)`, and returns the limit as it was before.
+/// `RLIM64_INFINITY` is `u64::MAX`.
+#[inline]
+pub(crate) fn prlimit64(resource: Resource, new: Option<(u64, u64)>) -> Result<(u64, u64), Error> {
+    let resource = match resource {
+        Resource::MemLock => c::RLIMIT_MEMLOCK,
+        Resource::Core => c::RLIMIT_CORE,
+    };
+    let new = new.map(|(soft, hard)| c::rlimit64 {
+        rlim_cur: soft,
+        rlim_max: hard,
+    });
+    let new_ptr = new
+        .as_ref()
+        .map_or(0, |n| n as *const c::rlimit64 as usize);
+    let mut old = c::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: pid 0 is this process; `new_ptr` is NULL or points to a valid
+    // rlimit64 that outlives the call and that the kernel only reads; `old`
+    // is a valid, writable rlimit64.
+    check(unsafe {
+        raw::syscall4(
+            Sysno::prlimit64 as usize,
+            0,
+            resource as usize,
+            new_ptr,
+            &mut old as *mut c::rlimit64 as usize,
+        )
+    })?;
+    Ok((old.rlim_cur, old.rlim_max))
+}
+
+/// `capget(2)` for this process: returns the 64-bit effective set.
+#[inline]
+pub(crate) fn capget_effective() -> Result<u64, Error> {
+    let mut header = c::__user_cap_header_struct {
+        version: c::_LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let empty = c::__user_cap_data_struct {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    };
+    // Version 3 uses two data structs: capabilities 0-31, then 32-63.
+    let mut data = [empty; 2];
+    // SAFETY: header is a valid v3 header for this process (pid 0); data is
+    // the array of two structs that version 3 writes.
+    check(unsafe {
+        raw::syscall2(
+            Sysno::capget as usize,
+            &mut header as *mut _ as usize,
+            data.as_mut_ptr() as usize,
+        )
+    })?;
+    Ok(u64::from(data[0].effective) | (u64::from(data[1].effective) << 32))
+}
+
+/// An owned file descriptor, closed on drop.
+#[derive(Debug)]
+pub(crate) struct Fd(i32);
+
+impl Drop for Fd {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: we own the descriptor and nothing uses it after drop. An
+        // error from close is not actionable for a read-only file.
+        let _ = unsafe { raw::syscall1(Sysno::close as usize, self.0 as usize) };
+    }
+}
+
+/// `openat(2)` relative to the current directory (`AT_FDCWD`); aarch64 and
+/// riscv64 have no plain `open`. Descriptors are close-on-exec, and the
+/// last path component must not be a symbolic link (`O_NOFOLLOW`).
+#[inline]
+pub(crate) fn open(path: &CStr, mode: OpenMode) -> Result<Fd, Error> {
+    let access = match mode {
+        OpenMode::Read => c::O_RDONLY,
+        OpenMode::Write => c::O_WRONLY,
+    };
+    let flags = access | c::O_CLOEXEC | c::O_NOFOLLOW;
+    // SAFETY: `path` is a NUL-terminated string that outlives the call; mode
+    // 0 is ignored without O_CREAT.
+    let fd = check(unsafe {
+        raw::syscall4(
+            Sysno::openat as usize,
+            c::AT_FDCWD as isize as usize,
+            path.as_ptr() as usize,
+            flags as usize,
+            0,
+        )
+    })?;
+    // A successful openat returns a small non-negative int.
+    Ok(Fd(fd as i32))
+}
+
+/// `read(2)` into `buf`; returns the number of bytes read (0 at end of file).
+#[inline]
+pub(crate) fn read(fd: &Fd, buf: &mut [u8]) -> Result<usize, Error> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+    check(unsafe {
+        raw::syscall3(
+            Sysno::read as usize,
+            fd.0 as usize,
+            buf.as_mut_ptr() as usize,
+            buf.len(),
+        )
+    })
+}
+
+/// `pread64(2)` into `buf` at `offset`.
+#[inline]
+pub(crate) fn pread(fd: &Fd, buf: &mut [u8], offset: u64) -> Result<usize, Error> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes; on the three
+    // 64-bit backend arches the offset is passed in one register.
+    check(unsafe {
+        raw::syscall4(
+            Sysno::pread64 as usize,
+            fd.0 as usize,
+            buf.as_mut_ptr() as usize,
+            buf.len(),
+            offset as usize,
+        )
+    })
+}
+
+/// `write(2)` of `buf` to the raw descriptor `fd`; returns the bytes written.
+#[inline]
+pub(crate) fn write(fd: i32, buf: &[u8]) -> Result<usize, Error> {
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes. Writing to a
+    // descriptor does not touch this process's memory otherwise.
+    check(unsafe {
+        raw::syscall3(
+            Sysno::write as usize,
+            fd as usize,
+            buf.as_ptr() as usize,
+            buf.len(),
+        )
+    })
+}
+
+/// `fstatfs(2)`: whether `fd` is on procfs (`PROC_SUPER_MAGIC`). A container
+/// or a test can mount anything at `/proc`.
+#[inline]
+pub(crate) fn is_procfs(fd: &Fd) -> Result<bool, Error> {
+    // SAFETY: statfs64 is plain integers; all-zero is a valid value.
+    let mut buf: c::statfs64 = unsafe { core::mem::zeroed() };
+    // SAFETY: on the 64-bit backend arches `struct statfs` is `statfs64`,
+    // and `buf` is valid for writes of its size.
+    check(unsafe {
+        raw::syscall2(
+            Sysno::fstatfs as usize,
+            fd.0 as usize,
+            &mut buf as *mut c::statfs64 as usize,
+        )
+    })?;
+    Ok(buf.f_type as u64 == u64::from(c::PROC_SUPER_MAGIC))
+}
+
+/// `getpid(2)`.
+#[inline]
+pub(crate) fn getpid() -> u32 {
+    // SAFETY: getpid takes no arguments and cannot fail.
+    unsafe { raw::syscall0(Sysno::getpid as usize) as u32 }
+}
+
+/// `mount(2)` of a fresh procfs at `target`, `nosuid,nodev,noexec`.
+#[inline]
+pub(crate) fn mount_proc(target: &CStr) -> Result<(), Error> {
+    let flags = c::MS_NOSUID | c::MS_NODEV | c::MS_NOEXEC;
+    // SAFETY: the strings are NUL-terminated and outlive the call; data is
+    // NULL. Mounting changes the file-system namespace, not memory.
+    check(unsafe {
+        raw::syscall5(
+            Sysno::mount as usize,
+            c"proc".as_ptr() as usize,
+            target.as_ptr() as usize,
+            c"proc".as_ptr() as usize,
+            flags as usize,
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// `reboot(2)` with `LINUX_REBOOT_CMD_POWER_OFF`. Returns only on failure.
+#[inline]
+pub(crate) fn power_off() -> Error {
+    // SAFETY: reboot takes integer arguments only. On success the machine
+    // stops; memory safety of this process is not at stake either way.
+    let ret = unsafe {
+        raw::syscall4(
+            Sysno::reboot as usize,
+            c::LINUX_REBOOT_MAGIC1 as usize,
+            c::LINUX_REBOOT_MAGIC2 as usize,
+            c::LINUX_REBOOT_CMD_POWER_OFF as usize,
+            0,
+        )
+    };
+    match check(ret) {
+        Err(e) => e,
+        Ok(_) => Error::Unsupported,
+    }
+}

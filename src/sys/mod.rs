@@ -1,0 +1,57 @@
+//! The syscall layer: the raw Linux backend where `build.rs` enables it,
+//! a stub that answers [`Error::Unsupported`](crate::Error::Unsupported)
+//! everywhere else. The rest of the crate calls only what is here.
+
+#[cfg(mlock_raw)]
+mod linux;
+#[cfg(mlock_raw)]
+pub(crate) use linux::*;
+
+#[cfg(not(mlock_raw))]
+mod unsupported;
+#[cfg(not(mlock_raw))]
+pub(crate) use unsupported::*;
+
+/// The `madvise(2)` advice values the crate uses. None of them changes the
+/// contents of memory, which is what makes `madvise` safe to call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Advice {
+    /// `MADV_DONTDUMP`: leave the range out of core dumps.
+    DontDump,
+    /// `MADV_DODUMP`: undo `MADV_DONTDUMP`.
+    DoDump,
+    /// `MADV_POPULATE_WRITE` (Linux 5.14+): fault the range in, writable,
+    /// without changing its contents.
+    PopulateWrite,
+}
+
+/// The `prctl(2)` options `prctl_int` accepts: integer arguments only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PrctlInt {
+    /// `PR_SET_DUMPABLE`.
+    SetDumpable,
+    /// `PR_GET_DUMPABLE`.
+    GetDumpable,
+    /// `PR_SET_IO_FLUSHER` (Linux 5.6+).
+    SetIoFlusher,
+    /// `PR_GET_IO_FLUSHER` (Linux 5.6+).
+    GetIoFlusher,
+}
+
+/// The resource limits the crate reads and sets (`getrlimit(2)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resource {
+    /// `RLIMIT_MEMLOCK`.
+    MemLock,
+    /// `RLIMIT_CORE`.
+    Core,
+}
+
+/// How `open` opens a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpenMode {
+    /// `O_RDONLY`.
+    Read,
+    /// `O_WRONLY`.
+    Write,
+}

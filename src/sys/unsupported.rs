@@ -1,0 +1,110 @@
+//! The stub backend for targets without the raw syscall layer: every call
+//! answers [`Error::Unsupported`]. It has the same functions as the Linux
+//! backend, so the rest of the crate compiles unchanged.
+
+use core::ffi::CStr;
+
+use super::{Advice, OpenMode, PrctlInt, Resource};
+use crate::Error;
+
+pub(crate) fn mlockall(_flags: u32) -> Result<(), Error> {
+    Err(Error::Unsupported)
+}
+
+pub(crate) fn munlockall() -> Result<(), Error> {
+    Err(Error::Unsupported)
+}
+
+pub(crate) fn mlock(_addr: *const u8, _len: usize) -> Result<(), Error> {
+    Err(Error::Unsupported)
+}
+
+pub(crate) fn mlock2(_addr: *const u8, _len: usize, _flags: u32) -> Result<(), Error> {
+    Err(Error::Unsupported)
+}
+
+pub(crate) fn munlock(_addr: *const u8, _len: usize) -> Result<(), Error> {
+    Err(Error::Unsupported)
+}
+
+pub(crate) fn madvise(_addr: *const u8, _len: usize, _advice: Advice) -> Result<(), Error> {
+    Err(Error::Unsupported)
+}
+
+/// Never constructed: `new` always fails here.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    never: core::convert::Infallible,
+}
+
+impl Mapping {
+    pub(crate) fn new(_len: usize) -> Result<Mapping, Error> {
+        Err(Error::Unsupported)
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self.never {}
+    }
+
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        match self.never {}
+    }
+}
+
+pub(crate) fn zeroize(buf: &mut [u8]) {
+    // Without a backend there is no LockedBuf to zero, but keep the
+    // behaviour honest for any caller.
+    for byte in buf.iter_mut() {
+        *byte = 0;
+    }
+}
+
+pub(crate) fn prctl_int(_option: PrctlInt, _arg2: usize) -> Result<usize, Error> {
+    Err(Error::Unsupported)
+}
+
+pub(crate) fn prlimit64(_resource: Resource, _new: Option<(u64, u64)>) -> Result<(u64, u64), Error> {
+    Err(Error::Unsupported)
+}
+
+pub(crate) fn capget_effective() -> Result<u64, Error> {
+    Err(Error::Unsupported)
+}
+
+/// Never constructed: `open` always fails here.
+#[derive(Debug)]
+pub(crate) struct Fd {
+    never: core::convert::Infallible,
+}
+
+pub(crate) fn open(_path: &CStr, _mode: OpenMode) -> Result<Fd, Error> {
+    Err(Error::Unsupported)
+}
+
+pub(crate) fn read(fd: &Fd, _buf: &mut [u8]) -> Result<usize, Error> {
+    match fd.never {}
+}
+
+pub(crate) fn pread(fd: &Fd, _buf: &mut [u8], _offset: u64) -> Result<usize, Error> {
+    match fd.never {}
+}
+
+pub(crate) fn write(_fd: i32, _buf: &[u8]) -> Result<usize, Error> {
+    Err(Error::Unsupported)
+}
+
+pub(crate) fn is_procfs(fd: &Fd) -> Result<bool, Error> {
+    match fd.never {}
+}
+
+pub(crate) fn getpid() -> u32 {
+    0
+}
+
+pub(crate) fn mount_proc(_target: &CStr) -> Result<(), Error> {
+    Err(Error::Unsupported)
+}
+
+pub(crate) fn power_off() -> Error {
+    Error::Unsupported
+}

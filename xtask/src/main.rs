@@ -1,0 +1,29 @@
+//! Project automation: `cargo xtask <command>`. Each command is one module.
+
+mod util;
+
+const USAGE: &str = "usage: cargo xtask <command> [options]
+
+commands:
+  test [--target T]   the whole test matrix, or one target's tests
+  vm [--arch A]       real kernels under qemu-system (x86_64, aarch64, riscv64)
+  size                size report of the static /init helper against C and std
+  bench [--quick]     benchmarks against the peers";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: error: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,148 @@
+//! Shared helpers: running commands visibly, and installing what a step
+//! needs on a fresh machine.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::sync::OnceLock;
+
+/// An error that ends the run: the message says what failed and how.
+pub type Result<T = ()> = std::result::Result<T, String>;
+
+/// The workspace root (the parent of `xtask/`).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the root")
+        .to_path_buf()
+}
+
+/// The cargo that runs us (`CARGO`), so child builds use the same toolchain.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Renders a command as a shell-like line, with the environment it sets.
+pub fn describe(cmd: &Command) -> String {
+    let mut line = String::new();
+    for (key, value) in cmd.get_envs() {
+        if let Some(value) = value {
+            line.push_str(&format!("{}={} ", key.to_string_lossy(), value.to_string_lossy()));
+        }
+    }
+    line.push_str(&cmd.get_program().to_string_lossy());
+    for arg in cmd.get_args() {
+        let arg = arg.to_string_lossy();
+        if arg.contains(' ') || arg.is_empty() {
+            line.push_str(&format!(" '{arg}'"));
+        } else {
+            line.push(' ');
+            line.push_str(&arg);
+        }
+    }
+    line
+}
+
+/// Prints the command, runs it with inherited stdio, and fails with the
+/// command and its exit status unless it succeeds.
+pub fn run(cmd: &mut Command) -> Result {
+    eprintln!("$ {}", describe(cmd));
+    let status = cmd
+        .status()
+        .map_err(|e| format!("could not start `{}`: {e}", describe(cmd)))?;
+    check_status(cmd, status)
+}
+
+/// Fails with the command and its exit status unless `status` is success.
+pub fn check_status(cmd: &Command, status: ExitStatus) -> Result {
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("command failed ({status}): {}", describe(cmd)))
+    }
+}
+
+/// Prints the command, runs it, and returns its standard output; standard
+/// error passes through. Fails like [`run`].
+pub fn output(cmd: &mut Command) -> Result<String> {
+    eprintln!("$ {}", describe(cmd));
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("could not start `{}`: {e}", describe(cmd)))?;
+    check_status(cmd, out.status)?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Whether `program` is on `PATH`.
+pub fn have(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+/// Adds the rust target unless rustup already has it.
+pub fn ensure_rust_target(target: &str) -> Result {
+    let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if installed.lines().any(|line| line.trim() == target) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing rust target {target}");
+    run(Command::new("rustup").args(["target", "add", target]))
+}
+
+/// Installs the Debian packages that are not installed yet. As root with
+/// apt-get present it runs `apt-get update` once per run and installs them,
+/// saying so; otherwise it fails with the exact command to run.
+pub fn ensure_debian_packages(packages: &[&str]) -> Result {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|pkg| !debian_package_installed(pkg))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let install = format!(
+        "apt-get install -y --no-install-recommends {}",
+        missing.join(" ")
+    );
+    if !is_root() || !have("apt-get") {
+        return Err(format!(
+            "missing Debian packages: {}. Install them with:\n    sudo apt-get update && sudo {install}",
+            missing.join(" ")
+        ));
+    }
+    eprintln!("xtask: installing missing Debian packages: {}", missing.join(" "));
+    static UPDATED: OnceLock<()> = OnceLock::new();
+    if UPDATED.get().is_none() {
+        run(Command::new("apt-get").args(["update", "-q"]))?;
+        let _ = UPDATED.set(());
+    }
+    run(Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing))
+}
+
+/// Whether dpkg reports the package as installed.
+fn debian_package_installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+/// Whether we run as root (uid 0), read from `/proc/self/status`.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|uid| uid == "0"))
+        })
+        .unwrap_or(false)
+}
