@@ -1,5 +1,6 @@
 //! Project automation: `cargo xtask <command>`. Each command is one module.
 
+#[allow(dead_code)] // Used by the command modules as they land.
 mod util;
 
 const USAGE: &str = "usage: cargo xtask <command> [options]
@@ -12,7 +13,7 @@ commands:
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
+    let result: util::Result = match args.first().map(String::as_str) {
         Some("-h" | "--help") => {
             println!("{USAGE}");
             Ok(())
