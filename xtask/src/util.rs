@@ -28,7 +28,11 @@ pub fn describe(cmd: &Command) -> String {
     let mut line = String::new();
     for (key, value) in cmd.get_envs() {
         if let Some(value) = value {
-            line.push_str(&format!("{}={} ", key.to_string_lossy(), value.to_string_lossy()));
+            line.push_str(&format!(
+                "{}={} ",
+                key.to_string_lossy(),
+                value.to_string_lossy()
+            ));
         }
     }
     line.push_str(&cmd.get_program().to_string_lossy());
@@ -114,7 +118,10 @@ pub fn ensure_debian_packages(packages: &[&str]) -> Result {
             missing.join(" ")
         ));
     }
-    eprintln!("xtask: installing missing Debian packages: {}", missing.join(" "));
+    eprintln!(
+        "xtask: installing missing Debian packages: {}",
+        missing.join(" ")
+    );
     static UPDATED: OnceLock<()> = OnceLock::new();
     if UPDATED.get().is_none() {
         run(Command::new("apt-get").args(["update", "-q"]))?;
@@ -145,4 +152,79 @@ pub fn is_root() -> bool {
                 .and_then(|l| l.split_whitespace().nth(1).map(|uid| uid == "0"))
         })
         .unwrap_or(false)
+}
+
+/// Passed and failed checks of one step, summed over its runs. Steps that
+/// only build count as 0/0. A step module (`vm`, `size`, `bench`) returns
+/// one from its `run_all()` so `cargo xtask test` can put it in its summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub passed: u64,
+    pub failed: u64,
+    /// Tests marked `#[ignore]`: reported, never counted as passed.
+    pub ignored: u64,
+}
+
+impl Tally {
+    /// Adds the counts of every libtest `test result:` line in `text`, e.g.
+    /// `test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; ...`.
+    pub fn add_libtest_output(&mut self, text: &str) {
+        for line in text.lines() {
+            let Some(rest) = line.trim_start().strip_prefix("test result:") else {
+                continue;
+            };
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            for pair in words.windows(2) {
+                let Ok(n) = pair[0].parse::<u64>() else {
+                    continue;
+                };
+                match pair[1].trim_end_matches([';', ',']) {
+                    "passed" => self.passed += n,
+                    "failed" => self.failed += n,
+                    "ignored" => self.ignored += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Adds the rustup component (`clippy`, `rustfmt`, ...) to the active
+/// toolchain unless it is there already.
+pub fn ensure_rust_component(component: &str) -> Result {
+    let installed = output(Command::new("rustup").args(["component", "list", "--installed"]))?;
+    let prefix = format!("{component}-");
+    if installed
+        .lines()
+        .any(|line| line.trim() == component || line.trim().starts_with(&prefix))
+    {
+        return Ok(());
+    }
+    eprintln!("xtask: installing rust component {component}");
+    run(Command::new("rustup").args(["component", "add", component]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tally;
+
+    #[test]
+    fn tally_sums_libtest_result_lines() {
+        let mut tally = Tally::default();
+        tally.add_libtest_output(
+            "running 3 tests\n\
+             test a ... ok\n\
+             test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s\n\
+             test result: FAILED. 4 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.20s\n\
+             not a result: 9 passed; 9 failed;\n",
+        );
+        assert_eq!(
+            tally,
+            Tally {
+                passed: 7,
+                failed: 2,
+                ignored: 1
+            }
+        );
+    }
 }

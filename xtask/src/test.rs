@@ -1,0 +1,466 @@
+//! `cargo xtask test`: the project's one test command.
+//!
+//! With no arguments it runs the whole matrix in order and stops at the first
+//! failing step: formatting, clippy for every target, docs, the test suite on
+//! the host (glibc and static musl) and under QEMU user mode (aarch64 and
+//! riscv64), a no-OS build, and a `--no-default-features` build per Linux
+//! target. `--target T` runs only that target's tests.
+//!
+//! Before anything runs, it installs what the chosen steps need (rust targets
+//! and components, Debian packages) or fails saying what to install: a
+//! missing prerequisite is never a silent skip.
+//!
+//! At the end it prints one line per step (step, target, passed, failed,
+//! seconds) and then `xtask: N passed, M failed`, which CI reads.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use crate::util::{self, Tally};
+
+/// The environment variable the test suite reads to know that it runs under
+/// QEMU user mode, where `mlock2(2)` is `ENOSYS`. Set only for runs whose
+/// runner is the emulator, and removed everywhere else.
+const QEMU_USER_ENV: &str = "MLOCK_TEST_QEMU_USER";
+
+/// The no-OS target: the crate must build there (every call returns
+/// `Error::Unsupported`), but nothing can run.
+const NO_OS: &str = "riscv64gc-unknown-none-elf";
+
+/// How a Linux target is built and run on this x86_64 Debian machine.
+struct Target {
+    triple: &'static str,
+    /// Cargo configuration for the target, as environment variables:
+    /// linker, rustflags, runner.
+    env: &'static [(&'static str, &'static str)],
+    /// The QEMU user-mode emulator named in the runner, for foreign targets.
+    qemu: Option<&'static str>,
+    /// Debian packages the build or the runner needs.
+    packages: &'static [&'static str],
+    /// Whether doctests run here (only on the host's default target; the
+    /// foreign and static runs take the lib, bin and integration tests).
+    doctests: bool,
+}
+
+/// The Linux targets, in the order the matrix runs them.
+const TARGETS: &[Target] = &[
+    Target {
+        triple: "x86_64-unknown-linux-gnu",
+        env: &[],
+        qemu: None,
+        packages: &[],
+        doctests: true,
+    },
+    Target {
+        triple: "x86_64-unknown-linux-musl",
+        env: &[("CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld")],
+        qemu: None,
+        packages: &[],
+        doctests: false,
+    },
+    Target {
+        triple: "aarch64-unknown-linux-musl",
+        env: &[
+            ("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld"),
+            (
+                "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER",
+                "qemu-aarch64",
+            ),
+        ],
+        qemu: Some("qemu-aarch64"),
+        packages: &["qemu-user"],
+        doctests: false,
+    },
+    Target {
+        triple: "riscv64gc-unknown-linux-gnu",
+        env: &[
+            (
+                "CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_LINKER",
+                "riscv64-linux-gnu-gcc",
+            ),
+            (
+                "CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_RUSTFLAGS",
+                "-C target-feature=+crt-static",
+            ),
+            (
+                "CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_RUNNER",
+                "qemu-riscv64 -L /usr/riscv64-linux-gnu",
+            ),
+        ],
+        qemu: Some("qemu-riscv64"),
+        packages: &[
+            "qemu-user",
+            "gcc-riscv64-linux-gnu",
+            "libc6-dev-riscv64-cross",
+        ],
+        doctests: false,
+    },
+];
+
+/// One row of the summary.
+struct Row {
+    step: &'static str,
+    target: String,
+    tally: Tally,
+    seconds: f64,
+}
+
+/// What a step does; it adds what it counted to the tally it is given.
+type Action = Box<dyn FnOnce(&mut Tally) -> util::Result>;
+
+struct Step {
+    name: &'static str,
+    /// The target triple, or a short label (`host`, `all`) for steps that
+    /// are not about one target.
+    target: String,
+    action: Action,
+}
+
+impl Step {
+    fn new(
+        name: &'static str,
+        target: &str,
+        action: impl FnOnce(&mut Tally) -> util::Result + 'static,
+    ) -> Step {
+        Step {
+            name,
+            target: target.to_string(),
+            action: Box::new(action),
+        }
+    }
+}
+
+const USAGE: &str = "usage: cargo xtask test [--target T]...
+
+Without --target, runs the whole matrix (fmt, clippy, doc, tests on every
+target, builds) and stops at the first failure. With --target, runs only that
+target's tests: natively for the host, under QEMU user mode when foreign.";
+
+/// Entry point for `cargo xtask test [--target T]...`.
+pub fn main(args: &[String]) -> util::Result {
+    let mut only: Vec<String> = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            "--target" => match args.next() {
+                Some(t) => only.push(t.clone()),
+                None => return Err(format!("--target needs a value\n\n{USAGE}")),
+            },
+            other => match other.strip_prefix("--target=") {
+                Some(t) => only.push(t.to_string()),
+                None => return Err(format!("unknown argument `{other}`\n\n{USAGE}")),
+            },
+        }
+    }
+    for t in &only {
+        if t != NO_OS && !TARGETS.iter().any(|target| target.triple == *t) {
+            let known: Vec<&str> = TARGETS.iter().map(|t| t.triple).collect();
+            return Err(format!(
+                "unknown target `{t}`; known: {}, {NO_OS}",
+                known.join(", ")
+            ));
+        }
+    }
+    check_host()?;
+
+    let steps = if only.is_empty() {
+        setup(&TARGETS.iter().collect::<Vec<_>>(), true, true)?;
+        full_matrix()
+    } else {
+        let chosen: Vec<&Target> = TARGETS
+            .iter()
+            .filter(|t| only.iter().any(|o| o == t.triple))
+            .collect();
+        let no_os = only.iter().any(|o| o == NO_OS);
+        setup(&chosen, no_os, false)?;
+        let mut steps: Vec<Step> = chosen.into_iter().map(test_step).collect();
+        if no_os {
+            steps.push(no_os_build());
+        }
+        steps
+    };
+    run_steps(steps)
+}
+
+/// The whole matrix, in the order it runs.
+///
+/// HOOK POINTS: the real-kernel tier (`vm`), the size report (`size`) and the
+/// quick benchmark run (`bench --quick`) are added at the marked place below.
+/// Each such module exposes `pub fn run_all() -> util::Result<util::Tally>`
+/// (or `util::Result` for a step that only builds or reports) and gets one
+/// `Step` here; its own set-up (qemu-system, cpio, musl-tools, ...) is done
+/// inside `run_all()` through `util::ensure_debian_packages`.
+fn full_matrix() -> Vec<Step> {
+    let mut steps = vec![Step::new("fmt", "all", |_| {
+        util::run(util::cargo().args(["fmt", "--all", "--", "--check"]))
+    })];
+
+    // Lints: the host (with the xtask), every Linux target, the no-OS lib.
+    steps.push(Step::new("clippy", host_triple(), |_| {
+        util::run(util::cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    }));
+    for target in TARGETS.iter().filter(|t| t.triple != host_triple()) {
+        steps.push(Step::new("clippy", target.triple, move |_| {
+            util::run(
+                cargo_for(target)
+                    .args(["clippy", "--target", target.triple, "--all-targets"])
+                    .args(["--", "-D", "warnings"]),
+            )
+        }));
+    }
+    steps.push(Step::new("clippy", NO_OS, |_| {
+        util::run(
+            util::cargo().args(["clippy", "--target", NO_OS, "--lib", "--", "-D", "warnings"]),
+        )
+    }));
+
+    steps.push(Step::new("doc", host_triple(), |_| {
+        util::run(
+            util::cargo()
+                .env("RUSTDOCFLAGS", "-D warnings")
+                .args(["doc", "--no-deps"]),
+        )
+    }));
+
+    // Tests: host first, then the static and the emulated targets.
+    steps.extend(TARGETS.iter().map(test_step));
+
+    // Builds that run nothing: no OS, and no default features.
+    steps.push(no_os_build());
+    for target in TARGETS {
+        steps.push(Step::new(
+            "build --no-default-features",
+            target.triple,
+            move |_| {
+                util::run(
+                    cargo_for(target)
+                        .arg("build")
+                        .args(target_args(target))
+                        .arg("--no-default-features"),
+                )
+            },
+        ));
+    }
+
+    // ---- HOOK POINT: later tiers go here, in this order ----
+    // steps.push(Step::new("vm", "all", |t| { *t = crate::vm::run_all()?; Ok(()) }));
+    // steps.push(Step::new("size", "x86_64-unknown-linux-musl", |_| crate::size::run_all()));
+    // steps.push(Step::new("bench --quick", host_triple(), |_| crate::bench::run_all()));
+    // ---- end of hook point ----
+
+    steps
+}
+
+/// The test step of one Linux target: natively for the host's arch, under
+/// the target's QEMU runner otherwise.
+fn test_step(target: &'static Target) -> Step {
+    Step::new("test", target.triple, move |tally| {
+        let mut cmd = cargo_for(target);
+        cmd.arg("test").args(target_args(target));
+        if target.triple == host_triple() {
+            cmd.arg("--workspace");
+        }
+        if !target.doctests {
+            cmd.args(["--lib", "--bins", "--tests"]);
+        }
+        // Run every test binary of the target even when one fails, so the
+        // report names all failures; the matrix still stops after this step.
+        cmd.arg("--no-fail-fast");
+        run_libtest(&mut cmd, tally)
+    })
+}
+
+fn no_os_build() -> Step {
+    Step::new("build", NO_OS, |_| {
+        util::run(util::cargo().args(["build", "--target", NO_OS, "--lib"]))
+    })
+}
+
+/// A cargo command for `target`: its linker, rustflags and runner, and the
+/// QEMU marker exactly when the runner is QEMU.
+fn cargo_for(target: &Target) -> Command {
+    let mut cmd = util::cargo();
+    cmd.envs(target.env.iter().copied());
+    if target.qemu.is_some() {
+        cmd.env(QEMU_USER_ENV, "1");
+    } else {
+        cmd.env_remove(QEMU_USER_ENV);
+    }
+    cmd
+}
+
+/// `--target T` for a foreign or static target; nothing for the host, so
+/// its builds share `target/debug` with the lints, the docs and the xtask.
+fn target_args(target: &Target) -> Vec<&'static str> {
+    if target.triple == host_triple() {
+        Vec::new()
+    } else {
+        vec!["--target", target.triple]
+    }
+}
+
+/// The triple of the machine we run on. The matrix is written for x86_64
+/// Linux with glibc: every other target is built for and emulated.
+fn host_triple() -> &'static str {
+    TARGETS[0].triple
+}
+
+/// Fails unless rustc's host is the one the matrix is written for.
+fn check_host() -> util::Result {
+    let version = util::output(Command::new("rustc").arg("-vV"))?;
+    let host = version
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .unwrap_or("unknown");
+    if host != host_triple() {
+        return Err(format!(
+            "`cargo xtask test` runs on an {} host (QEMU runs the other arches); this rustc's host is {host}",
+            host_triple()
+        ));
+    }
+    Ok(())
+}
+
+/// Installs what the chosen targets need, or fails saying what to install.
+fn setup(targets: &[&Target], no_os: bool, lints: bool) -> util::Result {
+    if lints {
+        util::ensure_rust_component("rustfmt")?;
+        util::ensure_rust_component("clippy")?;
+    }
+    for target in targets {
+        util::ensure_rust_target(target.triple)?;
+    }
+    if no_os {
+        util::ensure_rust_target(NO_OS)?;
+    }
+    let mut packages: Vec<&str> = Vec::new();
+    for pkg in targets.iter().flat_map(|t| t.packages.iter().copied()) {
+        if !packages.contains(&pkg) {
+            packages.push(pkg);
+        }
+    }
+    util::ensure_debian_packages(&packages)?;
+    // The packages are installed: their programs must now be on PATH.
+    for target in targets {
+        let programs = target.qemu.into_iter().chain(
+            target
+                .env
+                .iter()
+                .filter(|(key, _)| key.ends_with("_LINKER"))
+                .map(|(_, linker)| *linker)
+                .filter(|linker| *linker != "rust-lld"),
+        );
+        for program in programs {
+            if !util::have(program) {
+                return Err(format!(
+                    "`{program}` (needed for {}) is not on PATH although its Debian package is installed",
+                    target.triple
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs a `cargo test` command, echoing its standard output line by line
+/// (so the harness's own `test result:` lines reach the log) while adding
+/// them to `tally`. Standard error (cargo's progress) passes through.
+fn run_libtest(cmd: &mut Command, tally: &mut Tally) -> util::Result {
+    eprintln!("$ {}", util::describe(cmd));
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("could not start `{}`: {e}", util::describe(cmd)))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut out = std::io::stdout().lock();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| format!("reading the output of cargo test: {e}"))?;
+        tally.add_libtest_output(&line);
+        // Best effort: a closed stdout must not hide the test results.
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+    drop(out);
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for `{}`: {e}", util::describe(cmd)))?;
+    util::check_status(cmd, status)
+}
+
+/// Runs the steps in order, stopping at the first failure; prints the
+/// summary either way.
+fn run_steps(steps: Vec<Step>) -> util::Result {
+    let mut rows: Vec<Row> = Vec::new();
+    let mut failure = None;
+    let total = steps.len();
+    for (i, step) in steps.into_iter().enumerate() {
+        eprintln!("\nxtask: [{}/{total}] {} {}", i + 1, step.name, step.target);
+        let start = Instant::now();
+        let mut tally = Tally::default();
+        let result = (step.action)(&mut tally);
+        if result.is_err() && tally.failed == 0 {
+            // The step failed without a failing test to show for it (a lint,
+            // a build, a crashed test binary): count the step itself.
+            tally.failed = 1;
+        }
+        rows.push(Row {
+            step: step.name,
+            target: step.target,
+            tally,
+            seconds: start.elapsed().as_secs_f64(),
+        });
+        if let Err(e) = result {
+            failure = Some(e);
+            break;
+        }
+    }
+    print_summary(&rows);
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn print_summary(rows: &[Row]) {
+    let step_width = rows.iter().map(|r| r.step.len()).max().unwrap_or(0).max(4);
+    let target_width = rows
+        .iter()
+        .map(|r| r.target.len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    println!();
+    println!(
+        "{:<step_width$}  {:<target_width$}  {:>6}  {:>6}  {:>7}",
+        "step", "target", "passed", "failed", "seconds"
+    );
+    let mut sum = Tally::default();
+    for row in rows {
+        println!(
+            "{:<step_width$}  {:<target_width$}  {:>6}  {:>6}  {:>7.1}",
+            row.step, row.target, row.tally.passed, row.tally.failed, row.seconds
+        );
+        sum.passed += row.tally.passed;
+        sum.failed += row.tally.failed;
+        sum.ignored += row.tally.ignored;
+    }
+    for row in rows.iter().filter(|r| r.tally.ignored > 0) {
+        println!(
+            "note: {} {}: {} test(s) marked #[ignore] did not run",
+            row.step, row.target, row.tally.ignored
+        );
+    }
+    println!("xtask: {} passed, {} failed", sum.passed, sum.failed);
+}
