@@ -70,6 +70,7 @@ mod flags;
 mod limits;
 mod lock;
 mod policy;
+mod preflight;
 mod secret;
 mod status;
 mod sys;
@@ -81,6 +82,7 @@ pub use lock::{
     lock, lock_all, lock_on_fault, lock_raw, unlock, unlock_all, unlock_raw, LockGuard,
 };
 pub use policy::{lock_with, Config, Outcome};
+pub use preflight::{preflight, Preflight};
 pub use secret::{disable_core_dumps, exclude_from_dump, include_in_dump, is_dumpable, LockedBuf};
 pub use status::{is_locked, locked_bytes, status, Status};
 

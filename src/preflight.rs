@@ -1,0 +1,254 @@
+//! [`preflight`]: will `mlockall(2)` succeed, and if not, why? Answered
+//! from the same numbers the kernel checks, without locking anything.
+
+use crate::{limits, status, Error, Flags, Limit};
+
+/// What [`preflight`] found: the numbers the kernel checks in
+/// `mlockall(2)` and the outcome they predict for [`lock_all`].
+///
+/// [`lock_all`]: crate::lock_all
+///
+/// # References
+/// - [`mlockall(2)`](https://man7.org/linux/man-pages/man2/mlockall.2.html)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preflight {
+    flags: Flags,
+    predicted: Option<Error>,
+    has_ipc_lock: bool,
+    limit: Limit,
+    size: Option<u64>,
+    locked: Option<u64>,
+}
+
+impl Preflight {
+    /// The flags the prediction is for.
+    #[must_use]
+    pub fn flags(&self) -> Flags {
+        self.flags
+    }
+
+    /// Whether [`lock_all`](crate::lock_all) with these flags is predicted
+    /// to succeed.
+    #[must_use]
+    pub fn will_succeed(&self) -> bool {
+        self.predicted.is_none()
+    }
+
+    /// The error [`lock_all`](crate::lock_all) is predicted to return:
+    /// [`Error::InvalidArgument`], [`Error::PermissionDenied`],
+    /// [`Error::ResourceLimit`] or [`Error::Unsupported`]; `None` when it
+    /// is predicted to succeed.
+    #[must_use]
+    pub fn predicted_error(&self) -> Option<Error> {
+        self.predicted
+    }
+
+    /// Whether `CAP_IPC_LOCK` is in the effective set (`capget(2)`); with
+    /// it, `RLIMIT_MEMLOCK` does not apply.
+    #[must_use]
+    pub fn has_ipc_lock(&self) -> bool {
+        self.has_ipc_lock
+    }
+
+    /// `RLIMIT_MEMLOCK` as read (`prlimit64(2)`); the kernel compares
+    /// against the soft value. Without the raw backend this is 0 and 0.
+    #[must_use]
+    pub fn limit(&self) -> Limit {
+        self.limit
+    }
+
+    /// `VmSize` in bytes: what `MCL_CURRENT` must fit under the limit.
+    /// `None` when `/proc` was not read (not mounted, or not needed: see
+    /// [`preflight`]).
+    #[must_use]
+    pub fn size_bytes(&self) -> Option<u64> {
+        self.size
+    }
+
+    /// `VmLck` in bytes, as it was before the call; `None` when `/proc`
+    /// was not read.
+    #[must_use]
+    pub fn locked_bytes(&self) -> Option<u64> {
+        self.locked
+    }
+
+    /// What to do about the predicted failure: the text of
+    /// [`Error::as_str`] for [`Preflight::predicted_error`].
+    #[must_use]
+    pub fn fix(&self) -> Option<&'static str> {
+        self.predicted.as_ref().map(Error::as_str)
+    }
+}
+
+/// Predicts whether [`lock_all(flags)`](crate::lock_all) would succeed,
+/// without locking anything, and says why not.
+///
+/// It applies the checks of the kernel's `mlockall(2)` (`mm/mlock.c`), in
+/// the kernel's order, to the values it reads:
+///
+/// 1. Flags other than `CURRENT`/`FUTURE` with an optional `ONFAULT`:
+///    [`Error::InvalidArgument`] (`EINVAL`).
+/// 2. No `CAP_IPC_LOCK` and a soft `RLIMIT_MEMLOCK` of 0:
+///    [`Error::PermissionDenied`] (`EPERM`).
+/// 3. With `CURRENT`, no `CAP_IPC_LOCK`, and the mapped size (`total_vm`,
+///    shown as `VmSize`) above the soft limit: [`Error::ResourceLimit`]
+///    (`ENOMEM`). The kernel compares pages, `total_vm > limit >>
+///    PAGE_SHIFT`; since `VmSize` is a whole number of pages, that is the
+///    same as `VmSize` in bytes `>` the limit in bytes, whatever the page
+///    size. `ONFAULT` does not change this check, and `FUTURE` alone is
+///    never refused for size.
+///
+/// On a target without the raw backend the prediction is
+/// [`Error::Unsupported`].
+///
+/// Reading `/proc/self/status` (for `VmSize` and `VmLck`) is one
+/// [`status`](crate::status) call, made whenever `/proc` is mounted. Under
+/// QEMU user mode the numbers are the emulator's, which is what the host
+/// kernel checks, so the prediction still holds there.
+///
+/// The prediction is for the process as it is now: mapping more memory,
+/// changing the limit or dropping capabilities before `lock_all` changes
+/// the answer. `CAP_IPC_LOCK` counts only in the initial user namespace;
+/// inside a container's user namespace the capability reported by
+/// `capget(2)` does not lift the limit, and the prediction may be wrong
+/// there.
+///
+/// ```no_run
+/// use mlock::{preflight, Flags};
+///
+/// let check = preflight(Flags::CURRENT | Flags::FUTURE)?;
+/// if !check.will_succeed() {
+///     eprintln!(
+///         "locking would fail: VmSize {:?} B, limit {:?} B: {}",
+///         check.size_bytes(),
+///         check.limit().soft,
+///         check.fix().unwrap_or_default(),
+///     );
+/// }
+/// # Ok::<(), mlock::Error>(())
+/// ```
+///
+/// # Errors
+/// - [`Error::ProcUnavailable`]: the answer depends on `VmSize` (`CURRENT`,
+///   no `CAP_IPC_LOCK`, a finite nonzero limit) and `/proc` is not mounted.
+///   When the answer does not depend on it, a missing `/proc` is not an
+///   error and the sizes are `None`.
+/// - [`Error::Malformed`]: `/proc/self/status` could not be parsed, or has
+///   no `VmSize` line when one is needed.
+/// - Any error of [`memlock_limit`](crate::memlock_limit) or
+///   [`has_ipc_lock`](crate::has_ipc_lock).
+///
+/// # References
+/// - [`mlockall(2)`](https://man7.org/linux/man-pages/man2/mlockall.2.html)
+/// - [`getrlimit(2)`](https://man7.org/linux/man-pages/man2/getrlimit.2.html)
+/// - [`capabilities(7)`](https://man7.org/linux/man-pages/man7/capabilities.7.html)
+/// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
+#[doc(alias = "mlockall")]
+pub fn preflight(flags: Flags) -> Result<Preflight, Error> {
+    if !crate::BACKEND_AVAILABLE {
+        return Ok(Preflight {
+            flags,
+            predicted: Some(Error::Unsupported),
+            has_ipc_lock: false,
+            limit: Limit {
+                soft: Some(0),
+                hard: Some(0),
+            },
+            size: None,
+            locked: None,
+        });
+    }
+    let has_ipc_lock = limits::has_ipc_lock()?;
+    let limit = limits::memlock_limit()?;
+    // Why `VmSize` may be unknown, should the prediction need it.
+    let (size, locked, unknown) = match status::status() {
+        Ok(s) => (s.size_bytes(), s.locked_bytes(), Error::Malformed),
+        Err(Error::ProcUnavailable) => (None, None, Error::ProcUnavailable),
+        Err(e) => return Err(e),
+    };
+    let predicted = predict(flags, has_ipc_lock, limit.soft, size.ok_or(unknown))?;
+    Ok(Preflight {
+        flags,
+        predicted,
+        has_ipc_lock,
+        limit,
+        size,
+        locked,
+    })
+}
+
+/// The kernel's decision, given its inputs. `soft` is `None` for unlimited;
+/// `size` is `VmSize` in bytes, or why it is unknown; that error is
+/// returned only when the answer depends on the size.
+fn predict(
+    flags: Flags,
+    has_ipc_lock: bool,
+    soft: Option<u64>,
+    size: Result<u64, Error>,
+) -> Result<Option<Error>, Error> {
+    if !flags.is_valid() {
+        return Ok(Some(Error::InvalidArgument));
+    }
+    if has_ipc_lock {
+        return Ok(None);
+    }
+    let Some(soft) = soft else {
+        // RLIM_INFINITY >> PAGE_SHIFT exceeds any possible total_vm.
+        return Ok(None);
+    };
+    if soft == 0 {
+        return Ok(Some(Error::PermissionDenied));
+    }
+    if !flags.contains(Flags::CURRENT) {
+        return Ok(None);
+    }
+    // The kernel: `total_vm > rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT`, which
+    // for a whole number of pages is `VmSize > soft`, in bytes.
+    Ok((size? > soft).then_some(Error::ResourceLimit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::predict;
+    use crate::{Error, Flags};
+
+    const C: Flags = Flags::CURRENT;
+    const F: Flags = Flags::FUTURE;
+    const O: Flags = Flags::ONFAULT;
+
+    #[test]
+    fn kernel_order_and_comparison() {
+        let p = |flags, cap, soft, size| predict(flags, cap, soft, size);
+        // EINVAL comes first, whatever else holds.
+        assert_eq!(
+            p(O, false, Some(0), Ok(1)),
+            Ok(Some(Error::InvalidArgument))
+        );
+        assert_eq!(
+            p(Flags::empty(), true, None, Ok(1)),
+            Ok(Some(Error::InvalidArgument))
+        );
+        // EPERM before ENOMEM, for every valid set.
+        for flags in [C, F, C | F, C | O, F | O, C | F | O] {
+            assert_eq!(
+                p(flags, false, Some(0), Ok(1 << 30)),
+                Ok(Some(Error::PermissionDenied))
+            );
+            assert_eq!(p(flags, true, Some(0), Ok(1 << 30)), Ok(None));
+            assert_eq!(p(flags, false, None, Ok(u64::MAX)), Ok(None));
+        }
+        // Equal is allowed, one byte over is not (VmSize is whole pages).
+        assert_eq!(p(C, false, Some(8192), Ok(8192)), Ok(None));
+        assert_eq!(
+            p(C | O, false, Some(8191), Ok(8192)),
+            Ok(Some(Error::ResourceLimit))
+        );
+        assert_eq!(p(F | O, false, Some(1), Ok(8192)), Ok(None));
+        // The size matters only when it decides.
+        assert_eq!(p(F, false, Some(1), Err(Error::ProcUnavailable)), Ok(None));
+        assert_eq!(
+            p(C, false, Some(1), Err(Error::ProcUnavailable)),
+            Err(Error::ProcUnavailable)
+        );
+    }
+}
