@@ -4,7 +4,8 @@
 //! `syscalls` crate's inline asm, so it exists exactly where that asm and the
 //! Linux syscall ABI are both known and tested: Linux on x86_64, aarch64 and
 //! riscv64. Everywhere else the crate compiles a stub backend whose every call
-//! returns `Error::Unsupported`.
+//! returns `Error::Unsupported`. `MLOCK_FORCE_UNSUPPORTED=1` selects the stub
+//! on a supported target too, so that its behaviour is tested on the host.
 //!
 //! Keep the condition in step with the target-specific `syscalls` dependency
 //! in `Cargo.toml`.
@@ -12,6 +13,12 @@
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(mlock_raw)");
     println!("cargo::rerun-if-changed=build.rs");
+    // Builds the stub backend on a supported target, so that the host can
+    // test what every unsupported target gets (see tests/unsupported.rs).
+    println!("cargo::rerun-if-env-changed=MLOCK_FORCE_UNSUPPORTED");
+    if std::env::var_os("MLOCK_FORCE_UNSUPPORTED").is_some_and(|v| v == "1") {
+        return;
+    }
 
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();

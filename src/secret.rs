@@ -143,6 +143,13 @@ impl<const N: usize> LockedBuf<N> {
         Ok(LockedBuf { pages })
     }
 
+    /// Overwrites the secret with zeros through volatile writes, which the
+    /// compiler cannot remove as dead stores. `Drop` does the same before it
+    /// unlocks.
+    pub fn clear(&mut self) {
+        sys::zeroize(self.pages.as_mut_slice());
+    }
+
     /// The secret's bytes.
     #[must_use]
     pub fn as_bytes(&self) -> &[u8; N] {
@@ -188,7 +195,7 @@ impl<const N: usize> Drop for LockedBuf<N> {
     fn drop(&mut self) {
         // Zero first, while the pages are still locked, so the secret can
         // never be written to swap; then unlock. The mapping unmaps itself.
-        sys::zeroize(self.pages.as_mut_slice());
+        self.clear();
         let _ = crate::unlock(self.pages.as_slice());
     }
 }

@@ -1,0 +1,292 @@
+//! Helpers shared by the integration tests: run a scenario in a forked child
+//! (locking is process-wide state, so a scenario must not race the harness's
+//! other threads), drop privileges for real, and read what the kernel says.
+//!
+//! Each test binary includes this with `mod common;` and uses what it needs.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::os::fd::FromRawFd;
+
+/// Whether the tests run under QEMU user mode. `cargo xtask test` sets
+/// `MLOCK_TEST_QEMU_USER=1` for foreign targets; the check is confirmed
+/// against the process itself (the emulator's command name), so
+/// a stray variable cannot turn real-kernel expectations off.
+pub fn under_qemu_user() -> bool {
+    let declared = std::env::var_os("MLOCK_TEST_QEMU_USER").is_some_and(|v| v == "1");
+    if declared {
+        assert!(
+            emulator_detected(),
+            "MLOCK_TEST_QEMU_USER=1 is set, but this process is not running under QEMU user mode"
+        );
+    }
+    declared
+}
+
+/// Looks for QEMU in what the host kernel reports about this process. QEMU
+/// fakes `/proc/self/maps`, `exe` and `auxv` for its guest, but passes
+/// `/proc/self/status` through: its `Name:` is the emulator's command name.
+fn emulator_detected() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Name:") && l.contains("qemu-")))
+        .unwrap_or(false)
+}
+
+/// Runs `scenario` in a forked child and returns its verdict. The child
+/// reports a failure (an `Err` or a panic message) through a pipe, so the
+/// parent's assertion shows it.
+///
+/// The child is a copy of this single thread: it must not wait on locks
+/// held by other threads of the harness. The crate's calls take none.
+pub fn in_child(scenario: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: fork has no memory-safety preconditions; the child only runs
+    // the scenario and then `_exit`s, never returning into the harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // SAFETY: fds[0] is the read end, unused in the child.
+        unsafe { libc::close(fds[0]) };
+        let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(scenario));
+        let (code, message) = match verdict {
+            Ok(Ok(())) => (0, String::new()),
+            Ok(Err(message)) => (1, message),
+            Err(panic) => (
+                2,
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".into()),
+            ),
+        };
+        // SAFETY: fds[1] is the pipe's write end and `message` is valid for
+        // its length; `_exit` ends the child without running the harness's
+        // atexit handlers or destructors twice.
+        unsafe {
+            libc::write(fds[1], message.as_ptr().cast(), message.len());
+            libc::_exit(code);
+        }
+    }
+    // SAFETY: fds[1] is the write end, unused in the parent.
+    unsafe { libc::close(fds[1]) };
+    // SAFETY: fds[0] is an open pipe end that this File now owns.
+    let mut reader = unsafe { std::fs::File::from_raw_fd(fds[0]) };
+    let mut message = String::new();
+    let _ = reader.read_to_string(&mut message);
+    let mut status = 0;
+    // SAFETY: `pid` is our child and `status` is a valid int.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        Ok(())
+    } else if message.is_empty() {
+        Err(format!("child ended with wait status {status:#x}"))
+    } else {
+        Err(message)
+    }
+}
+
+/// Sets `RLIMIT_MEMLOCK` (bytes; `u64::MAX` for unlimited).
+pub fn set_memlock(soft: u64, hard: u64) {
+    let lim = libc::rlimit {
+        rlim_cur: soft as libc::rlim_t,
+        rlim_max: hard as libc::rlim_t,
+    };
+    // SAFETY: `lim` is a valid rlimit.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
+    assert_eq!(rc, 0, "setrlimit: {}", std::io::Error::last_os_error());
+}
+
+/// The unprivileged uid the tests drop to.
+pub const NOBODY: u32 = 65534;
+
+/// Drops to `NOBODY` (uid and gid): every capability goes with it.
+/// Requires root; fails the test with the reason otherwise.
+pub fn drop_to_nobody() {
+    // SAFETY: plain syscalls on integers.
+    unsafe {
+        assert_eq!(
+            libc::setgroups(0, std::ptr::null()),
+            0,
+            "setgroups: the tests must run as root to drop privileges ({})",
+            std::io::Error::last_os_error()
+        );
+        assert_eq!(libc::setgid(NOBODY), 0, "setgid");
+        assert_eq!(libc::setuid(NOBODY), 0, "setuid");
+    }
+}
+
+/// A field of `/proc/self/status`, in kB, read with std (independently of
+/// the crate's own parser).
+pub fn status_kb(field: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
+}
+
+/// `VmLck` in kB.
+pub fn vm_lck_kb() -> u64 {
+    status_kb("VmLck")
+}
+
+/// The resident and the locked-resident size, in kB, of the mapping that
+/// starts at `addr`, from `/proc/self/smaps` (`Rss:` and `Locked:`).
+pub fn smaps_rss_locked_kb(addr: usize) -> (u64, u64) {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").expect("read /proc/self/smaps");
+    let mut in_mapping = false;
+    let (mut rss, mut locked) = (None, None);
+    for line in smaps.lines() {
+        if let Some((range, _)) = line.split_once(' ') {
+            if let Some((start, _)) = range.split_once('-') {
+                if let Ok(start) = usize::from_str_radix(start, 16) {
+                    if in_mapping {
+                        break;
+                    }
+                    in_mapping = start == addr;
+                    continue;
+                }
+            }
+        }
+        if !in_mapping {
+            continue;
+        }
+        let kb = |l: &str| l.split_whitespace().nth(1).and_then(|v| v.parse().ok());
+        if line.starts_with("Rss:") {
+            rss = kb(line);
+        } else if line.starts_with("Locked:") {
+            locked = kb(line);
+        }
+    }
+    (
+        rss.expect("mapping or its Rss in smaps"),
+        locked.expect("Locked in smaps"),
+    )
+}
+
+/// An anonymous private mapping, untouched, unmapped on drop.
+pub struct Anon {
+    pub addr: *mut u8,
+    pub len: usize,
+}
+
+impl Anon {
+    pub fn new(len: usize) -> Anon {
+        // SAFETY: a fresh private anonymous mapping cannot alias anything.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(addr, libc::MAP_FAILED, "mmap");
+        Anon {
+            addr: addr.cast(),
+            len,
+        }
+    }
+
+    pub fn slice(&self) -> &[u8] {
+        // SAFETY: the mapping is live, readable and `len` bytes long.
+        unsafe { std::slice::from_raw_parts(self.addr, self.len) }
+    }
+
+    /// Writes one byte in each of the first `pages` pages.
+    pub fn touch(&self, pages: usize) {
+        for page in 0..pages {
+            // SAFETY: the offset is within the writable mapping.
+            unsafe { self.addr.add(page * page_size()).write_volatile(1) };
+        }
+    }
+}
+
+impl Drop for Anon {
+    fn drop(&mut self) {
+        // SAFETY: we own the mapping and no slice of it outlives `self`.
+        unsafe { libc::munmap(self.addr.cast(), self.len) };
+    }
+}
+
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
+}
+
+/// Turns a boolean check into a scenario result with a message.
+pub fn ensure(ok: bool, message: impl FnOnce() -> String) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(message())
+    }
+}
+
+/// Installs a seccomp filter in this process that makes syscall `nr` fail
+/// with `errno`, either always or only when `arg0_bits` are set in its
+/// first argument. The kernel itself then answers as an older kernel would
+/// (no `mlock2`: `ENOSYS`; no `MCL_ONFAULT`: `EINVAL`), for real.
+///
+/// QEMU user mode refuses to install seccomp filters; callers check
+/// [`under_qemu_user`] first and test what the emulator does instead.
+pub fn fail_syscall_with(nr: libc::c_long, errno: i32, arg0_bits: Option<u32>) {
+    use libc::{BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
+    const BPF_JSET: u32 = 0x40; // linux/bpf_common.h
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let fail = libc::SECCOMP_RET_ERRNO | (errno as u32);
+    // seccomp_data: nr at offset 0, the low half of args[0] at 16 (LE).
+    let mut program = vec![
+        stmt(BPF_LD | BPF_W | BPF_ABS, 0),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, nr as u32, 0, 3),
+    ];
+    match arg0_bits {
+        Some(bits) => {
+            program.push(stmt(BPF_LD | BPF_W | BPF_ABS, 16));
+            program.push(jump(BPF_JMP | BPF_JSET | BPF_K, bits, 0, 1));
+        }
+        None => {
+            // Keep the jump offsets: two no-op loads of the syscall number.
+            program.push(stmt(BPF_LD | BPF_W | BPF_ABS, 0));
+            program.push(stmt(BPF_LD | BPF_W | BPF_ABS, 0));
+        }
+    }
+    program.push(stmt(BPF_RET | BPF_K, fail));
+    program.push(stmt(BPF_RET | BPF_K, libc::SECCOMP_RET_ALLOW));
+    let fprog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_mut_ptr(),
+    };
+    // SAFETY: plain prctl calls; `fprog` points to a valid filter program
+    // that outlives the call (the kernel copies it).
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        let rc = libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &fprog as *const libc::sock_fprog,
+        );
+        assert_eq!(
+            rc,
+            0,
+            "installing a seccomp filter failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}

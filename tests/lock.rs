@@ -1,0 +1,353 @@
+//! Locking on the real kernel: each scenario runs in a forked child and
+//! checks its effect through `/proc/self/status` (VmLck) or smaps.
+
+mod common;
+
+use common::*;
+use mlock::{Error, Flags};
+
+const MIB: usize = 1 << 20;
+
+fn run(scenario: impl FnOnce() -> Result<(), String>) {
+    if let Err(message) = in_child(scenario) {
+        panic!("{message}");
+    }
+}
+
+#[test]
+fn lock_all_current_locks_most_of_vmsize_and_unlock_all_clears_it() {
+    run(|| {
+        ensure(vm_lck_kb() == 0, || "VmLck was not 0 at start".into())?;
+        mlock::lock_all(Flags::CURRENT).map_err(|e| format!("lock_all: {e}"))?;
+        let (lck, size) = (vm_lck_kb(), status_kb("VmSize"));
+        ensure(lck * 2 > size, || {
+            format!("VmLck {lck} kB is not most of VmSize {size} kB")
+        })?;
+        // The crate's own reading agrees with std's.
+        let mine = mlock::locked_bytes().map_err(|e| e.to_string())?;
+        ensure(mine == vm_lck_kb() * 1024 && mlock::is_locked(), || {
+            format!("crate says {mine} bytes, std {} kB", vm_lck_kb())
+        })?;
+        mlock::unlock_all().map_err(|e| format!("unlock_all: {e}"))?;
+        ensure(vm_lck_kb() == 0, || {
+            format!("VmLck {} kB after unlock_all", vm_lck_kb())
+        })?;
+        ensure(!mlock::is_locked(), || "is_locked after unlock_all".into())
+    });
+}
+
+#[test]
+fn lock_all_future_locks_later_mappings() {
+    run(|| {
+        mlock::lock_all(Flags::FUTURE).map_err(|e| format!("lock_all: {e}"))?;
+        ensure(vm_lck_kb() == 0, || "FUTURE alone locked current pages".into())?;
+        let map = Anon::new(4 * MIB);
+        let lck = vm_lck_kb();
+        ensure(lck as usize >= 4 * 1024, || {
+            format!("VmLck {lck} kB after a 4 MiB mmap under MCL_FUTURE")
+        })?;
+        // Without ONFAULT the new mapping is populated at once.
+        let (rss, locked) = smaps_rss_locked_kb(map.addr as usize);
+        ensure(rss == 4096 && locked == 4096, || {
+            format!("mapping Rss {rss} kB Locked {locked} kB, wanted 4096 both")
+        })
+    });
+}
+
+#[test]
+fn lock_all_onfault_locks_pages_only_when_touched() {
+    run(|| {
+        let map = Anon::new(8 * MIB);
+        mlock::lock_all(Flags::CURRENT | Flags::ONFAULT).map_err(|e| format!("lock_all: {e}"))?;
+        let (rss, locked) = smaps_rss_locked_kb(map.addr as usize);
+        ensure(rss == 0 && locked == 0, || {
+            format!("untouched mapping has Rss {rss} kB Locked {locked} kB")
+        })?;
+        let pages = MIB / page_size();
+        map.touch(pages);
+        let (rss, locked) = smaps_rss_locked_kb(map.addr as usize);
+        ensure(rss == 1024 && locked == 1024, || {
+            format!("after touching 1 MiB: Rss {rss} kB Locked {locked} kB")
+        })
+    });
+}
+
+#[test]
+fn locked_slice_adds_its_pages() {
+    run(|| {
+        let map = Anon::new(MIB);
+        let before = vm_lck_kb();
+        mlock::lock(&map.slice()[..256 * 1024]).map_err(|e| format!("lock: {e}"))?;
+        let added = vm_lck_kb() - before;
+        ensure(added == 256, || format!("lock of 256 KiB added {added} kB"))?;
+        let (rss, locked) = smaps_rss_locked_kb(map.addr as usize);
+        ensure(rss == 256 && locked == 256, || {
+            format!("Rss {rss} kB Locked {locked} kB after mlock of 256 KiB")
+        })?;
+        mlock::unlock(&map.slice()[..256 * 1024]).map_err(|e| format!("unlock: {e}"))?;
+        ensure(vm_lck_kb() == before, || "unlock did not undo lock".into())
+    });
+}
+
+#[test]
+fn lock_guard_unlocks_on_drop() {
+    run(|| {
+        let map = Anon::new(MIB);
+        let before = vm_lck_kb();
+        {
+            let guard = mlock::LockGuard::new(map.slice()).map_err(|e| e.to_string())?;
+            ensure(guard.region().len() == MIB, || "guard region".into())?;
+            ensure(vm_lck_kb() == before + 1024, || "guard did not lock".into())?;
+        }
+        ensure(vm_lck_kb() == before, || "guard did not unlock on drop".into())
+    });
+}
+
+#[test]
+fn lock_on_fault_defers_locking_or_reports_unsupported_under_qemu() {
+    run(|| {
+        let map = Anon::new(4 * MIB);
+        let result = mlock::lock_on_fault(map.slice());
+        if under_qemu_user() {
+            // QEMU user mode does not implement mlock2: the crate must say
+            // so, and must not have locked anything through mlock instead.
+            ensure(result == Err(Error::Unsupported), || {
+                format!("under QEMU user mode wanted Unsupported, got {result:?}")
+            })?;
+            ensure(result.unwrap_err().errno() == Some(libc::ENOSYS), || "errno".into())?;
+            ensure(vm_lck_kb() == 0, || "fell back to mlock".into())?;
+            // The plain form still works there, through mlock.
+            mlock::lock(map.slice()).map_err(|e| format!("lock: {e}"))?;
+            return ensure(vm_lck_kb() >= 4096, || "mlock under QEMU".into());
+        }
+        result.map_err(|e| format!("lock_on_fault: {e}"))?;
+        let (rss, locked) = smaps_rss_locked_kb(map.addr as usize);
+        ensure(rss == 0 && locked == 0, || {
+            format!("untouched: Rss {rss} kB Locked {locked} kB")
+        })?;
+        // VmLck counts the whole range at once, touched or not: the kernel
+        // charges locked_vm for the VMA, not for resident pages.
+        ensure(vm_lck_kb() >= 4096, || format!("VmLck {} kB", vm_lck_kb()))?;
+        map.touch(MIB / page_size());
+        let (rss, locked) = smaps_rss_locked_kb(map.addr as usize);
+        ensure(rss == 1024 && locked == 1024, || {
+            format!("after touching 1 MiB: Rss {rss} kB Locked {locked} kB")
+        })
+    });
+}
+
+#[test]
+fn kernel_without_mlock2_plain_lock_falls_back_and_onfault_is_unsupported() {
+    run(|| {
+        if !under_qemu_user() {
+            // A real kernel without mlock2 (before 4.4), made for real.
+            fail_syscall_with(libc::SYS_mlock2, libc::ENOSYS, None);
+        }
+        let map = Anon::new(MIB);
+        let err = mlock::lock_on_fault(map.slice()).unwrap_err();
+        ensure(err == Error::Unsupported, || format!("on-fault: {err:?}"))?;
+        ensure(err.errno() == Some(libc::ENOSYS), || "errno".into())?;
+        ensure(vm_lck_kb() == 0, || "silently downgraded to mlock".into())?;
+        mlock::lock(map.slice()).map_err(|e| format!("plain lock: {e}"))?;
+        ensure(vm_lck_kb() == 1024, || format!("VmLck {} kB", vm_lck_kb()))
+    });
+}
+
+#[test]
+fn zero_length_and_overflowing_ranges() {
+    // Neither reaches the kernel, so neither changes process state.
+    assert_eq!(mlock::lock(&[]), Ok(()));
+    assert_eq!(mlock::lock_on_fault(&[]), Ok(()));
+    assert_eq!(mlock::unlock(&[]), Ok(()));
+    let near_end = (usize::MAX - 100) as *const u8;
+    // SAFETY: the range is rejected before any syscall; nothing is locked.
+    unsafe {
+        assert_eq!(
+            mlock::lock_raw(near_end, 4096, false),
+            Err(Error::InvalidArgument)
+        );
+        assert_eq!(
+            mlock::lock_raw(near_end, 4096, true),
+            Err(Error::InvalidArgument)
+        );
+        assert_eq!(
+            mlock::unlock_raw(near_end, 4096),
+            Err(Error::InvalidArgument)
+        );
+        assert_eq!(mlock::lock_raw(near_end, 0, false), Ok(()));
+    }
+}
+
+#[test]
+fn invalid_flags_are_rejected_before_the_kernel_and_the_kernel_agrees() {
+    for flags in [
+        Flags::empty(),
+        Flags::ONFAULT,
+        Flags::from_bits_retain(1 << 12),
+        Flags::CURRENT | Flags::from_bits_retain(1 << 12),
+    ] {
+        assert!(!flags.is_valid());
+        let err = mlock::lock_all(flags).unwrap_err();
+        assert_eq!(err, Error::InvalidArgument, "{flags:?}");
+        assert_eq!(err.errno(), Some(libc::EINVAL));
+    }
+    // The kernel rejects the same sets; checked through libc, so that the
+    // crate's pre-check is not the only witness. None of these locks.
+    for bits in [0, libc::MCL_ONFAULT, 1 << 12] {
+        // SAFETY: mlockall with invalid flags fails without side effects.
+        let rc = unsafe { libc::mlockall(bits) };
+        assert_eq!(rc, -1, "mlockall({bits:#x}) succeeded");
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EINVAL)
+        );
+    }
+}
+
+#[test]
+fn eperm_without_capability_and_zero_limit() {
+    run(|| {
+        set_memlock(0, 0);
+        drop_to_nobody();
+        let err = mlock::lock_all(Flags::CURRENT | Flags::FUTURE).unwrap_err();
+        ensure(err == Error::PermissionDenied, || format!("got {err:?}"))?;
+        ensure(err.errno() == Some(libc::EPERM), || "errno".into())?;
+        let text = err.to_string();
+        ensure(
+            text.contains("CAP_IPC_LOCK") && text.contains("setcap"),
+            || format!("message lacks the fix: {text}"),
+        )?;
+        // A region lock fails the same way.
+        let map = Anon::new(MIB);
+        let err = mlock::lock(map.slice()).unwrap_err();
+        ensure(err == Error::PermissionDenied, || format!("lock: {err:?}"))
+    });
+}
+
+#[test]
+fn enomem_when_vmsize_exceeds_the_limit() {
+    run(|| {
+        set_memlock(64 * 1024, 64 * 1024);
+        drop_to_nobody();
+        let err = mlock::lock_all(Flags::CURRENT).unwrap_err();
+        ensure(err == Error::ResourceLimit, || format!("got {err:?}"))?;
+        ensure(err.errno() == Some(libc::ENOMEM), || "errno".into())?;
+        let text = err.as_str();
+        ensure(
+            text.contains("RLIMIT_MEMLOCK") && text.contains("ulimit -l"),
+            || format!("message lacks the fix: {text}"),
+        )?;
+        ensure(vm_lck_kb() == 0, || "a failed mlockall left pages locked".into())?;
+        // FUTURE alone only sets a flag: it succeeds under the same limit.
+        mlock::lock_all(Flags::FUTURE).map_err(|e| format!("FUTURE: {e}"))
+    });
+}
+
+#[test]
+fn future_mappings_beyond_the_limit_fail_with_eagain() {
+    run(|| {
+        set_memlock(MIB as u64, MIB as u64);
+        drop_to_nobody();
+        mlock::lock_all(Flags::FUTURE).map_err(|e| format!("lock_all: {e}"))?;
+        // SAFETY: a fresh anonymous mapping; it is expected to fail.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                8 * MIB,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        let errno = std::io::Error::last_os_error().raw_os_error();
+        ensure(addr == libc::MAP_FAILED && errno == Some(libc::EAGAIN), || {
+            format!("mmap beyond RLIMIT_MEMLOCK under MCL_FUTURE: {addr:?} {errno:?}")
+        })
+    });
+}
+
+#[test]
+fn locks_are_not_inherited_across_fork() {
+    run(|| {
+        mlock::lock_all(Flags::CURRENT | Flags::FUTURE).map_err(|e| e.to_string())?;
+        ensure(vm_lck_kb() > 0, || "parent not locked".into())?;
+        in_child(|| {
+            ensure(vm_lck_kb() == 0, || {
+                format!("child of fork has VmLck {} kB", vm_lck_kb())
+            })?;
+            // MCL_FUTURE is not inherited either: a new mapping stays unlocked.
+            let _map = Anon::new(MIB);
+            ensure(vm_lck_kb() == 0, || "child inherited MCL_FUTURE".into())
+        })
+    });
+}
+
+/// Runs `cat /proc/self/status` (a native program) from a process that
+/// holds `CURRENT | FUTURE`, and returns the VmLck the new image reports.
+fn vm_lck_after_exec() -> Result<u64, String> {
+    mlock::lock_all(Flags::CURRENT | Flags::FUTURE).map_err(|e| e.to_string())?;
+    ensure(vm_lck_kb() > 0, || "not locked before exec".into())?;
+    let out = std::process::Command::new("cat")
+        .arg("/proc/self/status")
+        .output()
+        .map_err(|e| format!("exec cat: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("VmLck:"))
+        .ok_or("no VmLck in the exec'd program's status")?;
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("bad line {line}"))
+}
+
+#[test]
+fn execve_clears_locks_and_mcl_future() {
+    // The kernel API description among the seeds claims MCL_FUTURE survives
+    // execve. On Linux it does not: exec builds a new mm without VM_LOCKED
+    // defaults, so the new image (whose every mapping is "future") has
+    // nothing locked.
+    run(|| {
+        let lck = vm_lck_after_exec()?;
+        ensure(lck == 0, || format!("exec'd program has VmLck {lck} kB"))
+    });
+}
+
+#[test]
+fn error_variants_map_errno_both_ways() {
+    let cases = [
+        (libc::EPERM, Error::PermissionDenied),
+        (libc::ENOMEM, Error::ResourceLimit),
+        (libc::EINVAL, Error::InvalidArgument),
+        (libc::EAGAIN, Error::WouldBlock),
+        (libc::EINTR, Error::Interrupted),
+        (libc::ENOSYS, Error::Unsupported),
+    ];
+    for (errno, variant) in cases {
+        assert_eq!(Error::from_errno(errno), variant);
+        assert_eq!(variant.errno(), Some(errno));
+        assert!(!variant.as_str().is_empty());
+        assert_eq!(variant.to_string(), variant.as_str());
+    }
+    assert_eq!(Error::from_errno(libc::EBADF), Error::Os(libc::EBADF));
+    assert_eq!(Error::Os(libc::EBADF).errno(), Some(libc::EBADF));
+    assert!(Error::Os(libc::EBADF).to_string().contains("errno 9"));
+    assert_eq!(Error::ProcUnavailable.errno(), Some(libc::ENOENT));
+    assert_eq!(Error::Malformed.errno(), None);
+    // Error is a std error, usable with `?` into Box<dyn Error>.
+    let boxed: Box<dyn std::error::Error> = Box::new(Error::ResourceLimit);
+    assert!(boxed.to_string().contains("LimitMEMLOCK=infinity"));
+}
+
+#[test]
+fn flags_are_const_and_take_values_from_the_kernel_headers() {
+    static F: Flags = Flags::CURRENT.union(Flags::FUTURE);
+    const _: () = assert!(F.contains(Flags::CURRENT) && !F.contains(Flags::ONFAULT));
+    assert_eq!(F.bits(), (libc::MCL_CURRENT | libc::MCL_FUTURE) as u32);
+    assert_eq!(Flags::ONFAULT.bits(), libc::MCL_ONFAULT as u32);
+    assert_eq!(F | Flags::ONFAULT, Flags::all());
+    assert!(!Flags::empty().is_valid());
+    assert!(Flags::FUTURE.union(Flags::ONFAULT).is_valid());
+}

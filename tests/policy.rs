@@ -1,0 +1,139 @@
+//! Limits, capability and the lock policy, on the real kernel, each
+//! scenario in a forked child.
+
+mod common;
+
+use common::*;
+use mlock::{Config, Error, Flags, Limit, Outcome};
+
+fn run(scenario: impl FnOnce() -> Result<(), String>) {
+    if let Err(message) = in_child(scenario) {
+        panic!("{message}");
+    }
+}
+
+#[test]
+fn memlock_limit_reads_what_setrlimit_set() {
+    run(|| {
+        // Keep the hard limit: raising it needs CAP_SYS_RESOURCE, which a
+        // container's root may lack.
+        set_memlock(64 * 1024, 1 << 20);
+        let limit = mlock::memlock_limit().map_err(|e| e.to_string())?;
+        ensure(
+            limit
+                == Limit {
+                    soft: Some(64 * 1024),
+                    hard: Some(1 << 20),
+                },
+            || format!("{limit:?}"),
+        )
+    });
+}
+
+#[test]
+fn raise_memlock_limit_lifts_soft_to_hard_without_privilege() {
+    run(|| {
+        set_memlock(0, 1 << 20);
+        drop_to_nobody();
+        let raised = mlock::raise_memlock_limit().map_err(|e| e.to_string())?;
+        let want = Limit {
+            soft: Some(1 << 20),
+            hard: Some(1 << 20),
+        };
+        ensure(raised == want, || format!("raised to {raised:?}"))?;
+        ensure(mlock::memlock_limit() == Ok(want), || "not in force".into())?;
+        // Raising the hard limit needs CAP_SYS_RESOURCE.
+        let err = mlock::set_memlock_limit(Limit {
+            soft: None,
+            hard: None,
+        })
+        .unwrap_err();
+        ensure(err == Error::PermissionDenied, || format!("{err:?}"))
+    });
+}
+
+#[test]
+fn has_ipc_lock_follows_the_effective_set() {
+    run(|| {
+        ensure(mlock::has_ipc_lock() == Ok(true), || "root lacks it".into())?;
+        drop_to_nobody();
+        ensure(mlock::has_ipc_lock() == Ok(false), || "nobody has it".into())
+    });
+}
+
+#[test]
+fn lock_with_reports_locked_bytes() {
+    run(|| {
+        let outcome = mlock::lock_with(&Config::SWAP_DAEMON).map_err(|e| e.to_string())?;
+        match outcome {
+            Outcome::Locked {
+                flags,
+                bytes: Some(bytes),
+            } if flags == Flags::CURRENT | Flags::FUTURE && bytes > 0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+}
+
+#[test]
+fn best_effort_reports_failure_and_required_returns_it() {
+    run(|| {
+        set_memlock(0, 0);
+        drop_to_nobody();
+        let best = mlock::lock_with(&Config::SWAP_DAEMON);
+        ensure(
+            best == Ok(Outcome::Failed(Error::PermissionDenied)),
+            || format!("best-effort: {best:?}"),
+        )?;
+        let required = mlock::lock_with(&Config::SWAP_DAEMON.required(true));
+        ensure(required == Err(Error::PermissionDenied), || {
+            format!("required: {required:?}")
+        })
+    });
+}
+
+#[test]
+fn invalid_flags_are_an_error_even_best_effort() {
+    for flags in [Flags::empty(), Flags::ONFAULT] {
+        assert_eq!(
+            mlock::lock_with(&Config::new(flags)),
+            Err(Error::InvalidArgument)
+        );
+    }
+}
+
+#[test]
+fn onfault_rejected_by_the_kernel_is_retried_without_it() {
+    let flags = Flags::CURRENT | Flags::FUTURE | Flags::ONFAULT;
+    run(|| {
+        if under_qemu_user() {
+            // QEMU user mode cannot install seccomp filters; it passes
+            // MCL_ONFAULT to the host kernel, which accepts it.
+            let outcome = mlock::lock_with(&Config::new(flags)).map_err(|e| e.to_string())?;
+            return ensure(
+                matches!(outcome, Outcome::Locked { flags: f, .. } if f == flags),
+                || format!("{outcome:?}"),
+            );
+        }
+        // A kernel before 4.4 answers EINVAL to MCL_ONFAULT; make this one
+        // do so for real.
+        fail_syscall_with(
+            libc::SYS_mlockall,
+            libc::EINVAL,
+            Some(libc::MCL_ONFAULT as u32),
+        );
+        let outcome = mlock::lock_with(&Config::new(flags)).map_err(|e| e.to_string())?;
+        ensure(
+            matches!(outcome, Outcome::Locked { flags: f, bytes: Some(b) }
+                if f == Flags::CURRENT | Flags::FUTURE && b > 0),
+            || format!("retry: {outcome:?}"),
+        )?;
+        mlock::unlock_all().map_err(|e| e.to_string())?;
+        let no_retry = Config::new(flags).retry_without_onfault(false);
+        let outcome = mlock::lock_with(&no_retry);
+        ensure(
+            outcome == Ok(Outcome::Failed(Error::InvalidArgument)),
+            || format!("no retry: {outcome:?}"),
+        )
+    });
+}

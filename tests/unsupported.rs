@@ -1,0 +1,69 @@
+//! What a target without the raw backend gets: every call answers
+//! `Unsupported`, nothing panics.
+//!
+//! `cargo xtask test` runs this binary twice on the host: once as built
+//! (the backend is there, and `BACKEND_AVAILABLE` must say so on every
+//! supported target), and once with `MLOCK_FORCE_UNSUPPORTED=1`, which
+//! makes build.rs select the stub backend that no-OS targets such as
+//! `riscv64gc-unknown-none-elf` get.
+
+use mlock::{Config, Error, Flags, LockedBuf, Outcome};
+
+#[test]
+fn backend_matches_the_build() {
+    let forced = std::env::var_os("MLOCK_FORCE_UNSUPPORTED").is_some_and(|v| v == "1");
+    let supported_target = cfg!(all(
+        target_os = "linux",
+        any(
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "riscv64"
+        )
+    ));
+    assert_eq!(mlock::BACKEND_AVAILABLE, supported_target && !forced);
+}
+
+#[test]
+fn the_backend_answers_or_every_call_is_unsupported() {
+    if mlock::BACKEND_AVAILABLE {
+        // The real backend answers the read-only calls; the other test
+        // binaries cover what it does.
+        assert!(mlock::memlock_limit().is_ok());
+        assert!(mlock::has_ipc_lock().is_ok());
+        assert!(mlock::is_dumpable().is_ok());
+        assert!(mlock::status().is_ok());
+        return;
+    }
+    let u = Err(Error::Unsupported);
+    assert_eq!(mlock::lock_all(Flags::CURRENT), u);
+    assert_eq!(mlock::unlock_all(), u);
+    let data = [0u8; 64];
+    assert_eq!(mlock::lock(&data), u);
+    assert_eq!(mlock::lock_on_fault(&data), u);
+    assert_eq!(mlock::unlock(&data), u);
+    assert_eq!(mlock::exclude_from_dump(&data), u);
+    assert_eq!(mlock::disable_core_dumps(), u);
+    assert_eq!(mlock::is_dumpable(), Err(Error::Unsupported));
+    assert_eq!(mlock::memlock_limit(), Err(Error::Unsupported));
+    assert_eq!(mlock::raise_memlock_limit(), Err(Error::Unsupported));
+    assert_eq!(mlock::has_ipc_lock(), Err(Error::Unsupported));
+    assert_eq!(mlock::status(), Err(Error::Unsupported));
+    assert_eq!(mlock::locked_bytes(), Err(Error::Unsupported));
+    assert!(!mlock::is_locked());
+    assert_eq!(LockedBuf::<16>::new().unwrap_err(), Error::Unsupported);
+    assert_eq!(mlock::boot::mount_proc(), Err(Error::Unsupported));
+    assert_eq!(mlock::boot::write_all(1, b"x"), Err(Error::Unsupported));
+    // Invalid flags are still rejected as such; valid ones are unsupported.
+    assert_eq!(mlock::lock_all(Flags::empty()), Err(Error::InvalidArgument));
+    assert_eq!(
+        mlock::lock_with(&Config::SWAP_DAEMON),
+        Ok(Outcome::Unsupported)
+    );
+    assert_eq!(
+        mlock::lock_with(&Config::SWAP_DAEMON.required(true)),
+        Err(Error::Unsupported)
+    );
+    // Parsing needs no backend.
+    let status = mlock::Status::parse(b"VmLck:\t 4 kB\n").unwrap();
+    assert_eq!(status.locked_bytes(), Some(4096));
+}
