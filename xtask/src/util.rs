@@ -28,24 +28,29 @@ pub fn describe(cmd: &Command) -> String {
     let mut line = String::new();
     for (key, value) in cmd.get_envs() {
         if let Some(value) = value {
-            line.push_str(&format!(
-                "{}={} ",
-                key.to_string_lossy(),
-                value.to_string_lossy()
-            ));
+            line.push_str(&key.to_string_lossy());
+            line.push('=');
+            line.push_str(&shell_quote(&value.to_string_lossy()));
+            line.push(' ');
         }
     }
-    line.push_str(&cmd.get_program().to_string_lossy());
+    line.push_str(&shell_quote(&cmd.get_program().to_string_lossy()));
     for arg in cmd.get_args() {
-        let arg = arg.to_string_lossy();
-        if arg.contains(' ') || arg.is_empty() {
-            line.push_str(&format!(" '{arg}'"));
-        } else {
-            line.push(' ');
-            line.push_str(&arg);
-        }
+        line.push(' ');
+        line.push_str(&shell_quote(&arg.to_string_lossy()));
     }
     line
+}
+
+/// Quotes `word` for a POSIX shell when it needs it, so a printed command
+/// can be pasted back as it is.
+fn shell_quote(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-+=/.,:@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// Prints the command, runs it with inherited stdio, and fails with the
@@ -206,7 +211,20 @@ pub fn ensure_rust_component(component: &str) -> Result {
 
 #[cfg(test)]
 mod tests {
-    use super::Tally;
+    use super::{describe, Tally};
+    use std::process::Command;
+
+    #[test]
+    fn describe_prints_a_command_a_shell_can_run() {
+        let mut cmd = Command::new("cargo");
+        cmd.env("RUNNER", "qemu-riscv64 -L /usr/x")
+            .env_remove("GONE")
+            .args(["clippy", "-D warnings", "it's", ""]);
+        assert_eq!(
+            describe(&cmd),
+            "RUNNER='qemu-riscv64 -L /usr/x' cargo clippy '-D warnings' 'it'\\''s' ''"
+        );
+    }
 
     #[test]
     fn tally_sums_libtest_result_lines() {
