@@ -73,3 +73,18 @@ pub fn power_off() -> Error {
 pub fn pid() -> u32 {
     sys::getpid()
 }
+
+/// Ends the process with `code` (`exit_group(2)`), as a `#![no_std]`
+/// program without a C runtime must: no destructors run and no buffers are
+/// flushed (this crate buffers nothing). PID 1 should call [`power_off`]
+/// instead; the kernel panics when init exits.
+///
+/// On a target without the raw backend there is no way to end the
+/// process, and this spins forever.
+///
+/// # References
+/// - [`exit_group(2)`](https://man7.org/linux/man-pages/man2/exit_group.2.html)
+#[doc(alias = "exit_group")]
+pub fn exit(code: i32) -> ! {
+    sys::exit_group(code)
+}
