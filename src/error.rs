@@ -37,7 +37,9 @@ mod errno {
 pub enum Error {
     /// `EPERM`: the process lacks `CAP_IPC_LOCK` and its `RLIMIT_MEMLOCK` is
     /// 0 (`mlockall(2)`, `mlock(2)`), or another call needs a capability it
-    /// lacks (`PR_SET_IO_FLUSHER` needs `CAP_SYS_RESOURCE`).
+    /// lacks (`PR_SET_IO_FLUSHER` needs `CAP_SYS_RESOURCE`). Also `EACCES`
+    /// from `/proc/self/oom_score_adj`: lowering it below the floor needs
+    /// `CAP_SYS_RESOURCE`.
     PermissionDenied,
     /// `ENOMEM`: locking would exceed `RLIMIT_MEMLOCK` for a process without
     /// `CAP_IPC_LOCK`, or (for a region) part of the range is not mapped.
@@ -115,7 +117,9 @@ impl Error {
             Error::PermissionDenied => {
                 "permission denied (EPERM): locking memory needs CAP_IPC_LOCK or a nonzero \
                  RLIMIT_MEMLOCK; grant the capability with `setcap cap_ipc_lock+ep <binary>`, \
-                 docker `--cap-add=IPC_LOCK`, or systemd `AmbientCapabilities=CAP_IPC_LOCK`"
+                 docker `--cap-add=IPC_LOCK`, or systemd `AmbientCapabilities=CAP_IPC_LOCK`; \
+                 PR_SET_IO_FLUSHER and lowering oom_score_adj need CAP_SYS_RESOURCE \
+                 (`--cap-add=SYS_RESOURCE`, `AmbientCapabilities=CAP_SYS_RESOURCE`)"
             }
             Error::ResourceLimit => {
                 "out of lockable memory (ENOMEM): the request exceeds RLIMIT_MEMLOCK (or the \

@@ -65,22 +65,32 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod boot;
+mod daemon;
 mod error;
 mod flags;
 mod limits;
 mod lock;
+mod oom;
 mod policy;
 mod preflight;
 mod secret;
+#[cfg(feature = "serde")]
+mod serde_impls;
 mod status;
 mod sys;
 
+pub use daemon::{
+    clear_io_flusher, harden_swap_daemon, is_io_flusher, prefault, prefault_stack,
+    set_io_flusher, touch_pages, HardenError, Hardening, Prefault, Report, Requirement, Stage,
+    Step, DEFAULT_STACK_PREFAULT,
+};
 pub use error::Error;
 pub use flags::Flags;
 pub use limits::{has_ipc_lock, memlock_limit, raise_memlock_limit, set_memlock_limit, Limit};
 pub use lock::{
     lock, lock_all, lock_on_fault, lock_raw, unlock, unlock_all, unlock_raw, LockGuard,
 };
+pub use oom::{oom_score_adj, set_oom_score_adj, OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN};
 pub use policy::{lock_with, Config, Outcome};
 pub use preflight::{preflight, Preflight};
 pub use secret::{disable_core_dumps, exclude_from_dump, include_in_dump, is_dumpable, LockedBuf};

@@ -1,0 +1,126 @@
+//! `Config` and `Flags` through TOML (feature `serde`): the seeds' keys
+//! (`[resources] lock_memory = true`, `lock_memory_required = true`) mapped
+//! onto the crate's, and a round trip.
+//!
+//! Run with `cargo test --features serde`; `cargo xtask test` passes the
+//! feature, so these tests never go unrun in CI. Without the feature this
+//! file compiles to nothing.
+#![cfg(feature = "serde")]
+
+use mlock::{Config, Flags};
+use serde::{Deserialize, Serialize};
+
+/// A daemon's own `[resources]` table, as the seeds write it: whether to
+/// lock at all is the daemon's business, and the crate's `Config` takes the
+/// rest of the keys.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Resources {
+    lock_memory: bool,
+    #[serde(flatten)]
+    lock: Config,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct DaemonConfig {
+    resources: Resources,
+}
+
+const SEED: &str = r#"
+[resources]
+lock_memory = true
+lock_memory_required = true
+"#;
+
+#[test]
+fn the_seeds_keys_map_onto_config() {
+    let parsed: DaemonConfig = toml::from_str(SEED).expect("the seed's TOML parses");
+    assert!(parsed.resources.lock_memory);
+    // `lock_memory_required` is `required`; the flags default to the swap
+    // daemon's CURRENT | FUTURE.
+    assert_eq!(
+        parsed.resources.lock,
+        Config::SWAP_DAEMON.required(true),
+        "seed keys mapped onto the crate's"
+    );
+    assert_eq!(
+        parsed.resources.lock.flags(),
+        Flags::CURRENT | Flags::FUTURE
+    );
+}
+
+#[test]
+fn round_trip_through_toml() {
+    let parsed: DaemonConfig = toml::from_str(SEED).unwrap();
+    let written = toml::to_string(&parsed).expect("serialize");
+    // The crate writes its own key names, and the flags by name.
+    assert!(written.contains("required = true"), "{written}");
+    assert!(
+        written.contains(r#"flags = "CURRENT | FUTURE""#),
+        "{written}"
+    );
+    assert!(!written.contains("lock_memory_required"), "{written}");
+    let again: DaemonConfig = toml::from_str(&written).expect("re-parse");
+    assert_eq!(again, parsed);
+}
+
+#[test]
+fn every_valid_config_round_trips_as_a_table() {
+    let flag_sets = [
+        Flags::CURRENT,
+        Flags::FUTURE,
+        Flags::CURRENT | Flags::FUTURE,
+        Flags::CURRENT | Flags::ONFAULT,
+        Flags::FUTURE | Flags::ONFAULT,
+        Flags::all(),
+    ];
+    for flags in flag_sets {
+        for required in [false, true] {
+            for retry in [false, true] {
+                let config = Config::new(flags)
+                    .required(required)
+                    .retry_without_onfault(retry);
+                let text = toml::to_string(&config).unwrap();
+                let back: Config = toml::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+                assert_eq!(back, config, "{text}");
+            }
+        }
+    }
+}
+
+#[test]
+fn missing_keys_take_the_swap_daemon_defaults() {
+    let config: Config = toml::from_str("").unwrap();
+    assert_eq!(config, Config::SWAP_DAEMON);
+    let config: Config = toml::from_str(r#"flags = "CURRENT | ONFAULT""#).unwrap();
+    assert_eq!(config, Config::new(Flags::CURRENT | Flags::ONFAULT));
+}
+
+#[test]
+fn invalid_flags_and_unknown_keys_fail_when_read() {
+    for (text, why) in [
+        (r#"flags = """#, "empty flags"),
+        (r#"flags = "ONFAULT""#, "ONFAULT alone"),
+        (r#"flags = "CURRENT | LOCKED""#, "an unknown flag name"),
+        ("requierd = true", "a misspelt key"),
+        ("required = 1", "a number for a bool"),
+    ] {
+        let result: Result<Config, _> = toml::from_str(text);
+        assert!(result.is_err(), "{why} was accepted: {text}");
+    }
+    let err = toml::from_str::<Config>(r#"flags = "ONFAULT""#).unwrap_err();
+    assert!(err.to_string().contains("CURRENT or FUTURE"), "{err}");
+}
+
+#[test]
+fn flags_alone_serialize_by_name() {
+    #[derive(Serialize, Deserialize, PartialEq, Debug)]
+    struct Wrapper {
+        flags: Flags,
+    }
+    let w = Wrapper {
+        flags: Flags::CURRENT | Flags::FUTURE,
+    };
+    let text = toml::to_string(&w).unwrap();
+    assert_eq!(text.trim(), r#"flags = "CURRENT | FUTURE""#);
+    assert_eq!(toml::from_str::<Wrapper>(&text).unwrap(), w);
+}
