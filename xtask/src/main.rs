@@ -1,5 +1,6 @@
 //! Project automation: `cargo xtask <command>`. Each command is one module.
 
+mod bench;
 mod test;
 #[allow(dead_code)] // Used by the command modules as they land.
 mod util;
@@ -16,6 +17,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result: util::Result = match args.first().map(String::as_str) {
         Some("test") => test::main(&args[1..]),
+        Some("bench") => bench::main(&args[1..]),
         Some("-h" | "--help") => {
             println!("{USAGE}");
             Ok(())
