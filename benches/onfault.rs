@@ -12,7 +12,7 @@
 //! Each case runs in a fresh process (this binary re-executes itself with
 //! `--case`), so one case's locks and faulted pages cannot help the next.
 //!
-//! - `cargo bench --bench onfault`: 16 MiB to 1 GiB, 5 runs per case.
+//! - `cargo bench --bench onfault`: 16 MiB to 1 GiB, 7 runs per case.
 //! - `... -- --quick`: up to 256 MiB, 2 runs per case.
 //! - `... -- --tsv`: tab-separated medians, for `cargo xtask bench`.
 //! - Without `--bench` (as `cargo test --benches` runs it): one small case of
@@ -217,7 +217,7 @@ fn main() {
     } else if has("--quick") {
         linux::drive(&[16, 64, 256], 2, has("--tsv"));
     } else {
-        linux::drive(&[16, 64, 256, 1024], 5, has("--tsv"));
+        linux::drive(&[16, 64, 256, 1024], 7, has("--tsv"));
     }
 }
 

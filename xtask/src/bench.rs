@@ -329,6 +329,12 @@ fn count_instructions(exe: &Path, plan: &Plan, out_dir: &Path) -> util::Result<V
                 .ok_or_else(|| format!("no instruction total in {}", file.display()))?;
         }
         let per_pair = (totals[1] as f64 - totals[0] as f64) / (plan.calls.1 - plan.calls.0) as f64;
+        if per_pair <= 0.0 {
+            return Err(format!(
+                "callgrind counted no instructions in pair_{name}: \
+                 was it inlined, or renamed in benches/overhead.rs?"
+            ));
+        }
         counts.push((name.to_string(), per_pair));
     }
     Ok(counts)
@@ -468,6 +474,16 @@ fn time(ns: f64) -> String {
     }
 }
 
+/// An instruction count: whole when it is (callgrind's counts per pair
+/// usually are), else with one decimal.
+fn count(n: f64) -> String {
+    if n.fract() == 0.0 {
+        format!("{n:.0}")
+    } else {
+        format!("{n:.1}")
+    }
+}
+
 /// A byte count in MiB or GiB.
 fn bytes(b: u64) -> String {
     let mib = b as f64 / (1u64 << 20) as f64;
@@ -508,16 +524,16 @@ impl Report<'_> {
         let _ = writeln!(
             t,
             "### Call overhead: `mlockall(MCL_FUTURE)` + `munlockall()`\n\n\
-             Median time of one pair, its 95 % confidence interval, and the ratio \
-             of this crate's median to each implementation's (below 1.00: this \
-             crate is faster). Instructions: user-space instructions from the call \
+             Median time of one pair and its 95 % confidence interval. Each \
+             ratio is this crate's figure divided by the row's: below 1.00, \
+             this crate is faster or runs fewer instructions. Instructions: user-space instructions from the call \
              of one pair to its return, the C library and PLT included, counted \
              by callgrind. They do not depend on the machine's load; the \
              kernel's work, not counted, is the same for all four.\n"
         );
         let _ = writeln!(
             t,
-            "| implementation | median | 95 % CI | mlock ÷ this | instructions per pair | mlock ÷ this |"
+            "| implementation | median time | 95 % CI | time ratio | instructions per pair | instruction ratio |"
         );
         let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|");
         let find = |group: &str, f: &str| {
@@ -546,8 +562,8 @@ impl Report<'_> {
                 None => ("–".into(), "–".into(), "–".into()),
             };
             let (ins_s, ins_ratio) = match (ins, our_ins) {
-                (Some(i), Some(o)) if i > 0.0 => (format!("{i:.0}"), format!("{:.2}", o / i)),
-                (Some(i), _) => (format!("{i:.0}"), "–".into()),
+                (Some(i), Some(o)) => (count(i), format!("{:.2}", o / i)),
+                (Some(i), None) => (count(i), "–".into()),
                 _ => ("–".into(), "–".into()),
             };
             let label = if name == "mlock" {
@@ -751,10 +767,11 @@ impl Report<'_> {
              - One benchmark alone: `cargo bench --bench overhead`, \
              `cargo bench --bench onfault` (`-- --quick` for sizes up to \
              256 MiB).\n\
-             - The instruction counts: `valgrind --tool=callgrind <overhead \
-             bench binary> --calls <mlock|libc|rustix|nix> <n>` for two values \
-             of `n`; the difference of the totals divided by the difference of \
-             the counts is one pair.\n\
+             - The instruction counts: `valgrind --tool=callgrind \
+             --toggle-collect='*::pair_<impl>' <overhead bench binary> --calls \
+             <impl> <n>`, with `<impl>` one of `mlock`, `libc`, `rustix`, `nix`, \
+             for two values of `n`; the difference of the totals divided by the \
+             difference of the `n`s is one pair.\n\
              - Locking 1 GiB needs `CAP_IPC_LOCK` (root) or an \
              `RLIMIT_MEMLOCK` of at least that."
         );
@@ -913,7 +930,13 @@ fn plot(rows: &[OnfaultRow], caption: &str, path: &Path) -> util::Result {
                 .map_err(|e| err(&e))?
                 .label(*label)
                 .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(2))
+                    let line = PathElement::new(vec![(0, 0), (24, 0)], color.stroke_width(2));
+                    let marker: DynElement<_, _> = if *whole {
+                        Circle::new((12, 0), 4, color.filled()).into_dyn()
+                    } else {
+                        TriangleMarker::new((12, 0), 5, color.filled()).into_dyn()
+                    };
+                    EmptyElement::at((x, y)) + line + marker
                 });
             if *whole {
                 chart
