@@ -6,6 +6,10 @@
 //! user-space path (wrapper, PLT, errno) shows. Run it with
 //! `cargo bench --bench overhead`, or all benchmarks with `cargo xtask bench`.
 //!
+//! Two groups: `overhead` times the pairs on the wall clock, `overhead_cpu`
+//! on the thread's CPU time, which leaves out the time spent waiting for a
+//! core on a busy machine.
+//!
 //! `overhead --calls <impl> <n>` runs `n` pairs through one implementation
 //! and exits, without criterion: `cargo xtask bench` runs that under
 //! `valgrind --tool=callgrind` to count user-space instructions per pair.
@@ -13,7 +17,9 @@
 #[cfg(target_os = "linux")]
 mod linux {
     use std::hint::black_box;
+    use std::time::Duration;
 
+    use criterion::measurement::{Measurement, ValueFormatter, WallTime};
     use criterion::Criterion;
 
     // Each pair passes its flags as a constant, as a caller would: where a
@@ -98,11 +104,56 @@ mod linux {
         }
     }
 
-    pub fn bench(c: &mut Criterion) {
+    /// The CPU time of the calling thread, user plus kernel
+    /// (`CLOCK_THREAD_CPUTIME_ID`). Unlike the wall clock it leaves out the
+    /// time the thread waits while other processes run, which on a shared
+    /// machine is most of the noise.
+    pub struct ThreadCpuTime;
+
+    fn thread_cpu_time() -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec.
+        let ret = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        assert_eq!(ret, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+
+    impl Measurement for ThreadCpuTime {
+        type Intermediate = Duration;
+        type Value = Duration;
+
+        fn start(&self) -> Duration {
+            thread_cpu_time()
+        }
+        fn end(&self, start: Duration) -> Duration {
+            thread_cpu_time().saturating_sub(start)
+        }
+        fn add(&self, a: &Duration, b: &Duration) -> Duration {
+            *a + *b
+        }
+        fn zero(&self) -> Duration {
+            Duration::ZERO
+        }
+        fn to_f64(&self, value: &Duration) -> f64 {
+            value.as_nanos() as f64
+        }
+        fn formatter(&self) -> &dyn ValueFormatter {
+            // Nanoseconds, like the wall clock: reuse its units.
+            static WALL: WallTime = WallTime;
+            WALL.formatter()
+        }
+    }
+
+    /// The four pairs as one criterion group: `overhead` on the wall clock,
+    /// `overhead_cpu` on [`ThreadCpuTime`].
+    pub fn bench<M: Measurement>(c: &mut Criterion<M>, group: &str) {
         for name in IMPLS {
             check(name);
         }
-        let mut group = c.benchmark_group("overhead");
+        let mut group = c.benchmark_group(group);
         group.bench_function("mlock", |b| b.iter(pair_mlock));
         group.bench_function("libc", |b| b.iter(pair_libc));
         group.bench_function("rustix", |b| b.iter(pair_rustix));
@@ -126,7 +177,12 @@ fn main() {
         return;
     }
     let mut c = criterion::Criterion::default().configure_from_args();
-    linux::bench(&mut c);
+    linux::bench(&mut c, "overhead");
+    c.final_summary();
+    let mut c = criterion::Criterion::default()
+        .with_measurement(linux::ThreadCpuTime)
+        .configure_from_args();
+    linux::bench(&mut c, "overhead_cpu");
     c.final_summary();
 }
 
