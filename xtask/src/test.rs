@@ -15,7 +15,9 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::util::{self, Tally};
 
@@ -169,16 +171,18 @@ pub fn main(args: &[String]) -> util::Result {
     check_host()?;
 
     let steps = if only.is_empty() {
-        setup(&TARGETS.iter().collect::<Vec<_>>(), true, true)?;
-        full_matrix()
+        let all: Vec<&'static Target> = TARGETS.iter().collect();
+        let mut steps = vec![setup_step(all, true, true)];
+        steps.extend(full_matrix());
+        steps
     } else {
-        let chosen: Vec<&Target> = TARGETS
+        let chosen: Vec<&'static Target> = TARGETS
             .iter()
             .filter(|t| only.iter().any(|o| o == t.triple))
             .collect();
         let no_os = only.iter().any(|o| o == NO_OS);
-        setup(&chosen, no_os, false)?;
-        let mut steps: Vec<Step> = chosen.into_iter().map(test_step).collect();
+        let mut steps = vec![setup_step(chosen.clone(), no_os, false)];
+        steps.extend(chosen.into_iter().map(test_step));
         if no_os {
             steps.push(no_os_build());
         }
@@ -257,7 +261,9 @@ fn full_matrix() -> Vec<Step> {
     // ---- HOOK POINT: later tiers go here, in this order ----
     // steps.push(Step::new("vm", "all", |t| { *t = crate::vm::run_all()?; Ok(()) }));
     // steps.push(Step::new("size", "x86_64-unknown-linux-musl", |_| crate::size::run_all()));
-    steps.push(Step::new("bench --quick", host_triple(), |_| crate::bench::quick()));
+    steps.push(Step::new("bench --quick", host_triple(), |_| {
+        crate::bench::quick()
+    }));
     // ---- end of hook point ----
 
     steps
@@ -333,6 +339,12 @@ fn check_host() -> util::Result {
     Ok(())
 }
 
+/// The first step: installs what the chosen steps need (timed, so a fresh
+/// machine's downloads show in the summary).
+fn setup_step(targets: Vec<&'static Target>, no_os: bool, lints: bool) -> Step {
+    Step::new("setup", "all", move |_| setup(&targets, no_os, lints))
+}
+
 /// Installs what the chosen targets need, or fails saying what to install.
 fn setup(targets: &[&Target], no_os: bool, lints: bool) -> util::Result {
     if lints {
@@ -374,29 +386,106 @@ fn setup(targets: &[&Target], no_os: bool, lints: bool) -> util::Result {
     Ok(())
 }
 
+/// How long one target's `cargo test` (build and run) may take before it
+/// is killed. A normal run takes one or two minutes; a test that hangs (a
+/// forked child waiting forever, say) must not eat CI's 90 minutes.
+const TEST_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
 /// Runs a `cargo test` command, echoing its standard output line by line
 /// (so the harness's own `test result:` lines reach the log) while adding
-/// them to `tally`. Standard error (cargo's progress) passes through.
+/// them to `tally`. Standard error (cargo's progress) passes through. After
+/// [`TEST_TIMEOUT`] the command and every process below it are killed.
 fn run_libtest(cmd: &mut Command, tally: &mut Tally) -> util::Result {
     eprintln!("$ {}", util::describe(cmd));
     let mut child = cmd
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("could not start `{}`: {e}", util::describe(cmd)))?;
-    let stdout = child.stdout.take().expect("stdout is piped");
+    let pid = child.id();
+    let (finished, watch) = mpsc::channel::<()>();
+    let watchdog = thread::spawn(move || match watch.recv_timeout(TEST_TIMEOUT) {
+        Err(RecvTimeoutError::Timeout) => {
+            kill_tree(pid);
+            true
+        }
+        _ => false,
+    });
+
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
     let mut out = std::io::stdout().lock();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.map_err(|e| format!("reading the output of cargo test: {e}"))?;
-        tally.add_libtest_output(&line);
+    let mut line = Vec::new();
+    // Test output need not be UTF-8: read bytes, and stop at EOF or on a
+    // read error (the child is waited for below either way).
+    while let Ok(n) = stdout.read_until(b'\n', &mut line) {
+        if n == 0 {
+            break;
+        }
+        tally.add_libtest_output(&String::from_utf8_lossy(&line));
         // Best effort: a closed stdout must not hide the test results.
-        let _ = writeln!(out, "{line}");
+        let _ = out.write_all(&line);
         let _ = out.flush();
+        line.clear();
     }
     drop(out);
-    let status = child
-        .wait()
-        .map_err(|e| format!("waiting for `{}`: {e}", util::describe(cmd)))?;
+    let status = child.wait();
+    let _ = finished.send(());
+    let timed_out = watchdog.join().unwrap_or(false);
+    let status = status.map_err(|e| format!("waiting for `{}`: {e}", util::describe(cmd)))?;
+    if timed_out {
+        return Err(format!(
+            "timed out after {} minutes, killed with its test processes: {}",
+            TEST_TIMEOUT.as_secs() / 60,
+            util::describe(cmd)
+        ));
+    }
     util::check_status(cmd, status)
+}
+
+/// Kills `pid` and all its descendants (cargo, the QEMU runners, the test
+/// binaries and their forked children), found through `/proc/*/stat`.
+fn kill_tree(pid: u32) {
+    let mut parent_of: Vec<(u32, u32)> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(p) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // `pid (comm) state ppid ...`; comm may hold spaces and parens.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|ppid| ppid.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parent_of.push((p, ppid));
+            }
+        }
+    }
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            parent_of
+                .iter()
+                .filter(|(_, ppid)| *ppid == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    let pids: Vec<String> = tree.iter().map(u32::to_string).collect();
+    eprintln!(
+        "xtask: test run exceeded {} minutes; killing processes {}",
+        TEST_TIMEOUT.as_secs() / 60,
+        pids.join(" ")
+    );
+    let _ = Command::new("kill").arg("-KILL").args(&pids).status();
 }
 
 /// Runs the steps in order, stopping at the first failure; prints the
@@ -447,6 +536,7 @@ fn print_summary(rows: &[Row]) {
         "step", "target", "passed", "failed", "seconds"
     );
     let mut sum = Tally::default();
+    let mut seconds = 0.0;
     for row in rows {
         println!(
             "{:<step_width$}  {:<target_width$}  {:>6}  {:>6}  {:>7.1}",
@@ -455,7 +545,12 @@ fn print_summary(rows: &[Row]) {
         sum.passed += row.tally.passed;
         sum.failed += row.tally.failed;
         sum.ignored += row.tally.ignored;
+        seconds += row.seconds;
     }
+    println!(
+        "{:<step_width$}  {:<target_width$}  {:>6}  {:>6}  {:>7.1}",
+        "total", "", sum.passed, sum.failed, seconds
+    );
     for row in rows.iter().filter(|r| r.tally.ignored > 0) {
         println!(
             "note: {} {}: {} test(s) marked #[ignore] did not run",
