@@ -1,0 +1,88 @@
+//! Holds two random markers and aborts, for the core-dump scenario of
+//! `cargo xtask vm`: one marker in a [`mlock::LockedBuf`] (locked and
+//! excluded from core dumps), one in ordinary heap memory.
+//!
+//! It writes each marker to a file (`/tmp/protected.marker`,
+//! `/tmp/control.marker`) and never prints them, so the only copies in its
+//! memory are the buffers themselves. The harness then searches the core
+//! file with `vm_secret find <core> <marker file>` (busybox `grep` stops at
+//! the first NUL of a line, so it cannot search a core): the protected
+//! marker must be absent and the control marker present, or the test
+//! proved nothing.
+
+use std::io::Read;
+
+const LEN: usize = 32;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [cmd, haystack, needle] = &args[..] {
+        if cmd == "find" {
+            find(haystack, needle);
+        }
+    }
+    if let Err(e) = run() {
+        eprintln!("vm_secret: failed: {e}");
+        std::process::exit(1);
+    }
+    eprintln!("vm_secret: aborting to dump core");
+    std::process::abort();
+}
+
+fn run() -> Result<(), String> {
+    let mut protected = mlock::LockedBuf::<LEN>::new().map_err(|e| format!("LockedBuf: {e}"))?;
+    let mut control = vec![0_u8; LEN];
+    // Random bytes straight into the buffers, then into letters in place:
+    // no copy of a marker lands anywhere else.
+    let mut random =
+        std::fs::File::open("/dev/urandom").map_err(|e| format!("/dev/urandom: {e}"))?;
+    random
+        .read_exact(protected.as_bytes_mut())
+        .map_err(|e| format!("reading /dev/urandom: {e}"))?;
+    random
+        .read_exact(&mut control)
+        .map_err(|e| format!("reading /dev/urandom: {e}"))?;
+    to_letters(protected.as_bytes_mut());
+    // Done second, so that registers last hold the control marker, which
+    // may be in the dump anyway.
+    to_letters(&mut control);
+    std::fs::write("/tmp/protected.marker", protected.as_bytes())
+        .map_err(|e| format!("writing /tmp/protected.marker: {e}"))?;
+    std::fs::write("/tmp/control.marker", &control)
+        .map_err(|e| format!("writing /tmp/control.marker: {e}"))?;
+    let dumpable = mlock::is_dumpable().map_err(|e| format!("is_dumpable: {e}"))?;
+    if !dumpable {
+        return Err("the process is not dumpable, so no core would be written".into());
+    }
+    // Both buffers stay alive through the abort.
+    std::mem::forget(protected);
+    std::mem::forget(control);
+    Ok(())
+}
+
+fn to_letters(bytes: &mut [u8]) {
+    for byte in bytes {
+        *byte = b'a' + *byte % 26;
+    }
+}
+
+/// `vm_secret find <file> <needle file>`: prints `present` or `absent` and
+/// exits 0, or exits 2 on an I/O error or an empty needle.
+fn find(haystack: &str, needle: &str) -> ! {
+    let read = |path: &str| {
+        std::fs::read(path).unwrap_or_else(|e| {
+            eprintln!("vm_secret: reading {path}: {e}");
+            std::process::exit(2)
+        })
+    };
+    let (haystack, needle) = (read(haystack), read(needle));
+    if needle.is_empty() {
+        eprintln!("vm_secret: empty marker");
+        std::process::exit(2);
+    }
+    let found = haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_slice());
+    println!("{}", if found { "present" } else { "absent" });
+    std::process::exit(0)
+}

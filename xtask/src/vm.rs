@@ -1,0 +1,780 @@
+//! `cargo xtask vm [--arch x86_64|aarch64|riscv64]`: the crate's promises,
+//! proved in real Linux kernels under `qemu-system`.
+//!
+//! QEMU user mode runs guest code on the host kernel and has no `mlock2`,
+//! so it cannot show what locking does to memory. Here each architecture
+//! boots Debian's own kernel (bookworm's 6.1 for amd64 and arm64, trixie's
+//! 6.12 for riscv64) under TCG, twice:
+//!
+//! 1. with a busybox `/init` (`xtask/vm/init.sh`) that runs the whole
+//!    integration test suite as root, then a swap-pressure scenario on zram
+//!    swap, then a core-dump scenario;
+//! 2. with the crate's `#![no_std]` example `static_init` as `/init`, which
+//!    locks itself as PID 1 and powers off.
+//!
+//! Each scenario ends in one summary line on the console; the host parses
+//! them and fails on a kernel panic, a timeout, a missing line or a line
+//! that does not prove the promise.
+
+mod cpio;
+mod fetch;
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::util::{self, Result};
+
+/// Debian packages the harness runs on the host.
+const HOST_PACKAGES: &[&str] = &[
+    "qemu-system-x86",
+    "qemu-system-arm",
+    "qemu-system-misc",
+    "qemu-system-data",
+    "gcc-riscv64-linux-gnu",
+    "libc6-dev-riscv64-cross",
+    "debian-archive-keyring",
+    "xz-utils",
+    "zstd",
+];
+
+/// RAM of each VM. Small, so that a memory hog forces swapping quickly.
+const MEMORY: &str = "256M";
+/// How much each twin of the swap-pressure scenario holds.
+const HOLD_MIB: u32 = 40;
+/// The unlocked twin must have at least this share of its memory swapped
+/// out, or the scenario proved nothing.
+const MIN_SWAPPED_PERCENT: u64 = 50;
+/// Bounds for the boot that runs the scenarios, and for the PID 1 boot.
+const SUITE_TIMEOUT: Duration = Duration::from_secs(420);
+const PID1_TIMEOUT: Duration = Duration::from_secs(120);
+/// The `#![no_std]` PID 1 helper (its own package under `examples/`),
+/// booted as `/init`.
+const PID1_EXAMPLE: &str = "static_init";
+/// Examples the busybox `/init` runs.
+const SCENARIO_EXAMPLES: &[&str] = &["vm_hold", "vm_secret"];
+/// The example tests/doctor.rs runs. A test binary in the VM cannot build
+/// it with cargo, so it is packed prebuilt and named by this variable.
+const DOCTOR_EXAMPLE: &str = "doctor";
+const DOCTOR_ENV: &str = "MLOCK_TEST_DOCTOR";
+
+/// One architecture: where its kernel comes from, how to build for it, how
+/// to boot it.
+pub struct Arch {
+    /// The name used on the command line and in summary lines.
+    pub name: &'static str,
+    /// Debian's name for it.
+    debian: &'static str,
+    /// The Debian suites whose kernel it boots, in order of preference:
+    /// the first one whose signed index apt can verify is used.
+    suites: &'static [&'static str],
+    /// The Rust target of its static test binaries.
+    target: &'static str,
+    /// Extra environment for cargo: linker and static linking.
+    cargo_env: &'static [(&'static str, &'static str)],
+    qemu: &'static str,
+    machine: &'static [&'static str],
+    console: &'static str,
+}
+
+/// The three architectures the crate supports.
+pub const ARCHES: &[Arch] = &[
+    Arch {
+        name: "x86_64",
+        debian: "amd64",
+        suites: &["bookworm"],
+        target: "x86_64-unknown-linux-musl",
+        cargo_env: &[("CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld")],
+        qemu: "qemu-system-x86_64",
+        machine: &["-cpu", "max"],
+        console: "ttyS0",
+    },
+    Arch {
+        name: "aarch64",
+        debian: "arm64",
+        suites: &["bookworm"],
+        target: "aarch64-unknown-linux-musl",
+        cargo_env: &[("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld")],
+        qemu: "qemu-system-aarch64",
+        // Pointer authentication with QEMU's own cheap algorithm: the
+        // architected one dominates TCG time.
+        machine: &["-M", "virt", "-cpu", "max,pauth-impdef=on"],
+        console: "ttyAMA0",
+    },
+    Arch {
+        name: "riscv64",
+        debian: "riscv64",
+        // trixie's 6.12; forky (testing) when the mirror serves trixie's
+        // index inconsistently.
+        suites: &["trixie", "forky"],
+        target: "riscv64gc-unknown-linux-gnu",
+        cargo_env: &[
+            (
+                "CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_LINKER",
+                "riscv64-linux-gnu-gcc",
+            ),
+            (
+                "CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_RUSTFLAGS",
+                "-C target-feature=+crt-static",
+            ),
+        ],
+        qemu: "qemu-system-riscv64",
+        machine: &["-M", "virt", "-bios", "default"],
+        console: "ttyS0",
+    },
+];
+
+/// `cargo xtask vm [--arch A]`.
+pub fn main(args: &[String]) -> Result {
+    let arches: Vec<&Arch> = match args {
+        [] => ARCHES.iter().collect(),
+        [flag, name] if flag == "--arch" => vec![arch(name)?],
+        [flag] if flag.starts_with("--arch=") => vec![arch(&flag["--arch=".len()..])?],
+        _ => return Err("usage: cargo xtask vm [--arch x86_64|aarch64|riscv64]".into()),
+    };
+    run(&arches).map(|_| ())
+}
+
+/// All three architectures: the step `cargo xtask test` runs. The tally
+/// counts the tests run inside the VMs plus one entry per scenario
+/// (swap pressure, core dump, PID 1) and architecture.
+pub fn run_all() -> Result<util::Tally> {
+    run(&ARCHES.iter().collect::<Vec<_>>())
+}
+
+fn arch(name: &str) -> Result<&'static Arch> {
+    ARCHES
+        .iter()
+        .find(|a| a.name == name)
+        .ok_or_else(|| format!("unknown arch {name}: choose x86_64, aarch64 or riscv64"))
+}
+
+/// What one architecture proved, read off its consoles.
+#[derive(Default)]
+struct Report {
+    arch: &'static str,
+    kernel: String,
+    /// Passed and failed tests.
+    tests: Option<(u64, u64)>,
+    /// Tests libtest reported as ignored.
+    ignored: u64,
+    /// VmSwap in kB of the locked and the unlocked twin.
+    swap: Option<(u64, u64)>,
+    /// The words after `protected=` and `control=`.
+    core: Option<(String, String)>,
+    /// VmLck in kB of the PID 1 example.
+    pid1: Option<u64>,
+    suite_time: Duration,
+    pid1_time: Duration,
+    /// Why the architecture failed; empty when it passed.
+    problems: Vec<String>,
+}
+
+/// What the host prepares for one architecture before booting it.
+struct Prepared {
+    arch: &'static Arch,
+    kernel_package: String,
+    kernel: PathBuf,
+    suite_initrd: PathBuf,
+    pid1_initrd: Option<PathBuf>,
+}
+
+/// Fetches, builds and packs every architecture, then boots them all in
+/// parallel, prints the summary lines and a table, and fails unless every
+/// architecture proved everything.
+pub fn run(arches: &[&'static Arch]) -> Result<util::Tally> {
+    let start = Instant::now();
+    util::ensure_debian_packages(HOST_PACKAGES)?;
+    let pid1_manifest = util::root()
+        .join("examples")
+        .join(PID1_EXAMPLE)
+        .join("Cargo.toml");
+    let has_pid1 = pid1_manifest.is_file();
+
+    let mut prepared = Vec::new();
+    let mut problems = Vec::new();
+    for &arch in arches {
+        match prepare(arch, has_pid1.then_some(pid1_manifest.as_path())) {
+            Ok(p) => prepared.push(p),
+            Err(e) => problems.push(Report {
+                arch: arch.name,
+                problems: vec![e],
+                ..Report::default()
+            }),
+        }
+    }
+    let prepare_time = start.elapsed();
+
+    // Each VM is one TCG thread; running them side by side keeps both cores
+    // busy while the slowest (aarch64) boots.
+    let mut reports: Vec<Report> = std::thread::scope(|scope| {
+        let handles: Vec<_> = prepared
+            .iter()
+            .map(|p| scope.spawn(move || boot_and_check(p, has_pid1)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a VM thread panicked"))
+            .collect()
+    });
+    reports.extend(problems);
+    reports.sort_by_key(|r| ARCHES.iter().position(|a| a.name == r.arch));
+
+    let total = start.elapsed();
+    println!();
+    for r in &reports {
+        for line in summary_lines(r) {
+            println!("{line}");
+        }
+    }
+    println!();
+    print!("{}", table(&reports));
+    println!(
+        "vm: {} arch(es) in {:.0} s (fetch, build and pack {:.0} s; boots in parallel)",
+        reports.len(),
+        total.as_secs_f64(),
+        prepare_time.as_secs_f64()
+    );
+
+    let failures: Vec<String> = reports
+        .iter()
+        .flat_map(|r| r.problems.iter().map(move |p| format!("{}: {p}", r.arch)))
+        .collect();
+    if failures.is_empty() {
+        let mut tally = util::Tally::default();
+        for r in &reports {
+            let (passed, failed) = r.tests.unwrap_or_default();
+            tally.passed += passed + 3;
+            tally.failed += failed;
+            tally.ignored += r.ignored;
+        }
+        Ok(tally)
+    } else {
+        Err(format!("the VM tier failed:\n  {}", failures.join("\n  ")))
+    }
+}
+
+/// Fetches the kernel, builds the static binaries and packs both initramfs
+/// images for one architecture.
+fn prepare(arch: &'static Arch, pid1_manifest: Option<&Path>) -> Result<Prepared> {
+    let dir = util::root().join("target").join("vm").join(arch.name);
+    let fetched = fetch::fetch(arch, &dir)?;
+    eprintln!(
+        "xtask: {}: {} ({})",
+        arch.name,
+        fetched.kernel_package,
+        fetched.kernel.display()
+    );
+    util::ensure_rust_target(arch.target)?;
+
+    let tests = build_tests(arch)?;
+    let example_dir = build_examples(arch)?;
+
+    let suite_initrd = dir.join("suite.cpio.gz");
+    let mut archive = cpio::Archive::default();
+    for d in [
+        "bin", "dev", "etc", "modules", "proc", "sys", "tmp", "tests",
+    ] {
+        archive.dir(d);
+    }
+    archive.char_device("dev/console", 0o600, 5, 1);
+    archive.char_device("dev/null", 0o666, 1, 3);
+    archive.copy("bin/busybox", 0o755, &fetched.busybox)?;
+    let init = util::root().join("xtask").join("vm").join("init.sh");
+    archive.copy("init", 0o755, &init)?;
+    let mut conf = format!("ARCH={}\nHOLD_MIB={HOLD_MIB}\n", arch.name);
+    if let Some(doctor) = doctor_example() {
+        conf.push_str(&format!("export {DOCTOR_ENV}=/bin/{doctor}\n"));
+    }
+    archive.file("etc/vm.conf", 0o644, conf.as_bytes());
+    for module in &fetched.modules {
+        let name = module.file_name().unwrap_or_default().to_string_lossy();
+        archive.copy(&format!("modules/{name}"), 0o644, module)?;
+    }
+    for (name, path) in &tests {
+        archive.copy(&format!("tests/{name}"), 0o755, path)?;
+    }
+    for name in SCENARIO_EXAMPLES.iter().chain(doctor_example()) {
+        archive.copy(&format!("bin/{name}"), 0o755, &example_dir.join(name))?;
+    }
+    archive.write_gzip(&suite_initrd)?;
+
+    let pid1_initrd = if let Some(manifest) = pid1_manifest {
+        let init = build_pid1(arch, manifest)?;
+        let path = dir.join("pid1.cpio.gz");
+        let mut archive = cpio::Archive::default();
+        archive.dir("dev");
+        archive.dir("proc");
+        archive.char_device("dev/console", 0o600, 5, 1);
+        archive.copy("init", 0o755, &init)?;
+        archive.write_gzip(&path)?;
+        Some(path)
+    } else {
+        None
+    };
+
+    Ok(Prepared {
+        arch,
+        kernel_package: fetched.kernel_package,
+        kernel: fetched.kernel,
+        suite_initrd,
+        pid1_initrd,
+    })
+}
+
+/// A cargo command for `arch`'s static binaries, in a target directory of
+/// its own (its flags differ from the host's and QEMU user mode's builds).
+fn cargo_for(arch: &Arch, subcommand: &str) -> Command {
+    let mut cmd = util::cargo();
+    cmd.arg(subcommand)
+        .args(["--target", arch.target])
+        .env("CARGO_TARGET_DIR", build_dir())
+        // Smaller binaries make a smaller initramfs in a 256 MiB VM.
+        .env("CARGO_PROFILE_TEST_DEBUG", "0")
+        .env("CARGO_PROFILE_TEST_STRIP", "debuginfo")
+        .env("CARGO_PROFILE_DEV_DEBUG", "0")
+        .env("CARGO_PROFILE_DEV_STRIP", "debuginfo")
+        .env_remove("MLOCK_TEST_QEMU_USER");
+    for (key, value) in arch.cargo_env {
+        cmd.env(key, value);
+    }
+    cmd
+}
+
+/// Builds every test target and returns (name in the VM, executable).
+fn build_tests(arch: &Arch) -> Result<Vec<(String, PathBuf)>> {
+    let json = util::output(cargo_for(arch, "test").args([
+        "--tests",
+        // Every test, including those behind optional features.
+        "--all-features",
+        "--no-run",
+        "--message-format=json-render-diagnostics",
+    ]))?;
+    let mut tests = Vec::new();
+    for line in json.lines() {
+        if !line.contains(r#""reason":"compiler-artifact""#) || !line.contains(r#""test":true"#) {
+            continue;
+        }
+        let (Some(name), Some(exe)) = (json_string(line, "name"), json_string(line, "executable"))
+        else {
+            continue;
+        };
+        let kind = if line.contains(r#""kind":["lib"]"#) {
+            "lib-"
+        } else {
+            ""
+        };
+        tests.push((format!("{kind}{name}"), PathBuf::from(exe)));
+    }
+    if tests.is_empty() {
+        return Err(format!(
+            "cargo built no test executables for {}",
+            arch.target
+        ));
+    }
+    tests.sort();
+    Ok(tests)
+}
+
+/// The first string value of `"key":"..."` in one line of cargo's JSON
+/// (paths and target names here need no unescaping).
+fn json_string(line: &str, key: &str) -> Option<String> {
+    let pattern = format!(r#""{key}":""#);
+    let start = line.find(&pattern)? + pattern.len();
+    let end = line[start..].find('"')?;
+    Some(line[start..start + end].to_string())
+}
+
+/// Builds the scenario examples as release binaries; returns their
+/// directory.
+fn build_examples(arch: &Arch) -> Result<PathBuf> {
+    let mut cmd = cargo_for(arch, "build");
+    cmd.args(["--release", "--all-features"]);
+    for example in SCENARIO_EXAMPLES.iter().chain(doctor_example()) {
+        cmd.args(["--example", example]);
+    }
+    util::run(&mut cmd)?;
+    Ok(build_dir()
+        .join(arch.target)
+        .join("release")
+        .join("examples"))
+}
+
+/// The doctor example, when it exists.
+fn doctor_example() -> Option<&'static &'static str> {
+    let source = util::root()
+        .join("examples")
+        .join(format!("{DOCTOR_EXAMPLE}.rs"));
+    source.is_file().then_some(&DOCTOR_EXAMPLE)
+}
+
+/// Builds the `#![no_std]` PID 1 helper, a package of its own (see its
+/// Cargo.toml), as a static release binary; returns its path.
+fn build_pid1(arch: &Arch, manifest: &Path) -> Result<PathBuf> {
+    let mut cmd = cargo_for(arch, "build");
+    cmd.arg("--release").arg("--manifest-path").arg(manifest);
+    util::run(&mut cmd)?;
+    Ok(build_dir()
+        .join(arch.target)
+        .join("release")
+        .join(PID1_EXAMPLE))
+}
+
+/// The target directory of the VM builds.
+fn build_dir() -> PathBuf {
+    util::root().join("target").join("vm").join("build")
+}
+
+/// Boots both VMs of one architecture and checks their summary lines.
+fn boot_and_check(p: &Prepared, has_pid1: bool) -> Report {
+    let arch = p.arch;
+    let mut report = Report {
+        arch: arch.name,
+        kernel: p.kernel_package.clone(),
+        ..Report::default()
+    };
+
+    let started = Instant::now();
+    match boot(p, &p.suite_initrd, "", SUITE_TIMEOUT, "") {
+        Ok(console) => check_suite(&console, &mut report),
+        Err(e) => report.problems.push(e),
+    }
+    report.suite_time = started.elapsed();
+
+    let started = Instant::now();
+    match &p.pid1_initrd {
+        Some(initrd) => match boot(p, initrd, "rdinit=/init", PID1_TIMEOUT, "pid1 ") {
+            Ok(console) => check_pid1(&console, &mut report),
+            Err(e) => report.problems.push(e),
+        },
+        None if !has_pid1 => report.problems.push(format!(
+            "examples/{PID1_EXAMPLE}/Cargo.toml does not exist, so the PID 1 boot did not run"
+        )),
+        None => {}
+    }
+    report.pid1_time = started.elapsed();
+    report
+}
+
+/// Boots the kernel with `initrd`, echoes the console with a prefix, and
+/// returns its lines. Fails on a timeout or a kernel panic.
+fn boot(
+    p: &Prepared,
+    initrd: &Path,
+    extra: &str,
+    timeout: Duration,
+    tag: &str,
+) -> Result<Vec<String>> {
+    let arch = p.arch;
+    let append = format!("console={} panic=-1 quiet {extra}", arch.console);
+    let mut cmd = Command::new(arch.qemu);
+    cmd.args(["-accel", "tcg", "-m", MEMORY, "-smp", "1"])
+        .args(arch.machine)
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+        ])
+        .arg("-no-reboot")
+        .arg("-kernel")
+        .arg(&p.kernel)
+        .arg("-initrd")
+        .arg(initrd)
+        .args(["-append", append.trim_end()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    eprintln!("$ {}", util::describe(&cmd));
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("could not start {}: {e}", arch.qemu))?;
+
+    let (send, receive) = mpsc::channel::<String>();
+    let readers: Vec<_> = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|stream| {
+        let send = send.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).split(b'\n').map_while(|l| l.ok()) {
+                let line = String::from_utf8_lossy(&line).trim_end().to_string();
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        })
+    })
+    .collect();
+    drop(send);
+
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut console = Vec::new();
+    let mut timed_out = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match receive.recv_timeout(left.min(Duration::from_millis(500))) {
+            Ok(line) => {
+                let at = started.elapsed().as_secs_f64();
+                eprintln!("[{} {tag}vm {at:5.1}] {line}", arch.name);
+                console.push(line);
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if Instant::now() >= deadline {
+            timed_out = true;
+            let _ = child.kill();
+            break;
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for {}: {e}", arch.qemu))?;
+    for reader in readers {
+        let _ = reader.join();
+    }
+    while let Ok(line) = receive.try_recv() {
+        console.push(line);
+    }
+    if let Some(panic) = console.iter().find(|l| l.contains("Kernel panic")) {
+        return Err(format!("{tag}boot: kernel panic: {panic}"));
+    }
+    if timed_out {
+        return Err(format!(
+            "{tag}boot: no power-off within {} s (last console line: {:?})",
+            timeout.as_secs(),
+            console.last().map(String::as_str).unwrap_or("")
+        ));
+    }
+    if !status.success() {
+        return Err(format!("{tag}boot: {} exited with {status}", arch.qemu));
+    }
+    Ok(console)
+}
+
+/// The line that starts with `prefix`, with the prefix removed.
+fn find_line<'a>(console: &'a [String], prefix: &str) -> Option<&'a str> {
+    console.iter().rev().find_map(|l| l.strip_prefix(prefix))
+}
+
+/// The number that follows `key` in `text` (e.g. `VmSwap=` in `VmSwap=0 kB`).
+fn number_after(text: &str, key: &str) -> Option<u64> {
+    let rest = &text[text.find(key)? + key.len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Checks the three summary lines of the scenario boot.
+fn check_suite(console: &[String], r: &mut Report) {
+    let arch = r.arch;
+    if !console.iter().any(|l| l == "vm: done") {
+        r.problems
+            .push("the init script did not finish (no `vm: done` line)".into());
+    }
+
+    // tests <arch>: N passed, M failed
+    match find_line(console, &format!("tests {arch}: ")) {
+        Some(rest) => match rest
+            .split_once(" passed, ")
+            .and_then(|(p, f)| Some((p.parse().ok()?, f.strip_suffix(" failed")?.parse().ok()?)))
+        {
+            Some((passed, failed)) => {
+                r.tests = Some((passed, failed));
+                // Cross-check the script's sums with the host's own count
+                // of libtest's result lines.
+                let mut tally = util::Tally::default();
+                tally.add_libtest_output(&console.join("\n"));
+                r.ignored = tally.ignored;
+                if tally.passed != passed || tally.failed > failed {
+                    r.problems.push(format!(
+                        "the summary line says {passed} passed, {failed} failed, but libtest's \
+                         result lines say {} passed, {} failed",
+                        tally.passed, tally.failed
+                    ));
+                }
+                if failed > 0 {
+                    let failing: Vec<&str> = console
+                        .iter()
+                        .filter(|l| l.starts_with("test ") && l.ends_with(" ... FAILED"))
+                        .map(String::as_str)
+                        .collect();
+                    r.problems.push(format!(
+                        "{failed} test(s) failed in the VM: {}",
+                        failing.join("; ")
+                    ));
+                }
+                if passed == 0 {
+                    r.problems.push("no test passed in the VM".into());
+                }
+            }
+            None => r
+                .problems
+                .push(format!("malformed line: tests {arch}: {rest}")),
+        },
+        None => r
+            .problems
+            .push(format!("missing line: tests {arch}: N passed, M failed")),
+    }
+
+    // swap-pressure <arch>: locked VmSwap=<n> kB unlocked VmSwap=<m> kB
+    let prefix = format!("swap-pressure {arch}: ");
+    match find_line(console, &prefix) {
+        Some(rest) => {
+            let (locked, unlocked) = rest.split_once(" unlocked ").unwrap_or((rest, ""));
+            match (
+                number_after(locked, "VmSwap="),
+                number_after(unlocked, "VmSwap="),
+            ) {
+                (Some(n), Some(m)) => {
+                    r.swap = Some((n, m));
+                    if n != 0 {
+                        r.problems
+                            .push(format!("the locked twin had {n} kB swapped out"));
+                    }
+                    let floor = u64::from(HOLD_MIB) * 1024 * MIN_SWAPPED_PERCENT / 100;
+                    if m < floor {
+                        r.problems.push(format!(
+                            "the unlocked twin had only {m} kB swapped out (need {floor} kB): \
+                             the memory hog did not create enough pressure to prove anything"
+                        ));
+                    }
+                }
+                _ => r.problems.push(format!("malformed line: {prefix}{rest}")),
+            }
+        }
+        None => r.problems.push(format!(
+            "missing line: swap-pressure {arch}: locked VmSwap=<n> kB unlocked VmSwap=<m> kB"
+        )),
+    }
+
+    // core-dump <arch>: protected=absent control=present
+    let prefix = format!("core-dump {arch}: ");
+    match find_line(console, &prefix) {
+        Some(rest) => {
+            let word = |key: &str| {
+                rest.split_whitespace()
+                    .find_map(|w| w.strip_prefix(key))
+                    .unwrap_or("?")
+                    .to_string()
+            };
+            let (protected, control) = (word("protected="), word("control="));
+            if protected != "absent" {
+                r.problems.push(format!(
+                    "the LockedBuf marker was {protected} in the core dump (must be absent)"
+                ));
+            }
+            if control != "present" {
+                r.problems.push(format!(
+                    "the ordinary marker was {control} in the core dump (must be present, \
+                     or the search proved nothing)"
+                ));
+            }
+            r.core = Some((protected, control));
+        }
+        None => r.problems.push(format!(
+            "missing line: core-dump {arch}: protected=absent control=present"
+        )),
+    }
+}
+
+/// Checks the PID 1 example's line: `mlock-init: locked VmLck=<n> kB`.
+fn check_pid1(console: &[String], r: &mut Report) {
+    match find_line(console, "mlock-init: ") {
+        Some(rest) => match rest
+            .strip_prefix("locked ")
+            .and_then(|t| number_after(t, "VmLck="))
+        {
+            Some(n) => {
+                r.pid1 = Some(n);
+                if n == 0 {
+                    r.problems
+                        .push("PID 1 reported VmLck=0 kB after locking".into());
+                }
+            }
+            None => r
+                .problems
+                .push(format!("PID 1 did not lock: mlock-init: {rest}")),
+        },
+        None => r.problems.push(format!(
+            "missing line from the PID 1 example: mlock-init: locked VmLck=<n> kB"
+        )),
+    }
+}
+
+/// The summary lines, exactly as the VMs printed them (or as the host
+/// derives them for PID 1).
+fn summary_lines(r: &Report) -> Vec<String> {
+    let arch = r.arch;
+    let mut lines = Vec::new();
+    if let Some((p, f)) = r.tests {
+        lines.push(format!("tests {arch}: {p} passed, {f} failed"));
+    }
+    if let Some((n, m)) = r.swap {
+        lines.push(format!(
+            "swap-pressure {arch}: locked VmSwap={n} kB unlocked VmSwap={m} kB"
+        ));
+    }
+    if let Some((p, c)) = &r.core {
+        lines.push(format!("core-dump {arch}: protected={p} control={c}"));
+    }
+    if let Some(n) = r.pid1 {
+        lines.push(format!("pid1 {arch}: locked {n} kB"));
+    }
+    lines
+}
+
+/// The final table: one row per architecture.
+fn table(reports: &[Report]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<8} {:<42} {:>13} {:>19} {:>15} {:>10} {:>10} {:<6}",
+        "arch", "kernel", "tests", "VmSwap lck/unlck", "core dump", "pid1 VmLck", "boots", "result"
+    );
+    for r in reports {
+        let tests = r
+            .tests
+            .map_or("-".into(), |(p, f)| format!("{p} ok {f} fail"));
+        let swap = r.swap.map_or("-".into(), |(n, m)| format!("{n}/{m} kB"));
+        let core = r.core.as_ref().map_or("-".into(), |(p, c)| {
+            if p == "absent" && c == "present" {
+                "secret absent".to_string()
+            } else {
+                format!("{p}/{c}")
+            }
+        });
+        let pid1 = r.pid1.map_or("-".into(), |n| format!("{n} kB"));
+        let boots = format!(
+            "{:.0}+{:.0} s",
+            r.suite_time.as_secs_f64(),
+            r.pid1_time.as_secs_f64()
+        );
+        let result = if r.problems.is_empty() {
+            "PASS"
+        } else {
+            "FAIL"
+        };
+        let _ = writeln!(
+            out,
+            "{:<8} {:<42} {:>13} {:>19} {:>15} {:>10} {:>10} {:<6}",
+            r.arch, r.kernel, tests, swap, core, pid1, boots, result
+        );
+    }
+    out
+}

@@ -1,0 +1,108 @@
+//! A minimal writer for the initramfs format the kernel unpacks: cpio
+//! "newc" (`070701`), gzip-compressed.
+//!
+//! Writing the archive ourselves lets it hold `/dev/console` without
+//! `mknod` on the host, and makes every entry root-owned whoever builds it.
+//! The format is in the kernel's
+//! `Documentation/driver-api/early-userspace/buffer-format.rst`.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::util::{self, Result};
+
+const S_IFDIR: u32 = 0o040_000;
+const S_IFREG: u32 = 0o100_000;
+const S_IFCHR: u32 = 0o020_000;
+
+/// An archive being built in memory.
+#[derive(Default)]
+pub struct Archive {
+    bytes: Vec<u8>,
+    next_inode: u32,
+}
+
+impl Archive {
+    /// A directory (parents are not created implicitly: add them first).
+    pub fn dir(&mut self, path: &str) {
+        self.entry(path, S_IFDIR | 0o755, (0, 0), &[]);
+    }
+
+    /// A regular file with the given permission bits.
+    pub fn file(&mut self, path: &str, mode: u32, data: &[u8]) {
+        self.entry(path, S_IFREG | mode, (0, 0), data);
+    }
+
+    /// A regular file copied from the host.
+    pub fn copy(&mut self, path: &str, mode: u32, src: &Path) -> Result {
+        let data = std::fs::read(src).map_err(|e| format!("reading {}: {e}", src.display()))?;
+        self.file(path, mode, &data);
+        Ok(())
+    }
+
+    /// A character device node.
+    pub fn char_device(&mut self, path: &str, mode: u32, major: u32, minor: u32) {
+        self.entry(path, S_IFCHR | mode, (major, minor), &[]);
+    }
+
+    fn entry(&mut self, path: &str, mode: u32, rdev: (u32, u32), data: &[u8]) {
+        self.next_inode += 1;
+        let name_size = path.len() + 1;
+        let fields = [
+            self.next_inode,
+            mode,
+            0, // uid
+            0, // gid
+            if mode & S_IFDIR == S_IFDIR { 2 } else { 1 },
+            0, // mtime: reproducible archives
+            data.len() as u32,
+            0, // major and minor of the device holding the file
+            0,
+            rdev.0,
+            rdev.1,
+            name_size as u32,
+            0, // check: unused by newc
+        ];
+        self.bytes.extend_from_slice(b"070701");
+        for field in fields {
+            self.bytes
+                .extend_from_slice(format!("{field:08x}").as_bytes());
+        }
+        self.bytes.extend_from_slice(path.as_bytes());
+        self.bytes.push(0);
+        self.pad();
+        self.bytes.extend_from_slice(data);
+        self.pad();
+    }
+
+    /// Pads to the 4-byte boundary that headers and data start on.
+    fn pad(&mut self) {
+        while self.bytes.len() % 4 != 0 {
+            self.bytes.push(0);
+        }
+    }
+
+    /// Ends the archive and writes it gzip-compressed to `out`.
+    pub fn write_gzip(mut self, out: &Path) -> Result {
+        self.entry("TRAILER!!!", 0, (0, 0), &[]);
+        let file =
+            std::fs::File::create(out).map_err(|e| format!("creating {}: {e}", out.display()))?;
+        let mut cmd = Command::new("gzip");
+        cmd.args(["-1", "-n", "-c"])
+            .stdin(Stdio::piped())
+            .stdout(file);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("could not start gzip: {e}"))?;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let bytes = std::mem::take(&mut self.bytes);
+        let writer = std::thread::spawn(move || stdin.write_all(&bytes));
+        let status = child.wait().map_err(|e| format!("waiting for gzip: {e}"))?;
+        writer
+            .join()
+            .map_err(|_| "gzip writer thread panicked".to_string())?
+            .map_err(|e| format!("writing to gzip: {e}"))?;
+        util::check_status(&cmd, status)
+    }
+}

@@ -1,0 +1,391 @@
+//! Kernels and busybox from Debian's archive, fetched with `apt-get
+//! download` through private apt lists and unpacked with `dpkg -x`.
+//!
+//! Nothing touches the machine's own apt state: each architecture gets its
+//! own lists, cache, status file and `sources.list` under
+//! `target/vm/<arch>/apt/`. apt checks the suite's `InRelease` signature
+//! against Debian's archive keyring and each `.deb` against the hash in the
+//! signed index, so what boots is exactly what Debian published.
+//!
+//! The result is cached: once `target/vm/<arch>/fetched` names the
+//! packages, later runs download nothing. Delete `target/vm/<arch>/` to
+//! fetch today's kernel again.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::Arch;
+use crate::util::{self, Result};
+
+/// Debian's archive keyring, shipped by `debian-archive-keyring`.
+const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+/// Used when the machine's sources name no Debian mirror.
+const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+
+/// What a boot needs from the archive, unpacked on the host.
+pub struct Fetched {
+    /// The kernel package's name and version, e.g. `linux-image-6.1.0-37-amd64 6.1.140-1`.
+    pub kernel_package: String,
+    /// The kernel image for `qemu -kernel`.
+    pub kernel: PathBuf,
+    /// The zram module and its dependencies, in load order, uncompressed.
+    pub modules: Vec<PathBuf>,
+    /// The static busybox binary.
+    pub busybox: PathBuf,
+}
+
+/// Fetches (unless cached) and unpacks the kernel metapackage's kernel and
+/// `busybox-static` for `arch`.
+pub fn fetch(arch: &Arch, dir: &Path) -> Result<Fetched> {
+    let stamp = dir.join("fetched");
+    let root = dir.join("root");
+    if stamp.is_file() {
+        match unpacked(&stamp, &root, dir) {
+            Ok(fetched) => return Ok(fetched),
+            Err(e) => eprintln!(
+                "xtask: {}: the cache is incomplete ({e}); fetching again",
+                arch.name
+            ),
+        }
+    }
+    download(arch, dir, &root)?;
+    unpacked(&stamp, &root, dir)
+}
+
+/// What an earlier [`download`] left in `dir`.
+fn unpacked(stamp: &Path, root: &Path, dir: &Path) -> Result<Fetched> {
+    let kernel_package = fs::read_to_string(stamp)
+        .map_err(|e| format!("reading {}: {e}", stamp.display()))?
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let kernel = find_kernel(root)?;
+    let modules = zram_modules(root, &dir.join("modules"))?;
+    let busybox = ["bin/busybox", "usr/bin/busybox"]
+        .iter()
+        .map(|p| root.join(p))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            format!(
+                "busybox-static unpacked into {} has no busybox",
+                root.display()
+            )
+        })?;
+    Ok(Fetched {
+        kernel_package,
+        kernel,
+        modules,
+        busybox,
+    })
+}
+
+/// Resolves the metapackage, downloads the kernel and busybox-static with
+/// signature-checked private lists, and unpacks them into `root`.
+fn download(arch: &Arch, dir: &Path, root: &Path) -> Result {
+    // Removed first, written last: its presence means everything finished.
+    let _ = fs::remove_file(dir.join("fetched"));
+    let apt = dir.join("apt");
+    let debs = dir.join("debs");
+    for sub in ["lists/partial", "cache/archives/partial", "sources.list.d"] {
+        mkdir(&apt.join(sub))?;
+    }
+    mkdir(&debs)?;
+    write(&apt.join("status"), b"")?;
+
+    let apt_cmd = |program: &str| {
+        let mut cmd = Command::new(program);
+        cmd.arg("-q")
+            .arg(format!("-oAPT::Architecture={}", arch.debian))
+            .arg(format!("-oAPT::Architectures={}", arch.debian))
+            .arg(format!(
+                "-oDir::State::Lists={}",
+                apt.join("lists").display()
+            ))
+            .arg(format!(
+                "-oDir::State::status={}",
+                apt.join("status").display()
+            ))
+            .arg(format!("-oDir::Cache={}", apt.join("cache").display()))
+            .arg(format!(
+                "-oDir::Etc::SourceList={}",
+                apt.join("sources.list").display()
+            ))
+            .arg(format!(
+                "-oDir::Etc::SourceParts={}",
+                apt.join("sources.list.d").display()
+            ))
+            .arg("-oAcquire::IndexTargets::deb::DEP-11::DefaultEnabled=false")
+            .arg("-oAPT::Sandbox::User=root");
+        cmd
+    };
+
+    // The first suite whose signed index apt can verify. A mirror caught
+    // between syncs serves a Packages file that does not match its signed
+    // InRelease; apt refuses it, and the next suite is tried.
+    let mut refused = Vec::new();
+    let mut suite = None;
+    for candidate in arch.suites {
+        let sources = format!(
+            "deb [arch={a} signed-by={KEYRING}] {mirror} {candidate} main\n",
+            a = arch.debian,
+            mirror = mirror(),
+        );
+        write(&apt.join("sources.list"), sources.as_bytes())?;
+        match util::run(apt_cmd("apt-get").arg("update")) {
+            Ok(()) => {
+                suite = Some(*candidate);
+                break;
+            }
+            Err(e) => {
+                eprintln!(
+                    "xtask: {}: apt could not verify {candidate}'s index",
+                    arch.name
+                );
+                refused.push(format!("{candidate}: {e}"));
+            }
+        }
+    }
+    let Some(suite) = suite else {
+        return Err(format!(
+            "no suite's index could be verified for {}:\n  {}",
+            arch.debian,
+            refused.join("\n  ")
+        ));
+    };
+    if suite != arch.suites[0] {
+        eprintln!(
+            "xtask: {}: WARNING: using {suite}'s kernel, not {}'s (whose index the mirror \
+             served inconsistently)",
+            arch.name, arch.suites[0]
+        );
+    }
+
+    let metapackage = format!("linux-image-{}", arch.debian);
+    let depends = util::output(apt_cmd("apt-cache").args(["depends", &metapackage]))?;
+    let kernel = depends
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("Depends: "))
+        .find(|dep| dep.starts_with("linux-image-") && !dep.starts_with('<'))
+        .ok_or_else(|| format!("{metapackage} depends on no linux-image package:\n{depends}"))?
+        .to_string();
+    eprintln!("xtask: {metapackage} resolves to {kernel}");
+
+    // Newer kernels split the package: the image package then only depends
+    // on linux-binary-<abi> (vmlinuz), linux-modules-<abi> and
+    // linux-base-<abi>, which are fetched too.
+    let abi = kernel.trim_start_matches("linux-image-");
+    let kernel_depends = util::output(apt_cmd("apt-cache").args(["depends", &kernel]))?;
+    let mut packages: Vec<String> = vec![kernel.clone(), "busybox-static".into()];
+    packages.extend(
+        kernel_depends
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("Depends: "))
+            .filter(|dep| dep.starts_with("linux-") && dep.ends_with(abi))
+            .map(str::to_string),
+    );
+
+    // A stale download from an interrupted run would be unpacked too.
+    for entry in read_dir(&debs)? {
+        fs::remove_file(&entry).map_err(|e| format!("removing {}: {e}", entry.display()))?;
+    }
+    util::run(
+        apt_cmd("apt-get")
+            .current_dir(&debs)
+            .arg("download")
+            .args(&packages),
+    )?;
+
+    for stale in [root.to_path_buf(), dir.join("modules")] {
+        if stale.exists() {
+            fs::remove_dir_all(&stale).map_err(|e| format!("removing {}: {e}", stale.display()))?;
+        }
+    }
+    mkdir(root)?;
+    let mut kernel_version = String::new();
+    for deb in read_dir(&debs)? {
+        util::run(Command::new("dpkg").arg("-x").arg(&deb).arg(root))?;
+        let name = deb
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if let Some(rest) = name.strip_prefix(&format!("{kernel}_")) {
+            let version = rest
+                .split('_')
+                .next()
+                .unwrap_or_default()
+                .replace("%3a", ":");
+            kernel_version = format!("{kernel} {version} ({suite})");
+        }
+    }
+    if kernel_version.is_empty() {
+        return Err(format!(
+            "apt-get download left no {kernel} package in {}",
+            debs.display()
+        ));
+    }
+    // Written last: its presence means everything above finished.
+    write(
+        &dir.join("fetched"),
+        format!("{kernel_version}\n").as_bytes(),
+    )
+}
+
+/// The Debian mirror the machine already uses, from its deb822 sources.
+fn mirror() -> String {
+    let sources = fs::read_to_string("/etc/apt/sources.list.d/debian.sources").unwrap_or_default();
+    sources
+        .lines()
+        .filter_map(|line| line.strip_prefix("URIs:"))
+        .flat_map(str::split_whitespace)
+        .find(|uri| uri.trim_end_matches('/').ends_with("/debian"))
+        .unwrap_or(DEFAULT_MIRROR)
+        .to_string()
+}
+
+/// The kernel image: `/boot/vmlinuz-*` (or `vmlinux-*`), or
+/// `/usr/lib/modules/<release>/vmlinuz` in newer packages.
+fn find_kernel(root: &Path) -> Result<PathBuf> {
+    let boot = root.join("boot");
+    let in_boot = read_dir(&boot).unwrap_or_default().into_iter().find(|p| {
+        let name = p.file_name().unwrap_or_default().to_string_lossy();
+        name.starts_with("vmlinuz-") || name.starts_with("vmlinux-")
+    });
+    in_boot
+        .or_else(|| {
+            let release = modules_release(root).ok()?;
+            Some(release.join("vmlinuz")).filter(|p| p.is_file())
+        })
+        .ok_or_else(|| format!("no kernel image in {} or its lib/modules", boot.display()))
+}
+
+/// `lib/modules/<release>` (or `usr/lib/modules/<release>`).
+fn modules_release(root: &Path) -> Result<PathBuf> {
+    let modules_root = ["lib/modules", "usr/lib/modules"]
+        .iter()
+        .map(|p| root.join(p))
+        .find(|p| p.is_dir())
+        .ok_or_else(|| format!("no lib/modules in {}", root.display()))?;
+    read_dir(&modules_root)?
+        .into_iter()
+        .find(|p| p.join("kernel").is_dir())
+        .ok_or_else(|| format!("no kernel modules under {}", modules_root.display()))
+}
+
+/// zram's module and the modules it depends on, in load order,
+/// decompressed into `out` (busybox `insmod` takes plain `.ko` files).
+///
+/// The dependencies come from each module's own `depends=` modinfo field:
+/// newer packages ship no `modules.dep` (depmod writes it on install).
+fn zram_modules(root: &Path, out: &Path) -> Result<Vec<PathBuf>> {
+    let release = modules_release(root)?;
+    let mut index = std::collections::BTreeMap::new();
+    index_modules(&release.join("kernel"), &mut index)?;
+    let mut order = Vec::new();
+    add_module("zram", &index, &mut order, 0)?;
+
+    mkdir(out)?;
+    let mut loaded = Vec::new();
+    for (i, (name, bytes)) in order.iter().enumerate() {
+        let dst = out.join(format!("{i:02}-{name}.ko"));
+        if !dst.is_file() {
+            write(&dst, bytes)?;
+        }
+        loaded.push(dst);
+    }
+    Ok(loaded)
+}
+
+/// Maps each module's name (with `-` as `_`, as the kernel does) to its file.
+fn index_modules(dir: &Path, index: &mut std::collections::BTreeMap<String, PathBuf>) -> Result {
+    for entry in read_dir(dir)? {
+        if entry.is_dir() {
+            index_modules(&entry, index)?;
+        } else {
+            let file = entry.file_name().unwrap_or_default().to_string_lossy();
+            if let Some((stem, _)) = file.split_once(".ko") {
+                index.insert(stem.replace('-', "_"), entry.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Appends `name`'s dependencies, then `name` itself, to `order` (once each).
+fn add_module(
+    name: &str,
+    index: &std::collections::BTreeMap<String, PathBuf>,
+    order: &mut Vec<(String, Vec<u8>)>,
+    depth: usize,
+) -> Result {
+    let name = name.replace('-', "_");
+    if order.iter().any(|(n, _)| *n == name) {
+        return Ok(());
+    }
+    if depth > 16 {
+        return Err(format!("module dependencies nest too deep at {name}"));
+    }
+    let path = index
+        .get(&name)
+        .ok_or_else(|| format!("module {name} is neither built in nor shipped"))?;
+    let bytes = module_bytes(path)?;
+    for dep in modinfo(&bytes, "depends")
+        .split(',')
+        .filter(|d| !d.is_empty())
+    {
+        add_module(dep, index, order, depth + 1)?;
+    }
+    order.push((name, bytes));
+    Ok(())
+}
+
+/// A module file's contents, decompressed.
+fn module_bytes(path: &Path) -> Result<Vec<u8>> {
+    let file = path.file_name().unwrap_or_default().to_string_lossy();
+    if file.ends_with(".ko") {
+        return fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()));
+    }
+    let tool = match file.rsplit('.').next() {
+        Some("xz") => "xz",
+        Some("zst") => "zstd",
+        Some("gz") => "gzip",
+        _ => return Err(format!("unknown module compression: {}", path.display())),
+    };
+    let mut cmd = Command::new(tool);
+    cmd.arg("-dc").arg(path);
+    let out = cmd
+        .output()
+        .map_err(|e| format!("could not start {tool}: {e}"))?;
+    util::check_status(&cmd, out.status)?;
+    Ok(out.stdout)
+}
+
+/// The value of `key=` in a module's `.modinfo` strings ("" if absent).
+fn modinfo(module: &[u8], key: &str) -> String {
+    let needle = format!("{key}=");
+    module
+        .split(|&b| b == 0)
+        .find_map(|s| s.strip_prefix(needle.as_bytes()))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
+}
+
+fn mkdir(dir: &Path) -> Result {
+    fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result {
+    fs::write(path, bytes).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// The directory's entries, sorted by name.
+fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|e| format!("reading {}: {e}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    Ok(entries)
+}

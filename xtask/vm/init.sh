@@ -1,0 +1,110 @@
+#!/bin/busybox sh
+# /init of the VM that `cargo xtask vm` boots (xtask/src/vm.rs packs it).
+#
+# It runs as PID 1 in a real kernel, proves the crate's promises, prints
+# one summary line per scenario, and powers off. The host parses the
+# console; a line that is missing or says something else fails the run.
+#   tests <arch>: N passed, M failed
+#   swap-pressure <arch>: locked VmSwap=<n> kB unlocked VmSwap=<m> kB
+#   core-dump <arch>: protected=absent|present control=absent|present
+# /etc/vm.conf sets ARCH and HOLD_MIB.
+
+/bin/busybox mkdir -p /usr/bin /usr/sbin /sbin
+/bin/busybox --install -s
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+. /etc/vm.conf
+# Kernel messages would interleave with the summary lines; panics (level 0)
+# still reach the console.
+dmesg -n 1
+
+say() { echo "vm: $*"; }
+finish() {
+    say "done"
+    sync
+    poweroff -f
+}
+
+say "kernel $(uname -r) on $(uname -m), $(grep MemTotal /proc/meminfo | tr -s ' ')"
+
+# --- the integration test suite, as root, in the real kernel ---------------
+passed=0
+failed=0
+for t in /tests/*; do
+    name=${t##*/}
+    say "running $name"
+    "$t" > /tmp/test.out 2>&1
+    rc=$?
+    cat /tmp/test.out
+    result=$(grep '^test result: ' /tmp/test.out | tail -n 1)
+    if [ -z "$result" ]; then
+        say "$name exited with status $rc and no libtest result line"
+        failed=$((failed + 1))
+        continue
+    fi
+    p=$(echo "$result" | sed -n 's/.* \([0-9][0-9]*\) passed;.*/\1/p')
+    f=$(echo "$result" | sed -n 's/.* \([0-9][0-9]*\) failed;.*/\1/p')
+    passed=$((passed + ${p:-0}))
+    failed=$((failed + ${f:-0}))
+    if [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then
+        say "$name exited with status $rc after: $result"
+        failed=$((failed + 1))
+    fi
+done
+echo "tests $ARCH: $passed passed, $failed failed"
+
+# --- swap pressure: a locked process beside an unlocked twin ---------------
+# zram's modules, in load order (zsmalloc and compressors first).
+for m in /modules/*.ko; do
+    insmod "$m" || say "insmod $m failed"
+done
+swap_ok=no
+if [ -e /sys/block/zram0/disksize ]; then
+    echo 512M > /sys/block/zram0/disksize &&
+        mkswap /dev/zram0 > /dev/null &&
+        swapon /dev/zram0 && swap_ok=yes
+fi
+if [ "$swap_ok" = yes ]; then
+    say "zram swap: $(grep SwapTotal /proc/meminfo | tr -s ' ')"
+    vm_hold locked "$HOLD_MIB" &
+    locked_pid=$!
+    vm_hold unlocked "$HOLD_MIB" &
+    unlocked_pid=$!
+    i=0
+    while [ ! -e /tmp/locked.ready ] || [ ! -e /tmp/unlocked.ready ]; do
+        i=$((i + 1))
+        if [ $i -gt 600 ]; then say "holders never got ready"; break; fi
+        sleep 0.1
+    done
+    vm_hold hog || say "the hog ended with status $? (the OOM killer may have stopped it)"
+    say "after the hog: $(grep -E 'SwapFree' /proc/meminfo | tr -s ' ')"
+    field() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$1/status"; }
+    say "locked twin: VmLck=$(field $locked_pid VmLck) kB VmRSS=$(field $locked_pid VmRSS) kB"
+    say "unlocked twin: VmLck=$(field $unlocked_pid VmLck) kB VmRSS=$(field $unlocked_pid VmRSS) kB"
+    echo "swap-pressure $ARCH: locked VmSwap=$(field $locked_pid VmSwap) kB unlocked VmSwap=$(field $unlocked_pid VmSwap) kB"
+    touch /tmp/report
+    wait $locked_pid $unlocked_pid
+    swapoff /dev/zram0
+else
+    say "no zram swap device: the modules did not load"
+fi
+
+# --- core dumps: a LockedBuf marker vs an ordinary one ---------------------
+echo '/tmp/core.%e.%p' > /proc/sys/kernel/core_pattern
+ulimit -c unlimited
+(cd /tmp && vm_secret)
+core=$(ls /tmp/core.* 2>/dev/null | head -n 1)
+if [ -n "$core" ] && [ -s /tmp/protected.marker ] && [ -s /tmp/control.marker ]; then
+    say "core file $core: $(wc -c < "$core") bytes"
+    # A binary-safe search: busybox grep stops at the first NUL of a line.
+    protected=$(vm_secret find "$core" /tmp/protected.marker)
+    control=$(vm_secret find "$core" /tmp/control.marker)
+    echo "core-dump $ARCH: protected=$protected control=$control"
+else
+    say "no core file or markers: $(ls /tmp)"
+fi
+
+finish
