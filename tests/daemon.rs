@@ -1,0 +1,817 @@
+//! The swap-daemon kit on the real kernel: IO_FLUSHER (checked in the
+//! thread's PF_* flags), stack and region pre-faulting (checked with
+//! `mincore(2)` and smaps), `oom_score_adj` (checked in the file), and
+//! `harden_swap_daemon`, each in a forked child. Old kernels are made for
+//! real with seccomp (the kernel answers EINVAL as a kernel without the
+//! option would), unprivileged processes with setuid.
+
+mod common;
+
+use common::*;
+use mlock::{
+    harden_swap_daemon, Config, Error, Flags, HardenError, Hardening, Limit, Prefault, Requirement,
+    Stage, Step,
+};
+
+const KIB: usize = 1 << 10;
+const MIB: usize = 1 << 20;
+
+/// `PF_MEMALLOC_NOIO | PF_LOCAL_THROTTLE` (include/linux/sched.h): what
+/// `PR_SET_IO_FLUSHER` sets in the thread's flags.
+const PR_IO_FLUSHER_BITS: u64 = 0x0008_0000 | 0x0010_0000;
+const PR_SET_IO_FLUSHER: u32 = 57;
+const PR_GET_IO_FLUSHER: u32 = 58;
+const MADV_POPULATE_WRITE: u32 = 23;
+/// capabilities(7).
+const CAP_SYS_RESOURCE: u32 = 24;
+
+fn run(scenario: impl FnOnce() -> Result<(), String>) {
+    if let Err(message) = in_child(scenario) {
+        panic!("{message}");
+    }
+}
+
+/// Whether this process has `CAP_SYS_RESOURCE` (effective). Root in this
+/// project's build sandbox does not (its bounding set drops it); root in
+/// the VMs of `cargo xtask vm` does. Tests that need it assert the
+/// kernel's refusal where it is missing, say so on stderr, and run their
+/// success path in the VMs.
+fn cap_sys_resource() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    eff & (1 << CAP_SYS_RESOURCE) != 0
+}
+
+/// Says on stderr (uncaptured, so it shows in every run) that a success
+/// path needs `CAP_SYS_RESOURCE` and ran only as far as the refusal here.
+fn note_without_cap_sys_resource(test: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "note: {test}: no CAP_SYS_RESOURCE here (it is not in this process's \
+         bounding set), so this run checked the kernel's EPERM/EACCES and the \
+         fix text; the success path runs as root in `cargo xtask vm`"
+    );
+}
+
+/// The hard `RLIMIT_MEMLOCK`: what a process without `CAP_SYS_RESOURCE`
+/// may set at most.
+fn memlock_hard() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit to fill.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) },
+        0
+    );
+    lim.rlim_max as u64
+}
+
+/// The kernel's PF_* flags of the calling thread: field 9 of
+/// `/proc/thread-self/stat`.
+fn thread_pf_flags() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("read stat");
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let after = &stat[stat.rfind(')').expect("comm") + 1..];
+    after
+        .split_whitespace()
+        .nth(6)
+        .and_then(|v| v.parse().ok())
+        .expect("flags field")
+}
+
+/// Installs a seccomp filter that makes syscall `nr` fail with `errno` when
+/// its argument `arg` (0-based) equals `value` (low 32 bits), so that the
+/// real kernel answers as an older one would.
+fn fail_when_arg_is(nr: libc::c_long, arg: u32, value: u32, errno: i32) {
+    use libc::{BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (BPF_JMP | BPF_JEQ | BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    // seccomp_data: nr at 0, args[i] at 16 + 8 * i (low half first on
+    // little-endian, which all three test arches are).
+    let mut program = [
+        stmt(BPF_LD | BPF_W | BPF_ABS, 0),
+        jeq(nr as u32, 0, 3),
+        stmt(BPF_LD | BPF_W | BPF_ABS, 16 + 8 * arg),
+        jeq(value, 0, 1),
+        stmt(BPF_RET | BPF_K, libc::SECCOMP_RET_ERRNO | errno as u32),
+        stmt(BPF_RET | BPF_K, libc::SECCOMP_RET_ALLOW),
+    ];
+    let fprog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_mut_ptr(),
+    };
+    // SAFETY: plain prctl calls; `fprog` points to a valid program that
+    // outlives the call (the kernel copies it).
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        let rc = libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &fprog as *const libc::sock_fprog,
+        );
+        assert_eq!(rc, 0, "seccomp: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// How many of the pages of `[addr, addr + len)` are resident
+/// (`mincore(2)`), and how many pages the range spans.
+fn resident_pages(addr: usize, len: usize) -> (usize, usize) {
+    let page = page_size();
+    let start = addr & !(page - 1);
+    let pages = (addr + len - start).div_ceil(page);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: `start` is page-aligned, the range is mapped (the callers pass
+    // memory they own), and `vec` has one byte per page.
+    let rc = unsafe { libc::mincore(start as *mut _, pages * page, vec.as_mut_ptr()) };
+    assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+    (vec.iter().filter(|&&b| b & 1 != 0).count(), pages)
+}
+
+/// The start of the mapping that holds `addr`, from `/proc/self/maps`.
+fn mapping_start(addr: usize) -> usize {
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("read maps");
+    for line in maps.lines() {
+        let range = line.split(' ').next().unwrap();
+        let (lo, hi) = range.split_once('-').unwrap();
+        let lo = usize::from_str_radix(lo, 16).unwrap();
+        let hi = usize::from_str_radix(hi, 16).unwrap();
+        if (lo..hi).contains(&addr) {
+            return lo;
+        }
+    }
+    panic!("{addr:#x} is in no mapping");
+}
+
+/// The stack pointer, give or take a frame.
+#[inline(never)]
+fn stack_address() -> usize {
+    let marker = 0u8;
+    std::hint::black_box(&marker) as *const u8 as usize
+}
+
+// ---- IO_FLUSHER ----------------------------------------------------------
+
+#[test]
+fn io_flusher_sets_and_clears_the_threads_flags() {
+    if !cap_sys_resource() {
+        note_without_cap_sys_resource("io_flusher_sets_and_clears_the_threads_flags");
+        run(|| {
+            for (what, got) in [
+                ("set", mlock::set_io_flusher().map(|()| false)),
+                ("clear", mlock::clear_io_flusher().map(|()| false)),
+                ("get", mlock::is_io_flusher()),
+            ] {
+                ensure(got == Err(Error::PermissionDenied), || {
+                    format!("{what} without CAP_SYS_RESOURCE: {got:?}")
+                })?;
+            }
+            Ok(())
+        });
+        return;
+    }
+    // Asked here: in a forked child the process name is no longer the
+    // emulator's, so the check only works in the parent.
+    let qemu = under_qemu_user();
+    run(|| {
+        ensure(mlock::is_io_flusher() == Ok(false), || {
+            format!("starts set: {:?}", mlock::is_io_flusher())
+        })?;
+        mlock::set_io_flusher().map_err(|e| format!("set: {e}"))?;
+        ensure(mlock::is_io_flusher() == Ok(true), || {
+            "getter after set".into()
+        })?;
+        if !qemu {
+            // QEMU fakes /proc/self/stat; on a real kernel, check the bits.
+            let flags = thread_pf_flags();
+            ensure(flags & PR_IO_FLUSHER_BITS == PR_IO_FLUSHER_BITS, || {
+                format!("PF flags {flags:#x} lack PF_MEMALLOC_NOIO|PF_LOCAL_THROTTLE")
+            })?;
+        }
+        // Setting twice keeps it set (the crate always passes 1).
+        mlock::set_io_flusher().map_err(|e| format!("set again: {e}"))?;
+        ensure(mlock::is_io_flusher() == Ok(true), || "set twice".into())?;
+        mlock::clear_io_flusher().map_err(|e| format!("clear: {e}"))?;
+        ensure(mlock::is_io_flusher() == Ok(false), || {
+            "getter after clear".into()
+        })?;
+        if !qemu {
+            let flags = thread_pf_flags();
+            ensure(flags & PR_IO_FLUSHER_BITS == 0, || {
+                format!("PF flags {flags:#x} still hold the bits")
+            })?;
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn io_flusher_is_per_thread_and_inherited_by_threads_spawned_after() {
+    if !cap_sys_resource() {
+        // The refusal is checked in io_flusher_sets_and_clears_the_threads_flags.
+        note_without_cap_sys_resource(
+            "io_flusher_is_per_thread_and_inherited_by_threads_spawned_after",
+        );
+        return;
+    }
+    run(|| {
+        // A thread that exists before the call keeps its own, unset, flag.
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let existing = std::thread::spawn(move || {
+            wait.recv().unwrap();
+            mlock::is_io_flusher()
+        });
+        mlock::set_io_flusher().map_err(|e| format!("set: {e}"))?;
+        let spawned_after = std::thread::spawn(mlock::is_io_flusher).join().unwrap();
+        ensure(spawned_after == Ok(true), || {
+            format!("a thread spawned after the call: {spawned_after:?}")
+        })?;
+        go.send(()).unwrap();
+        let existing = existing.join().unwrap();
+        ensure(existing == Ok(false), || {
+            format!("a thread that existed before: {existing:?}")
+        })
+    });
+}
+
+#[test]
+fn io_flusher_without_cap_sys_resource_is_permission_denied_with_the_fix() {
+    run(|| {
+        drop_to_nobody();
+        let err = mlock::set_io_flusher().unwrap_err();
+        ensure(err == Error::PermissionDenied, || format!("set: {err:?}"))?;
+        ensure(err.as_str().contains("CAP_SYS_RESOURCE"), || {
+            format!("the fix does not name CAP_SYS_RESOURCE: {err}")
+        })?;
+        // The kernel guards the getter with the same capability.
+        let get = mlock::is_io_flusher();
+        ensure(get == Err(Error::PermissionDenied), || {
+            format!("get: {get:?}")
+        })
+    });
+}
+
+#[test]
+fn io_flusher_on_a_kernel_before_5_6_is_unsupported() {
+    if under_qemu_user() {
+        // QEMU refuses seccomp filters; what it does with the option itself
+        // is covered by the tests above.
+        return;
+    }
+    run(|| {
+        // Before 5.6 the kernel does not know the options: EINVAL.
+        fail_when_arg_is(libc::SYS_prctl, 0, PR_SET_IO_FLUSHER, libc::EINVAL);
+        fail_when_arg_is(libc::SYS_prctl, 0, PR_GET_IO_FLUSHER, libc::EINVAL);
+        let set = mlock::set_io_flusher();
+        ensure(set == Err(Error::Unsupported), || format!("set: {set:?}"))?;
+        let get = mlock::is_io_flusher();
+        ensure(get == Err(Error::Unsupported), || format!("get: {get:?}"))
+    });
+}
+
+// ---- Pre-faulting ----------------------------------------------------------
+
+#[test]
+fn prefault_stack_makes_the_pages_below_the_caller_resident_and_locked() {
+    // Asked here: in a forked child the process name is no longer the
+    // emulator's, so the check only works in the parent.
+    let qemu = under_qemu_user();
+    run(|| {
+        // The range to check: from 64 KiB below this frame (room for the
+        // calls in between) to 448 KiB below it.
+        let sp = stack_address() & !(page_size() - 1);
+        let (lo, hi) = (sp - 448 * KIB, sp - 64 * KIB);
+        // Start from non-resident pages whatever this (possibly reused)
+        // thread stack held: nothing lives this far below the stack pointer.
+        // SAFETY: the range is part of this thread's stack mapping (2 MiB),
+        // below every live frame.
+        let rc = unsafe { libc::madvise(lo as *mut _, hi - lo, libc::MADV_DONTNEED) };
+        ensure(rc == 0, || "madvise(DONTNEED) below the stack".into())?;
+        let (before, pages) = resident_pages(lo, hi - lo);
+        ensure(before == 0, || {
+            format!("{before}/{pages} resident at start")
+        })?;
+
+        // ONFAULT: mlockall leaves the pages alone, as a thread stack under
+        // MCL_FUTURE|MCL_ONFAULT would be; then each fault locks its page.
+        mlock::lock_all(Flags::CURRENT | Flags::FUTURE | Flags::ONFAULT)
+            .map_err(|e| format!("lock_all: {e}"))?;
+        let (still, _) = resident_pages(lo, hi - lo);
+        ensure(still == 0, || {
+            format!("{still} pages resident before prefault")
+        })?;
+
+        mlock::prefault_stack(512 * KIB);
+        let (after, pages) = resident_pages(lo, hi - lo);
+        ensure(after == pages, || format!("{after}/{pages} resident after"))?;
+        if !qemu {
+            let (rss, locked) = smaps_rss_locked_kb(mapping_start(lo));
+            ensure(locked >= ((hi - lo) / KIB) as u64 && locked == rss, || {
+                format!("stack mapping: Rss {rss} kB, Locked {locked} kB")
+            })?;
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn prefault_stack_of_zero_bytes_does_nothing() {
+    mlock::prefault_stack(0);
+}
+
+/// A writable view of a test mapping.
+fn slice_mut(map: &Anon) -> &mut [u8] {
+    // SAFETY: the mapping is live, writable, `len` bytes long, and the test
+    // holds no other reference to it while this one is used.
+    unsafe { std::slice::from_raw_parts_mut(map.addr, map.len) }
+}
+
+/// Writes a recognisable byte to a few pages, to check that pre-faulting
+/// changes nothing.
+fn mark(buf: &mut [u8]) -> Vec<(usize, u8)> {
+    let marks = vec![(0, 0xa5), (5 * 4096 + 17, 0x5a), (buf.len() - 1, 0x3c)];
+    for &(i, v) in &marks {
+        buf[i] = v;
+    }
+    marks
+}
+
+fn check_marks(buf: &[u8], marks: &[(usize, u8)]) -> Result<(), String> {
+    for (i, byte) in buf.iter().enumerate() {
+        let want = marks.iter().find(|m| m.0 == i).map_or(0, |m| m.1);
+        ensure(*byte == want, || {
+            format!("byte {i} is {byte:#x}, was {want:#x}")
+        })?;
+    }
+    Ok(())
+}
+
+#[test]
+fn prefault_populates_a_region_without_changing_it() {
+    // Asked here: in a forked child the process name is no longer the
+    // emulator's, so the check only works in the parent.
+    let qemu = under_qemu_user();
+    run(|| {
+        let map = Anon::new(4 * MIB);
+        let buf = slice_mut(&map);
+        let marks = mark(buf);
+        let (before, pages) = resident_pages(map.addr as usize, map.len);
+        ensure(before < pages, || {
+            "the mapping was resident at start".into()
+        })?;
+        let how = mlock::prefault(buf).map_err(|e| format!("prefault: {e}"))?;
+        // Linux 5.14+ (this kernel) knows MADV_POPULATE_WRITE.
+        ensure(how == Prefault::Populated, || format!("{how:?}"))?;
+        let (after, pages) = resident_pages(map.addr as usize, map.len);
+        if !qemu {
+            // QEMU user mode answers madvise without passing it on.
+            ensure(after == pages, || format!("{after}/{pages} resident"))?;
+            let (rss, _) = smaps_rss_locked_kb(map.addr as usize);
+            ensure(rss == 4096, || format!("Rss {rss} kB"))?;
+        }
+        check_marks(buf, &marks)
+    });
+}
+
+#[test]
+fn prefault_of_a_region_that_does_not_start_on_a_page() {
+    // Asked here: in a forked child the process name is no longer the
+    // emulator's, so the check only works in the parent.
+    let qemu = under_qemu_user();
+    run(|| {
+        let map = Anon::new(64 * KIB);
+        let buf = &mut slice_mut(&map)[100..3 * 4096];
+        let how = mlock::prefault(buf).map_err(|e| format!("prefault: {e}"))?;
+        ensure(how == Prefault::Populated, || format!("{how:?}"))?;
+        if !qemu {
+            let (resident, _) = resident_pages(map.addr as usize, map.len);
+            ensure(resident == 3, || {
+                format!("{resident} pages resident, want 3")
+            })?;
+        }
+        ensure(mlock::prefault(&mut []) == Ok(Prefault::Populated), || {
+            "empty region".into()
+        })
+    });
+}
+
+#[test]
+fn prefault_falls_back_to_touching_on_a_kernel_before_5_14() {
+    if under_qemu_user() {
+        return; // No seccomp under QEMU; the touch loop is tested below.
+    }
+    run(|| {
+        fail_when_arg_is(libc::SYS_madvise, 2, MADV_POPULATE_WRITE, libc::EINVAL);
+        let map = Anon::new(2 * MIB);
+        let buf = slice_mut(&map);
+        let marks = mark(buf);
+        let how = mlock::prefault(buf).map_err(|e| format!("prefault: {e}"))?;
+        ensure(how == Prefault::Touched, || format!("{how:?}"))?;
+        let (after, pages) = resident_pages(map.addr as usize, map.len);
+        ensure(after == pages, || format!("{after}/{pages} resident"))?;
+        check_marks(buf, &marks)
+    });
+}
+
+#[test]
+fn prefault_reports_the_kernels_other_errors() {
+    if under_qemu_user() {
+        return;
+    }
+    run(|| {
+        fail_when_arg_is(libc::SYS_madvise, 2, MADV_POPULATE_WRITE, libc::ENOMEM);
+        let map = Anon::new(64 * KIB);
+        let got = mlock::prefault(slice_mut(&map));
+        ensure(got == Err(Error::ResourceLimit), || format!("{got:?}"))
+    });
+}
+
+#[test]
+fn touch_pages_faults_in_every_page() {
+    run(|| {
+        let map = Anon::new(MIB + 100);
+        let buf = slice_mut(&map);
+        let marks = mark(buf);
+        mlock::touch_pages(buf);
+        let (after, pages) = resident_pages(map.addr as usize, map.len);
+        ensure(after == pages, || format!("{after}/{pages} resident"))?;
+        check_marks(buf, &marks)
+    });
+}
+
+// ---- oom_score_adj ---------------------------------------------------------
+
+fn oom_file() -> i32 {
+    std::fs::read_to_string("/proc/self/oom_score_adj")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn oom_score_adj_reads_and_writes_the_proc_file() {
+    let privileged = cap_sys_resource();
+    if !privileged {
+        note_without_cap_sys_resource("oom_score_adj_reads_and_writes_the_proc_file");
+    }
+    run(|| {
+        ensure(mlock::oom_score_adj() == Ok(oom_file()), || "read".into())?;
+        let values: &[i32] = if privileged {
+            &[500, -1000, 0, 1000, -1, 7]
+        } else {
+            // Without CAP_SYS_RESOURCE the floor (0) holds.
+            let err = mlock::set_oom_score_adj(-1000).unwrap_err();
+            ensure(err == Error::PermissionDenied, || format!("-1000: {err:?}"))?;
+            &[500, 0, 1000, 7]
+        };
+        for &value in values {
+            mlock::set_oom_score_adj(value).map_err(|e| format!("set {value}: {e}"))?;
+            ensure(oom_file() == value, || format!("file after {value}"))?;
+            let read = mlock::oom_score_adj();
+            ensure(read == Ok(value), || {
+                format!("read after {value}: {read:?}")
+            })?;
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn oom_score_adj_out_of_range_is_rejected_before_the_kernel() {
+    run(|| {
+        mlock::set_oom_score_adj(3).map_err(|e| e.to_string())?;
+        for value in [1001, -1001, i32::MIN, i32::MAX] {
+            let got = mlock::set_oom_score_adj(value);
+            ensure(got == Err(Error::InvalidArgument), || {
+                format!("{value}: {got:?}")
+            })?;
+            ensure(oom_file() == 3, || format!("{value} changed the file"))?;
+        }
+        Ok(())
+    });
+}
+
+/// Drops to nobody and stays dumpable, so that `/proc/self` files keep
+/// belonging to the process (a setuid makes it non-dumpable, and procfs then
+/// hands its files to root).
+fn drop_to_nobody_dumpable() {
+    drop_to_nobody();
+    // SAFETY: plain prctl on integers.
+    assert_eq!(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) }, 0);
+}
+
+#[test]
+fn lowering_oom_score_adj_below_the_floor_needs_cap_sys_resource() {
+    run(|| {
+        // As root, set the floor to 0 (a privileged write sets it).
+        mlock::set_oom_score_adj(0).map_err(|e| e.to_string())?;
+        drop_to_nobody_dumpable();
+        // Raising, and lowering back to the floor, need nothing.
+        mlock::set_oom_score_adj(300).map_err(|e| format!("raise: {e}"))?;
+        mlock::set_oom_score_adj(0).map_err(|e| format!("back to 0: {e}"))?;
+        let err = mlock::set_oom_score_adj(-1).unwrap_err();
+        ensure(err == Error::PermissionDenied, || format!("{err:?}"))?;
+        ensure(err.as_str().contains("CAP_SYS_RESOURCE"), || {
+            format!("the fix does not name CAP_SYS_RESOURCE: {err}")
+        })?;
+        ensure(oom_file() == 0, || {
+            "the refused write changed the file".into()
+        })
+    });
+}
+
+#[test]
+fn oom_score_adj_of_a_non_dumpable_process_is_permission_denied() {
+    run(|| {
+        drop_to_nobody(); // Not dumpable: /proc/self/oom_score_adj is root's.
+        let err = mlock::set_oom_score_adj(100).unwrap_err();
+        ensure(err == Error::PermissionDenied, || format!("{err:?}"))?;
+        // Reading is open to everyone.
+        mlock::oom_score_adj().map(drop).map_err(|e| e.to_string())
+    });
+}
+
+/// Hides procfs in a private mount namespace: an empty tmpfs on `/proc`,
+/// optionally holding a fake `self/oom_score_adj`.
+fn hide_proc(fake_file: bool) {
+    // SAFETY: plain syscalls with valid NUL-terminated strings.
+    unsafe {
+        assert_eq!(
+            libc::unshare(libc::CLONE_NEWNS),
+            0,
+            "unshare(CLONE_NEWNS): the tests must run as root"
+        );
+        assert_eq!(
+            libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null()
+            ),
+            0
+        );
+        assert_eq!(
+            libc::mount(
+                c"none".as_ptr(),
+                c"/proc".as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                std::ptr::null()
+            ),
+            0,
+            "mount tmpfs on /proc: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    if fake_file {
+        std::fs::create_dir("/proc/self").unwrap();
+        std::fs::write("/proc/self/oom_score_adj", "0\n").unwrap();
+    }
+}
+
+#[test]
+fn oom_score_adj_without_procfs_is_proc_unavailable() {
+    for fake in [false, true] {
+        run(|| {
+            hide_proc(fake);
+            let read = mlock::oom_score_adj();
+            ensure(read == Err(Error::ProcUnavailable), || {
+                format!("read (fake file: {fake}): {read:?}")
+            })?;
+            let write = mlock::set_oom_score_adj(-1000);
+            ensure(write == Err(Error::ProcUnavailable), || {
+                format!("write (fake file: {fake}): {write:?}")
+            })?;
+            if fake {
+                let text = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap();
+                ensure(text == "0\n", || {
+                    "wrote to a file that is not procfs".into()
+                })?;
+            }
+            Ok(())
+        });
+    }
+}
+
+// ---- harden_swap_daemon ----------------------------------------------------
+
+#[test]
+fn harden_as_root_does_every_step() {
+    let privileged = cap_sys_resource();
+    if !privileged {
+        note_without_cap_sys_resource("harden_as_root_does_every_step");
+    }
+    run(|| {
+        // Without CAP_SYS_RESOURCE, steps 4 and 5 can only fail: make them
+        // best-effort and check that they do, with the fix.
+        let needs_sys_resource = if privileged {
+            Requirement::Required
+        } else {
+            Requirement::BestEffort
+        };
+        let recipe = Hardening::new(Config::SWAP_DAEMON.required(true))
+            .io_flusher(needs_sys_resource)
+            .oom_score_adj(-1000, needs_sys_resource);
+        let hard = memlock_hard();
+        let report = harden_swap_daemon(&recipe).map_err(|e| format!("{e}"))?;
+        let raised = if privileged {
+            Limit {
+                soft: None,
+                hard: None,
+            }
+        } else {
+            // Soft up to hard is all that needs no privilege.
+            let hard = (hard != u64::MAX).then_some(hard);
+            Limit { soft: hard, hard }
+        };
+        ensure(report.memlock_limit == Step::Done(raised), || {
+            format!("{:?}", report.memlock_limit)
+        })?;
+        ensure(mlock::memlock_limit() == Ok(raised), || "limit".into())?;
+        ensure(
+            report.lock == Step::Done(Flags::CURRENT | Flags::FUTURE),
+            || format!("{:?}", report.lock),
+        )?;
+        ensure(
+            report.stack == Step::Done(mlock::DEFAULT_STACK_PREFAULT),
+            || format!("{:?}", report.stack),
+        )?;
+        if privileged {
+            ensure(report.io_flusher == Step::Done(()), || "io_flusher".into())?;
+            ensure(mlock::is_io_flusher() == Ok(true), || "flag".into())?;
+            ensure(report.oom_score_adj == Step::Done(-1000), || "oom".into())?;
+            ensure(oom_file() == -1000, || "oom file".into())?;
+            ensure(report.is_complete(), || format!("{report}"))?;
+            ensure(report.failures().count() == 0, || format!("{report}"))?;
+        } else {
+            let failed: Vec<_> = report.failures().collect();
+            ensure(
+                failed
+                    == [
+                        (Stage::IoFlusher, Error::PermissionDenied),
+                        (Stage::OomScoreAdj, Error::PermissionDenied),
+                    ],
+                || format!("{report}"),
+            )?;
+            ensure(!report.is_complete(), || format!("{report}"))?;
+            ensure(oom_file() == 0, || "oom file".into())?;
+        }
+        let lck = vm_lck_kb();
+        ensure(report.locked_bytes == Some(lck * 1024), || {
+            format!("report says {:?}, VmLck {lck} kB", report.locked_bytes)
+        })?;
+        ensure(lck * 10 >= status_kb("VmSize") * 9, || {
+            format!("VmLck {lck} kB of VmSize {} kB", status_kb("VmSize"))
+        })?;
+        let text = report.to_string();
+        ensure(
+            text.lines().count() == 5 && text.contains("mlockall: done"),
+            || text.clone(),
+        )
+    });
+}
+
+#[test]
+fn harden_unprivileged_best_effort_reports_what_it_could_not_do() {
+    run(|| {
+        set_memlock(0, 0);
+        drop_to_nobody_dumpable();
+        let recipe = Hardening::SWAP_DAEMON.oom_score_adj(-500, Requirement::BestEffort);
+        let report = harden_swap_daemon(&recipe).map_err(|e| format!("{e}"))?;
+        // Unlimited needs CAP_SYS_RESOURCE; soft up to hard (0) is all it
+        // could do.
+        let zero = Limit {
+            soft: Some(0),
+            hard: Some(0),
+        };
+        ensure(report.memlock_limit == Step::Done(zero), || {
+            format!("{:?}", report.memlock_limit)
+        })?;
+        ensure(report.lock == Step::Failed(Error::PermissionDenied), || {
+            format!("{:?}", report.lock)
+        })?;
+        ensure(report.stack.is_done(), || "stack".into())?;
+        ensure(
+            report.io_flusher == Step::Failed(Error::PermissionDenied),
+            || format!("{:?}", report.io_flusher),
+        )?;
+        ensure(
+            report.oom_score_adj == Step::Failed(Error::PermissionDenied),
+            || format!("{:?}", report.oom_score_adj),
+        )?;
+        ensure(report.locked_bytes.is_none(), || "locked bytes".into())?;
+        let failed: Vec<Stage> = report.failures().map(|(s, _)| s).collect();
+        ensure(
+            failed == [Stage::Lock, Stage::IoFlusher, Stage::OomScoreAdj],
+            || format!("{failed:?}"),
+        )?;
+        ensure(!report.is_complete(), || "complete?".into())?;
+        ensure(vm_lck_kb() == 0, || "locked".into())?;
+        let text = report.to_string();
+        ensure(text.contains("mlockall: failed: permission denied"), || {
+            text.clone()
+        })
+    });
+}
+
+#[test]
+fn harden_stops_at_a_required_step_that_fails() {
+    run(|| {
+        set_memlock(0, 0);
+        drop_to_nobody();
+        let recipe = Hardening::new(Config::SWAP_DAEMON.required(true));
+        let err: HardenError = harden_swap_daemon(&recipe).unwrap_err();
+        ensure(
+            err.stage == Stage::Lock && err.error == Error::PermissionDenied,
+            || format!("{err:?}"),
+        )?;
+        ensure(err.report.memlock_limit.is_done(), || "limit step".into())?;
+        for stage in [Stage::Lock, Stage::Stack, Stage::IoFlusher] {
+            ensure(err.report.step(stage) == Step::NotReached, || {
+                format!("{stage}: {:?}", err.report.step(stage))
+            })?;
+        }
+        ensure(
+            err.to_string().starts_with("mlockall: permission denied"),
+            || err.to_string(),
+        )?;
+        ensure(Error::from(err) == Error::PermissionDenied, || {
+            "From".into()
+        })
+    });
+    run(|| {
+        // Locking works (FUTURE alone fits any nonzero limit), IO_FLUSHER
+        // is required and cannot be had.
+        drop_to_nobody();
+        let recipe = Hardening::new(Config::new(Flags::FUTURE)).io_flusher(Requirement::Required);
+        let err = harden_swap_daemon(&recipe).unwrap_err();
+        ensure(
+            err.stage == Stage::IoFlusher && err.error == Error::PermissionDenied,
+            || format!("{err:?}"),
+        )?;
+        ensure(
+            err.report.lock.is_done() && err.report.stack.is_done(),
+            || format!("{:?}", err.report),
+        )?;
+        ensure(err.report.lock == Step::Done(Flags::FUTURE), || {
+            "lock".into()
+        })?;
+        ensure(err.report.oom_score_adj == Step::NotReached, || {
+            "oom".into()
+        })
+    });
+}
+
+#[test]
+fn harden_rejects_a_bad_recipe_before_changing_anything() {
+    run(|| {
+        set_memlock(64 * 1024, memlock_hard());
+        let bad = [
+            (Hardening::new(Config::new(Flags::empty())), Stage::Lock),
+            (Hardening::new(Config::new(Flags::ONFAULT)), Stage::Lock),
+            (
+                Hardening::SWAP_DAEMON.oom_score_adj(-1001, Requirement::BestEffort),
+                Stage::OomScoreAdj,
+            ),
+        ];
+        for (recipe, stage) in bad {
+            let err = harden_swap_daemon(&recipe).unwrap_err();
+            ensure(
+                err.stage == stage && err.error == Error::InvalidArgument,
+                || format!("{err:?}"),
+            )?;
+            ensure(
+                err.report.step(Stage::MemlockLimit) == Step::NotReached,
+                || "a step ran".into(),
+            )?;
+        }
+        // Out of range but skipped is fine: the value is not used.
+        let skipped = Hardening::SWAP_DAEMON
+            .oom_score_adj(5000, Requirement::Skip)
+            .raise_memlock_limit(false)
+            .lock(Config::new(Flags::FUTURE));
+        let report = harden_swap_daemon(&skipped).map_err(|e| e.to_string())?;
+        ensure(report.memlock_limit == Step::Skipped, || "limit".into())?;
+        ensure(report.oom_score_adj == Step::Skipped, || "oom".into())?;
+        let limit = mlock::memlock_limit().unwrap();
+        ensure(limit.soft == Some(64 * 1024), || format!("{limit:?}"))
+    });
+}
