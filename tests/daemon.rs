@@ -70,7 +70,7 @@ fn memlock_hard() -> u64 {
         unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) },
         0
     );
-    lim.rlim_max as u64
+    lim.rlim_max
 }
 
 /// The kernel's PF_* flags of the calling thread: field 9 of
@@ -336,7 +336,7 @@ fn prefault_stack_of_zero_bytes_does_nothing() {
 }
 
 /// A writable view of a test mapping.
-fn slice_mut(map: &Anon) -> &mut [u8] {
+fn slice_mut(map: &mut Anon) -> &mut [u8] {
     // SAFETY: the mapping is live, writable, `len` bytes long, and the test
     // holds no other reference to it while this one is used.
     unsafe { std::slice::from_raw_parts_mut(map.addr, map.len) }
@@ -368,21 +368,22 @@ fn prefault_populates_a_region_without_changing_it() {
     // emulator's, so the check only works in the parent.
     let qemu = under_qemu_user();
     run(|| {
-        let map = Anon::new(4 * MIB);
-        let buf = slice_mut(&map);
+        let mut map = Anon::new(4 * MIB);
+        let (addr, len) = (map.addr as usize, map.len);
+        let buf = slice_mut(&mut map);
         let marks = mark(buf);
-        let (before, pages) = resident_pages(map.addr as usize, map.len);
+        let (before, pages) = resident_pages(addr, len);
         ensure(before < pages, || {
             "the mapping was resident at start".into()
         })?;
         let how = mlock::prefault(buf).map_err(|e| format!("prefault: {e}"))?;
         // Linux 5.14+ (this kernel) knows MADV_POPULATE_WRITE.
         ensure(how == Prefault::Populated, || format!("{how:?}"))?;
-        let (after, pages) = resident_pages(map.addr as usize, map.len);
+        let (after, pages) = resident_pages(addr, len);
         if !qemu {
             // QEMU user mode answers madvise without passing it on.
             ensure(after == pages, || format!("{after}/{pages} resident"))?;
-            let (rss, _) = smaps_rss_locked_kb(map.addr as usize);
+            let (rss, _) = smaps_rss_locked_kb(addr);
             ensure(rss == 4096, || format!("Rss {rss} kB"))?;
         }
         check_marks(buf, &marks)
@@ -395,12 +396,13 @@ fn prefault_of_a_region_that_does_not_start_on_a_page() {
     // emulator's, so the check only works in the parent.
     let qemu = under_qemu_user();
     run(|| {
-        let map = Anon::new(64 * KIB);
-        let buf = &mut slice_mut(&map)[100..3 * 4096];
+        let mut map = Anon::new(64 * KIB);
+        let (addr, len) = (map.addr as usize, map.len);
+        let buf = &mut slice_mut(&mut map)[100..3 * 4096];
         let how = mlock::prefault(buf).map_err(|e| format!("prefault: {e}"))?;
         ensure(how == Prefault::Populated, || format!("{how:?}"))?;
         if !qemu {
-            let (resident, _) = resident_pages(map.addr as usize, map.len);
+            let (resident, _) = resident_pages(addr, len);
             ensure(resident == 3, || {
                 format!("{resident} pages resident, want 3")
             })?;
@@ -418,12 +420,13 @@ fn prefault_falls_back_to_touching_on_a_kernel_before_5_14() {
     }
     run(|| {
         fail_when_arg_is(libc::SYS_madvise, 2, MADV_POPULATE_WRITE, libc::EINVAL);
-        let map = Anon::new(2 * MIB);
-        let buf = slice_mut(&map);
+        let mut map = Anon::new(2 * MIB);
+        let (addr, len) = (map.addr as usize, map.len);
+        let buf = slice_mut(&mut map);
         let marks = mark(buf);
         let how = mlock::prefault(buf).map_err(|e| format!("prefault: {e}"))?;
         ensure(how == Prefault::Touched, || format!("{how:?}"))?;
-        let (after, pages) = resident_pages(map.addr as usize, map.len);
+        let (after, pages) = resident_pages(addr, len);
         ensure(after == pages, || format!("{after}/{pages} resident"))?;
         check_marks(buf, &marks)
     });
@@ -436,8 +439,8 @@ fn prefault_reports_the_kernels_other_errors() {
     }
     run(|| {
         fail_when_arg_is(libc::SYS_madvise, 2, MADV_POPULATE_WRITE, libc::ENOMEM);
-        let map = Anon::new(64 * KIB);
-        let got = mlock::prefault(slice_mut(&map));
+        let mut map = Anon::new(64 * KIB);
+        let got = mlock::prefault(slice_mut(&mut map));
         ensure(got == Err(Error::ResourceLimit), || format!("{got:?}"))
     });
 }
@@ -445,11 +448,12 @@ fn prefault_reports_the_kernels_other_errors() {
 #[test]
 fn touch_pages_faults_in_every_page() {
     run(|| {
-        let map = Anon::new(MIB + 100);
-        let buf = slice_mut(&map);
+        let mut map = Anon::new(MIB + 100);
+        let (addr, len) = (map.addr as usize, map.len);
+        let buf = slice_mut(&mut map);
         let marks = mark(buf);
         mlock::touch_pages(buf);
-        let (after, pages) = resident_pages(map.addr as usize, map.len);
+        let (after, pages) = resident_pages(addr, len);
         ensure(after == pages, || format!("{after}/{pages} resident"))?;
         check_marks(buf, &marks)
     });
