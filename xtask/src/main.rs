@@ -4,6 +4,7 @@ mod bench;
 mod test;
 #[allow(dead_code)] // Used by the command modules as they land.
 mod util;
+mod vm;
 
 const USAGE: &str = "usage: cargo xtask <command> [options]
 
@@ -18,6 +19,7 @@ fn main() {
     let result: util::Result = match args.first().map(String::as_str) {
         Some("test") => test::main(&args[1..]),
         Some("bench") => bench::main(&args[1..]),
+        Some("vm") => vm::main(&args[1..]),
         Some("-h" | "--help") => {
             println!("{USAGE}");
             Ok(())

@@ -259,7 +259,10 @@ fn full_matrix() -> Vec<Step> {
     }
 
     // ---- HOOK POINT: later tiers go here, in this order ----
-    // steps.push(Step::new("vm", "all", |t| { *t = crate::vm::run_all()?; Ok(()) }));
+    steps.push(Step::new("vm", "all", |t| {
+        *t = crate::vm::run_all()?;
+        Ok(())
+    }));
     // steps.push(Step::new("size", "x86_64-unknown-linux-musl", |_| crate::size::run_all()));
     steps.push(Step::new("bench --quick", host_triple(), |_| {
         crate::bench::quick()

@@ -711,9 +711,9 @@ fn check_pid1(console: &[String], r: &mut Report) {
                 .problems
                 .push(format!("PID 1 did not lock: mlock-init: {rest}")),
         },
-        None => r.problems.push(format!(
-            "missing line from the PID 1 example: mlock-init: locked VmLck=<n> kB"
-        )),
+        None => r
+            .problems
+            .push("missing line from the PID 1 example: mlock-init: locked VmLck=<n> kB".into()),
     }
 }
 

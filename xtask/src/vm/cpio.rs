@@ -78,7 +78,7 @@ impl Archive {
 
     /// Pads to the 4-byte boundary that headers and data start on.
     fn pad(&mut self) {
-        while self.bytes.len() % 4 != 0 {
+        while !self.bytes.len().is_multiple_of(4) {
             self.bytes.push(0);
         }
     }
