@@ -752,11 +752,19 @@ impl Report<'_> {
              clears it. What differs between the implementations is the path to \
              the `syscall` instruction: this crate and rustix issue it inline; \
              libc and nix go through the C library (a PLT call, and `errno` on \
-             failure).\n\
+             failure). The kernel's part, about the same for all four, is most \
+             of the time, so the time ratios sit near 1.00 and the instruction \
+             counts show the user-space difference.\n\
+             - Wall time includes the moments the thread waited for a core while \
+             other processes ran; CPU time does not. On a shared machine the CPU \
+             time is the steadier of the two.\n\
              - Without `ONFAULT`, `mlock` and `mlockall(MCL_CURRENT)` fault in \
              and zero every page before they return, so the time and the RSS grow \
              with the mapping. With `ONFAULT` the call only marks the mapping; \
-             pages are locked as they are first touched.\n\
+             pages are locked as they are first touched. \
+             `lock_all(CURRENT | ONFAULT)` still costs more than \
+             `lock_on_fault`: it visits every mapping of the process, not one, \
+             and locks the pages already present in them.\n\
              - `VmLck` counts the size of locked mappings, not resident pages: \
              it reads the same with `ONFAULT` as without. Look at `VmRSS` to see \
              what was faulted in.\n\n\
