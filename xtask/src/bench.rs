@@ -971,3 +971,49 @@ fn plot(rows: &[OnfaultRow], caption: &str, path: &Path) -> util::Result {
     root.present().map_err(|e| err(&e))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{cell, count, json_num, json_str, parse_onfault, size, time};
+
+    #[test]
+    fn json_fields_as_criterion_and_cargo_write_them() {
+        let bench = r#"{"group_id":"overhead","function_id":"mlock","value_str":null,"full_id":"overhead/mlock"}"#;
+        assert_eq!(json_str(bench, "group_id").as_deref(), Some("overhead"));
+        assert_eq!(json_str(bench, "function_id").as_deref(), Some("mlock"));
+        assert_eq!(json_str(bench, "value_str"), None);
+        let est = r#"{"mean":{"confidence_interval":{"confidence_level":0.95,"lower_bound":9.0,"upper_bound":11.0},"point_estimate":10.0},"median":{"confidence_interval":{"confidence_level":0.95,"lower_bound":1.5e3,"upper_bound":1600.25},"point_estimate":1550.5,"standard_error":3.0}}"#;
+        let median = &est[est.find("\"median\":").unwrap()..];
+        assert_eq!(json_num(median, "point_estimate"), Some(1550.5));
+        assert_eq!(json_num(median, "lower_bound"), Some(1500.0));
+        assert_eq!(json_num(median, "upper_bound"), Some(1600.25));
+    }
+
+    #[test]
+    fn onfault_rows() {
+        let tsv = "size_bytes\tcall\tmedian_ns\tmin_ns\tmax_ns\trss_before_bytes\trss_after_bytes\tlocked_after_bytes\truns\n\
+                   16777216\tlock_all(CURRENT|ONFAULT)\t120000\t110000\t130000\t2097152\t2162688\t19816448\t7\n";
+        let rows = parse_onfault(tsv).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].size, 16 << 20);
+        assert_eq!(rows[0].call, "lock_all(CURRENT|ONFAULT)");
+        assert_eq!((rows[0].median_ns, rows[0].runs), (120_000, 7));
+        assert!(parse_onfault("header only\n").is_err());
+        assert!(parse_onfault("h\n1\tx\tnot-a-number\n").is_err());
+    }
+
+    #[test]
+    fn units() {
+        assert_eq!(time(19.0), "19.0 ns");
+        assert_eq!(time(1_430.0), "1.43 µs");
+        assert_eq!(time(493_240_000.0), "493.24 ms");
+        assert_eq!(size(16 << 20), "16 MiB");
+        assert_eq!(size(1 << 30), "1 GiB");
+        assert_eq!(count(19.0), "19");
+        assert_eq!(count(19.5), "19.5");
+        assert_eq!(
+            cell("lock_all(CURRENT|ONFAULT)"),
+            "lock_all(CURRENT\\|ONFAULT)"
+        );
+    }
+}
