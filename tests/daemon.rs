@@ -335,6 +335,20 @@ fn prefault_stack_of_zero_bytes_does_nothing() {
     mlock::prefault_stack(0);
 }
 
+/// Keeps transparent huge pages out of a test mapping, so that touching
+/// one byte faults in one page, not 2 MiB (or a multi-size THP folio).
+fn small_pages(map: &Anon) {
+    // SAFETY: the range is a mapping the test owns; the advice only
+    // changes how later faults are served.
+    let rc = unsafe { libc::madvise(map.addr.cast(), map.len, libc::MADV_NOHUGEPAGE) };
+    assert_eq!(
+        rc,
+        0,
+        "madvise(NOHUGEPAGE): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
 /// A writable view of a test mapping.
 fn slice_mut(map: &mut Anon) -> &mut [u8] {
     // SAFETY: the mapping is live, writable, `len` bytes long, and the test
@@ -369,6 +383,7 @@ fn prefault_populates_a_region_without_changing_it() {
     let qemu = under_qemu_user();
     run(|| {
         let mut map = Anon::new(4 * MIB);
+        small_pages(&map);
         let (addr, len) = (map.addr as usize, map.len);
         let buf = slice_mut(&mut map);
         let marks = mark(buf);
@@ -397,6 +412,7 @@ fn prefault_of_a_region_that_does_not_start_on_a_page() {
     let qemu = under_qemu_user();
     run(|| {
         let mut map = Anon::new(64 * KIB);
+        small_pages(&map);
         let (addr, len) = (map.addr as usize, map.len);
         let buf = &mut slice_mut(&mut map)[100..3 * 4096];
         let how = mlock::prefault(buf).map_err(|e| format!("prefault: {e}"))?;
