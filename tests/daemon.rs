@@ -321,8 +321,12 @@ fn prefault_stack_makes_the_pages_below_the_caller_resident_and_locked() {
         let (after, pages) = resident_pages(lo, hi - lo);
         ensure(after == pages, || format!("{after}/{pages} resident after"))?;
         if !qemu {
+            // smaps' Locked is proportional (a page still shared with the
+            // parent after fork counts half), so it can be a little under
+            // Rss; the pages just faulted in are the child's own and count
+            // whole.
             let (rss, locked) = smaps_rss_locked_kb(mapping_start(lo));
-            ensure(locked >= ((hi - lo) / KIB) as u64 && locked == rss, || {
+            ensure(locked >= ((hi - lo) / KIB) as u64, || {
                 format!("stack mapping: Rss {rss} kB, Locked {locked} kB")
             })?;
         }
