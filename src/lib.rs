@@ -94,7 +94,7 @@ pub use oom::{oom_score_adj, set_oom_score_adj, OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ
 pub use policy::{lock_with, Config, Outcome};
 pub use preflight::{preflight, Preflight};
 pub use secret::{disable_core_dumps, exclude_from_dump, include_in_dump, is_dumpable, LockedBuf};
-pub use status::{is_locked, locked_bytes, status, Status};
+pub use status::{is_locked, locked_bytes, status, Status, StatusParser, StatusReader};
 
 /// Whether this build has the raw syscall backend (Linux on x86_64, aarch64
 /// or riscv64). Without it every call returns [`Error::Unsupported`].

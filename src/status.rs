@@ -1,5 +1,11 @@
 //! What the kernel says is locked: `/proc/self/status`, read into a stack
 //! buffer and parsed as it streams, with no allocation.
+//!
+//! The file is a few hundred bytes to a few KiB (`Cpus_allowed_list`,
+//! `Mems_allowed` and `Groups` grow with the machine). It is read through a
+//! fixed buffer; a line that spans two reads is carried over in a small
+//! fixed buffer, and only the six fields this crate records are parsed,
+//! strictly, as the kernel writes them.
 
 use crate::sys::{self, Fd, OpenMode};
 use crate::Error;
@@ -35,13 +41,19 @@ impl Status {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Malformed`] when a field this type reads is not as the kernel
-    /// writes it: a value that is not a decimal number of `kB`, that
-    /// overflows `u64` in bytes, that appears twice, or whose line is cut off
-    /// (the last line of the kernel's text always ends in a newline). Other
-    /// lines are skipped, whatever they hold.
+    /// [`Error::Malformed`] when a field this type records (`VmLck`,
+    /// `VmPin`, `VmSize`, `VmRSS`, `VmSwap`, `CapEff`) is not as the kernel
+    /// writes it: a value that is not blanks, a decimal number and ` kB`
+    /// (or, for `CapEff`, up to 16 hex digits), that overflows `u64` in
+    /// bytes, a field that appears twice, a field line longer than 64
+    /// bytes, or a field line cut off (the kernel ends every line with a
+    /// newline). Every other line is skipped, whatever it holds: a key that
+    /// only starts like a recorded one (`VmLcked:`) is another key.
+    ///
+    /// # References
+    /// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
     pub fn parse(bytes: &[u8]) -> Result<Status, Error> {
-        let mut parser = Parser::new();
+        let mut parser = StatusParser::new();
         parser.feed(bytes);
         parser.finish()
     }
@@ -104,6 +116,9 @@ enum Field {
     CapEff,
 }
 
+/// The longest key recorded (`VmSize`, `VmSwap`, `CapEff`).
+const KEY_MAX: usize = 6;
+
 impl Field {
     fn from_key(key: &[u8]) -> Option<Field> {
         Some(match key {
@@ -119,18 +134,34 @@ impl Field {
 }
 
 /// The longest line of a recorded field the parser accepts. The kernel's
-/// are under 30 bytes (`VmSize:\t18446744073709551615 kB`); a longer one is
+/// are under 32 bytes (`VmSize:\t18014398509481983 kB`); a longer one is
 /// malformed. Other lines may be any length: they are skipped as they
 /// stream past.
 const LINE_MAX: usize = 64;
 
-/// An incremental parser: feed it the file in chunks of any size.
+/// A streaming parser of `/proc/<pid>/status`: feed it the text in chunks
+/// of any size, as they are read, then [`finish`](StatusParser::finish).
 ///
-/// A line that spans two chunks is carried over in a small fixed buffer;
-/// only its first [`LINE_MAX`] bytes are kept, which is enough to tell
-/// whether it is a field we record.
-#[derive(Debug)]
-pub(crate) struct Parser {
+/// It needs no buffer for the whole file and allocates nothing: a line
+/// that spans two chunks is carried over in a fixed 64-byte buffer, which
+/// holds any line of a field [`Status`] records (longer lines of other
+/// fields are skipped as they stream past). The result is the same as
+/// [`Status::parse`] of the whole text, however it is split.
+///
+/// ```
+/// use mlock::StatusParser;
+///
+/// let mut parser = StatusParser::new();
+/// parser.feed(b"Name:\tdemo\nVmL");
+/// parser.feed(b"ck:\t      16 kB\n");
+/// assert_eq!(parser.finish()?.locked_bytes(), Some(16 * 1024));
+/// # Ok::<(), mlock::Error>(())
+/// ```
+///
+/// # References
+/// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
+#[derive(Debug, Clone)]
+pub struct StatusParser {
     status: Status,
     carry: heapless::Vec<u8, LINE_MAX>,
     /// The carried line is longer than `carry` holds.
@@ -138,33 +169,57 @@ pub(crate) struct Parser {
     error: Option<Error>,
 }
 
-impl Parser {
-    pub(crate) fn new() -> Parser {
-        Parser {
-            status: Status::default(),
+impl Default for StatusParser {
+    fn default() -> StatusParser {
+        StatusParser::new()
+    }
+}
+
+impl StatusParser {
+    /// A parser that has seen no text yet.
+    #[must_use]
+    pub const fn new() -> StatusParser {
+        StatusParser {
+            status: Status {
+                locked: None,
+                pinned: None,
+                size: None,
+                rss: None,
+                swap: None,
+                cap_eff: None,
+            },
             carry: heapless::Vec::new(),
             overlong: false,
             error: None,
         }
     }
 
-    /// Consumes the next chunk of the file.
-    pub(crate) fn feed(&mut self, mut chunk: &[u8]) {
-        while self.error.is_none() {
-            let Some(nl) = chunk.iter().position(|&b| b == b'\n') else {
+    /// Consumes the next chunk of the text. After a malformed field the
+    /// rest is ignored, and [`finish`](StatusParser::finish) reports it.
+    pub fn feed(&mut self, mut chunk: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        if !self.carry.is_empty() || self.overlong {
+            // Finish the line the last chunk left unfinished.
+            let Some(nl) = find_newline(chunk) else {
                 self.carry_over(chunk);
                 return;
             };
-            let (line, rest) = (&chunk[..nl], &chunk[nl + 1..]);
-            if self.carry.is_empty() && !self.overlong {
-                self.line(line, line.len() > LINE_MAX);
-            } else {
-                self.carry_over(line);
-                let carry = core::mem::take(&mut self.carry);
-                self.line(&carry, self.overlong);
-                self.overlong = false;
-            }
-            chunk = rest;
+            let (line, rest) = chunk.split_at(nl);
+            self.carry_over(line);
+            let carry = core::mem::take(&mut self.carry);
+            let overlong = core::mem::take(&mut self.overlong);
+            self.line(&carry, overlong);
+            chunk = rest.get(1..).unwrap_or_default();
+        }
+        // Every line but the last is whole in `chunk`.
+        let tail = for_each_line(chunk, |line| {
+            self.line(line, line.len() > LINE_MAX);
+            self.error.is_none()
+        });
+        if let Some(tail) = tail {
+            self.carry_over(tail);
         }
     }
 
@@ -179,23 +234,26 @@ impl Parser {
         let _ = self.carry.extend_from_slice(keep);
     }
 
-    /// Ends the input; a line without its newline was cut off.
-    pub(crate) fn finish(mut self) -> Result<Status, Error> {
-        if self.error.is_none() && (!self.carry.is_empty() || self.overlong) {
-            let carry = core::mem::take(&mut self.carry);
-            if field_of(&carry).is_some() {
-                self.error = Some(Error::Malformed);
-            }
+    /// Ends the text and returns what it held.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] as described for [`Status::parse`]: a recorded
+    /// field whose line has no newline at the end of the text was cut off
+    /// (any other unfinished line is ignored).
+    pub fn finish(self) -> Result<Status, Error> {
+        if let Some(e) = self.error {
+            return Err(e);
         }
-        match self.error {
-            Some(e) => Err(e),
-            None => Ok(self.status),
+        if field_of(&self.carry).is_some() {
+            return Err(Error::Malformed);
         }
+        Ok(self.status)
     }
 
     /// Handles one complete line (without its newline). `too_long` says the
     /// line exceeds [`LINE_MAX`], in which case `line` may hold only its
     /// start.
+    #[inline]
     fn line(&mut self, line: &[u8], too_long: bool) {
         let Some((field, value)) = field_of(line) else {
             return;
@@ -224,9 +282,77 @@ impl Parser {
     }
 }
 
-/// Splits a line into a recorded field and the text after its colon.
+/// A mask with the high bit of each byte of `word` set where that byte is
+/// a newline, and no other bit. Exact for every byte: no carry crosses
+/// from one byte to the next.
+#[inline(always)]
+fn newline_mask(word: [u8; 8]) -> u64 {
+    const LOW7: u64 = u64::from_ne_bytes([0x7f; 8]);
+    const NEWLINES: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    let x = u64::from_le_bytes(word) ^ NEWLINES;
+    // A byte of `x` is zero exactly where the text has a newline: adding
+    // 0x7f to its low seven bits sets its high bit unless they are all
+    // zero, and `| x` covers its own high bit.
+    !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
+}
+
+/// Calls `line` on each newline-terminated line of `text` (without its
+/// newline), eight bytes at a time, until it returns `false`. Returns the
+/// unterminated rest after the last newline, or `None` when stopped.
+#[inline]
+fn for_each_line<'a>(text: &'a [u8], mut line: impl FnMut(&'a [u8]) -> bool) -> Option<&'a [u8]> {
+    let mut start = 0;
+    let mut at = 0;
+    let mut words = text.chunks_exact(8);
+    for word in &mut words {
+        let Ok(word) = <[u8; 8]>::try_from(word) else {
+            break;
+        };
+        // Words are read little-endian: the lowest set bit is the first
+        // newline in memory.
+        let mut mask = newline_mask(word);
+        while mask != 0 {
+            let nl = at + (mask.trailing_zeros() / 8) as usize;
+            if !line(&text[start..nl]) {
+                return None;
+            }
+            start = nl + 1;
+            mask &= mask - 1;
+        }
+        at += 8;
+    }
+    for (i, &b) in words.remainder().iter().enumerate() {
+        if b == b'\n' {
+            if !line(&text[start..at + i]) {
+                return None;
+            }
+            start = at + i + 1;
+        }
+    }
+    Some(&text[start..])
+}
+
+/// The index of the first newline in `s`.
+#[inline]
+fn find_newline(s: &[u8]) -> Option<usize> {
+    let mut first = None;
+    for_each_line(s, |line| {
+        first = Some(line.len());
+        false
+    });
+    first
+}
+
+/// Splits a line into a recorded field and the text after its colon. Only
+/// the first `KEY_MAX + 1` bytes can hold the colon of a recorded key.
+#[inline]
 fn field_of(line: &[u8]) -> Option<(Field, &[u8])> {
-    let colon = line.iter().position(|&b| b == b':')?;
+    // Most lines start with neither letter: reject them at once.
+    if !matches!(line.first(), Some(b'V' | b'C')) {
+        return None;
+    }
+    let head = &line[..line.len().min(KEY_MAX + 1)];
+    let colon = head.iter().position(|&b| b == b':')?;
     let field = Field::from_key(&line[..colon])?;
     Some((field, &line[colon + 1..]))
 }
@@ -251,7 +377,7 @@ fn parse_kb(value: &[u8]) -> Option<u64> {
     kb.checked_mul(1024)
 }
 
-/// Parses `<blanks><hex>` (at most 16 digits, as in `CapEff`).
+/// Parses `<blanks><hex>` (1 to 16 digits, as in `CapEff`).
 fn parse_hex(value: &[u8]) -> Option<u64> {
     let value = trim_start(value);
     if value.is_empty() || value.len() > 16 {
@@ -270,8 +396,10 @@ fn parse_hex(value: &[u8]) -> Option<u64> {
     Some(bits)
 }
 
-/// The size of the stack buffer the file is read through.
-const READ_CHUNK: usize = 1024;
+/// The size of the stack buffer the file is read through: one read holds
+/// the whole file on most machines (about 1.4 KiB); larger files take
+/// more reads, parsed as they stream.
+const READ_CHUNK: usize = 2048;
 
 /// Opens `/proc/self/status` and checks that it is procfs.
 pub(crate) fn open_status() -> Result<Fd, Error> {
@@ -293,10 +421,18 @@ pub(crate) fn proc_error(e: Error) -> Error {
 }
 
 /// Reads an open status file from its start, chunk by chunk, through a
-/// stack buffer, into the parser.
+/// stack buffer, into the parser: with `read` from where a fresh
+/// descriptor stands, or with `pread` from offset 0.
+///
+/// A read that returns fewer bytes than asked, ending in a newline, is the
+/// last: procfs serves `status` from a `seq_file` that the kernel formats
+/// whole on the first read, and a read returns everything that is left up
+/// to the size asked. That saves the extra `read` that would only
+/// return 0. Anything else (a full buffer, a cut line) reads on to the
+/// end.
 pub(crate) fn read_status(fd: &Fd, positional: bool) -> Result<Status, Error> {
     let mut buf = [0u8; READ_CHUNK];
-    let mut parser = Parser::new();
+    let mut parser = StatusParser::new();
     let mut offset: u64 = 0;
     loop {
         let n = if positional {
@@ -304,10 +440,14 @@ pub(crate) fn read_status(fd: &Fd, positional: bool) -> Result<Status, Error> {
         } else {
             sys::read(fd, &mut buf)?
         };
-        if n == 0 {
+        let Some(data) = buf.get(..n) else {
+            // The kernel never returns more than asked.
+            return Err(Error::Malformed);
+        };
+        parser.feed(data);
+        if n < buf.len() && (n == 0 || data.last() == Some(&b'\n')) {
             return parser.finish();
         }
-        parser.feed(&buf[..n]);
         offset += n as u64;
     }
 }
@@ -315,7 +455,9 @@ pub(crate) fn read_status(fd: &Fd, positional: bool) -> Result<Status, Error> {
 /// Reads and parses `/proc/self/status`.
 ///
 /// One `openat`, one `fstatfs` (to check that `/proc` really is procfs),
-/// one or more `read`s into a stack buffer, one `close`. No allocation.
+/// one `read` into a stack buffer (more for a file over 2 KiB), one
+/// `close`. No allocation. To poll, [`StatusReader`] saves the `openat`
+/// and the `close`.
 ///
 /// # Errors
 /// - [`Error::ProcUnavailable`]: `/proc` is not mounted, or is not procfs.
@@ -333,13 +475,100 @@ pub fn status() -> Result<Status, Error> {
 ///
 /// # Errors
 /// As [`status`]; [`Error::Malformed`] if the kernel wrote no `VmLck` line.
+///
+/// # References
+/// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
 pub fn locked_bytes() -> Result<u64, Error> {
     status()?.locked_bytes().ok_or(Error::Malformed)
 }
 
 /// Whether any memory of this process is locked (`VmLck` > 0). Answers
 /// `false` when `/proc` cannot be read.
+///
+/// # References
+/// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
 #[must_use]
 pub fn is_locked() -> bool {
     matches!(locked_bytes(), Ok(n) if n > 0)
+}
+
+/// A `/proc/self/status` kept open, for a daemon that polls it.
+///
+/// [`StatusReader::read`] re-reads the open descriptor with `pread(2)` at
+/// offset 0: the kernel formats the file afresh on each read from the
+/// start, and the `openat`, `fstatfs` and `close` of [`status`] are saved
+/// (about 0.6x of its cost).
+///
+/// **Fork.** A descriptor opened on `/proc/self/status` names the process
+/// that opened it, not whoever reads it later: after `fork(2)`, a child
+/// reading the parent's descriptor would get the *parent's* `VmLck`. The
+/// reader records the process ID when it opens, and [`read`] compares it
+/// with `getpid(2)`; in a different process it reopens `/proc/self/status`
+/// first, so every read describes the process that calls it. (The
+/// descriptor itself is close-on-exec.)
+///
+/// ```no_run
+/// let mut reader = mlock::StatusReader::open()?;
+/// let status = reader.read()?;
+/// println!("locked: {:?} bytes", status.locked_bytes());
+/// # Ok::<(), mlock::Error>(())
+/// ```
+///
+/// [`read`]: StatusReader::read
+///
+/// # References
+/// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
+/// - [`pread(2)`](https://man7.org/linux/man-pages/man2/pread.2.html)
+#[derive(Debug)]
+pub struct StatusReader {
+    fd: Fd,
+    pid: u32,
+}
+
+impl StatusReader {
+    /// Opens `/proc/self/status` and checks that it is procfs.
+    ///
+    /// # Errors
+    /// - [`Error::ProcUnavailable`]: `/proc` is not mounted, or is not
+    ///   procfs.
+    /// - [`Error::Unsupported`] on a target without the raw backend.
+    ///
+    /// # References
+    /// - [`open(2)`](https://man7.org/linux/man-pages/man2/open.2.html)
+    /// - [`statfs(2)`](https://man7.org/linux/man-pages/man2/statfs.2.html)
+    pub fn open() -> Result<StatusReader, Error> {
+        let pid = sys::getpid();
+        Ok(StatusReader {
+            fd: open_status()?,
+            pid,
+        })
+    }
+
+    /// Reads and parses the status of the calling process: one `getpid`
+    /// and one `pread` (more for a file over 2 KiB). In a child of
+    /// `fork(2)` the first call reopens the file for the child.
+    ///
+    /// # Errors
+    /// - [`Error::Malformed`]: see [`Status::parse`].
+    /// - [`Error::ProcUnavailable`]: reopening after a fork found no procfs
+    ///   at `/proc`.
+    ///
+    /// # References
+    /// - [`pread(2)`](https://man7.org/linux/man-pages/man2/pread.2.html)
+    /// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
+    pub fn read(&mut self) -> Result<Status, Error> {
+        let pid = sys::getpid();
+        if pid != self.pid {
+            self.fd = open_status()?;
+            self.pid = pid;
+        }
+        read_status(&self.fd, true)
+    }
+
+    /// The process ID this reader's descriptor describes: the one that
+    /// opened it, or that last called [`read`](StatusReader::read).
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
 }

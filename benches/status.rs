@@ -1,0 +1,133 @@
+//! Reading `/proc/self/status`: this crate against the floor and its peers,
+//! measured in one run.
+//!
+//! - `floor`: bare `open` + one `read` into a 4 KiB buffer + `close`
+//!   through libc, parsing nothing. No reader of the file can do less.
+//! - `status`: [`mlock::status`] (`openat`, `fstatfs`, `read`, `close`, and
+//!   the streaming parse).
+//! - `reader`: [`mlock::StatusReader::read`] on a kept descriptor
+//!   (`getpid`, `pread` at offset 0, the parse).
+//! - `std_parse`: `std::fs::read_to_string` + [`mlock::Status::parse`].
+//! - `procfs`: the procfs crate, `Process::myself()?.status()?`.
+//! - `parse`: [`mlock::Status::parse`] of text read once, no syscall.
+//!
+//! Run it with `cargo bench --bench status`; at the end it prints each
+//! mean and its ratio to `floor`. Goals (reported, never asserted):
+//! `status` within 1.05x of `floor`, at least 2x faster than `procfs`,
+//! `reader` at 0.7x of `floor` or better.
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::hint::black_box;
+    use std::path::PathBuf;
+
+    use criterion::Criterion;
+
+    /// The functions measured, by the name criterion reports them under.
+    pub const NAMES: [&str; 6] = ["floor", "status", "reader", "std_parse", "procfs", "parse"];
+
+    /// The least any reader does: open, one read, close, nothing parsed.
+    #[inline(never)]
+    fn floor() -> isize {
+        let mut buf = [0u8; 4096];
+        // SAFETY: the path is NUL-terminated; `buf` is valid for writes of
+        // its length; the descriptor is ours to close.
+        unsafe {
+            let fd = libc::open(
+                c"/proc/self/status".as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            );
+            assert!(fd >= 0, "open /proc/self/status");
+            let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+            libc::close(fd);
+            black_box(&buf);
+            n
+        }
+    }
+
+    pub fn bench(c: &mut Criterion) {
+        let mut group = c.benchmark_group("status");
+        group.bench_function("floor", |b| b.iter(floor));
+        group.bench_function("status", |b| b.iter(|| mlock::status().unwrap()));
+        let mut reader = mlock::StatusReader::open().unwrap();
+        group.bench_function("reader", |b| b.iter(|| reader.read().unwrap()));
+        group.bench_function("std_parse", |b| {
+            b.iter(|| {
+                let text = std::fs::read_to_string("/proc/self/status").unwrap();
+                mlock::Status::parse(text.as_bytes()).unwrap()
+            })
+        });
+        group.bench_function("procfs", |b| {
+            b.iter(|| {
+                procfs::process::Process::myself()
+                    .unwrap()
+                    .status()
+                    .unwrap()
+            })
+        });
+        let text = std::fs::read("/proc/self/status").unwrap();
+        group.bench_function("parse", |b| {
+            b.iter(|| mlock::Status::parse(black_box(&text)).unwrap())
+        });
+        group.finish();
+    }
+
+    /// Where criterion keeps its results (`<target dir>/criterion`).
+    fn criterion_dir() -> PathBuf {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+        std::env::var_os("CRITERION_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| target.join("criterion"))
+    }
+
+    /// The mean, in ns, of one function of this run, from criterion's
+    /// `estimates.json` (`{"mean":{...,"point_estimate":X,...},...}`).
+    fn mean_ns(name: &str) -> Option<f64> {
+        let path = criterion_dir().join(format!("status/{name}/new/estimates.json"));
+        let json = std::fs::read_to_string(path).ok()?;
+        let mean = &json[json.find("\"mean\"")?..];
+        let value = &mean[mean.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
+        let end = value.find([',', '}'])?;
+        value[..end].trim().parse().ok()
+    }
+
+    /// Prints each mean and its ratio to the floor, and the goals.
+    pub fn summary() {
+        let Some(floor) = mean_ns("floor") else {
+            return;
+        };
+        println!("\nstatus summary (mean; ratio to floor):");
+        for name in NAMES {
+            if let Some(ns) = mean_ns(name) {
+                println!("  {name:<10} {:>9.0} ns  {:.3}x", ns, ns / floor);
+            }
+        }
+        if let (Some(status), Some(reader), Some(procfs)) =
+            (mean_ns("status"), mean_ns("reader"), mean_ns("procfs"))
+        {
+            println!(
+                "  goals: status/floor {:.3} (<= 1.05), procfs/status {:.2} (>= 2), \
+                 reader/floor {:.3} (<= 0.7)",
+                status / floor,
+                procfs / status,
+                reader / floor
+            );
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn main() {
+    let mut c = criterion::Criterion::default().configure_from_args();
+    linux::bench(&mut c);
+    c.final_summary();
+    linux::summary();
+}
+
+#[cfg(not(target_os = "linux"))]
+fn main() {
+    eprintln!("benches/status.rs measures /proc/self/status: Linux only");
+    std::process::exit(1);
+}
