@@ -642,6 +642,19 @@ fn check_suite(console: &[String], r: &mut Report) {
             ) {
                 (Some(n), Some(m)) => {
                     r.swap = Some((n, m));
+                    // VmSwap=0 proves something only if the twin was locked.
+                    let need = u64::from(HOLD_MIB) * 1024;
+                    match find_line(console, "vm: locked twin: ")
+                        .and_then(|l| number_after(l, "VmLck="))
+                    {
+                        Some(locked) if locked >= need => {}
+                        Some(locked) => r.problems.push(format!(
+                            "the locked twin had only VmLck={locked} kB (need {need} kB)"
+                        )),
+                        None => r
+                            .problems
+                            .push("missing line: vm: locked twin: VmLck=<n> kB".into()),
+                    }
                     if n != 0 {
                         r.problems
                             .push(format!("the locked twin had {n} kB swapped out"));
@@ -830,4 +843,97 @@ fn table(reports: &[Report]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn console(text: &str) -> Vec<String> {
+        text.lines().map(str::to_string).collect()
+    }
+
+    const PASSING: &str = "\
+vm: running lock
+test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s
+tests x86_64: 3 passed, 0 failed
+vm: locked twin: VmLck=41596 kB VmRSS=41584 kB
+swap-pressure x86_64: locked VmSwap=0 kB unlocked VmSwap=40996 kB
+core-dump x86_64: protected=absent control=present
+vm: done";
+
+    fn checked(text: &str) -> Report {
+        let mut report = Report {
+            arch: "x86_64",
+            ..Report::default()
+        };
+        check_suite(&console(text), &mut report);
+        report
+    }
+
+    #[test]
+    fn a_console_that_proves_everything_passes() {
+        let r = checked(PASSING);
+        assert_eq!(r.problems, Vec::<String>::new());
+        assert_eq!(r.tests, Some((3, 0)));
+        assert_eq!(r.ignored, 1);
+        assert_eq!(r.swap, Some((0, 40996)));
+        assert_eq!(r.core, Some(("absent".into(), "present".into())));
+    }
+
+    #[test]
+    fn a_swapped_locked_twin_or_an_unswapped_unlocked_twin_fails() {
+        let r = checked(&PASSING.replace("locked VmSwap=0 kB", "locked VmSwap=4 kB"));
+        assert!(r
+            .problems
+            .iter()
+            .any(|p| p.contains("locked twin had 4 kB")));
+        let r = checked(&PASSING.replace("VmSwap=40996", "VmSwap=100"));
+        assert!(r
+            .problems
+            .iter()
+            .any(|p| p.contains("proved nothing") || p.contains("did not create enough pressure")));
+        let r = checked(&PASSING.replace("VmLck=41596", "VmLck=0"));
+        assert!(r.problems.iter().any(|p| p.contains("VmLck=0 kB")));
+    }
+
+    #[test]
+    fn a_leaked_secret_or_a_blind_search_fails() {
+        let r = checked(&PASSING.replace("protected=absent", "protected=present"));
+        assert_eq!(r.problems.len(), 1);
+        let r = checked(&PASSING.replace("control=present", "control=absent"));
+        assert_eq!(r.problems.len(), 1);
+    }
+
+    #[test]
+    fn missing_lines_and_failed_tests_are_reported() {
+        let r = checked("vm: running lock\ntest a ... FAILED\nvm: done");
+        assert_eq!(r.problems.len(), 3, "{:?}", r.problems);
+        let text = PASSING
+            .replace(
+                "tests x86_64: 3 passed, 0 failed",
+                "tests x86_64: 2 passed, 1 failed",
+            )
+            .replace("ok. 3 passed; 0 failed", "FAILED. 2 passed; 1 failed")
+            .replace(
+                "vm: running lock",
+                "vm: running lock\ntest it_locks ... FAILED",
+            );
+        let r = checked(&text);
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        assert!(r.problems[0].contains("lock::it_locks"));
+        // The script's sums must agree with libtest's lines.
+        let r = checked(&PASSING.replace("tests x86_64: 3 passed", "tests x86_64: 4 passed"));
+        assert!(r.problems[0].contains("result lines say 3 passed"));
+    }
+
+    #[test]
+    fn pid1_must_lock_something() {
+        let mut r = Report::default();
+        check_pid1(&console("mlock-init: locked VmLck=148 kB"), &mut r);
+        assert_eq!((r.pid1, r.problems.len()), (Some(148), 0));
+        let mut r = Report::default();
+        check_pid1(&console("mlock-init: failed: no CAP_IPC_LOCK"), &mut r);
+        assert_eq!((r.pid1, r.problems.len()), (None, 1));
+    }
 }

@@ -106,3 +106,38 @@ impl Archive {
         util::check_status(&cmd, status)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_newc_headers_padded_to_four_bytes() {
+        let mut archive = Archive::default();
+        archive.file("init", 0o755, b"hello");
+        let bytes = &archive.bytes;
+        assert_eq!(&bytes[..6], b"070701");
+        let field = |i: usize| {
+            u32::from_str_radix(
+                std::str::from_utf8(&bytes[6 + 8 * i..14 + 8 * i]).unwrap(),
+                16,
+            )
+            .unwrap()
+        };
+        assert_eq!(field(1), S_IFREG | 0o755);
+        assert_eq!(field(6), 5, "file size");
+        assert_eq!(field(11), 5, "name size with its NUL");
+        // 110-byte header + "init\0" = 115, padded to 116; then the data.
+        assert_eq!(&bytes[110..115], b"init\0");
+        assert_eq!(&bytes[116..121], b"hello");
+        assert_eq!(bytes.len(), 124);
+    }
+
+    #[test]
+    fn device_nodes_carry_their_numbers() {
+        let mut archive = Archive::default();
+        archive.char_device("dev/console", 0o600, 5, 1);
+        let text = std::str::from_utf8(&archive.bytes[..110]).unwrap();
+        assert_eq!(&text[6 + 8 * 9..6 + 8 * 11], "0000000500000001");
+    }
+}
