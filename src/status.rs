@@ -215,7 +215,11 @@ impl StatusParser {
         }
         // Every line but the last is whole in `chunk`.
         let tail = for_each_line(chunk, |line| {
-            self.line(line, line.len() > LINE_MAX);
+            // Every recorded key starts with `V` or `C`; most lines with
+            // neither.
+            if matches!(line.first(), Some(b'V' | b'C')) {
+                self.line(line, line.len() > LINE_MAX);
+            }
             self.error.is_none()
         });
         if let Some(tail) = tail {
