@@ -16,7 +16,14 @@ fn main() {
         // with -Bdynamic; say static again, and name libgcc, which glibc's
         // archive needs.
         let args: &[&str] = if crt_static {
-            &["-Wl,-Bstatic", "-Wl,--start-group", "-lc", "-lgcc", "-lgcc_eh", "-Wl,--end-group"]
+            &[
+                "-Wl,-Bstatic",
+                "-Wl,--start-group",
+                "-lc",
+                "-lgcc",
+                "-lgcc_eh",
+                "-Wl,--end-group",
+            ]
         } else {
             &["-lc"]
         };

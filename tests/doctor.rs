@@ -1,0 +1,396 @@
+//! The `doctor` example, run as a user runs it: as root, and as an
+//! unprivileged user (uid 65534) with a tiny `RLIMIT_MEMLOCK`. Each case
+//! checks the exit code and the lines a user reads.
+//!
+//! The example is built by this test (`cargo build --example doctor`, with
+//! the target and profile of this test binary): `cargo test --tests` and
+//! `cargo test --test doctor` do not build examples. It runs in its own
+//! process, so its locking cannot disturb the harness.
+//!
+//! Under QEMU user mode (`MLOCK_TEST_QEMU_USER=1`) this test binary is
+//! emulated, but the doctor it starts is a foreign binary that the host
+//! kernel cannot execute (no binfmt_misc handler is registered on these
+//! machines; the test checks). It is run through the same runner cargo used
+//! for this test (`CARGO_TARGET_<TRIPLE>_RUNNER`), so the doctor is
+//! emulated too and the same assertions hold.
+#![cfg(target_os = "linux")]
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The user the unprivileged cases run as (`nobody`).
+const NOBODY: u32 = 65534;
+
+/// Whether this test binary runs under QEMU user mode.
+fn under_qemu_user() -> bool {
+    std::env::var_os("MLOCK_TEST_QEMU_USER").is_some_and(|v| v == "1")
+}
+
+/// The target directory, triple (if cross-built) and profile directory
+/// this test binary was built into: `<dir>[/<triple>]/<profile>/deps/`.
+fn build_layout() -> (PathBuf, Option<String>, String) {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("the test binary lives in deps/");
+    let profile_dir = deps.parent().expect("deps/ lives in a profile directory");
+    let profile = profile_dir
+        .file_name()
+        .expect("profile directory name")
+        .to_string_lossy()
+        .into_owned();
+    let above = profile_dir.parent().expect("target directory");
+    let name = above.file_name().unwrap_or_default().to_string_lossy();
+    // A triple directory is named like `aarch64-unknown-linux-musl`.
+    if name.matches('-').count() >= 2 && above.join("..").join("CACHEDIR.TAG").exists() {
+        let dir = above.parent().expect("target directory").to_path_buf();
+        (dir, Some(name.into_owned()), profile)
+    } else {
+        (above.to_path_buf(), None, profile)
+    }
+}
+
+/// Builds the doctor for this test's target and profile, and copies it
+/// where uid 65534 may execute it. Built once per test binary.
+fn doctor() -> &'static Path {
+    static DOCTOR: OnceLock<PathBuf> = OnceLock::new();
+    DOCTOR.get_or_init(|| {
+        let (target_dir, triple, profile) = build_layout();
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .args(["build", "--quiet", "--example", "doctor"]);
+        cmd.args([
+            "--profile",
+            if profile == "debug" { "dev" } else { &profile },
+        ]);
+        let mut built = target_dir.clone();
+        if let Some(triple) = &triple {
+            cmd.args(["--target", triple]);
+            built.push(triple);
+        }
+        built.push(&profile);
+        built.push("examples");
+        built.push("doctor");
+        let out = cmd
+            .output()
+            .expect("start cargo to build the doctor example");
+        assert!(
+            out.status.success(),
+            "building the doctor example failed ({:?}):\n{}",
+            cmd,
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        // The target directory may not be searchable by uid 65534: copy the
+        // binary to a private directory that is.
+        let dir = std::env::temp_dir().join(format!("mlock-doctor-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create the doctor's directory");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod the doctor's directory");
+        let copy = dir.join("doctor");
+        std::fs::copy(&built, &copy)
+            .unwrap_or_else(|e| panic!("copy {} to {}: {e}", built.display(), copy.display()));
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod the doctor");
+        copy
+    })
+}
+
+/// The command that starts the doctor: directly on the host, through the
+/// QEMU runner under QEMU user mode.
+fn doctor_command() -> Command {
+    if !under_qemu_user() {
+        return Command::new(doctor());
+    }
+    let (_, triple, _) = build_layout();
+    let triple = triple.expect("under QEMU user mode the test is cross-built for a --target");
+    let var = format!(
+        "CARGO_TARGET_{}_RUNNER",
+        triple.to_uppercase().replace('-', "_")
+    );
+    let runner = std::env::var(&var).unwrap_or_else(|_| {
+        panic!("MLOCK_TEST_QEMU_USER=1 but {var} is not set; run this through `cargo xtask test`")
+    });
+    let mut words = runner.split_whitespace();
+    let mut cmd = Command::new(words.next().expect("an empty runner"));
+    cmd.args(words).arg(doctor());
+    cmd
+}
+
+/// Who runs the doctor.
+#[derive(Clone, Copy)]
+enum As {
+    /// This process's user (root, with `CAP_IPC_LOCK`).
+    Root,
+    /// uid/gid 65534 with no capabilities and `RLIMIT_MEMLOCK` soft and
+    /// hard set to this many bytes.
+    Nobody(u64),
+}
+
+/// What a run printed and how it ended.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// The value column of the first row whose label is `label`.
+    fn row(&self, label: &str) -> Option<&str> {
+        self.stdout.lines().find_map(|line| {
+            line.trim_start()
+                .strip_prefix(label)
+                .filter(|rest| rest.starts_with("  "))
+                .map(str::trim)
+        })
+    }
+
+    fn assert_contains(&self, needle: &str) {
+        assert!(
+            self.stdout.contains(needle),
+            "doctor's output lacks {needle:?}:\n{}",
+            self.stdout
+        );
+    }
+
+    fn assert_code(&self, code: i32) {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "doctor's exit code; stdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        assert!(
+            !self.stderr.contains("panicked"),
+            "doctor panicked:\n{}",
+            self.stderr
+        );
+    }
+}
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "tests/doctor.rs runs the doctor as root and as uid 65534: run it as root (cargo xtask test does)"
+    );
+}
+
+fn run(who: As, args: &[&str]) -> Run {
+    require_root();
+    let mut cmd = doctor_command();
+    cmd.args(args);
+    if let As::Nobody(limit) = who {
+        // std drops the supplementary groups, then sets gid and uid, which
+        // clears every capability; the hook runs after that, as uid 65534.
+        cmd.uid(NOBODY).gid(NOBODY);
+        let hook = move || {
+            let lim = libc::rlimit {
+                rlim_cur: limit as libc::rlim_t,
+                rlim_max: limit as libc::rlim_t,
+            };
+            // SAFETY: setrlimit reads a valid rlimit struct; it is async-
+            // signal-safe, as code between fork and exec must be.
+            if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        };
+        // SAFETY: the hook only calls setrlimit (see above) and allocates
+        // nothing.
+        unsafe { cmd.pre_exec(hook) };
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The fixes a user is told about for EPERM and ENOMEM.
+fn assert_fixes(run: &Run) {
+    for fix in [
+        "setcap cap_ipc_lock+ep",
+        "docker run --cap-add=IPC_LOCK --ulimit memlock=-1:-1",
+        "cap_add: [IPC_LOCK]",
+        "securityContext: {capabilities: {add: [\"IPC_LOCK\"]}}",
+        "AmbientCapabilities=CAP_IPC_LOCK",
+        "LimitMEMLOCK=infinity",
+    ] {
+        run.assert_contains(fix);
+    }
+}
+
+#[test]
+fn under_qemu_the_host_cannot_exec_the_doctor_directly() {
+    if !under_qemu_user() {
+        // On the host the doctor is native; every other test runs it
+        // directly, so there is nothing to establish here.
+        let out = Command::new(doctor())
+            .arg("--help")
+            .output()
+            .expect("run doctor");
+        assert!(out.status.success());
+        return;
+    }
+    // The reason the other tests go through the runner: a foreign ELF
+    // without a binfmt_misc handler is ENOEXEC for the host kernel. If a
+    // handler exists, direct execution works too, and the runner is merely
+    // the explicit form of it.
+    match Command::new(doctor()).arg("--help").output() {
+        Err(e) => assert_eq!(
+            e.raw_os_error(),
+            Some(libc::ENOEXEC),
+            "exec of the foreign doctor failed, but not with ENOEXEC: {e}"
+        ),
+        Ok(out) => assert!(
+            out.status.success(),
+            "a binfmt_misc handler ran the foreign doctor, but it failed"
+        ),
+    }
+}
+
+#[test]
+fn help_lists_flags_and_exit_codes() {
+    let run = run(As::Root, &["--help"]);
+    run.assert_code(0);
+    for text in [
+        "--status",
+        "--required",
+        "--onfault",
+        "--help",
+        "exit status",
+        "  2  bad command line",
+    ] {
+        run.assert_contains(text);
+    }
+}
+
+#[test]
+fn a_bad_flag_prints_usage_and_exits_2() {
+    let run = run(As::Root, &["--status", "--frobnicate"]);
+    run.assert_code(2);
+    assert!(run.stdout.is_empty(), "stdout: {}", run.stdout);
+    assert!(
+        run.stderr.contains("unknown argument `--frobnicate`"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("usage: doctor"), "{}", run.stderr);
+}
+
+#[test]
+fn root_reports_and_locks() {
+    let run = run(As::Root, &[]);
+    run.assert_code(0);
+    assert_eq!(run.row("arch"), Some(std::env::consts::ARCH));
+    assert_eq!(run.row("backend"), Some("raw syscalls"));
+    assert!(
+        run.row("CAP_IPC_LOCK")
+            .is_some_and(|v| v.starts_with("yes")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.row("RLIMIT_MEMLOCK")
+            .is_some_and(|v| v.starts_with("soft ")),
+        "{}",
+        run.stdout
+    );
+    for field in ["VmSize", "VmLck", "VmSwap"] {
+        let value = run.row(field).unwrap_or_default();
+        assert!(
+            value.ends_with('B'),
+            "{field}: {value:?} in\n{}",
+            run.stdout
+        );
+    }
+    assert_eq!(run.row("CURRENT|FUTURE"), Some("will succeed"));
+    assert_eq!(run.row("CURRENT|FUTURE|ONFAULT"), Some("will succeed"));
+    assert_eq!(run.row("result"), Some("locked with CURRENT|FUTURE"));
+    let after = run.row("VmLck after").unwrap_or_default();
+    assert!(
+        after.ends_with('B') && after != "0 B",
+        "VmLck after: {after:?}\n{}",
+        run.stdout
+    );
+    assert!(run.row("took").is_some(), "{}", run.stdout);
+    assert!(!run.stdout.contains("Fix"), "{}", run.stdout);
+}
+
+#[test]
+fn root_onfault_required_locks_with_onfault() {
+    // mlockall(MCL_ONFAULT) is implemented by QEMU user mode too (only
+    // mlock2 is not), so this holds there as well.
+    let run = run(As::Root, &["--onfault", "--required"]);
+    run.assert_code(0);
+    run.assert_contains("Lock (CURRENT|FUTURE|ONFAULT, required)");
+    assert_eq!(
+        run.row("result"),
+        Some("locked with CURRENT|FUTURE|ONFAULT")
+    );
+}
+
+#[test]
+fn status_locks_nothing() {
+    let run = run(As::Root, &["--status", "--required"]);
+    run.assert_code(0);
+    assert_eq!(run.row("skipped"), Some("--status: nothing was locked"));
+    assert_eq!(run.row("VmLck"), Some("0 B"));
+    assert!(run.row("result").is_none(), "{}", run.stdout);
+}
+
+#[test]
+fn nobody_with_a_tiny_limit_is_told_why_and_how_to_fix_it() {
+    let run = run(As::Nobody(64 * 1024), &[]);
+    // Best-effort: the failure is reported, the exit code is 0.
+    run.assert_code(0);
+    assert!(
+        run.row("CAP_IPC_LOCK").is_some_and(|v| v.starts_with("no")),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.row("RLIMIT_MEMLOCK"), Some("soft 64 KiB, hard 64 KiB"));
+    assert_eq!(run.row("CURRENT|FUTURE"), Some("will fail: ENOMEM"));
+    run.assert_contains("exceeds the soft limit 64 KiB");
+    assert_eq!(run.row("result"), Some("failed: ENOMEM"));
+    run.assert_contains("best-effort: the program would run on unlocked");
+    run.assert_contains("out of lockable memory (ENOMEM)");
+    assert_fixes(&run);
+}
+
+#[test]
+fn nobody_with_a_tiny_limit_and_required_exits_1() {
+    let run = run(As::Nobody(64 * 1024), &["--required"]);
+    run.assert_code(1);
+    assert_eq!(run.row("result"), Some("failed: ENOMEM"));
+    assert_fixes(&run);
+}
+
+#[test]
+fn nobody_with_a_zero_limit_gets_eperm() {
+    let run = run(As::Nobody(0), &["--required", "--onfault"]);
+    run.assert_code(1);
+    assert_eq!(run.row("RLIMIT_MEMLOCK"), Some("soft 0 B, hard 0 B"));
+    assert_eq!(run.row("CURRENT|FUTURE|ONFAULT"), Some("will fail: EPERM"));
+    assert_eq!(run.row("result"), Some("failed: EPERM"));
+    run.assert_contains("permission denied (EPERM)");
+    assert_fixes(&run);
+}
+
+#[test]
+fn nobody_status_required_exits_1_on_a_predicted_failure() {
+    let run = run(As::Nobody(64 * 1024), &["--status", "--required"]);
+    run.assert_code(1);
+    assert_eq!(run.row("skipped"), Some("--status: nothing was locked"));
+    assert_eq!(run.row("VmLck"), Some("0 B"));
+    assert_fixes(&run);
+}
