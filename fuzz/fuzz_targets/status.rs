@@ -1,0 +1,40 @@
+//! Fuzzes the `/proc/<pid>/status` parser: any bytes, one shot and split
+//! in three at offsets taken from the input, must give the same answer,
+//! never panic, and never a size that is not a whole number of kB.
+//!
+//! `cargo +nightly fuzz run status -- -runs=N` (from the repository root).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mlock::{Status, StatusParser};
+
+fuzz_target!(|data: &[u8]| {
+    // The first four bytes choose the cuts; the rest is the text.
+    let (cuts, text) = data.split_at(data.len().min(4));
+    let whole = Status::parse(text);
+    let mut at = [0usize; 2];
+    for (i, pair) in cuts.chunks(2).enumerate() {
+        let n = pair.iter().fold(0usize, |n, &b| n << 8 | usize::from(b));
+        at[i] = n % (text.len() + 1);
+    }
+    at.sort_unstable();
+    let mut parser = StatusParser::new();
+    parser.feed(&text[..at[0]]);
+    parser.feed(&text[at[0]..at[1]]);
+    parser.feed(&text[at[1]..]);
+    assert_eq!(parser.finish(), whole, "cuts {at:?}");
+    if let Ok(s) = whole {
+        for bytes in [
+            s.locked_bytes(),
+            s.pinned_bytes(),
+            s.size_bytes(),
+            s.rss_bytes(),
+            s.swap_bytes(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            assert_eq!(bytes % 1024, 0);
+        }
+    }
+});
