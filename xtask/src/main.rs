@@ -1,6 +1,7 @@
 //! Project automation: `cargo xtask <command>`. Each command is one module.
 
 mod bench;
+mod size;
 mod test;
 #[allow(dead_code)] // Used by the command modules as they land.
 mod util;
@@ -20,6 +21,7 @@ fn main() {
         Some("test") => test::main(&args[1..]),
         Some("bench") => bench::main(&args[1..]),
         Some("vm") => vm::main(&args[1..]),
+        Some("size") => size::main(&args[1..]),
         Some("-h" | "--help") => {
             println!("{USAGE}");
             Ok(())

@@ -263,7 +263,9 @@ fn full_matrix() -> Vec<Step> {
         *t = crate::vm::run_all()?;
         Ok(())
     }));
-    // steps.push(Step::new("size", "x86_64-unknown-linux-musl", |_| crate::size::run_all()));
+    steps.push(Step::new("size", "x86_64-unknown-linux-musl", |_| {
+        crate::size::run_all()
+    }));
     steps.push(Step::new("bench --quick", host_triple(), |_| {
         crate::bench::quick()
     }));

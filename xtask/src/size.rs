@@ -1,0 +1,311 @@
+//! `cargo xtask size`: how big the static `#![no_std]` `/init` helper is,
+//! against the same work in C and in Rust with std.
+//!
+//! Builds, stripped and statically linked:
+//! - `static_init` (`examples/static_init`, its own package) for the three
+//!   arches, release, non-PIE (`-C relocation-model=static`);
+//! - `c-musl-baseline` (`xtask/size/baseline.c`) with
+//!   `musl-gcc -static -Os -s`;
+//! - `rust-std-baseline` (`xtask/size/baseline.rs`) with rustc for
+//!   `x86_64-unknown-linux-musl`: `opt-level=z`, `panic=abort`, LTO, one
+//!   codegen unit, stripped, the settings `static_init` is built with.
+//!
+//! Prints `size <name> <target> <bytes>` for each, then the ratios and the
+//! goals (`static_init` at most 8 KiB on x86_64, under half the C
+//! baseline). Then it runs each binary once (the foreign arches under QEMU
+//! user mode) and checks its line. It fails only when a binary does not
+//! build or does not run: size is a goal, reported, never asserted.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util;
+
+/// One built binary.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    /// `static_init`, `c-musl-baseline` or `rust-std-baseline`.
+    pub name: &'static str,
+    /// The Rust target triple it is built for.
+    pub target: &'static str,
+    /// Its size on disk, stripped.
+    pub bytes: u64,
+    /// Where it is.
+    pub path: PathBuf,
+}
+
+/// How to build and run `static_init` for one arch.
+struct Arch {
+    target: &'static str,
+    /// Cargo's environment for this target: linker and rustflags.
+    env: &'static [(&'static str, &'static str)],
+    /// The QEMU user-mode runner, for a foreign arch.
+    runner: Option<&'static [&'static str]>,
+}
+
+/// Rustflags: a non-PIE static executable has no run-time relocations, so
+/// it needs neither the relocation tables of a static PIE nor a RELRO
+/// segment (which would only write-protect `.init_array`/`.fini_array`
+/// after start-up; the program takes no input). Both cost a few hundred
+/// bytes each on x86_64.
+const ARCHES: &[Arch] = &[
+    Arch {
+        target: "x86_64-unknown-linux-musl",
+        env: &[
+            ("CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld"),
+            (
+                "CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS",
+                "-C relocation-model=static -C link-arg=-znorelro",
+            ),
+        ],
+        runner: None,
+    },
+    Arch {
+        target: "aarch64-unknown-linux-musl",
+        env: &[
+            ("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld"),
+            (
+                "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS",
+                "-C relocation-model=static -C link-arg=-znorelro",
+            ),
+        ],
+        runner: Some(&["qemu-aarch64"]),
+    },
+    Arch {
+        target: "riscv64gc-unknown-linux-gnu",
+        env: &[
+            (
+                "CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_LINKER",
+                "riscv64-linux-gnu-gcc",
+            ),
+            (
+                "CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_RUSTFLAGS",
+                "-C target-feature=+crt-static -C relocation-model=static -C link-arg=-Wl,-z,norelro",
+            ),
+        ],
+        runner: Some(&["qemu-riscv64"]),
+    },
+];
+
+/// The host target of the baselines.
+const HOST_MUSL: &str = "x86_64-unknown-linux-musl";
+
+/// What the machine needs: musl-gcc, the riscv64 cross linker and C
+/// library, and QEMU user mode to run the foreign binaries.
+const PACKAGES: &[&str] = &[
+    "musl-tools",
+    "gcc-riscv64-linux-gnu",
+    "libc6-dev-riscv64-cross",
+    "qemu-user",
+];
+
+/// Goals from the issue: reported, not asserted.
+const GOAL_BYTES: u64 = 8 * 1024;
+
+/// `cargo xtask size`.
+pub fn main(args: &[String]) -> util::Result {
+    match args {
+        [] => report().map(drop),
+        [flag] if flag == "-h" || flag == "--help" => {
+            println!("usage: cargo xtask size\n\n{}", SUMMARY);
+            Ok(())
+        }
+        _ => Err(format!(
+            "usage: cargo xtask size (unexpected: {})",
+            args.join(" ")
+        )),
+    }
+}
+
+const SUMMARY: &str =
+    "Builds static_init (all three arches), a C baseline (musl-gcc -static -Os -s)
+and a Rust-with-std baseline (x86_64 musl, opt-level=z, panic=abort), all
+stripped; prints `size <name> <target> <bytes>` and the ratios; runs each
+binary once. Fails only if a binary does not build or does not run.";
+
+/// The step of `cargo xtask test`.
+pub fn run_all() -> util::Result {
+    report().map(drop)
+}
+
+/// Builds every artifact, prints the size lines, ratios and goals, runs
+/// each binary once, and returns the artifacts.
+///
+/// # Errors
+/// When a tool cannot be installed, a binary does not build, or a binary
+/// does not run and print its `VmLck` line.
+pub fn report() -> util::Result<Vec<Artifact>> {
+    util::ensure_debian_packages(PACKAGES)?;
+    let out = out_dir();
+    std::fs::create_dir_all(&out).map_err(|e| format!("create {}: {e}", out.display()))?;
+
+    let mut artifacts = Vec::new();
+    for arch in ARCHES {
+        util::ensure_rust_target(arch.target)?;
+        let path = build_static_init(arch.target, arch.env)?;
+        artifacts.push(artifact("static_init", arch.target, path)?);
+    }
+    artifacts.push(artifact("c-musl-baseline", HOST_MUSL, build_c(&out)?)?);
+    artifacts.push(artifact(
+        "rust-std-baseline",
+        HOST_MUSL,
+        build_rust_std(&out)?,
+    )?);
+
+    for a in &artifacts {
+        println!("size {} {} {}", a.name, a.target, a.bytes);
+    }
+    print_ratios(&artifacts);
+
+    for a in &artifacts {
+        let line = run(a)?;
+        println!("run {} {}: {line}", a.name, a.target);
+    }
+    Ok(artifacts)
+}
+
+/// Where the baselines and `static_init`'s target directory go.
+fn out_dir() -> PathBuf {
+    util::root().join("target").join("size")
+}
+
+/// Builds the release `static_init` for `target` with cargo's `env`
+/// (linker, rustflags), in `target/size`; returns the binary's path.
+/// Stripping is in the package's release profile.
+pub fn build_static_init(target: &str, env: &[(&str, &str)]) -> util::Result<PathBuf> {
+    let manifest = util::root()
+        .join("examples")
+        .join("static_init")
+        .join("Cargo.toml");
+    let target_dir = out_dir().join("static_init");
+    util::run(
+        util::cargo()
+            .envs(env.iter().copied())
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .args(["build", "--release", "--target", target])
+            .arg("--manifest-path")
+            .arg(&manifest),
+    )?;
+    Ok(target_dir.join(target).join("release").join("static_init"))
+}
+
+/// `musl-gcc -static -Os -s xtask/size/baseline.c`.
+fn build_c(out: &Path) -> util::Result<PathBuf> {
+    let source = util::root().join("xtask").join("size").join("baseline.c");
+    let binary = out.join("c-musl-baseline");
+    util::run(
+        Command::new("musl-gcc")
+            .args(["-static", "-Os", "-s", "-o"])
+            .arg(&binary)
+            .arg(&source),
+    )?;
+    Ok(binary)
+}
+
+/// `rustc` on `xtask/size/baseline.rs` for x86_64 musl.
+fn build_rust_std(out: &Path) -> util::Result<PathBuf> {
+    util::ensure_rust_target(HOST_MUSL)?;
+    let source = util::root().join("xtask").join("size").join("baseline.rs");
+    let binary = out.join("rust-std-baseline");
+    util::run(
+        Command::new("rustc")
+            .args(["--edition", "2021", "--target", HOST_MUSL])
+            .args(["-C", "opt-level=z", "-C", "panic=abort", "-C", "lto"])
+            .args(["-C", "codegen-units=1", "-C", "strip=symbols"])
+            .args(["-C", "linker=rust-lld", "-o"])
+            .arg(&binary)
+            .arg(&source),
+    )?;
+    Ok(binary)
+}
+
+fn artifact(name: &'static str, target: &'static str, path: PathBuf) -> util::Result<Artifact> {
+    let bytes = std::fs::metadata(&path)
+        .map_err(|e| {
+            format!(
+                "{name} for {target} was not built at {}: {e}",
+                path.display()
+            )
+        })?
+        .len();
+    Ok(Artifact {
+        name,
+        target,
+        bytes,
+        path,
+    })
+}
+
+/// The ratios of `static_init` on x86_64 to the baselines, and the goals.
+fn print_ratios(artifacts: &[Artifact]) {
+    let find = |name: &str| {
+        artifacts
+            .iter()
+            .find(|a| a.name == name && a.target == HOST_MUSL)
+            .map(|a| a.bytes)
+    };
+    let (Some(ours), Some(c), Some(std)) = (
+        find("static_init"),
+        find("c-musl-baseline"),
+        find("rust-std-baseline"),
+    ) else {
+        return;
+    };
+    let ratio = |base: u64| ours as f64 / base as f64;
+    println!(
+        "ratio static_init/c-musl-baseline {HOST_MUSL} {:.3}",
+        ratio(c)
+    );
+    println!(
+        "ratio static_init/rust-std-baseline {HOST_MUSL} {:.4}",
+        ratio(std)
+    );
+    let verdict = |met: bool| if met { "met" } else { "NOT met" };
+    println!(
+        "goal static_init <= {GOAL_BYTES} bytes on x86_64: {} ({ours} bytes)",
+        verdict(ours <= GOAL_BYTES)
+    );
+    println!(
+        "goal static_init < half of c-musl-baseline: {} ({ours} < {})",
+        verdict(2 * ours < c),
+        c / 2
+    );
+}
+
+/// Runs one binary (under QEMU for a foreign arch) and returns its line;
+/// fails unless it exits 0 and prints the line its kind prints.
+fn run(a: &Artifact) -> util::Result<String> {
+    let runner = ARCHES
+        .iter()
+        .find(|arch| arch.target == a.target)
+        .and_then(|arch| arch.runner);
+    let mut cmd = match runner {
+        Some([program, args @ ..]) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg(&a.path);
+            cmd
+        }
+        _ => Command::new(&a.path),
+    };
+    let stdout = util::output(&mut cmd)?;
+    let line = stdout.lines().next().unwrap_or_default().trim().to_string();
+    let expected = if a.name == "static_init" {
+        "mlock-init: locked VmLck="
+    } else {
+        "VmLck:"
+    };
+    if line.starts_with(expected) {
+        Ok(line)
+    } else {
+        Err(format!(
+            "{} for {} ran, but printed {stdout:?} instead of a line starting {expected:?}{}",
+            a.name,
+            a.target,
+            if util::is_root() {
+                ""
+            } else {
+                " (locking needs root or CAP_IPC_LOCK: run `cargo xtask size` as root)"
+            }
+        ))
+    }
+}
