@@ -4,8 +4,10 @@
 //!
 //! The example is built by this test (`cargo build --example doctor`, with
 //! the target and profile of this test binary): `cargo test --tests` and
-//! `cargo test --test doctor` do not build examples. It runs in its own
-//! process, so its locking cannot disturb the harness.
+//! `cargo test --test doctor` do not build examples. Where there is no
+//! cargo (the VMs of `cargo xtask vm`), `MLOCK_TEST_DOCTOR` names a
+//! prebuilt doctor instead. It runs in its own process, so its locking
+//! cannot disturb the harness.
 //!
 //! Under QEMU user mode (`MLOCK_TEST_QEMU_USER=1`) this test binary is
 //! emulated, but the doctor it starts is a foreign binary that the host
@@ -51,37 +53,15 @@ fn build_layout() -> (PathBuf, Option<String>, String) {
     }
 }
 
-/// Builds the doctor for this test's target and profile, and copies it
-/// where uid 65534 may execute it. Built once per test binary.
+/// The doctor (`MLOCK_TEST_DOCTOR`, or built by [`build_doctor`]), copied
+/// where uid 65534 may execute it. Once per test binary.
 fn doctor() -> &'static Path {
     static DOCTOR: OnceLock<PathBuf> = OnceLock::new();
     DOCTOR.get_or_init(|| {
-        let (target_dir, triple, profile) = build_layout();
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("CARGO_TARGET_DIR", &target_dir)
-            .args(["build", "--quiet", "--example", "doctor"]);
-        cmd.args([
-            "--profile",
-            if profile == "debug" { "dev" } else { &profile },
-        ]);
-        let mut built = target_dir.clone();
-        if let Some(triple) = &triple {
-            cmd.args(["--target", triple]);
-            built.push(triple);
-        }
-        built.push(&profile);
-        built.push("examples");
-        built.push("doctor");
-        let out = cmd
-            .output()
-            .expect("start cargo to build the doctor example");
-        assert!(
-            out.status.success(),
-            "building the doctor example failed ({:?}):\n{}",
-            cmd,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let built = match std::env::var_os("MLOCK_TEST_DOCTOR") {
+            Some(prebuilt) => PathBuf::from(prebuilt),
+            None => build_doctor(),
+        };
 
         // The target directory may not be searchable by uid 65534: copy the
         // binary to a private directory that is.
@@ -96,6 +76,42 @@ fn doctor() -> &'static Path {
             .expect("chmod the doctor");
         copy
     })
+}
+
+/// Builds the doctor with cargo for this test's target and profile;
+/// returns its path.
+fn build_doctor() -> PathBuf {
+    let (target_dir, triple, profile) = build_layout();
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .args(["build", "--quiet", "--example", "doctor"]);
+    cmd.args([
+        "--profile",
+        if profile == "debug" { "dev" } else { &profile },
+    ]);
+    let mut built = target_dir.clone();
+    if let Some(triple) = &triple {
+        cmd.args(["--target", triple]);
+        built.push(triple);
+    }
+    built.push(&profile);
+    built.push("examples");
+    built.push("doctor");
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!(
+            "cannot start cargo ({e}) to build the doctor example; where there is no \
+                 cargo (a VM), set MLOCK_TEST_DOCTOR to a prebuilt doctor"
+        )
+    });
+    assert!(
+        out.status.success(),
+        "building the doctor example failed ({:?}):\n{}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    built
 }
 
 /// The command that starts the doctor: directly on the host, through the
