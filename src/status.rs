@@ -116,23 +116,6 @@ enum Field {
     CapEff,
 }
 
-/// The longest key recorded (`VmSize`, `VmSwap`, `CapEff`).
-const KEY_MAX: usize = 6;
-
-impl Field {
-    fn from_key(key: &[u8]) -> Option<Field> {
-        Some(match key {
-            b"VmLck" => Field::Locked,
-            b"VmPin" => Field::Pinned,
-            b"VmSize" => Field::Size,
-            b"VmRSS" => Field::Rss,
-            b"VmSwap" => Field::Swap,
-            b"CapEff" => Field::CapEff,
-            _ => return None,
-        })
-    }
-}
-
 /// The longest line of a recorded field the parser accepts. The kernel's
 /// are under 32 bytes (`VmSize:\t18014398509481983 kB`); a longer one is
 /// malformed. Other lines may be any length: they are skipped as they
@@ -347,18 +330,52 @@ fn find_newline(s: &[u8]) -> Option<usize> {
     first
 }
 
-/// Splits a line into a recorded field and the text after its colon. Only
-/// the first `KEY_MAX + 1` bytes can hold the colon of a recorded key.
+/// The recorded keys with their colon, each as a little-endian word and
+/// the mask of its bytes, for [`field_of`].
+const KEYS: [(u64, u64, usize, Field); 6] = [
+    key(b"VmLck:", Field::Locked),
+    key(b"VmPin:", Field::Pinned),
+    key(b"VmSize:", Field::Size),
+    key(b"VmRSS:", Field::Rss),
+    key(b"VmSwap:", Field::Swap),
+    key(b"CapEff:", Field::CapEff),
+];
+
+const fn key(with_colon: &[u8], field: Field) -> (u64, u64, usize, Field) {
+    let mut word = [0u8; 8];
+    let mut mask = [0u8; 8];
+    let mut i = 0;
+    while i < with_colon.len() {
+        word[i] = with_colon[i];
+        mask[i] = 0xff;
+        i += 1;
+    }
+    (
+        u64::from_le_bytes(word),
+        u64::from_le_bytes(mask),
+        with_colon.len(),
+        field,
+    )
+}
+
+/// Splits a line into a recorded field and the text after its colon.
+///
+/// A key is what precedes the first colon, and no recorded key holds a
+/// colon, so a line is a recorded field exactly when it starts with one of
+/// the keys followed by a colon: at most 7 bytes, compared as one word.
 #[inline]
 fn field_of(line: &[u8]) -> Option<(Field, &[u8])> {
-    // Most lines start with neither letter: reject them at once.
-    if !matches!(line.first(), Some(b'V' | b'C')) {
-        return None;
+    let mut head = [0u8; 8];
+    match line.get(..8) {
+        Some(first) => head.copy_from_slice(first),
+        None => head[..line.len()].copy_from_slice(line),
     }
-    let head = &line[..line.len().min(KEY_MAX + 1)];
-    let colon = head.iter().position(|&b| b == b':')?;
-    let field = Field::from_key(&line[..colon])?;
-    Some((field, &line[colon + 1..]))
+    // Zero padding never matches: every pattern ends in a colon.
+    let head = u64::from_le_bytes(head);
+    let &(_, _, len, field) = KEYS
+        .iter()
+        .find(|&&(word, mask, _, _)| head & mask == word)?;
+    Some((field, &line[len..]))
 }
 
 /// Skips the spaces and tabs the kernel pads values with.
