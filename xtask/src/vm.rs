@@ -194,33 +194,31 @@ pub fn run(arches: &[&'static Arch]) -> Result<util::Tally> {
         .join("Cargo.toml");
     let has_pid1 = pid1_manifest.is_file();
 
-    let mut prepared = Vec::new();
-    let mut problems = Vec::new();
-    for &arch in arches {
-        match prepare(arch, has_pid1.then_some(pid1_manifest.as_path())) {
-            Ok(p) => prepared.push(p),
-            Err(e) => problems.push(Report {
-                arch: arch.name,
-                problems: vec![e],
-                ..Report::default()
-            }),
-        }
-    }
-    let prepare_time = start.elapsed();
-
-    // Each VM is one TCG thread; running them side by side keeps both cores
-    // busy while the slowest (aarch64) boots.
+    // A pipeline: while one architecture's VMs boot (one TCG thread
+    // each), the next one is fetched and built.
+    let mut prepare_time = Duration::ZERO;
     let mut reports: Vec<Report> = std::thread::scope(|scope| {
-        let handles: Vec<_> = prepared
-            .iter()
-            .map(|p| scope.spawn(move || boot_and_check(p, has_pid1)))
-            .collect();
-        handles
+        let mut booting = Vec::new();
+        let mut failed = Vec::new();
+        for &arch in arches {
+            let started = Instant::now();
+            let prepared = prepare(arch, has_pid1.then_some(pid1_manifest.as_path()));
+            prepare_time += started.elapsed();
+            match prepared {
+                Ok(p) => booting.push(scope.spawn(move || boot_and_check(&p, has_pid1))),
+                Err(e) => failed.push(Report {
+                    arch: arch.name,
+                    problems: vec![e],
+                    ..Report::default()
+                }),
+            }
+        }
+        booting
             .into_iter()
             .map(|h| h.join().expect("a VM thread panicked"))
+            .chain(failed)
             .collect()
     });
-    reports.extend(problems);
     reports.sort_by_key(|r| ARCHES.iter().position(|a| a.name == r.arch));
 
     let total = start.elapsed();
@@ -233,7 +231,7 @@ pub fn run(arches: &[&'static Arch]) -> Result<util::Tally> {
     println!();
     print!("{}", table(&reports));
     println!(
-        "vm: {} arch(es) in {:.0} s (fetch, build and pack {:.0} s; boots in parallel)",
+        "vm: {} arch(es) in {:.0} s (fetch, build and pack {:.0} s; boots overlap the builds)",
         reports.len(),
         total.as_secs_f64(),
         prepare_time.as_secs_f64()
@@ -333,9 +331,13 @@ fn cargo_for(arch: &Arch, subcommand: &str) -> Command {
         .args(["--target", arch.target])
         .env("CARGO_TARGET_DIR", build_dir())
         // TCG runs guest code 10-30 times slower than the host: optimize
-        // the tests, keeping debug assertions and overflow checks.
+        // the crate and its tests, keeping debug assertions and overflow
+        // checks. Dependencies (criterion and the benchmarks' peers among
+        // them) stay at opt-level 0: they cost compile time, not test time.
         .env("CARGO_PROFILE_TEST_OPT_LEVEL", "2")
         .env("CARGO_PROFILE_DEV_OPT_LEVEL", "2")
+        .args(["--config", "profile.test.package.\"*\".opt-level=0"])
+        .args(["--config", "profile.dev.package.\"*\".opt-level=0"])
         // Smaller binaries make a smaller initramfs in a 256 MiB VM.
         .env("CARGO_PROFILE_TEST_DEBUG", "0")
         .env("CARGO_PROFILE_TEST_STRIP", "debuginfo")
