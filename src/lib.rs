@@ -99,3 +99,8 @@ pub use status::{is_locked, locked_bytes, status, Status, StatusParser, StatusRe
 /// Whether this build has the raw syscall backend (Linux on x86_64, aarch64
 /// or riscv64). Without it every call returns [`Error::Unsupported`].
 pub const BACKEND_AVAILABLE: bool = cfg!(mlock_raw);
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
