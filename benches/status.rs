@@ -12,7 +12,9 @@
 //! - `parse`: [`mlock::Status::parse`] of text read once, no syscall.
 //!
 //! Run it with `cargo bench --bench status`; at the end it prints each
-//! mean and its ratio to `floor`. Goals (reported, never asserted):
+//! mean and its ratio to `floor`, then the same ratios measured in
+//! alternation (rounds of 100 calls of each in turn, median of 200
+//! rounds), which a shared machine's changing load cannot skew. Goals (reported, never asserted):
 //! `status` within 1.05x of `floor`, at least 2x faster than `procfs`,
 //! `reader` at 0.7x of `floor` or better.
 
@@ -82,31 +84,80 @@ mod linux {
             .unwrap_or_else(|| target.join("criterion"))
     }
 
-    /// The mean, in ns, of one function of this run, from criterion's
-    /// `estimates.json` (`{"mean":{...,"point_estimate":X,...},...}`).
-    fn mean_ns(name: &str) -> Option<f64> {
+    /// The time per call, in ns, that criterion printed for one function
+    /// of this run, from its `estimates.json`: the slope of its linear fit
+    /// where it made one, else the mean
+    /// (`{"mean":{...,"point_estimate":X,...},...,"slope":{...}}`).
+    fn estimate_ns(name: &str) -> Option<f64> {
         let path = criterion_dir().join(format!("status/{name}/new/estimates.json"));
         let json = std::fs::read_to_string(path).ok()?;
-        let mean = &json[json.find("\"mean\"")?..];
-        let value = &mean[mean.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
-        let end = value.find([',', '}'])?;
-        value[..end].trim().parse().ok()
+        let point = |key: &str| -> Option<f64> {
+            let at = &json[json.find(&format!("\"{key}\":{{"))?..];
+            let value = &at[at.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
+            let end = value.find([',', '}'])?;
+            value[..end].trim().parse().ok()
+        };
+        point("slope").or_else(|| point("mean"))
+    }
+
+    /// The ratios to the floor measured in alternation: rounds of `batch`
+    /// calls of each function in turn, so that a change in the machine's
+    /// load (others' builds on a shared machine) hits all of them alike.
+    /// Returns the median ratio of `status`, `reader` and `procfs`.
+    pub fn paired(rounds: usize, batch: usize) -> [f64; 3] {
+        let mut reader = mlock::StatusReader::open().unwrap();
+        let time = |f: &mut dyn FnMut()| {
+            let start = std::time::Instant::now();
+            for _ in 0..batch {
+                f();
+            }
+            start.elapsed().as_secs_f64()
+        };
+        let mut ratios = [Vec::new(), Vec::new(), Vec::new()];
+        for _ in 0..rounds {
+            let floor_t = time(&mut || {
+                black_box(floor());
+            });
+            let status_t = time(&mut || {
+                black_box(mlock::status().unwrap());
+            });
+            let reader_t = time(&mut || {
+                black_box(reader.read().unwrap());
+            });
+            let procfs_t = time(&mut || {
+                black_box(
+                    procfs::process::Process::myself()
+                        .unwrap()
+                        .status()
+                        .unwrap(),
+                );
+            });
+            ratios[0].push(status_t / floor_t);
+            ratios[1].push(reader_t / floor_t);
+            ratios[2].push(procfs_t / floor_t);
+        }
+        ratios.map(|mut r| {
+            r.sort_by(f64::total_cmp);
+            r[r.len() / 2]
+        })
     }
 
     /// Prints each mean and its ratio to the floor, and the goals.
     pub fn summary() {
-        let Some(floor) = mean_ns("floor") else {
+        let Some(floor) = estimate_ns("floor") else {
             return;
         };
-        println!("\nstatus summary (mean; ratio to floor):");
+        println!("\nstatus summary (criterion's time per call; ratio to floor):");
         for name in NAMES {
-            if let Some(ns) = mean_ns(name) {
+            if let Some(ns) = estimate_ns(name) {
                 println!("  {name:<10} {:>9.0} ns  {:.3}x", ns, ns / floor);
             }
         }
-        if let (Some(status), Some(reader), Some(procfs)) =
-            (mean_ns("status"), mean_ns("reader"), mean_ns("procfs"))
-        {
+        if let (Some(status), Some(reader), Some(procfs)) = (
+            estimate_ns("status"),
+            estimate_ns("reader"),
+            estimate_ns("procfs"),
+        ) {
             println!(
                 "  goals: status/floor {:.3} (<= 1.05), procfs/status {:.2} (>= 2), \
                  reader/floor {:.3} (<= 0.7)",
@@ -115,6 +166,13 @@ mod linux {
                 reader / floor
             );
         }
+        let [status, reader, procfs] = paired(200, 100);
+        println!(
+            "  paired (200 alternating rounds of 100 calls, median ratio to floor): \
+             status {status:.3}, reader {reader:.3}, procfs {procfs:.3} \
+             (procfs/status {:.2})",
+            procfs / status
+        );
     }
 }
 
