@@ -124,3 +124,40 @@ fn flags_alone_serialize_by_name() {
     assert_eq!(text.trim(), r#"flags = "CURRENT | FUTURE""#);
     assert_eq!(toml::from_str::<Wrapper>(&text).unwrap(), w);
 }
+
+#[test]
+fn the_whole_recipe_reads_from_toml() {
+    let text = r#"
+        prefault_stack = 131072
+        io_flusher = "required"
+        oom_score_adj = -1000
+        oom_score_adj_requirement = "best_effort"
+
+        [lock]
+        lock_memory_required = true
+    "#;
+    let recipe: mlock::Hardening = toml::from_str(text).expect("parse");
+    let want = mlock::Hardening::new(Config::SWAP_DAEMON.required(true))
+        .prefault_stack(128 * 1024)
+        .io_flusher(mlock::Requirement::Required)
+        .oom_score_adj(-1000, mlock::Requirement::BestEffort);
+    assert_eq!(recipe, want);
+    let written = toml::to_string(&recipe).unwrap();
+    assert_eq!(
+        toml::from_str::<mlock::Hardening>(&written).unwrap(),
+        recipe,
+        "{written}"
+    );
+    // Missing keys: the default recipe.
+    assert_eq!(
+        toml::from_str::<mlock::Hardening>("").unwrap(),
+        mlock::Hardening::SWAP_DAEMON
+    );
+    // An out-of-range score is refused when read, unless the step is skipped.
+    assert!(toml::from_str::<mlock::Hardening>(
+        "oom_score_adj = -1001\noom_score_adj_requirement = \"required\""
+    )
+    .is_err());
+    assert!(toml::from_str::<mlock::Hardening>("oom_score_adj = 5000").is_ok());
+    assert!(toml::from_str::<mlock::Hardening>("io_flusher = \"maybe\"").is_err());
+}
