@@ -177,7 +177,9 @@ pub enum Prefault {
 /// - [`Error::Interrupted`]: a signal interrupted the population.
 ///
 /// Without the raw backend, the touch loop runs and the answer is
-/// [`Prefault::Touched`].
+/// [`Prefault::Touched`]. QEMU user mode (7.2) accepts the advice without
+/// passing it on, so there the answer is [`Prefault::Populated`] and the
+/// pages arrive at their first touch as usual.
 ///
 /// # References
 /// - [`madvise(2)`](https://man7.org/linux/man-pages/man2/madvise.2.html)
