@@ -15,7 +15,10 @@ const CURRENT_AND_FUTURE: i32 = 1 | 2;
 fn main() -> ExitCode {
     // SAFETY: mlockall takes an integer and touches no memory of ours.
     if unsafe { mlockall(CURRENT_AND_FUTURE) } != 0 {
-        eprintln!("rust-std-baseline: mlockall: {}", std::io::Error::last_os_error());
+        eprintln!(
+            "rust-std-baseline: mlockall: {}",
+            std::io::Error::last_os_error()
+        );
         return ExitCode::FAILURE;
     }
     let status = match std::fs::read_to_string("/proc/self/status") {
