@@ -1,6 +1,7 @@
 //! [`preflight`]: will `mlockall(2)` succeed, and if not, why? Answered
 //! from the same numbers the kernel checks, without locking anything.
 
+use crate::sys::{self, OpenMode};
 use crate::{limits, status, Error, Flags, Limit};
 
 /// What [`preflight`] found: the numbers the kernel checks in
@@ -43,8 +44,12 @@ impl Preflight {
         self.predicted
     }
 
-    /// Whether `CAP_IPC_LOCK` is in the effective set (`capget(2)`); with
-    /// it, `RLIMIT_MEMLOCK` does not apply.
+    /// Whether `CAP_IPC_LOCK` lifts `RLIMIT_MEMLOCK` for this process, as
+    /// the kernel checks it (`capable(CAP_IPC_LOCK)`): the capability is
+    /// in the effective set (`capget(2)`) *and* the process is in the
+    /// initial user namespace. Inside a container's user namespace the
+    /// capability can be effective there and still not count; this
+    /// answers `false` then.
     #[must_use]
     pub fn has_ipc_lock(&self) -> bool {
         self.has_ipc_lock
@@ -102,16 +107,18 @@ impl Preflight {
 /// [`Error::Unsupported`].
 ///
 /// Reading `/proc/self/status` (for `VmSize` and `VmLck`) is one
-/// [`status`](crate::status) call, made whenever `/proc` is mounted. Under
+/// [`status`](crate::status) call, and `/proc/self/uid_map` one more read,
+/// made whenever `/proc` is mounted. Under
 /// QEMU user mode the numbers are the emulator's, which is what the host
 /// kernel checks, so the prediction still holds there.
 ///
 /// The prediction is for the process as it is now: mapping more memory,
 /// changing the limit or dropping capabilities before `lock_all` changes
-/// the answer. `CAP_IPC_LOCK` counts only in the initial user namespace;
-/// inside a container's user namespace the capability reported by
-/// `capget(2)` does not lift the limit, and the prediction may be wrong
-/// there.
+/// the answer. `CAP_IPC_LOCK` counts only in the initial user namespace
+/// (the kernel's `capable()`): inside a container's user namespace the
+/// capability that `capget(2)` reports does not lift the limit, and
+/// `preflight` tells the two apart by `/proc/self/uid_map` (see
+/// [`Preflight::has_ipc_lock`]).
 ///
 /// ```no_run
 /// use mlock::{preflight, Flags};
@@ -158,7 +165,9 @@ pub fn preflight(flags: Flags) -> Result<Preflight, Error> {
             locked: None,
         });
     }
-    let has_ipc_lock = limits::has_ipc_lock()?;
+    // capable() asks about the initial user namespace: a capability held
+    // only in a child namespace does not lift the limit.
+    let has_ipc_lock = limits::has_ipc_lock()? && in_initial_user_namespace();
     let limit = limits::memlock_limit()?;
     // Why `VmSize` may be unknown, should the prediction need it.
     let (size, locked, unknown) = match status::status() {
@@ -175,6 +184,31 @@ pub fn preflight(flags: Flags) -> Result<Preflight, Error> {
         size,
         locked,
     })
+}
+
+/// Whether this process is in the initial user namespace, as far as
+/// `/proc/self/uid_map` tells: there, and only there in practice, the map
+/// is the identity over every uid, `0 0 4294967295`. A child namespace
+/// shows its own, narrower map (or none, before one is written). Without
+/// `/proc` the answer is `true`, the common case.
+fn in_initial_user_namespace() -> bool {
+    let Ok(fd) = sys::open(c"/proc/self/uid_map", OpenMode::Read) else {
+        return true;
+    };
+    if !matches!(sys::is_procfs(&fd), Ok(true)) {
+        return true;
+    }
+    let mut buf = [0u8; 128];
+    let Ok(n) = sys::read(&fd, &mut buf) else {
+        return true;
+    };
+    let mut fields = buf[..n.min(buf.len())]
+        .split(u8::is_ascii_whitespace)
+        .filter(|f| !f.is_empty());
+    matches!(
+        (fields.next(), fields.next(), fields.next(), fields.next()),
+        (Some(b"0"), Some(b"0"), Some(b"4294967295"), None)
+    )
 }
 
 /// The kernel's decision, given its inputs. `soft` is `None` for unlimited;

@@ -2,7 +2,9 @@
 //! as an unprivileged user (setuid 65534), with `RLIMIT_MEMLOCK` at 0, far
 //! below `VmSize`, one byte below it, exactly at it, within a page above
 //! it, far above it and unlimited, for every flag set `lock_all` accepts
-//! and two it refuses, with and without `/proc`. The prediction must be
+//! and two it refuses, with and without `/proc`, and in a user namespace
+//! of its own (where `CAP_IPC_LOCK` is effective but does not count, as
+//! for a container's root). The prediction must be
 //! exactly what `lock_all` then returns, in every scenario.
 //!
 //! Under QEMU user mode (`MLOCK_TEST_QEMU_USER=1`) `VmSize` is the
@@ -269,6 +271,52 @@ fn scenario_without_proc(flags: Flags, soft: Soft) -> Result<(), String> {
     }
 }
 
+/// In a user namespace of its own the process holds every capability,
+/// `CAP_IPC_LOCK` included, as `capget(2)` reports it, but the kernel's
+/// `capable()` asks about the initial namespace, so `RLIMIT_MEMLOCK` still
+/// applies: what a container's root sees. `preflight` must not be fooled.
+fn scenario_user_namespace(flags: Flags, soft: Soft) -> Result<(), String> {
+    let size = mlock::status()
+        .map_err(|e| format!("status: {e}"))?
+        .size_bytes()
+        .ok_or("no VmSize")?;
+    let limit = soft.bytes(size, hard_limit());
+    try_set_memlock(limit).map_err(|e| format!("setting RLIMIT_MEMLOCK {limit:?}: {e}"))?;
+    // SAFETY: unshare takes flags only; this forked child is one thread.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if under_qemu_user() && e.raw_os_error() == Some(libc::EINVAL) {
+            // The emulator runs threads of its own, and a process with
+            // more than one thread cannot change user namespace.
+            return Err(format!(
+                "{NOT_HERE}unshare(CLONE_NEWUSER) is EINVAL under QEMU user mode, whose \
+                 threads make the process multi-threaded"
+            ));
+        }
+        return Err(format!("unshare(CLONE_NEWUSER): {e}"));
+    }
+    let capget = mlock::has_ipc_lock().map_err(|e| e.to_string())?;
+    let check = mlock::preflight(flags);
+    let real = mlock::lock_all(flags);
+    let _ = mlock::unlock_all();
+    let context = format!("own user namespace, flags {flags:?}, limit {limit:?}, VmSize {size}");
+    ensure(capget, || {
+        format!("{context}: capget shows no CAP_IPC_LOCK in a new user namespace")
+    })?;
+    let check = check.map_err(|e| format!("{context}: preflight failed: {e}"))?;
+    ensure(check.predicted_error() == real.err(), || {
+        format!(
+            "{context}: predicted {:?}, lock_all returned {real:?}",
+            check.predicted_error()
+        )
+    })?;
+    let want = expected(flags, false, limit, size);
+    ensure(real.err() == want, || {
+        format!("{context}: lock_all returned {real:?}, the kernel's rules say {want:?}")
+    })?;
+    numbers_agree(&check, flags, false, limit, Some(size)).map_err(|m| format!("{context}: {m}"))
+}
+
 /// With `RLIMIT_MEMLOCK` at 0, the report names the fix.
 fn scenario_fix_text() -> Result<(), String> {
     try_set_memlock(Some(0)).map_err(|e| e.to_string())?;
@@ -322,6 +370,14 @@ fn main() {
             record(
                 format!("no /proc, {soft:?} {flags:?}"),
                 in_child(|| scenario_without_proc(flags, soft)),
+            );
+        }
+    }
+    for soft in [Soft::Zero, Soft::Small, Soft::Hard] {
+        for flags in FLAG_SETS {
+            record(
+                format!("own user namespace, {soft:?} {flags:?}"),
+                in_child(|| scenario_user_namespace(flags, soft)),
             );
         }
     }
