@@ -119,7 +119,7 @@ fn unavailable(soft: Option<u64>) -> Option<String> {
         return None;
     }
     Some(format!(
-        "a soft RLIMIT_MEMLOCK of {soft:?} is above the hard limit {hard:?}, and raising it \
+        "the soft RLIMIT_MEMLOCK wanted is above the hard limit {hard:?}, and raising it \
          needs CAP_SYS_RESOURCE, which this process lacks"
     ))
 }
@@ -153,7 +153,7 @@ fn scenario(flags: Flags, soft: Soft, privileged: bool) -> Result<(), String> {
         // Not reproducible here: the kernel must refuse the limit.
         let got = try_set_memlock(limit);
         return ensure(got == Err(Error::PermissionDenied), || {
-            format!("{why}, yet setting it returned {got:?}")
+            format!("{why} (wanted {limit:?}), yet setting it returned {got:?}")
         })
         .and(Err(format!("{NOT_HERE}{why}")));
     }
