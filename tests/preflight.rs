@@ -400,6 +400,8 @@ fn main() {
         );
     }
     let result = if failed == 0 { "ok" } else { "FAILED" };
+    // The libtest line that log readers (`cargo xtask vm`) look for.
+    println!("test preflight_agrees_with_lock_all ... {result}");
     println!(
         "\ntest result: {result}. {passed} passed; {failed} failed; 0 ignored; 0 measured; \
          0 filtered out ({} scenarios not reproducible here, listed above)",
