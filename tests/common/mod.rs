@@ -10,17 +10,24 @@ use std::os::fd::FromRawFd;
 
 /// Whether the tests run under QEMU user mode. `cargo xtask test` sets
 /// `MLOCK_TEST_QEMU_USER=1` for foreign targets; the check is confirmed
-/// against the process itself (the emulator's command name), so
-/// a stray variable cannot turn real-kernel expectations off.
+/// against the process itself (the emulator's command name), so a stray
+/// variable cannot turn real-kernel expectations off.
+///
+/// The answer is settled once per test binary, and [`in_child`] settles it
+/// before it forks: in a forked child `/proc/self/status` names the test
+/// thread that forked, not the emulator.
 pub fn under_qemu_user() -> bool {
-    let declared = std::env::var_os("MLOCK_TEST_QEMU_USER").is_some_and(|v| v == "1");
-    if declared {
-        assert!(
-            emulator_detected(),
-            "MLOCK_TEST_QEMU_USER=1 is set, but this process is not running under QEMU user mode"
-        );
-    }
-    declared
+    static QEMU: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *QEMU.get_or_init(|| {
+        let declared = std::env::var_os("MLOCK_TEST_QEMU_USER").is_some_and(|v| v == "1");
+        if declared {
+            assert!(
+                emulator_detected(),
+                "MLOCK_TEST_QEMU_USER=1 is set, but this process is not running under QEMU user mode"
+            );
+        }
+        declared
+    })
 }
 
 /// Looks for QEMU in what the host kernel reports about this process. QEMU
@@ -42,6 +49,7 @@ fn emulator_detected() -> bool {
 /// The child is a copy of this single thread: it must not wait on locks
 /// held by other threads of the harness. The crate's calls take none.
 pub fn in_child(scenario: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+    under_qemu_user();
     let mut fds = [0i32; 2];
     // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
     assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
