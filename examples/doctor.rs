@@ -186,10 +186,17 @@ fn report_environment() {
     );
 
     say!("Privileges");
+    // preflight counts the capability only in the initial user namespace,
+    // as the kernel does.
+    let counts = mlock::preflight(Flags::FUTURE).is_ok_and(|p| p.has_ipc_lock());
     match mlock::has_ipc_lock() {
-        Ok(true) => row(
+        Ok(true) if counts => row(
             "CAP_IPC_LOCK",
             "yes (effective): RLIMIT_MEMLOCK does not apply",
+        ),
+        Ok(true) => row(
+            "CAP_IPC_LOCK",
+            "yes, but in a user namespace: RLIMIT_MEMLOCK still applies",
         ),
         Ok(false) => row("CAP_IPC_LOCK", "no: RLIMIT_MEMLOCK applies"),
         Err(e) => row("CAP_IPC_LOCK", format!("unknown ({})", errno_name(e))),
@@ -228,12 +235,12 @@ fn report_preflight(flags: Flags) -> bool {
                 let soft = limit_value(p.limit().soft);
                 match e {
                     Error::PermissionDenied => {
-                        row("", "no CAP_IPC_LOCK, and the soft limit is 0");
+                        row("", "CAP_IPC_LOCK does not apply, and the soft limit is 0");
                     }
                     Error::ResourceLimit => row(
                         "",
                         format!(
-                            "no CAP_IPC_LOCK, and VmSize {} exceeds the soft limit {soft}",
+                            "CAP_IPC_LOCK does not apply, and VmSize {} exceeds the soft limit {soft}",
                             proc_value(p.size_bytes())
                         ),
                     ),

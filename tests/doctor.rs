@@ -116,10 +116,21 @@ fn build_doctor() -> PathBuf {
 
 /// The command that starts the doctor: directly on the host, through the
 /// QEMU runner under QEMU user mode.
-fn doctor_command() -> Command {
-    if !under_qemu_user() {
-        return Command::new(doctor());
+fn doctor_command(wrapper: &[&str]) -> Command {
+    let mut words: Vec<String> = wrapper.iter().map(|w| w.to_string()).collect();
+    if under_qemu_user() {
+        words.extend(qemu_runner());
     }
+    let Some((program, args)) = words.split_first() else {
+        return Command::new(doctor());
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args).arg(doctor());
+    cmd
+}
+
+/// The QEMU runner cargo used for this test, as words.
+fn qemu_runner() -> Vec<String> {
     let (_, triple, _) = build_layout();
     let triple = triple.expect("under QEMU user mode the test is cross-built for a --target");
     let var = format!(
@@ -129,10 +140,7 @@ fn doctor_command() -> Command {
     let runner = std::env::var(&var).unwrap_or_else(|_| {
         panic!("MLOCK_TEST_QEMU_USER=1 but {var} is not set; run this through `cargo xtask test`")
     });
-    let mut words = runner.split_whitespace();
-    let mut cmd = Command::new(words.next().expect("an empty runner"));
-    cmd.args(words).arg(doctor());
-    cmd
+    runner.split_whitespace().map(str::to_string).collect()
 }
 
 /// Who runs the doctor.
@@ -143,6 +151,13 @@ enum As {
     /// uid/gid 65534 with no capabilities and `RLIMIT_MEMLOCK` soft and
     /// hard set to this many bytes.
     Nobody(u64),
+    /// Root in a user namespace of its own (`unshare --user
+    /// --map-root-user`, as a rootless container runs): every capability
+    /// there, but `CAP_IPC_LOCK` does not lift `RLIMIT_MEMLOCK`, set to this
+    /// many bytes. Under QEMU user mode the emulated process cannot enter
+    /// a user namespace (the emulator's threads make it multi-threaded), so
+    /// the host's unshare(1) does it there.
+    UserNamespace(u64),
 }
 
 /// What a run printed and how it ended.
@@ -198,12 +213,33 @@ fn require_root() {
 
 fn run(who: As, args: &[&str]) -> Run {
     require_root();
-    let mut cmd = doctor_command();
+    let (mut cmd, limit) = match who {
+        As::Root => (doctor_command(&[]), None),
+        As::Nobody(limit) => {
+            let mut cmd = doctor_command(&[]);
+            // std drops the supplementary groups, then sets gid and uid,
+            // which clears every capability; the hook below runs after
+            // that, as uid 65534.
+            cmd.uid(NOBODY).gid(NOBODY);
+            (cmd, Some(limit))
+        }
+        // Under QEMU user mode the host's unshare(1) makes the namespace
+        // (the emulated child cannot: see `As::UserNamespace`); elsewhere,
+        // and in the VMs, which have no unshare(1), the child makes it.
+        As::UserNamespace(limit) if under_qemu_user() => (
+            doctor_command(&["unshare", "--user", "--map-root-user"]),
+            Some(limit),
+        ),
+        As::UserNamespace(limit) => {
+            let mut cmd = doctor_command(&[]);
+            // SAFETY: the hook makes raw system calls only (unshare, open,
+            // write, close) on constant data, and allocates nothing.
+            unsafe { cmd.pre_exec(enter_user_namespace) };
+            (cmd, Some(limit))
+        }
+    };
     cmd.args(args);
-    if let As::Nobody(limit) = who {
-        // std drops the supplementary groups, then sets gid and uid, which
-        // clears every capability; the hook runs after that, as uid 65534.
-        cmd.uid(NOBODY).gid(NOBODY);
+    if let Some(limit) = limit {
         let hook = move || {
             let lim = libc::rlimit {
                 rlim_cur: limit as libc::rlim_t,
@@ -229,6 +265,38 @@ fn run(who: As, args: &[&str]) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Between fork and exec: a new user namespace in which this process is
+/// root, mapped to root outside (what `unshare --user --map-root-user`
+/// does), so that its capabilities survive the exec.
+fn enter_user_namespace() -> std::io::Result<()> {
+    // SAFETY: unshare takes flags only; the forked child has one thread.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    write_proc(c"/proc/self/setgroups", b"deny")?;
+    write_proc(c"/proc/self/uid_map", b"0 0 1")?;
+    write_proc(c"/proc/self/gid_map", b"0 0 1")
+}
+
+/// Writes `data` to a `/proc` file with raw calls (async-signal-safe).
+fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> std::io::Result<()> {
+    // SAFETY: `path` is NUL-terminated and outlives the call.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `data` is valid for reads of its length; `fd` is ours.
+    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+    let result = if n == data.len() as isize {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    };
+    // SAFETY: `fd` is open and used by nothing else.
+    unsafe { libc::close(fd) };
+    result
 }
 
 /// The fixes a user is told about for EPERM and ENOMEM.
@@ -392,6 +460,7 @@ fn nobody_with_a_tiny_limit_is_told_why_and_how_to_fix_it() {
     );
     assert_eq!(run.row("RLIMIT_MEMLOCK"), Some("soft 64 KiB, hard 64 KiB"));
     assert_eq!(run.row("CURRENT|FUTURE"), Some("will fail: ENOMEM"));
+    run.assert_contains("CAP_IPC_LOCK does not apply, and VmSize");
     run.assert_contains("exceeds the soft limit 64 KiB");
     assert_eq!(run.row("result"), Some("failed: ENOMEM"));
     run.assert_contains("best-effort: the program would run on unlocked");
@@ -424,5 +493,18 @@ fn nobody_status_required_exits_1_on_a_predicted_failure() {
     run.assert_code(1);
     assert_eq!(run.row("skipped"), Some("--status: nothing was locked"));
     assert_eq!(run.row("VmLck"), Some("0 B"));
+    assert_fixes(&run);
+}
+
+#[test]
+fn root_of_a_user_namespace_is_told_the_capability_does_not_count() {
+    let run = run(As::UserNamespace(64 * 1024), &["--required"]);
+    run.assert_code(1);
+    assert_eq!(
+        run.row("CAP_IPC_LOCK"),
+        Some("yes, but in a user namespace: RLIMIT_MEMLOCK still applies")
+    );
+    assert_eq!(run.row("CURRENT|FUTURE"), Some("will fail: ENOMEM"));
+    assert_eq!(run.row("result"), Some("failed: ENOMEM"));
     assert_fixes(&run);
 }
