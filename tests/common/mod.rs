@@ -185,28 +185,34 @@ pub struct Anon {
 }
 
 impl Anon {
+    /// Maps `len` bytes between two `PROT_NONE` guard pages. The guards keep
+    /// the kernel from merging the mapping with a neighbour once both are
+    /// locked, so its smaps entry starts at `addr` and covers only it.
     pub fn new(len: usize) -> Anon {
+        let page = page_size();
         // SAFETY: a fresh private anonymous mapping cannot alias anything.
-        let addr = unsafe {
+        let base = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
+                len + 2 * page,
+                libc::PROT_NONE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 -1,
                 0,
             )
         };
-        assert_ne!(addr, libc::MAP_FAILED, "mmap");
+        assert_ne!(base, libc::MAP_FAILED, "mmap");
+        // SAFETY: the range lies inside the reservation just made.
+        let addr = unsafe { base.cast::<u8>().add(page) };
+        // SAFETY: as above; it only changes the protection of our pages.
+        let rc = unsafe { libc::mprotect(addr.cast(), len, libc::PROT_READ | libc::PROT_WRITE) };
+        assert_eq!(rc, 0, "mprotect");
         // Keep transparent huge pages out of the residency checks: with THP
         // set to "always" (as in the VM tier's kernels) one touch faults in
         // 2 MiB. Where THP is compiled out this fails with EINVAL, harmlessly.
         // SAFETY: advice on our own fresh mapping; it changes no contents.
-        unsafe { libc::madvise(addr, len, libc::MADV_NOHUGEPAGE) };
-        Anon {
-            addr: addr.cast(),
-            len,
-        }
+        unsafe { libc::madvise(addr.cast(), len, libc::MADV_NOHUGEPAGE) };
+        Anon { addr, len }
     }
 
     pub fn slice(&self) -> &[u8] {
@@ -225,8 +231,10 @@ impl Anon {
 
 impl Drop for Anon {
     fn drop(&mut self) {
-        // SAFETY: we own the mapping and no slice of it outlives `self`.
-        unsafe { libc::munmap(self.addr.cast(), self.len) };
+        let page = page_size();
+        // SAFETY: we own the reservation, guards included, and no slice of
+        // it outlives `self`.
+        unsafe { libc::munmap(self.addr.sub(page).cast(), self.len + 2 * page) };
     }
 }
 
