@@ -107,10 +107,10 @@ impl Preflight {
 /// [`Error::Unsupported`].
 ///
 /// Reading `/proc/self/status` (for `VmSize` and `VmLck`) is one
-/// [`status`](crate::status) call, and `/proc/self/uid_map` one more read,
-/// made whenever `/proc` is mounted. Under
-/// QEMU user mode the numbers are the emulator's, which is what the host
-/// kernel checks, so the prediction still holds there.
+/// [`status()`](crate::status()) call, and `/proc/self/uid_map` one more
+/// read, made whenever `/proc` is mounted. Under QEMU user mode the numbers
+/// are the emulator's, which is what the host kernel checks, so the
+/// prediction still holds there.
 ///
 /// The prediction is for the process as it is now: mapping more memory,
 /// changing the limit or dropping capabilities before `lock_all` changes
