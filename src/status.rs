@@ -198,11 +198,7 @@ impl StatusParser {
         }
         // Every line but the last is whole in `chunk`.
         let tail = for_each_line(chunk, |line| {
-            // Every recorded key starts with `V` or `C`; most lines with
-            // neither.
-            if matches!(line.first(), Some(b'V' | b'C')) {
-                self.line(line, line.len() > LINE_MAX);
-            }
+            self.line(line, line.len() > LINE_MAX);
             self.error.is_none()
         });
         if let Some(tail) = tail {
@@ -283,9 +279,10 @@ fn newline_mask(word: [u8; 8]) -> u64 {
     !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
 }
 
-/// Calls `line` on each newline-terminated line of `text` (without its
-/// newline), eight bytes at a time, until it returns `false`. Returns the
-/// unterminated rest after the last newline, or `None` when stopped.
+/// Calls `line` on each newline-terminated line of `text` that starts with
+/// `V` or `C` (without its newline), eight bytes at a time, until it
+/// returns `false`. Returns the unterminated rest after the last newline,
+/// or `None` when stopped.
 #[inline]
 fn for_each_line<'a>(text: &'a [u8], mut line: impl FnMut(&'a [u8]) -> bool) -> Option<&'a [u8]> {
     let mut start = 0;
@@ -300,7 +297,7 @@ fn for_each_line<'a>(text: &'a [u8], mut line: impl FnMut(&'a [u8]) -> bool) -> 
         let mut mask = newline_mask(word);
         while mask != 0 {
             let nl = at + (mask.trailing_zeros() / 8) as usize;
-            if !line(&text[start..nl]) {
+            if starts_candidate(text, start) && !line(&text[start..nl]) {
                 return None;
             }
             start = nl + 1;
@@ -310,7 +307,7 @@ fn for_each_line<'a>(text: &'a [u8], mut line: impl FnMut(&'a [u8]) -> bool) -> 
     }
     for (i, &b) in words.remainder().iter().enumerate() {
         if b == b'\n' {
-            if !line(&text[start..at + i]) {
+            if starts_candidate(text, start) && !line(&text[start..at + i]) {
                 return None;
             }
             start = at + i + 1;
@@ -319,15 +316,30 @@ fn for_each_line<'a>(text: &'a [u8], mut line: impl FnMut(&'a [u8]) -> bool) -> 
     Some(&text[start..])
 }
 
-/// The index of the first newline in `s`.
+/// Whether the line at `start` may hold a recorded key: every one starts
+/// with `V` or `C`, and most lines with neither.
+#[inline(always)]
+fn starts_candidate(text: &[u8], start: usize) -> bool {
+    matches!(text.get(start), Some(b'V' | b'C'))
+}
+
+/// The index of the first newline in `s`, eight bytes at a time.
 #[inline]
 fn find_newline(s: &[u8]) -> Option<usize> {
-    let mut first = None;
-    for_each_line(s, |line| {
-        first = Some(line.len());
-        false
-    });
-    first
+    let mut words = s.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let Ok(word) = <[u8; 8]>::try_from(word) else {
+            break;
+        };
+        let found = newline_mask(word);
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = words.remainder();
+    tail.iter().position(|&b| b == b'\n').map(|i| at + i)
 }
 
 /// The recorded keys with their colon, each as a little-endian word and
