@@ -63,6 +63,20 @@ fn the_backend_answers_or_every_call_is_unsupported() {
         mlock::lock_with(&Config::SWAP_DAEMON.required(true)),
         Err(Error::Unsupported)
     );
+    // Preflight predicts what lock_all will say.
+    let check = mlock::preflight(Flags::CURRENT | Flags::FUTURE).unwrap();
+    assert_eq!(check.predicted_error(), Some(Error::Unsupported));
+    assert!(!check.will_succeed());
+    assert_eq!(mlock::StatusReader::open().unwrap_err(), Error::Unsupported);
+    // The swap-daemon kit.
+    assert_eq!(mlock::set_io_flusher(), u);
+    assert_eq!(mlock::is_io_flusher(), Err(Error::Unsupported));
+    assert_eq!(mlock::oom_score_adj(), Err(Error::Unsupported));
+    assert_eq!(mlock::set_oom_score_adj(-100), u);
+    let mut region = [0u8; 64];
+    // Pre-faulting falls back to touching the pages, which needs no kernel.
+    assert_eq!(mlock::prefault(&mut region), Ok(mlock::Prefault::Touched));
+    assert!(mlock::harden_swap_daemon(&mlock::Hardening::default()).is_err());
     // Parsing needs no backend.
     let status = mlock::Status::parse(b"VmLck:\t 4 kB\n").unwrap();
     assert_eq!(status.locked_bytes(), Some(4096));
