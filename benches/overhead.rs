@@ -6,9 +6,12 @@
 //! user-space path (wrapper, PLT, errno) shows. Run it with
 //! `cargo bench --bench overhead`, or all benchmarks with `cargo xtask bench`.
 //!
-//! Two groups: `overhead` times the pairs on the wall clock, `overhead_cpu`
-//! on the thread's CPU time, which leaves out the time spent waiting for a
-//! core on a busy machine.
+//! `overhead --interleaved <rounds> <batch>` times the four in turns instead:
+//! each round runs a batch of pairs through every implementation, starting
+//! with a different one each round, and prints the median wall-clock and
+//! thread CPU time per pair. A burst of load from other processes then falls
+//! on all four alike, which criterion's one-after-the-other runs cannot
+//! promise on a shared machine.
 //!
 //! `overhead --calls <impl> <n>` runs `n` pairs through one implementation
 //! and exits, without criterion: `cargo xtask bench` runs that under
@@ -17,9 +20,8 @@
 #[cfg(target_os = "linux")]
 mod linux {
     use std::hint::black_box;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
-    use criterion::measurement::{Measurement, ValueFormatter, WallTime};
     use criterion::Criterion;
 
     // Each pair passes its flags as a constant, as a caller would: where a
@@ -91,25 +93,33 @@ mod linux {
         }
     }
 
-    /// Runs `n` unchecked pairs through `name`, after one checked pair.
-    pub fn calls(name: &str, n: u64) {
-        check(name);
-        for _ in 0..n {
-            match name {
-                "mlock" => drop(black_box(pair_mlock())),
-                "libc" => drop(black_box(pair_libc())),
-                "rustix" => drop(black_box(pair_rustix())),
-                _ => drop(black_box(pair_nix())),
-            }
+    /// Runs `n` unchecked pairs through `name`.
+    fn run(name: &str, n: u64) {
+        match name {
+            "mlock" => (0..n).for_each(|_| {
+                let _ = black_box(pair_mlock());
+            }),
+            "libc" => (0..n).for_each(|_| {
+                let _ = black_box(pair_libc());
+            }),
+            "rustix" => (0..n).for_each(|_| {
+                let _ = black_box(pair_rustix());
+            }),
+            _ => (0..n).for_each(|_| {
+                let _ = black_box(pair_nix());
+            }),
         }
     }
 
-    /// The CPU time of the calling thread, user plus kernel
-    /// (`CLOCK_THREAD_CPUTIME_ID`). Unlike the wall clock it leaves out the
-    /// time the thread waits while other processes run, which on a shared
-    /// machine is most of the noise.
-    pub struct ThreadCpuTime;
+    /// Runs `n` unchecked pairs through `name`, after one checked pair.
+    pub fn calls(name: &str, n: u64) {
+        check(name);
+        run(name, n);
+    }
 
+    /// The CPU time of the calling thread, user plus kernel
+    /// (`CLOCK_THREAD_CPUTIME_ID`): unlike the wall clock it leaves out the
+    /// time the thread waits for a core while other processes run.
     fn thread_cpu_time() -> Duration {
         let mut ts = libc::timespec {
             tv_sec: 0,
@@ -121,39 +131,46 @@ mod linux {
         Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
     }
 
-    impl Measurement for ThreadCpuTime {
-        type Intermediate = Duration;
-        type Value = Duration;
-
-        fn start(&self) -> Duration {
-            thread_cpu_time()
-        }
-        fn end(&self, start: Duration) -> Duration {
-            thread_cpu_time().saturating_sub(start)
-        }
-        fn add(&self, a: &Duration, b: &Duration) -> Duration {
-            *a + *b
-        }
-        fn zero(&self) -> Duration {
-            Duration::ZERO
-        }
-        fn to_f64(&self, value: &Duration) -> f64 {
-            value.as_nanos() as f64
-        }
-        fn formatter(&self) -> &dyn ValueFormatter {
-            // Nanoseconds, like the wall clock: reuse its units.
-            static WALL: WallTime = WallTime;
-            WALL.formatter()
-        }
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
     }
 
-    /// The four pairs as one criterion group: `overhead` on the wall clock,
-    /// `overhead_cpu` on [`ThreadCpuTime`].
-    pub fn bench<M: Measurement>(c: &mut Criterion<M>, group: &str) {
+    /// `rounds` rounds of `batch` pairs through each implementation in turn,
+    /// the first one rotating; prints `impl wall_ns cpu_ns` per pair, the
+    /// medians over the rounds.
+    pub fn interleaved(rounds: usize, batch: u64) {
         for name in IMPLS {
             check(name);
         }
-        let mut group = c.benchmark_group(group);
+        let mut wall = vec![Vec::with_capacity(rounds); IMPLS.len()];
+        let mut cpu = vec![Vec::with_capacity(rounds); IMPLS.len()];
+        for round in 0..rounds {
+            for k in 0..IMPLS.len() {
+                let i = (round + k) % IMPLS.len();
+                let (wall_start, cpu_start) = (Instant::now(), thread_cpu_time());
+                run(IMPLS[i], batch);
+                let cpu_time = thread_cpu_time().saturating_sub(cpu_start);
+                let wall_time = wall_start.elapsed();
+                wall[i].push(wall_time.as_nanos() as f64 / batch as f64);
+                cpu[i].push(cpu_time.as_nanos() as f64 / batch as f64);
+            }
+        }
+        for (i, name) in IMPLS.iter().enumerate() {
+            println!(
+                "{name}\t{:.1}\t{:.1}",
+                median(wall[i].clone()),
+                median(cpu[i].clone())
+            );
+        }
+    }
+
+    /// The four pairs as one criterion group, `overhead`.
+    pub fn bench(c: &mut Criterion) {
+        for name in IMPLS {
+            check(name);
+        }
+        let mut group = c.benchmark_group("overhead");
         group.bench_function("mlock", |b| b.iter(pair_mlock));
         group.bench_function("libc", |b| b.iter(pair_libc));
         group.bench_function("rustix", |b| b.iter(pair_rustix));
@@ -164,7 +181,11 @@ mod linux {
 
 #[cfg(target_os = "linux")]
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` puts `--bench` first; the modes below may follow it.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     if args.first().map(String::as_str) == Some("--calls") {
         let (Some(name), Some(Ok(n))) = (args.get(1), args.get(2).map(|n| n.parse::<u64>())) else {
             eprintln!(
@@ -176,13 +197,19 @@ fn main() {
         linux::calls(name, n);
         return;
     }
+    if args.first().map(String::as_str) == Some("--interleaved") {
+        let (Some(Ok(rounds)), Some(Ok(batch))) = (
+            args.get(1).map(|n| n.parse::<usize>()),
+            args.get(2).map(|n| n.parse::<u64>()),
+        ) else {
+            eprintln!("usage: overhead --interleaved <rounds> <pairs per batch>");
+            std::process::exit(2);
+        };
+        linux::interleaved(rounds.max(1), batch.max(1));
+        return;
+    }
     let mut c = criterion::Criterion::default().configure_from_args();
-    linux::bench(&mut c, "overhead");
-    c.final_summary();
-    let mut c = criterion::Criterion::default()
-        .with_measurement(linux::ThreadCpuTime)
-        .configure_from_args();
-    linux::bench(&mut c, "overhead_cpu");
+    linux::bench(&mut c);
     c.final_summary();
 }
 

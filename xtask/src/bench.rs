@@ -75,6 +75,8 @@ struct Plan {
     /// difference of the counts, so start-up and the checked first call
     /// cancel out.
     calls: (u64, u64),
+    /// Rounds and pairs per batch of `overhead --interleaved`.
+    interleaved: (u64, u64),
     /// Arguments for `benches/onfault.rs`.
     onfault: &'static [&'static str],
 }
@@ -93,6 +95,7 @@ impl Plan {
             "100",
         ],
         calls: (1_000, 11_000),
+        interleaved: (2_000, 1_000),
         onfault: &["--bench", "--tsv"],
     };
     const QUICK: Plan = Plan {
@@ -108,6 +111,7 @@ impl Plan {
             "10",
         ],
         calls: (100, 1_100),
+        interleaved: (100, 200),
         onfault: &["--bench", "--quick", "--tsv"],
     };
 }
@@ -148,6 +152,12 @@ fn run(plan: &Plan) -> util::Result {
     }
     let estimates = read_criterion(&criterion_home)?;
 
+    let interleaved = parse_interleaved(&util::output(
+        Command::new(overhead_exe)
+            .arg("--interleaved")
+            .arg(plan.interleaved.0.to_string())
+            .arg(plan.interleaved.1.to_string()),
+    )?)?;
     let instructions = count_instructions(overhead_exe, plan, &out_dir)?;
 
     let onfault_out = util::output(Command::new(exe("onfault")?).args(plan.onfault))?;
@@ -159,6 +169,7 @@ fn run(plan: &Plan) -> util::Result {
         machine,
         load_after,
         estimates,
+        interleaved,
         instructions,
         onfault,
     };
@@ -340,6 +351,24 @@ fn count_instructions(exe: &Path, plan: &Plan, out_dir: &Path) -> util::Result<V
     Ok(counts)
 }
 
+/// Parses `overhead --interleaved`: `impl wall_ns cpu_ns` per line.
+fn parse_interleaved(text: &str) -> util::Result<Vec<(String, f64, f64)>> {
+    let rows: Vec<(String, f64, f64)> = text
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split('\t');
+            let name = f.next()?.to_string();
+            let wall = f.next()?.parse().ok()?;
+            let cpu = f.next()?.parse().ok()?;
+            Some((name, wall, cpu))
+        })
+        .collect();
+    if rows.len() != IMPLS.len() {
+        return Err(format!("overhead --interleaved printed {text:?}"));
+    }
+    Ok(rows)
+}
+
 /// One row of `onfault --tsv`: the medians of one call at one size.
 struct OnfaultRow {
     size: u64,
@@ -457,6 +486,9 @@ struct Report<'a> {
     machine: Machine,
     load_after: String,
     estimates: Vec<Estimate>,
+    /// Per implementation: median wall and CPU nanoseconds per pair, timed
+    /// in turns.
+    interleaved: Vec<(String, f64, f64)>,
     instructions: Vec<(String, f64)>,
     onfault: Vec<OnfaultRow>,
 }
@@ -524,34 +556,35 @@ impl Report<'_> {
         let _ = writeln!(
             t,
             "### Call overhead: `mlockall(MCL_FUTURE)` + `munlockall()`\n\n\
-             Per pair: the median wall-clock time, the median CPU time of the \
-             thread (user plus kernel, without the time spent waiting for a \
-             core), each with its 95 % confidence interval, and the user-space \
-             instructions from the call of the pair to its return, the C \
-             library and PLT included, counted by callgrind. Instruction counts \
-             do not depend on the machine's load; the kernel's work, which \
-             they leave out, is the same for all four. Each ratio is this \
-             crate's figure divided by the row's: below 1.00, this crate is \
-             faster or runs fewer instructions.\n"
+             Per pair, three ways. **criterion**: the median wall-clock time \
+             with its 95 % confidence interval; criterion measures the four \
+             one after the other. **In turns**: rounds of {} pairs through each \
+             implementation in turn, {} rounds, the median wall-clock and \
+             thread CPU time (user plus kernel, without the time spent waiting \
+             for a core); a burst of load on the machine falls on all four \
+             alike. **Instructions**: user-space instructions from the call of \
+             the pair to its return, the C library and PLT included, counted \
+             by callgrind; they do not depend on the machine's load, and leave \
+             out the kernel's work, which is the same for all four. Each ratio \
+             is this crate's figure divided by the row's: below 1.00, this \
+             crate is faster or runs fewer instructions.\n",
+            self.plan.interleaved.1, self.plan.interleaved.0
         );
         let _ = writeln!(
             t,
-            "| implementation | wall time [95 % CI] | ratio | CPU time [95 % CI] | ratio | instructions | ratio |"
+            "| implementation | criterion [95 % CI] | ratio | in turns, wall | ratio | in turns, CPU | ratio | instructions | ratio |"
         );
-        let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|---:|");
-        let find = |group: &str, f: &str| {
+        let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let find = |f: &str| {
             self.estimates
                 .iter()
-                .find(|e| e.group == group && e.function == f)
+                .find(|e| e.group == "overhead" && e.function == f)
         };
-        // The median with its interval, and the ratio of ours to it.
-        let timed = |group: &str, name: &str| match (find(group, name), find(group, "mlock")) {
-            (Some(e), ours) => (
-                format!("{} [{} – {}]", time(e.median), time(e.lower), time(e.upper)),
-                ours.map_or("–".into(), |o| format!("{:.2}", o.median / e.median)),
-            ),
-            (None, _) => ("–".into(), "–".into()),
+        let ratio = |ours: Option<f64>, theirs: Option<f64>| match (ours, theirs) {
+            (Some(o), Some(t)) if t > 0.0 => format!("{:.2}", o / t),
+            _ => "–".into(),
         };
+        let turns = |name: &str| self.interleaved.iter().find(|r| r.0 == name);
         let instructions = |name: &str| {
             self.instructions
                 .iter()
@@ -559,13 +592,19 @@ impl Report<'_> {
                 .map(|x| x.1)
         };
         for name in IMPLS {
-            let (wall, wall_ratio) = timed("overhead", name);
-            let (cpu, cpu_ratio) = timed("overhead_cpu", name);
-            let (ins, ins_ratio) = match (instructions(name), instructions("mlock")) {
-                (Some(i), Some(o)) => (count(i), format!("{:.2}", o / i)),
-                (Some(i), None) => (count(i), "–".into()),
-                _ => ("–".into(), "–".into()),
-            };
+            let crit = find(name).map_or("–".into(), |e| {
+                format!("{} [{} – {}]", time(e.median), time(e.lower), time(e.upper))
+            });
+            let crit_ratio = ratio(
+                find("mlock").map(|e| e.median),
+                find(name).map(|e| e.median),
+            );
+            let wall = turns(name).map_or("–".into(), |r| time(r.1));
+            let wall_ratio = ratio(turns("mlock").map(|r| r.1), turns(name).map(|r| r.1));
+            let cpu = turns(name).map_or("–".into(), |r| time(r.2));
+            let cpu_ratio = ratio(turns("mlock").map(|r| r.2), turns(name).map(|r| r.2));
+            let ins = instructions(name).map_or("–".into(), count);
+            let ins_ratio = ratio(instructions("mlock"), instructions(name));
             let label = if name == "mlock" {
                 "**mlock** (this crate)".to_string()
             } else {
@@ -573,7 +612,7 @@ impl Report<'_> {
             };
             let _ = writeln!(
                 t,
-                "| {label} | {wall} | {wall_ratio} | {cpu} | {cpu_ratio} | {ins} | {ins_ratio} |"
+                "| {label} | {crit} | {crit_ratio} | {wall} | {wall_ratio} | {cpu} | {cpu_ratio} | {ins} | {ins_ratio} |"
             );
         }
 
@@ -756,8 +795,10 @@ impl Report<'_> {
              of the time, so the time ratios sit near 1.00 and the instruction \
              counts show the user-space difference.\n\
              - Wall time includes the moments the thread waited for a core while \
-             other processes ran; CPU time does not. On a shared machine the CPU \
-             time is the steadier of the two.\n\
+             other processes ran; CPU time does not. Timing the four in turns \
+             spreads changes in the machine's load over all of them; criterion, \
+             which runs one after the other, can see one implementation in a \
+             quiet minute and the next in a busy one.\n\
              - Without `ONFAULT`, `mlock` and `mlockall(MCL_CURRENT)` fault in \
              and zero every page before they return, so the time and the RSS grow \
              with the mapping. With `ONFAULT` the call only marks the mapping; \
@@ -772,7 +813,8 @@ impl Report<'_> {
              - `cargo xtask bench` runs everything and rewrites this page and \
              `onfault.svg`; `cargo xtask bench --quick` is the CI-size run and \
              writes under `target/xtask-bench/`.\n\
-             - One benchmark alone: `cargo bench --bench overhead`, \
+             - One benchmark alone: `cargo bench --bench overhead` (add \
+             `-- --interleaved <rounds> <pairs>` for the timing in turns), \
              `cargo bench --bench onfault` (`-- --quick` for sizes up to \
              256 MiB).\n\
              - The instruction counts: `valgrind --tool=callgrind \
