@@ -30,6 +30,10 @@ const QEMU_USER_ENV: &str = "MLOCK_TEST_QEMU_USER";
 /// `Error::Unsupported`), but nothing can run.
 const NO_OS: &str = "riscv64gc-unknown-none-elf";
 
+/// The `#![no_std]` initramfs helper, a package with its own workspace
+/// (so `--workspace` and `fmt --all` do not reach it).
+const STATIC_INIT: &str = "examples/static_init/Cargo.toml";
+
 /// How a Linux target is built and run on this x86_64 Debian machine.
 struct Target {
     triple: &'static str,
@@ -201,7 +205,8 @@ pub fn main(args: &[String]) -> util::Result {
 /// inside `run_all()` through `util::ensure_debian_packages`.
 fn full_matrix() -> Vec<Step> {
     let mut steps = vec![Step::new("fmt", "all", |_| {
-        util::run(util::cargo().args(["fmt", "--all", "--", "--check"]))
+        util::run(util::cargo().args(["fmt", "--all", "--", "--check"]))?;
+        util::run(util::cargo().args(["fmt", "--manifest-path", STATIC_INIT, "--", "--check"]))
     })];
 
     // Lints: the host (with the xtask), every Linux target, the no-OS lib.
@@ -221,6 +226,16 @@ fn full_matrix() -> Vec<Step> {
                 cargo_for(target)
                     .args(["clippy", "--target", target.triple, "--all-targets"])
                     .args(["--", "-D", "warnings"]),
+            )
+        }));
+    }
+    // The `#![no_std]` /init helper is its own workspace: lint it per arch.
+    for target in TARGETS.iter().filter(|t| t.triple != host_triple()) {
+        steps.push(Step::new("clippy static_init", target.triple, move |_| {
+            util::run(
+                cargo_for(target)
+                    .args(["clippy", "--manifest-path", STATIC_INIT])
+                    .args(["--target", target.triple, "--", "-D", "warnings"]),
             )
         }));
     }
