@@ -882,9 +882,10 @@ fn plot(rows: &[OnfaultRow], caption: &str, path: &Path) -> util::Result {
         }
         v
     };
+    // Whole decades, with room so that no point sits on the frame.
     let t_range = (
-        10f64.powf(t_lo.log10().floor()),
-        10f64.powf(t_hi.log10().ceil()),
+        10f64.powf((t_lo / 1.5).log10().floor()),
+        10f64.powf((t_hi * 1.5).log10().ceil()),
     );
     let r_range = (r_lo / 2.0, r_hi * 2.5);
     let r_ticks: Vec<f64> = (0..=12)
