@@ -80,9 +80,9 @@ mod status;
 mod sys;
 
 pub use daemon::{
-    clear_io_flusher, harden_swap_daemon, is_io_flusher, prefault, prefault_stack,
-    set_io_flusher, touch_pages, HardenError, Hardening, Prefault, Report, Requirement, Stage,
-    Step, DEFAULT_STACK_PREFAULT,
+    clear_io_flusher, harden_swap_daemon, is_io_flusher, prefault, prefault_stack, set_io_flusher,
+    touch_pages, HardenError, Hardening, Prefault, Report, Requirement, Stage, Step,
+    DEFAULT_STACK_PREFAULT,
 };
 pub use error::Error;
 pub use flags::Flags;

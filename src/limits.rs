@@ -25,10 +25,7 @@ impl Limit {
     }
 
     fn to_raw(self) -> (u64, u64) {
-        (
-            self.soft.unwrap_or(u64::MAX),
-            self.hard.unwrap_or(u64::MAX),
-        )
+        (self.soft.unwrap_or(u64::MAX), self.hard.unwrap_or(u64::MAX))
     }
 }
 

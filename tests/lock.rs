@@ -331,6 +331,13 @@ fn execve_clears_locks_and_mcl_future() {
 }
 
 #[test]
+fn a_panicking_child_reports_its_message() {
+    // The child must not hang in std's panic hook (see `in_child`).
+    let verdict = in_child(|| panic!("scenario exploded"));
+    assert_eq!(verdict, Err("scenario exploded".to_string()));
+}
+
+#[test]
 fn error_variants_map_errno_both_ways() {
     let cases = [
         (libc::EPERM, Error::PermissionDenied),

@@ -57,7 +57,9 @@ fn has_ipc_lock_follows_the_effective_set() {
     run(|| {
         ensure(mlock::has_ipc_lock() == Ok(true), || "root lacks it".into())?;
         drop_to_nobody();
-        ensure(mlock::has_ipc_lock() == Ok(false), || "nobody has it".into())
+        ensure(mlock::has_ipc_lock() == Ok(false), || {
+            "nobody has it".into()
+        })
     });
 }
 
@@ -81,10 +83,9 @@ fn best_effort_reports_failure_and_required_returns_it() {
         set_memlock(0, 0);
         drop_to_nobody();
         let best = mlock::lock_with(&Config::SWAP_DAEMON);
-        ensure(
-            best == Ok(Outcome::Failed(Error::PermissionDenied)),
-            || format!("best-effort: {best:?}"),
-        )?;
+        ensure(best == Ok(Outcome::Failed(Error::PermissionDenied)), || {
+            format!("best-effort: {best:?}")
+        })?;
         let required = mlock::lock_with(&Config::SWAP_DAEMON.required(true));
         ensure(required == Err(Error::PermissionDenied), || {
             format!("required: {required:?}")

@@ -74,15 +74,8 @@ pub(crate) fn mlock(addr: *const u8, len: usize) -> Result<(), Error> {
 pub(crate) fn mlock2(addr: *const u8, len: usize, flags: u32) -> Result<(), Error> {
     // SAFETY: as for mlock: the kernel validates the range and only changes
     // the residency of the pages, never their contents.
-    check(unsafe {
-        raw::syscall3(
-            Sysno::mlock2 as usize,
-            addr as usize,
-            len,
-            flags as usize,
-        )
-    })
-    .map(drop)
+    check(unsafe { raw::syscall3(Sysno::mlock2 as usize, addr as usize, len, flags as usize) })
+        .map(drop)
 }
 
 /// `munlock(2)` on `[addr, addr + len)`.
@@ -104,15 +97,8 @@ pub(crate) fn madvise(addr: *const u8, len: usize, advice: Advice) -> Result<(),
     // SAFETY: the advice values above change only core-dump flags or page
     // residency, never the bytes a program reads; destructive values such as
     // MADV_DONTNEED are not expressible through `Advice`.
-    check(unsafe {
-        raw::syscall3(
-            Sysno::madvise as usize,
-            addr as usize,
-            len,
-            advice as usize,
-        )
-    })
-    .map(drop)
+    check(unsafe { raw::syscall3(Sysno::madvise as usize, addr as usize, len, advice as usize) })
+        .map(drop)
 }
 
 /// An owned private, anonymous, read-write mapping (`mmap(2)`), unmapped
@@ -250,9 +236,7 @@ pub(crate) fn prlimit64(resource: Resource, new: Option<(u64, u64)>) -> Result<(
         rlim_cur: soft,
         rlim_max: hard,
     });
-    let new_ptr = new
-        .as_ref()
-        .map_or(0, |n| n as *const c::rlimit64 as usize);
+    let new_ptr = new.as_ref().map_or(0, |n| n as *const c::rlimit64 as usize);
     let mut old = c::rlimit64 {
         rlim_cur: 0,
         rlim_max: 0,

@@ -74,7 +74,10 @@ pub(crate) fn prctl_int(_option: PrctlInt, _arg2: usize) -> Result<usize, Error>
     Err(Error::Unsupported)
 }
 
-pub(crate) fn prlimit64(_resource: Resource, _new: Option<(u64, u64)>) -> Result<(u64, u64), Error> {
+pub(crate) fn prlimit64(
+    _resource: Resource,
+    _new: Option<(u64, u64)>,
+) -> Result<(u64, u64), Error> {
     Err(Error::Unsupported)
 }
 

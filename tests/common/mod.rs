@@ -7,6 +7,7 @@
 
 use std::io::Read;
 use std::os::fd::FromRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Whether the tests run under QEMU user mode. `cargo xtask test` sets
 /// `MLOCK_TEST_QEMU_USER=1` for foreign targets; the check is confirmed
@@ -50,6 +51,7 @@ fn emulator_detected() -> bool {
 /// held by other threads of the harness. The crate's calls take none.
 pub fn in_child(scenario: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
     under_qemu_user();
+    quiet_panics_in_children();
     let mut fds = [0i32; 2];
     // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
     assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
@@ -58,6 +60,7 @@ pub fn in_child(scenario: impl FnOnce() -> Result<(), String>) -> Result<(), Str
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
     if pid == 0 {
+        IN_CHILD.store(true, Ordering::Relaxed);
         // SAFETY: fds[0] is the read end, unused in the child.
         unsafe { libc::close(fds[0]) };
         let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(scenario));
@@ -97,6 +100,29 @@ pub fn in_child(scenario: impl FnOnce() -> Result<(), String>) -> Result<(), Str
     } else {
         Err(message)
     }
+}
+
+/// Set in a forked child (each child has its own copy of this static).
+static IN_CHILD: AtomicBool = AtomicBool::new(false);
+
+/// Keeps a panic in a forked child away from std's default panic hook.
+///
+/// The child is a copy of one thread of a multi-threaded harness: a lock
+/// that another thread held at `fork` stays locked in the child forever.
+/// The default hook takes the backtrace lock (with `RUST_BACKTRACE` set),
+/// so a panicking child could hang. In a child the hook does nothing: the
+/// panic's message reaches the parent through `catch_unwind` and the pipe.
+/// Everywhere else the previous hook runs as before.
+fn quiet_panics_in_children() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_CHILD.load(Ordering::Relaxed) {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// Sets `RLIMIT_MEMLOCK` (bytes; `u64::MAX` for unlimited).
