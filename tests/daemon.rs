@@ -86,50 +86,6 @@ fn thread_pf_flags() -> u64 {
         .expect("flags field")
 }
 
-/// Installs a seccomp filter that makes syscall `nr` fail with `errno` when
-/// its argument `arg` (0-based) equals `value` (low 32 bits), so that the
-/// real kernel answers as an older one would.
-fn fail_when_arg_is(nr: libc::c_long, arg: u32, value: u32, errno: i32) {
-    use libc::{BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
-    let stmt = |code: u32, k: u32| libc::sock_filter {
-        code: code as u16,
-        jt: 0,
-        jf: 0,
-        k,
-    };
-    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
-        code: (BPF_JMP | BPF_JEQ | BPF_K) as u16,
-        jt,
-        jf,
-        k,
-    };
-    // seccomp_data: nr at 0, args[i] at 16 + 8 * i (low half first on
-    // little-endian, which all three test arches are).
-    let mut program = [
-        stmt(BPF_LD | BPF_W | BPF_ABS, 0),
-        jeq(nr as u32, 0, 3),
-        stmt(BPF_LD | BPF_W | BPF_ABS, 16 + 8 * arg),
-        jeq(value, 0, 1),
-        stmt(BPF_RET | BPF_K, libc::SECCOMP_RET_ERRNO | errno as u32),
-        stmt(BPF_RET | BPF_K, libc::SECCOMP_RET_ALLOW),
-    ];
-    let fprog = libc::sock_fprog {
-        len: program.len() as u16,
-        filter: program.as_mut_ptr(),
-    };
-    // SAFETY: plain prctl calls; `fprog` points to a valid program that
-    // outlives the call (the kernel copies it).
-    unsafe {
-        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-        let rc = libc::prctl(
-            libc::PR_SET_SECCOMP,
-            libc::SECCOMP_MODE_FILTER,
-            &fprog as *const libc::sock_fprog,
-        );
-        assert_eq!(rc, 0, "seccomp: {}", std::io::Error::last_os_error());
-    }
-}
-
 /// How many of the pages of `[addr, addr + len)` are resident
 /// (`mincore(2)`), and how many pages the range spans.
 fn resident_pages(addr: usize, len: usize) -> (usize, usize) {
@@ -276,8 +232,16 @@ fn io_flusher_on_a_kernel_before_5_6_is_unsupported() {
     }
     run(|| {
         // Before 5.6 the kernel does not know the options: EINVAL.
-        fail_when_arg_is(libc::SYS_prctl, 0, PR_SET_IO_FLUSHER, libc::EINVAL);
-        fail_when_arg_is(libc::SYS_prctl, 0, PR_GET_IO_FLUSHER, libc::EINVAL);
+        fail_syscall_with(
+            libc::SYS_prctl,
+            libc::EINVAL,
+            When::ArgIs(0, PR_SET_IO_FLUSHER),
+        );
+        fail_syscall_with(
+            libc::SYS_prctl,
+            libc::EINVAL,
+            When::ArgIs(0, PR_GET_IO_FLUSHER),
+        );
         let set = mlock::set_io_flusher();
         ensure(set == Err(Error::Unsupported), || format!("set: {set:?}"))?;
         let get = mlock::is_io_flusher();
@@ -439,7 +403,11 @@ fn prefault_falls_back_to_touching_on_a_kernel_before_5_14() {
         return; // No seccomp under QEMU; the touch loop is tested below.
     }
     run(|| {
-        fail_when_arg_is(libc::SYS_madvise, 2, MADV_POPULATE_WRITE, libc::EINVAL);
+        fail_syscall_with(
+            libc::SYS_madvise,
+            libc::EINVAL,
+            When::ArgIs(2, MADV_POPULATE_WRITE),
+        );
         let mut map = Anon::new(2 * MIB);
         let (addr, len) = (map.addr as usize, map.len);
         let buf = slice_mut(&mut map);
@@ -458,7 +426,11 @@ fn prefault_reports_the_kernels_other_errors() {
         return;
     }
     run(|| {
-        fail_when_arg_is(libc::SYS_madvise, 2, MADV_POPULATE_WRITE, libc::ENOMEM);
+        fail_syscall_with(
+            libc::SYS_madvise,
+            libc::ENOMEM,
+            When::ArgIs(2, MADV_POPULATE_WRITE),
+        );
         let mut map = Anon::new(64 * KIB);
         let got = mlock::prefault(slice_mut(&mut map));
         ensure(got == Err(Error::ResourceLimit), || format!("{got:?}"))

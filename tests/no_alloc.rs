@@ -5,52 +5,18 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
 
 use common::*;
+use counting_alloc::allocations;
 use mlock::{Config, Flags, LockedBuf};
-
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: defers every operation to the system allocator unchanged; the
-// counter is a const-initialised thread-local, which does not allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, size: usize) -> *mut u8 {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Runs `f` and returns how many allocations this thread made meanwhile.
-fn allocations(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.with(Cell::get);
-    f();
-    ALLOCATIONS.with(Cell::get) - before
-}
 
 #[test]
 fn locking_calls_do_not_allocate() {
     let result = in_child(|| {
         let data = vec![7u8; 64 * 1024];
-        let n = allocations(|| {
+        let ((), n) = allocations(|| {
             mlock::lock_all(Flags::FUTURE).unwrap();
             mlock::unlock_all().unwrap();
             mlock::lock(&data).unwrap();
@@ -76,7 +42,7 @@ fn locking_calls_do_not_allocate() {
 #[test]
 fn status_calls_do_not_allocate() {
     let text = std::fs::read("/proc/self/status").unwrap();
-    let n = allocations(|| {
+    let ((), n) = allocations(|| {
         mlock::status().unwrap();
         mlock::locked_bytes().unwrap();
         let _ = mlock::is_locked();
@@ -90,6 +56,6 @@ fn status_calls_do_not_allocate() {
 #[test]
 fn the_counter_sees_allocations() {
     // Guards against a counter that never counts.
-    let n = allocations(|| drop(std::hint::black_box(vec![1u8; 10])));
+    let ((), n) = allocations(|| drop(std::hint::black_box(vec![1u8; 10])));
     assert_eq!(n, 1);
 }

@@ -278,14 +278,26 @@ pub fn ensure(ok: bool, message: impl FnOnce() -> String) -> Result<(), String> 
     }
 }
 
+/// Which calls of a syscall [`fail_syscall_with`] makes fail.
+#[derive(Clone, Copy)]
+pub enum When {
+    /// Every call.
+    Always,
+    /// Calls whose argument `index` (0-based) has any of `bits` set in its
+    /// low 32 bits.
+    ArgHasBits(u32, u32),
+    /// Calls whose argument `index` equals `value` in its low 32 bits.
+    ArgIs(u32, u32),
+}
+
 /// Installs a seccomp filter in this process that makes syscall `nr` fail
-/// with `errno`, either always or only when `arg0_bits` are set in its
-/// first argument. The kernel itself then answers as an older kernel would
-/// (no `mlock2`: `ENOSYS`; no `MCL_ONFAULT`: `EINVAL`), for real.
+/// with `errno` when `when` holds. The kernel itself then answers as an
+/// older kernel would (no `mlock2`: `ENOSYS`; no `MCL_ONFAULT` or
+/// `PR_SET_IO_FLUSHER`: `EINVAL`), for real.
 ///
 /// QEMU user mode refuses to install seccomp filters; callers check
 /// [`under_qemu_user`] first and test what the emulator does instead.
-pub fn fail_syscall_with(nr: libc::c_long, errno: i32, arg0_bits: Option<u32>) {
+pub fn fail_syscall_with(nr: libc::c_long, errno: i32, when: When) {
     use libc::{BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
     const BPF_JSET: u32 = 0x40; // linux/bpf_common.h
     let stmt = |code: u32, k: u32| libc::sock_filter {
@@ -300,25 +312,30 @@ pub fn fail_syscall_with(nr: libc::c_long, errno: i32, arg0_bits: Option<u32>) {
         jf,
         k,
     };
-    let fail = libc::SECCOMP_RET_ERRNO | (errno as u32);
-    // seccomp_data: nr at offset 0, the low half of args[0] at 16 (LE).
-    let mut program = vec![
-        stmt(BPF_LD | BPF_W | BPF_ABS, 0),
+    let load = |offset: u32| stmt(BPF_LD | BPF_W | BPF_ABS, offset);
+    // seccomp_data: nr at offset 0, args[i] at 16 + 8 * i (low half first
+    // on little-endian, which all three test arches are).
+    let arg = |index: u32| 16 + 8 * index;
+    let (test_load, test) = match when {
+        // Two no-ops keep the jump offsets below the same.
+        When::Always => (load(0), load(0)),
+        When::ArgHasBits(index, bits) => (
+            load(arg(index)),
+            jump(BPF_JMP | BPF_JSET | BPF_K, bits, 0, 1),
+        ),
+        When::ArgIs(index, value) => (
+            load(arg(index)),
+            jump(BPF_JMP | BPF_JEQ | BPF_K, value, 0, 1),
+        ),
+    };
+    let mut program = [
+        load(0),
         jump(BPF_JMP | BPF_JEQ | BPF_K, nr as u32, 0, 3),
+        test_load,
+        test,
+        stmt(BPF_RET | BPF_K, libc::SECCOMP_RET_ERRNO | (errno as u32)),
+        stmt(BPF_RET | BPF_K, libc::SECCOMP_RET_ALLOW),
     ];
-    match arg0_bits {
-        Some(bits) => {
-            program.push(stmt(BPF_LD | BPF_W | BPF_ABS, 16));
-            program.push(jump(BPF_JMP | BPF_JSET | BPF_K, bits, 0, 1));
-        }
-        None => {
-            // Keep the jump offsets: two no-op loads of the syscall number.
-            program.push(stmt(BPF_LD | BPF_W | BPF_ABS, 0));
-            program.push(stmt(BPF_LD | BPF_W | BPF_ABS, 0));
-        }
-    }
-    program.push(stmt(BPF_RET | BPF_K, fail));
-    program.push(stmt(BPF_RET | BPF_K, libc::SECCOMP_RET_ALLOW));
     let fprog = libc::sock_fprog {
         len: program.len() as u16,
         filter: program.as_mut_ptr(),
