@@ -170,6 +170,20 @@ fn scenario(flags: Flags, soft: Soft, privileged: bool) -> Result<(), String> {
         "flags {flags:?}, limit {limit:?}, VmSize {size}, {}",
         if privileged { "root" } else { "uid 65534" }
     );
+    compare(&context, check, real, flags, privileged, limit, size)
+}
+
+/// Checks a prediction three ways: against the real outcome, against the
+/// kernel's rules for the inputs the scenario set up, and in its numbers.
+fn compare(
+    context: &str,
+    check: Result<Preflight, Error>,
+    real: Result<(), Error>,
+    flags: Flags,
+    privileged: bool,
+    limit: Option<u64>,
+    size: u64,
+) -> Result<(), String> {
     let check = check.map_err(|e| format!("{context}: preflight failed: {e}"))?;
     ensure(check.predicted_error() == real.err(), || {
         format!(
@@ -243,21 +257,8 @@ fn numbers_agree(
 /// `VmSize`, and is `ProcUnavailable` where it does; either way it never
 /// contradicts `lock_all`.
 fn scenario_without_proc(flags: Flags, soft: Soft) -> Result<(), String> {
-    // SAFETY: plain syscalls with valid strings or NULL.
-    unsafe {
-        ensure(libc::unshare(libc::CLONE_NEWNS) == 0, || {
-            "unshare(CLONE_NEWNS) needs root (CAP_SYS_ADMIN)".into()
-        })?;
-        let rc = libc::mount(
-            std::ptr::null(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        );
-        ensure(rc == 0, || "making mounts private".into())?;
-        while libc::umount2(c"/proc".as_ptr(), libc::MNT_DETACH) == 0 {}
-    }
+    private_mount_namespace()?;
+    unmount_proc()?;
     ensure(mlock::status() == Err(Error::ProcUnavailable), || {
         "/proc is still there".into()
     })?;
@@ -322,18 +323,7 @@ fn scenario_user_namespace(flags: Flags, soft: Soft) -> Result<(), String> {
     ensure(capget, || {
         format!("{context}: capget shows no CAP_IPC_LOCK in a new user namespace")
     })?;
-    let check = check.map_err(|e| format!("{context}: preflight failed: {e}"))?;
-    ensure(check.predicted_error() == real.err(), || {
-        format!(
-            "{context}: predicted {:?}, lock_all returned {real:?}",
-            check.predicted_error()
-        )
-    })?;
-    let want = expected(flags, false, limit, size);
-    ensure(real.err() == want, || {
-        format!("{context}: lock_all returned {real:?}, the kernel's rules say {want:?}")
-    })?;
-    numbers_agree(&check, flags, false, limit, Some(size)).map_err(|m| format!("{context}: {m}"))
+    compare(&context, check, real, flags, false, limit, size)
 }
 
 /// With `RLIMIT_MEMLOCK` at 0, the report names the fix.

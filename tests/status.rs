@@ -682,45 +682,6 @@ fn a_reader_carried_across_fork_describes_the_child() {
 // ---------------------------------------------------------------------------
 // No /proc, for real: a private mount namespace in a forked child.
 
-/// Moves this (forked, single-threaded) child into its own mount
-/// namespace whose mounts do not propagate back to the host.
-fn private_mount_namespace() -> Result<(), String> {
-    // SAFETY: plain syscalls with valid NUL-terminated strings or NULL.
-    unsafe {
-        if libc::unshare(libc::CLONE_NEWNS) != 0 {
-            return Err(format!(
-                "unshare(CLONE_NEWNS) needs root (CAP_SYS_ADMIN): {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        let rc = libc::mount(
-            std::ptr::null(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        );
-        if rc != 0 {
-            return Err(format!(
-                "making mounts private: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Detaches every mount at `/proc` (a host may stack several).
-fn unmount_proc() -> Result<(), String> {
-    // SAFETY: the path is NUL-terminated.
-    while unsafe { libc::umount2(c"/proc".as_ptr(), libc::MNT_DETACH) } == 0 {}
-    // SAFETY: as above.
-    let gone = unsafe { libc::access(c"/proc/self/status".as_ptr(), libc::F_OK) } != 0;
-    ensure(gone, || {
-        "/proc/self/status still exists after umount".into()
-    })
-}
-
 #[test]
 fn without_proc_status_says_so_and_locking_still_works() {
     run(|| {
