@@ -714,25 +714,31 @@ fn without_proc_status_says_so_and_locking_still_works() {
     });
 }
 
+/// In a private mount namespace, covers `/proc` with an empty tmpfs and
+/// creates `/proc/self` in it, ready for a fake `status`.
+fn tmpfs_at_proc() -> Result<(), String> {
+    private_mount_namespace()?;
+    // SAFETY: valid NUL-terminated strings.
+    let rc = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            c"/proc".as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    ensure(rc == 0, || {
+        format!("mount tmpfs: {}", std::io::Error::last_os_error())
+    })?;
+    std::fs::create_dir_all("/proc/self").map_err(|e| e.to_string())
+}
+
 #[test]
 fn a_tmpfs_at_proc_is_not_procfs() {
     run(|| {
-        private_mount_namespace()?;
-        // SAFETY: valid NUL-terminated strings.
-        let rc = unsafe {
-            libc::mount(
-                c"tmpfs".as_ptr(),
-                c"/proc".as_ptr(),
-                c"tmpfs".as_ptr(),
-                0,
-                std::ptr::null(),
-            )
-        };
-        ensure(rc == 0, || {
-            format!("mount tmpfs: {}", std::io::Error::last_os_error())
-        })?;
+        tmpfs_at_proc()?;
         // A fake that parses fine, and claims memory is locked.
-        std::fs::create_dir_all("/proc/self").map_err(|e| e.to_string())?;
         std::fs::write("/proc/self/status", "Name:\tfake\nVmLck:\t  999 kB\n")
             .map_err(|e| e.to_string())?;
         ensure(mlock::status() == Err(Error::ProcUnavailable), || {
@@ -749,19 +755,7 @@ fn a_tmpfs_at_proc_is_not_procfs() {
 #[test]
 fn a_symlink_at_proc_self_status_is_refused() {
     run(|| {
-        private_mount_namespace()?;
-        // SAFETY: valid NUL-terminated strings.
-        let rc = unsafe {
-            libc::mount(
-                c"tmpfs".as_ptr(),
-                c"/proc".as_ptr(),
-                c"tmpfs".as_ptr(),
-                0,
-                std::ptr::null(),
-            )
-        };
-        ensure(rc == 0, || "mount tmpfs".into())?;
-        std::fs::create_dir_all("/proc/self").map_err(|e| e.to_string())?;
+        tmpfs_at_proc()?;
         std::os::unix::fs::symlink("/etc/hostname", "/proc/self/status")
             .map_err(|e| e.to_string())?;
         let got = mlock::status();
