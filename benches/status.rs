@@ -3,8 +3,9 @@
 //!
 //! - `floor`: bare `open` + one `read` into a 4 KiB buffer + `close`
 //!   through libc, parsing nothing. No reader of the file can do less.
-//! - `status`: [`mlock::status`] (`openat`, `fstatfs`, `read`, `close`, and
-//!   the streaming parse).
+//! - `status`: [`mlock::status`] (`openat`, `read`, `close`, and the
+//!   streaming parse; the `fstatfs` check that `/proc` is procfs runs once
+//!   per process).
 //! - `reader`: [`mlock::StatusReader::read`] on a kept descriptor
 //!   (`getpid`, `pread` at offset 0, the parse).
 //! - `std_parse`: `std::fs::read_to_string` + [`mlock::Status::parse`].

@@ -434,13 +434,29 @@ fn parse_hex(value: &[u8]) -> Option<u64> {
 /// more reads, parsed as they stream.
 const READ_CHUNK: usize = 2048;
 
-/// Opens `/proc/self/status` and checks that it is procfs.
+/// Set once `/proc` has been seen to be procfs in this process; clear
+/// again in a forked child, which may have another `/proc`.
+static PROC_CHECKED: sys::ForkLocalFlag = sys::ForkLocalFlag::new();
+
+/// Opens `/proc/self/status` and checks, with `fstatfs(2)`, that it is
+/// procfs. A container or a test can mount anything at `/proc`.
 pub(crate) fn open_status() -> Result<Fd, Error> {
     let fd = sys::open(c"/proc/self/status", OpenMode::Read).map_err(proc_error)?;
     if !sys::is_procfs(&fd)? {
         return Err(Error::ProcUnavailable);
     }
+    PROC_CHECKED.set();
     Ok(fd)
+}
+
+/// Opens `/proc/self/status`, checking that it is procfs only if no check
+/// has passed yet in this process.
+fn open_status_once() -> Result<Fd, Error> {
+    if PROC_CHECKED.is_set() {
+        sys::open(c"/proc/self/status", OpenMode::Read).map_err(proc_error)
+    } else {
+        open_status()
+    }
 }
 
 /// A missing file under `/proc` means `/proc` is not mounted.
@@ -487,10 +503,20 @@ pub(crate) fn read_status(fd: &Fd, positional: bool) -> Result<Status, Error> {
 
 /// Reads and parses `/proc/self/status`.
 ///
-/// One `openat`, one `fstatfs` (to check that `/proc` really is procfs),
-/// one `read` into a stack buffer (more for a file over 2 KiB), one
-/// `close`. No allocation. To poll, [`StatusReader`] saves the `openat`
-/// and the `close`.
+/// One `openat`, one `read` into a stack buffer (more for a file over
+/// 2 KiB), one `close`. No allocation. To poll, [`StatusReader`] saves the
+/// `openat` and the `close`.
+///
+/// **Is `/proc` procfs?** A container or a test can mount anything at
+/// `/proc`. The first call in a process checks the file with `fstatfs(2)`
+/// and remembers the answer only if it is procfs; a child of `fork(2)`
+/// checks again on its first call, since it may have unshared its mount
+/// namespace. (The remembered flag lives in a page marked
+/// `MADV_WIPEONFORK`, `madvise(2)`, which the kernel zero-fills in a forked
+/// child; where that advice is missing, as before Linux 4.14 or under an
+/// emulator that ignores advice, every call checks.) A process that itself
+/// mounts something else over `/proc` after its first call is not caught
+/// by later calls; [`StatusReader::open`] checks every time.
 ///
 /// # Errors
 /// - [`Error::ProcUnavailable`]: `/proc` is not mounted, or is not procfs.
@@ -500,7 +526,7 @@ pub(crate) fn read_status(fd: &Fd, positional: bool) -> Result<Status, Error> {
 /// # References
 /// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
 pub fn status() -> Result<Status, Error> {
-    let fd = open_status()?;
+    let fd = open_status_once()?;
     read_status(&fd, false)
 }
 
@@ -529,8 +555,8 @@ pub fn is_locked() -> bool {
 ///
 /// [`StatusReader::read`] re-reads the open descriptor with `pread(2)` at
 /// offset 0: the kernel formats the file afresh on each read from the
-/// start, and the `openat`, `fstatfs` and `close` of [`status`] are saved
-/// (about 0.6x of its cost).
+/// start, and the `openat` and `close` of [`status`] are saved (about 0.6x
+/// of its cost).
 ///
 /// **Fork.** A descriptor opened on `/proc/self/status` names the process
 /// that opened it, not whoever reads it later: after `fork(2)`, a child
@@ -559,7 +585,8 @@ pub struct StatusReader {
 }
 
 impl StatusReader {
-    /// Opens `/proc/self/status` and checks that it is procfs.
+    /// Opens `/proc/self/status` and checks that it is procfs, every time
+    /// (unlike [`status`], which checks once per process).
     ///
     /// # Errors
     /// - [`Error::ProcUnavailable`]: `/proc` is not mounted, or is not

@@ -734,13 +734,17 @@ fn tmpfs_at_proc() -> Result<(), String> {
     std::fs::create_dir_all("/proc/self").map_err(|e| e.to_string())
 }
 
+/// A fake status that parses fine, and claims memory is locked.
+const FAKE_STATUS: &str = "Name:\tfake\nVmLck:\t  999 kB\n";
+
 #[test]
 fn a_tmpfs_at_proc_is_not_procfs() {
+    // The parent has seen the real procfs, so `status()` here remembers
+    // that; the forked child must not inherit it, as its /proc differs.
+    mlock::status().unwrap();
     run(|| {
         tmpfs_at_proc()?;
-        // A fake that parses fine, and claims memory is locked.
-        std::fs::write("/proc/self/status", "Name:\tfake\nVmLck:\t  999 kB\n")
-            .map_err(|e| e.to_string())?;
+        std::fs::write("/proc/self/status", FAKE_STATUS).map_err(|e| e.to_string())?;
         ensure(mlock::status() == Err(Error::ProcUnavailable), || {
             format!("status() trusted a tmpfs: {:?}", mlock::status())
         })?;
@@ -749,6 +753,35 @@ fn a_tmpfs_at_proc_is_not_procfs() {
             || "StatusReader::open trusted a tmpfs".into(),
         )?;
         ensure(!mlock::is_locked(), || "is_locked believed the fake".into())
+    });
+}
+
+/// `status()` checks for procfs once per process (the documented limit):
+/// on a kernel, a fake mounted by the process itself after its first call
+/// is read, while `StatusReader::open` checks again and refuses it. Under
+/// QEMU user mode, which ignores `madvise`, nothing is remembered and
+/// `status()` refuses it too.
+#[test]
+fn status_checks_procfs_once_per_process_and_the_reader_every_time() {
+    run(|| {
+        mlock::status().map_err(|e| e.to_string())?;
+        tmpfs_at_proc()?;
+        std::fs::write("/proc/self/status", FAKE_STATUS).map_err(|e| e.to_string())?;
+        ensure(
+            matches!(StatusReader::open(), Err(Error::ProcUnavailable)),
+            || "StatusReader::open trusted a tmpfs".into(),
+        )?;
+        let got = mlock::status();
+        if under_qemu_user() {
+            ensure(got == Err(Error::ProcUnavailable), || {
+                format!("under QEMU user mode status() read the fake: {got:?}")
+            })
+        } else {
+            ensure(
+                got.as_ref().ok().and_then(Status::locked_bytes) == Some(999 * KB),
+                || format!("status() checked procfs again after its first call: {got:?}"),
+            )
+        }
     });
 }
 

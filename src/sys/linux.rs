@@ -25,6 +25,7 @@
 #![allow(unsafe_code)]
 
 use core::ffi::CStr;
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use linux_raw_sys::general as c;
 use syscalls::{raw, Sysno};
@@ -389,6 +390,149 @@ pub(crate) fn is_procfs(fd: &Fd) -> Result<bool, Error> {
         )
     })?;
     Ok(buf.f_type as u64 == u64::from(c::PROC_SUPER_MAGIC))
+}
+
+/// A flag that is set at most once per process and reads as clear again in
+/// a child made by `fork(2)`: a cache of a fact about this process that a
+/// child has to find out for itself (the child may live in another mount
+/// namespace).
+///
+/// The flag is the first byte of its own anonymous page, marked
+/// `MADV_WIPEONFORK` (`madvise(2)`, Linux 4.14+): the kernel gives a forked
+/// child that page zero-filled, so the child sees the flag clear, with no
+/// `getpid` on the fast path. Where the page cannot be had (an older kernel
+/// rejects the advice, the mapping fails) the flag is never set, and the
+/// caller does its check every time.
+///
+/// QEMU user mode before 8.0 answers every `madvise` with 0 and applies
+/// none, so a child there would inherit a set flag. Before it trusts the
+/// page, `create` therefore also asks for advice no kernel defines: a real
+/// kernel refuses it with EINVAL, and an `madvise` that accepts it is one
+/// that ignores advice.
+///
+/// A `clone(CLONE_VM)` child shares the page and so the flag; `vfork`
+/// children only `exec` or `_exit`, which is all such a child may do.
+pub(crate) struct ForkLocalFlag {
+    /// [`NO_PAGE`], [`NO_FLAG`], or the address of the flag's page.
+    page: AtomicUsize,
+}
+
+/// [`ForkLocalFlag::page`] before the first `set`.
+const NO_PAGE: usize = 0;
+/// [`ForkLocalFlag::page`] when no wipe-on-fork page can be had.
+const NO_FLAG: usize = 1;
+
+impl ForkLocalFlag {
+    /// A clear flag, with no page yet.
+    pub(crate) const fn new() -> ForkLocalFlag {
+        ForkLocalFlag {
+            page: AtomicUsize::new(NO_PAGE),
+        }
+    }
+
+    /// Whether [`set`](Self::set) ran in this process since it was forked
+    /// (or started). One load and, once the page exists, one more.
+    #[inline]
+    pub(crate) fn is_set(&self) -> bool {
+        match self.page.load(Ordering::Acquire) {
+            NO_PAGE | NO_FLAG => false,
+            page => Self::byte(page).load(Ordering::Relaxed) != 0,
+        }
+    }
+
+    /// Sets the flag, making the page on first use. Does nothing where no
+    /// page can be had.
+    pub(crate) fn set(&self) {
+        let page = match self.page.load(Ordering::Acquire) {
+            NO_FLAG => return,
+            NO_PAGE => match self.create() {
+                Some(page) => page,
+                None => return,
+            },
+            page => page,
+        };
+        Self::byte(page).store(1, Ordering::Relaxed);
+    }
+
+    /// The flag byte at the start of `page`.
+    #[inline(always)]
+    fn byte(page: usize) -> &'static AtomicU8 {
+        // SAFETY: `page` came from `create`, which stores only the address
+        // of a read-write page it mapped and then never unmaps (no safe code
+        // can unmap it either), so the byte stays valid for the rest of the
+        // process, and of any forked child, which inherits the mapping. An
+        // AtomicU8 has alignment 1 and every bit pattern is a valid u8; all
+        // accesses to the byte go through this AtomicU8.
+        unsafe { &*(page as *const AtomicU8) }
+    }
+
+    /// Maps and marks the page, then publishes it; returns its address, or
+    /// `None` after recording [`NO_FLAG`].
+    #[cold]
+    fn create(&self) -> Option<usize> {
+        let published = match Self::wipe_on_fork_page() {
+            Some(page) => {
+                match self
+                    .page
+                    .compare_exchange(NO_PAGE, page, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => return Some(page),
+                    Err(other) => {
+                        // Another thread published first: use its page.
+                        // SAFETY: `page` is our own mapping, unpublished, so no
+                        // reference to it exists.
+                        let _ = unsafe { raw::syscall2(Sysno::munmap as usize, page, 1) };
+                        other
+                    }
+                }
+            }
+            None => {
+                let _ = self.page.compare_exchange(
+                    NO_PAGE,
+                    NO_FLAG,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+                self.page.load(Ordering::Acquire)
+            }
+        };
+        (published > NO_FLAG).then_some(published)
+    }
+
+    /// A fresh one-page private anonymous mapping that the kernel really
+    /// wipes on fork, or `None`.
+    fn wipe_on_fork_page() -> Option<usize> {
+        // SAFETY: a private anonymous mapping at an address of the kernel's
+        // choosing (addr = NULL, no MAP_FIXED) cannot overlap or replace any
+        // existing mapping. The length rounds up to one page.
+        let page = check(unsafe {
+            raw::syscall6(
+                Sysno::mmap as usize,
+                0,
+                1,
+                (c::PROT_READ | c::PROT_WRITE) as usize,
+                (c::MAP_PRIVATE | c::MAP_ANONYMOUS) as usize,
+                usize::MAX, // fd = -1
+                0,
+            )
+        })
+        .ok()?;
+        let advise = |advice: usize| {
+            // SAFETY: the page is ours and nothing refers to it yet, so
+            // wiping it in a future child changes no memory anyone relies on.
+            // The probe's advice is undefined, which a kernel rejects.
+            check(unsafe { raw::syscall3(Sysno::madvise as usize, page, 1, advice) })
+        };
+        let wiped = advise(c::MADV_WIPEONFORK as usize).is_ok()
+            // `int` advice -1: no kernel defines it.
+            && advise(u32::MAX as usize).is_err();
+        if wiped {
+            return Some(page);
+        }
+        // SAFETY: the mapping is ours, unpublished; nothing refers to it.
+        let _ = unsafe { raw::syscall2(Sysno::munmap as usize, page, 1) };
+        None
+    }
 }
 
 /// `getpid(2)`.

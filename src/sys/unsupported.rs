@@ -117,6 +117,21 @@ pub(crate) fn is_procfs(fd: &Fd) -> Result<bool, Error> {
     match fd.never {}
 }
 
+/// Without the backend no flag page can be had: the flag stays clear.
+pub(crate) struct ForkLocalFlag;
+
+impl ForkLocalFlag {
+    pub(crate) const fn new() -> ForkLocalFlag {
+        ForkLocalFlag
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        false
+    }
+
+    pub(crate) fn set(&self) {}
+}
+
 pub(crate) fn getpid() -> u32 {
     0
 }
