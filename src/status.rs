@@ -189,12 +189,11 @@ impl StatusParser {
                 self.carry_over(chunk);
                 return;
             };
-            let (line, rest) = chunk.split_at(nl);
-            self.carry_over(line);
+            self.carry_over(chunk.get(..nl).unwrap_or_default());
             let carry = core::mem::take(&mut self.carry);
             let overlong = core::mem::take(&mut self.overlong);
             self.line(&carry, overlong);
-            chunk = rest.get(1..).unwrap_or_default();
+            chunk = chunk.get(nl + 1..).unwrap_or_default();
         }
         // Every line but the last is whole in `chunk`.
         let tail = for_each_line(chunk, |line| {
@@ -387,25 +386,28 @@ fn field_of(line: &[u8]) -> Option<(Field, &[u8])> {
     let &(_, _, len, field) = KEYS
         .iter()
         .find(|&&(word, mask, _, _)| head & mask == word)?;
-    Some((field, &line[len..]))
+    Some((field, line.get(len..)?))
 }
 
 /// Skips the spaces and tabs the kernel pads values with.
-fn trim_start(s: &[u8]) -> &[u8] {
-    let blank = s.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
-    &s[blank..]
+fn trim_start(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    s
 }
 
 /// Parses `<blanks><decimal> kB` into bytes, checked.
 fn parse_kb(value: &[u8]) -> Option<u64> {
-    let value = trim_start(value);
-    let digits = value.iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 || &value[digits..] != b" kB" {
-        return None;
-    }
+    let digits = trim_start(value);
+    let mut rest = digits;
     let mut kb: u64 = 0;
-    for &d in &value[..digits] {
+    while let [d @ b'0'..=b'9', tail @ ..] = rest {
         kb = kb.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        rest = tail;
+    }
+    if rest.len() == digits.len() || rest != b" kB" {
+        return None;
     }
     kb.checked_mul(1024)
 }
@@ -441,22 +443,23 @@ static PROC_CHECKED: sys::ForkLocalFlag = sys::ForkLocalFlag::new();
 /// Opens `/proc/self/status` and checks, with `fstatfs(2)`, that it is
 /// procfs. A container or a test can mount anything at `/proc`.
 pub(crate) fn open_status() -> Result<Fd, Error> {
-    let fd = sys::open(c"/proc/self/status", OpenMode::Read).map_err(proc_error)?;
-    if !sys::is_procfs(&fd)? {
-        return Err(Error::ProcUnavailable);
-    }
-    PROC_CHECKED.set();
+    let fd = open_status_file()?;
+    check_procfs(&fd)?;
     Ok(fd)
 }
 
-/// Opens `/proc/self/status`, checking that it is procfs only if no check
-/// has passed yet in this process.
-fn open_status_once() -> Result<Fd, Error> {
-    if PROC_CHECKED.is_set() {
-        sys::open(c"/proc/self/status", OpenMode::Read).map_err(proc_error)
-    } else {
-        open_status()
+/// Opens `/proc/self/status`, unchecked.
+fn open_status_file() -> Result<Fd, Error> {
+    sys::open(c"/proc/self/status", OpenMode::Read).map_err(proc_error)
+}
+
+/// Fails unless `fd` is on procfs; remembers a pass in [`PROC_CHECKED`].
+fn check_procfs(fd: &Fd) -> Result<(), Error> {
+    if !sys::is_procfs(fd)? {
+        return Err(Error::ProcUnavailable);
     }
+    PROC_CHECKED.set();
+    Ok(())
 }
 
 /// A missing file under `/proc` means `/proc` is not mounted.
@@ -526,7 +529,10 @@ pub(crate) fn read_status(fd: &Fd, positional: bool) -> Result<Status, Error> {
 /// # References
 /// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
 pub fn status() -> Result<Status, Error> {
-    let fd = open_status_once()?;
+    let fd = open_status_file()?;
+    if !PROC_CHECKED.is_set() {
+        check_procfs(&fd)?;
+    }
     read_status(&fd, false)
 }
 

@@ -406,7 +406,7 @@ pub(crate) fn is_procfs(fd: &Fd) -> Result<bool, Error> {
 ///
 /// QEMU user mode before 8.0 answers every `madvise` with 0 and applies
 /// none, so a child there would inherit a set flag. Before it trusts the
-/// page, `create` therefore also asks for advice no kernel defines: a real
+/// page, [`wipe_on_fork_page`] also asks for advice no kernel defines: a real
 /// kernel refuses it with EINVAL, and an `madvise` that accepts it is one
 /// that ignores advice.
 ///
@@ -442,97 +442,83 @@ impl ForkLocalFlag {
 
     /// Sets the flag, making the page on first use. Does nothing where no
     /// page can be had.
+    ///
+    /// Only loads and stores, no read-modify-write: on aarch64 a
+    /// compare-and-swap links compiler-rt's outline-atomics helpers and
+    /// their start-up probe, about 1.2 KiB in a static `no_std` binary. The
+    /// price is that threads making their first call at the same moment
+    /// each map a page and the last store wins; the others' pages stay
+    /// mapped, unused (one page per such thread, once per process). A page
+    /// is never unmapped once it may have been published, so no thread can
+    /// touch an unmapped page.
+    #[cold]
     pub(crate) fn set(&self) {
-        let page = match self.page.load(Ordering::Acquire) {
-            NO_FLAG => return,
-            NO_PAGE => match self.create() {
-                Some(page) => page,
-                None => return,
-            },
-            page => page,
-        };
-        Self::byte(page).store(1, Ordering::Relaxed);
+        let mut page = self.page.load(Ordering::Acquire);
+        if page == NO_PAGE {
+            page = wipe_on_fork_page();
+            self.page.store(page, Ordering::Release);
+        }
+        if page != NO_FLAG {
+            Self::byte(page).store(1, Ordering::Relaxed);
+        }
     }
 
     /// The flag byte at the start of `page`.
     #[inline(always)]
     fn byte(page: usize) -> &'static AtomicU8 {
-        // SAFETY: `page` came from `create`, which stores only the address
-        // of a read-write page it mapped and then never unmaps (no safe code
-        // can unmap it either), so the byte stays valid for the rest of the
-        // process, and of any forked child, which inherits the mapping. An
-        // AtomicU8 has alignment 1 and every bit pattern is a valid u8; all
-        // accesses to the byte go through this AtomicU8.
+        // SAFETY: `page` came from `wipe_on_fork_page` through `set`, which
+        // publishes only the address of a read-write page it mapped and
+        // never unmaps (no safe code can unmap it either), so the byte stays
+        // valid for the rest of the process, and of any forked child, which
+        // inherits the mapping. An AtomicU8 has alignment 1 and every bit
+        // pattern is a valid u8; all accesses to the byte go through this
+        // AtomicU8.
         unsafe { &*(page as *const AtomicU8) }
     }
+}
 
-    /// Maps and marks the page, then publishes it; returns its address, or
-    /// `None` after recording [`NO_FLAG`].
-    #[cold]
-    fn create(&self) -> Option<usize> {
-        let published = match Self::wipe_on_fork_page() {
-            Some(page) => {
-                match self
-                    .page
-                    .compare_exchange(NO_PAGE, page, Ordering::AcqRel, Ordering::Acquire)
-                {
-                    Ok(_) => return Some(page),
-                    Err(other) => {
-                        // Another thread published first: use its page.
-                        // SAFETY: `page` is our own mapping, unpublished, so no
-                        // reference to it exists.
-                        let _ = unsafe { raw::syscall2(Sysno::munmap as usize, page, 1) };
-                        other
-                    }
-                }
-            }
-            None => {
-                let _ = self.page.compare_exchange(
-                    NO_PAGE,
-                    NO_FLAG,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                );
-                self.page.load(Ordering::Acquire)
-            }
-        };
-        (published > NO_FLAG).then_some(published)
+/// A fresh one-page private anonymous mapping that the kernel really wipes
+/// on fork, or [`NO_FLAG`].
+fn wipe_on_fork_page() -> usize {
+    // SAFETY: a private anonymous mapping at an address of the kernel's
+    // choosing (addr = NULL, no MAP_FIXED) cannot overlap or replace any
+    // existing mapping. The length rounds up to one page.
+    let page = unsafe {
+        raw::syscall6(
+            Sysno::mmap as usize,
+            0,
+            1,
+            (c::PROT_READ | c::PROT_WRITE) as usize,
+            (c::MAP_PRIVATE | c::MAP_ANONYMOUS) as usize,
+            usize::MAX, // fd = -1
+            0,
+        )
+    };
+    if check(page).is_err() {
+        return NO_FLAG;
     }
-
-    /// A fresh one-page private anonymous mapping that the kernel really
-    /// wipes on fork, or `None`.
-    fn wipe_on_fork_page() -> Option<usize> {
-        // SAFETY: a private anonymous mapping at an address of the kernel's
-        // choosing (addr = NULL, no MAP_FIXED) cannot overlap or replace any
-        // existing mapping. The length rounds up to one page.
-        let page = check(unsafe {
-            raw::syscall6(
-                Sysno::mmap as usize,
-                0,
+    // SAFETY: the page is ours and nothing refers to it yet, so wiping it
+    // in a future child changes no memory anyone relies on; the probe's
+    // advice (`int` -1) is one no kernel defines, so a kernel rejects it
+    // without acting.
+    let (wipe, probe) = unsafe {
+        (
+            raw::syscall3(
+                Sysno::madvise as usize,
+                page,
                 1,
-                (c::PROT_READ | c::PROT_WRITE) as usize,
-                (c::MAP_PRIVATE | c::MAP_ANONYMOUS) as usize,
-                usize::MAX, // fd = -1
-                0,
-            )
-        })
-        .ok()?;
-        let advise = |advice: usize| {
-            // SAFETY: the page is ours and nothing refers to it yet, so
-            // wiping it in a future child changes no memory anyone relies on.
-            // The probe's advice is undefined, which a kernel rejects.
-            check(unsafe { raw::syscall3(Sysno::madvise as usize, page, 1, advice) })
-        };
-        let wiped = advise(c::MADV_WIPEONFORK as usize).is_ok()
-            // `int` advice -1: no kernel defines it.
-            && advise(u32::MAX as usize).is_err();
-        if wiped {
-            return Some(page);
-        }
-        // SAFETY: the mapping is ours, unpublished; nothing refers to it.
-        let _ = unsafe { raw::syscall2(Sysno::munmap as usize, page, 1) };
-        None
+                c::MADV_WIPEONFORK as usize,
+            ),
+            raw::syscall3(Sysno::madvise as usize, page, 1, u32::MAX as usize),
+        )
+    };
+    if wipe == 0 && probe != 0 {
+        return page;
     }
+    // SAFETY: the mapping is ours and unpublished; no reference to it
+    // exists. munmap of a whole mapping cannot fail.
+    let _ = unsafe { raw::syscall2(Sysno::munmap as usize, page, 1) };
+    NO_FLAG
 }
 
 /// `getpid(2)`.

@@ -82,21 +82,23 @@ impl Line {
 
     /// Appends `n` in decimal, without `core::fmt`.
     fn push_u64(&mut self, mut n: u64) {
+        // u64::MAX has 20 digits. Filled from the end, with no index that
+        // could panic.
         let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
+        let mut used = 0;
+        for digit in digits.iter_mut().rev() {
+            *digit = b'0' + (n % 10) as u8;
+            used += 1;
             n /= 10;
             if n == 0 {
                 break;
             }
         }
-        self.push(&digits[i..]);
+        self.push(digits.get(digits.len() - used..).unwrap_or_default());
     }
 
     fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
+        self.buf.get(..self.len).unwrap_or_default()
     }
 }
 
