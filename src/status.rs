@@ -399,14 +399,15 @@ fn trim_start(mut s: &[u8]) -> &[u8] {
 
 /// Parses `<blanks><decimal> kB` into bytes, checked.
 fn parse_kb(value: &[u8]) -> Option<u64> {
-    let digits = trim_start(value);
-    let mut rest = digits;
+    let value = trim_start(value);
+    let mut rest = value;
     let mut kb: u64 = 0;
     while let [d @ b'0'..=b'9', tail @ ..] = rest {
         kb = kb.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
         rest = tail;
     }
-    if rest.len() == digits.len() || rest != b" kB" {
+    // No digit at all, or anything but the unit after them.
+    if rest.len() == value.len() || rest != b" kB" {
         return None;
     }
     kb.checked_mul(1024)
