@@ -65,7 +65,8 @@ fn doctor() -> &'static Path {
 
         // The target directory may not be searchable by uid 65534: copy the
         // binary to a private directory that is.
-        let dir = std::env::temp_dir().join(format!("mlock-doctor-test-{}", std::process::id()));
+        remove_stale_copies();
+        let dir = std::env::temp_dir().join(format!("{COPY_PREFIX}{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create the doctor's directory");
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
             .expect("chmod the doctor's directory");
@@ -76,6 +77,29 @@ fn doctor() -> &'static Path {
             .expect("chmod the doctor");
         copy
     })
+}
+
+/// The name of the directory the doctor is copied to, before the pid of
+/// the test binary that copied it.
+const COPY_PREFIX: &str = "mlock-doctor-test-";
+
+/// Removes the copies earlier test runs left behind: the directories whose
+/// process is gone (no `/proc/<pid>`). Nothing removes a directory on exit,
+/// since a test binary has no hook that runs after its last test. Best
+/// effort: a copy of a live process, or one that cannot be removed, stays.
+fn remove_stale_copies() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(COPY_PREFIX)) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Builds the doctor with cargo for this test's target and profile;
