@@ -392,7 +392,7 @@ pub(crate) fn is_procfs(fd: &Fd) -> Result<bool, Error> {
     Ok(buf.f_type as u64 == u64::from(c::PROC_SUPER_MAGIC))
 }
 
-/// A flag that is set at most once per process and reads as clear again in
+/// A per-process flag that, once set, reads as clear again in
 /// a child made by `fork(2)`: a cache of a fact about this process that a
 /// child has to find out for itself (the child may live in another mount
 /// namespace).
@@ -478,25 +478,13 @@ impl ForkLocalFlag {
 }
 
 /// A fresh one-page private anonymous mapping that the kernel really wipes
-/// on fork, or [`NO_FLAG`].
+/// on fork, left mapped for good, or [`NO_FLAG`].
 fn wipe_on_fork_page() -> usize {
-    // SAFETY: a private anonymous mapping at an address of the kernel's
-    // choosing (addr = NULL, no MAP_FIXED) cannot overlap or replace any
-    // existing mapping. The length rounds up to one page.
-    let page = unsafe {
-        raw::syscall6(
-            Sysno::mmap as usize,
-            0,
-            1,
-            (c::PROT_READ | c::PROT_WRITE) as usize,
-            (c::MAP_PRIVATE | c::MAP_ANONYMOUS) as usize,
-            usize::MAX, // fd = -1
-            0,
-        )
-    };
-    if check(page).is_err() {
+    // The length rounds up to one page.
+    let Ok(mapping) = Mapping::new(1) else {
         return NO_FLAG;
-    }
+    };
+    let page = mapping.addr as usize;
     // SAFETY: the page is ours and nothing refers to it yet, so wiping it
     // in a future child changes no memory anyone relies on; the probe's
     // advice (`int` -1) is one no kernel defines, so a kernel rejects it
@@ -512,13 +500,13 @@ fn wipe_on_fork_page() -> usize {
             raw::syscall3(Sysno::madvise as usize, page, 1, u32::MAX as usize),
         )
     };
-    if wipe == 0 && probe != 0 {
-        return page;
+    if wipe != 0 || probe == 0 {
+        // Dropping the mapping unmaps it: it was never published.
+        return NO_FLAG;
     }
-    // SAFETY: the mapping is ours and unpublished; no reference to it
-    // exists. munmap of a whole mapping cannot fail.
-    let _ = unsafe { raw::syscall2(Sysno::munmap as usize, page, 1) };
-    NO_FLAG
+    // Published from here on, so never unmapped.
+    core::mem::forget(mapping);
+    page
 }
 
 /// `getpid(2)`.
