@@ -155,9 +155,8 @@ fn run(plan: &Plan) -> util::Result {
             print!("{out}");
             status_paired = out
                 .lines()
-                .filter(|l| l.trim_start().starts_with("paired "))
-                .find_map(|l| l.split_once("floor): "))
-                .map(|(_, ratios)| ratios.to_string());
+                .find_map(|l| l.trim_start().strip_prefix("paired "))
+                .map(str::to_string);
         } else {
             util::run(&mut cmd)?;
         }
@@ -504,8 +503,8 @@ struct Report<'a> {
     interleaved: Vec<(String, f64, f64)>,
     instructions: Vec<(String, f64)>,
     onfault: Vec<OnfaultRow>,
-    /// The status bench's ratios to the floor timed in alternation, as it
-    /// prints them on its `paired` line.
+    /// The status bench's ratios to the floor timed in alternation: its
+    /// `paired` line, which also says how they were timed.
     status_paired: Option<String>,
 }
 
@@ -752,9 +751,8 @@ impl Report<'_> {
             if let Some(paired) = &self.status_paired {
                 let _ = writeln!(
                     t,
-                    "\nTimed in alternation instead (200 rounds of 100 calls of \
-                     each in turn, so that load on the machine shifts every row \
-                     alike), the median ratios to `floor` are: {paired}."
+                    "\nTimed in alternation instead, so that load on the machine \
+                     shifts every row alike {paired}."
                 );
             }
         }
