@@ -65,6 +65,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod boot;
+mod cgroup;
 mod daemon;
 mod error;
 mod flags;
@@ -73,12 +74,14 @@ mod lock;
 mod oom;
 mod policy;
 mod preflight;
+mod procfs;
 mod secret;
 #[cfg(feature = "serde")]
 mod serde_impls;
 mod status;
 mod sys;
 
+pub use cgroup::{cgroup_memory, CgroupMemory, CgroupVersion};
 pub use daemon::{
     clear_io_flusher, harden_swap_daemon, is_io_flusher, prefault, prefault_stack, set_io_flusher,
     touch_pages, HardenError, Hardening, Prefault, Report, Requirement, Stage, Step,

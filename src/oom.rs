@@ -2,7 +2,7 @@
 //! and written with raw syscalls and formatted without `core::fmt`.
 
 use crate::sys::{self, OpenMode};
-use crate::Error;
+use crate::{procfs, Error};
 
 /// The lowest `oom_score_adj`: the OOM killer never picks the process.
 pub const OOM_SCORE_ADJ_MIN: i32 = -1000;
@@ -27,18 +27,7 @@ pub fn oom_score_adj() -> Result<i32, Error> {
     let fd = open(OpenMode::Read)?;
     // "-1000\n" is the longest valid text; a longer read is malformed.
     let mut buf = [0u8; 16];
-    let mut len = 0;
-    loop {
-        let n = sys::read(&fd, &mut buf[len..])?;
-        if n == 0 {
-            break;
-        }
-        len += n;
-        if len == buf.len() {
-            return Err(Error::Malformed);
-        }
-    }
-    parse(&buf[..len])
+    parse(procfs::read_whole(&fd, &mut buf)?)
 }
 
 /// Writes `value` to `/proc/self/oom_score_adj`.
@@ -83,22 +72,9 @@ pub fn set_oom_score_adj(value: i32) -> Result<(), Error> {
 
 /// Opens the file, and checks that it is on procfs before trusting it.
 fn open(mode: OpenMode) -> Result<sys::Fd, Error> {
-    let fd = match sys::open(PATH, mode) {
-        Ok(fd) => fd,
-        // No /proc/self: /proc is not mounted (early boot, a bare container).
-        Err(Error::ProcUnavailable) | Err(Error::Os(ENOENT)) => return Err(Error::ProcUnavailable),
-        Err(e) => return Err(eacces_is_permission(e)),
-    };
-    if !sys::is_procfs(&fd)? {
-        return Err(Error::ProcUnavailable);
-    }
-    Ok(fd)
+    procfs::open_proc(PATH, mode).map_err(eacces_is_permission)
 }
 
-#[cfg(target_os = "linux")]
-const ENOENT: i32 = linux_raw_sys::errno::ENOENT as i32;
-#[cfg(not(target_os = "linux"))]
-const ENOENT: i32 = 2;
 #[cfg(target_os = "linux")]
 const EACCES: i32 = linux_raw_sys::errno::EACCES as i32;
 #[cfg(not(target_os = "linux"))]

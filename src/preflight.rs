@@ -1,8 +1,8 @@
 //! [`preflight`]: will `mlockall(2)` succeed, and if not, why? Answered
 //! from the same numbers the kernel checks, without locking anything.
 
-use crate::sys::{self, OpenMode};
-use crate::{limits, status, Error, Flags, Limit};
+use crate::sys::OpenMode;
+use crate::{cgroup, limits, procfs, status, CgroupMemory, Error, Flags, Limit};
 
 /// What [`preflight`] found: the numbers the kernel checks in
 /// `mlockall(2)` and the outcome they predict for [`lock_all`].
@@ -19,6 +19,8 @@ pub struct Preflight {
     limit: Limit,
     size: Option<u64>,
     locked: Option<u64>,
+    rss: Option<u64>,
+    cgroup: Option<CgroupMemory>,
 }
 
 impl Preflight {
@@ -77,6 +79,49 @@ impl Preflight {
         self.locked
     }
 
+    /// The memory limits of the process's cgroup ([`cgroup_memory`]);
+    /// `None` when there is no memory controller to read, or it could not
+    /// be read (a missing cgroup never fails `preflight`).
+    ///
+    /// [`cgroup_memory`]: crate::cgroup_memory
+    #[must_use]
+    pub fn cgroup(&self) -> Option<CgroupMemory> {
+        self.cgroup
+    }
+
+    /// How much memory the lock will hold once it is made, as far as
+    /// `/proc/self/status` tells: `VmSize` with `CURRENT` (every mapping
+    /// is faulted in; an upper bound, since `PROT_NONE` guard regions are
+    /// counted but never populated), `VmRSS` with `CURRENT | ONFAULT`
+    /// (what is resident now; the rest as it is touched), `VmLck` for
+    /// `FUTURE` alone. `None` when `/proc` was not read.
+    #[must_use]
+    pub fn bytes_to_lock(&self) -> Option<u64> {
+        if !self.flags.contains(Flags::CURRENT) {
+            self.locked
+        } else if self.flags.contains(Flags::ONFAULT) {
+            self.rss
+        } else {
+            self.size
+        }
+    }
+
+    /// Whether the lock would come near the cgroup's memory limit:
+    /// [`bytes_to_lock`](Preflight::bytes_to_lock) at or above three
+    /// quarters of the cgroup's limit
+    /// ([`CgroupMemory::is_near_limit`]). Locked memory is charged to the
+    /// cgroup and cannot be reclaimed, so such a process is OOM-killed
+    /// rather than swapped when the rest of the cgroup grows; `mlockall`
+    /// itself still succeeds. Not part of
+    /// [`will_succeed`](Preflight::will_succeed): a warning.
+    #[must_use]
+    pub fn near_cgroup_limit(&self) -> bool {
+        match (self.cgroup, self.bytes_to_lock()) {
+            (Some(cgroup), Some(bytes)) => cgroup.is_near_limit(bytes),
+            _ => false,
+        }
+    }
+
     /// What to do about the predicted failure: the text of
     /// [`Error::as_str`] for [`Preflight::predicted_error`].
     #[must_use]
@@ -108,7 +153,11 @@ impl Preflight {
 ///
 /// Reading `/proc/self/status` (for `VmSize` and `VmLck`) is one
 /// [`status()`](crate::status()) call, and `/proc/self/uid_map` one more
-/// read, made whenever `/proc` is mounted. Under QEMU user mode the numbers
+/// read, made whenever `/proc` is mounted. The cgroup's memory limits
+/// ([`cgroup_memory`](crate::cgroup_memory): `/proc/self/cgroup`,
+/// `/proc/self/mountinfo` and the limit files) are read too, for the
+/// warning [`Preflight::near_cgroup_limit`]; they never change the
+/// prediction, since `mlockall(2)` does not check them. Under QEMU user mode the numbers
 /// are the emulator's, which is what the host kernel checks, so the
 /// prediction still holds there.
 ///
@@ -150,6 +199,7 @@ impl Preflight {
 /// - [`getrlimit(2)`](https://man7.org/linux/man-pages/man2/getrlimit.2.html)
 /// - [`capabilities(7)`](https://man7.org/linux/man-pages/man7/capabilities.7.html)
 /// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
+/// - [`cgroups(7)`](https://man7.org/linux/man-pages/man7/cgroups.7.html)
 #[doc(alias = "mlockall")]
 pub fn preflight(flags: Flags) -> Result<Preflight, Error> {
     if !crate::BACKEND_AVAILABLE {
@@ -163,6 +213,8 @@ pub fn preflight(flags: Flags) -> Result<Preflight, Error> {
             },
             size: None,
             locked: None,
+            rss: None,
+            cgroup: None,
         });
     }
     // capable() asks about the initial user namespace: a capability held
@@ -170,9 +222,14 @@ pub fn preflight(flags: Flags) -> Result<Preflight, Error> {
     let has_ipc_lock = limits::has_ipc_lock()? && in_initial_user_namespace();
     let limit = limits::memlock_limit()?;
     // Why `VmSize` may be unknown, should the prediction need it.
-    let (size, locked, unknown) = match status::status() {
-        Ok(s) => (s.size_bytes(), s.locked_bytes(), Error::Malformed),
-        Err(Error::ProcUnavailable) => (None, None, Error::ProcUnavailable),
+    let (size, locked, rss, unknown) = match status::status() {
+        Ok(s) => (
+            s.size_bytes(),
+            s.locked_bytes(),
+            s.rss_bytes(),
+            Error::Malformed,
+        ),
+        Err(Error::ProcUnavailable) => (None, None, None, Error::ProcUnavailable),
         Err(e) => return Err(e),
     };
     let predicted = predict(flags, has_ipc_lock, limit.soft, size.ok_or(unknown))?;
@@ -183,6 +240,8 @@ pub fn preflight(flags: Flags) -> Result<Preflight, Error> {
         limit,
         size,
         locked,
+        rss,
+        cgroup: cgroup::cgroup_memory().ok().flatten(),
     })
 }
 
@@ -192,17 +251,17 @@ pub fn preflight(flags: Flags) -> Result<Preflight, Error> {
 /// shows its own, narrower map (or none, before one is written). Without
 /// `/proc` the answer is `true`, the common case.
 fn in_initial_user_namespace() -> bool {
-    let Ok(fd) = sys::open(c"/proc/self/uid_map", OpenMode::Read) else {
+    let Ok(fd) = procfs::open_proc(c"/proc/self/uid_map", OpenMode::Read) else {
         return true;
     };
-    if !matches!(sys::is_procfs(&fd), Ok(true)) {
-        return true;
-    }
     let mut buf = [0u8; 128];
-    let Ok(n) = sys::read(&fd, &mut buf) else {
-        return true;
+    let text = match procfs::read_whole(&fd, &mut buf) {
+        Ok(text) => text,
+        // More than one line of map: not the initial namespace's.
+        Err(Error::Malformed) => return false,
+        Err(_) => return true,
     };
-    let mut fields = buf[..n.min(buf.len())]
+    let mut fields = text
         .split(u8::is_ascii_whitespace)
         .filter(|f| !f.is_empty());
     matches!(

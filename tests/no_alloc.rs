@@ -54,6 +54,15 @@ fn status_calls_do_not_allocate() {
 }
 
 #[test]
+fn preflight_and_cgroup_reads_do_not_allocate() {
+    let ((), n) = allocations(|| {
+        let _ = mlock::preflight(mlock::Flags::CURRENT | mlock::Flags::FUTURE);
+        let _ = mlock::cgroup_memory();
+    });
+    assert_eq!(n, 0, "{n} allocations");
+}
+
+#[test]
 fn the_counter_sees_allocations() {
     // Guards against a counter that never counts.
     let ((), n) = allocations(|| drop(std::hint::black_box(vec![1u8; 10])));
