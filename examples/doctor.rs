@@ -8,16 +8,20 @@
 //! capability, docker, compose, Kubernetes, systemd.
 //!
 //! Run `cargo run --example doctor -- --help` for the flags and the exit
-//! codes. The output is for people; its layout may change.
+//! codes. The text output is for people; its layout may change. With
+//! `--json` it prints the same report as one JSON object whose keys are
+//! stable (documented in `docs/doctor.md`).
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use mlock::{Config, Error, Flags, Limit, Outcome};
+use serde_json::{json, Value};
+
+use mlock::{CgroupVersion, Config, Error, Flags, Limit, Outcome};
 
 const USAGE: &str = "\
-usage: doctor [--status] [--required] [--onfault]
+usage: doctor [--status] [--required] [--onfault] [--json]
        doctor --help
 
 Reports whether this process can lock its memory into RAM, then locks it
@@ -30,6 +34,8 @@ options:
                predicted to fail); without it a failure is reported and
                the exit status is 0, as for a best-effort daemon
   --onfault    add ONFAULT: lock each page on its first touch
+  --json       print the report as one JSON object (keys: see
+               docs/doctor.md), for health checks and inventories
   --help       print this help
 
 exit status:
@@ -44,6 +50,7 @@ struct Options {
     status_only: bool,
     required: bool,
     onfault: bool,
+    json: bool,
 }
 
 /// Parses the arguments; `Err` carries the first one not understood.
@@ -54,6 +61,7 @@ fn parse(args: impl Iterator<Item = std::ffi::OsString>) -> Result<Option<Option
             Some("--status") => options.status_only = true,
             Some("--required") => options.required = true,
             Some("--onfault") => options.onfault = true,
+            Some("--json") => options.json = true,
             Some("-h" | "--help") => return Ok(None),
             _ => return Err(arg.to_string_lossy().into_owned()),
         }
@@ -218,6 +226,7 @@ fn report_environment() {
         }
         Err(e) => row("unavailable", e.as_str()),
     }
+    report_cgroup();
 }
 
 /// The preflight verdict for one flag set; returns whether it predicts
@@ -228,6 +237,9 @@ fn report_preflight(flags: Flags) -> bool {
         Ok(p) => match p.predicted_error() {
             None => {
                 row(&label, "will succeed");
+                if let Some(warning) = cgroup_warning(&p) {
+                    row("", format!("warning: {warning}"));
+                }
                 true
             }
             Some(e) => {
@@ -256,55 +268,109 @@ fn report_preflight(flags: Flags) -> bool {
     }
 }
 
-/// How to grant what locking needs, in each place a daemon runs.
-fn print_fix(e: Error) {
-    say!("Fix");
-    paragraph(e.as_str());
+/// How to grant what locking needs, in each place a daemon runs: `(where,
+/// what)` pairs; empty for an error no configuration fixes (the kernel or
+/// the target lacks the call, or the flags are wrong).
+fn fixes(e: Error) -> Vec<(&'static str, String)> {
     match e {
         Error::PermissionDenied | Error::ResourceLimit | Error::WouldBlock => {}
-        // Nothing to configure: the kernel or the target lacks the call,
-        // or the flags are wrong.
-        _ => return,
+        _ => return Vec::new(),
     }
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "<binary>".into());
-    row(
+    let mut out = vec![(
         "binary (file capability)",
         format!("sudo setcap cap_ipc_lock+ep {exe}"),
-    );
+    )];
     if let Ok(Limit { soft, hard }) = mlock::memlock_limit() {
         if soft != hard {
-            row(
+            out.push((
                 "in the program",
                 format!(
                     "mlock::raise_memlock_limit() lifts the soft limit to the hard one ({})",
                     limit_value(hard)
                 ),
-            );
+            ));
         }
     }
-    row("shell (root raises hard)", "ulimit -l unlimited");
-    row(
+    out.push(("shell (root raises hard)", "ulimit -l unlimited".into()));
+    out.push((
         "docker",
-        "docker run --cap-add=IPC_LOCK --ulimit memlock=-1:-1 ...",
-    );
-    row(
+        "docker run --cap-add=IPC_LOCK --ulimit memlock=-1:-1 ...".into(),
+    ));
+    out.push((
         "compose",
-        "cap_add: [IPC_LOCK]; ulimits: {memlock: {soft: -1, hard: -1}}",
-    );
-    row(
+        "cap_add: [IPC_LOCK]; ulimits: {memlock: {soft: -1, hard: -1}}".into(),
+    ));
+    out.push((
         "Kubernetes",
-        "securityContext: {capabilities: {add: [\"IPC_LOCK\"]}}",
-    );
-    row(
-        "",
-        "(a pod spec cannot set the memlock limit; the capability makes it moot)",
-    );
-    row(
+        "securityContext: {capabilities: {add: [\"IPC_LOCK\"]}} (a pod spec cannot set the memlock limit; the capability makes it moot)".into(),
+    ));
+    out.push((
         "systemd unit",
-        "AmbientCapabilities=CAP_IPC_LOCK and LimitMEMLOCK=infinity",
-    );
+        "AmbientCapabilities=CAP_IPC_LOCK and LimitMEMLOCK=infinity".into(),
+    ));
+    out
+}
+
+/// Prints the cause of `e` and how to fix it everywhere.
+fn print_fix(e: Error) {
+    say!("Fix");
+    paragraph(e.as_str());
+    for (place, fix) in fixes(e) {
+        match fix.split_once(" (a pod spec") {
+            Some((first, note)) => {
+                row(place, first);
+                row("", format!("(a pod spec{note}"));
+            }
+            None => row(place, fix),
+        }
+    }
+}
+
+/// The warning for a lock that would come near the cgroup's memory limit.
+fn cgroup_warning(p: &mlock::Preflight) -> Option<String> {
+    if !p.near_cgroup_limit() {
+        return None;
+    }
+    let limit = p.cgroup().and_then(|c| c.limit_bytes());
+    Some(format!(
+        "locking {} comes near the cgroup's memory limit {}: locked memory cannot be reclaimed, so the cgroup is OOM-killed instead of swapping; raise the limit (docker --memory, Kubernetes resources.limits.memory, systemd MemoryMax=)",
+        proc_value(p.bytes_to_lock()),
+        limit_value(limit),
+    ))
+}
+
+/// The cgroup section of the text report.
+fn report_cgroup() {
+    match mlock::cgroup_memory() {
+        Ok(Some(c)) => {
+            let version = match c.version() {
+                CgroupVersion::V1 => "v1",
+                CgroupVersion::V2 => "v2",
+            };
+            say!("Memory cgroup ({version})");
+            let none = |v: Option<u64>| v.map_or_else(|| "none".to_string(), bytes);
+            match c.version() {
+                CgroupVersion::V1 => row("memory.limit_in_bytes", none(c.max_bytes())),
+                CgroupVersion::V2 => {
+                    row("memory.max", none(c.max_bytes()));
+                    row("memory.high", none(c.high_bytes()));
+                    row("memory.swap.max", none(c.swap_max_bytes()));
+                }
+            }
+            row("in use", proc_value(c.current_bytes()));
+        }
+        Ok(None) => {
+            say!("Memory cgroup");
+            row("none", "no memory controller is mounted for this process");
+        }
+        Err(e) => {
+            say!("Memory cgroup");
+            row("unknown", errno_name(e));
+        }
+    }
 }
 
 /// Locks by the policy and reports; returns whether the process is locked.
@@ -334,6 +400,122 @@ fn lock(flags: Flags, required: bool) -> bool {
     false
 }
 
+/// An errno name for JSON, or `null`.
+fn error_json(e: Option<Error>) -> Value {
+    e.map_or(Value::Null, |e| Value::from(errno_name(e)))
+}
+
+/// The whole report as one JSON object (the keys are documented in
+/// docs/doctor.md and stay stable). Locks unless `--status`; returns
+/// whether locking worked or, with `--status`, is predicted to.
+fn json_report(options: &Options, flags: Flags) -> (Value, bool) {
+    let ipc_lock = mlock::has_ipc_lock().ok();
+    let counts = mlock::preflight(Flags::FUTURE).is_ok_and(|p| p.has_ipc_lock());
+    let limits = match mlock::memlock_limit() {
+        Ok(Limit { soft, hard }) => json!({ "memlock_soft": soft, "memlock_hard": hard }),
+        Err(e) => json!({ "error": errno_name(e) }),
+    };
+    let memory = match mlock::status() {
+        Ok(s) => json!({
+            "vm_size": s.size_bytes(),
+            "vm_rss": s.rss_bytes(),
+            "vm_lck": s.locked_bytes(),
+            "vm_swap": s.swap_bytes(),
+        }),
+        Err(e) => json!({ "error": errno_name(e) }),
+    };
+    let cgroup = match mlock::cgroup_memory() {
+        Ok(Some(c)) => json!({
+            "version": match c.version() { CgroupVersion::V1 => 1, CgroupVersion::V2 => 2 },
+            "max": c.max_bytes(),
+            "high": c.high_bytes(),
+            "swap_max": c.swap_max_bytes(),
+            "current": c.current_bytes(),
+            "limit": c.limit_bytes(),
+        }),
+        Ok(None) => Value::Null,
+        Err(e) => json!({ "error": errno_name(e) }),
+    };
+    let swap_daemon = Flags::CURRENT | Flags::FUTURE;
+    let mut warnings: Vec<String> = Vec::new();
+    let mut verdicts = Vec::new();
+    let mut predicted = false;
+    for set in [swap_daemon, swap_daemon | Flags::ONFAULT] {
+        let verdict = match mlock::preflight(set) {
+            Ok(p) => {
+                if set == flags {
+                    predicted = p.will_succeed();
+                    warnings.extend(cgroup_warning(&p));
+                }
+                json!({
+                    "flags": flag_names(set),
+                    "will_succeed": p.will_succeed(),
+                    "error": error_json(p.predicted_error()),
+                    "bytes_to_lock": p.bytes_to_lock(),
+                    "near_cgroup_limit": p.near_cgroup_limit(),
+                })
+            }
+            Err(e) => json!({
+                "flags": flag_names(set),
+                "will_succeed": false,
+                "error": errno_name(e),
+            }),
+        };
+        verdicts.push(verdict);
+    }
+    let (lock, failure, ok) = if options.status_only {
+        let failure = mlock::preflight(flags)
+            .ok()
+            .and_then(|p| p.predicted_error());
+        (Value::Null, failure, predicted)
+    } else {
+        let config = Config::new(flags).required(options.required);
+        let start = Instant::now();
+        let outcome = mlock::lock_with(&config);
+        let micros = start.elapsed().as_micros() as u64;
+        let (used, after, failure) = match outcome {
+            Ok(Outcome::Locked { flags: used, bytes }) => (Some(used), bytes, None),
+            Ok(Outcome::Unsupported) => (None, None, Some(Error::Unsupported)),
+            Ok(Outcome::Failed(e)) | Err(e) => (None, None, Some(e)),
+        };
+        let lock = json!({
+            "flags": flag_names(flags),
+            "policy": if options.required { "required" } else { "best-effort" },
+            "locked": used.is_some(),
+            "flags_used": used.map(flag_names),
+            "vm_lck_after": after,
+            "error": error_json(failure),
+            "micros": micros,
+        });
+        (lock, failure, used.is_some())
+    };
+    let fix = failure.map(|e| {
+        let places: serde_json::Map<String, Value> = fixes(e)
+            .into_iter()
+            .map(|(place, fix)| (place.to_string(), Value::from(fix)))
+            .collect();
+        json!({ "error": errno_name(e), "cause": e.as_str(), "places": places })
+    });
+    let report = json!({
+        "schema": 1,
+        "arch": std::env::consts::ARCH,
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_string()),
+        "backend": if mlock::BACKEND_AVAILABLE { "raw syscalls" } else { "unsupported" },
+        "capabilities": {
+            "cap_ipc_lock": ipc_lock,
+            "cap_ipc_lock_counts": counts,
+        },
+        "limits": limits,
+        "memory": memory,
+        "cgroup": cgroup,
+        "preflight": verdicts,
+        "lock": lock,
+        "fix": fix,
+        "warnings": warnings,
+    });
+    (report, ok)
+}
+
 fn main() -> ExitCode {
     let options = match parse(std::env::args_os().skip(1)) {
         Ok(Some(options)) => options,
@@ -356,6 +538,16 @@ fn main() -> ExitCode {
     } else {
         swap_daemon
     };
+
+    if options.json {
+        let (report, ok) = json_report(&options, flags);
+        say!("{report}");
+        return if options.required && !ok {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
 
     say!("mlock doctor: can this process keep its memory in RAM?");
     report_environment();

@@ -17,6 +17,8 @@
 //! emulated too and the same assertions hold.
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -263,6 +265,12 @@ fn run(who: As, args: &[&str]) -> Run {
         }
     };
     cmd.args(args);
+    collect(cmd, limit)
+}
+
+/// Runs the prepared command, with `RLIMIT_MEMLOCK` set to `limit` bytes
+/// (soft and hard) between fork and exec, and collects what it printed.
+fn collect(mut cmd: Command, limit: Option<u64>) -> Run {
     if let Some(limit) = limit {
         let hook = move || {
             let lim = libc::rlimit {
@@ -531,4 +539,180 @@ fn root_of_a_user_namespace_is_told_the_capability_does_not_count() {
     assert_eq!(run.row("CURRENT|FUTURE"), Some("will fail: ENOMEM"));
     assert_eq!(run.row("result"), Some("failed: ENOMEM"));
     assert_fixes(&run);
+}
+
+/// Runs the doctor as root with `--json` and the given flags, parses its
+/// output (one JSON object), and checks the exit code.
+fn run_json(who: As, args: &[&str], code: i32) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let run = run(who, &all);
+    run.assert_code(code);
+    assert_eq!(run.stdout.lines().count(), 1, "one line: {}", run.stdout);
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", run.stdout))
+}
+
+/// The documented top-level keys (docs/doctor.md), all always present.
+const JSON_KEYS: [&str; 12] = [
+    "schema",
+    "arch",
+    "kernel",
+    "backend",
+    "capabilities",
+    "limits",
+    "memory",
+    "cgroup",
+    "preflight",
+    "lock",
+    "fix",
+    "warnings",
+];
+
+#[test]
+fn json_root_reports_and_locks() {
+    let report = run_json(As::Root, &[], 0);
+    let keys: Vec<&str> = report
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for key in JSON_KEYS {
+        assert!(keys.contains(&key), "no {key} in {report}");
+    }
+    assert_eq!(keys.len(), JSON_KEYS.len(), "undocumented keys in {report}");
+    assert_eq!(report["schema"], 1);
+    assert_eq!(report["arch"], std::env::consts::ARCH);
+    assert_eq!(report["backend"], "raw syscalls");
+    assert_eq!(report["capabilities"]["cap_ipc_lock"], true);
+    assert_eq!(report["capabilities"]["cap_ipc_lock_counts"], true);
+    assert!(
+        report["limits"]["memlock_soft"].is_u64() || report["limits"]["memlock_soft"].is_null()
+    );
+    assert!(
+        report["memory"]["vm_size"].as_u64().unwrap_or(0) > 0,
+        "{report}"
+    );
+    assert_eq!(report["memory"]["vm_lck"], 0);
+    assert_eq!(report["preflight"][0]["flags"], "CURRENT|FUTURE");
+    assert_eq!(report["preflight"][0]["will_succeed"], true);
+    assert_eq!(report["preflight"][1]["flags"], "CURRENT|FUTURE|ONFAULT");
+    assert_eq!(report["lock"]["locked"], true, "{report}");
+    assert_eq!(report["lock"]["flags_used"], "CURRENT|FUTURE");
+    assert!(
+        report["lock"]["vm_lck_after"].as_u64().unwrap_or(0) > 0,
+        "{report}"
+    );
+    assert!(report["lock"]["error"].is_null());
+    assert!(report["fix"].is_null(), "{report}");
+}
+
+#[test]
+fn json_nobody_with_a_tiny_limit_carries_the_error_and_the_fixes() {
+    let report = run_json(As::Nobody(64 * 1024), &["--required"], 1);
+    assert_eq!(report["capabilities"]["cap_ipc_lock"], false);
+    assert_eq!(report["limits"]["memlock_soft"], 64 * 1024);
+    assert_eq!(report["limits"]["memlock_hard"], 64 * 1024);
+    assert_eq!(report["preflight"][0]["will_succeed"], false);
+    assert_eq!(report["preflight"][0]["error"], "ENOMEM");
+    assert_eq!(report["lock"]["locked"], false);
+    assert_eq!(report["lock"]["error"], "ENOMEM");
+    assert_eq!(report["lock"]["policy"], "required");
+    assert_eq!(report["fix"]["error"], "ENOMEM");
+    let docker = report["fix"]["places"]["docker"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(docker.contains("--cap-add=IPC_LOCK"), "{report}");
+    assert!(report["fix"]["cause"]
+        .as_str()
+        .is_some_and(|c| c.contains("ENOMEM")));
+}
+
+#[test]
+fn json_status_locks_nothing_and_zero_limit_is_eperm() {
+    let report = run_json(As::Nobody(0), &["--status", "--required"], 1);
+    assert!(report["lock"].is_null(), "{report}");
+    assert_eq!(report["preflight"][0]["error"], "EPERM");
+    assert_eq!(report["fix"]["error"], "EPERM");
+}
+
+/// Runs the doctor as root inside `cgroup` (it moves itself there between
+/// fork and exec).
+fn run_in_cgroup(cgroup: &common::cgroup::TestCgroup, args: &[&str]) -> Run {
+    require_root();
+    let procs = std::ffi::CString::new(cgroup.0.join("cgroup.procs").to_str().expect("UTF-8 path"))
+        .expect("no NUL");
+    let mut cmd = doctor_command(&[]);
+    cmd.args(args);
+    let hook = move || {
+        // The pid in decimal, formatted without allocating.
+        // SAFETY: getpid has no preconditions.
+        let mut pid = unsafe { libc::getpid() } as u32;
+        let mut digits = [0u8; 10];
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (pid % 10) as u8;
+            pid /= 10;
+            if pid == 0 {
+                break;
+            }
+        }
+        write_proc(&procs, &digits[start..])
+    };
+    // SAFETY: the hook makes raw calls only (getpid, open, write, close)
+    // and allocates nothing.
+    unsafe { cmd.pre_exec(hook) };
+    collect(cmd, None)
+}
+
+#[test]
+fn json_and_text_in_a_cgroup_near_its_limit_warn() {
+    use common::cgroup::{hierarchy, max_file, TestCgroup};
+    let h = hierarchy(false).unwrap_or_else(|e| panic!("{e}"));
+    // How much the doctor will lock: its VmSize, from a run outside.
+    let before = run_json(As::Root, &["--status"], 0);
+    let size = before["preflight"][0]["bytes_to_lock"]
+        .as_u64()
+        .expect("bytes_to_lock");
+    let page = common::page_size() as u64;
+
+    // A limit a third above that: near (the warning), with room to run.
+    let near = (size * 4 / 3) / page * page;
+    let cgroup = TestCgroup::new(&h, "doctor-near").unwrap_or_else(|e| panic!("{e}"));
+    cgroup
+        .write(max_file(&h), &near.to_string())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let run = run_in_cgroup(&cgroup, &["--json", "--status"]);
+    run.assert_code(0);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(report["cgroup"]["max"], near, "{report}");
+    assert_eq!(report["cgroup"]["limit"], near, "{report}");
+    assert_eq!(
+        report["preflight"][0]["near_cgroup_limit"], true,
+        "{report}"
+    );
+    let warning = report["warnings"][0].as_str().unwrap_or_default();
+    assert!(warning.contains("cgroup's memory limit"), "{report}");
+    let text = run_in_cgroup(&cgroup, &["--status"]);
+    text.assert_code(0);
+    text.assert_contains("warning: locking");
+    text.assert_contains("comes near the cgroup's memory limit");
+
+    // Far above: read, no warning.
+    let far = size * 8 / page * page;
+    let roomy = TestCgroup::new(&h, "doctor-far").unwrap_or_else(|e| panic!("{e}"));
+    roomy
+        .write(max_file(&h), &far.to_string())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let run = run_in_cgroup(&roomy, &["--json"]);
+    run.assert_code(0);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(report["cgroup"]["max"], far, "{report}");
+    assert_eq!(
+        report["preflight"][0]["near_cgroup_limit"], false,
+        "{report}"
+    );
+    assert_eq!(report["lock"]["locked"], true, "{report}");
+    assert_eq!(report["warnings"].as_array().map(Vec::len), Some(0));
 }

@@ -5,6 +5,8 @@
 //! Each test binary includes this with `mod common;` and uses what it needs.
 #![allow(dead_code)]
 
+pub mod cgroup;
+
 use std::io::Read;
 use std::os::fd::FromRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
