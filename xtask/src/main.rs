@@ -1,6 +1,8 @@
 //! Project automation: `cargo xtask <command>`. Each command is one module.
 
 mod bench;
+mod dist;
+mod docker;
 mod size;
 mod test;
 #[allow(dead_code)] // Used by the command modules as they land.
@@ -13,6 +15,8 @@ commands:
   test [--target T]   the whole test matrix, or one target's tests
   vm [--arch A]       real kernels under qemu-system (x86_64, aarch64, riscv64)
   size                size report of the static /init helper against C and std
+  docker              the README's container table on a real Docker engine
+  dist [--target T]   static, stripped doctor binaries for the three arches
   bench [--quick]     benchmarks against the peers";
 
 fn main() {
@@ -22,6 +26,8 @@ fn main() {
         Some("bench") => bench::main(&args[1..]),
         Some("vm") => vm::main(&args[1..]),
         Some("size") => size::main(&args[1..]),
+        Some("docker") => docker::main(&args[1..]),
+        Some("dist") => dist::main(&args[1..]),
         Some("-h" | "--help") => {
             println!("{USAGE}");
             Ok(())

@@ -3,8 +3,11 @@
 //! With no arguments it runs the whole matrix in order and stops at the first
 //! failing step: formatting, clippy for every target, docs, the test suite on
 //! the host (glibc and static musl) and under QEMU user mode (aarch64 and
-//! riscv64), a no-OS build, and a `--no-default-features` build per Linux
-//! target. `--target T` runs only that target's tests.
+//! riscv64), a no-OS build, a `--no-default-features` build per Linux
+//! target, the crates.io package (`cargo package`, `cargo publish
+//! --dry-run`), and the later tiers (real kernels, size, the container
+//! table on Docker, quick benchmarks). `--target T` runs only that
+//! target's tests.
 //!
 //! Before anything runs, it installs what the chosen steps need (rust targets
 //! and components, Debian packages) or fails saying what to install: a
@@ -35,22 +38,22 @@ const NO_OS: &str = "riscv64gc-unknown-none-elf";
 const STATIC_INIT: &str = "examples/static_init/Cargo.toml";
 
 /// How a Linux target is built and run on this x86_64 Debian machine.
-struct Target {
-    triple: &'static str,
+pub(crate) struct Target {
+    pub(crate) triple: &'static str,
     /// Cargo configuration for the target, as environment variables:
     /// linker, rustflags, runner.
-    env: &'static [(&'static str, &'static str)],
+    pub(crate) env: &'static [(&'static str, &'static str)],
     /// The QEMU user-mode emulator named in the runner, for foreign targets.
     qemu: Option<&'static str>,
     /// Debian packages the build or the runner needs.
-    packages: &'static [&'static str],
+    pub(crate) packages: &'static [&'static str],
     /// Whether doctests run here (only on the host's default target; the
     /// foreign and static runs take the lib, bin and integration tests).
     doctests: bool,
 }
 
 /// The Linux targets, in the order the matrix runs them.
-const TARGETS: &[Target] = &[
+pub(crate) const TARGETS: &[Target] = &[
     Target {
         triple: "x86_64-unknown-linux-gnu",
         env: &[],
@@ -254,6 +257,14 @@ fn full_matrix() -> Vec<Step> {
         )
     }));
 
+    // The crates.io package: what it holds builds on its own, and a
+    // publish would be accepted (`--dry-run` uploads nothing). The work
+    // tree may hold uncommitted changes during development.
+    steps.push(Step::new("package", "crates.io", |_| {
+        util::run(util::cargo().args(["package", "-p", "mlock", "--allow-dirty"]))?;
+        util::run(util::cargo().args(["publish", "--dry-run", "-p", "mlock", "--allow-dirty"]))
+    }));
+
     // Tests: host first, then the static and the emulated targets.
     steps.extend(TARGETS.iter().map(test_step));
 
@@ -282,6 +293,10 @@ fn full_matrix() -> Vec<Step> {
     }));
     steps.push(Step::new("size", "x86_64-unknown-linux-musl", |_| {
         crate::size::run_all()
+    }));
+    steps.push(Step::new("docker", "x86_64-unknown-linux-musl", |t| {
+        *t = crate::docker::run_all()?;
+        Ok(())
     }));
     steps.push(Step::new("bench --quick", host_triple(), |_| {
         crate::bench::quick()

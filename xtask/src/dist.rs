@@ -1,0 +1,95 @@
+//! `cargo xtask dist`: the doctor as an operator ships it. Static binaries
+//! for `x86_64-unknown-linux-musl`, `aarch64-unknown-linux-musl` and
+//! `riscv64gc-unknown-linux-gnu` (`+crt-static`), built with the `dist`
+//! profile (release, stripped), copied to `target/dist/doctor-<arch>`, one
+//! line each: `dist doctor <triple> <bytes> <path>`. Copy one into a
+//! running container with `docker cp` (docs/doctor.md).
+
+use std::path::PathBuf;
+
+use crate::test::TARGETS;
+use crate::util;
+
+/// The static targets, one per arch.
+pub const STATIC: [&str; 3] = [
+    "x86_64-unknown-linux-musl",
+    "aarch64-unknown-linux-musl",
+    "riscv64gc-unknown-linux-gnu",
+];
+
+const USAGE: &str = "usage: cargo xtask dist [--target T]...
+
+Builds the static, stripped doctor for each arch (default: all three) into
+target/dist/ and prints its size.";
+
+/// Entry point for `cargo xtask dist`.
+pub fn main(args: &[String]) -> util::Result {
+    let mut only: Vec<&str> = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            "--target" => match args.next().map(String::as_str) {
+                Some(t) if STATIC.contains(&t) => only.push(t),
+                Some(t) => {
+                    return Err(format!(
+                        "unknown target `{t}`; known: {}",
+                        STATIC.join(", ")
+                    ))
+                }
+                None => return Err(format!("--target needs a value\n\n{USAGE}")),
+            },
+            other => return Err(format!("unknown argument `{other}`\n\n{USAGE}")),
+        }
+    }
+    if only.is_empty() {
+        only = STATIC.to_vec();
+    }
+    let out = util::root().join("target").join("dist");
+    std::fs::create_dir_all(&out).map_err(|e| format!("mkdir {}: {e}", out.display()))?;
+    for triple in only {
+        let built = build(triple, &["doctor"])?;
+        let arch = triple.split('-').next().unwrap_or(triple);
+        let dest = out.join(format!("doctor-{arch}"));
+        std::fs::copy(&built[0], &dest)
+            .map_err(|e| format!("copy {} to {}: {e}", built[0].display(), dest.display()))?;
+        let bytes = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+        println!("dist doctor {triple} {bytes} {}", dest.display());
+    }
+    Ok(())
+}
+
+/// Builds `examples` static and stripped for `triple` (the `dist` profile),
+/// installing the target and the packages its linker needs; returns their
+/// paths, in order.
+pub fn build(triple: &str, examples: &[&str]) -> util::Result<Vec<PathBuf>> {
+    let target = TARGETS
+        .iter()
+        .find(|t| t.triple == triple)
+        .ok_or_else(|| format!("no build settings for {triple}"))?;
+    util::ensure_rust_target(triple)?;
+    util::ensure_debian_packages(target.packages)?;
+    let mut cmd = util::cargo();
+    // Linker and rustflags; the runner does not matter for a build.
+    cmd.envs(
+        target
+            .env
+            .iter()
+            .filter(|(k, _)| !k.ends_with("_RUNNER"))
+            .copied(),
+    )
+    .args(["build", "--profile", "dist", "--target", triple]);
+    for example in examples {
+        cmd.args(["--example", example]);
+    }
+    util::run(&mut cmd)?;
+    let dir = util::root()
+        .join("target")
+        .join(triple)
+        .join("dist")
+        .join("examples");
+    Ok(examples.iter().map(|e| dir.join(e)).collect())
+}
