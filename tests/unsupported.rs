@@ -32,6 +32,7 @@ fn the_backend_answers_or_every_call_is_unsupported() {
         assert!(mlock::has_ipc_lock().is_ok());
         assert!(mlock::is_dumpable().is_ok());
         assert!(mlock::status().is_ok());
+        assert!(mlock::cgroup_memory().is_ok());
         return;
     }
     let u = Err(Error::Unsupported);
@@ -67,6 +68,9 @@ fn the_backend_answers_or_every_call_is_unsupported() {
     let check = mlock::preflight(Flags::CURRENT | Flags::FUTURE).unwrap();
     assert_eq!(check.predicted_error(), Some(Error::Unsupported));
     assert!(!check.will_succeed());
+    assert_eq!(check.cgroup(), None);
+    assert!(!check.near_cgroup_limit());
+    assert_eq!(mlock::cgroup_memory(), Err(Error::Unsupported));
     assert_eq!(mlock::StatusReader::open().unwrap_err(), Error::Unsupported);
     // The swap-daemon kit.
     assert_eq!(mlock::set_io_flusher(), u);
