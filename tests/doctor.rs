@@ -19,6 +19,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -645,20 +646,15 @@ fn run_in_cgroup(cgroup: &common::cgroup::TestCgroup, args: &[&str]) -> Run {
     let mut cmd = doctor_command(&[]);
     cmd.args(args);
     let hook = move || {
-        // The pid in decimal, formatted without allocating.
+        // The pid in decimal, formatted into a stack buffer (no
+        // allocation between fork and exec).
+        let mut digits = [0u8; 12];
+        let mut out = &mut digits[..];
         // SAFETY: getpid has no preconditions.
-        let mut pid = unsafe { libc::getpid() } as u32;
-        let mut digits = [0u8; 10];
-        let mut start = digits.len();
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (pid % 10) as u8;
-            pid /= 10;
-            if pid == 0 {
-                break;
-            }
-        }
-        write_proc(&procs, &digits[start..])
+        let _ = write!(out, "{}", unsafe { libc::getpid() });
+        let left = out.len();
+        let end = digits.len() - left;
+        write_proc(&procs, &digits[..end])
     };
     // SAFETY: the hook makes raw calls only (getpid, open, write, close)
     // and allocates nothing.

@@ -24,25 +24,22 @@ target/dist/ and prints its size.";
 
 /// Entry point for `cargo xtask dist`.
 pub fn main(args: &[String]) -> util::Result {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    // `--target T`, repeated; none means all three.
     let mut only: Vec<&str> = Vec::new();
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(());
+    for pair in args.chunks(2) {
+        match pair {
+            [flag, t] if flag == "--target" && STATIC.contains(&t.as_str()) => only.push(t),
+            [flag, t] if flag == "--target" => {
+                return Err(format!(
+                    "unknown target `{t}`; known: {}",
+                    STATIC.join(", ")
+                ))
             }
-            "--target" => match args.next().map(String::as_str) {
-                Some(t) if STATIC.contains(&t) => only.push(t),
-                Some(t) => {
-                    return Err(format!(
-                        "unknown target `{t}`; known: {}",
-                        STATIC.join(", ")
-                    ))
-                }
-                None => return Err(format!("--target needs a value\n\n{USAGE}")),
-            },
-            other => return Err(format!("unknown argument `{other}`\n\n{USAGE}")),
+            _ => return Err(format!("bad arguments {pair:?}\n\n{USAGE}")),
         }
     }
     if only.is_empty() {
