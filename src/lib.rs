@@ -96,7 +96,10 @@ pub use lock::{
 pub use oom::{oom_score_adj, set_oom_score_adj, OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN};
 pub use policy::{lock_with, Config, Outcome};
 pub use preflight::{preflight, Preflight};
-pub use secret::{disable_core_dumps, exclude_from_dump, include_in_dump, is_dumpable, LockedBuf};
+pub use secret::{
+    disable_core_dumps, disable_core_dumps_with_guard, exclude_from_dump, include_in_dump,
+    is_dumpable, Backing, CoreDumpGuard, LockedBuf, SealedBuf, SealedMut, SealedRef,
+};
 pub use status::{is_locked, locked_bytes, status, Status, StatusParser, StatusReader};
 
 /// Whether this build has the raw syscall backend (Linux on x86_64, aarch64

@@ -5,6 +5,7 @@
 use core::ffi::CStr;
 
 use super::{Advice, OpenMode, PrctlInt, Resource};
+use crate::secret::Backing;
 use crate::Error;
 
 pub(crate) fn mlockall(_flags: u32) -> Result<(), Error> {
@@ -29,26 +30,6 @@ pub(crate) fn munlock(_addr: *const u8, _len: usize) -> Result<(), Error> {
 
 pub(crate) fn madvise(_addr: *const u8, _len: usize, _advice: Advice) -> Result<(), Error> {
     Err(Error::Unsupported)
-}
-
-/// Never constructed: `new` always fails here.
-#[derive(Debug)]
-pub(crate) struct Mapping {
-    never: core::convert::Infallible,
-}
-
-impl Mapping {
-    pub(crate) fn new(_len: usize) -> Result<Mapping, Error> {
-        Err(Error::Unsupported)
-    }
-
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        match self.never {}
-    }
-
-    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
-        match self.never {}
-    }
 }
 
 pub(crate) fn zeroize(buf: &mut [u8]) {
@@ -149,5 +130,55 @@ pub(crate) fn exit_group(_code: i32) -> ! {
     // that calls this on such a target waits forever.
     loop {
         core::hint::spin_loop();
+    }
+}
+
+/// Never constructed: `new` always fails here.
+pub(crate) struct SecretPages {
+    never: core::convert::Infallible,
+}
+
+impl SecretPages {
+    pub(crate) fn new(
+        _len: usize,
+        _want: Option<Backing>,
+        _sealed: bool,
+    ) -> Result<SecretPages, Error> {
+        Err(Error::Unsupported)
+    }
+
+    pub(crate) fn backing(&self) -> Backing {
+        match self.never {}
+    }
+
+    pub(crate) fn fork_protected(&self) -> bool {
+        match self.never {}
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self.never {}
+    }
+
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        match self.never {}
+    }
+
+    pub(crate) fn open(&mut self, _writable: bool) -> Opened<'_> {
+        match self.never {}
+    }
+}
+
+/// Never constructed, like [`SecretPages`].
+pub(crate) struct Opened<'a> {
+    pages: &'a mut SecretPages,
+}
+
+impl Opened<'_> {
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self.pages.never {}
+    }
+
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        match self.pages.never {}
     }
 }

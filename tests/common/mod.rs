@@ -398,3 +398,74 @@ pub fn fail_syscall_with(nr: libc::c_long, errno: i32, when: When) {
         );
     }
 }
+
+/// How a forked child of [`run_forked`] ended, and what it wrote to stderr.
+pub struct Forked {
+    /// The raw wait status.
+    pub status: i32,
+    pub stderr: String,
+}
+
+impl Forked {
+    /// The signal that killed the child, if one did.
+    pub fn signal(&self) -> Option<i32> {
+        libc::WIFSIGNALED(self.status).then(|| libc::WTERMSIG(self.status))
+    }
+
+    /// `Ok` if the child was killed by `signal`, else what happened.
+    pub fn killed_by(&self, signal: i32, what: &str) -> Result<(), String> {
+        ensure(self.signal() == Some(signal), || {
+            format!(
+                "{what}: expected death by signal {signal}, got wait status {:#x} \
+                 (signal {:?}, exit {:?}); stderr: {:?}",
+                self.status,
+                self.signal(),
+                libc::WIFEXITED(self.status).then(|| libc::WEXITSTATUS(self.status)),
+                self.stderr
+            )
+        })
+    }
+}
+
+/// Runs `body` in a forked child that is expected to die (a fault, an
+/// abort): core dumps are off in the child (`RLIMIT_CORE` 0, not
+/// dumpable), its stderr goes to a pipe, and it exits 0 if `body` returns.
+pub fn run_forked(body: impl FnOnce()) -> Forked {
+    under_qemu_user();
+    quiet_panics_in_children();
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: see `in_child`; the child runs `body` and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        IN_CHILD.store(true, Ordering::Relaxed);
+        let none = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: plain syscalls on integers and a valid rlimit; dup2 makes
+        // the pipe's write end this child's stderr.
+        unsafe {
+            libc::setrlimit(libc::RLIMIT_CORE, &none);
+            libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+            libc::dup2(fds[1], 2);
+            libc::close(fds[0]);
+        }
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).is_ok();
+        // SAFETY: `_exit` ends the child without running the harness's
+        // destructors.
+        unsafe { libc::_exit(if ok { 0 } else { 101 }) };
+    }
+    // SAFETY: fds[1] is the write end, unused in the parent.
+    unsafe { libc::close(fds[1]) };
+    // SAFETY: fds[0] is an open pipe end that this File now owns.
+    let mut reader = unsafe { std::fs::File::from_raw_fd(fds[0]) };
+    let mut stderr = String::new();
+    let _ = reader.read_to_string(&mut stderr);
+    let mut status = 0;
+    // SAFETY: `pid` is our child and `status` is a valid int.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    Forked { status, stderr }
+}
