@@ -7,7 +7,7 @@
 //! makes build.rs select the stub backend that no-OS targets such as
 //! `riscv64gc-unknown-none-elf` get.
 
-use mlock::{Config, Error, Flags, LockedBuf, Outcome};
+use mlock::{Backing, Config, Error, Flags, LockedBuf, Outcome, SealedBuf};
 
 #[test]
 fn backend_matches_the_build() {
@@ -52,6 +52,13 @@ fn the_backend_answers_or_every_call_is_unsupported() {
     assert_eq!(mlock::locked_bytes(), Err(Error::Unsupported));
     assert!(!mlock::is_locked());
     assert_eq!(LockedBuf::<16>::new().unwrap_err(), Error::Unsupported);
+    let anon = LockedBuf::<16>::with_backing(Backing::Anonymous);
+    assert_eq!(anon.unwrap_err(), Error::Unsupported);
+    assert_eq!(SealedBuf::<16>::new().unwrap_err(), Error::Unsupported);
+    assert_eq!(
+        mlock::disable_core_dumps_with_guard().unwrap_err(),
+        Error::Unsupported
+    );
     assert_eq!(mlock::boot::mount_proc(), Err(Error::Unsupported));
     assert_eq!(mlock::boot::write_all(1, b"x"), Err(Error::Unsupported));
     // Invalid flags are still rejected as such; valid ones are unsupported.
