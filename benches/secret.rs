@@ -18,7 +18,11 @@ fn main() {
     use mlock::{Backing, LockedBuf, SealedBuf};
 
     let full = std::env::args().any(|a| a == "--bench");
-    let (runs, borrows, creations) = if full { (7, 200_000, 5_000) } else { (1, 100, 10) };
+    let (runs, borrows, creations) = if full {
+        (7, 200_000, 5_000)
+    } else {
+        (1, 100, 10)
+    };
 
     /// Median nanoseconds per operation of `op`, run `n` times per run.
     fn time(runs: usize, n: u32, mut op: impl FnMut()) -> f64 {
