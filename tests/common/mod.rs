@@ -52,19 +52,7 @@ fn emulator_detected() -> bool {
 /// The child is a copy of this single thread: it must not wait on locks
 /// held by other threads of the harness. The crate's calls take none.
 pub fn in_child(scenario: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
-    under_qemu_user();
-    quiet_panics_in_children();
-    let mut fds = [0i32; 2];
-    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: fork has no memory-safety preconditions; the child only runs
-    // the scenario and then `_exit`s, never returning into the harness.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        IN_CHILD.store(true, Ordering::Relaxed);
-        // SAFETY: fds[0] is the read end, unused in the child.
-        unsafe { libc::close(fds[0]) };
+    let (status, message) = fork_piped(|pipe| {
         let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(scenario));
         let (code, message) = match verdict {
             Ok(Ok(())) => (0, String::new()),
@@ -78,23 +66,11 @@ pub fn in_child(scenario: impl FnOnce() -> Result<(), String>) -> Result<(), Str
                     .unwrap_or_else(|| "panic".into()),
             ),
         };
-        // SAFETY: fds[1] is the pipe's write end and `message` is valid for
-        // its length; `_exit` ends the child without running the harness's
-        // atexit handlers or destructors twice.
-        unsafe {
-            libc::write(fds[1], message.as_ptr().cast(), message.len());
-            libc::_exit(code);
-        }
-    }
-    // SAFETY: fds[1] is the write end, unused in the parent.
-    unsafe { libc::close(fds[1]) };
-    // SAFETY: fds[0] is an open pipe end that this File now owns.
-    let mut reader = unsafe { std::fs::File::from_raw_fd(fds[0]) };
-    let mut message = String::new();
-    let _ = reader.read_to_string(&mut message);
-    let mut status = 0;
-    // SAFETY: `pid` is our child and `status` is a valid int.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        // SAFETY: `pipe` is the pipe's write end and `message` is valid for
+        // its length.
+        unsafe { libc::write(pipe, message.as_ptr().cast(), message.len()) };
+        code
+    });
     if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
         Ok(())
     } else if message.is_empty() {
@@ -102,6 +78,40 @@ pub fn in_child(scenario: impl FnOnce() -> Result<(), String>) -> Result<(), Str
     } else {
         Err(message)
     }
+}
+
+/// Forks; the child runs `child` with the write end of a pipe and
+/// `_exit`s with the code it returns. The parent reads the pipe to its end
+/// and returns the child's wait status and what it wrote.
+fn fork_piped(child: impl FnOnce(i32) -> i32) -> (i32, String) {
+    under_qemu_user();
+    quiet_panics_in_children();
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: fork has no memory-safety preconditions; the child only runs
+    // `child` and then `_exit`s, never returning into the harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        IN_CHILD.store(true, Ordering::Relaxed);
+        // SAFETY: fds[0] is the read end, unused in the child.
+        unsafe { libc::close(fds[0]) };
+        let code = child(fds[1]);
+        // SAFETY: `_exit` ends the child without running the harness's
+        // atexit handlers or destructors twice.
+        unsafe { libc::_exit(code) };
+    }
+    // SAFETY: fds[1] is the write end, unused in the parent.
+    unsafe { libc::close(fds[1]) };
+    // SAFETY: fds[0] is an open pipe end that this File now owns.
+    let mut reader = unsafe { std::fs::File::from_raw_fd(fds[0]) };
+    let mut output = String::new();
+    let _ = reader.read_to_string(&mut output);
+    let mut status = 0;
+    // SAFETY: `pid` is our child and `status` is a valid int.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    (status, output)
 }
 
 /// Set in a forked child (each child has its own copy of this static).
@@ -431,16 +441,7 @@ impl Forked {
 /// abort): core dumps are off in the child (`RLIMIT_CORE` 0, not
 /// dumpable), its stderr goes to a pipe, and it exits 0 if `body` returns.
 pub fn run_forked(body: impl FnOnce()) -> Forked {
-    under_qemu_user();
-    quiet_panics_in_children();
-    let mut fds = [0i32; 2];
-    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: see `in_child`; the child runs `body` and `_exit`s.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        IN_CHILD.store(true, Ordering::Relaxed);
+    let (status, stderr) = fork_piped(|pipe| {
         let none = libc::rlimit {
             rlim_cur: 0,
             rlim_max: 0,
@@ -450,22 +451,12 @@ pub fn run_forked(body: impl FnOnce()) -> Forked {
         unsafe {
             libc::setrlimit(libc::RLIMIT_CORE, &none);
             libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-            libc::dup2(fds[1], 2);
-            libc::close(fds[0]);
+            libc::dup2(pipe, 2);
         }
-        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).is_ok();
-        // SAFETY: `_exit` ends the child without running the harness's
-        // destructors.
-        unsafe { libc::_exit(if ok { 0 } else { 101 }) };
-    }
-    // SAFETY: fds[1] is the write end, unused in the parent.
-    unsafe { libc::close(fds[1]) };
-    // SAFETY: fds[0] is an open pipe end that this File now owns.
-    let mut reader = unsafe { std::fs::File::from_raw_fd(fds[0]) };
-    let mut stderr = String::new();
-    let _ = reader.read_to_string(&mut stderr);
-    let mut status = 0;
-    // SAFETY: `pid` is our child and `status` is a valid int.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+            Ok(()) => 0,
+            Err(_) => 101,
+        }
+    });
     Forked { status, stderr }
 }
