@@ -600,6 +600,10 @@ impl From<HardenError> for Error {
 /// - [`PR_SET_IO_FLUSHER(2const)`](https://man7.org/linux/man-pages/man2/PR_SET_IO_FLUSHER.2const.html)
 /// - [`proc_pid_oom_score_adj(5)`](https://man7.org/linux/man-pages/man5/proc_pid_oom_score_adj.5.html)
 /// - [`getrlimit(2)`](https://man7.org/linux/man-pages/man2/getrlimit.2.html)
+///
+/// The guide below is `docs/swap-daemon.md` of the repository.
+///
+#[doc = include_str!("../docs/swap-daemon.md")]
 pub fn harden_swap_daemon(recipe: &Hardening) -> Result<Report, HardenError> {
     let mut report = Report::new();
     let fail = |stage, error, report| {

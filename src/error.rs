@@ -32,6 +32,8 @@ mod errno {
 ///
 /// The enum is `#[non_exhaustive]`: match the variants you handle and keep a
 /// `_` arm.
+///
+#[doc = include_str!("../docs/troubleshooting.md")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Error {

@@ -25,32 +25,9 @@
 //! - **Real time.** A page fault on a critical path costs microseconds, and
 //!   a major fault from swap costs milliseconds. Lock, then pre-fault.
 //!
-//! # `CURRENT`, `FUTURE`, `ONFAULT`
+//! Which flags to use, and the two rules that hold for all of them:
 //!
-//! | flags | locks | cost of the call | use it for |
-//! |---|---|---|---|
-//! | `CURRENT` | every page mapped now, faulted in now | time and RSS in proportion to the mapped size | a process whose memory is set up |
-//! | `FUTURE` | every mapping made later | nothing now | with `CURRENT`, a daemon that grows |
-//! | `CURRENT \| ONFAULT` | mapped pages, as each is first touched | near constant | large sparse mappings |
-//!
-//! `ONFAULT` (Linux 4.4+) saves the time and RSS of faulting in memory the
-//! program may never use, but it leaves untouched pages to be faulted in
-//! later, possibly under memory pressure. A swap daemon wants the opposite:
-//! its working set resident before pressure arrives, so it locks without
-//! `ONFAULT` and pre-faults.
-//!
-//! **The `MCL_FUTURE` pitfall.** Once `FUTURE` is set, every new mapping is
-//! locked as it is created, and counted against `RLIMIT_MEMLOCK` when the
-//! process lacks `CAP_IPC_LOCK`. When the limit is reached, later `mmap`s
-//! fail with `EAGAIN`: heap growth, and thread stacks, so `pthread_create`
-//! and `std::thread::spawn` fail. Grant `CAP_IPC_LOCK` or raise the limit
-//! ([`raise_memlock_limit`]) before you set it.
-//!
-//! **Fork and exec.** Locks belong to one process: a child of `fork(2)`
-//! starts with nothing locked, and `execve(2)` clears every lock and the
-//! `MCL_FUTURE` setting. (A kernel API description among this project's
-//! background documents claims `MCL_FUTURE` survives `execve`; the tests
-//! in `tests/lock.rs` show that it does not.)
+#![doc = include_str!("../docs/flags.md")]
 //!
 //! # References
 //! - [`mlockall(2)`](https://man7.org/linux/man-pages/man2/mlockall.2.html),
@@ -110,3 +87,10 @@ pub const BACKEND_AVAILABLE: bool = cfg!(mlock_raw);
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The Rust examples of docs/doctor.md, as doctests. (docs/swap-daemon.md
+/// and docs/troubleshooting.md are part of the item docs of
+/// [`harden_swap_daemon`] and [`Error`], and tested there.)
+#[cfg(doctest)]
+#[doc = include_str!("../docs/doctor.md")]
+pub struct DoctorDoctests;

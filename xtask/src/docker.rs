@@ -1,13 +1,15 @@
-//! `cargo xtask docker`: the README's container table, run on a real Docker
-//! engine.
+//! `cargo xtask docker`: the container table the README links
+//! (docs/containers.md), run on a real Docker engine.
 //!
 //! It installs Debian's `docker.io` and `docker-compose` (and `libcap2-bin`
 //! for `setcap`) when they are missing, starts `dockerd` when none is
 //! running (and stops the one it started, by `/var/run/docker.pid`), and
 //! builds `FROM scratch` images around the static x86_64 doctor and the
 //! swap-daemon example (`DOCKER_BUILDKIT=0`; nothing is ever pulled). Then
-//! it runs every row of the README's table (`| cell | docker run flags |
-//! outcome |`) and compares what happened with what the row claims:
+//! it runs every row of the container table that the README links
+//! (docs/containers.md: `| cell | docker run flags | outcome |`, and the
+//! Compose file there) and compares what happened with what the row
+//! claims:
 //!
 //! ```text
 //! container <name>: <outcome> [details]
@@ -34,8 +36,8 @@ use crate::util::{self, Tally};
 
 const USAGE: &str = "usage: cargo xtask docker
 
-Runs the README's container table on a real Docker engine (installed and
-started if needed) and compares each cell with the README's claim.";
+Runs the container table (docs/containers.md) on a real Docker engine (installed and
+started if needed) and compares each cell with the table's claim.";
 
 /// The static target the images are built around.
 const TRIPLE: &str = "x86_64-unknown-linux-musl";
@@ -78,39 +80,38 @@ pub fn run_all() -> util::Result<Tally> {
     eprintln!("xtask docker: {:.1} s", start.elapsed().as_secs_f64());
     if tally.failed > 0 {
         return Err(format!(
-            "{} container cell(s) differ from the README's claim (see the lines above)",
+            "{} container cell(s) differ from the claims of {TABLE_PAGE} (see the lines above)",
             tally.failed
         ));
     }
     Ok(tally)
 }
 
-/// One row of the README's container table.
+/// One row of the container table.
 #[derive(Debug, Clone)]
 struct Cell {
     name: String,
     /// `docker run` flags (empty for none; unused for `compose`).
     flags: Vec<String>,
-    /// The outcomes the README names for it, in order.
+    /// The outcomes the table names for it, in order.
     claims: Vec<&'static str>,
 }
 
 const OUTCOMES: [&str; 4] = ["locked", "ENOMEM", "EPERM", "refused-by-host"];
 
-/// Reads the container table from README.md: the table whose header starts
+/// Reads the container table (the README links it: docs/containers.md):
+/// the table whose header starts
 /// `| cell |`; each row `| \`name\` | \`flags\` or none | outcome text |`.
 fn readme_cells() -> util::Result<Vec<Cell>> {
-    let path = util::root().join("README.md");
-    let text = fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
-    parse_table(&text)
+    parse_table(&read_table_page()?)
 }
 
 fn parse_table(text: &str) -> util::Result<Vec<Cell>> {
     let mut lines = text.lines().skip_while(|l| !l.starts_with("| cell |"));
     if lines.next().is_none() {
-        return Err(
-            "README.md has no container table (a table whose header starts `| cell |`)".into(),
-        );
+        return Err(format!(
+            "{TABLE_PAGE} has no container table (a table whose header starts `| cell |`)"
+        ));
     }
     let mut cells = Vec::new();
     for line in lines.skip(1) {
@@ -119,9 +120,7 @@ fn parse_table(text: &str) -> util::Result<Vec<Cell>> {
         }
         let columns: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
         let [name, flags, outcome] = columns[..] else {
-            return Err(format!(
-                "README container table: a row needs 3 columns: {line}"
-            ));
+            return Err(format!("{TABLE_PAGE}: a table row needs 3 columns: {line}"));
         };
         let name = name.trim_matches('`').to_string();
         // The flags are the first code span of the column; prose (`none`,
@@ -137,7 +136,7 @@ fn parse_table(text: &str) -> util::Result<Vec<Cell>> {
             .collect();
         claims.sort();
         if claims.is_empty() {
-            return Err(format!("README container table: no outcome in row {line}"));
+            return Err(format!("{TABLE_PAGE}: no outcome in table row {line}"));
         }
         cells.push(Cell {
             name,
@@ -175,7 +174,7 @@ fn run_cells(engine: &Engine, cells: &[Cell]) -> util::Result<Tally> {
         } else {
             engine.run_cell(cell)?
         };
-        // What the README claims for this host.
+        // What the table claims for this host.
         let refusal = host.refuses(&effective_flags(cell)?);
         let expected = match (&refusal, cell.claims.as_slice()) {
             (Some(_), claims) if claims.contains(&"refused-by-host") => "refused-by-host",
@@ -202,7 +201,7 @@ fn run_cells(engine: &Engine, cells: &[Cell]) -> util::Result<Tally> {
         } else {
             tally.failed += 1;
             println!(
-                "container {}: {shown} MISMATCH: the README claims {expected} here",
+                "container {}: {shown} MISMATCH: {TABLE_PAGE} claims {expected} here",
                 cell.name
             );
         }
@@ -212,7 +211,7 @@ fn run_cells(engine: &Engine, cells: &[Cell]) -> util::Result<Tally> {
 }
 
 /// The `docker run` flags a cell amounts to (for `compose`, read from the
-/// README's Compose file).
+/// Compose file of docs/containers.md).
 fn effective_flags(cell: &Cell) -> util::Result<Vec<String>> {
     if cell.name != "compose" {
         return Ok(cell.flags.clone());
@@ -243,10 +242,17 @@ fn effective_flags(cell: &Cell) -> util::Result<Vec<String>> {
     Ok(flags)
 }
 
-/// The README's Compose file: the first ```yaml block with `services:`.
+/// The page that holds the container table and the Compose file.
+const TABLE_PAGE: &str = "docs/containers.md";
+
+fn read_table_page() -> util::Result<String> {
+    let path = util::root().join(TABLE_PAGE);
+    fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))
+}
+
+/// The Compose file of docs/containers.md: the first ```yaml block with `services:`.
 fn readme_compose() -> util::Result<String> {
-    let text = fs::read_to_string(util::root().join("README.md"))
-        .map_err(|e| format!("read README.md: {e}"))?;
+    let text = read_table_page()?;
     let mut rest = text.as_str();
     while let Some(at) = rest.find("```yaml\n") {
         let block = &rest[at + 8..];
@@ -256,7 +262,9 @@ fn readme_compose() -> util::Result<String> {
         }
         rest = &block[end..];
     }
-    Err("README.md has no ```yaml block with a Compose `services:` file".into())
+    Err(format!(
+        "{TABLE_PAGE} has no ```yaml block with a Compose `services:` file"
+    ))
 }
 
 /// What the host's `dockerd` may grant a container, read from its
@@ -486,8 +494,8 @@ impl Engine {
 
     /// `FROM scratch` with `binary` as `/<name>`, its entry point; with
     /// `file_cap`, the binary carries `cap_ipc_lock+ep` in the build
-    /// context (the classic builder's `COPY` does not keep it: see the
-    /// README).
+    /// context (the classic builder's `COPY` does not keep it: see
+    /// docs/containers.md).
     fn build_image(
         &self,
         work: &Path,
@@ -576,14 +584,14 @@ impl Engine {
         Ok(observed)
     }
 
-    /// The README's Compose file, its image replaced by the doctor's, run
+    /// The Compose file of docs/containers.md, its image replaced by the doctor's, run
     /// with `docker-compose run`.
     fn run_compose(&self, work: &Path) -> util::Result<Observed> {
         let yaml = readme_compose()?;
         let image_line = yaml
             .lines()
             .find(|l| l.trim_start().starts_with("image:"))
-            .ok_or("the README's Compose file names no image")?;
+            .ok_or("the Compose file of docs/containers.md names no image")?;
         let indent = &image_line[..image_line.len() - image_line.trim_start().len()];
         let yaml = yaml.replace(image_line, &format!("{indent}image: {IMAGE_DOCTOR}"));
         let file = work.join("docker-compose.yml");
@@ -593,7 +601,7 @@ impl Engine {
             .skip_while(|l| !l.starts_with("services:"))
             .nth(1)
             .map(|l| l.trim().trim_end_matches(':').to_string())
-            .ok_or("the README's Compose file has no service")?;
+            .ok_or("the Compose file of docs/containers.md has no service")?;
         let mut cmd = Command::new("docker-compose");
         cmd.arg("-f").arg(&file).args([
             "-p",
