@@ -15,7 +15,7 @@ commands:
   test [--target T]   the whole test matrix, or one target's tests
   vm [--arch A]       real kernels under qemu-system (x86_64, aarch64, riscv64)
   size                size report of the static /init helper against C and std
-  docker              the README's container table on a real Docker engine
+  docker              the container table (docs/containers.md) on a real Docker engine
   dist [--target T]   static, stripped doctor binaries for the three arches
   bench [--quick]     benchmarks against the peers";
 
