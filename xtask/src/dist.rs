@@ -1,7 +1,7 @@
 //! `cargo xtask dist`: the doctor as an operator ships it. Static binaries
 //! for `x86_64-unknown-linux-musl`, `aarch64-unknown-linux-musl` and
 //! `riscv64gc-unknown-linux-gnu` (`+crt-static`), built with the `dist`
-//! profile (release, stripped), copied to `target/dist/doctor-<arch>`, one
+//! profile (release, stripped), copied to `target/doctor/doctor-<arch>`, one
 //! line each: `dist doctor <triple> <bytes> <path>`. Copy one into a
 //! running container with `docker cp` (docs/doctor.md).
 
@@ -20,7 +20,7 @@ pub const STATIC: [&str; 3] = [
 const USAGE: &str = "usage: cargo xtask dist [--target T]...
 
 Builds the static, stripped doctor for each arch (default: all three) into
-target/dist/ and prints its size.";
+target/doctor/ and prints its size.";
 
 /// Entry point for `cargo xtask dist`.
 pub fn main(args: &[String]) -> util::Result {
@@ -45,16 +45,21 @@ pub fn main(args: &[String]) -> util::Result {
     if only.is_empty() {
         only = STATIC.to_vec();
     }
-    let out = util::root().join("target").join("dist");
+    // Not target/dist: that is cargo's own directory for the profile.
+    let out = util::root().join("target").join("doctor");
     std::fs::create_dir_all(&out).map_err(|e| format!("mkdir {}: {e}", out.display()))?;
     for triple in only {
         let built = build(triple, &["doctor"])?;
-        let arch = triple.split('-').next().unwrap_or(triple);
+        let arch = match triple.split('-').next().unwrap_or(triple) {
+            "riscv64gc" => "riscv64",
+            arch => arch,
+        };
         let dest = out.join(format!("doctor-{arch}"));
         std::fs::copy(&built[0], &dest)
             .map_err(|e| format!("copy {} to {}: {e}", built[0].display(), dest.display()))?;
         let bytes = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
-        println!("dist doctor {triple} {bytes} {}", dest.display());
+        let shown = dest.strip_prefix(util::root()).unwrap_or(&dest);
+        println!("dist doctor {triple} {bytes} {}", shown.display());
     }
     Ok(())
 }

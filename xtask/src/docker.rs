@@ -47,6 +47,12 @@ const IMAGE_DOCTOR: &str = "mlock-xtask/doctor";
 const IMAGE_FILE_CAP: &str = "mlock-xtask/doctor-file-cap";
 const IMAGE_FILE_CAP_BUILD: &str = "mlock-xtask/doctor-file-cap-build";
 const IMAGE_SWAP_DAEMON: &str = "mlock-xtask/swap-daemon";
+/// A static busybox (Debian's `busybox-static`), to keep a container
+/// running while the doctor is copied into it.
+const IMAGE_BUSYBOX: &str = "mlock-xtask/busybox";
+const BUSYBOX: &str = "/bin/busybox";
+/// The container the `docker-cp` cell copies the doctor into.
+const CP_CONTAINER: &str = "mlock-xtask-cp";
 
 /// The Compose project name (its network is removed at the end).
 const COMPOSE_PROJECT: &str = "mlockxtask";
@@ -67,7 +73,12 @@ pub fn main(args: &[String]) -> util::Result {
 pub fn run_all() -> util::Result<Tally> {
     let start = Instant::now();
     let cells = readme_cells()?;
-    util::ensure_debian_packages(&["docker.io", "docker-compose", "libcap2-bin"])?;
+    util::ensure_debian_packages(&[
+        "docker.io",
+        "docker-compose",
+        "libcap2-bin",
+        "busybox-static",
+    ])?;
     let engine = Engine::start()?;
     let result = run_cells(&engine, &cells);
     engine.cleanup_images();
@@ -164,6 +175,7 @@ fn run_cells(engine: &Engine, cells: &[Cell]) -> util::Result<Tally> {
     engine.build_image(&work, IMAGE_SWAP_DAEMON, &built[1], "swap_daemon", false)?;
     engine.build_image(&work, IMAGE_FILE_CAP_BUILD, &built[0], "doctor", true)?;
     engine.import_file_cap_image(&work, &built[0])?;
+    engine.build_image(&work, IMAGE_BUSYBOX, Path::new(BUSYBOX), "busybox", false)?;
     let host = HostLimits::of_dockerd(engine.pid()?)?;
 
     let mut tally = Tally::default();
@@ -171,6 +183,8 @@ fn run_cells(engine: &Engine, cells: &[Cell]) -> util::Result<Tally> {
         let started = Instant::now();
         let observed = if cell.name == "compose" {
             engine.run_compose(&work)?
+        } else if cell.name == "docker-cp" {
+            engine.run_docker_cp(cell, &built[0])?
         } else {
             engine.run_cell(cell)?
         };
@@ -584,6 +598,43 @@ impl Engine {
         Ok(observed)
     }
 
+    /// The static doctor copied into a running container (`docker cp`) and
+    /// run there (`docker exec`), as docs/doctor.md tells an operator.
+    fn run_docker_cp(&self, cell: &Cell, doctor: &Path) -> util::Result<Observed> {
+        let _ = self.remove_container(CP_CONTAINER);
+        let mut start = self.docker();
+        start
+            .args(["run", "-d", "--rm", "--pull=never", "--name", CP_CONTAINER])
+            .args(&cell.flags)
+            .args([IMAGE_BUSYBOX, "sleep", "60"])
+            .stdout(Stdio::null());
+        util::run(&mut start)?;
+        let result = util::run(
+            self.docker()
+                .arg("cp")
+                .arg(doctor)
+                .arg(format!("{CP_CONTAINER}:/doctor")),
+        )
+        .and_then(|()| {
+            capture(
+                self.docker()
+                    .args(["exec", CP_CONTAINER, "/doctor", "--json"]),
+            )
+        });
+        self.remove_container(CP_CONTAINER);
+        Ok(observe(&result?))
+    }
+
+    /// `docker rm -f`, quietly; for clean-up.
+    fn remove_container(&self, name: &str) {
+        let _ = self
+            .docker()
+            .args(["rm", "-f", name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
     /// The Compose file of docs/containers.md, its image replaced by the doctor's, run
     /// with `docker-compose run`.
     fn run_compose(&self, work: &Path) -> util::Result<Observed> {
@@ -629,6 +680,7 @@ impl Engine {
             IMAGE_FILE_CAP,
             IMAGE_FILE_CAP_BUILD,
             IMAGE_SWAP_DAEMON,
+            IMAGE_BUSYBOX,
         ] {
             let _ = self
                 .docker()
