@@ -601,7 +601,7 @@ impl Engine {
     /// The static doctor copied into a running container (`docker cp`) and
     /// run there (`docker exec`), as docs/doctor.md tells an operator.
     fn run_docker_cp(&self, cell: &Cell, doctor: &Path) -> util::Result<Observed> {
-        let _ = self.remove_container(CP_CONTAINER);
+        self.remove_container(CP_CONTAINER);
         let mut start = self.docker();
         start
             .args(["run", "-d", "--rm", "--pull=never", "--name", CP_CONTAINER])
