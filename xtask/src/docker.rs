@@ -627,9 +627,15 @@ impl Engine {
 
     /// `docker rm -f`, quietly; for clean-up.
     fn remove_container(&self, name: &str) {
+        self.quietly(&["rm", "-f", name]);
+    }
+
+    /// Runs a docker command for clean-up: its output and its failure do
+    /// not matter (the thing may not exist).
+    fn quietly(&self, args: &[&str]) {
         let _ = self
             .docker()
-            .args(["rm", "-f", name])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
@@ -682,12 +688,7 @@ impl Engine {
             IMAGE_SWAP_DAEMON,
             IMAGE_BUSYBOX,
         ] {
-            let _ = self
-                .docker()
-                .args(["rmi", "-f", image])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            self.quietly(&["rmi", "-f", image]);
         }
     }
 }
