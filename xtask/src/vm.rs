@@ -18,6 +18,7 @@
 //! that does not prove the promise.
 
 mod cpio;
+mod dt007;
 mod fetch;
 
 use std::fmt::Write as _;
@@ -128,15 +129,51 @@ pub const ARCHES: &[Arch] = &[
     },
 ];
 
-/// `cargo xtask vm [--arch A]`.
+const USAGE: &str = "usage: cargo xtask vm [--arch x86_64|aarch64|riscv64] \
+                     [--scenario dt007 [--repeat N] [--plot]]";
+
+/// `cargo xtask vm [--arch A] [--scenario dt007 [--repeat N] [--plot]]`.
 pub fn main(args: &[String]) -> Result {
-    let arches: Vec<&Arch> = match args {
-        [] => ARCHES.iter().collect(),
-        [flag, name] if flag == "--arch" => vec![arch(name)?],
-        [flag] if flag.starts_with("--arch=") => vec![arch(&flag["--arch=".len()..])?],
-        _ => return Err("usage: cargo xtask vm [--arch x86_64|aarch64|riscv64]".into()),
-    };
-    run(&arches).map(|_| ())
+    let mut arches: Vec<&Arch> = Vec::new();
+    let mut scenario = None;
+    let mut repeat = 1;
+    let mut plot = false;
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let (name, inline) = match flag.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (flag.as_str(), None),
+        };
+        if name == "--plot" {
+            plot = true;
+            continue;
+        }
+        let value = inline
+            .or_else(|| it.next().cloned())
+            .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))?;
+        match name {
+            "--arch" => arches.push(arch(&value)?),
+            "--scenario" if value == "dt007" => scenario = Some(value),
+            "--repeat" => {
+                repeat = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("--repeat: not a positive number: {value}"))?
+            }
+            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
+        }
+    }
+    if arches.is_empty() {
+        arches = ARCHES.iter().collect();
+    }
+    match scenario {
+        Some(_) => dt007::run(&arches, repeat, plot),
+        None if repeat != 1 || plot => Err(format!(
+            "--repeat and --plot go with --scenario dt007\n{USAGE}"
+        )),
+        None => run(&arches).map(|_| ()),
+    }
 }
 
 /// All three architectures: the step `cargo xtask test` runs. The tally
@@ -168,6 +205,8 @@ struct Report {
     core: Option<(String, String)>,
     /// VmLck in kB of the PID 1 example.
     pid1: Option<u64>,
+    /// The dt007 boots, one per mode.
+    dt007: Vec<(&'static str, dt007::Run)>,
     suite_time: Duration,
     pid1_time: Duration,
     /// Why the architecture failed; empty when it passed.
@@ -181,6 +220,7 @@ struct Prepared {
     kernel: PathBuf,
     suite_initrd: PathBuf,
     pid1_initrd: Option<PathBuf>,
+    dt007_initrd: PathBuf,
 }
 
 /// Fetches, builds and packs every architecture, then boots them all in
@@ -231,6 +271,16 @@ pub fn run(arches: &[&'static Arch]) -> Result<util::Tally> {
     }
     println!();
     print!("{}", table(&reports));
+    let dt007_rows: Vec<_> = reports
+        .iter()
+        .flat_map(|r| {
+            r.dt007
+                .iter()
+                .map(|(mode, run)| (r.arch, *mode, vec![run.clone()]))
+        })
+        .collect();
+    println!();
+    print!("{}", dt007::table(&dt007_rows));
     println!(
         "vm: {} arch(es) in {:.0} s (fetch, build and pack {:.0} s; boots overlap the builds)",
         reports.len(),
@@ -246,7 +296,7 @@ pub fn run(arches: &[&'static Arch]) -> Result<util::Tally> {
         let mut tally = util::Tally::default();
         for r in &reports {
             let (passed, failed) = r.tests.unwrap_or_default();
-            tally.passed += passed + 3;
+            tally.passed += passed + 3 + r.dt007.len() as u64;
             tally.failed += failed;
             tally.ignored += r.ignored;
         }
@@ -270,7 +320,14 @@ fn prepare(arch: &'static Arch, pid1_manifest: Option<&Path>) -> Result<Prepared
     util::ensure_rust_target(arch.target)?;
 
     let tests = build_tests(arch)?;
-    let example_dir = build_examples(arch)?;
+    let examples: Vec<&str> = SCENARIO_EXAMPLES
+        .iter()
+        .chain(doctor_example())
+        .chain(&dt007::EXAMPLES)
+        .copied()
+        .collect();
+    let example_dir = build_examples(arch, &examples)?;
+    let dt007_initrd = dt007::pack(arch, &fetched, &example_dir, &dir)?;
 
     let suite_initrd = dir.join("suite.cpio.gz");
     let mut archive = cpio::Archive::default();
@@ -321,6 +378,7 @@ fn prepare(arch: &'static Arch, pid1_manifest: Option<&Path>) -> Result<Prepared
         kernel: fetched.kernel,
         suite_initrd,
         pid1_initrd,
+        dt007_initrd,
     })
 }
 
@@ -395,12 +453,11 @@ fn json_string(line: &str, key: &str) -> Option<String> {
     Some(line[start..start + end].to_string())
 }
 
-/// Builds the scenario examples as release binaries; returns their
-/// directory.
-fn build_examples(arch: &Arch) -> Result<PathBuf> {
+/// Builds `examples` as static release binaries; returns their directory.
+fn build_examples(arch: &Arch, examples: &[&str]) -> Result<PathBuf> {
     let mut cmd = cargo_for(arch, "build");
     cmd.args(["--release", "--all-features"]);
-    for example in SCENARIO_EXAMPLES.iter().chain(doctor_example()) {
+    for example in examples {
         cmd.args(["--example", example]);
     }
     util::run(&mut cmd)?;
@@ -462,7 +519,28 @@ fn boot_and_check(p: &Prepared) -> Report {
         )),
     }
     report.pid1_time = started.elapsed();
+
+    for mode in dt007::MODES {
+        let run = dt007::boot(arch, &p.kernel, &p.dt007_initrd, mode);
+        report
+            .problems
+            .extend(dt007::problem(arch.name, mode, &run));
+        report.dt007.push((mode, run));
+    }
     report
+}
+
+/// What a boot printed, and how it ended.
+pub struct Console {
+    /// The console's lines (kernel and `/init` alike).
+    pub lines: Vec<String>,
+    /// When each line reached the host, in seconds since QEMU started.
+    pub times: Vec<f64>,
+    /// QEMU was killed at the time limit.
+    pub timed_out: bool,
+    /// QEMU exited with status 0 (a power-off, or a reboot that
+    /// `-no-reboot` turned into an exit).
+    pub status_ok: bool,
 }
 
 /// Boots the kernel with `initrd`, echoes the console with a prefix, and
@@ -474,7 +552,34 @@ fn boot(
     timeout: Duration,
     tag: &str,
 ) -> Result<Vec<String>> {
-    let arch = p.arch;
+    let console = boot_console(p.arch, &p.kernel, initrd, extra, timeout, tag)?;
+    if let Some(panic) = console.lines.iter().find(|l| l.contains("Kernel panic")) {
+        return Err(format!("{tag}boot: kernel panic: {panic}"));
+    }
+    if console.timed_out {
+        return Err(format!(
+            "{tag}boot: no power-off within {} s (last console line: {:?})",
+            timeout.as_secs(),
+            console.lines.last().map(String::as_str).unwrap_or("")
+        ));
+    }
+    if !console.status_ok {
+        return Err(format!("{tag}boot: {} exited with an error", p.arch.qemu));
+    }
+    Ok(console.lines)
+}
+
+/// Boots `kernel` with `initrd` and `extra` on its command line, echoes
+/// the console with a prefix, and returns what it printed, however the
+/// boot ended; only a QEMU that cannot start is an error.
+fn boot_console(
+    arch: &Arch,
+    kernel: &Path,
+    initrd: &Path,
+    extra: &str,
+    timeout: Duration,
+    tag: &str,
+) -> Result<Console> {
     let append = format!("console={} panic=-1 quiet {extra}", arch.console);
     let mut cmd = Command::new(arch.qemu);
     cmd.args(["-accel", "tcg", "-m", MEMORY, "-smp", "1"])
@@ -489,7 +594,7 @@ fn boot(
         ])
         .arg("-no-reboot")
         .arg("-kernel")
-        .arg(&p.kernel)
+        .arg(kernel)
         .arg("-initrd")
         .arg(initrd)
         .args(["-append", append.trim_end()])
@@ -531,6 +636,7 @@ fn boot(
     let started = Instant::now();
     let deadline = started + timeout;
     let mut console = Vec::new();
+    let mut times = Vec::new();
     let mut timed_out = false;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -538,6 +644,7 @@ fn boot(
             Ok(line) => {
                 let at = started.elapsed().as_secs_f64();
                 eprintln!("[{} {tag}vm {at:5.1}] {line}", arch.name);
+                times.push(at);
                 console.push(line);
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -556,22 +663,15 @@ fn boot(
         let _ = reader.join();
     }
     while let Ok(line) = receive.try_recv() {
+        times.push(started.elapsed().as_secs_f64());
         console.push(line);
     }
-    if let Some(panic) = console.iter().find(|l| l.contains("Kernel panic")) {
-        return Err(format!("{tag}boot: kernel panic: {panic}"));
-    }
-    if timed_out {
-        return Err(format!(
-            "{tag}boot: no power-off within {} s (last console line: {:?})",
-            timeout.as_secs(),
-            console.last().map(String::as_str).unwrap_or("")
-        ));
-    }
-    if !status.success() {
-        return Err(format!("{tag}boot: {} exited with {status}", arch.qemu));
-    }
-    Ok(console)
+    Ok(Console {
+        lines: console,
+        times,
+        timed_out,
+        status_ok: status.success(),
+    })
 }
 
 /// The line that starts with `prefix`, with the prefix removed.
@@ -772,6 +872,9 @@ fn summary_lines(r: &Report) -> Vec<String> {
     }
     if let Some(n) = r.pid1 {
         lines.push(format!("pid1 {arch}: locked {n} kB"));
+    }
+    for (mode, run) in &r.dt007 {
+        lines.push(dt007::line(arch, mode, run));
     }
     lines
 }

@@ -31,6 +31,8 @@ pub struct Fetched {
     pub kernel: PathBuf,
     /// The zram module and its dependencies, in load order, uncompressed.
     pub modules: Vec<PathBuf>,
+    /// The same for the NBD driver (`nbd.ko`, which needs no other).
+    pub nbd_modules: Vec<PathBuf>,
     /// The static busybox binary.
     pub busybox: PathBuf,
 }
@@ -62,7 +64,8 @@ fn unpacked(stamp: &Path, root: &Path, dir: &Path) -> Result<Fetched> {
         .unwrap_or_default()
         .to_string();
     let kernel = find_kernel(root)?;
-    let modules = zram_modules(root, &dir.join("modules"))?;
+    let modules = module_with_deps(root, "zram", &dir.join("modules"))?;
+    let nbd_modules = module_with_deps(root, "nbd", &dir.join("modules-nbd"))?;
     let busybox = ["bin/busybox", "usr/bin/busybox"]
         .iter()
         .map(|p| root.join(p))
@@ -77,6 +80,7 @@ fn unpacked(stamp: &Path, root: &Path, dir: &Path) -> Result<Fetched> {
         kernel_package,
         kernel,
         modules,
+        nbd_modules,
         busybox,
     })
 }
@@ -197,7 +201,11 @@ fn download(arch: &Arch, dir: &Path, root: &Path) -> Result {
             .args(&packages),
     )?;
 
-    for stale in [root.to_path_buf(), dir.join("modules")] {
+    for stale in [
+        root.to_path_buf(),
+        dir.join("modules"),
+        dir.join("modules-nbd"),
+    ] {
         if stale.exists() {
             fs::remove_dir_all(&stale).map_err(|e| format!("removing {}: {e}", stale.display()))?;
         }
@@ -274,17 +282,17 @@ fn modules_release(root: &Path) -> Result<PathBuf> {
         .ok_or_else(|| format!("no kernel modules under {}", modules_root.display()))
 }
 
-/// zram's module and the modules it depends on, in load order,
-/// decompressed into `out` (busybox `insmod` takes plain `.ko` files).
+/// A module and the modules it depends on, in load order, decompressed
+/// into `out` (busybox `insmod` takes plain `.ko` files).
 ///
 /// The dependencies come from each module's own `depends=` modinfo field:
 /// newer packages ship no `modules.dep` (depmod writes it on install).
-fn zram_modules(root: &Path, out: &Path) -> Result<Vec<PathBuf>> {
+fn module_with_deps(root: &Path, module: &str, out: &Path) -> Result<Vec<PathBuf>> {
     let release = modules_release(root)?;
     let mut index = std::collections::BTreeMap::new();
     index_modules(&release.join("kernel"), &mut index)?;
     let mut order = Vec::new();
-    add_module("zram", &index, &mut order, 0)?;
+    add_module(module, &index, &mut order, 0)?;
 
     mkdir(out)?;
     let mut loaded = Vec::new();

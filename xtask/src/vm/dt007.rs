@@ -1,0 +1,839 @@
+//! The `dt007` scenario: a userspace swap daemon under memory pressure, in
+//! a real kernel, once per protection mode.
+//!
+//! Each boot runs `xtask/vm/dt007.sh` as `/init`: the kernel's NBD driver
+//! with `examples/nbd_swap.rs` serving its only swap device, a memory hog
+//! that writes checkable pages well past RAM and reads them back, and a
+//! locked watchdog that samples memory and, when swap I/O stops, dumps the
+//! blocked tasks' stacks (`sysrq w`) and crashes the kernel. The kernel's
+//! hung-task detector is on too, set to panic. One boot per mode, because a
+//! deadlocked kernel cannot go on.
+//!
+//! The host reads the console and prints one line per arch and mode:
+//! `dt007 <arch> <mode>: <outcome> written=<MiB> MiB read=<MiB> MiB corrupt=<pages> [evidence]`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{cpio, fetch, fetch::Fetched, Arch, Console};
+use crate::util::{self, Result};
+
+/// The protection modes of `nbd_swap --protect`, in the order they boot.
+pub const MODES: [&str; 3] = ["none", "lock", "harden"];
+/// The examples a dt007 boot runs: the daemon, and the hog and watchdog.
+pub const EXAMPLES: [&str; 2] = ["nbd_swap", "vm_dt007"];
+
+/// How much the hog writes: about twice the VM's RAM (`MemTotal` is about
+/// 200 MiB of the 256 MiB), so that about half of it goes through the
+/// daemon.
+const HOG_MIB: u32 = 400;
+/// The swap device, and the most the daemon's store may hold compressed.
+const SWAP_MIB: u32 = 512;
+const STORE_MIB: u32 = 128;
+/// Seconds without swap I/O after which the watchdog takes the evidence
+/// and crashes the kernel, and the hung-task detector's timeout.
+const STALL_S: u32 = 20;
+const HUNG_S: u32 = 30;
+/// A hardened run must push at least this much through the daemon, or it
+/// proved nothing.
+pub const MIN_SERVED_MIB: f64 = 32.0;
+
+/// What one boot ended in.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The hog verified every page, `swapoff` succeeded, the VM powered off.
+    Survived,
+    /// The daemon or the hog blocked on swap I/O, as the kernel reported.
+    Deadlock,
+    /// The OOM killer ended a process (its name).
+    OomKilled(String),
+    /// The hog read back pages that differ from what it wrote.
+    Corrupt,
+    /// No outcome within the host's time limit, or a stall the kernel's
+    /// report does not pin on the daemon or the hog.
+    Timeout,
+    /// The scenario could not run (the daemon never served, swapon failed).
+    Error(String),
+}
+
+impl Outcome {
+    /// The word of the summary line.
+    pub fn word(&self) -> String {
+        match self {
+            Outcome::Survived => "survived".into(),
+            Outcome::Deadlock => "deadlock".into(),
+            Outcome::OomKilled(_) => "oom-killed".into(),
+            Outcome::Corrupt => "corrupt".into(),
+            Outcome::Timeout => "timeout".into(),
+            Outcome::Error(_) => "error".into(),
+        }
+    }
+}
+
+/// One boot, read off its console.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub outcome: Outcome,
+    /// Bytes the daemon served, from its last counters line.
+    pub written: u64,
+    pub read: u64,
+    /// Pages the hog found corrupt.
+    pub corrupt: u64,
+    /// Why the outcome is what it is: the blocked task and its top frames,
+    /// the OOM victim, the stall.
+    pub evidence: String,
+    /// Seconds from boot to power-off or crash.
+    pub seconds: f64,
+    /// (seconds, free MiB, swap used MiB, served MiB) every half second.
+    pub samples: Vec<Sample>,
+}
+
+/// The boots of one arch, by mode.
+type ByMode = Vec<(&'static str, Vec<Run>)>;
+
+/// One point of the picture.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Sample {
+    pub t: f64,
+    pub free_mib: f64,
+    pub swap_mib: f64,
+    pub served_mib: f64,
+}
+
+/// `/etc/vm.conf` of the dt007 boots.
+fn conf(arch: &Arch) -> String {
+    format!(
+        "ARCH={}\nHOG_MIB={HOG_MIB}\nSWAP_MIB={SWAP_MIB}\nSTORE_MIB={STORE_MIB}\n\
+         STALL_S={STALL_S}\nHUNG_S={HUNG_S}\n",
+        arch.name
+    )
+}
+
+/// Packs the dt007 initramfs for `arch`: busybox, the script, `nbd.ko`, and
+/// the two examples from `example_dir`.
+pub fn pack(arch: &Arch, fetched: &Fetched, example_dir: &Path, dir: &Path) -> Result<PathBuf> {
+    let path = dir.join("dt007.cpio.gz");
+    let mut archive = cpio::Archive::default();
+    for d in ["bin", "dev", "etc", "modules", "proc", "sys", "tmp"] {
+        archive.dir(d);
+    }
+    archive.char_device("dev/console", 0o600, 5, 1);
+    archive.char_device("dev/null", 0o666, 1, 3);
+    archive.copy("bin/busybox", 0o755, &fetched.busybox)?;
+    let init = crate::util::root()
+        .join("xtask")
+        .join("vm")
+        .join("dt007.sh");
+    archive.copy("init", 0o755, &init)?;
+    archive.file("etc/vm.conf", 0o644, conf(arch).as_bytes());
+    for module in &fetched.nbd_modules {
+        let name = module.file_name().unwrap_or_default().to_string_lossy();
+        archive.copy(&format!("modules/{name}"), 0o644, module)?;
+    }
+    for name in EXAMPLES {
+        archive.copy(&format!("bin/{name}"), 0o755, &example_dir.join(name))?;
+    }
+    archive.write_gzip(&path)?;
+    Ok(path)
+}
+
+/// How long one boot may take before it is a `timeout`: TCG runs aarch64
+/// slowest.
+fn time_limit(arch: &Arch) -> Duration {
+    Duration::from_secs(match arch.name {
+        "x86_64" => 300,
+        _ => 900,
+    })
+}
+
+/// Boots `initrd` once in `mode` and reads the outcome off the console.
+pub fn boot(arch: &Arch, kernel: &Path, initrd: &Path, mode: &str) -> Run {
+    let tag = format!("dt007 {mode} ");
+    let extra = format!("DT007_MODE={mode}");
+    match super::boot_console(arch, kernel, initrd, &extra, time_limit(arch), &tag) {
+        Ok(console) => classify(&console),
+        Err(e) => Run {
+            outcome: Outcome::Error(e.clone()),
+            written: 0,
+            read: 0,
+            corrupt: 0,
+            evidence: e,
+            seconds: 0.0,
+            samples: Vec::new(),
+        },
+    }
+}
+
+/// `cargo xtask vm --scenario dt007 [--arch A] [--repeat N] [--plot]`:
+/// fetches, builds and packs each arch, boots every mode `repeat` times
+/// (the arches in parallel, the boots of one arch in turn), prints a line
+/// per boot and the table, and with `--plot` draws `docs/dt007.svg` from
+/// the first `none` and `harden` boots of the first arch. Fails when a run
+/// breaks [`problem`]'s rules.
+pub fn run(arches: &[&'static Arch], repeat: usize, plot_it: bool) -> Result {
+    util::ensure_debian_packages(super::HOST_PACKAGES)?;
+    let mut prepared = Vec::new();
+    for &arch in arches {
+        let dir = util::root().join("target").join("vm").join(arch.name);
+        let fetched = fetch::fetch(arch, &dir)?;
+        util::ensure_rust_target(arch.target)?;
+        let example_dir = super::build_examples(arch, &EXAMPLES)?;
+        let initrd = pack(arch, &fetched, &example_dir, &dir)?;
+        eprintln!("xtask: {}: {}", arch.name, fetched.kernel_package);
+        prepared.push((arch, fetched.kernel_package, fetched.kernel, initrd));
+    }
+    let results: Vec<(&Arch, String, ByMode)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = prepared
+            .iter()
+            .map(|(arch, package, kernel, initrd)| {
+                scope.spawn(move || {
+                    let mut by_mode: ByMode = MODES.iter().map(|m| (*m, Vec::new())).collect();
+                    for i in 0..repeat {
+                        for (mode, runs) in &mut by_mode {
+                            let run = boot(arch, kernel, initrd, mode);
+                            println!(
+                                "{} (run {} of {repeat})",
+                                line(arch.name, mode, &run),
+                                i + 1
+                            );
+                            runs.push(run);
+                        }
+                    }
+                    (*arch, package.clone(), by_mode)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a VM thread panicked"))
+            .collect()
+    });
+
+    println!();
+    let mut rows = Vec::new();
+    let mut problems = Vec::new();
+    for (arch, package, by_mode) in &results {
+        println!("{}: {package}", arch.name);
+        for (mode, runs) in by_mode {
+            for run in runs {
+                println!("{}", line(arch.name, mode, run));
+                problems.extend(problem(arch.name, mode, run));
+            }
+            rows.push((arch.name, *mode, runs.clone()));
+        }
+    }
+    println!();
+    print!("{}", table(&rows));
+    if plot_it {
+        let first = |mode: &str| {
+            results.first().and_then(|(arch, package, by_mode)| {
+                let run = by_mode.iter().find(|(m, _)| *m == mode)?.1.first()?;
+                Some((
+                    format!(
+                        "{} --protect {mode}: {} ({package})",
+                        arch.name,
+                        run.outcome.word()
+                    ),
+                    run,
+                ))
+            })
+        };
+        let panels: Vec<(String, &Run)> =
+            ["none", "harden"].iter().filter_map(|m| first(m)).collect();
+        let path = util::root().join("docs").join("dt007.svg");
+        plot(&panels, &path)?;
+        eprintln!("xtask: wrote {}", path.display());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "dt007: {} run(s) broke the rules:\n  {}",
+            problems.len(),
+            problems.join("\n  ")
+        ))
+    }
+}
+
+/// The value after `key` (`written=`) in `line`, up to the next space.
+fn value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace().find_map(|w| w.strip_prefix(key))
+}
+
+fn number(line: &str, key: &str) -> Option<u64> {
+    value(line, key)?.parse().ok()
+}
+
+/// A line without the kernel's `[   12.345678] ` timestamp.
+fn untimed(line: &str) -> &str {
+    match line.strip_prefix('[').and_then(|r| r.split_once("] ")) {
+        Some((stamp, rest)) if stamp.trim().parse::<f64>().is_ok() => rest,
+        _ => line,
+    }
+}
+
+/// A task the kernel reported blocked: its name, its frames (innermost
+/// first), and whether the hung-task detector named it.
+#[derive(Debug, Default, PartialEq)]
+struct Blocked {
+    name: String,
+    frames: Vec<String>,
+    hung_task: bool,
+}
+
+/// The function of a stack-trace line (` __schedule+0x2e5/0x8c0`,
+/// `[<ffffffff8000>] schedule+0x5a/0xd0`), without unreliable (`? `) ones.
+fn frame(line: &str) -> Option<String> {
+    let mut l = line.trim();
+    if l.starts_with("? ") {
+        return None;
+    }
+    if let Some(rest) = l.strip_prefix("[<").and_then(|r| r.split_once(">] ")) {
+        l = rest.1;
+    }
+    let (name, offset) = l.split_once('+')?;
+    let ok = offset.starts_with("0x")
+        && !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+    ok.then(|| name.to_string())
+}
+
+/// Every `task:<name> state:D` block of `sysrq w` or a hung-task report.
+fn blocked_tasks(lines: &[&str]) -> Vec<Blocked> {
+    let mut tasks: Vec<Blocked> = Vec::new();
+    let mut hung: Vec<String> = Vec::new();
+    let mut in_task = false;
+    for line in lines.iter().map(|l| untimed(l)) {
+        if let Some(rest) = line.strip_prefix("INFO: task ") {
+            if let Some((name, _)) = rest.rsplit_once(':') {
+                hung.push(name.to_string());
+            }
+        } else if let Some(rest) = line.strip_prefix("task:") {
+            let name = rest
+                .split(" state:")
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            let hung_task = hung.contains(&name);
+            tasks.push(Blocked {
+                name,
+                frames: Vec::new(),
+                hung_task,
+            });
+            in_task = true;
+        } else if in_task {
+            let t = line.trim();
+            if matches!(t, "Call Trace:" | "Call trace:" | "<TASK>" | "</TASK>")
+                || t.starts_with("? ")
+            {
+                continue;
+            }
+            match (frame(line), tasks.last_mut()) {
+                (Some(f), Some(task)) => task.frames.push(f),
+                _ => in_task = false,
+            }
+        }
+    }
+    tasks
+}
+
+/// The scenario's own processes: the daemon's threads (`nbd_swap`,
+/// `nbd-serve`, ...) and the hog (`vm_dt007`).
+fn is_ours(name: &str) -> bool {
+    name.starts_with("nbd") || name.starts_with("vm_dt007")
+}
+
+/// A frame on the way to or inside swap I/O, or memory reclaim.
+fn is_swap_path(frame: &str) -> bool {
+    [
+        "swap",
+        "reclaim",
+        "try_to_free",
+        "shrink_",
+        "mempool_alloc",
+        "nbd_",
+        "folio_wait",
+        "wait_on_page",
+    ]
+    .iter()
+    .any(|k| frame.contains(k))
+}
+
+/// Scheduler frames every blocked stack starts with; the evidence skips them.
+fn is_scheduler(frame: &str) -> bool {
+    frame.contains("schedule")
+        || frame.starts_with("__switch_to")
+        || frame.starts_with("__pfx_")
+        || frame == "context_switch"
+}
+
+/// `name: f1 < f2 < f3 < f4` (the first frames after the scheduler's).
+fn describe(task: &Blocked) -> String {
+    let top: Vec<&str> = task
+        .frames
+        .iter()
+        .map(String::as_str)
+        .filter(|f| !is_scheduler(f))
+        .take(4)
+        .collect();
+    format!("{}: {}", task.name, top.join(" < "))
+}
+
+/// Reads one boot's console.
+pub fn classify(console: &Console) -> Run {
+    let lines: Vec<&str> = console.lines.iter().map(String::as_str).collect();
+    let daemon_line = lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("nbd_swap: t_ms="));
+    let written = daemon_line.and_then(|l| number(l, "written=")).unwrap_or(0);
+    let read = daemon_line.and_then(|l| number(l, "read=")).unwrap_or(0);
+    let hog = lines.iter().rev().find(|l| l.starts_with("hog: pages="));
+    let corrupt = hog.and_then(|l| number(l, "corrupt=")).unwrap_or(0);
+    let end = lines.iter().rev().find(|l| l.starts_with("dt007-end "));
+    let oom = lines.iter().find_map(|l| {
+        let l = untimed(l);
+        let rest = l.strip_prefix("Out of memory: Killed process ")?;
+        let start = rest.find('(')? + 1;
+        let len = rest[start..].find(')')?;
+        Some(rest[start..start + len].to_string())
+    });
+    let panicked = lines.iter().any(|l| l.contains("Kernel panic"));
+    let stall = lines.iter().find(|l| l.starts_with("dt007-stall:"));
+    let blocked = blocked_tasks(&lines);
+    let ours: Vec<&Blocked> = blocked
+        .iter()
+        .filter(|t| is_ours(&t.name) && t.frames.iter().any(|f| is_swap_path(f)))
+        .collect();
+
+    let (outcome, evidence) = if let Some(e) = end.and_then(|l| value(l, "error=")) {
+        (Outcome::Error(e.to_string()), format!("[{e}]"))
+    } else if corrupt > 0 {
+        (Outcome::Corrupt, format!("[{}]", hog.unwrap_or(&"")))
+    } else if let Some(victim) = oom {
+        let evidence = format!("[victim {victim}]");
+        (Outcome::OomKilled(victim), evidence)
+    } else if let Some(first) = ours.first() {
+        let source = if first.hung_task {
+            "hung task"
+        } else {
+            "sysrq w after the stall"
+        };
+        let more = match ours.len() {
+            1 => String::new(),
+            n => format!("; {} more of ours blocked", n - 1),
+        };
+        (
+            Outcome::Deadlock,
+            format!("[{source}: {}{more}]", describe(first)),
+        )
+    } else if !console.timed_out
+        && !panicked
+        && hog.is_some()
+        && end.is_some_and(|l| value(l, "hog=") == Some("0") && value(l, "swapoff=") == Some("ok"))
+        && console.status_ok
+    {
+        (Outcome::Survived, String::new())
+    } else {
+        let why = match (stall, blocked.first()) {
+            (Some(_), Some(t)) => format!("stalled; blocked: {}", describe(t)),
+            (Some(_), None) => "stalled; no blocked task reported".into(),
+            (None, _) if console.timed_out => "no power-off in time".into(),
+            (None, Some(t)) if panicked => format!("panic; blocked: {}", describe(t)),
+            (None, _) if panicked => "kernel panic".into(),
+            (None, _) => format!(
+                "ended without a verdict: {}",
+                end.copied().unwrap_or("no dt007-end line")
+            ),
+        };
+        (Outcome::Timeout, format!("[{why}]"))
+    };
+    Run {
+        outcome,
+        written,
+        read,
+        corrupt,
+        evidence,
+        seconds: console.times.last().copied().unwrap_or(0.0),
+        samples: samples(console),
+    }
+}
+
+/// The memory samples and the daemon's counters, each at the time its
+/// line reached the host, merged into one series.
+fn samples(console: &Console) -> Vec<Sample> {
+    const MIB: f64 = (1u64 << 20) as f64;
+    let mut out = Vec::new();
+    let mut served = 0.0;
+    for (line, &t) in console.lines.iter().zip(&console.times) {
+        if line.starts_with("nbd_swap: t_ms=") {
+            let bytes = number(line, "written=").unwrap_or(0) + number(line, "read=").unwrap_or(0);
+            served = bytes as f64 / MIB;
+        } else if line.starts_with("dt007-sample ") {
+            out.push(Sample {
+                t,
+                free_mib: number(line, "memfree_kb=").unwrap_or(0) as f64 / 1024.0,
+                swap_mib: number(line, "swapused_kb=").unwrap_or(0) as f64 / 1024.0,
+                served_mib: served,
+            });
+        }
+    }
+    out
+}
+
+/// `dt007 <arch> <mode>: <outcome> written=<MiB> MiB read=<MiB> MiB corrupt=<pages> [evidence]`.
+pub fn line(arch: &str, mode: &str, run: &Run) -> String {
+    const MIB: f64 = (1u64 << 20) as f64;
+    let mut s = format!(
+        "dt007 {arch} {mode}: {} written={:.1} MiB read={:.1} MiB corrupt={}",
+        run.outcome.word(),
+        run.written as f64 / MIB,
+        run.read as f64 / MIB,
+        run.corrupt
+    );
+    if !run.evidence.is_empty() {
+        let _ = write!(s, " {}", run.evidence);
+    }
+    s
+}
+
+/// What the scenario requires of one run in `cargo xtask test`: `harden`
+/// survives having served enough, `none` deadlocks. `lock` is the
+/// experiment: whatever it does is reported, not judged.
+pub fn problem(arch: &str, mode: &str, run: &Run) -> Option<String> {
+    let served = (run.written + run.read) as f64 / (1u64 << 20) as f64;
+    match mode {
+        "harden" if run.outcome != Outcome::Survived => Some(format!(
+            "dt007 {arch} harden did not survive: {}",
+            line(arch, mode, run)
+        )),
+        "harden" if served < MIN_SERVED_MIB => Some(format!(
+            "dt007 {arch} harden served only {served:.1} MiB (need {MIN_SERVED_MIB} MiB): \
+             the hog did not push enough through the daemon to prove anything"
+        )),
+        "none" if run.outcome != Outcome::Deadlock => Some(format!(
+            "dt007 {arch} none did not deadlock, so the scenario no longer reproduces DT-007: {}",
+            line(arch, mode, run)
+        )),
+        _ => None,
+    }
+}
+
+/// The table at the end: one row per arch and mode, with the outcome of
+/// each boot (several with `--repeat`).
+pub fn table(rows: &[(&str, &str, Vec<Run>)]) -> String {
+    let mut out = String::new();
+    let header = [
+        "arch",
+        "mode",
+        "runs",
+        "outcomes",
+        "served MiB (median)",
+        "boot s (median)",
+    ];
+    let body: Vec<[String; 6]> = rows
+        .iter()
+        .map(|(arch, mode, runs)| {
+            let median = |mut v: Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v.get(v.len() / 2).copied().unwrap_or(0.0)
+            };
+            [
+                arch.to_string(),
+                mode.to_string(),
+                runs.len().to_string(),
+                counts(runs),
+                format!(
+                    "{:.0}",
+                    median(
+                        runs.iter()
+                            .map(|r| (r.written + r.read) as f64 / (1u64 << 20) as f64)
+                            .collect()
+                    )
+                ),
+                format!("{:.0}", median(runs.iter().map(|r| r.seconds).collect())),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &body {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut put = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", padded.join("  ").trim_end());
+    };
+    put(header.to_vec());
+    for row in &body {
+        put(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// `survived 4, deadlock 1`: how often each outcome came, in a fixed order.
+pub fn counts(runs: &[Run]) -> String {
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for r in runs {
+        let word = r.outcome.word();
+        match seen.iter_mut().find(|(w, _)| *w == word) {
+            Some((_, n)) => *n += 1,
+            None => seen.push((word, 1)),
+        }
+    }
+    seen.sort_by_key(|(w, _)| {
+        [
+            "survived",
+            "deadlock",
+            "oom-killed",
+            "corrupt",
+            "timeout",
+            "error",
+        ]
+        .iter()
+        .position(|x| x == w)
+    });
+    seen.iter()
+        .map(|(w, n)| format!("{w} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Draws `docs/dt007.svg`: free memory, swap used and bytes served over
+/// time, one panel per run (`none` and `harden`).
+pub fn plot(panels: &[(String, &Run)], path: &Path) -> Result {
+    use plotters::prelude::*;
+    let err = |e: &dyn std::fmt::Display| format!("drawing {}: {e}", path.display());
+    let root = SVGBackend::new(path, (1200, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let root = root
+        .titled(
+            "DT-007: a swap daemon under memory pressure (real kernel, 256 MiB VM)",
+            ("sans-serif", 20),
+        )
+        .map_err(|e| err(&e))?;
+    let areas = root.split_evenly((1, panels.len().max(1)));
+    let y_hi = panels
+        .iter()
+        .flat_map(|(_, r)| r.samples.iter())
+        .map(|s| s.free_mib.max(s.swap_mib).max(s.served_mib))
+        .fold(64.0, f64::max)
+        * 1.1;
+    for ((title, run), area) in panels.iter().zip(&areas) {
+        let t0 = run.samples.first().map_or(0.0, |s| s.t);
+        let t_hi = run.samples.last().map_or(1.0, |s| s.t - t0).max(1.0) * 1.05;
+        let mut chart = ChartBuilder::on(area)
+            .caption(title.as_str(), ("sans-serif", 17))
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..t_hi, 0.0..y_hi)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds since the hog started")
+            .y_desc("MiB")
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 15))
+            .light_line_style(WHITE)
+            .bold_line_style(RGBColor(225, 225, 225))
+            .draw()
+            .map_err(|e| err(&e))?;
+        type Series = (&'static str, RGBColor, fn(&Sample) -> f64);
+        let series: [Series; 3] = [
+            ("free memory", RGBColor(30, 90, 200), |s| s.free_mib),
+            ("swap used", RGBColor(200, 40, 40), |s| s.swap_mib),
+            (
+                "served by the daemon (written + read)",
+                RGBColor(20, 150, 60),
+                |s| s.served_mib,
+            ),
+        ];
+        for (label, color, y) in series {
+            let points: Vec<(f64, f64)> = run.samples.iter().map(|s| (s.t - t0, y(s))).collect();
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                .map_err(|e| err(&e))?
+                .label(label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(200, 200, 200))
+            .label_font(("sans-serif", 13))
+            .draw()
+            .map_err(|e| err(&e))?;
+    }
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn console(text: &str, timed_out: bool, status_ok: bool) -> Console {
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let times = (0..lines.len()).map(|i| i as f64 * 0.5).collect();
+        Console {
+            lines,
+            times,
+            timed_out,
+            status_ok,
+        }
+    }
+
+    const SURVIVED: &str = "\
+vm: kernel 6.1.0 on x86_64, MemTotal: 204000 kB, mode harden
+dt007-sample memfree_kb=100000 swapused_kb=0 pswpin=0 pswpout=0
+nbd_swap: t_ms=5000 written=104857600 read=52428800 pages=25600 compressed=900000 in_flight=0 requests=900 errors=0
+dt007-sample memfree_kb=3000 swapused_kb=200000 pswpin=12800 pswpout=51200
+hog: pages=102400 verified=102400 corrupt=0 in 20.1 s
+nbd_swap: t_ms=9000 written=209715200 read=104857600 pages=0 compressed=0 in_flight=0 requests=1900 errors=0 final
+dt007-end hog=0 swapoff=ok daemon=0
+vm: done";
+
+    #[test]
+    fn a_verified_run_that_powers_off_survived() {
+        let run = classify(&console(SURVIVED, false, true));
+        assert_eq!(run.outcome, Outcome::Survived);
+        assert_eq!(
+            (run.written, run.read, run.corrupt),
+            (200 << 20, 100 << 20, 0)
+        );
+        assert_eq!(
+            line("x86_64", "harden", &run),
+            "dt007 x86_64 harden: survived written=200.0 MiB read=100.0 MiB corrupt=0"
+        );
+        assert_eq!(problem("x86_64", "harden", &run), None);
+        assert!(problem("x86_64", "none", &run)
+            .unwrap()
+            .contains("did not deadlock"));
+        assert_eq!(run.samples.len(), 2);
+        assert_eq!(run.samples[1].served_mib, 150.0);
+        // Without the power-off it is not a survival.
+        assert_eq!(
+            classify(&console(SURVIVED, true, false)).outcome,
+            Outcome::Timeout
+        );
+    }
+
+    const SYSRQ_X86: &str = "\
+nbd_swap: t_ms=5000 written=77824 read=0 pages=19 compressed=900 in_flight=1 requests=5 errors=0
+dt007-stall: no swap I/O for 20 s (pswpin=0 pswpout=19): dumping blocked tasks, then crashing the kernel
+[   40.101000] sysrq: Show Blocked State
+[   40.102000] task:kswapd0         state:D stack:0     pid:30    ppid:2      flags:0x00004000
+[   40.103000] Call Trace:
+[   40.103100]  <TASK>
+[   40.103200]  __schedule+0x34d/0x9e0
+[   40.103300]  schedule+0x5a/0xd0
+[   40.103400]  io_schedule_timeout+0x4a/0x70
+[   40.103500]  mempool_alloc+0x13b/0x180
+[   40.103600]  </TASK>
+[   40.104000] task:nbd-serve       state:D stack:0     pid:70    ppid:1      flags:0x00004000
+[   40.104100] Call Trace:
+[   40.104200]  <TASK>
+[   40.104300]  __schedule+0x34d/0x9e0
+[   40.104400]  ? __pfx_foo+0x10/0x10
+[   40.104500]  schedule+0x5a/0xd0
+[   40.104600]  io_schedule_timeout+0x4a/0x70
+[   40.104700]  mempool_alloc+0x13b/0x180
+[   40.104800]  __swap_writepage+0x11/0x90
+[   40.104900]  shrink_folio_list+0x6b2/0xb80
+[   40.105000]  try_to_free_pages+0xd7/0x200
+[   40.105100]  </TASK>
+[   43.200000] sysrq: Trigger a crash
+[   43.200100] Kernel panic - not syncing: sysrq triggered crash";
+
+    #[test]
+    fn a_stall_with_the_daemon_blocked_on_swap_is_a_deadlock() {
+        let run = classify(&console(SYSRQ_X86, false, true));
+        assert_eq!(run.outcome, Outcome::Deadlock, "{run:?}");
+        assert_eq!(
+            run.evidence,
+            "[sysrq w after the stall: nbd-serve: mempool_alloc < __swap_writepage < \
+             shrink_folio_list < try_to_free_pages]"
+        );
+        assert_eq!(run.written, 77824);
+        assert_eq!(problem("x86_64", "none", &run), None);
+        assert!(problem("x86_64", "harden", &run)
+            .unwrap()
+            .contains("did not survive"));
+    }
+
+    #[test]
+    fn hung_task_reports_and_other_arches_stack_formats_parse() {
+        let riscv = "\
+[  100.0] INFO: task nbd_swap:61 blocked for more than 30 seconds.
+[  100.1] task:nbd_swap        state:D stack:0     pid:61    ppid:1      flags:0x00000000
+[  100.2] Call Trace:
+[  100.3] [<ffffffff80a2b6c8>] __schedule+0x2a8/0x8e0
+[  100.4] [<ffffffff80a2bd4e>] schedule+0x2e/0xc0
+[  100.5] [<ffffffff80123456>] folio_wait_bit_common+0x10/0x20
+[  100.6] [<ffffffff80123457>] swap_read_folio+0x10/0x20
+[  100.7] Kernel panic - not syncing: hung_task: blocked tasks";
+        let run = classify(&console(riscv, false, true));
+        assert_eq!(run.outcome, Outcome::Deadlock);
+        assert_eq!(
+            run.evidence,
+            "[hung task: nbd_swap: folio_wait_bit_common < swap_read_folio]"
+        );
+        let arm = riscv
+            .replace("Call Trace:", "Call trace:")
+            .replace("[<ffffffff80a2b6c8>] ", " ")
+            .replace("[<ffffffff80a2bd4e>] ", " ");
+        assert_eq!(
+            classify(&console(&arm, false, true)).outcome,
+            Outcome::Deadlock
+        );
+        // A kworker alone is not the daemon: the stall is not pinned on us.
+        let kworker = riscv.replace("nbd_swap", "kworker/0:1");
+        let run = classify(&console(&kworker, false, true));
+        assert_eq!(run.outcome, Outcome::Timeout);
+        assert!(
+            run.evidence.contains("kworker/0:1: folio_wait_bit_common"),
+            "{}",
+            run.evidence
+        );
+    }
+
+    #[test]
+    fn oom_corrupt_and_setup_errors_are_named() {
+        let oom = "[ 50.0] Out of memory: Killed process 80 (vm_dt007) total-vm:409600kB\n\
+                   hog: pages=1 verified=1 corrupt=0 in 1.0 s";
+        let run = classify(&console(oom, false, true));
+        assert_eq!(run.outcome, Outcome::OomKilled("vm_dt007".into()));
+        assert_eq!(run.evidence, "[victim vm_dt007]");
+        let bad = SURVIVED.replace("verified=102400 corrupt=0", "verified=102398 corrupt=2");
+        let run = classify(&console(&bad, false, true));
+        assert_eq!((run.outcome, run.corrupt), (Outcome::Corrupt, 2));
+        let run = classify(&console(
+            "dt007-end error=swapon-failed\nvm: done",
+            false,
+            true,
+        ));
+        assert_eq!(run.outcome, Outcome::Error("swapon-failed".into()));
+    }
+
+    #[test]
+    fn repeated_runs_are_counted_per_outcome() {
+        let s = classify(&console(SURVIVED, false, true));
+        let d = classify(&console(SYSRQ_X86, false, true));
+        assert_eq!(counts(&[d.clone(), s.clone(), d]), "survived 1, deadlock 2");
+        let t = table(&[("x86_64", "none", vec![s])]);
+        assert!(t.lines().nth(1).unwrap().contains("survived 1"), "{t}");
+    }
+}

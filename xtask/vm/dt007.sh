@@ -1,0 +1,77 @@
+#!/bin/busybox sh
+# /init of the dt007 boots of `cargo xtask vm` (xtask/src/vm/dt007.rs packs
+# it): one boot per protection mode, because a deadlocked kernel cannot go
+# on. The mode comes from the kernel command line (DT007_MODE=none|lock|
+# harden, which the kernel passes to /init as an environment variable).
+#
+# The only swap is an NBD device served by examples/nbd_swap.rs. A memory
+# hog (examples/vm_dt007.rs) writes checkable pages well past RAM and reads
+# them back; a locked watchdog samples memory and, when swap I/O stops,
+# dumps the blocked tasks and crashes the kernel. The host reads the
+# console: the daemon's counters, the hog's verdict, the kernel's reports.
+# /etc/vm.conf sets ARCH, HOG_MIB, SWAP_MIB, STORE_MIB, STALL_S, HUNG_S.
+
+/bin/busybox mkdir -p /usr/bin /usr/sbin /sbin
+/bin/busybox --install -s
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+. /etc/vm.conf
+MODE=${DT007_MODE:-none}
+
+say() { echo "vm: $*"; }
+finish() {
+    say "done"
+    sync
+    poweroff -f
+}
+
+# Everything the kernel says reaches the console: the blocked tasks' stacks
+# are printed at KERN_INFO.
+dmesg -n 8
+# Nothing between the hog and the daemon's device: no compressed RAM cache
+# in front of swap, no huge pages that swap out whole.
+[ -w /sys/module/zswap/parameters/enabled ] && echo N > /sys/module/zswap/parameters/enabled
+[ -w /sys/kernel/mm/transparent_hugepage/enabled ] && echo never > /sys/kernel/mm/transparent_hugepage/enabled
+# The kernel's own detector: a task in D state for HUNG_S seconds panics.
+echo "$HUNG_S" > /proc/sys/kernel/hung_task_timeout_secs
+echo 1 > /proc/sys/kernel/hung_task_panic
+
+say "kernel $(uname -r) on $(uname -m), $(grep MemTotal /proc/meminfo | tr -s ' '), mode $MODE"
+
+for m in /modules/*.ko; do
+    insmod "$m" nbds_max=1 max_part=0 || { say "insmod $m failed"; finish; }
+done
+
+nbd_swap --device /dev/nbd0 --size-mib "$SWAP_MIB" --store-mib "$STORE_MIB" \
+    --protect "$MODE" --stats-ms 500 &
+daemon=$!
+# The device's size appears once NBD_DO_IT runs.
+i=0
+while [ "$(cat /sys/block/nbd0/size 2>/dev/null)" = 0 ] || [ ! -e /sys/block/nbd0/size ]; do
+    i=$((i + 1))
+    if [ $i -gt 300 ] || ! kill -0 $daemon 2>/dev/null; then
+        echo "dt007-end error=the-daemon-never-served"
+        finish
+    fi
+    sleep 0.1
+done
+mkswap /dev/nbd0 > /dev/null && swapon /dev/nbd0 || {
+    echo "dt007-end error=swapon-failed"
+    finish
+}
+say "swap: $(grep SwapTotal /proc/meminfo | tr -s ' ') on /dev/nbd0"
+
+vm_dt007 watch "$STALL_S" 500 &
+watch=$!
+vm_dt007 hog "$HOG_MIB"
+hog=$?
+kill $watch
+swapoff /dev/nbd0 && swapoff=ok || swapoff=failed
+kill -TERM $daemon
+wait $daemon
+daemon_rc=$?
+echo "dt007-end hog=$hog swapoff=$swapoff daemon=$daemon_rc"
+finish
