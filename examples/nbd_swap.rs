@@ -3,7 +3,7 @@
 //! zram and trueno-ublk keep theirs.
 //!
 //! ```text
-//! nbd_swap [--device /dev/nbd0] [--size-mib 512] [--store-mib 128]
+//! nbd_swap [--device /dev/nbd0] [--size-mib 512] [--store-mib 64]
 //!          [--protect none|lock|harden] [--stats-ms 500]
 //! ```
 //!
@@ -51,7 +51,7 @@ use mlock::{Config, Flags, Hardening, Requirement};
 const PAGE: usize = 4096;
 const MIB: u64 = 1 << 20;
 
-const USAGE: &str = "usage: nbd_swap [--device /dev/nbd0] [--size-mib 512] [--store-mib 128] \
+const USAGE: &str = "usage: nbd_swap [--device /dev/nbd0] [--size-mib 512] [--store-mib 64] \
                      [--protect none|lock|harden] [--stats-ms 500]";
 
 /// What `include/uapi/linux/nbd.h` defines, for the ioctl set-up and the
@@ -177,7 +177,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
         device: "/dev/nbd0".into(),
         size_mib: 512,
-        store_mib: 128,
+        store_mib: 64,
         protect: Protect::Harden,
         stats_ms: 500,
     };
@@ -311,7 +311,7 @@ fn serve(o: &Options) -> Result<(), String> {
         .map_err(|e| open_error(&o.device, &e))?;
     let dev = device.as_raw_fd();
     let blocks = o.size_mib * MIB / PAGE as u64;
-    let store = Arc::new(Store::new(blocks as usize, o.store_mib * MIB));
+    let store = Arc::new(Store::new(blocks as usize, o.store_mib * MIB)?);
     let (kernel_end, server_end) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
 
     let setup = |what: &str, request: u64, arg: u64| {
@@ -353,7 +353,7 @@ fn serve(o: &Options) -> Result<(), String> {
         spawn("nbd-stats")
             .spawn(move || {
                 while !done.load(Relaxed) {
-                    println!("{}", store.counters.line(sys::monotonic_ms()));
+                    store.counters.print("");
                     std::thread::sleep(Duration::from_millis(every));
                 }
             })
@@ -379,7 +379,7 @@ fn serve(o: &Options) -> Result<(), String> {
     done.store(true, Relaxed);
     drop(kernel_end);
     let served = server.join();
-    println!("{} final", store.counters.line(sys::monotonic_ms()));
+    store.counters.print(" final");
     match (result, served) {
         (_, Err(_)) => Err("the server thread panicked".into()),
         (_, Ok(Err(e))) => Err(format!("serving: {e}")),
@@ -404,8 +404,12 @@ struct Counters {
 }
 
 impl Counters {
-    fn line(&self, t_ms: u64) -> String {
-        format!(
+    /// One line of counters, formatted into `buf` (no allocation: the
+    /// stats thread runs while memory is short).
+    fn line<'a>(&self, t_ms: u64, buf: &'a mut [u8; 256]) -> &'a [u8] {
+        let mut cursor = io::Cursor::new(&mut buf[..]);
+        let _ = writeln!(
+            cursor,
             "nbd_swap: t_ms={t_ms} written={} read={} pages={} compressed={} in_flight={} \
              requests={} errors={}",
             self.written.load(Relaxed),
@@ -415,15 +419,50 @@ impl Counters {
             self.in_flight.load(Relaxed),
             self.requests.load(Relaxed),
             self.errors.load(Relaxed),
-        )
+        );
+        let n = cursor.position() as usize;
+        &buf[..n]
+    }
+
+    fn print(&self, suffix: &str) {
+        let mut buf = [0u8; 256];
+        let line = self.line(sys::monotonic_ms(), &mut buf);
+        let mut out = io::stdout().lock();
+        let _ = out.write_all(line.strip_suffix(b"\n").unwrap_or(line));
+        let _ = writeln!(out, "{suffix}");
     }
 }
 
+/// Compressed pages are kept in slots of a multiple of this many bytes.
+const SLOT: usize = 64;
+const CLASSES: usize = PAGE / SLOT;
+/// No slot: an empty free list, or a page never written.
+const NONE: u32 = u32::MAX;
+
+/// Where a page is kept: its slot's offset in the arena and its length
+/// (`PAGE` for a page kept whole). `len` 0: never written, or trimmed.
+#[derive(Clone, Copy)]
+struct Entry {
+    offset: u32,
+    len: u16,
+}
+
 /// The device's pages, each LZ4-compressed on its own (or kept whole when
-/// it does not compress), in a table allocated up front.
+/// it does not compress), in one arena allocated and pre-faulted at start.
+/// Serving a request never allocates: a daemon on the swap path must not
+/// need new memory to make memory free.
+struct Slots {
+    arena: Vec<u8>,
+    /// The first byte of the arena never handed out.
+    bump: usize,
+    /// Per size class, the first free slot; each free slot holds the
+    /// offset of the next one in its first four bytes.
+    free: [u32; CLASSES],
+    table: Vec<Entry>,
+}
+
 struct Store {
-    pages: std::sync::Mutex<Vec<Option<Box<[u8]>>>>,
-    capacity: u64,
+    slots: std::sync::Mutex<Slots>,
     counters: Counters,
 }
 
@@ -431,21 +470,80 @@ struct Store {
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct NbdError(u32);
 
-impl Store {
-    fn new(blocks: usize, capacity: u64) -> Store {
-        let mut pages = Vec::with_capacity(blocks);
-        pages.resize_with(blocks, || None);
-        Store {
-            pages: std::sync::Mutex::new(pages),
-            capacity,
-            counters: Counters::default(),
+impl Slots {
+    fn class(len: usize) -> usize {
+        (len.max(1) - 1) / SLOT
+    }
+
+    /// A slot for `len` bytes: a freed one of its class, or a new one.
+    fn alloc(&mut self, len: usize) -> Result<u32, NbdError> {
+        let class = Self::class(len);
+        let head = self.free[class];
+        if head != NONE {
+            let at = head as usize;
+            let next = self.arena[at..at + 4].try_into().expect("4 bytes");
+            self.free[class] = u32::from_ne_bytes(next);
+            return Ok(head);
         }
+        let size = (class + 1) * SLOT;
+        if self.bump + size > self.arena.len() {
+            return Err(NbdError(nbd::ENOSPC));
+        }
+        self.bump += size;
+        Ok((self.bump - size) as u32)
+    }
+
+    fn release(&mut self, e: Entry) {
+        let class = Self::class(e.len.into());
+        let at = e.offset as usize;
+        self.arena[at..at + 4].copy_from_slice(&self.free[class].to_ne_bytes());
+        self.free[class] = e.offset;
+    }
+}
+
+impl Store {
+    /// A store for `blocks` pages of the device holding at most `capacity`
+    /// bytes of compressed data (at most 4 GiB), all of it allocated now
+    /// and written once (`resize` writes every byte), so that every page
+    /// is faulted in before the first request.
+    fn new(blocks: usize, capacity: u64) -> Result<Store, String> {
+        let capacity = usize::try_from(capacity.min(u64::from(u32::MAX)))
+            .map_err(|_| "--store-mib: too large for this machine".to_string())?;
+        let mut arena = Vec::new();
+        arena
+            .try_reserve_exact(capacity)
+            .map_err(|e| format!("allocating the {capacity}-byte store: {e}"))?;
+        arena.resize(capacity, 0);
+        let mut table = Vec::new();
+        table
+            .try_reserve_exact(blocks)
+            .map_err(|e| format!("allocating the page table: {e}"))?;
+        table.resize(
+            blocks,
+            Entry {
+                offset: NONE,
+                len: 0,
+            },
+        );
+        Ok(Store {
+            slots: std::sync::Mutex::new(Slots {
+                arena,
+                bump: 0,
+                free: [NONE; CLASSES],
+                table,
+            }),
+            counters: Counters::default(),
+        })
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Slots>, NbdError> {
+        self.slots.lock().map_err(|_| NbdError(nbd::EIO))
     }
 
     /// The pages `offset..offset + len` covers, or EINVAL when the range is
     /// not whole pages or not on the device.
     fn range(&self, offset: u64, len: u32) -> Result<std::ops::Range<usize>, NbdError> {
-        let blocks = self.pages.lock().map_or(0, |p| p.len()) as u64;
+        let blocks = self.lock()?.table.len() as u64;
         let end = offset
             .checked_add(u64::from(len))
             .ok_or(NbdError(nbd::EINVAL))?;
@@ -458,49 +556,64 @@ impl Store {
         Ok((offset / PAGE as u64) as usize..(end / PAGE as u64) as usize)
     }
 
-    /// Stores one page, compressed into `scratch` first.
+    /// Stores one page, compressed into `scratch` first. The old copy is
+    /// released only once the new one has a slot.
     fn put(&self, index: usize, page: &[u8; PAGE], scratch: &mut [u8]) -> Result<(), NbdError> {
         let kept: &[u8] = match lz4_flex::block::compress_into(page, scratch) {
             Ok(n) if n < PAGE => &scratch[..n],
             _ => page,
         };
-        let mut pages = self.pages.lock().map_err(|_| NbdError(nbd::EIO))?;
-        let slot = pages.get_mut(index).ok_or(NbdError(nbd::EINVAL))?;
-        let old = slot.as_ref().map_or(0, |p| p.len() as u64);
-        let total = self.counters.compressed.load(Relaxed) - old + kept.len() as u64;
-        if total > self.capacity {
-            return Err(NbdError(nbd::ENOSPC));
+        let mut slots = self.lock()?;
+        let old = *slots.table.get(index).ok_or(NbdError(nbd::EINVAL))?;
+        let at = slots.alloc(kept.len())?;
+        slots.arena[at as usize..at as usize + kept.len()].copy_from_slice(kept);
+        slots.table[index] = Entry {
+            offset: at,
+            len: kept.len() as u16,
+        };
+        let c = &self.counters;
+        if old.len == 0 {
+            c.pages.fetch_add(1, Relaxed);
+        } else {
+            slots.release(old);
+            c.compressed.fetch_sub(old.len.into(), Relaxed);
         }
-        if slot.replace(kept.into()).is_none() {
-            self.counters.pages.fetch_add(1, Relaxed);
-        }
-        self.counters.compressed.store(total, Relaxed);
+        c.compressed.fetch_add(kept.len() as u64, Relaxed);
         Ok(())
     }
 
     /// The page at `index` into `page` (zeros if never written).
     fn get(&self, index: usize, page: &mut [u8; PAGE]) -> Result<(), NbdError> {
-        let pages = self.pages.lock().map_err(|_| NbdError(nbd::EIO))?;
-        match pages.get(index).ok_or(NbdError(nbd::EINVAL))? {
-            None => page.fill(0),
-            Some(kept) if kept.len() == PAGE => page.copy_from_slice(kept),
-            Some(kept) => match lz4_flex::block::decompress_into(kept, page) {
-                Ok(PAGE) => {}
-                _ => return Err(NbdError(nbd::EIO)),
-            },
+        let slots = self.lock()?;
+        let e = *slots.table.get(index).ok_or(NbdError(nbd::EINVAL))?;
+        if e.len == 0 {
+            page.fill(0);
+            return Ok(());
         }
-        Ok(())
+        let kept = &slots.arena[e.offset as usize..][..usize::from(e.len)];
+        if kept.len() == PAGE {
+            page.copy_from_slice(kept);
+            return Ok(());
+        }
+        match lz4_flex::block::decompress_into(kept, page) {
+            Ok(PAGE) => Ok(()),
+            _ => Err(NbdError(nbd::EIO)),
+        }
     }
 
     /// Forgets the pages in `range` (trim).
     fn drop_pages(&self, range: std::ops::Range<usize>) -> Result<(), NbdError> {
-        let mut pages = self.pages.lock().map_err(|_| NbdError(nbd::EIO))?;
-        for slot in &mut pages[range] {
-            if let Some(old) = slot.take() {
+        let mut slots = self.lock()?;
+        for i in range {
+            let e = slots.table[i];
+            if e.len != 0 {
+                slots.release(e);
+                slots.table[i] = Entry {
+                    offset: NONE,
+                    len: 0,
+                };
                 self.counters.pages.fetch_sub(1, Relaxed);
-                self.counters
-                    .compressed
-                    .fetch_sub(old.len() as u64, Relaxed);
+                self.counters.compressed.fetch_sub(e.len.into(), Relaxed);
             }
         }
         Ok(())
@@ -681,7 +794,7 @@ mod tests {
     fn serves_reads_writes_trims_and_refuses_what_it_cannot_serve() {
         // 8 pages; 200 bytes of store: two compressible pages fit, and
         // an incompressible one does not.
-        let store = Arc::new(Store::new(8, 200));
+        let store = Arc::new(Store::new(8, 200).unwrap());
         let (client, server) = UnixStream::pair().unwrap();
         let served = {
             let store = Arc::clone(&store);
@@ -744,7 +857,7 @@ mod tests {
 
     #[test]
     fn a_bad_magic_ends_the_session_with_an_error() {
-        let store = Store::new(1, 1 << 20);
+        let store = Store::new(1, 1 << 20).unwrap();
         let (mut client, server) = UnixStream::pair().unwrap();
         client.write_all(&[0u8; nbd::REQUEST_LEN]).unwrap();
         let e = serve_requests(server, &store).unwrap_err();
