@@ -18,8 +18,9 @@
 //! - `lock`: `lock_all(CURRENT | FUTURE)` only;
 //! - `harden`: `harden_swap_daemon` with the recipe the README recommends
 //!   (raise `RLIMIT_MEMLOCK`, lock `CURRENT | FUTURE`, pre-fault the stack,
-//!   `PR_SET_IO_FLUSHER`, `oom_score_adj` -1000), before any thread is
-//!   spawned, so that every thread inherits IO_FLUSHER.
+//!   `PR_SET_IO_FLUSHER`, `oom_score_adj` -1000, `SCHED_FIFO`), before any
+//!   thread is spawned, so that every thread inherits IO_FLUSHER and the
+//!   real-time policy.
 //!
 //! In every mode it sets `oom_score_adj` to -1000, so that the OOM killer
 //! cannot end an experiment by killing the device's server.
@@ -258,7 +259,8 @@ fn protect(mode: Protect) -> Result<(), String> {
             // The README's recipe: locking required, the rest best-effort.
             let recipe = Hardening::new(Config::SWAP_DAEMON.required(true))
                 .io_flusher(Requirement::BestEffort)
-                .oom_score_adj(mlock::OOM_SCORE_ADJ_MIN, Requirement::BestEffort);
+                .oom_score_adj(mlock::OOM_SCORE_ADJ_MIN, Requirement::BestEffort)
+                .realtime(mlock::DEFAULT_REALTIME_PRIORITY, Requirement::BestEffort);
             let report = mlock::harden_swap_daemon(&recipe)
                 .map_err(|e| format!("--protect harden: {e}\n{}", e.report))?;
             for line in report.to_string().lines() {

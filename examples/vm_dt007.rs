@@ -180,7 +180,15 @@ fn watch(stall: Duration, every: Duration) -> Result<(), String> {
                  dumping blocked tasks, then crashing the kernel",
                 stall.as_secs()
             );
-            let _ = sysrq.write_all(b"w");
+            // Blocked (D) tasks first, then memory, then every task: a
+            // thread looping in reclaim, or asleep on a socket, is not in
+            // D state, yet may be the one everything waits for. The
+            // kernel prints these without allocating; reading
+            // /proc/<pid>/stack would need memory at the worst moment.
+            for key in [b"w", b"m", b"t"] {
+                let _ = sysrq.write_all(key);
+                std::thread::sleep(Duration::from_millis(500));
+            }
             std::thread::sleep(Duration::from_secs(3));
             let _ = sysrq.write_all(b"c");
             std::thread::sleep(Duration::from_secs(60));

@@ -214,6 +214,66 @@ pub fn touch_pages(region: &mut [u8]) {
     sys::touch(region, PAGE_STEP);
 }
 
+/// `sched_setscheduler(0, SCHED_FIFO, priority)`: real-time FIFO
+/// scheduling for the calling thread, at `priority` 1 (lowest) to 99.
+///
+/// A swap daemon needs it for more than latency. When memory runs out, the
+/// daemon's reply to the kernel (a socket buffer, a page for a request)
+/// needs a page like everyone else's allocation; with IO_FLUSHER it may
+/// not write anything out to get one, and the memory hog competing with it
+/// takes every page that reclaim frees. The page allocator gives a
+/// real-time task a share of the reserve below the `min` watermark that
+/// ordinary tasks cannot touch (`ALLOC_HARDER` in Linux 6.1,
+/// `ALLOC_MIN_RESERVE` from 6.3, set for `rt_task()` callers in
+/// `gfp_to_alloc_flags`), so the daemon's reply goes out, the write
+/// completes, and memory can be freed again. The `dt007` scenario of
+/// `cargo xtask vm` measured it: a daemon with the lock and IO_FLUSHER but
+/// without this step looped in reclaim inside `unix_stream_sendmsg`, and
+/// the machine stalled; with it, the same run served the whole hog.
+///
+/// Threads created after the call inherit the policy (as with
+/// IO_FLUSHER, call it on the main thread before spawning the I/O
+/// workers). A real-time thread that spins starves normal ones, down to
+/// the kernel's real-time throttling (`sched_rt_runtime_us`, 95 % of each
+/// second by default): serve requests, do not poll.
+///
+/// # Errors
+/// - [`Error::InvalidArgument`]: `priority` is 0 or above 99.
+/// - [`Error::PermissionDenied`] (`EPERM`): the thread lacks
+///   `CAP_SYS_NICE` and `RLIMIT_RTPRIO` is below `priority`.
+/// - [`Error::Unsupported`]: the target has no backend.
+///
+/// # References
+/// - [`sched_setscheduler(2)`](https://man7.org/linux/man-pages/man2/sched_setscheduler.2.html)
+/// - [`sched(7)`](https://man7.org/linux/man-pages/man7/sched.7.html)
+#[doc(alias = "sched_setscheduler")]
+#[doc(alias = "SCHED_FIFO")]
+pub fn set_realtime(priority: u8) -> Result<(), Error> {
+    if !(1..=99).contains(&priority) {
+        return Err(Error::InvalidArgument);
+    }
+    sys::sched_set_fifo(i32::from(priority))
+}
+
+/// `sched_getscheduler(0)`: whether the calling thread runs under a
+/// real-time policy (`SCHED_FIFO` or `SCHED_RR`).
+///
+/// # Errors
+/// [`Error::Unsupported`] when the target has no backend.
+///
+/// # References
+/// - [`sched_getscheduler(2)`](https://man7.org/linux/man-pages/man2/sched_getscheduler.2.html)
+#[doc(alias = "sched_getscheduler")]
+pub fn is_realtime() -> Result<bool, Error> {
+    // SCHED_FIFO is 1 and SCHED_RR is 2 on every architecture.
+    sys::sched_policy().map(|p| p == 1 || p == 2)
+}
+
+/// 10: the real-time priority the README's recipe gives a swap daemon
+/// ([`Hardening::realtime`]). Any of 1 to 99 reaches the reserve; a low
+/// one leaves room above it for threads that must preempt the daemon.
+pub const DEFAULT_REALTIME_PRIORITY: u8 = 10;
+
 /// What to do with one step of [`harden_swap_daemon`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -252,6 +312,8 @@ pub struct Hardening {
     io_flusher: Requirement,
     oom: Requirement,
     oom_score_adj: i32,
+    realtime: Requirement,
+    realtime_priority: u8,
 }
 
 impl Hardening {
@@ -265,6 +327,8 @@ impl Hardening {
         io_flusher: Requirement::BestEffort,
         oom: Requirement::Skip,
         oom_score_adj: 0,
+        realtime: Requirement::Skip,
+        realtime_priority: DEFAULT_REALTIME_PRIORITY,
     };
 
     /// [`Hardening::SWAP_DAEMON`] with `lock` as the locking policy.
@@ -322,6 +386,27 @@ impl Hardening {
         }
     }
 
+    /// Step 6: run the calling thread, and the threads it spawns
+    /// afterwards, under `SCHED_FIFO` at `priority` ([`set_realtime`]).
+    /// Left out by default; the README's recipe turns it on, because the
+    /// `dt007` scenario stalls without it (see [`set_realtime`]).
+    /// [`harden_swap_daemon`] rejects a priority outside 1..=99 before it
+    /// does anything.
+    #[must_use]
+    pub const fn realtime(self, priority: u8, requirement: Requirement) -> Hardening {
+        Hardening {
+            realtime: requirement,
+            realtime_priority: priority,
+            ..self
+        }
+    }
+
+    /// The real-time priority and whether step 6 runs.
+    #[must_use]
+    pub const fn realtime_setting(&self) -> (u8, Requirement) {
+        (self.realtime_priority, self.realtime)
+    }
+
     /// The locking policy.
     #[must_use]
     pub const fn lock_config(&self) -> Config {
@@ -373,16 +458,19 @@ pub enum Stage {
     IoFlusher,
     /// 5. `oom_score_adj`.
     OomScoreAdj,
+    /// 6. `SCHED_FIFO`.
+    Realtime,
 }
 
 impl Stage {
     /// Every stage, in order.
-    pub const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 6] = [
         Stage::MemlockLimit,
         Stage::Lock,
         Stage::Stack,
         Stage::IoFlusher,
         Stage::OomScoreAdj,
+        Stage::Realtime,
     ];
 
     /// A short name, for logs.
@@ -394,6 +482,7 @@ impl Stage {
             Stage::Stack => "pre-fault the stack",
             Stage::IoFlusher => "PR_SET_IO_FLUSHER",
             Stage::OomScoreAdj => "oom_score_adj",
+            Stage::Realtime => "SCHED_FIFO",
         }
     }
 }
@@ -460,6 +549,8 @@ pub struct Report {
     pub io_flusher: Step<()>,
     /// Step 5: the `oom_score_adj` now in force.
     pub oom_score_adj: Step<i32>,
+    /// Step 6: the real-time priority the calling thread now runs at.
+    pub realtime: Step<u8>,
     /// `VmLck` after the last step, in bytes, when memory was locked and
     /// `/proc` could be read.
     pub locked_bytes: Option<u64>,
@@ -473,6 +564,7 @@ impl Report {
             stack: Step::NotReached,
             io_flusher: Step::NotReached,
             oom_score_adj: Step::NotReached,
+            realtime: Step::NotReached,
             locked_bytes: None,
         }
     }
@@ -486,6 +578,7 @@ impl Report {
             Stage::Stack => self.stack.kind(),
             Stage::IoFlusher => self.io_flusher.kind(),
             Stage::OomScoreAdj => self.oom_score_adj.kind(),
+            Stage::Realtime => self.realtime.kind(),
         }
     }
 
@@ -568,7 +661,10 @@ impl From<HardenError> for Error {
 /// 4. [`set_io_flusher`] (Linux 5.6+, `CAP_SYS_RESOURCE`), on the calling
 ///    thread and every thread it spawns afterwards;
 /// 5. optionally, [`set_oom_score_adj`](crate::set_oom_score_adj) (lowering
-///    it needs `CAP_SYS_RESOURCE`).
+///    it needs `CAP_SYS_RESOURCE`);
+/// 6. optionally, [`set_realtime`] (`SCHED_FIFO`; `CAP_SYS_NICE` or
+///    `RLIMIT_RTPRIO`), on the calling thread and every thread it spawns
+///    afterwards.
 ///
 /// Call it early on the main thread, before spawning the threads that
 /// serve I/O. It allocates nothing.
@@ -623,6 +719,9 @@ pub fn harden_swap_daemon(recipe: &Hardening) -> Result<Report, HardenError> {
         && !(oom::OOM_SCORE_ADJ_MIN..=oom::OOM_SCORE_ADJ_MAX).contains(&recipe.oom_score_adj)
     {
         return fail(Stage::OomScoreAdj, Error::InvalidArgument, report);
+    }
+    if recipe.realtime != Requirement::Skip && !(1..=99).contains(&recipe.realtime_priority) {
+        return fail(Stage::Realtime, Error::InvalidArgument, report);
     }
 
     // 1. Room to lock in. With CAP_IPC_LOCK the limit does not bind
@@ -682,6 +781,18 @@ pub fn harden_swap_daemon(recipe: &Hardening) -> Result<Report, HardenError> {
             Ok(()) => Step::Done(recipe.oom_score_adj),
             Err(e) if requirement == Requirement::Required => {
                 return fail(Stage::OomScoreAdj, e, report)
+            }
+            Err(e) => Step::Failed(e),
+        },
+    };
+
+    // 6. A share of the memory reserve, and the CPU, when memory runs out.
+    report.realtime = match recipe.realtime {
+        Requirement::Skip => Step::Skipped,
+        requirement => match set_realtime(recipe.realtime_priority) {
+            Ok(()) => Step::Done(recipe.realtime_priority),
+            Err(e) if requirement == Requirement::Required => {
+                return fail(Stage::Realtime, e, report)
             }
             Err(e) => Step::Failed(e),
         },

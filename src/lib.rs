@@ -60,9 +60,9 @@ mod sys;
 
 pub use cgroup::{cgroup_memory, CgroupMemory, CgroupVersion};
 pub use daemon::{
-    clear_io_flusher, harden_swap_daemon, is_io_flusher, prefault, prefault_stack, set_io_flusher,
-    touch_pages, HardenError, Hardening, Prefault, Report, Requirement, Stage, Step,
-    DEFAULT_STACK_PREFAULT,
+    clear_io_flusher, harden_swap_daemon, is_io_flusher, is_realtime, prefault, prefault_stack,
+    set_io_flusher, set_realtime, touch_pages, HardenError, Hardening, Prefault, Report,
+    Requirement, Stage, Step, DEFAULT_REALTIME_PRIORITY, DEFAULT_STACK_PREFAULT,
 };
 pub use error::Error;
 pub use flags::Flags;

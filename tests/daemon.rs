@@ -249,6 +249,110 @@ fn io_flusher_on_a_kernel_before_5_6_is_unsupported() {
     });
 }
 
+// ---- Real-time scheduling ------------------------------------------------
+
+/// The calling thread's policy as the kernel shows it: field 41 of
+/// `/proc/thread-self/stat` (proc_pid_stat(5)), 1 for SCHED_FIFO.
+fn policy_in_stat() -> u32 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let after_name = stat.rsplit_once(") ").unwrap().1;
+    // Fields from 3 on; `policy` is field 41.
+    after_name
+        .split_whitespace()
+        .nth(41 - 3)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn realtime_sets_sched_fifo_and_threads_spawned_after_inherit_it() {
+    run(|| {
+        ensure(mlock::is_realtime() == Ok(false), || {
+            "starts real-time".into()
+        })?;
+        let range = [0u8, 100].map(mlock::set_realtime);
+        ensure(range == [Err(Error::InvalidArgument); 2], || {
+            format!("priority 0 and 100: {range:?}")
+        })?;
+        mlock::set_realtime(mlock::DEFAULT_REALTIME_PRIORITY).map_err(|e| format!("set: {e}"))?;
+        ensure(mlock::is_realtime() == Ok(true), || "is_realtime".into())?;
+        // The kernel's own record: policy 1 (SCHED_FIFO) and the priority.
+        // QEMU user mode passes the call to the host kernel, for the
+        // emulator's thread: /proc/thread-self is the same thread there.
+        ensure(policy_in_stat() == 1, || {
+            format!("policy {}", policy_in_stat())
+        })?;
+        let spawned = std::thread::spawn(|| (mlock::is_realtime(), policy_in_stat()))
+            .join()
+            .unwrap();
+        ensure(spawned == (Ok(true), 1), || {
+            format!("spawned after: {spawned:?}")
+        })
+    });
+}
+
+#[test]
+fn realtime_without_cap_sys_nice_or_rlimit_rtprio_is_permission_denied() {
+    run(|| {
+        // RLIMIT_RTPRIO 0, then no capabilities: the kernel refuses.
+        let zero = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: a valid rlimit for this process.
+        ensure(
+            unsafe { libc::setrlimit(libc::RLIMIT_RTPRIO, &zero) } == 0,
+            || "setrlimit".into(),
+        )?;
+        drop_to_nobody();
+        let err = mlock::set_realtime(10);
+        ensure(err == Err(Error::PermissionDenied), || format!("{err:?}"))?;
+        // As a best-effort step of the recipe, it is reported, not fatal.
+        let recipe = Hardening::SWAP_DAEMON
+            .lock(Config::new(Flags::FUTURE))
+            .raise_memlock_limit(false)
+            .io_flusher(Requirement::Skip)
+            .realtime(10, Requirement::BestEffort);
+        let report = harden_swap_daemon(&recipe).map_err(|e| e.to_string())?;
+        ensure(
+            report.realtime == Step::Failed(Error::PermissionDenied),
+            || format!("{:?}", report.realtime),
+        )?;
+        let required = recipe.realtime(10, Requirement::Required);
+        let err = harden_swap_daemon(&required).unwrap_err();
+        ensure(
+            err.stage == Stage::Realtime && err.error == Error::PermissionDenied,
+            || format!("{err:?}"),
+        )
+    });
+}
+
+#[test]
+fn harden_with_realtime_runs_the_daemon_under_sched_fifo() {
+    run(|| {
+        let recipe = Hardening::SWAP_DAEMON
+            .lock(Config::new(Flags::FUTURE))
+            .raise_memlock_limit(false)
+            .io_flusher(Requirement::Skip)
+            .realtime(mlock::DEFAULT_REALTIME_PRIORITY, Requirement::Required);
+        ensure(
+            recipe.realtime_setting() == (10, Requirement::Required),
+            || "setting".into(),
+        )?;
+        let report = harden_swap_daemon(&recipe).map_err(|e| e.to_string())?;
+        ensure(report.realtime == Step::Done(10), || {
+            format!("{:?}", report.realtime)
+        })?;
+        ensure(report.to_string().contains("SCHED_FIFO: done"), || {
+            report.to_string()
+        })?;
+        ensure(policy_in_stat() == 1, || {
+            format!("policy {}", policy_in_stat())
+        })
+    });
+}
+
 // ---- Pre-faulting ----------------------------------------------------------
 
 #[test]
@@ -679,7 +783,7 @@ fn harden_as_root_does_every_step() {
         })?;
         let text = report.to_string();
         ensure(
-            text.lines().count() == 5 && text.contains("mlockall: done"),
+            text.lines().count() == 6 && text.contains("mlockall: done"),
             || text.clone(),
         )
     });
@@ -786,6 +890,14 @@ fn harden_rejects_a_bad_recipe_before_changing_anything() {
             (
                 Hardening::SWAP_DAEMON.oom_score_adj(-1001, Requirement::BestEffort),
                 Stage::OomScoreAdj,
+            ),
+            (
+                Hardening::SWAP_DAEMON.realtime(0, Requirement::BestEffort),
+                Stage::Realtime,
+            ),
+            (
+                Hardening::SWAP_DAEMON.realtime(100, Requirement::Required),
+                Stage::Realtime,
             ),
         ];
         for (recipe, stage) in bad {

@@ -208,6 +208,31 @@ pub(crate) fn prctl_int(option: PrctlInt, arg2: usize) -> Result<usize, Error> {
     check(unsafe { raw::syscall5(Sysno::prctl as usize, option as usize, arg2, 0, 0, 0) })
 }
 
+/// `sched_setscheduler(0, SCHED_FIFO, &{ priority })`: real-time FIFO
+/// scheduling for the calling thread.
+pub(crate) fn sched_set_fifo(priority: i32) -> Result<(), Error> {
+    // The kernel's `struct sched_param` is one int.
+    let param: i32 = priority;
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param
+    // (a single int) that outlives the call and that the kernel only reads.
+    check(unsafe {
+        raw::syscall3(
+            Sysno::sched_setscheduler as usize,
+            0,
+            c::SCHED_FIFO as usize,
+            &param as *const i32 as usize,
+        )
+    })
+    .map(drop)
+}
+
+/// `sched_getscheduler(0)`: the calling thread's policy (`SCHED_OTHER` 0,
+/// `SCHED_FIFO` 1, `SCHED_RR` 2, ...).
+pub(crate) fn sched_policy() -> Result<u32, Error> {
+    // SAFETY: no pointer arguments; pid 0 is the calling thread.
+    check(unsafe { raw::syscall1(Sysno::sched_getscheduler as usize, 0) }).map(|p| p as u32)
+}
+
 /// `prlimit64(2)` on this process: optionally sets `resource` to
 /// `new = (soft, hard)`, and returns the limit as it was before.
 /// `RLIM64_INFINITY` is `u64::MAX`.

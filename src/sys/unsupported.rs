@@ -55,6 +55,14 @@ pub(crate) fn prctl_int(_option: PrctlInt, _arg2: usize) -> Result<usize, Error>
     Err(Error::Unsupported)
 }
 
+pub(crate) fn sched_set_fifo(_priority: i32) -> Result<(), Error> {
+    Err(Error::Unsupported)
+}
+
+pub(crate) fn sched_policy() -> Result<u32, Error> {
+    Err(Error::Unsupported)
+}
+
 pub(crate) fn prlimit64(
     _resource: Resource,
     _new: Option<(u64, u64)>,

@@ -30,7 +30,7 @@ pub const EXAMPLES: [&str; 2] = ["nbd_swap", "vm_dt007"];
 const HOG_MIB: u32 = 400;
 /// The swap device, and the most the daemon's store may hold compressed.
 const SWAP_MIB: u32 = 512;
-const STORE_MIB: u32 = 32;
+const STORE_MIB: u32 = 16;
 /// Seconds without swap I/O after which the watchdog takes the evidence
 /// and crashes the kernel, and the hung-task detector's timeout.
 const STALL_S: u32 = 20;
