@@ -673,8 +673,11 @@ fn json_and_text_in_a_cgroup_near_its_limit_warn() {
         .expect("bytes_to_lock");
     let page = common::page_size() as u64;
 
-    // A limit a third above that: near (the warning), with room to run.
-    let near = (size * 4 / 3) / page * page;
+    // A limit a fifth above that: near (the warning, from three quarters
+    // of the limit on), with room to run. Under QEMU user mode the
+    // emulator's VmSize differs a little from run to run: the margin
+    // between 3/4 and 5/6 of the limit absorbs that.
+    let near = (size * 6 / 5) / page * page;
     let cgroup = TestCgroup::new(&h, "doctor-near").unwrap_or_else(|e| panic!("{e}"));
     cgroup
         .write(max_file(&h), &near.to_string())
