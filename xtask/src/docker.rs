@@ -874,7 +874,53 @@ fn observe_doctor(r: &Value) -> Observed {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_table;
+    use super::{parse_table, HostLimits, CAP_SYS_RESOURCE};
+
+    fn words(flags: &str) -> Vec<String> {
+        flags.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn a_host_without_cap_sys_resource_refuses_what_needs_it() {
+        let all: u64 = (1 << 41) - 1;
+        let without = all & !(1 << CAP_SYS_RESOURCE);
+        let host = HostLimits {
+            pid: 1,
+            bounding: without,
+            effective: without,
+            last_cap: 40,
+            memlock_hard: Some(8 << 20),
+        };
+        for refused in [
+            "--ulimit memlock=-1:-1",
+            "--ulimit memlock=16777216:16777216",
+            "--privileged",
+            "--cap-add=IPC_LOCK --cap-add=SYS_RESOURCE",
+            "--ulimit=memlock=-1:-1",
+        ] {
+            assert!(host.refuses(&words(refused)).is_some(), "{refused}");
+        }
+        for allowed in [
+            "",
+            "--ulimit memlock=65536:65536 --cap-add=IPC_LOCK",
+            "--ulimit memlock=8388608:8388608",
+            "--user 65534 --memory 8m",
+        ] {
+            assert_eq!(host.refuses(&words(allowed)), None, "{allowed}");
+        }
+        let root = HostLimits {
+            bounding: all,
+            effective: all,
+            ..host
+        };
+        for flags in [
+            "--ulimit memlock=-1:-1",
+            "--privileged",
+            "--cap-add=SYS_RESOURCE",
+        ] {
+            assert_eq!(root.refuses(&words(flags)), None, "{flags}");
+        }
+    }
 
     #[test]
     fn the_table_parses_into_cells_with_their_claims() {
