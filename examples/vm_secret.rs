@@ -2,6 +2,11 @@
 //! `cargo xtask vm`: one marker in a [`mlock::LockedBuf`] (locked and
 //! excluded from core dumps), one in ordinary heap memory.
 //!
+//! `vm_secret [secretmem|anonymous]` requires that backing for the
+//! `LockedBuf` (without an argument, `LockedBuf::new` chooses) and writes
+//! the backing it got to `/tmp/backing.marker`. `vm_secret backing` prints
+//! the backing `LockedBuf::new` chooses in this kernel and exits.
+//!
 //! It writes each marker to a file (`/tmp/protected.marker`,
 //! `/tmp/control.marker`) and never prints them, so the only copies in its
 //! memory are the buffers themselves. The harness then searches the core
@@ -21,7 +26,23 @@ fn main() {
             find(haystack, needle);
         }
     }
-    if let Err(e) = run() {
+    let backing = match args.first().map(String::as_str) {
+        None => None,
+        Some("secretmem") => Some(mlock::Backing::SecretMem),
+        Some("anonymous") => Some(mlock::Backing::Anonymous),
+        Some("backing") => {
+            match mlock::LockedBuf::<LEN>::new() {
+                Ok(buf) => println!("{}", name(buf.backing())),
+                Err(e) => println!("error: {e}"),
+            }
+            std::process::exit(0);
+        }
+        Some(other) => {
+            eprintln!("vm_secret: unknown argument {other:?}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(backing) {
         eprintln!("vm_secret: failed: {e}");
         std::process::exit(1);
     }
@@ -29,8 +50,22 @@ fn main() {
     std::process::abort();
 }
 
-fn run() -> Result<(), String> {
-    let mut protected = mlock::LockedBuf::<LEN>::new().map_err(|e| format!("LockedBuf: {e}"))?;
+/// The word for a backing in the summary lines.
+fn name(backing: mlock::Backing) -> &'static str {
+    match backing {
+        mlock::Backing::SecretMem => "secretmem",
+        _ => "anonymous",
+    }
+}
+
+fn run(backing: Option<mlock::Backing>) -> Result<(), String> {
+    let mut protected = match backing {
+        None => mlock::LockedBuf::<LEN>::new(),
+        Some(b) => mlock::LockedBuf::<LEN>::with_backing(b),
+    }
+    .map_err(|e| format!("LockedBuf: {e}"))?;
+    std::fs::write("/tmp/backing.marker", name(protected.backing()))
+        .map_err(|e| format!("writing /tmp/backing.marker: {e}"))?;
     let mut control = vec![0_u8; LEN];
     // Random bytes straight into the buffers, then into letters in place:
     // no copy of a marker lands anywhere else.

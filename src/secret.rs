@@ -194,7 +194,10 @@ impl Drop for CoreDumpGuard {
 ///
 /// Both are locked in RAM (so never written to swap), left out of core
 /// dumps, surrounded by guard pages, and zeroed before they are released.
+///
+/// The enum is `#[non_exhaustive]`: a later version may add a backing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Backing {
     /// A `memfd_secret(2)` mapping (Linux 5.14+; off by default before
     /// 6.5 unless the kernel was booted with `secretmem.enable=1`). Its

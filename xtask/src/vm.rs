@@ -9,8 +9,13 @@
 //!
 //! 1. with a busybox `/init` (`xtask/vm/init.sh`) that runs the whole
 //!    integration test suite as root, then a swap-pressure scenario on zram
-//!    swap, then a core-dump scenario;
-//! 2. with the crate's `#![no_std]` example `static_init` as `/init`, which
+//!    swap, then a core-dump scenario for each `LockedBuf` backing, with
+//!    `secretmem.enable=1` (the 6.1 kernels keep `memfd_secret` off
+//!    without it);
+//! 2. the same initramfs with `secretmem.enable=0 mlock.vm=secrets`: only
+//!    tests/secret.rs and one core dump, proving the anonymous fallback in
+//!    a real kernel;
+//! 3. with the crate's `#![no_std]` example `static_init` as `/init`, which
 //!    locks itself as PID 1 and powers off.
 //!
 //! Each scenario ends in one summary line on the console; the host parses
@@ -52,6 +57,11 @@ const HOLD_MIB: u32 = 40;
 const MIN_SWAPPED_PERCENT: u64 = 50;
 /// Bounds for the boot that runs the scenarios, and for the PID 1 boot.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(420);
+const SECRETS_TIMEOUT: Duration = Duration::from_secs(180);
+/// Kernel parameters of the suite boot and of the secrets-only boot (read
+/// by init.sh): `memfd_secret` on, then off.
+const SUITE_CMDLINE: &str = "secretmem.enable=1";
+const SECRETS_CMDLINE: &str = "secretmem.enable=0 mlock.vm=secrets";
 const PID1_TIMEOUT: Duration = Duration::from_secs(120);
 /// The `#![no_std]` PID 1 helper (its own package under `examples/`),
 /// booted as `/init`.
@@ -178,7 +188,7 @@ pub fn main(args: &[String]) -> Result {
 
 /// All three architectures: the step `cargo xtask test` runs. The tally
 /// counts the tests run inside the VMs plus one entry per scenario
-/// (swap pressure, core dump, PID 1) and architecture.
+/// (swap pressure, core dump, secrets-only boot, PID 1) and architecture.
 pub fn run_all() -> Result<util::Tally> {
     run(&ARCHES.iter().collect::<Vec<_>>())
 }
@@ -202,7 +212,13 @@ struct Report {
     /// VmSwap in kB of the locked and the unlocked twin.
     swap: Option<(u64, u64)>,
     /// The words after `protected=` and `control=`.
-    core: Option<(String, String)>,
+    core: Vec<Core>,
+    /// `LockedBuf::new`'s backing in the suite boot and in the
+    /// secrets-only boot.
+    default_backing: (Option<String>, Option<String>),
+    /// Passed and failed tests of the secrets-only boot.
+    secrets_tests: Option<(u64, u64)>,
+    secrets_time: Duration,
     /// VmLck in kB of the PID 1 example.
     pid1: Option<u64>,
     /// The dt007 boots, one per mode.
@@ -211,6 +227,14 @@ struct Report {
     pid1_time: Duration,
     /// Why the architecture failed; empty when it passed.
     problems: Vec<String>,
+}
+
+/// One `core-dump <arch>: backing=<b> protected=<p> control=<c>` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Core {
+    backing: String,
+    protected: String,
+    control: String,
 }
 
 /// What the host prepares for one architecture before booting it.
@@ -296,7 +320,9 @@ pub fn run(arches: &[&'static Arch]) -> Result<util::Tally> {
         let mut tally = util::Tally::default();
         for r in &reports {
             let (passed, failed) = r.tests.unwrap_or_default();
-            tally.passed += passed + 3 + r.dt007.len() as u64;
+            let (secrets_passed, secrets_failed) = r.secrets_tests.unwrap_or_default();
+            tally.passed += passed + secrets_passed + 4 + r.dt007.len() as u64;
+            tally.failed += secrets_failed;
             tally.failed += failed;
             tally.ignored += r.ignored;
         }
@@ -502,11 +528,24 @@ fn boot_and_check(p: &Prepared) -> Report {
     };
 
     let started = Instant::now();
-    match boot(p, &p.suite_initrd, "", SUITE_TIMEOUT, "") {
+    match boot(p, &p.suite_initrd, SUITE_CMDLINE, SUITE_TIMEOUT, "") {
         Ok(console) => check_suite(&console, &mut report),
         Err(e) => report.problems.push(e),
     }
     report.suite_time = started.elapsed();
+
+    let started = Instant::now();
+    match boot(
+        p,
+        &p.suite_initrd,
+        SECRETS_CMDLINE,
+        SECRETS_TIMEOUT,
+        "secrets ",
+    ) {
+        Ok(console) => check_secrets(&console, &mut report),
+        Err(e) => report.problems.push(e),
+    }
+    report.secrets_time = started.elapsed();
 
     let started = Instant::now();
     match &p.pid1_initrd {
@@ -694,44 +733,8 @@ fn check_suite(console: &[String], r: &mut Report) {
             .push("the init script did not finish (no `vm: done` line)".into());
     }
 
-    // tests <arch>: N passed, M failed
-    match find_line(console, &format!("tests {arch}: ")) {
-        Some(rest) => match rest
-            .split_once(" passed, ")
-            .and_then(|(p, f)| Some((p.parse().ok()?, f.strip_suffix(" failed")?.parse().ok()?)))
-        {
-            Some((passed, failed)) => {
-                r.tests = Some((passed, failed));
-                // Cross-check the script's sums with the host's own count
-                // of libtest's result lines.
-                let mut tally = util::Tally::default();
-                tally.add_libtest_output(&console.join("\n"));
-                r.ignored = tally.ignored;
-                if tally.passed != passed || tally.failed > failed {
-                    r.problems.push(format!(
-                        "the summary line says {passed} passed, {failed} failed, but libtest's \
-                         result lines say {} passed, {} failed",
-                        tally.passed, tally.failed
-                    ));
-                }
-                if failed > 0 {
-                    r.problems.push(format!(
-                        "{failed} test(s) failed in the VM: {}",
-                        failing_tests(console).join(", ")
-                    ));
-                }
-                if passed == 0 {
-                    r.problems.push("no test passed in the VM".into());
-                }
-            }
-            None => r
-                .problems
-                .push(format!("malformed line: tests {arch}: {rest}")),
-        },
-        None => r
-            .problems
-            .push(format!("missing line: tests {arch}: N passed, M failed")),
-    }
+    r.tests = check_tests(console, arch, &mut r.ignored, &mut r.problems);
+    r.default_backing.0 = check_default_backing(console, arch, "secretmem", &mut r.problems);
 
     // swap-pressure <arch>: locked VmSwap=<n> kB unlocked VmSwap=<m> kB
     let prefix = format!("swap-pressure {arch}: ");
@@ -777,34 +780,129 @@ fn check_suite(console: &[String], r: &mut Report) {
         )),
     }
 
-    // core-dump <arch>: protected=absent control=present
-    let prefix = format!("core-dump {arch}: ");
-    match find_line(console, &prefix) {
-        Some(rest) => {
-            let word = |key: &str| {
-                rest.split_whitespace()
-                    .find_map(|w| w.strip_prefix(key))
-                    .unwrap_or("?")
-                    .to_string()
-            };
-            let (protected, control) = (word("protected="), word("control="));
-            if protected != "absent" {
-                r.problems.push(format!(
-                    "the LockedBuf marker was {protected} in the core dump (must be absent)"
-                ));
-            }
-            if control != "present" {
-                r.problems.push(format!(
-                    "the ordinary marker was {control} in the core dump (must be present, \
-                     or the search proved nothing)"
-                ));
-            }
-            r.core = Some((protected, control));
-        }
-        None => r.problems.push(format!(
-            "missing line: core-dump {arch}: protected=absent control=present"
-        )),
+    for backing in ["secretmem", "anonymous"] {
+        check_core(console, r, backing);
     }
+}
+
+/// Checks the secrets-only boot (`memfd_secret` off): its tests line, the
+/// fallback to anonymous memory, and its core dump.
+fn check_secrets(console: &[String], r: &mut Report) {
+    let arch = r.arch;
+    if !console.iter().any(|l| l == "vm: done") {
+        r.problems
+            .push("secrets boot: the init script did not finish (no `vm: done` line)".into());
+    }
+    let mut ignored = 0;
+    let mut problems = Vec::new();
+    r.secrets_tests = check_tests(console, arch, &mut ignored, &mut problems);
+    r.default_backing.1 = check_default_backing(console, arch, "anonymous", &mut problems);
+    r.ignored += ignored;
+    r.problems
+        .extend(problems.into_iter().map(|p| format!("secrets boot: {p}")));
+    check_core(console, r, "anonymous");
+}
+
+/// Checks `tests <arch>: N passed, M failed` against libtest's own result
+/// lines; returns (passed, failed) and adds libtest's ignored count.
+fn check_tests(
+    console: &[String],
+    arch: &str,
+    ignored: &mut u64,
+    problems: &mut Vec<String>,
+) -> Option<(u64, u64)> {
+    // tests <arch>: N passed, M failed
+    let mut result = None;
+    match find_line(console, &format!("tests {arch}: ")) {
+        Some(rest) => match rest
+            .split_once(" passed, ")
+            .and_then(|(p, f)| Some((p.parse().ok()?, f.strip_suffix(" failed")?.parse().ok()?)))
+        {
+            Some((passed, failed)) => {
+                result = Some((passed, failed));
+                // Cross-check the script's sums with the host's own count
+                // of libtest's result lines.
+                let mut tally = util::Tally::default();
+                tally.add_libtest_output(&console.join("\n"));
+                *ignored = tally.ignored;
+                if tally.passed != passed || tally.failed > failed {
+                    problems.push(format!(
+                        "the summary line says {passed} passed, {failed} failed, but libtest's \
+                         result lines say {} passed, {} failed",
+                        tally.passed, tally.failed
+                    ));
+                }
+                if failed > 0 {
+                    problems.push(format!(
+                        "{failed} test(s) failed in the VM: {}",
+                        failing_tests(console).join(", ")
+                    ));
+                }
+                if passed == 0 {
+                    problems.push("no test passed in the VM".into());
+                }
+            }
+            None => problems.push(format!("malformed line: tests {arch}: {rest}")),
+        },
+        None => problems.push(format!("missing line: tests {arch}: N passed, M failed")),
+    }
+    result
+}
+
+/// Checks `secrets <arch>: default=<backing>`: the backing `LockedBuf::new`
+/// chose in this boot must be `want`.
+fn check_default_backing(
+    console: &[String],
+    arch: &str,
+    want: &str,
+    problems: &mut Vec<String>,
+) -> Option<String> {
+    let Some(rest) = find_line(console, &format!("secrets {arch}: default=")) else {
+        problems.push(format!("missing line: secrets {arch}: default={want}"));
+        return None;
+    };
+    if rest != want {
+        problems.push(format!(
+            "LockedBuf::new chose {rest:?}, expected {want} (kernel command line \
+             secretmem.enable=1 turns memfd_secret on, =0 off)"
+        ));
+    }
+    Some(rest.to_string())
+}
+
+/// Checks `core-dump <arch>: backing=<backing> protected=absent
+/// control=present`.
+fn check_core(console: &[String], r: &mut Report, backing: &str) {
+    let prefix = format!("core-dump {}: backing={backing} ", r.arch);
+    let Some(rest) = find_line(console, &prefix) else {
+        r.problems.push(format!(
+            "missing line: {prefix}protected=absent control=present"
+        ));
+        return;
+    };
+    let word = |key: &str| {
+        rest.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .unwrap_or("?")
+            .to_string()
+    };
+    let (protected, control) = (word("protected="), word("control="));
+    if protected != "absent" {
+        r.problems.push(format!(
+            "the LockedBuf ({backing}) marker was {protected} in the core dump (must be absent)"
+        ));
+    }
+    if control != "present" {
+        r.problems.push(format!(
+            "the ordinary marker was {control} in the {backing} core dump (must be present, \
+             or the search proved nothing)"
+        ));
+    }
+    r.core.push(Core {
+        backing: backing.to_string(),
+        protected,
+        control,
+    });
 }
 
 /// The failing tests as `<test binary>::<test>`, read off libtest's
@@ -867,8 +965,22 @@ fn summary_lines(r: &Report) -> Vec<String> {
             "swap-pressure {arch}: locked VmSwap={n} kB unlocked VmSwap={m} kB"
         ));
     }
-    if let Some((p, c)) = &r.core {
-        lines.push(format!("core-dump {arch}: protected={p} control={c}"));
+    if let Some(b) = &r.default_backing.0 {
+        lines.push(format!("secrets {arch}: default={b}"));
+    }
+    if let Some(b) = &r.default_backing.1 {
+        lines.push(format!("secrets {arch}: default={b} (secretmem.enable=0)"));
+    }
+    if let Some((p, f)) = r.secrets_tests {
+        lines.push(format!(
+            "tests {arch} (secretmem.enable=0): {p} passed, {f} failed"
+        ));
+    }
+    for c in &r.core {
+        lines.push(format!(
+            "core-dump {arch}: backing={} protected={} control={}",
+            c.backing, c.protected, c.control
+        ));
     }
     if let Some(n) = r.pid1 {
         lines.push(format!("pid1 {arch}: locked {n} kB"));
@@ -884,26 +996,35 @@ fn table(reports: &[Report]) -> String {
     let rows: Vec<[String; 8]> = reports
         .iter()
         .map(|r| {
-            let core = r.core.as_ref().map_or("-".into(), |(p, c)| {
-                if p == "absent" && c == "present" {
-                    "secret absent".to_string()
-                } else {
-                    format!("{p}/{c}")
-                }
-            });
+            let core = if r.core.is_empty() {
+                "-".to_string()
+            } else {
+                r.core
+                    .iter()
+                    .map(|c| match (c.protected.as_str(), c.control.as_str()) {
+                        ("absent", "present") => format!("{}: absent", c.backing),
+                        (p, c2) => format!("{}: {p}/{c2}", c.backing),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             [
                 r.arch.to_string(),
                 r.kernel.clone(),
-                r.tests.map_or("-".into(), |(p, f)| match r.ignored {
-                    0 => format!("{p} ok, {f} failed"),
-                    i => format!("{p} ok, {f} failed, {i} ignored"),
+                r.tests.map_or("-".into(), |(p, f)| {
+                    let (sp, sf) = r.secrets_tests.unwrap_or_default();
+                    match r.ignored {
+                        0 => format!("{p} + {sp} ok, {} failed", f + sf),
+                        i => format!("{p} + {sp} ok, {} failed, {i} ignored", f + sf),
+                    }
                 }),
                 r.swap.map_or("-".into(), |(n, m)| format!("{n} / {m} kB")),
                 core,
                 r.pid1.map_or("-".into(), |n| format!("{n} kB")),
                 format!(
-                    "{:.0} + {:.0} s",
+                    "{:.0} + {:.0} + {:.0} s",
                     r.suite_time.as_secs_f64(),
+                    r.secrets_time.as_secs_f64(),
                     r.pid1_time.as_secs_f64()
                 ),
                 if r.problems.is_empty() {
@@ -918,7 +1039,7 @@ fn table(reports: &[Report]) -> String {
     let header = [
         "arch",
         "kernel",
-        "tests in the VM",
+        "tests in the VM (+ secrets boot)",
         "VmSwap locked / unlocked",
         "core dump",
         "PID 1 VmLck",
@@ -964,7 +1085,9 @@ test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; fini
 tests x86_64: 3 passed, 0 failed
 vm: locked twin: VmLck=41596 kB VmRSS=41584 kB
 swap-pressure x86_64: locked VmSwap=0 kB unlocked VmSwap=40996 kB
-core-dump x86_64: protected=absent control=present
+secrets x86_64: default=secretmem
+core-dump x86_64: backing=secretmem protected=absent control=present
+core-dump x86_64: backing=anonymous protected=absent control=present
 vm: done";
 
     fn checked(text: &str) -> Report {
@@ -983,7 +1106,12 @@ vm: done";
         assert_eq!(r.tests, Some((3, 0)));
         assert_eq!(r.ignored, 1);
         assert_eq!(r.swap, Some((0, 40996)));
-        assert_eq!(r.core, Some(("absent".into(), "present".into())));
+        assert_eq!(r.core.len(), 2);
+        assert!(r
+            .core
+            .iter()
+            .all(|c| c.protected == "absent" && c.control == "present"));
+        assert_eq!(r.default_backing.0.as_deref(), Some("secretmem"));
     }
 
     #[test]
@@ -1004,16 +1132,58 @@ vm: done";
 
     #[test]
     fn a_leaked_secret_or_a_blind_search_fails() {
-        let r = checked(&PASSING.replace("protected=absent", "protected=present"));
-        assert_eq!(r.problems.len(), 1);
-        let r = checked(&PASSING.replace("control=present", "control=absent"));
-        assert_eq!(r.problems.len(), 1);
+        for backing in ["secretmem", "anonymous"] {
+            let line = format!("backing={backing} protected=absent control=present");
+            let r = checked(&PASSING.replace(&line, &line.replace("=absent", "=present")));
+            assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+            assert!(r.problems[0].contains(backing));
+            let r = checked(&PASSING.replace(&line, &line.replace("=present", "=absent")));
+            assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        }
+        // Both backings must be dumped.
+        let r = checked(&PASSING.replace("backing=anonymous", "backing=secretmem"));
+        assert!(r
+            .problems
+            .iter()
+            .any(|p| p.contains("missing line: core-dump x86_64: backing=anonymous")));
+    }
+
+    #[test]
+    fn the_secrets_boot_must_fall_back_to_anonymous_memory() {
+        let text = "\
+vm: running secret
+test result: ok. 13 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s
+tests x86_64: 13 passed, 0 failed
+secrets x86_64: default=anonymous
+core-dump x86_64: backing=anonymous protected=absent control=present
+vm: done";
+        let mut r = Report {
+            arch: "x86_64",
+            ..Report::default()
+        };
+        check_secrets(&console(text), &mut r);
+        assert_eq!(r.problems, Vec::<String>::new());
+        assert_eq!(r.secrets_tests, Some((13, 0)));
+        let mut r = Report {
+            arch: "x86_64",
+            ..Report::default()
+        };
+        check_secrets(
+            &console(&text.replace("default=anonymous", "default=secretmem")),
+            &mut r,
+        );
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        assert!(r.problems[0].starts_with("secrets boot: LockedBuf::new chose"));
+        // The suite boot must have memfd_secret.
+        let r = checked(&PASSING.replace("default=secretmem", "default=anonymous"));
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
     }
 
     #[test]
     fn missing_lines_and_failed_tests_are_reported() {
         let r = checked("vm: running lock\ntest a ... FAILED\nvm: done");
-        assert_eq!(r.problems.len(), 3, "{:?}", r.problems);
+        // tests, secrets, swap-pressure, and two core-dump lines.
+        assert_eq!(r.problems.len(), 5, "{:?}", r.problems);
         let text = PASSING
             .replace(
                 "tests x86_64: 3 passed, 0 failed",

@@ -5,9 +5,16 @@
 # one summary line per scenario, and powers off. The host parses the
 # console; a line that is missing or says something else fails the run.
 #   tests <arch>: N passed, M failed
+#   secrets <arch>: default=secretmem|anonymous
 #   swap-pressure <arch>: locked VmSwap=<n> kB unlocked VmSwap=<m> kB
-#   core-dump <arch>: protected=absent|present control=absent|present
+#   core-dump <arch>: backing=<b> protected=absent|present control=absent|present
 # /etc/vm.conf sets ARCH and HOLD_MIB.
+#
+# The kernel command line picks the boot: `secretmem.enable=1` (memfd_secret
+# on; the 6.1 kernels need it) runs everything, with the core-dump scenario
+# once per backing; `secretmem.enable=0 mlock.vm=secrets` runs only the
+# secret tests and one core dump, to prove the anonymous fallback in a real
+# kernel. MLOCK_TEST_SECRETMEM tells tests/secret.rs which to expect.
 
 /bin/busybox mkdir -p /usr/bin /usr/sbin /sbin
 /bin/busybox --install -s
@@ -29,12 +36,21 @@ finish() {
 }
 
 say "kernel $(uname -r) on $(uname -m), $(grep MemTotal /proc/meminfo | tr -s ' ')"
+cmdline=$(cat /proc/cmdline)
+secrets_only=no
+case " $cmdline " in *" mlock.vm=secrets "*) secrets_only=yes ;; esac
+case " $cmdline " in
+    *" secretmem.enable=1 "*) export MLOCK_TEST_SECRETMEM=1 ;;
+    *" secretmem.enable=0 "*) export MLOCK_TEST_SECRETMEM=0 ;;
+esac
+say "secrets-only boot: $secrets_only; MLOCK_TEST_SECRETMEM=${MLOCK_TEST_SECRETMEM:-unset}"
 
 # --- the integration test suite, as root, in the real kernel ---------------
 passed=0
 failed=0
 for t in /tests/*; do
     name=${t##*/}
+    if [ "$secrets_only" = yes ] && [ "$name" != secret ]; then continue; fi
     say "running $name"
     "$t" > /tmp/test.out 2>&1
     rc=$?
@@ -55,6 +71,30 @@ for t in /tests/*; do
     fi
 done
 echo "tests $ARCH: $passed passed, $failed failed"
+echo "secrets $ARCH: default=$(vm_secret backing)"
+
+# --- core dumps: a LockedBuf marker vs an ordinary one ---------------------
+# $1: the backing vm_secret requires, or nothing for LockedBuf::new's choice.
+core_dump() {
+    rm -f /tmp/core.* /tmp/*.marker
+    (cd /tmp && vm_secret $1)
+    core=$(ls /tmp/core.* 2>/dev/null | head -n 1)
+    if [ -n "$core" ] && [ -s /tmp/protected.marker ] && [ -s /tmp/control.marker ]; then
+        say "core file $core: $(wc -c < "$core") bytes"
+        # A binary-safe search: busybox grep stops at the first NUL of a line.
+        protected=$(vm_secret find "$core" /tmp/protected.marker)
+        control=$(vm_secret find "$core" /tmp/control.marker)
+        echo "core-dump $ARCH: backing=$(cat /tmp/backing.marker) protected=$protected control=$control"
+    else
+        say "no core file or markers: $(ls /tmp)"
+    fi
+}
+echo '/tmp/core.%e.%p' > /proc/sys/kernel/core_pattern
+ulimit -c unlimited
+if [ "$secrets_only" = yes ]; then
+    core_dump
+    finish
+fi
 
 # --- swap pressure: a locked process beside an unlocked twin ---------------
 # zram's modules, in load order (zsmalloc and compressors first).
@@ -92,19 +132,8 @@ else
     say "no zram swap device: the modules did not load"
 fi
 
-# --- core dumps: a LockedBuf marker vs an ordinary one ---------------------
-echo '/tmp/core.%e.%p' > /proc/sys/kernel/core_pattern
-ulimit -c unlimited
-(cd /tmp && vm_secret)
-core=$(ls /tmp/core.* 2>/dev/null | head -n 1)
-if [ -n "$core" ] && [ -s /tmp/protected.marker ] && [ -s /tmp/control.marker ]; then
-    say "core file $core: $(wc -c < "$core") bytes"
-    # A binary-safe search: busybox grep stops at the first NUL of a line.
-    protected=$(vm_secret find "$core" /tmp/protected.marker)
-    control=$(vm_secret find "$core" /tmp/control.marker)
-    echo "core-dump $ARCH: protected=$protected control=$control"
-else
-    say "no core file or markers: $(ls /tmp)"
-fi
+# --- core dumps, once per backing ----------------------------------------
+core_dump secretmem
+core_dump anonymous
 
 finish
