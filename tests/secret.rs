@@ -587,6 +587,7 @@ fn a_forked_child_never_sees_the_secret() {
                     (Backing::Anonymous, false) => ensure(key.as_bytes() == &[0x5a; 32], || {
                         "under QEMU the child was expected to inherit the bytes".into()
                     })?,
+                    (other, _) => return Err(format!("unknown backing {other:?}")),
                 }
                 // The child's copy of the handle drops without touching
                 // absent memory or tripping the (wiped) canary. (A bitwise
