@@ -19,9 +19,13 @@
 //!   needs its swapped-out memory to serve that write.
 //!   `lock_all(CURRENT | FUTURE)` pins everything it has and will have.
 //! - **Secrets.** A key written to swap can outlive the process on disk.
-//!   [`LockedBuf`] holds a secret in locked pages that are left out of core
-//!   dumps and zeroed on drop; [`disable_core_dumps`] covers the whole
-//!   process.
+//!   [`LockedBuf`] holds a secret in `memfd_secret(2)` pages where the
+//!   kernel offers them (locked pages otherwise), out of core dumps,
+//!   between guard pages, behind a canary, kept from forked children and
+//!   zeroed on drop; [`SealedBuf`] also keeps it no-access outside a
+//!   borrow; [`disable_core_dumps`] and [`disable_core_dumps_with_guard`]
+//!   cover the whole process. `docs/secrets.md` compares them with
+//!   libsodium, memsec and the `secrets` crate.
 //! - **Real time.** A page fault on a critical path costs microseconds, and
 //!   a major fault from swap costs milliseconds. Lock, then pre-fault.
 //!
@@ -94,3 +98,9 @@ pub struct ReadmeDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/doctor.md")]
 pub struct DoctorDoctests;
+
+/// The Rust examples of docs/secrets.md ("Keeping a secret"), compiled and
+/// run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/secrets.md")]
+pub struct SecretsDoctests;
