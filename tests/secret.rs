@@ -386,6 +386,9 @@ fn a_small_memlock_limit_is_resource_limit_with_either_backing() {
     for backing in backings() {
         in_child(|| {
             let page = page_size() as u64;
+            ensure(page == 4096, || {
+                format!("the sizes below assume 4 KiB pages, not {page} bytes")
+            })?;
             set_memlock(page, page);
             drop_to_nobody();
             // 16 bytes of canary + (page - 16) fit one page ...
