@@ -232,6 +232,8 @@ struct Report {
 /// One `core-dump <arch>: backing=<b> protected=<p> control=<c>` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Core {
+    /// Whether it came from the secrets-only boot (`secretmem.enable=0`).
+    secretmem_off: bool,
     backing: String,
     protected: String,
     control: String,
@@ -801,6 +803,9 @@ fn check_secrets(console: &[String], r: &mut Report) {
     r.problems
         .extend(problems.into_iter().map(|p| format!("secrets boot: {p}")));
     check_core(console, r, "anonymous");
+    if let Some(core) = r.core.last_mut() {
+        core.secretmem_off = true;
+    }
 }
 
 /// Checks `tests <arch>: N passed, M failed` against libtest's own result
@@ -899,6 +904,7 @@ fn check_core(console: &[String], r: &mut Report, backing: &str) {
         ));
     }
     r.core.push(Core {
+        secretmem_off: false,
         backing: backing.to_string(),
         protected,
         control,
@@ -978,8 +984,15 @@ fn summary_lines(r: &Report) -> Vec<String> {
     }
     for c in &r.core {
         lines.push(format!(
-            "core-dump {arch}: backing={} protected={} control={}",
-            c.backing, c.protected, c.control
+            "core-dump {arch}: backing={} protected={} control={}{}",
+            c.backing,
+            c.protected,
+            c.control,
+            if c.secretmem_off {
+                " (secretmem.enable=0)"
+            } else {
+                ""
+            }
         ));
     }
     if let Some(n) = r.pid1 {
@@ -1001,9 +1014,15 @@ fn table(reports: &[Report]) -> String {
             } else {
                 r.core
                     .iter()
-                    .map(|c| match (c.protected.as_str(), c.control.as_str()) {
-                        ("absent", "present") => format!("{}: absent", c.backing),
-                        (p, c2) => format!("{}: {p}/{c2}", c.backing),
+                    .map(|c| {
+                        let backing = match c.secretmem_off {
+                            true => format!("{} (off)", c.backing),
+                            false => c.backing.clone(),
+                        };
+                        match (c.protected.as_str(), c.control.as_str()) {
+                            ("absent", "present") => format!("{backing}: absent"),
+                            (p, c2) => format!("{backing}: {p}/{c2}"),
+                        }
                     })
                     .collect::<Vec<_>>()
                     .join(", ")
