@@ -10,7 +10,7 @@ mod counting_alloc;
 
 use common::*;
 use counting_alloc::allocations;
-use mlock::{Config, Flags, LockedBuf};
+use mlock::{Backing, Config, Flags, LockedBuf, SealedBuf};
 
 #[test]
 fn locking_calls_do_not_allocate() {
@@ -26,6 +26,11 @@ fn locking_calls_do_not_allocate() {
             let mut key = LockedBuf::<32>::new().unwrap();
             key.as_mut()[0] = 1;
             drop(key);
+            drop(LockedBuf::<32>::with_backing(Backing::Anonymous).unwrap());
+            let mut sealed = SealedBuf::<32>::new().unwrap();
+            sealed.with_mut(|b| b[0] = 1);
+            drop(sealed);
+            drop(mlock::disable_core_dumps_with_guard().unwrap());
             mlock::memlock_limit().unwrap();
             mlock::raise_memlock_limit().unwrap();
             mlock::has_ipc_lock().unwrap();
