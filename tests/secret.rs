@@ -651,9 +651,26 @@ fn read_other(addr: u64, want: Option<u8>) -> Result<(), String> {
         let read = mem.read_exact_at(&mut buf, addr);
         match (want, read) {
             (Some(byte), Ok(())) => ensure(buf == [byte; 32], || format!("read {buf:?}")),
-            (None, Err(e)) => ensure(e.raw_os_error() == Some(libc::EIO), || {
-                format!("reading the secretmem page failed with {e}, not EIO")
-            }),
+            (None, Err(e)) => {
+                ensure(e.raw_os_error() == Some(libc::EIO), || {
+                    format!("reading the secretmem page failed with {e}, not EIO")
+                })?;
+                // process_vm_readv(2) is refused as well.
+                let local = libc::iovec {
+                    iov_base: buf.as_mut_ptr().cast(),
+                    iov_len: buf.len(),
+                };
+                let remote = libc::iovec {
+                    iov_base: addr as usize as *mut libc::c_void,
+                    iov_len: buf.len(),
+                };
+                // SAFETY: `local` describes our own writable buffer; the
+                // kernel validates `remote` against the other process.
+                let n = unsafe { libc::process_vm_readv(parent, &local, 1, &remote, 1, 0) };
+                ensure(n == -1, || {
+                    format!("process_vm_readv read {n} bytes of the secretmem page: {buf:?}")
+                })
+            }
             (None, Ok(())) => Err(format!("another process read the secretmem page: {buf:?}")),
             (Some(_), Err(e)) => Err(format!("reading the control page: {e}")),
         }
