@@ -207,8 +207,13 @@ pub enum Backing {
     /// this process's page tables. `/proc/<pid>/maps` shows the mapping as
     /// `/secretmem (deleted)`.
     ///
-    /// Costs: the pages are locked, charged to `RLIMIT_MEMLOCK` like
-    /// `mlock(2)`, and while any secretmem mapping exists on the machine it
+    /// Costs: the pages are never swapped and are charged to
+    /// `RLIMIT_MEMLOCK` like `mlock(2)`. Most kernels (6.1, 6.18) mark the
+    /// mapping locked (`VM_LOCKED`, shown in `VmLck`) and check the limit
+    /// at `mmap`; Debian's 6.12.117 does neither and charges each page when
+    /// it is first touched, which [`LockedBuf::new`] does for every page,
+    /// so the limit is an error there too, not a `SIGBUS` later. While
+    /// any secretmem mapping exists on the machine it
     /// cannot hibernate (the kernel refuses suspend-to-disk rather than
     /// write the secrets to the hibernation image). Taking pages out of the
     /// direct map splits its huge pages, which can cost the kernel some TLB

@@ -975,14 +975,37 @@ fn back_secretmem(data: usize, len: usize) -> Result<Backing, Error> {
         Err(e) => return Err(e),
     }
     // The mapping holds the file; `fd` closes on return. Fault the pages in
-    // now rather than at the first write to the secret: MADV_POPULATE_WRITE
-    // and MAP_POPULATE go through get_user_pages, which refuses secretmem
-    // (EINVAL), so touch each page.
-    // SAFETY: the range was just mapped read-write and nothing refers to it.
-    touch(
-        unsafe { core::slice::from_raw_parts_mut(data as *mut u8, len) },
-        page_size(),
-    );
+    // now, and so that a refusal is an error, not a signal. Some kernels
+    // (Debian's 6.12.117 seen) leave the mapping without VM_LOCKED and
+    // charge RLIMIT_MEMLOCK when a page is first touched: a store from
+    // this process then dies of SIGBUS. MADV_POPULATE_WRITE and
+    // MAP_POPULATE go through get_user_pages, which refuses secretmem
+    // (EINVAL). A store by the kernel on our behalf (clock_gettime writing
+    // its result into each page) takes the same fault and returns EFAULT.
+    let page = page_size();
+    let mut at = data;
+    while at < data + len {
+        // SAFETY: `at` is the start of a page of the read-write mapping
+        // just made, which nothing refers to yet; the kernel writes a
+        // 16-byte timespec there, or fails with EFAULT.
+        let ret = unsafe {
+            raw::syscall2(
+                Sysno::clock_gettime as usize,
+                c::CLOCK_MONOTONIC as usize,
+                at,
+            )
+        };
+        match check(ret) {
+            Ok(_) => {}
+            Err(Error::Os(e)) if e == linux_raw_sys::errno::EFAULT as i32 => {
+                return Err(memlock_refused())
+            }
+            Err(e) => return Err(e),
+        }
+        at += page;
+    }
+    // SAFETY: the range is mapped read-write and nothing refers to it.
+    zeroize(unsafe { core::slice::from_raw_parts_mut(data as *mut u8, len) });
     Ok(Backing::SecretMem)
 }
 
