@@ -6,6 +6,25 @@
 //! fixed buffer; a line that spans two reads is carried over in a small
 //! fixed buffer, and only the six fields this crate records are parsed,
 //! strictly, as the kernel writes them.
+//!
+//! # How the parser is fast
+//!
+//! Every recorded key starts with `V` or `C`, two letters that in the
+//! kernel's text stand almost only at the start of a line. The parser looks
+//! for those two bytes 64 at a time (with SSE2 or NEON where the target has
+//! them, see `sys::bytes_either`; eight at a time in plain integer
+//! arithmetic elsewhere), and checks each one found: the byte before it must
+//! be a newline and the next few must be a recorded key, which one 8-byte
+//! compare against a table tells (`KEYS`). Lines that are not recorded
+//! fields are never walked byte by byte; only the value of a recorded field
+//! is, and the kernel's own layout of those values (a tab, eight columns,
+//! ` kB`; or a tab and 16 hex digits) is read eight bytes at a time, with
+//! the general byte-by-byte rules for anything else. Nothing stops early:
+//! every line of the text is still looked at, so a duplicate or malformed
+//! field anywhere is still found.
+
+use core::fmt;
+use core::mem::MaybeUninit;
 
 use crate::sys::{self, Fd, OpenMode};
 use crate::Error;
@@ -18,14 +37,13 @@ use crate::Error;
 ///
 /// # References
 /// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Status {
-    locked: Option<u64>,
-    pinned: Option<u64>,
-    size: Option<u64>,
-    rss: Option<u64>,
-    swap: Option<u64>,
-    cap_eff: Option<u64>,
+    /// The recorded values, each in the slot of its key (see [`KEYS`]);
+    /// 0 where absent, so that equal statuses compare and hash equal.
+    values: [u64; 8],
+    /// Bit `s` is set when slot `s` holds a value.
+    present: u8,
 }
 
 impl Status {
@@ -55,65 +73,74 @@ impl Status {
     pub fn parse(bytes: &[u8]) -> Result<Status, Error> {
         let mut parser = StatusParser::new();
         parser.feed(bytes);
-        parser.finish()
+        parser.result()
+    }
+
+    /// The value in `slot`, if the text had its field.
+    #[inline]
+    fn get(&self, slot: usize) -> Option<u64> {
+        let value = *self.values.get(slot)?;
+        (self.present & (1 << slot) != 0).then_some(value)
     }
 
     /// `VmLck`: bytes locked with `mlock(2)`/`mlockall(2)`.
     #[must_use]
     pub fn locked_bytes(&self) -> Option<u64> {
-        self.locked
+        self.get(LOCKED)
     }
 
     /// `VmPin`: bytes pinned by the kernel or drivers (for example by
     /// RDMA or io_uring registered buffers); these cannot move either.
     #[must_use]
     pub fn pinned_bytes(&self) -> Option<u64> {
-        self.pinned
+        self.get(PINNED)
     }
 
     /// `VmSize`: the total virtual size of the process; what
     /// `mlockall(MCL_CURRENT)` must fit under `RLIMIT_MEMLOCK`.
     #[must_use]
     pub fn size_bytes(&self) -> Option<u64> {
-        self.size
+        self.get(SIZE)
     }
 
     /// `VmRSS`: bytes resident in RAM.
     #[must_use]
     pub fn rss_bytes(&self) -> Option<u64> {
-        self.rss
+        self.get(RSS)
     }
 
     /// `VmSwap`: bytes of anonymous memory swapped out. 0 for a fully
     /// locked process.
     #[must_use]
     pub fn swap_bytes(&self) -> Option<u64> {
-        self.swap
+        self.get(SWAP)
     }
 
     /// Whether `CAP_IPC_LOCK` is in the effective set (`CapEff`, bit 14).
     #[must_use]
     pub fn has_ipc_lock(&self) -> Option<bool> {
-        self.cap_eff
+        self.effective_capabilities()
             .map(|caps| caps & (1 << crate::limits::CAP_IPC_LOCK) != 0)
     }
 
     /// The effective capability set (`CapEff`), as a bit mask.
     #[must_use]
     pub fn effective_capabilities(&self) -> Option<u64> {
-        self.cap_eff
+        self.get(CAP_EFF)
     }
 }
 
-/// A field this parser records.
-#[derive(Clone, Copy)]
-enum Field {
-    Locked,
-    Pinned,
-    Size,
-    Rss,
-    Swap,
-    CapEff,
+impl fmt::Debug for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Status")
+            .field("locked", &self.locked_bytes())
+            .field("pinned", &self.pinned_bytes())
+            .field("size", &self.size_bytes())
+            .field("rss", &self.rss_bytes())
+            .field("swap", &self.swap_bytes())
+            .field("cap_eff", &self.effective_capabilities())
+            .finish()
+    }
 }
 
 /// The longest line of a recorded field the parser accepts. The kernel's
@@ -146,10 +173,15 @@ const LINE_MAX: usize = 64;
 #[derive(Debug, Clone)]
 pub struct StatusParser {
     status: Status,
-    carry: heapless::Vec<u8, LINE_MAX>,
-    /// The carried line is longer than `carry` holds.
+    /// The start of the line the last chunk left unfinished (`carried`
+    /// bytes of it), and room for the newline that ends it.
+    carry: [u8; LINE_MAX + 1],
+    carried: u8,
+    /// The unfinished line is longer than [`LINE_MAX`]; `carry` holds its
+    /// start.
     overlong: bool,
-    error: Option<Error>,
+    /// A recorded field was malformed: the rest is ignored.
+    malformed: bool,
 }
 
 impl Default for StatusParser {
@@ -164,56 +196,83 @@ impl StatusParser {
     pub const fn new() -> StatusParser {
         StatusParser {
             status: Status {
-                locked: None,
-                pinned: None,
-                size: None,
-                rss: None,
-                swap: None,
-                cap_eff: None,
+                values: [0; 8],
+                present: 0,
             },
-            carry: heapless::Vec::new(),
+            carry: [0; LINE_MAX + 1],
+            carried: 0,
             overlong: false,
-            error: None,
+            malformed: false,
         }
     }
 
     /// Consumes the next chunk of the text. After a malformed field the
     /// rest is ignored, and [`finish`](StatusParser::finish) reports it.
-    pub fn feed(&mut self, mut chunk: &[u8]) {
-        if self.error.is_some() {
+    pub fn feed(&mut self, chunk: &[u8]) {
+        if self.malformed {
             return;
         }
-        if !self.carry.is_empty() || self.overlong {
+        let mut text = chunk;
+        if self.carried != 0 || self.overlong {
             // Finish the line the last chunk left unfinished.
-            let Some(nl) = find_newline(chunk) else {
-                self.carry_over(chunk);
+            let Some(nl) = text.iter().position(|&b| b == b'\n') else {
+                self.keep(text);
                 return;
             };
-            self.carry_over(chunk.get(..nl).unwrap_or_default());
-            let carry = core::mem::take(&mut self.carry);
-            let overlong = core::mem::take(&mut self.overlong);
-            self.line(&carry, overlong);
-            chunk = chunk.get(nl + 1..).unwrap_or_default();
+            let (end, rest) = text.split_at_checked(nl).unwrap_or_default();
+            self.keep(end);
+            self.end_carried();
+            text = rest.get(1..).unwrap_or_default();
         }
-        // Every line but the last is whole in `chunk`.
-        let tail = for_each_line(chunk, |line| {
-            self.line(line, line.len() > LINE_MAX);
-            self.error.is_none()
-        });
-        if let Some(tail) = tail {
-            self.carry_over(tail);
+        // `text` starts a line; every line before its last newline is whole.
+        let whole = text
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |nl| nl + 1);
+        let (lines, tail) = text.split_at_checked(whole).unwrap_or_default();
+        if !scan(&mut self.status, lines) {
+            self.malformed = true;
+        }
+        self.keep(tail);
+    }
+
+    /// Keeps the start of an unfinished line for the next chunk. A byte
+    /// at a time: the tail of a chunk is short, and a copy loop would call
+    /// `memcpy`, which a static `no_std` binary otherwise does without.
+    fn keep(&mut self, part: &[u8]) {
+        for &b in part {
+            let n = usize::from(self.carried);
+            match self.carry.get_mut(n) {
+                Some(slot) if n < LINE_MAX => {
+                    *slot = b;
+                    self.carried += 1;
+                }
+                _ => {
+                    self.overlong = true;
+                    return;
+                }
+            }
         }
     }
 
-    /// Keeps the start of an unfinished line for the next chunk.
-    fn carry_over(&mut self, part: &[u8]) {
-        let room = LINE_MAX - self.carry.len();
-        if part.len() > room {
-            self.overlong = true;
+    /// Records the carried line, which the newline just found ends.
+    fn end_carried(&mut self) {
+        let n = usize::from(core::mem::take(&mut self.carried));
+        let overlong = core::mem::take(&mut self.overlong);
+        if let Some(end) = self.carry.get_mut(n) {
+            *end = b'\n';
         }
-        let keep = &part[..part.len().min(room)];
-        // `keep` fits in the remaining room, so this cannot fail.
-        let _ = self.carry.extend_from_slice(keep);
+        let line = self.carry.get(..=n).unwrap_or_default();
+        // A recorded field over LINE_MAX bytes is malformed whatever its
+        // value; any other line is scanned like the lines of a chunk.
+        let ok = if overlong {
+            !is_field(line)
+        } else {
+            scan(&mut self.status, line)
+        };
+        if !ok {
+            self.malformed = true;
+        }
     }
 
     /// Ends the text and returns what it held.
@@ -223,213 +282,293 @@ impl StatusParser {
     /// field whose line has no newline at the end of the text was cut off
     /// (any other unfinished line is ignored).
     pub fn finish(self) -> Result<Status, Error> {
-        if let Some(e) = self.error {
-            return Err(e);
-        }
-        if field_of(&self.carry).is_some() {
+        self.result()
+    }
+
+    /// [`finish`](Self::finish) without moving the parser.
+    fn result(&self) -> Result<Status, Error> {
+        let cut = self.carry.get(..usize::from(self.carried));
+        if self.malformed || cut.is_some_and(is_field) {
             return Err(Error::Malformed);
         }
         Ok(self.status)
     }
-
-    /// Handles one complete line (without its newline). `too_long` says the
-    /// line exceeds [`LINE_MAX`], in which case `line` may hold only its
-    /// start.
-    #[inline]
-    fn line(&mut self, line: &[u8], too_long: bool) {
-        let Some((field, value)) = field_of(line) else {
-            return;
-        };
-        let parsed = if too_long {
-            None
-        } else {
-            match field {
-                Field::CapEff => parse_hex(value),
-                _ => parse_kb(value),
-            }
-        };
-        let slot = match field {
-            Field::Locked => &mut self.status.locked,
-            Field::Pinned => &mut self.status.pinned,
-            Field::Size => &mut self.status.size,
-            Field::Rss => &mut self.status.rss,
-            Field::Swap => &mut self.status.swap,
-            Field::CapEff => &mut self.status.cap_eff,
-        };
-        match (parsed, &slot) {
-            (Some(v), None) => *slot = Some(v),
-            // Unparsable, or the field appeared twice.
-            _ => self.error = Some(Error::Malformed),
-        }
-    }
 }
 
-/// A mask with the high bit of each byte of `word` set where that byte is
-/// a newline, and no other bit. Exact for every byte: no carry crosses
-/// from one byte to the next.
+/// Records every field of `lines` (empty, or ending with a newline, so
+/// that every line in it is whole). `false`: a recorded field was
+/// malformed.
+///
+/// The candidates are the bytes `V` and `C`, found 64 bytes at a time;
+/// [`record`] checks each and skips those that start no recorded field.
+fn scan(status: &mut Status, lines: &[u8]) -> bool {
+    let mut base = 0;
+    while base < lines.len() {
+        // The 64 bytes from `base`; at the end, the last 64, which overlap
+        // the blocks already seen: their bits are shifted out.
+        let at = base.min(lines.len().saturating_sub(64));
+        let found = match lines.get(at..).and_then(<[u8]>::first_chunk) {
+            Some(block) => candidates(block) >> (base - at),
+            // All of `lines` is under 64 bytes.
+            None => lines.iter().enumerate().fold(0, |found, (i, &b)| {
+                found | (u64::from(b == b'V' || b == b'C') << i)
+            }),
+        };
+        if !record_each(status, lines, base, found) {
+            return false;
+        }
+        base += 64;
+    }
+    true
+}
+
+/// [`record`] at `base` plus each bit set in `found`.
+fn record_each(status: &mut Status, lines: &[u8], base: usize, mut found: u64) -> bool {
+    while found != 0 {
+        let pos = base + found.trailing_zeros() as usize;
+        found &= found - 1;
+        if !record(status, lines, pos) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Bit `i` set where `block[i]` may start a recorded key: wherever it is
+/// `V` or `C`, and with the portable loop sometimes elsewhere too (a `W`
+/// or `B` right after a byte it found), which [`record`] then skips. A
+/// candidate is never missed.
 #[inline(always)]
-fn newline_mask(word: [u8; 8]) -> u64 {
-    const LOW7: u64 = u64::from_ne_bytes([0x7f; 8]);
-    const NEWLINES: u64 = u64::from_ne_bytes([b'\n'; 8]);
-    let x = u64::from_le_bytes(word) ^ NEWLINES;
-    // A byte of `x` is zero exactly where the text has a newline: adding
-    // 0x7f to its low seven bits sets its high bit unless they are all
-    // zero, and `| x` covers its own high bit.
-    !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
+fn candidates(block: &[u8; 64]) -> u64 {
+    sys::bytes_either(block, b'V', b'C').unwrap_or_else(|| candidates_by_word(block))
 }
 
-/// Calls `line` on each newline-terminated line of `text` that starts with
-/// `V` or `C` (without its newline), eight bytes at a time, until it
-/// returns `false`. Returns the unterminated rest after the last newline,
-/// or `None` when stopped.
-#[inline]
-fn for_each_line<'a>(text: &'a [u8], mut line: impl FnMut(&'a [u8]) -> bool) -> Option<&'a [u8]> {
-    let mut start = 0;
-    let mut at = 0;
-    let mut words = text.chunks_exact(8);
-    for word in &mut words {
-        let Ok(word) = <[u8; 8]>::try_from(word) else {
-            break;
-        };
-        // Words are read little-endian: the lowest set bit is the first
-        // newline in memory.
-        let mut mask = newline_mask(word);
-        while mask != 0 {
-            let nl = at + (mask.trailing_zeros() / 8) as usize;
-            if starts_candidate(text, start) && !line(&text[start..nl]) {
-                return None;
-            }
-            start = nl + 1;
-            mask &= mask - 1;
-        }
-        at += 8;
-    }
-    for (i, &b) in words.remainder().iter().enumerate() {
-        if b == b'\n' {
-            if starts_candidate(text, start) && !line(&text[start..at + i]) {
-                return None;
-            }
-            start = at + i + 1;
-        }
-    }
-    Some(&text[start..])
-}
-
-/// Whether the line at `start` may hold a recorded key: every one starts
-/// with `V` or `C`, and most lines with neither.
+/// [`candidates`] eight bytes at a time, in integer arithmetic: for
+/// targets without SIMD (riscv64 without V, the stub backend).
 #[inline(always)]
-fn starts_candidate(text: &[u8], start: usize) -> bool {
-    matches!(text.get(start), Some(b'V' | b'C'))
-}
-
-/// The index of the first newline in `s`, eight bytes at a time.
-#[inline]
-fn find_newline(s: &[u8]) -> Option<usize> {
-    let mut words = s.chunks_exact(8);
-    let mut at = 0;
-    for word in &mut words {
+fn candidates_by_word(block: &[u8; 64]) -> u64 {
+    const V: u64 = splat(b'V');
+    const C: u64 = splat(b'C');
+    let mut found = 0;
+    for (i, word) in block.chunks_exact(8).enumerate() {
         let Ok(word) = <[u8; 8]>::try_from(word) else {
-            break;
+            continue;
         };
-        let found = newline_mask(word);
-        if found != 0 {
-            return Some(at + (found.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
+        let x = u64::from_le_bytes(word);
+        // 0x80 in each byte of `x ^ V` that is zero, and in a byte of 1
+        // just above one it marked, through the borrow: a `V`, or a `W`
+        // after one.
+        let zero = |v: u64| v.wrapping_sub(splat(1)) & !v & splat(0x80);
+        let hits = zero(x ^ V) | zero(x ^ C);
+        // One bit per byte, gathered into the top byte by the multiply.
+        let bits = (hits >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+        found |= bits << (8 * i);
     }
-    let tail = words.remainder();
-    tail.iter().position(|&b| b == b'\n').map(|i| at + i)
+    found
 }
 
-/// The recorded keys with their colon, each as a little-endian word and
-/// the mask of its bytes, for [`field_of`].
-const KEYS: [(u64, u64, usize, Field); 6] = [
-    key(b"VmLck:", Field::Locked),
-    key(b"VmPin:", Field::Pinned),
-    key(b"VmSize:", Field::Size),
-    key(b"VmRSS:", Field::Rss),
-    key(b"VmSwap:", Field::Swap),
-    key(b"CapEff:", Field::CapEff),
+/// `b` in each byte of a word.
+const fn splat(b: u8) -> u64 {
+    u64::from_ne_bytes([b; 8])
+}
+
+/// The recorded keys as they stand in the text: the newline before them,
+/// the key, its colon. Each fits one 8-byte word, and bits 2 to 4 of their
+/// sixth byte (the key's fifth letter) differ: that is the slot of each in
+/// [`KEYS`], and in [`Status`].
+const KEY_TEXT: [&[u8]; 6] = [
+    b"\nVmLck:",
+    b"\nVmPin:",
+    b"\nVmSize:",
+    b"\nVmRSS:",
+    b"\nVmSwap:",
+    b"\nCapEff:",
 ];
 
-const fn key(with_colon: &[u8], field: Field) -> (u64, u64, usize, Field) {
-    let mut word = [0u8; 8];
-    let mut mask = [0u8; 8];
+/// The slot of a line's head: see [`KEY_TEXT`].
+#[inline(always)]
+const fn slot(head: u64) -> usize {
+    ((head >> 42) & 7) as usize
+}
+
+/// Each slot's key, as a little-endian word, and the mask of its 7 or 8
+/// bytes. The two empty slots hold a key no head matches: all ones (a
+/// head holds a newline, or a `V` or `C`, in its first two bytes).
+const KEYS: [(u64, u64); 8] = {
+    let mut keys = [(u64::MAX, u64::MAX); 8];
+    let mut k = 0;
+    while k < KEY_TEXT.len() {
+        let text = KEY_TEXT[k];
+        let mut word = [0u8; 8];
+        let mut i = 0;
+        while i < text.len() {
+            word[i] = text[i];
+            i += 1;
+        }
+        let word = u64::from_le_bytes(word);
+        let s = slot(word);
+        assert!(keys[s].0 == u64::MAX, "two keys in one slot");
+        keys[s] = (word, u64::MAX >> (8 * (8 - text.len())));
+        k += 1;
+    }
+    keys
+};
+
+/// The slot of each field.
+const LOCKED: usize = slot_of(0);
+const PINNED: usize = slot_of(1);
+const SIZE: usize = slot_of(2);
+const RSS: usize = slot_of(3);
+const SWAP: usize = slot_of(4);
+const CAP_EFF: usize = slot_of(5);
+
+const fn slot_of(key: usize) -> usize {
+    let mut word = 0;
     let mut i = 0;
-    while i < with_colon.len() {
-        word[i] = with_colon[i];
-        mask[i] = 0xff;
+    while i < KEY_TEXT[key].len() {
+        word |= (KEY_TEXT[key][i] as u64) << (8 * i);
         i += 1;
     }
-    (
-        u64::from_le_bytes(word),
-        u64::from_le_bytes(mask),
-        with_colon.len(),
-        field,
-    )
+    slot(word)
 }
 
-/// Splits a line into a recorded field and the text after its colon.
-///
-/// A key is what precedes the first colon, and no recorded key holds a
-/// colon, so a line is a recorded field exactly when it starts with one of
-/// the keys followed by a colon: at most 7 bytes, compared as one word.
-#[inline]
-fn field_of(line: &[u8]) -> Option<(Field, &[u8])> {
-    let mut head = [0u8; 8];
-    match line.get(..8) {
-        Some(first) => head.copy_from_slice(first),
-        None => head[..line.len()].copy_from_slice(line),
+/// The 8 bytes of `text` from `pos - 1` as a little-endian word: a newline
+/// stands before position 0, and zeros after the end.
+#[inline(always)]
+fn head(text: &[u8], pos: usize) -> u64 {
+    let bytes = pos.checked_sub(1).and_then(|at| text.get(at..at + 8));
+    match bytes.and_then(|bytes| <[u8; 8]>::try_from(bytes).ok()) {
+        Some(bytes) => u64::from_le_bytes(bytes),
+        None => head_at_edge(text, pos),
     }
-    // Zero padding never matches: every pattern ends in a colon.
-    let head = u64::from_le_bytes(head);
-    let &(_, _, len, field) = KEYS
-        .iter()
-        .find(|&&(word, mask, _, _)| head & mask == word)?;
-    Some((field, line.get(len..)?))
 }
 
-/// Skips the spaces and tabs the kernel pads values with.
-fn trim_start(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
+/// [`head`] at the start or near the end of `text`.
+#[cold]
+fn head_at_edge(text: &[u8], pos: usize) -> u64 {
+    let (mut word, mut shift, from) = match pos.checked_sub(1) {
+        Some(at) => (0, 0, at),
+        None => (u64::from(b'\n'), 8, 0),
+    };
+    for &b in text.get(from..).unwrap_or_default() {
+        if shift == 64 {
+            break;
+        }
+        word |= u64::from(b) << shift;
+        shift += 8;
     }
-    s
+    word
 }
 
-/// Parses `<blanks><decimal> kB` into bytes, checked.
+/// Whether `line` (without its newline) starts with a recorded key.
+fn is_field(line: &[u8]) -> bool {
+    !line.is_empty() && key_slot(head(line, 0)).is_some()
+}
+
+/// The slot of the recorded key that `head` starts with, if any.
+#[inline(always)]
+fn key_slot(head: u64) -> Option<usize> {
+    let s = slot(head);
+    let (key, mask) = KEYS[s];
+    (head & mask == key).then_some(s)
+}
+
+/// Records the field whose line starts at `pos` of `text`, if the line is
+/// a recorded field; the line ends with a newline in `text`. `false`: the
+/// field is malformed.
+#[inline(always)]
+fn record(status: &mut Status, text: &[u8], pos: usize) -> bool {
+    match key_slot(head(text, pos)) {
+        None => true,
+        Some(s) => store(status, text, pos, s),
+    }
+}
+
+/// [`record`] of a recorded field, whose key is in slot `s`.
+#[inline(never)]
+fn store(status: &mut Status, text: &[u8], pos: usize, s: usize) -> bool {
+    // The value follows the colon: the key's bytes less the newline.
+    let colon = if KEYS[s].1 >> 56 == 0 { 6 } else { 7 };
+    // The newline may stand at most LINE_MAX bytes from `pos`.
+    let end = text.len().min(pos + LINE_MAX + 1);
+    let value = text.get(pos + colon..end).unwrap_or_default();
+    let parsed = match s {
+        CAP_EFF => parse_hex(value),
+        _ => parse_kb(value),
+    };
+    let bit = 1 << s;
+    match parsed {
+        Some(v) if status.present & bit == 0 => {
+            status.present |= bit;
+            if let Some(slot) = status.values.get_mut(s) {
+                *slot = v;
+            }
+            true
+        }
+        // Unparsable, or the field appeared twice.
+        _ => false,
+    }
+}
+
+/// Parses `<blanks><decimal> kB` and the newline after it into bytes,
+/// checked.
 fn parse_kb(value: &[u8]) -> Option<u64> {
-    let value = trim_start(value);
-    let mut rest = value;
+    // The kernel's layout, read in one word: a tab, eight columns of
+    // right-aligned digits (values under 10^8 kB).
+    if let Some([b'\t', columns @ .., b' ', b'k', b'B', b'\n']) = value.get(..13) {
+        let columns = u64::from_le_bytes(columns.try_into().ok()?);
+        // The spaces lead, so they are the low bytes of the word.
+        let spaces = (columns ^ splat(b' ')).trailing_zeros() / 8;
+        // With the spaces made '0' (0x20 | 0x10), all eight must be digits.
+        let padded = columns | (splat(0x10) & ((1 << (8 * spaces)) - 1));
+        let high = padded & splat(0xf0);
+        let low_ok = padded.wrapping_add(splat(0x06)) & splat(0xf0);
+        if spaces < 8 && high == splat(0x30) && low_ok == splat(0x30) {
+            // Pairs, then fours, then all eight digits, first digit most
+            // significant; at most 99,999,999 kB, so no overflow.
+            let mut n = padded & splat(0x0f);
+            n = (n.wrapping_mul(10 << 8 | 1) >> 8) & 0x00ff_00ff_00ff_00ff;
+            n = (n.wrapping_mul(100 << 16 | 1) >> 16) & 0x0000_ffff_0000_ffff;
+            return Some((n.wrapping_mul(10_000 << 32 | 1) >> 32) << 10);
+        }
+    }
+    let start = blanks(value);
+    let mut end = start;
     let mut kb: u64 = 0;
-    while let [d @ b'0'..=b'9', tail @ ..] = rest {
+    while let Some(&d @ b'0'..=b'9') = value.get(end) {
         kb = kb.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-        rest = tail;
+        end += 1;
     }
     // No digit at all, or anything but the unit after them.
-    if rest.len() == value.len() || rest != b" kB" {
+    if end == start || value.get(end..end + 4) != Some(b" kB\n") {
         return None;
     }
     kb.checked_mul(1024)
 }
 
-/// Parses `<blanks><hex>` (1 to 16 digits, as in `CapEff`).
+/// Parses `<blanks><hex>` (1 to 16 digits, as in `CapEff`) and the
+/// newline after it.
 fn parse_hex(value: &[u8]) -> Option<u64> {
-    let value = trim_start(value);
-    if value.is_empty() || value.len() > 16 {
-        return None;
-    }
     let mut bits: u64 = 0;
-    for &d in value {
-        let nibble = match d {
-            b'0'..=b'9' => d - b'0',
-            b'a'..=b'f' => d - b'a' + 10,
-            b'A'..=b'F' => d - b'A' + 10,
-            _ => return None,
+    for (i, &d) in value.get(blanks(value)..)?.iter().enumerate() {
+        // 0-9, a-f and A-F.
+        let Some(nibble) = char::from(d).to_digit(16) else {
+            return (d == b'\n' && i > 0).then_some(bits);
         };
+        if i == 16 {
+            return None;
+        }
         bits = (bits << 4) | u64::from(nibble);
     }
-    Some(bits)
+    None
+}
+
+/// How many spaces and tabs (the kernel's padding) `value` starts with.
+fn blanks(value: &[u8]) -> usize {
+    value
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count()
 }
 
 /// The size of the stack buffer the file is read through: one read holds
@@ -439,7 +578,22 @@ const READ_CHUNK: usize = 2048;
 
 /// Set once `/proc` has been seen to be procfs in this process; clear
 /// again in a forked child, which may have another `/proc`.
-static PROC_CHECKED: sys::ForkLocalFlag = sys::ForkLocalFlag::new();
+static PROC_CHECKED: sys::ForkLocal = sys::ForkLocal::new();
+
+/// This process's ID, remembered until a fork: `getpid(2)` the first time
+/// in each process, then one load from a wipe-on-fork page
+/// ([`sys::ForkLocal`]).
+fn pid() -> u32 {
+    static PID: sys::ForkLocal = sys::ForkLocal::new();
+    match PID.get() {
+        0 => {
+            let pid = sys::getpid();
+            PID.set(pid);
+            pid
+        }
+        pid => pid,
+    }
+}
 
 /// Opens `/proc/self/status` and checks, with `fstatfs(2)`, that it is
 /// procfs. A container or a test can mount anything at `/proc`.
@@ -459,7 +613,7 @@ fn check_procfs(fd: &Fd) -> Result<(), Error> {
     if !sys::is_procfs(fd)? {
         return Err(Error::ProcUnavailable);
     }
-    PROC_CHECKED.set();
+    PROC_CHECKED.set(1);
     Ok(())
 }
 
@@ -484,24 +638,17 @@ pub(crate) fn proc_error(e: Error) -> Error {
 /// return 0. Anything else (a full buffer, a cut line) reads on to the
 /// end.
 pub(crate) fn read_status(fd: &Fd, positional: bool) -> Result<Status, Error> {
-    let mut buf = [0u8; READ_CHUNK];
+    // Not zeroed first: the kernel writes what is read.
+    let mut buf = [MaybeUninit::uninit(); READ_CHUNK];
     let mut parser = StatusParser::new();
     let mut offset: u64 = 0;
     loop {
-        let n = if positional {
-            sys::pread(fd, &mut buf, offset)?
-        } else {
-            sys::read(fd, &mut buf)?
-        };
-        let Some(data) = buf.get(..n) else {
-            // The kernel never returns more than asked.
-            return Err(Error::Malformed);
-        };
+        let data = sys::read_to(fd, &mut buf, positional.then_some(offset))?;
         parser.feed(data);
-        if n < buf.len() && (n == 0 || data.last() == Some(&b'\n')) {
-            return parser.finish();
+        if data.len() < READ_CHUNK && (data.is_empty() || data.last() == Some(&b'\n')) {
+            return parser.result();
         }
-        offset += n as u64;
+        offset += data.len() as u64;
     }
 }
 
@@ -531,7 +678,7 @@ pub(crate) fn read_status(fd: &Fd, positional: bool) -> Result<Status, Error> {
 /// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
 pub fn status() -> Result<Status, Error> {
     let fd = open_status_file()?;
-    if !PROC_CHECKED.is_set() {
+    if PROC_CHECKED.get() == 0 {
         check_procfs(&fd)?;
     }
     read_status(&fd, false)
@@ -569,9 +716,14 @@ pub fn is_locked() -> bool {
 /// that opened it, not whoever reads it later: after `fork(2)`, a child
 /// reading the parent's descriptor would get the *parent's* `VmLck`. The
 /// reader records the process ID when it opens, and [`read`] compares it
-/// with `getpid(2)`; in a different process it reopens `/proc/self/status`
-/// first, so every read describes the process that calls it. (The
-/// descriptor itself is close-on-exec.)
+/// with the caller's, `getpid(2)`; in a different process it reopens
+/// `/proc/self/status` first, so every read describes the process that
+/// calls it. (The descriptor itself is close-on-exec.) The caller's ID is
+/// asked of the kernel once per process and remembered in a page marked
+/// `MADV_WIPEONFORK` (`madvise(2)`), which a forked child gets
+/// zero-filled, so that it asks again; where that advice is missing (before
+/// Linux 4.14, or under an emulator that ignores advice) every read calls
+/// `getpid`.
 ///
 /// ```no_run
 /// let mut reader = mlock::StatusReader::open()?;
@@ -604,16 +756,17 @@ impl StatusReader {
     /// - [`open(2)`](https://man7.org/linux/man-pages/man2/open.2.html)
     /// - [`statfs(2)`](https://man7.org/linux/man-pages/man2/statfs.2.html)
     pub fn open() -> Result<StatusReader, Error> {
-        let pid = sys::getpid();
+        let pid = pid();
         Ok(StatusReader {
             fd: open_status()?,
             pid,
         })
     }
 
-    /// Reads and parses the status of the calling process: one `getpid`
-    /// and one `pread` (more for a file over 2 KiB). In a child of
-    /// `fork(2)` the first call reopens the file for the child.
+    /// Reads and parses the status of the calling process: one `pread`
+    /// (more for a file over 2 KiB), and the first time in a process one
+    /// `getpid`. In a child of `fork(2)` the first call reopens the file
+    /// for the child.
     ///
     /// # Errors
     /// - [`Error::Malformed`]: see [`Status::parse`].
@@ -624,7 +777,7 @@ impl StatusReader {
     /// - [`pread(2)`](https://man7.org/linux/man-pages/man2/pread.2.html)
     /// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
     pub fn read(&mut self) -> Result<Status, Error> {
-        let pid = sys::getpid();
+        let pid = pid();
         if pid != self.pid {
             self.fd = open_status()?;
             self.pid = pid;
@@ -637,5 +790,103 @@ impl StatusReader {
     #[must_use]
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{candidates, candidates_by_word, parse_kb};
+
+    /// splitmix64, for blocks of bytes that hit every case.
+    fn next(state: &mut u64) -> u64 {
+        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    #[test]
+    fn candidates_never_miss_and_simd_is_exact() {
+        let mut state = 16;
+        for round in 0..200_000 {
+            let mut block = [0u8; 64];
+            for b in block.iter_mut() {
+                let r = next(&mut state);
+                // Mostly the bytes around the targets, sometimes any byte.
+                *b = match r % 8 {
+                    0 => b'V',
+                    1 => b'C',
+                    2 => b'W',
+                    3 => b'B',
+                    4 => b'\n',
+                    5 => (r >> 8) as u8,
+                    6 => b'V' ^ (1 << ((r >> 8) % 8)),
+                    _ => b'C' ^ (1 << ((r >> 8) % 8)),
+                };
+            }
+            let exact = block.iter().enumerate().fold(0u64, |m, (i, &b)| {
+                m | (u64::from(b == b'V' || b == b'C') << i)
+            });
+            let by_word = candidates_by_word(&block);
+            assert_eq!(by_word & exact, exact, "round {round}: {block:?}");
+            // What the word loop adds is a W or B right after a byte it
+            // found (the borrow of a V or C, passed on by a run of them).
+            for i in 0..64 {
+                if by_word & !exact & (1 << i) != 0 {
+                    assert!(block[i] == b'W' || block[i] == b'B', "{block:?} at {i}");
+                    assert!(i % 8 != 0 && by_word & (1 << (i - 1)) != 0);
+                }
+            }
+            // SIMD where the target has it; the word loop elsewhere.
+            let found = candidates(&block);
+            if crate::sys::bytes_either(&block, b'V', b'C').is_some() {
+                assert_eq!(found, exact, "round {round}: {block:?}");
+            } else {
+                assert_eq!(found, by_word);
+            }
+        }
+    }
+
+    /// `parse_kb` by the rules alone: blanks, digits, ` kB`, newline.
+    fn kb_by_the_rules(value: &[u8]) -> Option<u64> {
+        let digits_at = value.iter().position(|&b| b != b' ' && b != b'\t')?;
+        let digits = &value[digits_at..];
+        let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+        if n == 0 || !digits[n..].starts_with(b" kB\n") {
+            return None;
+        }
+        let mut kb: u64 = 0;
+        for &d in &digits[..n] {
+            kb = kb.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        }
+        kb.checked_mul(1024)
+    }
+
+    #[test]
+    fn the_kernel_kb_layout_in_one_word_reads_as_the_rules_do() {
+        // A tab, eight columns, the unit: every mix of spaces, digits and
+        // odd bytes, with the unit right or wrong.
+        let columns: [u8; 6] = [b' ', b'0', b'7', b'9', b'\t', b'x'];
+        let mut state = 61;
+        for round in 0..300_000 {
+            let mut value = *b"\t        0 kB\nVmPin:\t";
+            for c in value[1..9].iter_mut() {
+                *c = columns[(next(&mut state) % 6) as usize];
+            }
+            if round % 7 == 0 {
+                value[9 + (next(&mut state) % 4) as usize] = b'K';
+            }
+            assert_eq!(
+                parse_kb(&value),
+                kb_by_the_rules(&value),
+                "{:?}",
+                core::str::from_utf8(&value)
+            );
+        }
+        assert_eq!(parse_kb(b"\t12345678 kB\n"), Some(12_345_678 * 1024));
+        assert_eq!(parse_kb(b"\t       0 kB\n"), Some(0));
+        assert_eq!(parse_kb(b"\t        kB\n"), None);
+        assert_eq!(parse_kb(b"\t 1 2 3 4 kB\n"), None);
     }
 }

@@ -11,7 +11,10 @@ use mlock::{Error, Flags, Status, StatusParser, StatusReader};
 
 #[path = "common/counting_alloc.rs"]
 mod counting_alloc;
+#[path = "common/status_oracle.rs"]
+mod status_oracle;
 use counting_alloc::allocations;
+use status_oracle::{fields, oracle};
 
 fn run(scenario: impl FnOnce() -> Result<(), String>) {
     if let Err(message) = in_child(scenario) {
@@ -324,61 +327,6 @@ fn real_status_split_at_every_offset_matches_the_one_shot_parse() {
 // The generated corpus: an independent, obviously-correct oracle written
 // with std, and the crate's parser must agree with it on every input, one
 // shot and split. Counted, and the count printed.
-
-/// What the oracle expects: the six fields, or malformed.
-fn oracle(text: &[u8]) -> Result<[Option<u64>; 6], Error> {
-    const KEYS: [&[u8]; 6] = [
-        b"VmLck", b"VmPin", b"VmSize", b"VmRSS", b"VmSwap", b"CapEff",
-    ];
-    let mut out = [None; 6];
-    let mut lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
-    // What follows the last newline is unterminated.
-    let last = lines.pop().unwrap_or_default();
-    for line in lines {
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let Some(k) = KEYS.iter().position(|key| *key == &line[..colon]) else {
-            continue;
-        };
-        if line.len() > 64 || out[k].is_some() {
-            return Err(Error::Malformed);
-        }
-        let value = std::str::from_utf8(&line[colon + 1..]).map_err(|_| Error::Malformed)?;
-        let value = value.trim_start_matches([' ', '\t']);
-        let parsed = if k == 5 {
-            let ok = !value.is_empty()
-                && value.len() <= 16
-                && value.bytes().all(|b| b.is_ascii_hexdigit());
-            ok.then(|| u64::from_str_radix(value, 16).ok()).flatten()
-        } else {
-            value
-                .strip_suffix(" kB")
-                .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|d| d.parse::<u128>().ok())
-                .map(|kb| kb * 1024)
-                .and_then(|b| u64::try_from(b).ok())
-        };
-        out[k] = Some(parsed.ok_or(Error::Malformed)?);
-    }
-    if let Some(colon) = last.iter().position(|&b| b == b':') {
-        if KEYS.contains(&&last[..colon]) {
-            return Err(Error::Malformed);
-        }
-    }
-    Ok(out)
-}
-
-fn fields(s: &Status) -> [Option<u64>; 6] {
-    [
-        s.locked_bytes(),
-        s.pinned_bytes(),
-        s.size_bytes(),
-        s.rss_bytes(),
-        s.swap_bytes(),
-        s.effective_capabilities(),
-    ]
-}
 
 /// splitmix64: a small, fast, deterministic generator.
 struct Rng(u64);

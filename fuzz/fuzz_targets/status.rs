@@ -1,6 +1,8 @@
 //! Fuzzes the `/proc/<pid>/status` parser: any bytes, one shot and split
-//! in three at offsets taken from the input, must give the same answer,
-//! never panic, and never a size that is not a whole number of kB.
+//! in three at offsets taken from the input, must give the same answer as
+//! each other and as the independent oracle of the tests
+//! (`tests/common/status_oracle.rs`), never panic, and never a size that
+//! is not a whole number of kB.
 //!
 //! `cargo +nightly fuzz run status -- -runs=N` (from the repository root).
 #![no_main]
@@ -8,10 +10,18 @@
 use libfuzzer_sys::fuzz_target;
 use mlock::{Status, StatusParser};
 
+#[path = "../../tests/common/status_oracle.rs"]
+mod status_oracle;
+
 fuzz_target!(|data: &[u8]| {
     // The first four bytes choose the cuts; the rest is the text.
     let (cuts, text) = data.split_at(data.len().min(4));
     let whole = Status::parse(text);
+    assert_eq!(
+        whole.map(|s| status_oracle::fields(&s)),
+        status_oracle::oracle(text),
+        "one shot"
+    );
     let mut at = [0usize; 2];
     for (i, pair) in cuts.chunks(2).enumerate() {
         let n = pair.iter().fold(0usize, |n, &b| n << 8 | usize::from(b));

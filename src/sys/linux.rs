@@ -25,7 +25,8 @@
 #![allow(unsafe_code)]
 
 use core::ffi::CStr;
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use linux_raw_sys::general as c;
 use syscalls::{raw, Sysno};
@@ -352,20 +353,40 @@ pub(crate) fn read(fd: &Fd, buf: &mut [u8]) -> Result<usize, Error> {
     })
 }
 
-/// `pread64(2)` into `buf` at `offset`.
+/// `read(2)` from where `fd` stands (`offset` `None`), or `pread64(2)` at
+/// `offset`, into `buf`, which need not be initialised: returns the bytes
+/// read, at the start of `buf`. Reading into a fresh stack buffer without
+/// zeroing it first saves the zeroing (2 KiB for a status read).
 #[inline]
-pub(crate) fn pread(fd: &Fd, buf: &mut [u8], offset: u64) -> Result<usize, Error> {
-    // SAFETY: `buf` is valid for writes of `buf.len()` bytes; on the three
-    // 64-bit backend arches the offset is passed in one register.
-    check(unsafe {
+pub(crate) fn read_to<'a>(
+    fd: &Fd,
+    buf: &'a mut [MaybeUninit<u8>],
+    offset: Option<u64>,
+) -> Result<&'a [u8], Error> {
+    let (call, offset) = match offset {
+        None => (Sysno::read, 0),
+        Some(offset) => (Sysno::pread64, offset as usize),
+    };
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes, initialised or
+    // not, and the kernel only writes to it; `read` ignores the fourth
+    // argument, and `pread64` takes the offset in one register on the three
+    // 64-bit backend arches.
+    let n = check(unsafe {
         raw::syscall4(
-            Sysno::pread64 as usize,
+            call as usize,
             fd.0 as usize,
             buf.as_mut_ptr() as usize,
             buf.len(),
-            offset as usize,
+            offset,
         )
-    })
+    })?;
+    // The kernel never returns more than asked; `min` keeps that from
+    // being an assumption.
+    let n = n.min(buf.len());
+    // SAFETY: the kernel wrote the first `n` bytes of `buf`, so they are
+    // initialised; the result borrows `buf`, so nothing writes them while
+    // it lives.
+    Ok(unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) })
 }
 
 /// `write(2)` of `buf` to the raw descriptor `fd`; returns the bytes written.
@@ -387,69 +408,72 @@ pub(crate) fn write(fd: i32, buf: &[u8]) -> Result<usize, Error> {
 /// or a test can mount anything at `/proc`.
 #[inline]
 pub(crate) fn is_procfs(fd: &Fd) -> Result<bool, Error> {
-    // SAFETY: statfs64 is plain integers; all-zero is a valid value.
-    let mut buf: c::statfs64 = unsafe { core::mem::zeroed() };
+    // Not zeroed first (120 bytes): the kernel fills it in.
+    let mut buf = MaybeUninit::<c::statfs64>::uninit();
     // SAFETY: on the 64-bit backend arches `struct statfs` is `statfs64`,
     // and `buf` is valid for writes of its size.
     check(unsafe {
         raw::syscall2(
             Sysno::fstatfs as usize,
             fd.0 as usize,
-            &mut buf as *mut c::statfs64 as usize,
+            buf.as_mut_ptr() as usize,
         )
     })?;
+    // SAFETY: a successful fstatfs wrote the whole struct, and a statfs64
+    // is plain integers.
+    let buf = unsafe { buf.assume_init() };
     Ok(buf.f_type as u64 == u64::from(c::PROC_SUPER_MAGIC))
 }
 
-/// A per-process flag that, once set, reads as clear again in
-/// a child made by `fork(2)`: a cache of a fact about this process that a
-/// child has to find out for itself (the child may live in another mount
-/// namespace).
+/// A per-process value that, once set, reads as unset (0) again in a
+/// child made by `fork(2)`: a cache of a fact about this process that a
+/// child has to find out for itself (its process ID; whether its `/proc`,
+/// which may be in another mount namespace, is procfs).
 ///
-/// The flag is the first byte of its own anonymous page, marked
+/// The value is the first word of its own anonymous page, marked
 /// `MADV_WIPEONFORK` (`madvise(2)`, Linux 4.14+): the kernel gives a forked
-/// child that page zero-filled, so the child sees the flag clear, with no
-/// `getpid` on the fast path. Where the page cannot be had (an older kernel
-/// rejects the advice, the mapping fails) the flag is never set, and the
-/// caller does its check every time.
+/// child that page zero-filled, so the child sees 0, with no `getpid` on
+/// the fast path. Where the page cannot be had (an older kernel rejects the
+/// advice, the mapping fails) nothing is ever stored, and the caller works
+/// the value out every time.
 ///
 /// QEMU user mode before 8.0 answers every `madvise` with 0 and applies
-/// none, so a child there would inherit a set flag. Before it trusts the
+/// none, so a child there would inherit the value. Before it trusts the
 /// page, [`wipe_on_fork_page`] also asks for advice no kernel defines: a real
 /// kernel refuses it with EINVAL, and an `madvise` that accepts it is one
 /// that ignores advice.
 ///
-/// A `clone(CLONE_VM)` child shares the page and so the flag; `vfork`
+/// A `clone(CLONE_VM)` child shares the page and so the value; `vfork`
 /// children only `exec` or `_exit`, which is all such a child may do.
-pub(crate) struct ForkLocalFlag {
-    /// [`NO_PAGE`], [`NO_FLAG`], or the address of the flag's page.
+pub(crate) struct ForkLocal {
+    /// [`NO_PAGE`], [`NO_FLAG`], or the address of the value's page.
     page: AtomicUsize,
 }
 
-/// [`ForkLocalFlag::page`] before the first `set`.
+/// [`ForkLocal::page`] before the first `set`.
 const NO_PAGE: usize = 0;
-/// [`ForkLocalFlag::page`] when no wipe-on-fork page can be had.
+/// [`ForkLocal::page`] when no wipe-on-fork page can be had.
 const NO_FLAG: usize = 1;
 
-impl ForkLocalFlag {
-    /// A clear flag, with no page yet.
-    pub(crate) const fn new() -> ForkLocalFlag {
-        ForkLocalFlag {
+impl ForkLocal {
+    /// No value, and no page yet.
+    pub(crate) const fn new() -> ForkLocal {
+        ForkLocal {
             page: AtomicUsize::new(NO_PAGE),
         }
     }
 
-    /// Whether [`set`](Self::set) ran in this process since it was forked
-    /// (or started). One load and, once the page exists, one more.
+    /// What [`set`](Self::set) stored in this process since it was forked
+    /// (or started), or 0. One load and, once the page exists, one more.
     #[inline]
-    pub(crate) fn is_set(&self) -> bool {
+    pub(crate) fn get(&self) -> u32 {
         match self.page.load(Ordering::Acquire) {
-            NO_PAGE | NO_FLAG => false,
-            page => Self::byte(page).load(Ordering::Relaxed) != 0,
+            NO_PAGE | NO_FLAG => 0,
+            page => Self::word(page).load(Ordering::Relaxed),
         }
     }
 
-    /// Sets the flag, making the page on first use. Does nothing where no
+    /// Stores `value`, making the page on first use. Does nothing where no
     /// page can be had.
     ///
     /// Only loads and stores, no read-modify-write: on aarch64 a
@@ -461,28 +485,28 @@ impl ForkLocalFlag {
     /// is never unmapped once it may have been published, so no thread can
     /// touch an unmapped page.
     #[cold]
-    pub(crate) fn set(&self) {
+    pub(crate) fn set(&self, value: u32) {
         let mut page = self.page.load(Ordering::Acquire);
         if page == NO_PAGE {
             page = wipe_on_fork_page();
             self.page.store(page, Ordering::Release);
         }
         if page != NO_FLAG {
-            Self::byte(page).store(1, Ordering::Relaxed);
+            Self::word(page).store(value, Ordering::Relaxed);
         }
     }
 
-    /// The flag byte at the start of `page`.
+    /// The value's word at the start of `page`.
     #[inline(always)]
-    fn byte(page: usize) -> &'static AtomicU8 {
+    fn word(page: usize) -> &'static AtomicU32 {
         // SAFETY: `page` came from `wipe_on_fork_page` through `set`, which
         // publishes only the address of a read-write page it mapped and
-        // never unmaps (no safe code can unmap it either), so the byte stays
+        // never unmaps (no safe code can unmap it either), so the word stays
         // valid for the rest of the process, and of any forked child, which
-        // inherits the mapping. An AtomicU8 has alignment 1 and every bit
-        // pattern is a valid u8; all accesses to the byte go through this
-        // AtomicU8.
-        unsafe { &*(page as *const AtomicU8) }
+        // inherits the mapping. A page address is aligned for an AtomicU32,
+        // and every bit pattern is a valid u32; all accesses to the word go
+        // through this AtomicU32.
+        unsafe { &*(page as *const AtomicU32) }
     }
 }
 
@@ -767,7 +791,7 @@ impl SecretPages {
         };
         // QEMU user mode before 8.0 answers every madvise with 0 and
         // applies none: an advice no kernel defines tells it apart (see
-        // `ForkLocalFlag`).
+        // `ForkLocal`).
         let honoured = advise_raw(data, page, u32::MAX) != 0;
         let fork_protected = advised && honoured;
 
@@ -1070,4 +1094,72 @@ fn fatal(message: &[u8]) -> ! {
         raw::syscall2(Sysno::kill as usize, pid, c::SIGKILL as usize);
     }
     exit_group(134)
+}
+
+/// Where `block` holds `a` or `b`: bit `i` of the result is set exactly
+/// when `block[i]` is one of them. The status parser finds the lines it
+/// records with it.
+///
+/// This is the crate's only SIMD, on the two arches whose baseline has it
+/// (no run-time detection): SSE2 on x86_64, NEON on aarch64, 16 bytes per
+/// compare. Elsewhere (riscv64 without V) it answers `None` and the caller
+/// uses its portable word-at-a-time loop.
+#[inline(always)]
+pub(crate) fn bytes_either(block: &[u8; 64], a: u8, b: u8) -> Option<u64> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        use core::arch::x86_64::{
+            _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        };
+        let mut found = 0u64;
+        for (i, lane) in block.chunks_exact(16).enumerate() {
+            // SAFETY: SSE2 is part of every x86_64 target (and checked by the
+            // cfg above); `lane` is 16 readable bytes, and the unaligned load
+            // needs no alignment. The other intrinsics only compute on
+            // registers.
+            let mask = unsafe {
+                let x = _mm_loadu_si128(lane.as_ptr().cast());
+                let hit = _mm_or_si128(
+                    _mm_cmpeq_epi8(x, _mm_set1_epi8(a as i8)),
+                    _mm_cmpeq_epi8(x, _mm_set1_epi8(b as i8)),
+                );
+                _mm_movemask_epi8(hit) as u16
+            };
+            found |= u64::from(mask) << (16 * i);
+        }
+        Some(found)
+    }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    {
+        use core::arch::aarch64::{
+            vandq_u8, vceqq_u8, vdupq_n_u8, vgetq_lane_u64, vld1q_u8, vorrq_u8, vpaddq_u8,
+            vreinterpretq_u64_u8,
+        };
+        const WEIGHTS: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
+        // SAFETY: NEON is part of every aarch64 Linux target (and checked by
+        // the cfg above); each load reads 16 bytes inside `block` or
+        // `WEIGHTS`, and needs no alignment. The other intrinsics only
+        // compute on registers.
+        unsafe {
+            let weights = vld1q_u8(WEIGHTS.as_ptr());
+            let (va, vb) = (vdupq_n_u8(a), vdupq_n_u8(b));
+            // Each matching byte keeps its weight, 1 to 128 within each
+            // half of the lane; pairwise sums then gather 8 bytes into one.
+            let lane = |i: usize| {
+                let x = vld1q_u8(block.as_ptr().add(16 * i));
+                vandq_u8(vorrq_u8(vceqq_u8(x, va), vceqq_u8(x, vb)), weights)
+            };
+            let sums = vpaddq_u8(vpaddq_u8(lane(0), lane(1)), vpaddq_u8(lane(2), lane(3)));
+            let sums = vpaddq_u8(sums, sums);
+            Some(vgetq_lane_u64(vreinterpretq_u64_u8(sums), 0))
+        }
+    }
+    #[cfg(not(any(
+        all(target_arch = "x86_64", target_feature = "sse2"),
+        all(target_arch = "aarch64", target_feature = "neon")
+    )))]
+    {
+        let _ = (block, a, b);
+        None
+    }
 }

@@ -94,7 +94,11 @@ pub(crate) fn read(fd: &Fd, _buf: &mut [u8]) -> Result<usize, Error> {
     match fd.never {}
 }
 
-pub(crate) fn pread(fd: &Fd, _buf: &mut [u8], _offset: u64) -> Result<usize, Error> {
+pub(crate) fn read_to<'a>(
+    fd: &Fd,
+    _buf: &'a mut [core::mem::MaybeUninit<u8>],
+    _offset: Option<u64>,
+) -> Result<&'a [u8], Error> {
     match fd.never {}
 }
 
@@ -106,19 +110,24 @@ pub(crate) fn is_procfs(fd: &Fd) -> Result<bool, Error> {
     match fd.never {}
 }
 
-/// Without the backend no flag page can be had: the flag stays clear.
-pub(crate) struct ForkLocalFlag;
+/// Without the backend no page can be had: the value stays 0.
+pub(crate) struct ForkLocal;
 
-impl ForkLocalFlag {
-    pub(crate) const fn new() -> ForkLocalFlag {
-        ForkLocalFlag
+impl ForkLocal {
+    pub(crate) const fn new() -> ForkLocal {
+        ForkLocal
     }
 
-    pub(crate) fn is_set(&self) -> bool {
-        false
+    pub(crate) fn get(&self) -> u32 {
+        0
     }
 
-    pub(crate) fn set(&self) {}
+    pub(crate) fn set(&self, _value: u32) {}
+}
+
+/// No SIMD without the backend: the caller's portable loop does the work.
+pub(crate) fn bytes_either(_block: &[u8; 64], _a: u8, _b: u8) -> Option<u64> {
+    None
 }
 
 pub(crate) fn getpid() -> u32 {

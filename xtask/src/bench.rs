@@ -29,7 +29,7 @@ const IMPLS: [&str; 4] = ["mlock", "libc", "rustix", "nix"];
 
 /// The rows of `benches/status.rs`, in the order they are reported, with
 /// what each measures.
-const STATUS_ROWS: [(&str, &str); 6] = [
+const STATUS_ROWS: [(&str, &str); 7] = [
     (
         "floor",
         "libc `open` + one `read` + `close`, nothing parsed",
@@ -39,6 +39,10 @@ const STATUS_ROWS: [(&str, &str); 6] = [
         "`mlock::status()`: open, read, parse (procfs checked once per process)",
     ),
     (
+        "pread",
+        "libc `pread` at offset 0 of a kept descriptor, nothing parsed",
+    ),
+    (
         "reader",
         "`mlock::StatusReader::read()`: `pread` on a kept descriptor, parse",
     ),
@@ -46,6 +50,9 @@ const STATUS_ROWS: [(&str, &str); 6] = [
     ("procfs", "the procfs crate: `Process::myself()?.status()?`"),
     ("parse", "`Status::parse` of text already read, no syscall"),
 ];
+
+/// The status goals of issue 16: (numerator, denominator, bound).
+const STATUS_GOALS: [(&str, &str, f64); 2] = [("status", "floor", 1.03), ("reader", "pread", 1.05)];
 
 /// `cargo xtask bench [--quick]`.
 pub fn main(args: &[String]) -> util::Result {
@@ -730,7 +737,7 @@ impl Report<'_> {
                 "| benchmark | what it does | median | 95 % CI | ÷ floor | {group} ÷ this |"
             );
             let _ = writeln!(t, "|---|---|---:|---:|---:|---:|");
-            for e in rows {
+            for e in &rows {
                 let what = rank(&e.function).map_or("", |i| STATUS_ROWS[i].1);
                 let ratio = |r: Option<f64>, num: bool| {
                     r.map_or("–".into(), |r| {
@@ -755,6 +762,56 @@ impl Report<'_> {
                      shifts every row alike {paired}."
                 );
             }
+            let _ = write!(t, "{}", self.status_goals(&rows));
+        }
+        t
+    }
+
+    /// The status goals against this machine's own floor: the absolute
+    /// floor, bare `pread` and parse, then each ratio from criterion's
+    /// medians and from the alternating rounds.
+    fn status_goals(&self, rows: &[&Estimate]) -> String {
+        let median = |f: &str| rows.iter().find(|e| e.function == f).map(|e| e.median);
+        let (Some(floor), Some(pread), Some(parse)) =
+            (median("floor"), median("pread"), median("parse"))
+        else {
+            return String::new();
+        };
+        let mut t = format!(
+            "\nOn this machine the floor is {}, a bare `pread` {} and the parse \
+             alone {} ({:.1} % of the floor, {:.1} % of `pread`).\n\n\
+             | goal | criterion medians | alternating rounds | met |\n\
+             |---|---:|---:|---|\n",
+            time(floor),
+            time(pread),
+            time(parse),
+            100.0 * parse / floor,
+            100.0 * parse / pread
+        );
+        for (num, den, bound) in STATUS_GOALS {
+            let ratio = match (median(num), median(den)) {
+                (Some(n), Some(d)) => Some(n / d),
+                _ => None,
+            };
+            // The paired line reads `..., status/floor 1.012, ...`.
+            let key = format!("{num}/{den} ");
+            let alternating = self.status_paired.as_deref().and_then(|p| {
+                let at = p.find(&key)? + key.len();
+                p[at..].split([',', ' ', ')']).next()?.parse::<f64>().ok()
+            });
+            let show = |r: Option<f64>| r.map_or("–".into(), |r| format!("{r:.3}"));
+            let met = match (ratio, alternating) {
+                (Some(r), Some(a)) if r <= bound && a <= bound => "yes, both",
+                (Some(r), _) if r <= bound => "criterion only",
+                (_, Some(a)) if a <= bound => "alternating only",
+                _ => "no",
+            };
+            let _ = writeln!(
+                t,
+                "| `{num}` ÷ `{den}` ≤ {bound:.2} | {} | {} | {met} |",
+                show(ratio),
+                show(alternating)
+            );
         }
         t
     }
