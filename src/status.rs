@@ -516,20 +516,25 @@ fn parse_kb(value: &[u8]) -> Option<u64> {
     // The kernel's layout, read in one word: a tab, eight columns of
     // right-aligned digits (values under 10^8 kB).
     if let Some([b'\t', columns @ .., b' ', b'k', b'B', b'\n']) = value.get(..13) {
-        let columns = u64::from_le_bytes(columns.try_into().ok()?);
-        // The spaces lead, so they are the low bytes of the word.
-        let spaces = (columns ^ splat(b' ')).trailing_zeros() / 8;
-        // With the spaces made '0' (0x20 | 0x10), all eight must be digits.
-        let padded = columns | (splat(0x10) & ((1 << (8 * spaces)) - 1));
-        let high = padded & splat(0xf0);
-        let low_ok = padded.wrapping_add(splat(0x06)) & splat(0xf0);
-        if spaces < 8 && high == splat(0x30) && low_ok == splat(0x30) {
-            // Pairs, then fours, then all eight digits, first digit most
-            // significant; at most 99,999,999 kB, so no overflow.
-            let mut n = padded & splat(0x0f);
-            n = (n.wrapping_mul(10 << 8 | 1) >> 8) & 0x00ff_00ff_00ff_00ff;
-            n = (n.wrapping_mul(100 << 16 | 1) >> 16) & 0x0000_ffff_0000_ffff;
-            return Some((n.wrapping_mul(10_000 << 32 | 1) >> 32) << 10);
+        if let Ok(columns) = <[u8; 8]>::try_from(columns) {
+            let columns = u64::from_le_bytes(columns);
+            // The spaces lead, so they are the low bytes of the word (all
+            // eight when `spaces` is 8, which is no number).
+            let spaces = (columns ^ splat(b' ')).trailing_zeros() / 8;
+            let leading = 1u64.checked_shl(8 * spaces).map_or(0, |bit| bit - 1);
+            // With the spaces made '0' (0x20 | 0x10), all eight must be
+            // digits.
+            let padded = columns | (splat(0x10) & leading);
+            let high = padded & splat(0xf0);
+            let low_ok = padded.wrapping_add(splat(0x06)) & splat(0xf0);
+            if spaces < 8 && high == splat(0x30) && low_ok == splat(0x30) {
+                // Pairs, then fours, then all eight digits, first digit
+                // most significant; at most 99,999,999 kB: no overflow.
+                let mut n = padded & splat(0x0f);
+                n = (n.wrapping_mul(10 << 8 | 1) >> 8) & 0x00ff_00ff_00ff_00ff;
+                n = (n.wrapping_mul(100 << 16 | 1) >> 16) & 0x0000_ffff_0000_ffff;
+                return Some((n.wrapping_mul(10_000 << 32 | 1) >> 32) << 10);
+            }
         }
     }
     let start = blanks(value);
@@ -887,6 +892,7 @@ mod tests {
         assert_eq!(parse_kb(b"\t12345678 kB\n"), Some(12_345_678 * 1024));
         assert_eq!(parse_kb(b"\t       0 kB\n"), Some(0));
         assert_eq!(parse_kb(b"\t        kB\n"), None);
+        assert_eq!(parse_kb(b"\t         kB\n"), None);
         assert_eq!(parse_kb(b"\t 1 2 3 4 kB\n"), None);
     }
 }
