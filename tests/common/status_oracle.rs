@@ -36,7 +36,7 @@ pub fn oracle(text: &[u8]) -> Result<[Option<u64>; 6], Error> {
                 .strip_suffix(" kB")
                 .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|d| d.parse::<u128>().ok())
-                .map(|kb| kb * 1024)
+                .and_then(|kb| kb.checked_mul(1024))
                 .and_then(|b| u64::try_from(b).ok())
         };
         out[k] = Some(parsed.ok_or(Error::Malformed)?);
