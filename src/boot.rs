@@ -29,8 +29,51 @@ pub fn mount_proc() -> Result<bool, Error> {
     Ok(true)
 }
 
-/// Writes all of `bytes` to the descriptor `fd` (1 for standard output, 2
-/// for standard error, the console for PID 1), retrying short writes and
+/// A descriptor [`write_all`] may write to: standard output or standard
+/// error, or a raw descriptor the caller vouches for.
+///
+/// Writing to a descriptor number the program does not own is a bug of the
+/// kind Rust's I/O safety rules out: if `3` was closed and reopened by
+/// another part of the program, a write to `3` lands in someone else's
+/// file. The safe constructors name only standard output and standard
+/// error, which every process is given (for PID 1 the kernel opens both on
+/// `/dev/console`) and which std's own `stdout()`/`stderr()` also write to
+/// by number. Any other descriptor goes through the `unsafe`
+/// [`borrow_raw`](Self::borrow_raw), like `std::os::fd::BorrowedFd`, which
+/// `no_std` code cannot use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Output {
+    fd: i32,
+}
+
+impl Output {
+    /// Standard output (descriptor 1); the console for PID 1.
+    pub const STDOUT: Output = Output { fd: 1 };
+    /// Standard error (descriptor 2); the console for PID 1.
+    pub const STDERR: Output = Output { fd: 2 };
+
+    /// A raw descriptor, for [`write_all`].
+    ///
+    /// # Safety
+    /// `fd` must be open and must stay open, owned by the caller or
+    /// lent to it, for as long as the returned value is used: writing to a
+    /// descriptor that was closed and reused writes into another owner's
+    /// file or socket.
+    #[allow(unsafe_code)] // An `unsafe fn` for its contract; it has no unsafe block.
+    #[must_use]
+    pub const unsafe fn borrow_raw(fd: i32) -> Output {
+        Output { fd }
+    }
+
+    /// The descriptor number.
+    #[must_use]
+    pub const fn as_raw(self) -> i32 {
+        self.fd
+    }
+}
+
+/// Writes all of `bytes` to `out` ([`Output::STDOUT`], [`Output::STDERR`],
+/// or a descriptor from [`Output::borrow_raw`]), retrying short writes and
 /// `EINTR`.
 ///
 /// # Errors
@@ -39,9 +82,9 @@ pub fn mount_proc() -> Result<bool, Error> {
 ///
 /// # References
 /// - [`write(2)`](https://man7.org/linux/man-pages/man2/write.2.html)
-pub fn write_all(fd: i32, mut bytes: &[u8]) -> Result<(), Error> {
+pub fn write_all(out: Output, mut bytes: &[u8]) -> Result<(), Error> {
     while !bytes.is_empty() {
-        match sys::write(fd, bytes) {
+        match sys::write(out.fd, bytes) {
             Ok(0) => return Err(Error::WouldBlock),
             Ok(n) => bytes = &bytes[n.min(bytes.len())..],
             Err(Error::Interrupted) => {}

@@ -65,6 +65,11 @@ pub enum Error {
     /// writes it: a number that overflows, a missing unit, a field that
     /// appears twice, a truncated line.
     Malformed,
+    /// The crate's record of held locks is full: [`LockGuard`](crate::LockGuard),
+    /// [`LockedBuf`](crate::LockedBuf) and [`SealedBuf`](crate::SealedBuf)
+    /// hold 128 distinct page ranges already (identical ranges share one
+    /// entry). Detected before any syscall; there is no errno.
+    TooManyLocks,
     /// Any other errno, as the kernel returned it.
     Os(i32),
 }
@@ -92,7 +97,8 @@ impl Error {
     ///
     /// [`Error::Unsupported`] answers `ENOSYS` and
     /// [`Error::ProcUnavailable`] answers `ENOENT`, also when the crate
-    /// detected the condition itself. [`Error::Malformed`] has no errno.
+    /// detected the condition itself. [`Error::Malformed`] and
+    /// [`Error::TooManyLocks`] have no errno.
     #[must_use]
     pub const fn errno(&self) -> Option<i32> {
         let e = match self {
@@ -103,7 +109,7 @@ impl Error {
             Error::Interrupted => errno::EINTR,
             Error::Unsupported => errno::ENOSYS,
             Error::ProcUnavailable => errno::ENOENT,
-            Error::Malformed => return None,
+            Error::Malformed | Error::TooManyLocks => return None,
             Error::Os(e) => return Some(*e),
         };
         Some(e as i32)
@@ -150,6 +156,11 @@ impl Error {
             Error::Malformed => {
                 "/proc returned text that is not in the kernel's format (overflow, missing unit, \
                  duplicate or truncated field)"
+            }
+            Error::TooManyLocks => {
+                "too many locked regions held at once (128 distinct page ranges through \
+                 LockGuard, LockedBuf and SealedBuf): drop guards you no longer need, or lock \
+                 one larger region"
             }
             Error::Os(_) => "unexpected error from the kernel",
         }

@@ -33,6 +33,31 @@
 //!
 #![doc = include_str!("../docs/flags.md")]
 //!
+//! # Locks that others hold
+//!
+//! The kernel does not count locks: one `munlock(2)` unlocks every page in
+//! its range, whoever locked it. The crate keeps its own record, so that
+//! its locks compose:
+//!
+//! - dropping a [`LockGuard`], or [`unlock`], never unlocks a page that
+//!   another live [`LockGuard`], a [`LockedBuf`](crate::LockedBuf) or a
+//!   [`SealedBuf`](crate::SealedBuf) holds;
+//! - while [`lock_all`] is in force (from its success to [`unlock_all`],
+//!   in the calling process), neither unlocks anything at all;
+//! - [`unlock_all`] locks the guards' and buffers' ranges again after
+//!   `munlockall(2)`.
+//!
+//! What the crate cannot see: memory locked outside it (`mlock(2)` or
+//! `mlockall(2)` through libc, another crate, or a C library), and plain
+//! [`lock`] calls, which take a lock nobody owns. A guard or [`unlock`]
+//! over such pages unlocks them, as `munlock(2)` would. A program that
+//! locks its address space with libc's `mlockall` should lock through this
+//! crate instead, or never drop a guard while it relies on that lock. The
+//! record holds up to 128 distinct ranges at once; one more guard or
+//! buffer fails with [`Error::TooManyLocks`]. The record is per process: a
+//! child of `fork(2)` inherits no locks, and in it the parent's
+//! [`lock_all`] is not in force.
+//!
 //! # References
 //! - [`mlockall(2)`](https://man7.org/linux/man-pages/man2/mlockall.2.html),
 //!   [`mlock2(2)`](https://man7.org/linux/man-pages/man2/mlock2.2.html),
@@ -50,6 +75,7 @@ mod cgroup;
 mod daemon;
 mod error;
 mod flags;
+mod held;
 mod limits;
 mod lock;
 mod oom;

@@ -1,6 +1,7 @@
 //! Locking the whole address space (`mlockall(2)`) and single regions
 //! (`mlock(2)`, `mlock2(2)`).
 
+use crate::held::{self, Hold};
 use crate::{sys, Error, Flags};
 
 /// `mlockall(flags)`: locks the process's pages into RAM.
@@ -9,6 +10,11 @@ use crate::{sys, Error, Flags};
 /// `ONFAULT` defers each page's locking to its first touch. The lock is
 /// process-wide state: it covers every thread, it is not inherited by a
 /// child of `fork(2)`, and `execve(2)` clears it, `MCL_FUTURE` included.
+///
+/// Until [`unlock_all`], no [`LockGuard`] drop or [`unlock`] in this
+/// process unlocks anything (see [Locks that others
+/// hold](crate#locks-that-others-hold)). A direct `mlockall(2)`
+/// through libc is invisible to the crate and not protected this way.
 ///
 /// ```no_run
 /// use mlock::{lock_all, Flags};
@@ -36,14 +42,19 @@ pub fn lock_all(flags: Flags) -> Result<(), Error> {
     if !flags.is_valid() {
         return Err(Error::InvalidArgument);
     }
-    sys::mlockall(flags.bits())
+    held::lock_all(flags.bits())
 }
 
 /// `munlockall()`: unlocks every page of the process and clears
-/// `MCL_FUTURE`.
+/// `MCL_FUTURE`, then locks again what live [`LockGuard`]s,
+/// [`LockedBuf`](crate::LockedBuf)s and [`SealedBuf`](crate::SealedBuf)s
+/// hold, as they locked it.
 ///
-/// It also unlocks regions locked with [`lock`] and the pages of every
-/// [`LockedBuf`](crate::LockedBuf): locks do not nest.
+/// Regions locked with plain [`lock`] (or outside the crate) stay unlocked.
+/// Between the two steps the held ranges are unlocked for the time of a
+/// few syscalls; a [`LockedBuf`](crate::LockedBuf) backed by
+/// `memfd_secret(2)` is not affected at all (the kernel never unlocks
+/// secret memory).
 ///
 /// # Errors
 /// [`Error::Unsupported`] on a target without the raw backend. Linux's
@@ -54,7 +65,7 @@ pub fn lock_all(flags: Flags) -> Result<(), Error> {
 #[doc(alias = "munlockall")]
 #[inline]
 pub fn unlock_all() -> Result<(), Error> {
-    sys::munlockall()
+    held::unlock_all()
 }
 
 /// Checks a raw range before it reaches the kernel: an empty range needs
@@ -89,14 +100,20 @@ fn lock_range(addr: *const u8, len: usize, on_fault: bool) -> Result<(), Error> 
 }
 
 #[cfg(target_os = "linux")]
-const MLOCK_ONFAULT: u32 = linux_raw_sys::general::MLOCK_ONFAULT;
+pub(crate) const MLOCK_ONFAULT: u32 = linux_raw_sys::general::MLOCK_ONFAULT;
 #[cfg(not(target_os = "linux"))]
-const MLOCK_ONFAULT: u32 = 1;
+pub(crate) const MLOCK_ONFAULT: u32 = 1;
 
 /// `mlock(region)`: faults in and locks the pages that hold `region`.
 ///
 /// The kernel works in whole pages: the first and last page are locked
 /// whole, including bytes outside `region`. An empty slice is a no-op.
+///
+/// The lock has no owner: the crate records nothing, and it lasts until
+/// [`unlock`], [`unlock_all`], or the drop of a [`LockGuard`] over the same
+/// pages when nothing else the crate knows of holds them. To hold a lock
+/// that other code cannot end, use a [`LockGuard`] (and
+/// [`core::mem::forget`] it to keep the region locked for good).
 ///
 /// # Errors
 /// - [`Error::ResourceLimit`] (`ENOMEM`): the locked total would exceed
@@ -131,14 +148,19 @@ pub fn lock_on_fault(region: &[u8]) -> Result<(), Error> {
     lock_range(region.as_ptr(), region.len(), true)
 }
 
-/// `munlock(region)`: unlocks the pages that hold `region`.
+/// `munlock(region)`: unlocks the pages that hold `region`, except those
+/// the crate knows another holder keeps locked.
 ///
-/// Locks do not nest: this unlocks the whole first and last page, even if
-/// another part of the program locked them for its own data.
+/// The kernel works in whole pages, and its locks do not nest, so the
+/// crate munlocks only the pages of `region` that no live [`LockGuard`],
+/// [`LockedBuf`](crate::LockedBuf) or [`SealedBuf`](crate::SealedBuf)
+/// holds, and nothing at all while [`lock_all`] is in force. Pages locked
+/// by plain [`lock`] calls or outside the crate are unlocked (see [Locks
+/// that others hold](crate#locks-that-others-hold)).
 ///
 /// # Errors
-/// [`Error::ResourceLimit`] (`ENOMEM`) if part of the range is not mapped;
-/// [`Error::Unsupported`] on a target without the raw backend.
+/// [`Error::ResourceLimit`] (`ENOMEM`) if part of a range it munlocks is
+/// not mapped; [`Error::Unsupported`] on a target without the raw backend.
 ///
 /// # References
 /// - [`munlock(2)`](https://man7.org/linux/man-pages/man2/munlock.2.html)
@@ -148,7 +170,7 @@ pub fn unlock(region: &[u8]) -> Result<(), Error> {
     if !range_needs_call(region.as_ptr(), region.len())? {
         return Ok(());
     }
-    sys::munlock(region.as_ptr(), region.len())
+    held::unlock(region.as_ptr(), region.len())
 }
 
 /// `mlock(addr, len)`, or `mlock2(addr, len, MLOCK_ONFAULT)` when
@@ -174,12 +196,14 @@ pub unsafe fn lock_raw(addr: *const u8, len: usize, on_fault: bool) -> Result<()
     lock_range(addr, len, on_fault)
 }
 
-/// `munlock(addr, len)` on a raw range.
+/// `munlock(addr, len)` on a raw range, except the pages the crate knows
+/// another holder keeps locked (as [`unlock`]).
 ///
 /// # Safety
-/// As [`lock_raw`]: unlocking pages that another owner keeps locked (a
-/// [`LockedBuf`](crate::LockedBuf) holding a secret) silently breaks its
-/// guarantee.
+/// As [`lock_raw`]. The crate skips the pages of its own guards and
+/// buffers and everything while [`lock_all`] is in force; the caller
+/// promises that no one it cannot see (a lock taken through libc, say)
+/// relies on the rest staying locked.
 ///
 /// # Errors
 /// As [`unlock`].
@@ -192,7 +216,7 @@ pub unsafe fn unlock_raw(addr: *const u8, len: usize) -> Result<(), Error> {
     if !range_needs_call(addr, len)? {
         return Ok(());
     }
-    sys::munlock(addr, len)
+    held::unlock(addr, len)
 }
 
 /// Keeps a region locked while it lives, and unlocks it on drop.
@@ -206,33 +230,48 @@ pub unsafe fn unlock_raw(addr: *const u8, len: usize) -> Result<(), Error> {
 /// # Ok::<(), mlock::Error>(())
 /// ```
 ///
-/// The guard borrows the region, so it cannot outlive it. Locks do not nest
-/// (see [`unlock`]): two guards over the same page unlock it when the
-/// first is dropped.
+/// The guard borrows the region, so it cannot outlive it. Guards compose:
+/// dropping one munlocks only the pages that no other live guard,
+/// [`LockedBuf`](crate::LockedBuf) or [`SealedBuf`](crate::SealedBuf)
+/// holds, and nothing while [`lock_all`] is in force (see [Locks that
+/// others hold](crate#locks-that-others-hold)). Each guard takes an
+/// entry in the crate's fixed record (128 distinct ranges).
 #[must_use = "the region is unlocked as soon as the guard is dropped"]
 #[derive(Debug)]
 pub struct LockGuard<'a> {
     region: &'a [u8],
+    hold: Hold,
 }
 
 impl<'a> LockGuard<'a> {
     /// Locks `region` with [`lock`] (`mlock(2)`).
     ///
     /// # Errors
-    /// As [`lock`].
+    /// As [`lock`], and [`Error::TooManyLocks`] when the crate's record
+    /// is full (before any syscall).
     pub fn new(region: &'a [u8]) -> Result<Self, Error> {
-        lock(region)?;
-        Ok(LockGuard { region })
+        Self::take(region, false)
+    }
+
+    /// Records the region, then locks it. The entry comes first, so that a
+    /// guard dropped meanwhile on another thread sees it.
+    fn take(region: &'a [u8], on_fault: bool) -> Result<Self, Error> {
+        range_needs_call(region.as_ptr(), region.len())?;
+        let hold = Hold::new(region.as_ptr(), region.len(), on_fault)?;
+        // On failure the entry goes (without an munlock: the pages were
+        // not, or only partly, locked by this call).
+        lock_range(region.as_ptr(), region.len(), on_fault)?;
+        Ok(LockGuard { region, hold })
     }
 
     /// Locks `region` with [`lock_on_fault`] (`mlock2(2)`,
     /// `MLOCK_ONFAULT`).
     ///
     /// # Errors
-    /// As [`lock_on_fault`].
+    /// As [`lock_on_fault`], and [`Error::TooManyLocks`] when the crate's
+    /// record is full.
     pub fn on_fault(region: &'a [u8]) -> Result<Self, Error> {
-        lock_on_fault(region)?;
-        Ok(LockGuard { region })
+        Self::take(region, true)
     }
 
     /// The locked region.
@@ -246,6 +285,6 @@ impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
         // munlock of a region that was locked cannot fail: it is mapped (the
         // borrow keeps it alive) and unlocking needs no privilege.
-        let _ = unlock(self.region);
+        let _ = self.hold.unlock();
     }
 }

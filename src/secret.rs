@@ -3,6 +3,7 @@
 use core::fmt;
 use core::ops::{Deref, DerefMut};
 
+use crate::held::Hold;
 use crate::sys::{self, Advice, PrctlInt, Resource};
 use crate::Error;
 
@@ -225,15 +226,22 @@ pub enum Backing {
     Anonymous,
 }
 
-/// The memory shared by [`LockedBuf`] and [`SealedBuf`].
+/// The memory shared by [`LockedBuf`] and [`SealedBuf`], and its entry in
+/// the crate's record of held locks (so that a [`LockGuard`](crate::LockGuard)
+/// over the secret's bytes, or [`unlock`](crate::unlock) of them, leaves
+/// the pages locked). The hold is given up after the pages are unmapped:
+/// declare it after them.
 fn pages<const N: usize>(
     backing: Option<Backing>,
     sealed: bool,
-) -> Result<sys::SecretPages, Error> {
+) -> Result<(sys::SecretPages, Hold), Error> {
     if N == 0 {
         return Err(Error::InvalidArgument);
     }
-    sys::SecretPages::new(N, backing, sealed)
+    let pages = sys::SecretPages::new(N, backing, sealed)?;
+    let (addr, len) = pages.data_pages();
+    let hold = Hold::new(addr, len, false)?;
+    Ok((pages, hold))
 }
 
 /// The secret bytes as an array (their slice has exactly `N` bytes).
@@ -318,6 +326,8 @@ fn array_mut<const N: usize>(bytes: &mut [u8]) -> &mut [u8; N] {
 ///   [`getrandom(2)`](https://man7.org/linux/man-pages/man2/getrandom.2.html)
 pub struct LockedBuf<const N: usize> {
     pages: sys::SecretPages,
+    /// Dropped after `pages` (fields drop in order).
+    _hold: Hold,
 }
 
 impl<const N: usize> LockedBuf<N> {
@@ -335,7 +345,7 @@ impl<const N: usize> LockedBuf<N> {
     ///   everything mapped so far is released first.
     /// - [`Error::Unsupported`] on a target without the raw backend.
     pub fn new() -> Result<Self, Error> {
-        pages::<N>(None, false).map(|pages| LockedBuf { pages })
+        pages::<N>(None, false).map(|(pages, _hold)| LockedBuf { pages, _hold })
     }
 
     /// A zeroed buffer of `N` bytes with the given backing, or an error if
@@ -346,7 +356,7 @@ impl<const N: usize> LockedBuf<N> {
     /// [`Backing::SecretMem`] when the kernel does not offer
     /// `memfd_secret(2)`.
     pub fn with_backing(backing: Backing) -> Result<Self, Error> {
-        pages::<N>(Some(backing), false).map(|pages| LockedBuf { pages })
+        pages::<N>(Some(backing), false).map(|(pages, _hold)| LockedBuf { pages, _hold })
     }
 
     /// Which memory holds the secret.
@@ -439,6 +449,8 @@ impl<const N: usize> fmt::Debug for LockedBuf<N> {
 ///   and those of [`LockedBuf`]
 pub struct SealedBuf<const N: usize> {
     pages: sys::SecretPages,
+    /// Dropped after `pages` (fields drop in order).
+    _hold: Hold,
 }
 
 impl<const N: usize> SealedBuf<N> {
@@ -448,7 +460,7 @@ impl<const N: usize> SealedBuf<N> {
     /// # Errors
     /// As [`LockedBuf::new`].
     pub fn new() -> Result<Self, Error> {
-        pages::<N>(None, true).map(|pages| SealedBuf { pages })
+        pages::<N>(None, true).map(|(pages, _hold)| SealedBuf { pages, _hold })
     }
 
     /// A zeroed, sealed buffer with the given backing, or an error.
@@ -456,7 +468,7 @@ impl<const N: usize> SealedBuf<N> {
     /// # Errors
     /// As [`LockedBuf::with_backing`].
     pub fn with_backing(backing: Backing) -> Result<Self, Error> {
-        pages::<N>(Some(backing), true).map(|pages| SealedBuf { pages })
+        pages::<N>(Some(backing), true).map(|(pages, _hold)| SealedBuf { pages, _hold })
     }
 
     /// Which memory holds the secret.

@@ -373,3 +373,255 @@ fn flags_are_const_and_take_values_from_the_kernel_headers() {
     assert!(!Flags::empty().is_valid());
     assert!(Flags::FUTURE.union(Flags::ONFAULT).is_valid());
 }
+
+// Locks that others hold: the crate's own locks compose. The kernel does not
+// count locks (one munlock clears the lock of every page in its range), so
+// each case below checks, through smaps `Locked:`, that dropping a guard or
+// calling `unlock` leaves alone the pages another holder keeps locked.
+
+/// `Locked:` in kB of the mapping that starts at `addr`.
+fn locked_kb(addr: usize) -> u64 {
+    smaps_rss_locked_kb(addr).1
+}
+
+/// The page that holds `ptr`.
+fn page_of(ptr: *const u8) -> usize {
+    ptr as usize & !(page_size() - 1)
+}
+
+#[test]
+fn a_guard_dropped_under_lock_all_leaves_the_buffer_locked() {
+    run(|| {
+        let before = Anon::new(MIB);
+        mlock::lock_all(Flags::CURRENT | Flags::FUTURE).map_err(|e| format!("lock_all: {e}"))?;
+        let after = Anon::new(MIB);
+        for (map, when) in [(&before, "mapped before"), (&after, "mapped after")] {
+            ensure(locked_kb(map.addr as usize) == 1024, || {
+                format!(
+                    "{when} lock_all: Locked {} kB",
+                    locked_kb(map.addr as usize)
+                )
+            })?;
+            drop(mlock::LockGuard::new(map.slice()).map_err(|e| format!("guard: {e}"))?);
+            let locked = locked_kb(map.addr as usize);
+            ensure(locked == 1024, || {
+                format!("{when} lock_all: a dropped 1 MiB guard left Locked {locked} kB")
+            })?;
+        }
+        // Once lock_all is undone, a guard unlocks what it locked again.
+        mlock::unlock_all().map_err(|e| format!("unlock_all: {e}"))?;
+        let guard = mlock::LockGuard::new(before.slice()).map_err(|e| e.to_string())?;
+        ensure(locked_kb(before.addr as usize) == 1024, || "guard".into())?;
+        drop(guard);
+        let locked = locked_kb(before.addr as usize);
+        ensure(locked == 0, || {
+            format!("after unlock_all a guard left {locked} kB")
+        })
+    });
+}
+
+#[test]
+fn lock_then_unlock_under_lock_all_leaves_the_region_locked() {
+    run(|| {
+        let map = Anon::new(MIB);
+        mlock::lock_all(Flags::CURRENT | Flags::FUTURE).map_err(|e| format!("lock_all: {e}"))?;
+        mlock::lock(map.slice()).map_err(|e| format!("lock: {e}"))?;
+        mlock::unlock(map.slice()).map_err(|e| format!("unlock: {e}"))?;
+        // SAFETY: the range is our own mapping; nothing outside the crate
+        // locked it.
+        unsafe { mlock::unlock_raw(map.addr, map.len) }.map_err(|e| format!("unlock_raw: {e}"))?;
+        let locked = locked_kb(map.addr as usize);
+        ensure(locked == 1024, || {
+            format!("lock + unlock under lock_all left Locked {locked} kB")
+        })
+    });
+}
+
+#[test]
+fn an_inner_guard_dropped_leaves_the_outer_guards_pages_locked() {
+    run(|| {
+        let map = Anon::new(MIB);
+        let outer = mlock::LockGuard::new(map.slice()).map_err(|e| format!("outer: {e}"))?;
+        // The same page twice (different bytes), then one byte of it.
+        for inner in [
+            &map.slice()[100..200],
+            &map.slice()[..page_size()],
+            &map.slice()[5..6],
+        ] {
+            drop(mlock::LockGuard::new(inner).map_err(|e| format!("inner: {e}"))?);
+            let locked = locked_kb(map.addr as usize);
+            ensure(locked == 1024, || {
+                format!("dropping an inner guard left Locked {locked} kB of the outer 1024")
+            })?;
+        }
+        // Neither does `unlock` of part of a guarded region unlock it.
+        mlock::unlock(&map.slice()[..page_size()]).map_err(|e| format!("unlock: {e}"))?;
+        ensure(locked_kb(map.addr as usize) == 1024, || {
+            "unlock under a guard".into()
+        })?;
+        // Two guards over identical ranges: the first drop keeps the lock.
+        let twin = mlock::LockGuard::new(map.slice()).map_err(|e| format!("twin: {e}"))?;
+        drop(twin);
+        ensure(locked_kb(map.addr as usize) == 1024, || {
+            "twin dropped".into()
+        })?;
+        // An inner guard that outlives the outer one keeps its page, and
+        // only its page.
+        let inner = mlock::LockGuard::new(&map.slice()[..10]).map_err(|e| e.to_string())?;
+        drop(outer);
+        let kb = (page_size() / 1024) as u64;
+        let locked = locked_kb(map.addr as usize);
+        ensure(locked == kb, || {
+            format!("outer dropped under a live inner guard: Locked {locked} kB, wanted {kb}")
+        })?;
+        drop(inner);
+        let locked = locked_kb(map.addr as usize);
+        ensure(locked == 0, || {
+            format!("the last guard left Locked {locked} kB")
+        })
+    });
+}
+
+/// A guard over a secret's bytes, and `unlock` of them, on a buffer of the
+/// given backing: the secret's page stays locked.
+fn secret_page_stays_locked(backing: mlock::Backing) -> Result<(), String> {
+    let mut key = mlock::LockedBuf::<32>::with_backing(backing).map_err(|e| e.to_string())?;
+    key.as_mut().copy_from_slice(&[7; 32]);
+    let page = page_of(key.as_ref().as_ptr());
+    let kb = (page_size() / 1024) as u64;
+    ensure(locked_kb(page) == kb, || {
+        format!(
+            "{backing:?}: a new LockedBuf has Locked {} kB",
+            locked_kb(page)
+        )
+    })?;
+    // mlock(2) of secret memory fails: the kernel skips its VMA and cannot
+    // populate it (get_user_pages refuses secretmem), and says ENOMEM. The
+    // failed guard must leave the page locked as well.
+    match mlock::LockGuard::new(key.as_ref()) {
+        Ok(guard) => drop(guard),
+        Err(Error::ResourceLimit) if backing == mlock::Backing::SecretMem => {}
+        Err(e) => return Err(format!("{backing:?}: guard: {e}")),
+    }
+    ensure(locked_kb(page) == kb, || {
+        format!("{backing:?}: a guard over the secret unlocked its page")
+    })?;
+    mlock::unlock(key.as_ref()).map_err(|e| format!("unlock: {e}"))?;
+    ensure(locked_kb(page) == kb, || {
+        format!("{backing:?}: unlock of the secret unlocked its page")
+    })?;
+    // unlock_all locks the secret's page again (a secretmem page is never
+    // unlocked by the kernel in the first place).
+    mlock::unlock_all().map_err(|e| format!("unlock_all: {e}"))?;
+    ensure(locked_kb(page) == kb, || {
+        format!("{backing:?}: unlock_all left the secret's page unlocked")
+    })?;
+
+    let mut sealed = mlock::SealedBuf::<32>::with_backing(backing).map_err(|e| e.to_string())?;
+    let opened = sealed.read();
+    let page = page_of(opened.as_ptr());
+    match mlock::LockGuard::new(&opened[..]) {
+        Ok(guard) => drop(guard),
+        Err(Error::ResourceLimit) if backing == mlock::Backing::SecretMem => {}
+        Err(e) => return Err(format!("{backing:?}: sealed guard: {e}")),
+    }
+    mlock::unlock(&opened[..]).map_err(|e| format!("sealed unlock: {e}"))?;
+    drop(opened);
+    ensure(locked_kb(page) == kb, || {
+        format!("{backing:?}: a guard or unlock over a SealedBuf unlocked its page")
+    })
+}
+
+#[test]
+fn a_guard_or_unlock_over_a_locked_buf_leaves_the_secret_locked() {
+    run(|| secret_page_stays_locked(mlock::Backing::Anonymous));
+}
+
+#[test]
+fn a_guard_or_unlock_over_a_secretmem_buf_leaves_the_secret_locked() {
+    run(|| {
+        if under_qemu_user() {
+            // QEMU 7.2 user mode does not implement memfd_secret: the crate
+            // says so rather than falling back.
+            let err = mlock::LockedBuf::<32>::with_backing(mlock::Backing::SecretMem).unwrap_err();
+            return ensure(err == Error::Unsupported, || format!("got {err:?}"));
+        }
+        secret_page_stays_locked(mlock::Backing::SecretMem)
+    });
+}
+
+#[test]
+fn unlock_all_keeps_what_guards_hold_and_unlocks_the_rest() {
+    run(|| {
+        let held = Anon::new(MIB);
+        let loose = Anon::new(MIB);
+        let guard = mlock::LockGuard::new(held.slice()).map_err(|e| e.to_string())?;
+        mlock::lock(loose.slice()).map_err(|e| e.to_string())?;
+        mlock::unlock_all().map_err(|e| format!("unlock_all: {e}"))?;
+        let (h, l) = (
+            locked_kb(held.addr as usize),
+            locked_kb(loose.addr as usize),
+        );
+        ensure(h == 1024 && l == 0, || {
+            format!(
+                "after unlock_all: guarded Locked {h} kB (want 1024), plain lock {l} kB (want 0)"
+            )
+        })?;
+        drop(guard);
+        let h = locked_kb(held.addr as usize);
+        ensure(h == 0, || format!("the guard's drop left {h} kB"))
+    });
+}
+
+#[test]
+fn a_forked_child_is_not_under_its_parents_lock_all() {
+    run(|| {
+        mlock::lock_all(Flags::CURRENT | Flags::FUTURE).map_err(|e| e.to_string())?;
+        // The child inherits no lock, so its guards unlock as usual.
+        in_child(|| {
+            let map = Anon::new(MIB);
+            let guard = mlock::LockGuard::new(map.slice()).map_err(|e| e.to_string())?;
+            ensure(locked_kb(map.addr as usize) == 1024, || {
+                "child guard".into()
+            })?;
+            drop(guard);
+            let locked = locked_kb(map.addr as usize);
+            ensure(locked == 0, || {
+                format!("child's guard left Locked {locked} kB")
+            })
+        })
+    });
+}
+
+#[test]
+fn the_record_is_bounded_and_says_so_when_full() {
+    run(|| {
+        let pages = 130;
+        let map = Anon::new(pages * page_size());
+        let mut guards = Vec::new();
+        let err = loop {
+            let i = guards.len();
+            ensure(i < pages, || "no limit on the record".into())?;
+            let page = &map.slice()[i * page_size()..(i + 1) * page_size()];
+            match mlock::LockGuard::new(page) {
+                Ok(guard) => guards.push(guard),
+                Err(e) => break e,
+            }
+        };
+        ensure(err == Error::TooManyLocks && guards.len() == 128, || {
+            format!("after {} guards: {err:?}", guards.len())
+        })?;
+        ensure(
+            err.errno().is_none() && err.as_str().contains("guard"),
+            || "message".into(),
+        )?;
+        // An identical range shares its entry, and a freed entry is reused.
+        let shared = mlock::LockGuard::new(guards[0].region()).map_err(|e| e.to_string())?;
+        drop(shared);
+        guards.pop();
+        let last = &map.slice()[129 * page_size()..];
+        mlock::LockGuard::new(last)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+}

@@ -60,7 +60,10 @@ fn the_backend_answers_or_every_call_is_unsupported() {
         Error::Unsupported
     );
     assert_eq!(mlock::boot::mount_proc(), Err(Error::Unsupported));
-    assert_eq!(mlock::boot::write_all(1, b"x"), Err(Error::Unsupported));
+    assert_eq!(
+        mlock::boot::write_all(mlock::boot::Output::STDOUT, b"x"),
+        Err(Error::Unsupported)
+    );
     // Invalid flags are still rejected as such; valid ones are unsupported.
     assert_eq!(mlock::lock_all(Flags::empty()), Err(Error::InvalidArgument));
     assert_eq!(

@@ -11,7 +11,9 @@
 //! memory the program relies on (`munmap`) are themselves `unsafe fn` with
 //! the precondition spelled out.
 //!
-//! The instruction itself comes from the `syscalls` crate's inline asm. That
+//! The instruction itself comes from the `syscalls` crate's inline asm
+//! (on riscv64, from the module `raw` below, which also declares the
+//! vector registers clobbered). That
 //! asm does not claim `nomem` or `readonly`, so the compiler treats memory as
 //! clobbered across every call. That matters for `mlockall`: with
 //! `MCL_FUTURE | MCL_ONFAULT`, a store the compiler moved from after the
@@ -29,7 +31,95 @@ use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use linux_raw_sys::general as c;
-use syscalls::{raw, Sysno};
+#[cfg(not(target_arch = "riscv64"))]
+use syscalls::raw;
+use syscalls::Sysno;
+
+/// riscv64: the `syscalls` crate's `ecall` asm declares no vector
+/// registers, but Linux does not preserve `v0`-`v31` across a system call
+/// (the kernel's RISC-V vector ABI document, "Vector Register State Across
+/// System Calls"), so code built with the vector extension (`-C
+/// target-feature=+v`, RVA23 profiles) could keep a live vector value in a
+/// register the kernel then clobbers. These functions issue the same
+/// `ecall` with every vector register declared clobbered.
+///
+/// They are used on every riscv64 build, not only under
+/// `cfg(target_feature = "v")`: stable rustc passes an unstable `+v` on to
+/// code generation without setting that cfg, so a cfg would miss exactly
+/// the builds that need it. Without the extension the clobbers cost
+/// nothing. Each function passes six arguments; unused ones are 0, which
+/// the kernel ignores.
+#[cfg(target_arch = "riscv64")]
+mod raw {
+    /// `ecall` with the number in `a7`, the arguments in `a0`-`a5`, the
+    /// result in `a0`, and `v0`-`v31` clobbered.
+    ///
+    /// # Safety
+    /// As for any system call: the caller guarantees that every pointer
+    /// argument is valid for what the call `nr` does with it.
+    #[inline(always)]
+    unsafe fn ecall6(
+        nr: usize,
+        a0: usize,
+        a1: usize,
+        a2: usize,
+        a3: usize,
+        a4: usize,
+        a5: usize,
+    ) -> usize {
+        let ret;
+        // SAFETY: the caller vouches for the arguments. No `nomem`, so the
+        // compiler assumes memory is read and written (as for the
+        // `syscalls` crate's asm); the registers the kernel may change
+        // (`a0`, the vector registers) are declared.
+        unsafe {
+            core::arch::asm!(
+                "ecall",
+                in("a7") nr,
+                inlateout("a0") a0 => ret,
+                in("a1") a1,
+                in("a2") a2,
+                in("a3") a3,
+                in("a4") a4,
+                in("a5") a5,
+                out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+                out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+                out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+                out("v12") _, out("v13") _, out("v14") _, out("v15") _,
+                out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+                out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+                out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+                out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+                options(nostack),
+            );
+        }
+        ret
+    }
+
+    macro_rules! syscalls {
+        ($($name:ident($($arg:ident),*) => [$($pass:expr),*];)*) => {$(
+            /// `ecall` with the vector registers clobbered (see [`ecall6`]).
+            ///
+            /// # Safety
+            /// As for [`ecall6`].
+            #[inline(always)]
+            pub(super) unsafe fn $name(nr: usize $(, $arg: usize)*) -> usize {
+                // SAFETY: the caller's promise, passed on.
+                unsafe { ecall6(nr, $($pass),*) }
+            }
+        )*};
+    }
+
+    syscalls! {
+        syscall0() => [0, 0, 0, 0, 0, 0];
+        syscall1(a) => [a, 0, 0, 0, 0, 0];
+        syscall2(a, b) => [a, b, 0, 0, 0, 0];
+        syscall3(a, b, c) => [a, b, c, 0, 0, 0];
+        syscall4(a, b, c, d) => [a, b, c, d, 0, 0];
+        syscall5(a, b, c, d, e) => [a, b, c, d, e, 0];
+        syscall6(a, b, c, d, e, f) => [a, b, c, d, e, f];
+    }
+}
 
 use super::{Advice, OpenMode, PrctlInt, Resource};
 use crate::secret::Backing;
@@ -542,6 +632,14 @@ fn wipe_on_fork_page() -> usize {
     page
 }
 
+/// `sched_yield(2)`: lets another thread run.
+#[inline]
+pub(crate) fn sched_yield() {
+    // SAFETY: sched_yield takes no arguments, touches no memory and cannot
+    // fail on Linux.
+    unsafe { raw::syscall0(Sysno::sched_yield as usize) };
+}
+
 /// `getpid(2)`.
 #[inline]
 pub(crate) fn getpid() -> u32 {
@@ -609,7 +707,7 @@ static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
 /// The kernel's page size: 4 KiB on x86_64, 4, 16 or 64 KiB on aarch64 and
 /// riscv64 kernels. Racing first calls each probe and store the same value.
 #[inline]
-fn page_size() -> usize {
+pub(crate) fn page_size() -> usize {
     match PAGE_SIZE.load(Ordering::Relaxed) {
         0 => {
             let size = probe_page_size();
@@ -841,6 +939,11 @@ impl SecretPages {
     /// Which memory backs the secret.
     pub(crate) fn backing(&self) -> Backing {
         self.backing
+    }
+
+    /// The locked data pages, as a start and a length.
+    pub(crate) fn data_pages(&self) -> (*const u8, usize) {
+        (self.data_addr() as *const u8, self.data_len())
     }
 
     /// Whether the kernel honours the fork advice (see `SecretPages::new`).

@@ -134,6 +134,14 @@ pub(crate) fn getpid() -> u32 {
     0
 }
 
+pub(crate) fn sched_yield() {}
+
+/// No kernel to ask; the common size, for the crate's record of held
+/// ranges (which stays empty here, as nothing can be locked).
+pub(crate) fn page_size() -> usize {
+    4096
+}
+
 pub(crate) fn mount_proc(_target: &CStr) -> Result<(), Error> {
     Err(Error::Unsupported)
 }
@@ -169,6 +177,10 @@ impl SecretPages {
     }
 
     pub(crate) fn fork_protected(&self) -> bool {
+        match self.never {}
+    }
+
+    pub(crate) fn data_pages(&self) -> (*const u8, usize) {
         match self.never {}
     }
 

@@ -129,7 +129,7 @@ fn run() -> i32 {
     };
     line.push(b"\n");
     // Nothing useful is left to do if standard output is closed.
-    let _ = boot::write_all(1, line.as_bytes());
+    let _ = boot::write_all(boot::Output::STDOUT, line.as_bytes());
     code
 }
 
@@ -163,7 +163,7 @@ extern "C" fn __libc_start_main(
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
-    let _ = boot::write_all(1, b"mlock-init: failed: panic\n");
+    let _ = boot::write_all(boot::Output::STDOUT, b"mlock-init: failed: panic\n");
     if boot::pid() == 1 {
         let _ = boot::power_off();
     }
