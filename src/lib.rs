@@ -40,8 +40,8 @@
 //! its locks compose:
 //!
 //! - dropping a [`LockGuard`], or [`unlock`], never unlocks a page that
-//!   another live [`LockGuard`], a [`LockedBuf`](crate::LockedBuf) or a
-//!   [`SealedBuf`](crate::SealedBuf) holds;
+//!   another live [`LockGuard`], a [`LockedBuf`] or a
+//!   [`SealedBuf`] holds;
 //! - while [`lock_all`] is in force (from its success to [`unlock_all`],
 //!   in the calling process), neither unlocks anything at all;
 //! - [`unlock_all`] locks the guards' and buffers' ranges again after

@@ -339,6 +339,8 @@ impl<const N: usize> LockedBuf<N> {
     ///
     /// # Errors
     /// - [`Error::InvalidArgument`] for `N == 0`.
+    /// - [`Error::TooManyLocks`] when the crate's record of held locks is
+    ///   full (see [Locks that others hold](crate#locks-that-others-hold)).
     /// - [`Error::ResourceLimit`] when the data pages exceed
     ///   `RLIMIT_MEMLOCK`, or [`Error::PermissionDenied`] when that limit
     ///   is 0, for a process without `CAP_IPC_LOCK` (with either backing);
