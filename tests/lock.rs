@@ -410,14 +410,23 @@ fn a_guard_dropped_under_lock_all_leaves_the_buffer_locked() {
         }
         // Once lock_all is undone, a guard unlocks what it locked again.
         mlock::unlock_all().map_err(|e| format!("unlock_all: {e}"))?;
-        let guard = mlock::LockGuard::new(before.slice()).map_err(|e| e.to_string())?;
-        ensure(locked_kb(before.addr as usize) == 1024, || "guard".into())?;
-        drop(guard);
-        let locked = locked_kb(before.addr as usize);
-        ensure(locked == 0, || {
-            format!("after unlock_all a guard left {locked} kB")
-        })
+        guard_locks_then_unlocks(&before, "after unlock_all")
     });
+}
+
+/// A guard over all of `map` locks it (1 MiB), and its drop unlocks it,
+/// when nothing else holds it.
+fn guard_locks_then_unlocks(map: &Anon, when: &str) -> Result<(), String> {
+    let guard = mlock::LockGuard::new(map.slice()).map_err(|e| format!("{when}: {e}"))?;
+    let locked = locked_kb(map.addr as usize);
+    ensure(locked == 1024, || {
+        format!("{when}: a guard locked {locked} kB")
+    })?;
+    drop(guard);
+    let locked = locked_kb(map.addr as usize);
+    ensure(locked == 0, || {
+        format!("{when}: a dropped guard left {locked} kB")
+    })
 }
 
 #[test]
@@ -589,15 +598,7 @@ fn a_forked_child_is_not_under_its_parents_lock_all() {
         // The child inherits no lock, so its guards unlock as usual.
         in_child(|| {
             let map = Anon::new(MIB);
-            let guard = mlock::LockGuard::new(map.slice()).map_err(|e| e.to_string())?;
-            ensure(locked_kb(map.addr as usize) == 1024, || {
-                "child guard".into()
-            })?;
-            drop(guard);
-            let locked = locked_kb(map.addr as usize);
-            ensure(locked == 0, || {
-                format!("child's guard left Locked {locked} kB")
-            })
+            guard_locks_then_unlocks(&map, "in the child")
         })
     });
 }
