@@ -31,7 +31,8 @@ fn main() -> ExitCode {
     let recipe = Hardening::new(Config::SWAP_DAEMON.required(strict))
         .io_flusher(requirement)
         .oom_score_adj(mlock::OOM_SCORE_ADJ_MIN, requirement)
-        .prefault_stack(stack_bytes);
+        .prefault_stack(stack_bytes)
+        .realtime(mlock::DEFAULT_REALTIME_PRIORITY, requirement);
 
     let report = match harden_swap_daemon(&recipe) {
         Ok(report) => report,

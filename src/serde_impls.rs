@@ -104,6 +104,8 @@ impl<'de> Deserialize<'de> for Config {
 /// io_flusher = "best_effort"       # "skip", "best_effort" or "required"
 /// oom_score_adj = -1000            # with the requirement below
 /// oom_score_adj_requirement = "best_effort"
+/// realtime = 10                    # SCHED_FIFO priority, 1..=99
+/// realtime_requirement = "best_effort"
 ///
 /// [lock]
 /// flags = "CURRENT | FUTURE"
@@ -118,6 +120,8 @@ struct HardeningRepr {
     io_flusher: Requirement,
     oom_score_adj: i32,
     oom_score_adj_requirement: Requirement,
+    realtime: u8,
+    realtime_requirement: Requirement,
 }
 
 impl Default for HardeningRepr {
@@ -129,6 +133,7 @@ impl Default for HardeningRepr {
 impl From<&Hardening> for HardeningRepr {
     fn from(h: &Hardening) -> HardeningRepr {
         let (oom_score_adj, oom_score_adj_requirement) = h.oom_score_adj_setting();
+        let (realtime, realtime_requirement) = h.realtime_setting();
         HardeningRepr {
             lock: h.lock_config(),
             raise_memlock_limit: h.raises_memlock_limit(),
@@ -136,6 +141,8 @@ impl From<&Hardening> for HardeningRepr {
             io_flusher: h.io_flusher_requirement(),
             oom_score_adj,
             oom_score_adj_requirement,
+            realtime,
+            realtime_requirement,
         }
     }
 }
@@ -156,10 +163,16 @@ impl<'de> Deserialize<'de> for Hardening {
                 "invalid `oom_score_adj`: it must be within -1000..=1000",
             ));
         }
+        if r.realtime_requirement != Requirement::Skip && !(1..=99).contains(&r.realtime) {
+            return Err(serde::de::Error::custom(
+                "invalid `realtime`: the SCHED_FIFO priority must be within 1..=99",
+            ));
+        }
         Ok(Hardening::new(r.lock)
             .raise_memlock_limit(r.raise_memlock_limit)
             .prefault_stack(r.prefault_stack)
             .io_flusher(r.io_flusher)
-            .oom_score_adj(r.oom_score_adj, r.oom_score_adj_requirement))
+            .oom_score_adj(r.oom_score_adj, r.oom_score_adj_requirement)
+            .realtime(r.realtime, r.realtime_requirement))
     }
 }

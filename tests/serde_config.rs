@@ -132,6 +132,8 @@ fn the_whole_recipe_reads_from_toml() {
         io_flusher = "required"
         oom_score_adj = -1000
         oom_score_adj_requirement = "best_effort"
+        realtime = 20
+        realtime_requirement = "best_effort"
 
         [lock]
         lock_memory_required = true
@@ -140,7 +142,8 @@ fn the_whole_recipe_reads_from_toml() {
     let want = mlock::Hardening::new(Config::SWAP_DAEMON.required(true))
         .prefault_stack(128 * 1024)
         .io_flusher(mlock::Requirement::Required)
-        .oom_score_adj(-1000, mlock::Requirement::BestEffort);
+        .oom_score_adj(-1000, mlock::Requirement::BestEffort)
+        .realtime(20, mlock::Requirement::BestEffort);
     assert_eq!(recipe, want);
     let written = toml::to_string(&recipe).unwrap();
     assert_eq!(
@@ -160,4 +163,9 @@ fn the_whole_recipe_reads_from_toml() {
     .is_err());
     assert!(toml::from_str::<mlock::Hardening>("oom_score_adj = 5000").is_ok());
     assert!(toml::from_str::<mlock::Hardening>("io_flusher = \"maybe\"").is_err());
+    // So is a real-time priority outside 1..=99.
+    assert!(toml::from_str::<mlock::Hardening>(
+        "realtime = 0\nrealtime_requirement = \"required\""
+    )
+    .is_err());
 }
