@@ -26,7 +26,6 @@ mod cpio;
 mod dt007;
 mod fetch;
 
-use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -367,8 +366,8 @@ fn prepare(arch: &'static Arch, pid1_manifest: Option<&Path>) -> Result<Prepared
     archive.char_device("dev/console", 0o600, 5, 1);
     archive.char_device("dev/null", 0o666, 1, 3);
     archive.copy("bin/busybox", 0o755, &fetched.busybox)?;
-    let init = util::root().join("xtask").join("vm").join("init.sh");
-    archive.copy("init", 0o755, &init)?;
+    archive.copy("init", 0o755, &vm_script("init.sh"))?;
+    archive.copy("etc/prelude.sh", 0o644, &vm_script("prelude.sh"))?;
     let mut conf = format!("ARCH={}\nHOLD_MIB={HOLD_MIB}\n", arch.name);
     if let Some(doctor) = doctor_example() {
         conf.push_str(&format!("export {DOCTOR_ENV}=/bin/{doctor}\n"));
@@ -408,6 +407,11 @@ fn prepare(arch: &'static Arch, pid1_manifest: Option<&Path>) -> Result<Prepared
         pid1_initrd,
         dt007_initrd,
     })
+}
+
+/// A script of `xtask/vm/` (the busybox `/init`s and what they source).
+fn vm_script(name: &str) -> PathBuf {
+    util::root().join("xtask").join("vm").join(name)
 }
 
 /// A cargo command for `arch`'s static binaries, in a target directory of
@@ -1065,29 +1069,7 @@ fn table(reports: &[Report]) -> String {
         "boots",
         "result",
     ];
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    let mut out = String::new();
-    let line = |out: &mut String, cells: &[&str]| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", padded.join("  ").trim_end());
-    };
-    line(&mut out, &header);
-    for row in &rows {
-        line(
-            &mut out,
-            &row.iter().map(String::as_str).collect::<Vec<_>>(),
-        );
-    }
-    out
+    util::text_table(&header, &rows)
 }
 
 #[cfg(test)]

@@ -11,22 +11,8 @@
 # console: the daemon's counters, the hog's verdict, the kernel's reports.
 # /etc/vm.conf sets ARCH, HOG_MIB, SWAP_MIB, STORE_MIB, STALL_S, HUNG_S.
 
-/bin/busybox mkdir -p /usr/bin /usr/sbin /sbin
-/bin/busybox --install -s
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs -o mode=1777 tmpfs /tmp
-. /etc/vm.conf
+. /etc/prelude.sh
 MODE=${DT007_MODE:-none}
-
-say() { echo "vm: $*"; }
-finish() {
-    say "done"
-    sync
-    poweroff -f
-}
 
 # Everything the kernel says reaches the console: the blocked tasks' stacks
 # are printed at KERN_INFO.

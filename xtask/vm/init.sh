@@ -16,24 +16,10 @@
 # secret tests and one core dump, to prove the anonymous fallback in a real
 # kernel. MLOCK_TEST_SECRETMEM tells tests/secret.rs which to expect.
 
-/bin/busybox mkdir -p /usr/bin /usr/sbin /sbin
-/bin/busybox --install -s
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs -o mode=1777 tmpfs /tmp
-. /etc/vm.conf
+. /etc/prelude.sh
 # Kernel messages would interleave with the summary lines; panics (level 0)
 # still reach the console.
 dmesg -n 1
-
-say() { echo "vm: $*"; }
-finish() {
-    say "done"
-    sync
-    poweroff -f
-}
 
 say "kernel $(uname -r) on $(uname -m), $(grep MemTotal /proc/meminfo | tr -s ' ')"
 cmdline=$(cat /proc/cmdline)

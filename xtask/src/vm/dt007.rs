@@ -121,11 +121,8 @@ pub fn pack(arch: &Arch, fetched: &Fetched, example_dir: &Path, dir: &Path) -> R
     archive.char_device("dev/console", 0o600, 5, 1);
     archive.char_device("dev/null", 0o666, 1, 3);
     archive.copy("bin/busybox", 0o755, &fetched.busybox)?;
-    let init = crate::util::root()
-        .join("xtask")
-        .join("vm")
-        .join("dt007.sh");
-    archive.copy("init", 0o755, &init)?;
+    archive.copy("init", 0o755, &super::vm_script("dt007.sh"))?;
+    archive.copy("etc/prelude.sh", 0o644, &super::vm_script("prelude.sh"))?;
     archive.file("etc/vm.conf", 0o644, conf(arch).as_bytes());
     for module in &fetched.nbd_modules {
         let name = module.file_name().unwrap_or_default().to_string_lossy();
@@ -526,7 +523,6 @@ pub fn problem(arch: &str, mode: &str, run: &Run) -> Option<String> {
 /// The table at the end: one row per arch and mode, with the outcome of
 /// each boot (several with `--repeat`).
 pub fn table(rows: &[(&str, &str, Vec<Run>)]) -> String {
-    let mut out = String::new();
     let header = [
         "arch",
         "mode",
@@ -559,25 +555,7 @@ pub fn table(rows: &[(&str, &str, Vec<Run>)]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &body {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let mut put = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", padded.join("  ").trim_end());
-    };
-    put(header.to_vec());
-    for row in &body {
-        put(row.iter().map(String::as_str).collect());
-    }
-    out
+    util::text_table(&header, &body)
 }
 
 /// `survived 4, deadlock 1`: how often each outcome came, in a fixed order.
