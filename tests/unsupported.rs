@@ -87,6 +87,8 @@ fn the_backend_answers_or_every_call_is_unsupported() {
     assert_eq!(mlock::is_io_flusher(), Err(Error::Unsupported));
     assert_eq!(mlock::oom_score_adj(), Err(Error::Unsupported));
     assert_eq!(mlock::set_oom_score_adj(-100), u);
+    assert_eq!(mlock::set_realtime(10), u);
+    assert_eq!(mlock::is_realtime(), Err(Error::Unsupported));
     let mut region = [0u8; 64];
     // Pre-faulting falls back to touching the pages, which needs no kernel.
     assert_eq!(mlock::prefault(&mut region), Ok(mlock::Prefault::Touched));
@@ -96,6 +98,11 @@ fn the_backend_answers_or_every_call_is_unsupported() {
         report.step(mlock::Stage::Lock),
         mlock::Step::Failed(Error::Unsupported)
     );
+    let realtime = mlock::harden_swap_daemon(
+        &mlock::Hardening::default().realtime(10, mlock::Requirement::BestEffort),
+    )
+    .unwrap();
+    assert_eq!(realtime.realtime, mlock::Step::Failed(Error::Unsupported));
     assert!(!report.is_complete());
     // Parsing needs no backend.
     let status = mlock::Status::parse(b"VmLck:\t 4 kB\n").unwrap();
