@@ -22,6 +22,9 @@
 //!   thread is spawned, so that every thread inherits IO_FLUSHER and the
 //!   real-time policy.
 //!
+//! `harden-without-io-flusher` and `harden-without-realtime` leave step 4
+//! or step 6 of the recipe out, to test whether each is needed.
+//!
 //! In every mode it sets `oom_score_adj` to -1000, so that the OOM killer
 //! cannot end an experiment by killing the device's server.
 //!
@@ -163,7 +166,19 @@ mod sys {
 enum Protect {
     None,
     Lock,
-    Harden,
+    /// The recipe; the two switches leave step 4 or step 6 out, for the
+    /// experiment that asks whether each is needed.
+    Harden {
+        io_flusher: bool,
+        realtime: bool,
+    },
+}
+
+impl Protect {
+    const HARDEN: Protect = Protect::Harden {
+        io_flusher: true,
+        realtime: true,
+    };
 }
 
 struct Options {
@@ -179,7 +194,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         device: "/dev/nbd0".into(),
         size_mib: 512,
         store_mib: 64,
-        protect: Protect::Harden,
+        protect: Protect::HARDEN,
         stats_ms: 500,
     };
     let mut it = args.iter();
@@ -208,10 +223,19 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                 o.protect = match value.as_str() {
                     "none" => Protect::None,
                     "lock" => Protect::Lock,
-                    "harden" => Protect::Harden,
+                    "harden" => Protect::HARDEN,
+                    "harden-without-io-flusher" => Protect::Harden {
+                        io_flusher: false,
+                        realtime: true,
+                    },
+                    "harden-without-realtime" => Protect::Harden {
+                        io_flusher: true,
+                        realtime: false,
+                    },
                     other => {
                         return Err(format!(
-                            "--protect: {other:?} is not one of none, lock, harden"
+                            "--protect: {other:?} is not one of none, lock, harden \
+                             (or harden-without-io-flusher, harden-without-realtime)"
                         ))
                     }
                 }
@@ -255,12 +279,22 @@ fn protect(mode: Protect) -> Result<(), String> {
         Protect::None => {}
         Protect::Lock => mlock::lock_all(Flags::CURRENT | Flags::FUTURE)
             .map_err(|e| format!("--protect lock: lock_all(CURRENT | FUTURE) failed: {e}"))?,
-        Protect::Harden => {
+        Protect::Harden {
+            io_flusher,
+            realtime,
+        } => {
             // The README's recipe: locking required, the rest best-effort.
+            let step = |on: bool| {
+                if on {
+                    Requirement::BestEffort
+                } else {
+                    Requirement::Skip
+                }
+            };
             let recipe = Hardening::new(Config::SWAP_DAEMON.required(true))
-                .io_flusher(Requirement::BestEffort)
+                .io_flusher(step(io_flusher))
                 .oom_score_adj(mlock::OOM_SCORE_ADJ_MIN, Requirement::BestEffort)
-                .realtime(mlock::DEFAULT_REALTIME_PRIORITY, Requirement::BestEffort);
+                .realtime(mlock::DEFAULT_REALTIME_PRIORITY, step(realtime));
             let report = mlock::harden_swap_daemon(&recipe)
                 .map_err(|e| format!("--protect harden: {e}\n{}", e.report))?;
             for line in report.to_string().lines() {
@@ -272,11 +306,12 @@ fn protect(mode: Protect) -> Result<(), String> {
         eprintln!("nbd_swap: warning: oom_score_adj -1000: {e}");
     }
     println!(
-        "nbd_swap: protect={:?} VmLck={} kB oom_score_adj={} io_flusher={}",
+        "nbd_swap: protect={:?} VmLck={} kB oom_score_adj={} io_flusher={} realtime={}",
         mode,
         mlock::locked_bytes().map_or(0, |b| b / 1024),
         mlock::oom_score_adj().map_or("?".into(), |v| v.to_string()),
         mlock::is_io_flusher().unwrap_or(false),
+        mlock::is_realtime().unwrap_or(false),
     );
     Ok(())
 }
@@ -887,5 +922,13 @@ mod tests {
             .contains("unknown option"));
         let o = args(&["--protect=lock", "--size-mib", "64"]).unwrap();
         assert_eq!((o.protect, o.size_mib), (Protect::Lock, 64));
+        let o = args(&["--protect", "harden-without-realtime"]).unwrap();
+        assert_eq!(
+            o.protect,
+            Protect::Harden {
+                io_flusher: true,
+                realtime: false
+            }
+        );
     }
 }

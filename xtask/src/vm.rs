@@ -139,7 +139,7 @@ pub const ARCHES: &[Arch] = &[
 ];
 
 const USAGE: &str = "usage: cargo xtask vm [--arch x86_64|aarch64|riscv64] \
-                     [--scenario dt007 [--repeat N] [--plot]]";
+                     [--scenario dt007 [--repeat N] [--plot] [--mode M]...]";
 
 /// `cargo xtask vm [--arch A] [--scenario dt007 [--repeat N] [--plot]]`.
 pub fn main(args: &[String]) -> Result {
@@ -147,6 +147,7 @@ pub fn main(args: &[String]) -> Result {
     let mut scenario = None;
     let mut repeat = 1;
     let mut plot = false;
+    let mut modes: Vec<String> = Vec::new();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let (name, inline) = match flag.split_once('=') {
@@ -163,6 +164,7 @@ pub fn main(args: &[String]) -> Result {
         match name {
             "--arch" => arches.push(arch(&value)?),
             "--scenario" if value == "dt007" => scenario = Some(value),
+            "--mode" => modes.push(value),
             "--repeat" => {
                 repeat = value
                     .parse()
@@ -177,9 +179,9 @@ pub fn main(args: &[String]) -> Result {
         arches = ARCHES.iter().collect();
     }
     match scenario {
-        Some(_) => dt007::run(&arches, repeat, plot),
-        None if repeat != 1 || plot => Err(format!(
-            "--repeat and --plot go with --scenario dt007\n{USAGE}"
+        Some(_) => dt007::run(&arches, repeat, plot, &modes),
+        None if repeat != 1 || plot || !modes.is_empty() => Err(format!(
+            "--repeat, --plot and --mode go with --scenario dt007\n{USAGE}"
         )),
         None => run(&arches).map(|_| ()),
     }

@@ -90,7 +90,7 @@ pub struct Run {
 }
 
 /// The boots of one arch, by mode.
-type ByMode = Vec<(&'static str, Vec<Run>)>;
+type ByMode<'a> = Vec<(&'a str, Vec<Run>)>;
 
 /// One point of the picture.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -162,13 +162,19 @@ pub fn boot(arch: &Arch, kernel: &Path, initrd: &Path, mode: &str) -> Run {
     }
 }
 
-/// `cargo xtask vm --scenario dt007 [--arch A] [--repeat N] [--plot]`:
+/// `cargo xtask vm --scenario dt007 [--arch A] [--repeat N] [--plot] [--mode M]...`:
 /// fetches, builds and packs each arch, boots every mode `repeat` times
 /// (the arches in parallel, the boots of one arch in turn), prints a line
 /// per boot and the table, and with `--plot` draws `docs/dt007.svg` from
 /// the first `none` and `harden` boots of the first arch. Fails when a run
-/// breaks [`problem`]'s rules.
-pub fn run(arches: &[&'static Arch], repeat: usize, plot_it: bool) -> Result {
+/// breaks [`problem`]'s rules. `modes` replaces [`MODES`] when not empty:
+/// any `nbd_swap --protect` value, such as `harden-without-realtime`.
+pub fn run(arches: &[&'static Arch], repeat: usize, plot_it: bool, modes: &[String]) -> Result {
+    let modes: Vec<&str> = if modes.is_empty() {
+        MODES.to_vec()
+    } else {
+        modes.iter().map(String::as_str).collect()
+    };
     util::ensure_debian_packages(super::HOST_PACKAGES)?;
     let mut prepared = Vec::new();
     for &arch in arches {
@@ -180,12 +186,13 @@ pub fn run(arches: &[&'static Arch], repeat: usize, plot_it: bool) -> Result {
         eprintln!("xtask: {}: {}", arch.name, fetched.kernel_package);
         prepared.push((arch, fetched.kernel_package, fetched.kernel, initrd));
     }
-    let results: Vec<(&Arch, String, ByMode)> = std::thread::scope(|scope| {
+    let results: Vec<(&Arch, String, ByMode<'_>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = prepared
             .iter()
             .map(|(arch, package, kernel, initrd)| {
+                let modes = &modes;
                 scope.spawn(move || {
-                    let mut by_mode: ByMode = MODES.iter().map(|m| (*m, Vec::new())).collect();
+                    let mut by_mode: ByMode = modes.iter().map(|m| (*m, Vec::new())).collect();
                     for i in 0..repeat {
                         for (mode, runs) in &mut by_mode {
                             let run = boot(arch, kernel, initrd, mode);
