@@ -230,23 +230,22 @@ pub fn run(arches: &[&'static Arch], repeat: usize, plot_it: bool, modes: &[Stri
     println!();
     print!("{}", table(&rows));
     if plot_it {
-        let first = |mode: &str| {
-            results.first().and_then(|(arch, package, by_mode)| {
-                let run = by_mode.iter().find(|(m, _)| *m == mode)?.1.first()?;
-                Some((
-                    format!(
-                        "{} --protect {mode}: {} ({package})",
-                        arch.name,
-                        run.outcome.word()
-                    ),
-                    run,
-                ))
-            })
+        let Some((arch, package, by_mode)) = results.first() else {
+            return Err("--plot: no run to draw".into());
         };
-        let panels: Vec<(String, &Run)> =
-            ["none", "harden"].iter().filter_map(|m| first(m)).collect();
+        let panels: Vec<(String, &Run)> = ["none", "harden"]
+            .iter()
+            .filter_map(|mode| {
+                let run = by_mode.iter().find(|(m, _)| m == mode)?.1.first()?;
+                Some((format!("--protect {mode}: {}", run.outcome.word()), run))
+            })
+            .collect();
+        let title = format!(
+            "DT-007: nbd_swap serves the only swap; a {HOG_MIB} MiB hog in a 256 MiB VM ({}, {package})",
+            arch.name
+        );
         let path = util::root().join("docs").join("dt007.svg");
-        plot(&panels, &path)?;
+        plot(&title, &panels, &path)?;
         eprintln!("xtask: wrote {}", path.display());
     }
     if problems.is_empty() {
@@ -277,11 +276,13 @@ fn untimed(line: &str) -> &str {
     }
 }
 
-/// A task the kernel reported blocked: its name, its frames (innermost
-/// first), and whether the hung-task detector named it.
+/// A task whose stack the kernel printed: its name, its state (`D` for
+/// blocked; `sysrq t` prints sleeping and running tasks too), its frames
+/// (innermost first), and whether the hung-task detector named it.
 #[derive(Debug, Default, PartialEq)]
 struct Blocked {
     name: String,
+    state: String,
     frames: Vec<String>,
     hung_task: bool,
 }
@@ -316,14 +317,11 @@ fn blocked_tasks(lines: &[&str]) -> Vec<Blocked> {
                 hung.push(name.to_string());
             }
         } else if let Some(rest) = line.strip_prefix("task:") {
-            let name = rest
-                .split(" state:")
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string();
+            let (name, state) = rest.split_once(" state:").unwrap_or((rest, ""));
+            let name = name.trim().to_string();
             let hung_task = hung.contains(&name);
             tasks.push(Blocked {
+                state: state.split_whitespace().next().unwrap_or("").to_string(),
                 name,
                 frames: Vec::new(),
                 hung_task,
@@ -411,7 +409,7 @@ pub fn classify(console: &Console) -> Run {
     let blocked = blocked_tasks(&lines);
     let ours: Vec<&Blocked> = blocked
         .iter()
-        .filter(|t| is_ours(&t.name) && t.frames.iter().any(|f| is_swap_path(f)))
+        .filter(|t| t.state == "D" && is_ours(&t.name) && t.frames.iter().any(|f| is_swap_path(f)))
         .collect();
 
     let (outcome, evidence) = if let Some(e) = end.and_then(|l| value(l, "error=")) {
@@ -443,7 +441,7 @@ pub fn classify(console: &Console) -> Run {
     {
         (Outcome::Survived, String::new())
     } else {
-        let why = match (stall, blocked.first()) {
+        let why = match (stall, blocked.iter().find(|t| t.state == "D")) {
             (Some(_), Some(t)) => format!("stalled; blocked: {}", describe(t)),
             (Some(_), None) => "stalled; no blocked task reported".into(),
             (None, _) if console.timed_out => "no power-off in time".into(),
@@ -595,25 +593,24 @@ pub fn counts(runs: &[Run]) -> String {
 
 /// Draws `docs/dt007.svg`: free memory, swap used and bytes served over
 /// time, one panel per run (`none` and `harden`).
-pub fn plot(panels: &[(String, &Run)], path: &Path) -> Result {
+pub fn plot(title: &str, panels: &[(String, &Run)], path: &Path) -> Result {
     use plotters::prelude::*;
     let err = |e: &dyn std::fmt::Display| format!("drawing {}: {e}", path.display());
     let root = SVGBackend::new(path, (1200, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let root = root
-        .titled(
-            "DT-007: a swap daemon under memory pressure (real kernel, 256 MiB VM)",
-            ("sans-serif", 20),
-        )
+        .titled(title, ("sans-serif", 20))
         .map_err(|e| err(&e))?;
     let areas = root.split_evenly((1, panels.len().max(1)));
-    let y_hi = panels
-        .iter()
-        .flat_map(|(_, r)| r.samples.iter())
-        .map(|s| s.free_mib.max(s.swap_mib).max(s.served_mib))
-        .fold(64.0, f64::max)
-        * 1.1;
     for ((title, run), area) in panels.iter().zip(&areas) {
+        // Each panel its own scale: the stalled run moves a few MiB, the
+        // surviving one a gigabyte.
+        let y_hi = run
+            .samples
+            .iter()
+            .map(|s| s.free_mib.max(s.swap_mib).max(s.served_mib))
+            .fold(16.0, f64::max)
+            * 1.15;
         let t0 = run.samples.first().map_or(0.0, |s| s.t);
         let t_hi = run.samples.last().map_or(1.0, |s| s.t - t0).max(1.0) * 1.05;
         let mut chart = ChartBuilder::on(area)
@@ -783,6 +780,15 @@ dt007-stall: no swap I/O for 20 s (pswpin=0 pswpout=19): dumping blocked tasks, 
         assert_eq!(
             classify(&console(&arm, false, true)).outcome,
             Outcome::Deadlock
+        );
+        // The daemon's main thread asleep in NBD_DO_IT (sysrq t) is not
+        // blocked.
+        let asleep = riscv
+            .replace("state:D", "state:S")
+            .replace("folio_wait_bit_common", "nbd_ioctl");
+        assert_eq!(
+            classify(&console(&asleep, false, true)).outcome,
+            Outcome::Timeout
         );
         // A kworker alone is not the daemon: the stall is not pinned on us.
         let kworker = riscv.replace("nbd_swap", "kworker/0:1");
