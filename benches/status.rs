@@ -127,6 +127,23 @@ mod linux {
         group.finish();
     }
 
+    /// One parse of `text`, not inlined, so that callgrind can count the
+    /// instructions inside it (`--toggle-collect='*::parse_once'`).
+    #[inline(never)]
+    pub fn parse_once(text: &[u8]) -> mlock::Status {
+        mlock::Status::parse(black_box(text)).unwrap()
+    }
+
+    /// `n` parses of this process's `/proc/self/status`, read once;
+    /// prints the length of the text.
+    pub fn parse_calls(n: u64) {
+        let text = std::fs::read("/proc/self/status").unwrap();
+        for _ in 0..n {
+            black_box(parse_once(&text));
+        }
+        println!("{}", text.len());
+    }
+
     /// Where criterion keeps its results (`<target dir>/criterion`).
     fn criterion_dir() -> PathBuf {
         let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -244,6 +261,16 @@ mod linux {
 
 #[cfg(target_os = "linux")]
 fn main() {
+    // `status --parse-calls <n>`: only `n` parses, for callgrind to count.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--parse-calls") {
+        let Some(Ok(n)) = args.get(1).map(|n| n.parse::<u64>()) else {
+            eprintln!("usage: status --parse-calls <count>");
+            std::process::exit(2);
+        };
+        linux::parse_calls(n);
+        return;
+    }
     let mut c = criterion::Criterion::default().configure_from_args();
     linux::bench(&mut c);
     c.final_summary();

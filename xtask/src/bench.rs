@@ -177,6 +177,10 @@ fn run(plan: &Plan) -> util::Result {
             .arg(plan.interleaved.1.to_string()),
     )?)?;
     let instructions = count_instructions(overhead_exe, plan, &out_dir)?;
+    let parse_instructions = match benches.get("status") {
+        Some(exe) => Some(count_parse_instructions(exe, plan, &out_dir)?),
+        None => None,
+    };
 
     let onfault_out = util::output(Command::new(exe("onfault")?).args(plan.onfault))?;
     let onfault = parse_onfault(&onfault_out)?;
@@ -191,6 +195,7 @@ fn run(plan: &Plan) -> util::Result {
         instructions,
         onfault,
         status_paired,
+        parse_instructions,
     };
     let tables = report.tables();
     println!("\n{tables}");
@@ -370,6 +375,40 @@ fn count_instructions(exe: &Path, plan: &Plan, out_dir: &Path) -> util::Result<V
     Ok(counts)
 }
 
+/// Instructions per `Status::parse` of this machine's `/proc/self/status`,
+/// counted by callgrind inside the status bench's `parse_once` over two
+/// runs, as for the call pair; and the size of the text parsed.
+fn count_parse_instructions(exe: &Path, plan: &Plan, out_dir: &Path) -> util::Result<(f64, u64)> {
+    let mut totals = [0u64; 2];
+    let mut bytes = 0;
+    for (total, n) in totals.iter_mut().zip([plan.calls.0, plan.calls.1]) {
+        let file = out_dir.join(format!("callgrind.parse.{n}"));
+        let out = util::output(
+            Command::new("valgrind")
+                .args(["-q", "--tool=callgrind", "--toggle-collect=*::parse_once"])
+                .arg(format!("--callgrind-out-file={}", file.display()))
+                .arg(exe)
+                .args(["--parse-calls", &n.to_string()]),
+        )?;
+        bytes = out.trim().parse().unwrap_or(0);
+        let text =
+            fs::read_to_string(&file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+        *total = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("totals:")
+                    .or_else(|| l.strip_prefix("summary:"))
+            })
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .ok_or_else(|| format!("no instruction total in {}", file.display()))?;
+    }
+    let per_parse = (totals[1] as f64 - totals[0] as f64) / (plan.calls.1 - plan.calls.0) as f64;
+    if per_parse <= 0.0 {
+        return Err("callgrind counted no instructions in parse_once".into());
+    }
+    Ok((per_parse, bytes))
+}
+
 /// Parses `overhead --interleaved`: `impl wall_ns cpu_ns` per line.
 fn parse_interleaved(text: &str) -> util::Result<Vec<(String, f64, f64)>> {
     let rows: Vec<(String, f64, f64)> = text
@@ -513,6 +552,8 @@ struct Report<'a> {
     /// The status bench's ratios to the floor timed in alternation: its
     /// `paired` line, which also says how they were timed.
     status_paired: Option<String>,
+    /// Instructions per `Status::parse` of a real status file (callgrind).
+    parse_instructions: Option<(f64, u64)>,
 }
 
 /// A duration in nanoseconds, with a unit that keeps 3 or 4 digits.
@@ -777,9 +818,16 @@ impl Report<'_> {
         else {
             return String::new();
         };
+        let counted = self.parse_instructions.map_or(String::new(), |(n, bytes)| {
+            format!(
+                "; callgrind counts {} instructions per parse of a {bytes}-byte \
+                 status, whatever the load",
+                count(n.round())
+            )
+        });
         let mut t = format!(
             "\nOn this machine the floor is {}, a bare `pread` {} and the parse \
-             alone {} ({:.1} % of the floor, {:.1} % of `pread`).\n\n\
+             alone {} ({:.1} % of the floor, {:.1} % of `pread`){counted}.\n\n\
              | goal | criterion medians | alternating rounds | met |\n\
              |---|---:|---:|---|\n",
             time(floor),
