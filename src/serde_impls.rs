@@ -42,7 +42,7 @@ impl<'de> Deserialize<'de> for Flags {
 #[serde(default, deny_unknown_fields)]
 struct ConfigRepr {
     flags: Flags,
-    /// The seeds' key (`lock_memory_required`) maps onto `required`.
+    /// duende's mlock guide's key (`lock_memory_required`) maps onto `required`.
     #[serde(alias = "lock_memory_required")]
     required: bool,
     retry_without_onfault: bool,

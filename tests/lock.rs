@@ -320,7 +320,7 @@ fn vm_lck_after_exec() -> Result<u64, String> {
 
 #[test]
 fn execve_clears_locks_and_mcl_future() {
-    // The kernel API description among the seeds claims MCL_FUTURE survives
+    // A kernel API description of mlockall claims MCL_FUTURE survives
     // execve. On Linux it does not: exec builds a new mm without VM_LOCKED
     // defaults, so the new image (whose every mapping is "future") has
     // nothing locked.

@@ -1,4 +1,4 @@
-//! The privilege matrix: the seeds' Docker table (no capabilities,
+//! The privilege matrix: duende's Docker table (no capabilities,
 //! `CAP_IPC_LOCK`, unlimited memlock, privileged), reproduced without
 //! Docker. Each cell is a process set up for real (an unprivileged uid,
 //! with or without `CAP_IPC_LOCK`, `RLIMIT_MEMLOCK` at 8 MiB, 0 or

@@ -1,4 +1,4 @@
-//! `Config` and `Flags` through TOML (feature `serde`): the seeds' keys
+//! `Config` and `Flags` through TOML (feature `serde`): duende's keys
 //! (`[resources] lock_memory = true`, `lock_memory_required = true`) mapped
 //! onto the crate's, and a round trip.
 //!
@@ -10,7 +10,7 @@
 use mlock::{Config, Flags};
 use serde::{Deserialize, Serialize};
 
-/// A daemon's own `[resources]` table, as the seeds write it: whether to
+/// A daemon's own `[resources]` table, as duende's mlock guide writes it: whether to
 /// lock at all is the daemon's business, and the crate's `Config` takes the
 /// rest of the keys.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -32,7 +32,7 @@ lock_memory_required = true
 "#;
 
 #[test]
-fn the_seeds_keys_map_onto_config() {
+fn duendes_keys_map_onto_config() {
     let parsed: DaemonConfig = toml::from_str(SEED).expect("the seed's TOML parses");
     assert!(parsed.resources.lock_memory);
     // `lock_memory_required` is `required`; the flags default to the swap
