@@ -19,7 +19,8 @@
 //! when the swap path is stuck, and prints a sample line every `<every-ms>`:
 //! `dt007-sample memfree_kb=… swapused_kb=… pswpin=… pswpout=…`.
 //! When `pswpin + pswpout` (in `/proc/vmstat`) has not moved for `<stall-s>`
-//! seconds, it asks the kernel for every blocked task's stack
+//! seconds, and free memory has not moved by 4 MiB either (before the first
+//! swap-out, the hog filling RAM is the progress), it asks the kernel for every blocked task's stack
 //! (`echo w > /proc/sysrq-trigger`) and then crashes it (`echo c`). The
 //! kernel's own hung-task detector does not catch this deadlock: the
 //! blocked tasks sleep in `io_schedule_timeout` inside `mempool_alloc`,
@@ -161,7 +162,13 @@ fn watch(stall: Duration, every: Duration) -> Result<(), String> {
         .open("/proc/sysrq-trigger")
         .map_err(|e| format!("/proc/sysrq-trigger: {e}"))?;
     let mut buf = vec![0u8; 64 << 10];
+    // Progress: swap I/O, or free memory moving by a few MiB (the hog
+    // filling RAM before the first swap-out, which on a slow or busy host
+    // takes longer than the stall limit). A deadlocked machine does
+    // neither.
+    const FREE_MOVES_KB: u64 = 4 << 10;
     let mut last_io = u64::MAX;
+    let mut last_free = u64::MAX;
     let mut last_change = Instant::now();
     loop {
         let [free, swap_total, swap_free] =
@@ -171,12 +178,14 @@ fn watch(stall: Duration, every: Duration) -> Result<(), String> {
             "dt007-sample memfree_kb={free} swapused_kb={} pswpin={pswpin} pswpout={pswpout}",
             swap_total.saturating_sub(swap_free)
         );
-        if pswpin + pswpout != last_io {
+        if pswpin + pswpout != last_io || free.abs_diff(last_free) >= FREE_MOVES_KB {
             last_io = pswpin + pswpout;
+            last_free = free;
             last_change = Instant::now();
         } else if last_change.elapsed() >= stall {
             println!(
-                "dt007-stall: no swap I/O for {} s (pswpin={pswpin} pswpout={pswpout}): \
+                "dt007-stall: no swap I/O for {} s (pswpin={pswpin} pswpout={pswpout}, \
+                 free memory steady at {free} kB): \
                  dumping blocked tasks, then crashing the kernel",
                 stall.as_secs()
             );

@@ -33,8 +33,8 @@ const SWAP_MIB: u32 = 512;
 const STORE_MIB: u32 = 16;
 /// Seconds without swap I/O after which the watchdog takes the evidence
 /// and crashes the kernel, and the hung-task detector's timeout.
-const STALL_S: u32 = 20;
-const HUNG_S: u32 = 30;
+const STALL_S: u32 = 30;
+const HUNG_S: u32 = 60;
 /// A hardened run must push at least this much through the daemon, or it
 /// proved nothing.
 pub const MIN_SERVED_MIB: f64 = 32.0;
@@ -715,7 +715,7 @@ vm: done";
 
     const SYSRQ_X86: &str = "\
 nbd_swap: t_ms=5000 written=77824 read=0 pages=19 compressed=900 in_flight=1 requests=5 errors=0
-dt007-stall: no swap I/O for 20 s (pswpin=0 pswpout=19): dumping blocked tasks, then crashing the kernel
+dt007-stall: no swap I/O for 30 s (pswpin=0 pswpout=19, free memory steady at 2380 kB): dumping blocked tasks, then crashing the kernel
 [   40.101000] sysrq: Show Blocked State
 [   40.102000] task:kswapd0         state:D stack:0     pid:30    ppid:2      flags:0x00004000
 [   40.103000] Call Trace:
