@@ -17,9 +17,7 @@
 //! be a newline and the next few must be a recorded key, which one 8-byte
 //! compare against a table tells (`KEYS`). Lines that are not recorded
 //! fields are never walked byte by byte; only the value of a recorded field
-//! is, and the kernel's own layout of those values (a tab, eight columns,
-//! ` kB`; or a tab and 16 hex digits) is read eight bytes at a time, with
-//! the general byte-by-byte rules for anything else. Nothing stops early:
+//! is. Nothing stops early:
 //! every line of the text is still looked at, so a duplicate or malformed
 //! field anywhere is still found.
 
@@ -513,30 +511,6 @@ fn store(status: &mut Status, text: &[u8], pos: usize, s: usize) -> bool {
 /// Parses `<blanks><decimal> kB` and the newline after it into bytes,
 /// checked.
 fn parse_kb(value: &[u8]) -> Option<u64> {
-    // The kernel's layout, read in one word: a tab, eight columns of
-    // right-aligned digits (values under 10^8 kB).
-    if let Some([b'\t', columns @ .., b' ', b'k', b'B', b'\n']) = value.get(..13) {
-        if let Ok(columns) = <[u8; 8]>::try_from(columns) {
-            let columns = u64::from_le_bytes(columns);
-            // The spaces lead, so they are the low bytes of the word (all
-            // eight when `spaces` is 8, which is no number).
-            let spaces = (columns ^ splat(b' ')).trailing_zeros() / 8;
-            let leading = 1u64.checked_shl(8 * spaces).map_or(0, |bit| bit - 1);
-            // With the spaces made '0' (0x20 | 0x10), all eight must be
-            // digits.
-            let padded = columns | (splat(0x10) & leading);
-            let high = padded & splat(0xf0);
-            let low_ok = padded.wrapping_add(splat(0x06)) & splat(0xf0);
-            if spaces < 8 && high == splat(0x30) && low_ok == splat(0x30) {
-                // Pairs, then fours, then all eight digits, first digit
-                // most significant; at most 99,999,999 kB: no overflow.
-                let mut n = padded & splat(0x0f);
-                n = (n.wrapping_mul(10 << 8 | 1) >> 8) & 0x00ff_00ff_00ff_00ff;
-                n = (n.wrapping_mul(100 << 16 | 1) >> 16) & 0x0000_ffff_0000_ffff;
-                return Some((n.wrapping_mul(10_000 << 32 | 1) >> 32) << 10);
-            }
-        }
-    }
     let start = blanks(value);
     let mut end = start;
     let mut kb: u64 = 0;
@@ -869,7 +843,7 @@ mod tests {
     }
 
     #[test]
-    fn the_kernel_kb_layout_in_one_word_reads_as_the_rules_do() {
+    fn sizes_read_by_the_rules() {
         // A tab, eight columns, the unit: every mix of spaces, digits and
         // odd bytes, with the unit right or wrong.
         let columns: [u8; 6] = [b' ', b'0', b'7', b'9', b'\t', b'x'];
