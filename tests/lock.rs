@@ -491,6 +491,41 @@ fn an_inner_guard_dropped_leaves_the_outer_guards_pages_locked() {
     });
 }
 
+#[test]
+fn overlapping_guards_each_unlock_only_what_no_other_holds() {
+    run(|| {
+        let page = page_size();
+        let kb = (page / 1024) as u64;
+        let map = Anon::new(8 * page);
+        let slice = map.slice();
+        // The guards split the mapping into several VMAs, so count VmLck
+        // (the locked VMAs' size; mlock faults every page in).
+        let base = vm_lck_kb();
+        // Pages 0-2, 2-4 and 6-7 (the last by a byte range that starts
+        // mid-page).
+        let a = mlock::LockGuard::new(&slice[..3 * page]).map_err(|e| e.to_string())?;
+        let b = mlock::LockGuard::new(&slice[2 * page..5 * page]).map_err(|e| e.to_string())?;
+        let c = mlock::LockGuard::new(&slice[6 * page + 10..]).map_err(|e| e.to_string())?;
+        let locked = |want: u64, what: &str| {
+            let got = vm_lck_kb() - base;
+            ensure(got == want * kb, || {
+                format!("{what}: VmLck grew by {got} kB, wanted {want} pages")
+            })
+        };
+        locked(7, "three guards")?;
+        // Pages 0 and 1 go; page 2 stays, as b holds it.
+        drop(a);
+        locked(5, "a dropped")?;
+        // unlock of everything leaves b's and c's pages.
+        mlock::unlock(slice).map_err(|e| e.to_string())?;
+        locked(5, "unlock of the whole mapping")?;
+        drop(c);
+        locked(3, "c dropped")?;
+        drop(b);
+        locked(0, "all dropped")
+    });
+}
+
 /// A guard over a secret's bytes, and `unlock` of them, on a buffer of the
 /// given backing: the secret's page stays locked.
 fn secret_page_stays_locked(backing: mlock::Backing) -> Result<(), String> {
