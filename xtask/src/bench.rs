@@ -352,16 +352,7 @@ fn count_instructions(exe: &Path, plan: &Plan, out_dir: &Path) -> util::Result<V
                     .arg(exe)
                     .args(["--calls", name, &n.to_string()]),
             )?;
-            let text = fs::read_to_string(&file)
-                .map_err(|e| format!("reading {}: {e}", file.display()))?;
-            *total = text
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix("totals:")
-                        .or_else(|| l.strip_prefix("summary:"))
-                })
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-                .ok_or_else(|| format!("no instruction total in {}", file.display()))?;
+            *total = callgrind_total(&file)?;
         }
         let per_pair = (totals[1] as f64 - totals[0] as f64) / (plan.calls.1 - plan.calls.0) as f64;
         if per_pair <= 0.0 {
@@ -373,6 +364,19 @@ fn count_instructions(exe: &Path, plan: &Plan, out_dir: &Path) -> util::Result<V
         counts.push((name.to_string(), per_pair));
     }
     Ok(counts)
+}
+
+/// The instruction total of a callgrind output file (its `totals:` or
+/// `summary:` line).
+fn callgrind_total(file: &Path) -> util::Result<u64> {
+    let text = fs::read_to_string(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("totals:")
+                .or_else(|| l.strip_prefix("summary:"))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| format!("no instruction total in {}", file.display()))
 }
 
 /// Instructions per `Status::parse` of this machine's `/proc/self/status`,
@@ -391,16 +395,7 @@ fn count_parse_instructions(exe: &Path, plan: &Plan, out_dir: &Path) -> util::Re
                 .args(["--parse-calls", &n.to_string()]),
         )?;
         bytes = out.trim().parse().unwrap_or(0);
-        let text =
-            fs::read_to_string(&file).map_err(|e| format!("reading {}: {e}", file.display()))?;
-        *total = text
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("totals:")
-                    .or_else(|| l.strip_prefix("summary:"))
-            })
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .ok_or_else(|| format!("no instruction total in {}", file.display()))?;
+        *total = callgrind_total(&file)?;
     }
     let per_parse = (totals[1] as f64 - totals[0] as f64) / (plan.calls.1 - plan.calls.0) as f64;
     if per_parse <= 0.0 {
