@@ -500,6 +500,8 @@ struct Slots {
 
 struct Store {
     slots: std::sync::Mutex<Slots>,
+    /// The device's size in pages (the table's length, which never changes).
+    blocks: usize,
     counters: Counters,
 }
 
@@ -569,6 +571,7 @@ impl Store {
                 free: [NONE; CLASSES],
                 table,
             }),
+            blocks,
             counters: Counters::default(),
         })
     }
@@ -580,7 +583,7 @@ impl Store {
     /// The pages `offset..offset + len` covers, or EINVAL when the range is
     /// not whole pages or not on the device.
     fn range(&self, offset: u64, len: u32) -> Result<std::ops::Range<usize>, NbdError> {
-        let blocks = self.lock()?.table.len() as u64;
+        let blocks = self.blocks as u64;
         let end = offset
             .checked_add(u64::from(len))
             .ok_or(NbdError(nbd::EINVAL))?;

@@ -75,7 +75,7 @@ fn checksum(words: &[u64]) -> u64 {
 }
 
 fn hog(mib: u64) -> Result<(), String> {
-    let _ = std::fs::write("/proc/self/oom_score_adj", "1000");
+    let _ = mlock::set_oom_score_adj(mlock::OOM_SCORE_ADJ_MAX);
     let pages = (mib * (1 << 20) / PAGE as u64) as usize;
     let mut memory: Vec<Page> = Vec::new();
     memory
@@ -154,7 +154,7 @@ fn watch(stall: Duration, every: Duration) -> Result<(), String> {
     mlock::lock_all(mlock::Flags::CURRENT | mlock::Flags::FUTURE)
         .map_err(|e| format!("lock_all: {e}"))?;
     mlock::set_io_flusher().map_err(|e| format!("PR_SET_IO_FLUSHER: {e}"))?;
-    let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
+    let _ = mlock::set_oom_score_adj(mlock::OOM_SCORE_ADJ_MIN);
     let open = |p: &str| File::open(p).map_err(|e| format!("{p}: {e}"));
     let (mut meminfo, mut vmstat) = (open("/proc/meminfo")?, open("/proc/vmstat")?);
     let mut sysrq = File::options()

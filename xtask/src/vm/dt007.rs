@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{cpio, fetch, fetch::Fetched, Arch, Console};
+use super::{cpio, fetch, fetch::Fetched, number_after, Arch, Console};
 use crate::util::{self, Result};
 
 /// The protection modes of `nbd_swap --protect`, in the order they boot.
@@ -265,10 +265,6 @@ fn value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace().find_map(|w| w.strip_prefix(key))
 }
 
-fn number(line: &str, key: &str) -> Option<u64> {
-    value(line, key)?.parse().ok()
-}
-
 /// A line without the kernel's `[   12.345678] ` timestamp.
 fn untimed(line: &str) -> &str {
     match line.strip_prefix('[').and_then(|r| r.split_once("] ")) {
@@ -393,10 +389,14 @@ pub fn classify(console: &Console) -> Run {
         .iter()
         .rev()
         .find(|l| l.starts_with("nbd_swap: t_ms="));
-    let written = daemon_line.and_then(|l| number(l, "written=")).unwrap_or(0);
-    let read = daemon_line.and_then(|l| number(l, "read=")).unwrap_or(0);
+    let written = daemon_line
+        .and_then(|l| number_after(l, "written="))
+        .unwrap_or(0);
+    let read = daemon_line
+        .and_then(|l| number_after(l, "read="))
+        .unwrap_or(0);
     let hog = lines.iter().rev().find(|l| l.starts_with("hog: pages="));
-    let corrupt = hog.and_then(|l| number(l, "corrupt=")).unwrap_or(0);
+    let corrupt = hog.and_then(|l| number_after(l, "corrupt=")).unwrap_or(0);
     let end = lines.iter().rev().find(|l| l.starts_with("dt007-end "));
     let oom = lines.iter().find_map(|l| {
         let l = untimed(l);
@@ -474,13 +474,14 @@ fn samples(console: &Console) -> Vec<Sample> {
     let mut served = 0.0;
     for (line, &t) in console.lines.iter().zip(&console.times) {
         if line.starts_with("nbd_swap: t_ms=") {
-            let bytes = number(line, "written=").unwrap_or(0) + number(line, "read=").unwrap_or(0);
+            let bytes = number_after(line, "written=").unwrap_or(0)
+                + number_after(line, "read=").unwrap_or(0);
             served = bytes as f64 / MIB;
         } else if line.starts_with("dt007-sample ") {
             out.push(Sample {
                 t,
-                free_mib: number(line, "memfree_kb=").unwrap_or(0) as f64 / 1024.0,
-                swap_mib: number(line, "swapused_kb=").unwrap_or(0) as f64 / 1024.0,
+                free_mib: number_after(line, "memfree_kb=").unwrap_or(0) as f64 / 1024.0,
+                swap_mib: number_after(line, "swapused_kb=").unwrap_or(0) as f64 / 1024.0,
                 served_mib: served,
             });
         }
