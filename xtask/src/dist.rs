@@ -7,15 +7,8 @@
 
 use std::path::PathBuf;
 
-use crate::test::TARGETS;
+use crate::arch::{self, Arch, ARCHES};
 use crate::util;
-
-/// The static targets, one per arch.
-pub const STATIC: [&str; 3] = [
-    "x86_64-unknown-linux-musl",
-    "aarch64-unknown-linux-musl",
-    "riscv64gc-unknown-linux-gnu",
-];
 
 const USAGE: &str = "usage: cargo xtask dist [--target T]...
 
@@ -29,32 +22,29 @@ pub fn main(args: &[String]) -> util::Result {
         return Ok(());
     }
     // `--target T`, repeated; none means all three.
-    let mut only: Vec<&str> = Vec::new();
+    let mut only: Vec<&Arch> = Vec::new();
     for pair in args.chunks(2) {
         match pair {
-            [flag, t] if flag == "--target" && STATIC.contains(&t.as_str()) => only.push(t),
-            [flag, t] if flag == "--target" => {
-                return Err(format!(
-                    "unknown target `{t}`; known: {}",
-                    STATIC.join(", ")
-                ))
-            }
+            [flag, t] if flag == "--target" => match arch::by_triple(t) {
+                Some(arch) => only.push(arch),
+                None => {
+                    let known: Vec<&str> = ARCHES.iter().map(|a| a.triple).collect();
+                    return Err(format!("unknown target `{t}`; known: {}", known.join(", ")));
+                }
+            },
             _ => return Err(format!("bad arguments {pair:?}\n\n{USAGE}")),
         }
     }
     if only.is_empty() {
-        only = STATIC.to_vec();
+        only = ARCHES.iter().collect();
     }
     // Not target/dist: that is cargo's own directory for the profile.
     let out = util::root().join("target").join("doctor");
     std::fs::create_dir_all(&out).map_err(|e| format!("mkdir {}: {e}", out.display()))?;
-    for triple in only {
-        let built = build(triple, &["doctor"])?;
-        let arch = match triple.split('-').next().unwrap_or(triple) {
-            "riscv64gc" => "riscv64",
-            arch => arch,
-        };
-        let dest = out.join(format!("doctor-{arch}"));
+    for arch in only {
+        let triple = arch.triple;
+        let built = build(arch, &["doctor"])?;
+        let dest = out.join(format!("doctor-{}", arch.name));
         std::fs::copy(&built[0], &dest)
             .map_err(|e| format!("copy {} to {}: {e}", built[0].display(), dest.display()))?;
         let bytes = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
@@ -64,26 +54,17 @@ pub fn main(args: &[String]) -> util::Result {
     Ok(())
 }
 
-/// Builds `examples` static and stripped for `triple` (the `dist` profile),
+/// Builds `examples` static and stripped for `arch` (the `dist` profile),
 /// installing the target and the packages its linker needs; returns their
 /// paths, in order.
-pub fn build(triple: &str, examples: &[&str]) -> util::Result<Vec<PathBuf>> {
-    let target = TARGETS
-        .iter()
-        .find(|t| t.triple == triple)
-        .ok_or_else(|| format!("no build settings for {triple}"))?;
+pub fn build(arch: &Arch, examples: &[&str]) -> util::Result<Vec<PathBuf>> {
+    let triple = arch.triple;
     util::ensure_rust_target(triple)?;
-    util::ensure_debian_packages(target.packages)?;
+    util::ensure_debian_packages(&arch.packages())?;
     let mut cmd = util::cargo();
     // Linker and rustflags; the runner does not matter for a build.
-    cmd.envs(
-        target
-            .env
-            .iter()
-            .filter(|(k, _)| !k.ends_with("_RUNNER"))
-            .copied(),
-    )
-    .args(["build", "--profile", "dist", "--target", triple]);
+    cmd.envs(arch.build_env())
+        .args(["build", "--profile", "dist", "--target", triple]);
     for example in examples {
         cmd.args(["--example", example]);
     }

@@ -39,8 +39,8 @@ const USAGE: &str = "usage: cargo xtask docker
 Runs the container table (docs/containers.md) on a real Docker engine (installed and
 started if needed) and compares each cell with the table's claim.";
 
-/// The static target the images are built around.
-const TRIPLE: &str = "x86_64-unknown-linux-musl";
+/// The arch whose static binaries the images are built around.
+const ARCH: &crate::arch::Arch = &crate::arch::X86_64;
 
 /// Image names; removed at the end.
 const IMAGE_DOCTOR: &str = "mlock-xtask/doctor";
@@ -167,7 +167,7 @@ struct Observed {
 }
 
 fn run_cells(engine: &Engine, cells: &[Cell]) -> util::Result<Tally> {
-    let built = crate::dist::build(TRIPLE, &["doctor", "swap_daemon"])?;
+    let built = crate::dist::build(ARCH, &["doctor", "swap_daemon"])?;
     let work = util::root().join("target").join("docker");
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work).map_err(|e| format!("mkdir {}: {e}", work.display()))?;

@@ -1,5 +1,6 @@
 //! Project automation: `cargo xtask <command>`. Each command is one module.
 
+mod arch;
 mod bench;
 mod dist;
 mod docker;

@@ -19,6 +19,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::arch::{self, ARCHES};
 use crate::util;
 
 /// One built binary.
@@ -34,76 +35,12 @@ pub struct Artifact {
     pub path: PathBuf,
 }
 
-/// How to build and run `static_init` for one arch.
-struct Arch {
-    target: &'static str,
-    /// Cargo's environment for this target: linker and rustflags.
-    env: &'static [(&'static str, &'static str)],
-    /// The QEMU user-mode runner, for a foreign arch.
-    runner: Option<&'static [&'static str]>,
-}
-
-/// Rustflags: a non-PIE static executable has no run-time relocations, so
-/// it needs neither the relocation tables of a static PIE nor a RELRO
-/// segment (which would only write-protect `.init_array`/`.fini_array`
-/// after start-up; the program takes no input). Both cost a few hundred
-/// bytes each on x86_64. GNU ld (riscv64) also adds a build-ID note (112
-/// bytes with its headers) that rust-lld does not; nothing reads it. On
-/// aarch64, atomic read-modify-writes (the crate's lock table has a
-/// compare-and-swap) are inlined as load/store-exclusive loops, which every
-/// ARMv8.0 core runs, instead of calls to compiler-rt's outline helpers,
-/// which pick LSE at run time through a CPU-feature probe: about 1.3 KiB.
-/// (rustc warns that the `outline-atomics` feature is not stable.)
-const ARCHES: &[Arch] = &[
-    Arch {
-        target: "x86_64-unknown-linux-musl",
-        env: &[
-            ("CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld"),
-            (
-                "CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS",
-                "-C relocation-model=static -C link-arg=-znorelro",
-            ),
-        ],
-        runner: None,
-    },
-    Arch {
-        target: "aarch64-unknown-linux-musl",
-        env: &[
-            ("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld"),
-            (
-                "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS",
-                "-C relocation-model=static -C link-arg=-znorelro -C target-feature=-outline-atomics",
-            ),
-        ],
-        runner: Some(&["qemu-aarch64"]),
-    },
-    Arch {
-        target: "riscv64gc-unknown-linux-gnu",
-        env: &[
-            (
-                "CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_LINKER",
-                "riscv64-linux-gnu-gcc",
-            ),
-            (
-                "CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_RUSTFLAGS",
-                "-C target-feature=+crt-static -C relocation-model=static -C link-arg=-Wl,-z,norelro -C link-arg=-Wl,--build-id=none",
-            ),
-        ],
-        runner: Some(&["qemu-riscv64"]),
-    },
-];
-
 /// The host target of the baselines.
-const HOST_MUSL: &str = "x86_64-unknown-linux-musl";
+const HOST_MUSL: &str = arch::X86_64.triple;
 
-/// What the machine needs: musl-gcc, the riscv64 cross linker and C
-/// library, and QEMU user mode to run the foreign binaries.
-const PACKAGES: &[&str] = &[
-    "musl-tools",
-    "gcc-riscv64-linux-gnu",
-    "libc6-dev-riscv64-cross",
-    "qemu-user",
-];
+/// What the machine needs besides each arch's linker and QEMU user mode
+/// (see [`crate::arch`]): musl-gcc for the C baseline.
+const PACKAGES: &[&str] = &["musl-tools"];
 
 /// Goals from the issue: reported, not asserted.
 const GOAL_BYTES: u64 = 8 * 1024;
@@ -141,15 +78,21 @@ pub fn run_all() -> util::Result {
 /// When a tool cannot be installed, a binary does not build, or a binary
 /// does not run and print its `VmLck` line.
 pub fn report() -> util::Result<Vec<Artifact>> {
-    util::ensure_debian_packages(PACKAGES)?;
+    let mut packages = PACKAGES.to_vec();
+    for pkg in ARCHES.iter().flat_map(arch::Arch::packages) {
+        if !packages.contains(&pkg) {
+            packages.push(pkg);
+        }
+    }
+    util::ensure_debian_packages(&packages)?;
     let out = out_dir();
     std::fs::create_dir_all(&out).map_err(|e| format!("create {}: {e}", out.display()))?;
 
     let mut artifacts = Vec::new();
     for arch in ARCHES {
-        util::ensure_rust_target(arch.target)?;
-        let path = build_static_init(arch.target, arch.env)?;
-        artifacts.push(artifact("static_init", arch.target, path)?);
+        util::ensure_rust_target(arch.triple)?;
+        let path = build_static_init(arch.triple, &arch.size_env())?;
+        artifacts.push(artifact("static_init", arch.triple, path)?);
     }
     artifacts.push(artifact("c-musl-baseline", HOST_MUSL, build_c(&out)?)?);
     artifacts.push(artifact(
@@ -176,9 +119,10 @@ fn out_dir() -> PathBuf {
 }
 
 /// Builds the release `static_init` for `target` with cargo's `env`
-/// (linker, rustflags), in `target/size`; returns the binary's path.
-/// Stripping is in the package's release profile.
-pub fn build_static_init(target: &str, env: &[(&str, &str)]) -> util::Result<PathBuf> {
+/// (linker, rustflags: [`arch::Arch::size_env`]), in `target/size`;
+/// returns the binary's path. Stripping is in the package's release
+/// profile.
+pub fn build_static_init(target: &str, env: &[(String, String)]) -> util::Result<PathBuf> {
     let manifest = util::root()
         .join("examples")
         .join("static_init")
@@ -186,7 +130,7 @@ pub fn build_static_init(target: &str, env: &[(&str, &str)]) -> util::Result<Pat
     let target_dir = out_dir().join("static_init");
     util::run(
         util::cargo()
-            .envs(env.iter().copied())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("CARGO_TARGET_DIR", &target_dir)
             .args(["build", "--release", "--target", target])
             .arg("--manifest-path")
@@ -271,14 +215,14 @@ fn print_ratios(artifacts: &[Artifact]) {
     for arch in ARCHES {
         let Some(bytes) = artifacts
             .iter()
-            .find(|a| a.name == "static_init" && a.target == arch.target)
+            .find(|a| a.name == "static_init" && a.target == arch.triple)
             .map(|a| a.bytes)
         else {
             continue;
         };
         println!(
             "goal static_init <= {GOAL_BYTES} bytes on {}: {} ({bytes} bytes, {} to spare)",
-            arch.target,
+            arch.triple,
             verdict(bytes <= GOAL_BYTES),
             GOAL_BYTES as i64 - bytes as i64
         );
@@ -293,17 +237,14 @@ fn print_ratios(artifacts: &[Artifact]) {
 /// Runs one binary (under QEMU for a foreign arch) and returns its line;
 /// fails unless it exits 0 and prints the line its kind prints.
 fn run(a: &Artifact) -> util::Result<String> {
-    let runner = ARCHES
-        .iter()
-        .find(|arch| arch.target == a.target)
-        .and_then(|arch| arch.runner);
-    let mut cmd = match runner {
-        Some([program, args @ ..]) => {
-            let mut cmd = Command::new(program);
-            cmd.args(args).arg(&a.path);
+    // The binaries are static: the emulator needs no `-L` prefix.
+    let mut cmd = match arch::by_triple(a.target).and_then(|arch| arch.qemu_user) {
+        Some(qemu) => {
+            let mut cmd = Command::new(qemu);
+            cmd.arg(&a.path);
             cmd
         }
-        _ => Command::new(&a.path),
+        None => Command::new(&a.path),
     };
     let stdout = util::output(&mut cmd)?;
     let line = stdout.lines().next().unwrap_or_default().trim().to_string();

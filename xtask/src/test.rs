@@ -22,6 +22,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::arch::{self, Arch};
 use crate::util::{self, Tally};
 
 /// The environment variable the test suite reads to know that it runs under
@@ -37,73 +38,45 @@ const NO_OS: &str = "riscv64gc-unknown-none-elf";
 /// (so `--workspace` and `fmt --all` do not reach it).
 const STATIC_INIT: &str = "examples/static_init/Cargo.toml";
 
-/// How a Linux target is built and run on this x86_64 Debian machine.
-pub(crate) struct Target {
-    pub(crate) triple: &'static str,
-    /// Cargo configuration for the target, as environment variables:
-    /// linker, rustflags, runner.
-    pub(crate) env: &'static [(&'static str, &'static str)],
-    /// The QEMU user-mode emulator named in the runner, for foreign targets.
-    qemu: Option<&'static str>,
-    /// Debian packages the build or the runner needs.
-    pub(crate) packages: &'static [&'static str],
+/// A Linux target of the matrix: the host's own, or one arch's static
+/// target (its settings are in [`crate::arch`]).
+struct Target {
+    triple: &'static str,
+    /// The arch whose static target this is; `None` for the host's glibc
+    /// target, which needs no settings.
+    arch: Option<&'static Arch>,
+}
+
+impl Target {
     /// Whether doctests run here (only on the host's default target; the
     /// foreign and static runs take the lib, bin and integration tests).
-    doctests: bool,
+    fn doctests(&self) -> bool {
+        self.arch.is_none()
+    }
+
+    /// The QEMU user-mode emulator of the runner, for foreign targets.
+    fn qemu(&self) -> Option<&'static str> {
+        self.arch.and_then(|a| a.qemu_user)
+    }
 }
 
 /// The Linux targets, in the order the matrix runs them.
-pub(crate) const TARGETS: &[Target] = &[
+const TARGETS: &[Target] = &[
     Target {
         triple: "x86_64-unknown-linux-gnu",
-        env: &[],
-        qemu: None,
-        packages: &[],
-        doctests: true,
+        arch: None,
     },
     Target {
-        triple: "x86_64-unknown-linux-musl",
-        env: &[("CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld")],
-        qemu: None,
-        packages: &[],
-        doctests: false,
+        triple: arch::X86_64.triple,
+        arch: Some(&arch::X86_64),
     },
     Target {
-        triple: "aarch64-unknown-linux-musl",
-        env: &[
-            ("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld"),
-            (
-                "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER",
-                "qemu-aarch64",
-            ),
-        ],
-        qemu: Some("qemu-aarch64"),
-        packages: &["qemu-user"],
-        doctests: false,
+        triple: arch::AARCH64.triple,
+        arch: Some(&arch::AARCH64),
     },
     Target {
-        triple: "riscv64gc-unknown-linux-gnu",
-        env: &[
-            (
-                "CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_LINKER",
-                "riscv64-linux-gnu-gcc",
-            ),
-            (
-                "CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_RUSTFLAGS",
-                "-C target-feature=+crt-static",
-            ),
-            (
-                "CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_RUNNER",
-                "qemu-riscv64 -L /usr/riscv64-linux-gnu",
-            ),
-        ],
-        qemu: Some("qemu-riscv64"),
-        packages: &[
-            "qemu-user",
-            "gcc-riscv64-linux-gnu",
-            "libc6-dev-riscv64-cross",
-        ],
-        doctests: false,
+        triple: arch::RISCV64.triple,
+        arch: Some(&arch::RISCV64),
     },
 ];
 
@@ -291,10 +264,10 @@ fn full_matrix() -> Vec<Step> {
         *t = crate::vm::run_all()?;
         Ok(())
     }));
-    steps.push(Step::new("size", "x86_64-unknown-linux-musl", |_| {
+    steps.push(Step::new("size", arch::X86_64.triple, |_| {
         crate::size::run_all()
     }));
-    steps.push(Step::new("docker", "x86_64-unknown-linux-musl", |t| {
+    steps.push(Step::new("docker", arch::X86_64.triple, |t| {
         *t = crate::docker::run_all()?;
         Ok(())
     }));
@@ -315,7 +288,7 @@ fn test_step(target: &'static Target) -> Step {
         if target.triple == host_triple() {
             cmd.arg("--workspace");
         }
-        if !target.doctests {
+        if !target.doctests() {
             cmd.args(["--lib", "--bins", "--tests"]);
         }
         // The `serde` feature's tests (tests/serde_config.rs) compile to
@@ -354,8 +327,10 @@ fn no_os_build() -> Step {
 /// QEMU marker exactly when the runner is QEMU.
 fn cargo_for(target: &Target) -> Command {
     let mut cmd = util::cargo();
-    cmd.envs(target.env.iter().copied());
-    if target.qemu.is_some() {
+    if let Some(arch) = target.arch {
+        cmd.envs(arch.test_env());
+    }
+    if target.qemu().is_some() {
         cmd.env(QEMU_USER_ENV, "1");
         // One test thread under the emulator: the suite forks children
         // (locking is process-wide), and a fork while another emulated
@@ -420,7 +395,11 @@ fn setup(targets: &[&Target], no_os: bool, lints: bool) -> util::Result {
         util::ensure_rust_target(NO_OS)?;
     }
     let mut packages: Vec<&str> = Vec::new();
-    for pkg in targets.iter().flat_map(|t| t.packages.iter().copied()) {
+    for pkg in targets
+        .iter()
+        .filter_map(|t| t.arch)
+        .flat_map(Arch::packages)
+    {
         if !packages.contains(&pkg) {
             packages.push(pkg);
         }
@@ -428,15 +407,7 @@ fn setup(targets: &[&Target], no_os: bool, lints: bool) -> util::Result {
     util::ensure_debian_packages(&packages)?;
     // The packages are installed: their programs must now be on PATH.
     for target in targets {
-        let programs = target.qemu.into_iter().chain(
-            target
-                .env
-                .iter()
-                .filter(|(key, _)| key.ends_with("_LINKER"))
-                .map(|(_, linker)| *linker)
-                .filter(|linker| *linker != "rust-lld"),
-        );
-        for program in programs {
+        for program in target.arch.map(Arch::programs).unwrap_or_default() {
             if !util::have(program) {
                 return Err(format!(
                     "`{program}` (needed for {}) is not on PATH although its Debian package is installed",

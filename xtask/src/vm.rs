@@ -32,16 +32,16 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::arch::{Arch, ARCHES};
 use crate::util::{self, Result};
 
-/// Debian packages the harness runs on the host.
+/// Debian packages the harness runs on the host, besides each arch's
+/// linker ([`Arch::build_packages`]).
 const HOST_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "qemu-system-arm",
     "qemu-system-misc",
     "qemu-system-data",
-    "gcc-riscv64-linux-gnu",
-    "libc6-dev-riscv64-cross",
     "debian-archive-keyring",
     "xz-utils",
     "zstd",
@@ -71,80 +71,6 @@ const SCENARIO_EXAMPLES: &[&str] = &["vm_hold", "vm_secret"];
 /// it with cargo, so it is packed prebuilt and named by this variable.
 const DOCTOR_EXAMPLE: &str = "doctor";
 const DOCTOR_ENV: &str = "MLOCK_TEST_DOCTOR";
-
-/// One architecture: where its kernel comes from, how to build for it, how
-/// to boot it.
-pub struct Arch {
-    /// The name used on the command line and in summary lines.
-    pub name: &'static str,
-    /// Debian's name for it.
-    debian: &'static str,
-    /// The Debian suites whose kernel it boots, in order of preference:
-    /// the first one whose signed index apt can verify is used.
-    suites: &'static [&'static str],
-    /// The Rust target of its static test binaries.
-    target: &'static str,
-    /// Extra environment for cargo: linker and static linking.
-    cargo_env: &'static [(&'static str, &'static str)],
-    qemu: &'static str,
-    machine: &'static [&'static str],
-    console: &'static str,
-    /// Kernel arguments every boot of this arch gets.
-    kernel_args: &'static str,
-}
-
-/// The three architectures the crate supports.
-pub const ARCHES: &[Arch] = &[
-    Arch {
-        name: "x86_64",
-        debian: "amd64",
-        suites: &["bookworm"],
-        target: "x86_64-unknown-linux-musl",
-        cargo_env: &[("CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld")],
-        qemu: "qemu-system-x86_64",
-        machine: &["-cpu", "max"],
-        console: "ttyS0",
-        // The boot-time check that the timer interrupt works can fail when
-        // the host is busy and TCG falls behind ("IO-APIC + timer doesn't
-        // work!", a panic); QEMU's timer works.
-        kernel_args: "no_timer_check",
-    },
-    Arch {
-        name: "aarch64",
-        debian: "arm64",
-        suites: &["bookworm"],
-        target: "aarch64-unknown-linux-musl",
-        cargo_env: &[("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld")],
-        qemu: "qemu-system-aarch64",
-        // Pointer authentication with QEMU's own cheap algorithm: the
-        // architected one dominates TCG time.
-        machine: &["-M", "virt", "-cpu", "max,pauth-impdef=on"],
-        console: "ttyAMA0",
-        kernel_args: "",
-    },
-    Arch {
-        name: "riscv64",
-        debian: "riscv64",
-        // trixie's 6.12; forky (testing) when the mirror serves trixie's
-        // index inconsistently.
-        suites: &["trixie", "forky"],
-        target: "riscv64gc-unknown-linux-gnu",
-        cargo_env: &[
-            (
-                "CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_LINKER",
-                "riscv64-linux-gnu-gcc",
-            ),
-            (
-                "CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_RUSTFLAGS",
-                "-C target-feature=+crt-static",
-            ),
-        ],
-        qemu: "qemu-system-riscv64",
-        machine: &["-M", "virt", "-bios", "default"],
-        console: "ttyS0",
-        kernel_args: "",
-    },
-];
 
 const USAGE: &str = "usage: cargo xtask vm [--arch x86_64|aarch64|riscv64] \
                      [--scenario dt007 [--repeat N] [--plot] [--mode M]...]";
@@ -203,9 +129,7 @@ pub fn run_all() -> Result<util::Tally> {
 }
 
 fn arch(name: &str) -> Result<&'static Arch> {
-    ARCHES
-        .iter()
-        .find(|a| a.name == name)
+    crate::arch::by_name(name)
         .ok_or_else(|| format!("unknown arch {name}: choose x86_64, aarch64 or riscv64"))
 }
 
@@ -263,7 +187,12 @@ struct Prepared {
 /// architecture proved everything.
 pub fn run(arches: &[&'static Arch]) -> Result<util::Tally> {
     let start = Instant::now();
-    util::ensure_debian_packages(HOST_PACKAGES)?;
+    let packages: Vec<&str> = HOST_PACKAGES
+        .iter()
+        .chain(ARCHES.iter().flat_map(|a| a.build_packages))
+        .copied()
+        .collect();
+    util::ensure_debian_packages(&packages)?;
     let pid1_manifest = util::root()
         .join("examples")
         .join(PID1_EXAMPLE)
@@ -354,7 +283,7 @@ fn prepare(arch: &'static Arch, pid1_manifest: Option<&Path>) -> Result<Prepared
         fetched.kernel_package,
         fetched.kernel.display()
     );
-    util::ensure_rust_target(arch.target)?;
+    util::ensure_rust_target(arch.triple)?;
 
     let tests = build_tests(arch)?;
     let examples: Vec<&str> = SCENARIO_EXAMPLES
@@ -429,7 +358,7 @@ fn vm_script(name: &str) -> PathBuf {
 fn cargo_for(arch: &Arch, subcommand: &str) -> Command {
     let mut cmd = util::cargo();
     cmd.arg(subcommand)
-        .args(["--target", arch.target])
+        .args(["--target", arch.triple])
         .env("CARGO_TARGET_DIR", build_dir())
         // TCG runs guest code 10-30 times slower than the host: optimize
         // the crate and its tests, keeping debug assertions and overflow
@@ -445,9 +374,7 @@ fn cargo_for(arch: &Arch, subcommand: &str) -> Command {
         .env("CARGO_PROFILE_DEV_DEBUG", "0")
         .env("CARGO_PROFILE_DEV_STRIP", "debuginfo")
         .env_remove("MLOCK_TEST_QEMU_USER");
-    for (key, value) in arch.cargo_env {
-        cmd.env(key, value);
-    }
+    cmd.envs(arch.build_env());
     cmd
 }
 
@@ -479,7 +406,7 @@ fn build_tests(arch: &Arch) -> Result<Vec<(String, PathBuf)>> {
     if tests.is_empty() {
         return Err(format!(
             "cargo built no test executables for {}",
-            arch.target
+            arch.triple
         ));
     }
     tests.sort();
@@ -504,7 +431,7 @@ fn build_examples(arch: &Arch, examples: &[&str]) -> Result<PathBuf> {
     }
     util::run(&mut cmd)?;
     Ok(build_dir()
-        .join(arch.target)
+        .join(arch.triple)
         .join("release")
         .join("examples"))
 }
@@ -524,7 +451,7 @@ fn build_pid1(arch: &Arch, manifest: &Path) -> Result<PathBuf> {
     cmd.arg("--release").arg("--manifest-path").arg(manifest);
     util::run(&mut cmd)?;
     Ok(build_dir()
-        .join(arch.target)
+        .join(arch.triple)
         .join("release")
         .join(PID1_EXAMPLE))
 }
@@ -619,7 +546,10 @@ fn boot(
         ));
     }
     if !console.status_ok {
-        return Err(format!("{tag}boot: {} exited with an error", p.arch.qemu));
+        return Err(format!(
+            "{tag}boot: {} exited with an error",
+            p.arch.qemu_system
+        ));
     }
     Ok(console.lines)
 }
@@ -639,7 +569,7 @@ fn boot_console(
         "console={} panic=-1 quiet {} {extra}",
         arch.console, arch.kernel_args
     );
-    let mut cmd = Command::new(arch.qemu);
+    let mut cmd = Command::new(arch.qemu_system);
     cmd.args(["-accel", "tcg", "-m", MEMORY, "-smp", "1"])
         .args(arch.machine)
         .args([
@@ -662,7 +592,7 @@ fn boot_console(
     eprintln!("$ {}", util::describe(&cmd));
     let mut child = cmd
         .spawn()
-        .map_err(|e| format!("could not start {}: {e}", arch.qemu))?;
+        .map_err(|e| format!("could not start {}: {e}", arch.qemu_system))?;
 
     let (send, receive) = mpsc::channel::<String>();
     let readers: Vec<_> = [
@@ -716,7 +646,7 @@ fn boot_console(
     }
     let status = child
         .wait()
-        .map_err(|e| format!("waiting for {}: {e}", arch.qemu))?;
+        .map_err(|e| format!("waiting for {}: {e}", arch.qemu_system))?;
     for reader in readers {
         let _ = reader.join();
     }

@@ -16,7 +16,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{cpio, fetch, fetch::Fetched, number_after, Arch, Console};
+use super::{cpio, fetch, fetch::Fetched, number_after, Console};
+use crate::arch::Arch;
 use crate::util::{self, Result};
 
 /// The protection modes of `nbd_swap --protect`, in the order they boot.
@@ -181,7 +182,7 @@ pub fn run(arches: &[&'static Arch], repeat: usize, plot_it: bool, modes: &[Stri
     for &arch in arches {
         let dir = util::root().join("target").join("vm").join(arch.name);
         let fetched = fetch::fetch(arch, &dir)?;
-        util::ensure_rust_target(arch.target)?;
+        util::ensure_rust_target(arch.triple)?;
         let example_dir = super::build_examples(arch, &EXAMPLES)?;
         let initrd = pack(arch, &fetched, &example_dir, &dir)?;
         eprintln!("xtask: {}: {}", arch.name, fetched.kernel_package);

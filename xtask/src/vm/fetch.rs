@@ -15,7 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::Arch;
+use crate::arch::Arch;
 use crate::util::{self, Result};
 
 /// Debian's archive keyring, shipped by `debian-archive-keyring`.

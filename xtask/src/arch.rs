@@ -1,0 +1,280 @@
+//! The three Linux architectures and everything the xtask needs to build,
+//! run and boot for each: one table that `test`, `size`, `dist`, `docker`
+//! and `vm` all read.
+//!
+//! Each arch has one static target (musl where rust-std ships it,
+//! `riscv64gc-unknown-linux-gnu` with `+crt-static` where it does not), the
+//! linker and rustflags cargo needs for it on this x86_64 Debian machine,
+//! the QEMU user-mode emulator that runs its binaries, Debian's name for
+//! it, and how `qemu-system` boots it.
+
+/// One architecture.
+pub struct Arch {
+    /// The name used on the command line and in summary lines.
+    pub name: &'static str,
+    /// The Rust target of its static binaries.
+    pub triple: &'static str,
+    /// The linker cargo uses for [`Arch::triple`].
+    pub linker: &'static str,
+    /// Rustflags every build for [`Arch::triple`] needs (empty for none).
+    pub rustflags: &'static str,
+    /// Rustflags added for the size-optimised `static_init` build (see
+    /// [`crate::size`]): a non-PIE static executable has no run-time
+    /// relocations, so it needs neither the relocation tables of a static
+    /// PIE nor a RELRO segment (which would only write-protect
+    /// `.init_array`/`.fini_array` after start-up; the program takes no
+    /// input). Both cost a few hundred bytes each on x86_64. GNU ld
+    /// (riscv64) also adds a build-ID note (112 bytes with its headers)
+    /// that rust-lld does not; nothing reads it. On aarch64, atomic
+    /// read-modify-writes (the crate's lock table has a compare-and-swap)
+    /// are inlined as load/store-exclusive loops, which every ARMv8.0 core
+    /// runs, instead of calls to compiler-rt's outline helpers, which pick
+    /// LSE at run time through a CPU-feature probe: about 1.3 KiB. (rustc
+    /// warns that the `outline-atomics` feature is not stable.)
+    pub size_rustflags: &'static str,
+    /// The QEMU user-mode emulator that runs its binaries on this x86_64
+    /// host; `None` for the host's own arch.
+    pub qemu_user: Option<&'static str>,
+    /// Arguments before the program in cargo's test runner (the emulator's
+    /// `-L` prefix for the target's C library).
+    pub qemu_user_args: &'static [&'static str],
+    /// Debian packages a build for [`Arch::triple`] needs (the linker and
+    /// its C library), besides QEMU.
+    pub build_packages: &'static [&'static str],
+    /// Debian's name for it.
+    pub debian: &'static str,
+    /// The Debian suites whose kernel `cargo xtask vm` boots, in order of
+    /// preference: the first one whose signed index apt can verify is used.
+    pub suites: &'static [&'static str],
+    /// The `qemu-system` emulator of its VMs.
+    pub qemu_system: &'static str,
+    /// Its machine and CPU arguments.
+    pub machine: &'static [&'static str],
+    /// The kernel's serial console.
+    pub console: &'static str,
+    /// Kernel arguments every boot of this arch gets.
+    pub kernel_args: &'static str,
+}
+
+/// The Debian package of QEMU user mode.
+const QEMU_USER_PACKAGE: &str = "qemu-user";
+
+pub const X86_64: Arch = Arch {
+    name: "x86_64",
+    triple: "x86_64-unknown-linux-musl",
+    // musl's crt and libc ship self-contained in rust-std.
+    linker: "rust-lld",
+    rustflags: "",
+    size_rustflags: "-C relocation-model=static -C link-arg=-znorelro",
+    qemu_user: None,
+    qemu_user_args: &[],
+    build_packages: &[],
+    debian: "amd64",
+    suites: &["bookworm"],
+    qemu_system: "qemu-system-x86_64",
+    machine: &["-cpu", "max"],
+    console: "ttyS0",
+    // The boot-time check that the timer interrupt works can fail when
+    // the host is busy and TCG falls behind ("IO-APIC + timer doesn't
+    // work!", a panic); QEMU's timer works.
+    kernel_args: "no_timer_check",
+};
+
+pub const AARCH64: Arch = Arch {
+    name: "aarch64",
+    triple: "aarch64-unknown-linux-musl",
+    linker: "rust-lld",
+    rustflags: "",
+    size_rustflags:
+        "-C relocation-model=static -C link-arg=-znorelro -C target-feature=-outline-atomics",
+    qemu_user: Some("qemu-aarch64"),
+    qemu_user_args: &[],
+    build_packages: &[],
+    debian: "arm64",
+    suites: &["bookworm"],
+    qemu_system: "qemu-system-aarch64",
+    // Pointer authentication with QEMU's own cheap algorithm: the
+    // architected one dominates TCG time.
+    machine: &["-M", "virt", "-cpu", "max,pauth-impdef=on"],
+    console: "ttyAMA0",
+    kernel_args: "",
+};
+
+pub const RISCV64: Arch = Arch {
+    name: "riscv64",
+    // rust-std has no riscv64 musl: glibc, linked statically.
+    triple: "riscv64gc-unknown-linux-gnu",
+    linker: "riscv64-linux-gnu-gcc",
+    rustflags: "-C target-feature=+crt-static",
+    size_rustflags:
+        "-C relocation-model=static -C link-arg=-Wl,-z,norelro -C link-arg=-Wl,--build-id=none",
+    qemu_user: Some("qemu-riscv64"),
+    qemu_user_args: &["-L", "/usr/riscv64-linux-gnu"],
+    build_packages: &["gcc-riscv64-linux-gnu", "libc6-dev-riscv64-cross"],
+    debian: "riscv64",
+    // trixie's 6.12; forky (testing) when the mirror serves trixie's
+    // index inconsistently.
+    suites: &["trixie", "forky"],
+    qemu_system: "qemu-system-riscv64",
+    machine: &["-M", "virt", "-bios", "default"],
+    console: "ttyS0",
+    kernel_args: "",
+};
+
+/// The three architectures the crate supports, in the order every
+/// command runs them.
+pub const ARCHES: &[Arch] = &[X86_64, AARCH64, RISCV64];
+
+/// The arch named `name` on the command line.
+pub fn by_name(name: &str) -> Option<&'static Arch> {
+    ARCHES.iter().find(|a| a.name == name)
+}
+
+/// The arch whose static target is `triple`.
+pub fn by_triple(triple: &str) -> Option<&'static Arch> {
+    ARCHES.iter().find(|a| a.triple == triple)
+}
+
+impl Arch {
+    /// The `CARGO_TARGET_<TRIPLE>_<key>` variable of this target.
+    fn cargo_var(&self, key: &str) -> String {
+        format!(
+            "CARGO_TARGET_{}_{key}",
+            self.triple.to_ascii_uppercase().replace('-', "_")
+        )
+    }
+
+    /// Cargo's environment for a build: the linker and, when it has any,
+    /// the rustflags.
+    pub fn build_env(&self) -> Vec<(String, String)> {
+        self.env_with_rustflags(self.rustflags)
+    }
+
+    /// Cargo's environment for the size-optimised `static_init`: the
+    /// linker, and the rustflags with [`Arch::size_rustflags`] added.
+    pub fn size_env(&self) -> Vec<(String, String)> {
+        let flags = [self.rustflags, self.size_rustflags]
+            .into_iter()
+            .filter(|f| !f.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.env_with_rustflags(&flags)
+    }
+
+    /// Cargo's environment for `cargo test`: the build's, and the QEMU
+    /// runner for a foreign arch.
+    pub fn test_env(&self) -> Vec<(String, String)> {
+        let mut env = self.build_env();
+        if let Some(qemu) = self.qemu_user {
+            let runner = std::iter::once(qemu)
+                .chain(self.qemu_user_args.iter().copied())
+                .collect::<Vec<_>>()
+                .join(" ");
+            env.push((self.cargo_var("RUNNER"), runner));
+        }
+        env
+    }
+
+    fn env_with_rustflags(&self, rustflags: &str) -> Vec<(String, String)> {
+        let mut env = vec![(self.cargo_var("LINKER"), self.linker.to_string())];
+        if !rustflags.is_empty() {
+            env.push((self.cargo_var("RUSTFLAGS"), rustflags.to_string()));
+        }
+        env
+    }
+
+    /// Debian packages to build for this arch and run its binaries under
+    /// QEMU user mode.
+    pub fn packages(&self) -> Vec<&'static str> {
+        let qemu = self.qemu_user.map(|_| QEMU_USER_PACKAGE);
+        qemu.into_iter()
+            .chain(self.build_packages.iter().copied())
+            .collect()
+    }
+
+    /// Programs the build and the runner need on `PATH` once the packages
+    /// are installed (rust-lld comes with rustup, not Debian).
+    pub fn programs(&self) -> Vec<&'static str> {
+        self.qemu_user
+            .into_iter()
+            .chain(Some(self.linker).filter(|l| *l != "rust-lld"))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AARCH64, RISCV64, X86_64};
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn cargo_sees_the_settings_it_always_saw() {
+        assert_eq!(
+            X86_64.test_env(),
+            env(&[("CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld")])
+        );
+        assert_eq!(
+            AARCH64.test_env(),
+            env(&[
+                ("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld"),
+                (
+                    "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER",
+                    "qemu-aarch64"
+                ),
+            ])
+        );
+        assert_eq!(
+            RISCV64.test_env(),
+            env(&[
+                (
+                    "CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_LINKER",
+                    "riscv64-linux-gnu-gcc"
+                ),
+                (
+                    "CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_RUSTFLAGS",
+                    "-C target-feature=+crt-static"
+                ),
+                (
+                    "CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_RUNNER",
+                    "qemu-riscv64 -L /usr/riscv64-linux-gnu"
+                ),
+            ])
+        );
+        assert_eq!(
+            RISCV64.size_env()[1].1,
+            "-C target-feature=+crt-static -C relocation-model=static \
+             -C link-arg=-Wl,-z,norelro -C link-arg=-Wl,--build-id=none"
+        );
+        assert_eq!(
+            X86_64.size_env()[1].1,
+            "-C relocation-model=static -C link-arg=-znorelro"
+        );
+        assert_eq!(RISCV64.build_env().len(), 2);
+        assert_eq!(AARCH64.build_env().len(), 1);
+    }
+
+    #[test]
+    fn packages_and_programs() {
+        assert_eq!(X86_64.packages(), Vec::<&str>::new());
+        assert_eq!(AARCH64.packages(), ["qemu-user"]);
+        assert_eq!(
+            RISCV64.packages(),
+            [
+                "qemu-user",
+                "gcc-riscv64-linux-gnu",
+                "libc6-dev-riscv64-cross"
+            ]
+        );
+        assert_eq!(X86_64.programs(), Vec::<&str>::new());
+        assert_eq!(
+            RISCV64.programs(),
+            ["qemu-riscv64", "riscv64-linux-gnu-gcc"]
+        );
+    }
+}
