@@ -234,36 +234,11 @@ fn build() -> util::Result<BTreeMap<String, PathBuf>> {
         cmd.args(["--bench", "status"]);
     }
     let out = util::output(&mut cmd)?;
-    let mut exes = BTreeMap::new();
-    for line in out.lines() {
-        if !line.contains("\"reason\":\"compiler-artifact\"")
-            || !line.contains("\"kind\":[\"bench\"]")
-        {
-            continue;
-        }
-        let target = &line[line.find("\"target\":{").unwrap_or(0)..];
-        if let (Some(name), Some(exe)) = (json_str(target, "name"), json_str(line, "executable")) {
-            exes.insert(name, PathBuf::from(exe));
-        }
-    }
-    Ok(exes)
-}
-
-/// The string value of the first `"key":"..."` in `json` (no escapes).
-fn json_str(json: &str, key: &str) -> Option<String> {
-    let start = json.find(&format!("\"{key}\":\""))? + key.len() + 4;
-    let len = json[start..].find('"')?;
-    Some(json[start..start + len].to_string())
-}
-
-/// The number of the first `"key":<number>` in `json`.
-fn json_num(json: &str, key: &str) -> Option<f64> {
-    let start = json.find(&format!("\"{key}\":"))? + key.len() + 3;
-    let rest = &json[start..];
-    let len = rest
-        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E')))
-        .unwrap_or(rest.len());
-    rest[..len].parse().ok()
+    Ok(util::cargo_executables(&out)
+        .into_iter()
+        .filter(|built| built.kind == ["bench"])
+        .map(|built| (built.name, built.executable))
+        .collect())
 }
 
 /// One criterion benchmark's median, with its 95 % confidence interval, in
@@ -304,25 +279,10 @@ fn read_criterion(home: &Path) -> util::Result<Vec<Estimate>> {
             fs::read_to_string(dir.join(file))
                 .map_err(|e| format!("reading {}: {e}", dir.join(file).display()))
         };
-        let bench = read("benchmark.json")?;
-        let est = read("estimates.json")?;
-        let median = &est[est
-            .find("\"median\":")
-            .ok_or_else(|| format!("no median in {}", dir.display()))?..];
-        let num = |key| {
-            json_num(median, key).ok_or_else(|| format!("no median {key} in {}", dir.display()))
-        };
-        let mut function = json_str(&bench, "function_id").unwrap_or_default();
-        if let Some(value) = json_str(&bench, "value_str") {
-            function = format!("{function}/{value}");
-        }
-        estimates.push(Estimate {
-            group: json_str(&bench, "group_id").unwrap_or_default(),
-            function,
-            median: num("point_estimate")?,
-            lower: num("lower_bound")?,
-            upper: num("upper_bound")?,
-        });
+        estimates.push(
+            estimate(&read("benchmark.json")?, &read("estimates.json")?)
+                .map_err(|e| format!("{e} in {}", dir.display()))?,
+        );
     }
     if estimates.is_empty() {
         return Err(format!(
@@ -331,6 +291,34 @@ fn read_criterion(home: &Path) -> util::Result<Vec<Estimate>> {
         ));
     }
     Ok(estimates)
+}
+
+/// One benchmark's median from criterion's `benchmark.json` (its ids) and
+/// `estimates.json` (its statistics).
+fn estimate(benchmark: &str, estimates: &str) -> util::Result<Estimate> {
+    let parse = |text: &str, file: &str| {
+        serde_json::from_str::<serde_json::Value>(text).map_err(|e| format!("{file}: {e}"))
+    };
+    let (bench, est) = (
+        parse(benchmark, "benchmark.json")?,
+        parse(estimates, "estimates.json")?,
+    );
+    let id = |key: &str| bench[key].as_str().map(str::to_string);
+    let mut function = id("function_id").unwrap_or_default();
+    if let Some(value) = id("value_str") {
+        function = format!("{function}/{value}");
+    }
+    let median = &est["median"];
+    let num = |v: &serde_json::Value, key: &str| {
+        v[key].as_f64().ok_or_else(|| format!("no median {key}"))
+    };
+    Ok(Estimate {
+        group: id("group_id").unwrap_or_default(),
+        function,
+        median: num(median, "point_estimate")?,
+        lower: num(&median["confidence_interval"], "lower_bound")?,
+        upper: num(&median["confidence_interval"], "upper_bound")?,
+    })
 }
 
 /// User-space instructions per `mlockall(MCL_FUTURE)` + `munlockall()` pair,
@@ -1139,19 +1127,22 @@ fn plot(rows: &[OnfaultRow], caption: &str, path: &Path) -> util::Result {
 
 #[cfg(test)]
 mod tests {
-    use super::{cell, count, json_num, json_str, parse_onfault, size, time};
+    use super::{cell, count, estimate, parse_onfault, size, time};
 
     #[test]
-    fn json_fields_as_criterion_and_cargo_write_them() {
+    fn estimates_as_criterion_writes_them() {
         let bench = r#"{"group_id":"overhead","function_id":"mlock","value_str":null,"full_id":"overhead/mlock"}"#;
-        assert_eq!(json_str(bench, "group_id").as_deref(), Some("overhead"));
-        assert_eq!(json_str(bench, "function_id").as_deref(), Some("mlock"));
-        assert_eq!(json_str(bench, "value_str"), None);
         let est = r#"{"mean":{"confidence_interval":{"confidence_level":0.95,"lower_bound":9.0,"upper_bound":11.0},"point_estimate":10.0},"median":{"confidence_interval":{"confidence_level":0.95,"lower_bound":1.5e3,"upper_bound":1600.25},"point_estimate":1550.5,"standard_error":3.0}}"#;
-        let median = &est[est.find("\"median\":").unwrap()..];
-        assert_eq!(json_num(median, "point_estimate"), Some(1550.5));
-        assert_eq!(json_num(median, "lower_bound"), Some(1500.0));
-        assert_eq!(json_num(median, "upper_bound"), Some(1600.25));
+        let e = estimate(bench, est).unwrap();
+        assert_eq!(
+            (e.group.as_str(), e.function.as_str()),
+            ("overhead", "mlock")
+        );
+        assert_eq!((e.median, e.lower, e.upper), (1550.5, 1500.0, 1600.25));
+        let bench = r#"{"group_id":"onfault","function_id":"lock","value_str":"16 MiB"}"#;
+        assert_eq!(estimate(bench, est).unwrap().function, "lock/16 MiB");
+        assert!(estimate(bench, r#"{"mean":{}}"#).is_err());
+        assert!(estimate("not json", est).is_err());
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Shared helpers: running commands visibly, and installing what a step
-//! needs on a fresh machine.
+//! Shared helpers: running commands visibly, reading cargo's JSON
+//! messages, and installing what a step needs on a fresh machine.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
@@ -82,6 +82,44 @@ pub fn output(cmd: &mut Command) -> Result<String> {
         .map_err(|e| format!("could not start `{}`: {e}", describe(cmd)))?;
     check_status(cmd, out.status)?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// One executable that cargo built, from a `compiler-artifact` message of
+/// `--message-format=json` (or `json-render-diagnostics`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Built {
+    /// The target's name: the crate, test, bench or example name.
+    pub name: String,
+    /// The target's kinds (`lib`, `bin`, `test`, `bench`, `example`, ...).
+    pub kind: Vec<String>,
+    /// Whether it was built with the test harness (`profile.test`).
+    pub test: bool,
+    pub executable: PathBuf,
+}
+
+/// The executables in cargo's JSON messages, one message a line, in the
+/// order cargo printed them. Lines that are not JSON (none should be) and
+/// artifacts without an executable (libraries, build scripts) are passed
+/// over.
+pub fn cargo_executables(messages: &str) -> Vec<Built> {
+    messages
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .filter_map(|m| {
+            let target = &m["target"];
+            Some(Built {
+                name: target["name"].as_str()?.to_string(),
+                kind: target["kind"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|k| Some(k.as_str()?.to_string()))
+                    .collect(),
+                test: m["profile"]["test"].as_bool().unwrap_or(false),
+                executable: PathBuf::from(m["executable"].as_str()?),
+            })
+        })
+        .collect()
 }
 
 /// A plain-text table: the header, then one line per row, each column
@@ -237,7 +275,7 @@ pub fn ensure_rust_component(component: &str) -> Result {
 
 #[cfg(test)]
 mod tests {
-    use super::{describe, Tally};
+    use super::{cargo_executables, describe, Built, Tally};
     use std::process::Command;
 
     #[test]
@@ -269,6 +307,38 @@ mod tests {
                 failed: 2,
                 ignored: 1
             }
+        );
+    }
+
+    #[test]
+    fn cargo_messages_give_their_executables() {
+        // Abridged from `cargo test --no-run --message-format=json`.
+        let messages = concat!(
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w#mlock@0.1.0","target":{"kind":["lib"],"crate_types":["lib"],"name":"mlock","src_path":"/w/src/lib.rs","test":true},"profile":{"opt_level":"0","test":false},"features":[],"filenames":["/w/target/debug/deps/libmlock.rlib"],"executable":null,"fresh":true}"#,
+            "\n",
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w#mlock@0.1.0","target":{"kind":["lib"],"crate_types":["lib"],"name":"mlock","src_path":"/w/src/lib.rs","test":true},"profile":{"opt_level":"0","test":true},"features":[],"filenames":["/w/target/debug/deps/mlock-1"],"executable":"/w/target/debug/deps/mlock-1","fresh":false}"#,
+            "\n",
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w#mlock@0.1.0","target":{"kind":["bench"],"crate_types":["bin"],"name":"status","src_path":"/w/benches/status.rs","test":false},"profile":{"opt_level":"3","test":false},"features":[],"filenames":["/w/target/release/deps/status-2"],"executable":"/w/target/release/deps/status-2","fresh":false}"#,
+            "\n",
+            r#"{"reason":"build-finished","success":true}"#,
+            "\n",
+        );
+        assert_eq!(
+            cargo_executables(messages),
+            [
+                Built {
+                    name: "mlock".into(),
+                    kind: vec!["lib".into()],
+                    test: true,
+                    executable: "/w/target/debug/deps/mlock-1".into(),
+                },
+                Built {
+                    name: "status".into(),
+                    kind: vec!["bench".into()],
+                    test: false,
+                    executable: "/w/target/release/deps/status-2".into(),
+                },
+            ]
         );
     }
 }

@@ -387,22 +387,14 @@ fn build_tests(arch: &Arch) -> Result<Vec<(String, PathBuf)>> {
         "--no-run",
         "--message-format=json-render-diagnostics",
     ]))?;
-    let mut tests = Vec::new();
-    for line in json.lines() {
-        if !line.contains(r#""reason":"compiler-artifact""#) || !line.contains(r#""test":true"#) {
-            continue;
-        }
-        let (Some(name), Some(exe)) = (json_string(line, "name"), json_string(line, "executable"))
-        else {
-            continue;
-        };
-        let kind = if line.contains(r#""kind":["lib"]"#) {
-            "lib-"
-        } else {
-            ""
-        };
-        tests.push((format!("{kind}{name}"), PathBuf::from(exe)));
-    }
+    let mut tests: Vec<(String, PathBuf)> = util::cargo_executables(&json)
+        .into_iter()
+        .filter(|built| built.test)
+        .map(|built| {
+            let kind = if built.kind == ["lib"] { "lib-" } else { "" };
+            (format!("{kind}{}", built.name), built.executable)
+        })
+        .collect();
     if tests.is_empty() {
         return Err(format!(
             "cargo built no test executables for {}",
@@ -411,15 +403,6 @@ fn build_tests(arch: &Arch) -> Result<Vec<(String, PathBuf)>> {
     }
     tests.sort();
     Ok(tests)
-}
-
-/// The first string value of `"key":"..."` in one line of cargo's JSON
-/// (paths and target names here need no unescaping).
-fn json_string(line: &str, key: &str) -> Option<String> {
-    let pattern = format!(r#""{key}":""#);
-    let start = line.find(&pattern)? + pattern.len();
-    let end = line[start..].find('"')?;
-    Some(line[start..start + end].to_string())
 }
 
 /// Builds `examples` as static release binaries; returns their directory.
