@@ -1,0 +1,223 @@
+//! `cargo xtask bench [--quick]`: every benchmark in one run, side by side.
+//!
+//! 1. Call overhead (`benches/overhead.rs`, criterion): one
+//!    `mlockall(MCL_FUTURE)` + `munlockall()` pair through this crate, libc,
+//!    rustix and nix; medians and the ratio to each peer, plus user-space
+//!    instructions per pair counted by `valgrind --tool=callgrind`, which
+//!    does not care how busy the machine is.
+//! 2. What `ONFAULT` saves (`benches/onfault.rs`): time and RSS of locking an
+//!    untouched mapping of 16 MiB to 1 GiB, each case in a fresh process.
+//! 3. Status queries (`benches/status.rs`, criterion), when that bench exists.
+//!
+//! A full run writes `docs/benchmarks.md` and `docs/onfault.svg`. `--quick`
+//! is a CI-size run (few samples, mappings up to 256 MiB) that checks that
+//! everything builds and runs; it writes its report under
+//! `target/xtask-bench/` and leaves `docs/` alone. No number ever fails a run.
+
+mod machine;
+mod parse;
+mod plot;
+mod report;
+mod run;
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::util;
+use machine::Machine;
+use report::Report;
+
+const USAGE: &str = "usage: cargo xtask bench [--quick]";
+
+/// The implementations of `benches/overhead.rs`, this crate first.
+pub(super) const IMPLS: [&str; 4] = ["mlock", "libc", "rustix", "nix"];
+
+/// The rows of `benches/status.rs`, in the order they are reported, with
+/// what each measures.
+pub(super) const STATUS_ROWS: [(&str, &str); 7] = [
+    (
+        "floor",
+        "libc `open` + one `read` + `close`, nothing parsed",
+    ),
+    (
+        "status",
+        "`mlock::status()`: open, read, parse (procfs checked once per process)",
+    ),
+    (
+        "pread",
+        "libc `pread` at offset 0 of a kept descriptor, nothing parsed",
+    ),
+    (
+        "reader",
+        "`mlock::StatusReader::read()`: `pread` on a kept descriptor, parse",
+    ),
+    ("std_parse", "`std::fs::read_to_string` + `Status::parse`"),
+    ("procfs", "the procfs crate: `Process::myself()?.status()?`"),
+    ("parse", "`Status::parse` of text already read, no syscall"),
+];
+
+/// The status goals of issue 16: (numerator, denominator, bound).
+pub(super) const STATUS_GOALS: [(&str, &str, f64); 2] =
+    [("status", "floor", 1.03), ("reader", "pread", 1.05)];
+
+/// `cargo xtask bench [--quick]`.
+pub fn main(args: &[String]) -> util::Result {
+    let mut quick = false;
+    for arg in args {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            other => return Err(format!("bench: unknown option {other:?}\n{USAGE}")),
+        }
+    }
+    run(&if quick { Plan::QUICK } else { Plan::FULL })
+}
+
+/// The CI-size run, for the `cargo xtask test` step list: builds and runs
+/// every benchmark with few samples and writes its report under
+/// `target/xtask-bench/`. It fails only if something does not build or run.
+pub fn quick() -> util::Result {
+    run(&Plan::QUICK)
+}
+
+/// How much of each benchmark to run.
+pub(super) struct Plan {
+    pub(super) quick: bool,
+    /// Arguments for the criterion benches.
+    pub(super) criterion: &'static [&'static str],
+    /// Pairs per callgrind run: the difference of two runs is divided by the
+    /// difference of the counts, so start-up and the checked first call
+    /// cancel out.
+    pub(super) calls: (u64, u64),
+    /// Rounds and pairs per batch of `overhead --interleaved`.
+    pub(super) interleaved: (u64, u64),
+    /// Arguments for `benches/onfault.rs`.
+    pub(super) onfault: &'static [&'static str],
+}
+
+impl Plan {
+    const FULL: Plan = Plan {
+        quick: false,
+        criterion: &[
+            "--bench",
+            "--noplot",
+            "--warm-up-time",
+            "2",
+            "--measurement-time",
+            "10",
+            "--sample-size",
+            "100",
+        ],
+        calls: (1_000, 11_000),
+        interleaved: (2_000, 1_000),
+        onfault: &["--bench", "--tsv"],
+    };
+    const QUICK: Plan = Plan {
+        quick: true,
+        criterion: &[
+            "--bench",
+            "--noplot",
+            "--warm-up-time",
+            "0.2",
+            "--measurement-time",
+            "0.5",
+            "--sample-size",
+            "10",
+        ],
+        calls: (100, 1_100),
+        interleaved: (100, 200),
+        onfault: &["--bench", "--quick", "--tsv"],
+    };
+}
+
+fn run(plan: &Plan) -> util::Result {
+    let machine = Machine::read();
+    let benches = run::build()?;
+    let exe = |name: &str| -> util::Result<&PathBuf> {
+        benches
+            .get(name)
+            .ok_or_else(|| format!("cargo built no bench named {name:?}"))
+    };
+    let overhead_exe = exe("overhead")?;
+    // <target>/release/deps/overhead-<hash>
+    let target_dir = overhead_exe
+        .ancestors()
+        .nth(3)
+        .ok_or("bench executable outside a target directory")?;
+    let out_dir = target_dir.join("xtask-bench");
+    let criterion_home = out_dir.join("criterion");
+    if criterion_home.exists() {
+        fs::remove_dir_all(&criterion_home)
+            .map_err(|e| format!("removing {}: {e}", criterion_home.display()))?;
+    }
+    fs::create_dir_all(&out_dir).map_err(|e| format!("creating {}: {e}", out_dir.display()))?;
+
+    // Criterion benches: overhead, then status if it exists.
+    let mut criterion_names = vec!["overhead"];
+    if benches.contains_key("status") {
+        criterion_names.push("status");
+    }
+    let mut status_paired = None;
+    for name in &criterion_names {
+        let mut cmd = Command::new(exe(name)?);
+        cmd.args(plan.criterion)
+            .env("CRITERION_HOME", &criterion_home);
+        if *name == "status" {
+            // Its summary ends with the ratios timed in alternation, which
+            // criterion's files do not hold.
+            let out = util::output(&mut cmd)?;
+            print!("{out}");
+            status_paired = out
+                .lines()
+                .find_map(|l| l.trim_start().strip_prefix("paired "))
+                .map(str::to_string);
+        } else {
+            util::run(&mut cmd)?;
+        }
+    }
+    let estimates = parse::read_criterion(&criterion_home)?;
+
+    let interleaved = parse::interleaved(&util::output(
+        Command::new(overhead_exe)
+            .arg("--interleaved")
+            .arg(plan.interleaved.0.to_string())
+            .arg(plan.interleaved.1.to_string()),
+    )?)?;
+    let instructions = run::count_instructions(overhead_exe, plan, &out_dir)?;
+    let parse_instructions = match benches.get("status") {
+        Some(exe) => Some(run::count_parse_instructions(exe, plan, &out_dir)?),
+        None => None,
+    };
+
+    let onfault_out = util::output(Command::new(exe("onfault")?).args(plan.onfault))?;
+    let onfault = parse::onfault(&onfault_out)?;
+
+    let load_after = Machine::loadavg();
+    let report = Report {
+        plan,
+        machine,
+        load_after,
+        estimates,
+        interleaved,
+        instructions,
+        onfault,
+        status_paired,
+        parse_instructions,
+    };
+    let tables = report.tables();
+    println!("\n{tables}");
+
+    let docs = if plan.quick {
+        out_dir.clone()
+    } else {
+        util::root().join("docs")
+    };
+    fs::create_dir_all(&docs).map_err(|e| format!("creating {}: {e}", docs.display()))?;
+    let md = docs.join("benchmarks.md");
+    let svg = docs.join("onfault.svg");
+    fs::write(&md, report.markdown(&tables))
+        .map_err(|e| format!("writing {}: {e}", md.display()))?;
+    plot::plot(&report.onfault, &report.plot_caption(), &svg)?;
+    eprintln!("xtask: wrote {} and {}", md.display(), svg.display());
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! Reading what the benches print and what criterion writes.
+
+use std::fs;
+use std::path::Path;
+
+use super::IMPLS;
+use crate::util;
+
+/// One criterion benchmark's median, with its 95 % confidence interval, in
+/// nanoseconds.
+pub(super) struct Estimate {
+    pub(super) group: String,
+    pub(super) function: String,
+    pub(super) median: f64,
+    pub(super) lower: f64,
+    pub(super) upper: f64,
+}
+
+/// Reads every `<group>/<function>[/<value>]/new/` that criterion wrote.
+pub(super) fn read_criterion(home: &Path) -> util::Result<Vec<Estimate>> {
+    let mut found = Vec::new();
+    let mut stack = vec![home.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = fs::read_dir(&dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !path.is_dir() {
+                continue;
+            }
+            if path.file_name().is_some_and(|n| n == "new") && path.join("estimates.json").exists()
+            {
+                found.push(path);
+            } else if path
+                .file_name()
+                .is_some_and(|n| n != "report" && n != "base")
+            {
+                stack.push(path);
+            }
+        }
+    }
+    let mut estimates = Vec::new();
+    for dir in found {
+        let read = |file: &str| {
+            fs::read_to_string(dir.join(file))
+                .map_err(|e| format!("reading {}: {e}", dir.join(file).display()))
+        };
+        estimates.push(
+            estimate(&read("benchmark.json")?, &read("estimates.json")?)
+                .map_err(|e| format!("{e} in {}", dir.display()))?,
+        );
+    }
+    if estimates.is_empty() {
+        return Err(format!(
+            "criterion wrote no estimates under {}",
+            home.display()
+        ));
+    }
+    Ok(estimates)
+}
+
+/// One benchmark's median from criterion's `benchmark.json` (its ids) and
+/// `estimates.json` (its statistics).
+fn estimate(benchmark: &str, estimates: &str) -> util::Result<Estimate> {
+    let parse = |text: &str, file: &str| {
+        serde_json::from_str::<serde_json::Value>(text).map_err(|e| format!("{file}: {e}"))
+    };
+    let (bench, est) = (
+        parse(benchmark, "benchmark.json")?,
+        parse(estimates, "estimates.json")?,
+    );
+    let id = |key: &str| bench[key].as_str().map(str::to_string);
+    let mut function = id("function_id").unwrap_or_default();
+    if let Some(value) = id("value_str") {
+        function = format!("{function}/{value}");
+    }
+    let median = &est["median"];
+    let num = |v: &serde_json::Value, key: &str| {
+        v[key].as_f64().ok_or_else(|| format!("no median {key}"))
+    };
+    Ok(Estimate {
+        group: id("group_id").unwrap_or_default(),
+        function,
+        median: num(median, "point_estimate")?,
+        lower: num(&median["confidence_interval"], "lower_bound")?,
+        upper: num(&median["confidence_interval"], "upper_bound")?,
+    })
+}
+
+/// Parses `overhead --interleaved`: `impl wall_ns cpu_ns` per line.
+pub(super) fn interleaved(text: &str) -> util::Result<Vec<(String, f64, f64)>> {
+    let rows: Vec<(String, f64, f64)> = text
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split('\t');
+            let name = f.next()?.to_string();
+            let wall = f.next()?.parse().ok()?;
+            let cpu = f.next()?.parse().ok()?;
+            Some((name, wall, cpu))
+        })
+        .collect();
+    if rows.len() != IMPLS.len() {
+        return Err(format!("overhead --interleaved printed {text:?}"));
+    }
+    Ok(rows)
+}
+
+/// One row of `onfault --tsv`: the medians of one call at one size.
+pub(super) struct OnfaultRow {
+    pub(super) size: u64,
+    pub(super) call: String,
+    pub(super) median_ns: u64,
+    pub(super) min_ns: u64,
+    pub(super) max_ns: u64,
+    pub(super) rss_after: u64,
+    pub(super) locked_after: u64,
+    pub(super) runs: u64,
+}
+
+pub(super) fn onfault(tsv: &str) -> util::Result<Vec<OnfaultRow>> {
+    let mut rows = Vec::new();
+    for line in tsv.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split('\t').collect();
+        let n = |i: usize| -> util::Result<u64> {
+            f.get(i)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("bad onfault row {line:?}"))
+        };
+        rows.push(OnfaultRow {
+            size: n(0)?,
+            call: f.get(1).unwrap_or(&"").to_string(),
+            median_ns: n(2)?,
+            min_ns: n(3)?,
+            max_ns: n(4)?,
+            rss_after: n(6)?,
+            locked_after: n(7)?,
+            runs: n(8)?,
+        });
+    }
+    if rows.is_empty() {
+        return Err("benches/onfault.rs printed no rows".into());
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{estimate, onfault};
+
+    #[test]
+    fn estimates_as_criterion_writes_them() {
+        let bench = r#"{"group_id":"overhead","function_id":"mlock","value_str":null,"full_id":"overhead/mlock"}"#;
+        let est = r#"{"mean":{"confidence_interval":{"confidence_level":0.95,"lower_bound":9.0,"upper_bound":11.0},"point_estimate":10.0},"median":{"confidence_interval":{"confidence_level":0.95,"lower_bound":1.5e3,"upper_bound":1600.25},"point_estimate":1550.5,"standard_error":3.0}}"#;
+        let e = estimate(bench, est).unwrap();
+        assert_eq!(
+            (e.group.as_str(), e.function.as_str()),
+            ("overhead", "mlock")
+        );
+        assert_eq!((e.median, e.lower, e.upper), (1550.5, 1500.0, 1600.25));
+        let bench = r#"{"group_id":"onfault","function_id":"lock","value_str":"16 MiB"}"#;
+        assert_eq!(estimate(bench, est).unwrap().function, "lock/16 MiB");
+        assert!(estimate(bench, r#"{"mean":{}}"#).is_err());
+        assert!(estimate("not json", est).is_err());
+    }
+
+    #[test]
+    fn onfault_rows() {
+        let tsv = "size_bytes\tcall\tmedian_ns\tmin_ns\tmax_ns\trss_before_bytes\trss_after_bytes\tlocked_after_bytes\truns\n\
+                   16777216\tlock_all(CURRENT|ONFAULT)\t120000\t110000\t130000\t2097152\t2162688\t19816448\t7\n";
+        let rows = onfault(tsv).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].size, 16 << 20);
+        assert_eq!(rows[0].call, "lock_all(CURRENT|ONFAULT)");
+        assert_eq!((rows[0].median_ns, rows[0].runs), (120_000, 7));
+        assert!(onfault("header only\n").is_err());
+        assert!(onfault("h\n1\tx\tnot-a-number\n").is_err());
+    }
+}

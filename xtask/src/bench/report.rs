@@ -1,0 +1,445 @@
+//! The generated part of docs/benchmarks.md: the tables, filled into the
+//! page's marked blocks.
+
+use std::fmt::Write as _;
+
+use super::machine::Machine;
+use super::parse::{Estimate, OnfaultRow};
+use super::{Plan, IMPLS, STATUS_GOALS, STATUS_ROWS};
+
+pub(super) struct Report<'a> {
+    pub(super) plan: &'a Plan,
+    pub(super) machine: Machine,
+    pub(super) load_after: String,
+    pub(super) estimates: Vec<Estimate>,
+    /// Per implementation: median wall and CPU nanoseconds per pair, timed
+    /// in turns.
+    pub(super) interleaved: Vec<(String, f64, f64)>,
+    pub(super) instructions: Vec<(String, f64)>,
+    pub(super) onfault: Vec<OnfaultRow>,
+    /// The status bench's ratios to the floor timed in alternation: its
+    /// `paired` line, which also says how they were timed.
+    pub(super) status_paired: Option<String>,
+    /// Instructions per `Status::parse` of a real status file (callgrind).
+    pub(super) parse_instructions: Option<(f64, u64)>,
+}
+
+/// A duration in nanoseconds, with a unit that keeps 3 or 4 digits.
+fn time(ns: f64) -> String {
+    if ns < 1e3 {
+        format!("{ns:.1} ns")
+    } else if ns < 1e6 {
+        format!("{:.2} µs", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.2} ms", ns / 1e6)
+    } else {
+        format!("{:.2} s", ns / 1e9)
+    }
+}
+
+/// An instruction count: whole when it is (callgrind's counts per pair
+/// usually are), else with one decimal.
+fn count(n: f64) -> String {
+    if n.fract() == 0.0 {
+        format!("{n:.0}")
+    } else {
+        format!("{n:.1}")
+    }
+}
+
+/// A byte count in MiB or GiB.
+fn bytes(b: u64) -> String {
+    let mib = b as f64 / (1u64 << 20) as f64;
+    if mib >= 1024.0 {
+        format!("{:.2} GiB", mib / 1024.0)
+    } else {
+        format!("{mib:.1} MiB")
+    }
+}
+
+/// Text for a Markdown table cell: a `|`, even in code, ends the cell
+/// unless escaped.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|")
+}
+
+/// A mapping size: whole MiB or GiB.
+fn size(b: u64) -> String {
+    if b >= 1 << 30 {
+        format!("{} GiB", b >> 30)
+    } else {
+        format!("{} MiB", b >> 20)
+    }
+}
+
+impl Report<'_> {
+    fn command(&self) -> &'static str {
+        if self.plan.quick {
+            "cargo xtask bench --quick"
+        } else {
+            "cargo xtask bench"
+        }
+    }
+
+    /// The tables, in Markdown, which also reads well in a terminal.
+    pub(super) fn tables(&self) -> String {
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "### Call overhead: `mlockall(MCL_FUTURE)` + `munlockall()`\n\n\
+             Per pair, three ways. **criterion**: the median wall-clock time \
+             with its 95 % confidence interval; criterion measures the four \
+             one after the other. **In turns**: rounds of {} pairs through each \
+             implementation in turn, {} rounds, the median wall-clock and \
+             thread CPU time (user plus kernel, without the time spent waiting \
+             for a core); a burst of load on the machine falls on all four \
+             alike. **Instructions**: user-space instructions from the call of \
+             the pair to its return, the C library and PLT included, counted \
+             by callgrind; they do not depend on the machine's load, and leave \
+             out the kernel's work, which is the same for all four. Each ratio \
+             is this crate's figure divided by the row's: below 1.00, this \
+             crate is faster or runs fewer instructions.\n",
+            self.plan.interleaved.1, self.plan.interleaved.0
+        );
+        let _ = writeln!(
+            t,
+            "| implementation | criterion [95 % CI] | ratio | in turns, wall | ratio | in turns, CPU | ratio | instructions | ratio |"
+        );
+        let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let find = |f: &str| {
+            self.estimates
+                .iter()
+                .find(|e| e.group == "overhead" && e.function == f)
+        };
+        let ratio = |ours: Option<f64>, theirs: Option<f64>| match (ours, theirs) {
+            (Some(o), Some(t)) if t > 0.0 => format!("{:.2}", o / t),
+            _ => "–".into(),
+        };
+        let turns = |name: &str| self.interleaved.iter().find(|r| r.0 == name);
+        let instructions = |name: &str| {
+            self.instructions
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|x| x.1)
+        };
+        for name in IMPLS {
+            let crit = find(name).map_or("–".into(), |e| {
+                format!("{} [{} – {}]", time(e.median), time(e.lower), time(e.upper))
+            });
+            let crit_ratio = ratio(
+                find("mlock").map(|e| e.median),
+                find(name).map(|e| e.median),
+            );
+            let wall = turns(name).map_or("–".into(), |r| time(r.1));
+            let wall_ratio = ratio(turns("mlock").map(|r| r.1), turns(name).map(|r| r.1));
+            let cpu = turns(name).map_or("–".into(), |r| time(r.2));
+            let cpu_ratio = ratio(turns("mlock").map(|r| r.2), turns(name).map(|r| r.2));
+            let ins = instructions(name).map_or("–".into(), count);
+            let ins_ratio = ratio(instructions("mlock"), instructions(name));
+            let label = if name == "mlock" {
+                "**mlock** (this crate)".to_string()
+            } else {
+                format!("`{name}`")
+            };
+            let _ = writeln!(
+                t,
+                "| {label} | {crit} | {crit_ratio} | {wall} | {wall_ratio} | {cpu} | {cpu_ratio} | {ins} | {ins_ratio} |"
+            );
+        }
+
+        let sizes: Vec<u64> = {
+            let mut s: Vec<u64> = self.onfault.iter().map(|r| r.size).collect();
+            s.dedup();
+            s
+        };
+        let runs = self.onfault.first().map_or(0, |r| r.runs);
+        let _ = writeln!(
+            t,
+            "\n### What `ONFAULT` saves: locking an untouched mapping\n\n\
+             A fresh process maps an anonymous region, does not touch it, and \
+             locks it with one call. Median of {runs} runs (each in its own \
+             process) for the time of the call; RSS and `VmLck` from \
+             `/proc/self/status` right after it. `lock_all` also locks the \
+             process's own few MiB of code, stack and heap.\n"
+        );
+        let _ = writeln!(
+            t,
+            "| mapping | call | time (median) | fastest – slowest | RSS after | VmLck after |"
+        );
+        let _ = writeln!(t, "|---:|---|---:|---:|---:|---:|");
+        for &s in &sizes {
+            for r in self.onfault.iter().filter(|r| r.size == s) {
+                let _ = writeln!(
+                    t,
+                    "| {} | `{}` | {} | {} – {} | {} | {} |",
+                    size(s),
+                    cell(&r.call),
+                    time(r.median_ns as f64),
+                    time(r.min_ns as f64),
+                    time(r.max_ns as f64),
+                    bytes(r.rss_after),
+                    bytes(r.locked_after)
+                );
+            }
+        }
+        if let (Some(first), Some(last)) = (sizes.first(), sizes.last()) {
+            let _ = writeln!(
+                t,
+                "\nFrom {} to {} ({}× the size):\n",
+                size(*first),
+                size(*last),
+                last / first
+            );
+            let _ = writeln!(t, "| call | time grows | RSS grows |");
+            let _ = writeln!(t, "|---|---:|---:|");
+            for call in self.onfault.iter().filter(|r| r.size == *first) {
+                if let Some(big) = self
+                    .onfault
+                    .iter()
+                    .find(|r| r.size == *last && r.call == call.call)
+                {
+                    let _ = writeln!(
+                        t,
+                        "| `{}` | {:.1}× | {:.1}× |",
+                        cell(&call.call),
+                        big.median_ns as f64 / call.median_ns.max(1) as f64,
+                        big.rss_after as f64 / call.rss_after.max(1) as f64
+                    );
+                }
+            }
+        }
+
+        // Every other criterion group: the status bench. Ratios to its
+        // `floor` (the least any reader of the file can do) and of the
+        // crate's own `status` to each row, where those rows exist.
+        let mut groups: Vec<&str> = self
+            .estimates
+            .iter()
+            .map(|e| e.group.as_str())
+            .filter(|g| !g.starts_with("overhead"))
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        for group in groups {
+            let mut rows: Vec<&Estimate> =
+                self.estimates.iter().filter(|e| e.group == group).collect();
+            let rank = |f: &str| STATUS_ROWS.iter().position(|(n, _)| *n == f);
+            rows.sort_by(|a, b| {
+                (rank(&a.function).unwrap_or(usize::MAX), &a.function)
+                    .cmp(&(rank(&b.function).unwrap_or(usize::MAX), &b.function))
+            });
+            let floor = rows
+                .iter()
+                .find(|e| e.function == "floor")
+                .map(|e| e.median);
+            let ours = rows.iter().find(|e| e.function == group).map(|e| e.median);
+            let _ = writeln!(
+                t,
+                "\n### Reading `/proc/self/status` (group `{group}`, benches/status.rs)\n\n\
+                 Median time of one query and its 95 % confidence interval; \
+                 `÷ floor`: this row's median over `floor`'s; `{group} ÷ this`: \
+                 the crate's `{group}` median over this row's (below 1.00: the \
+                 crate is faster).\n"
+            );
+            let _ = writeln!(
+                t,
+                "| benchmark | what it does | median | 95 % CI | ÷ floor | {group} ÷ this |"
+            );
+            let _ = writeln!(t, "|---|---|---:|---:|---:|---:|");
+            for e in &rows {
+                let what = rank(&e.function).map_or("", |i| STATUS_ROWS[i].1);
+                let ratio = |r: Option<f64>, num: bool| {
+                    r.map_or("–".into(), |r| {
+                        format!("{:.2}", if num { e.median / r } else { r / e.median })
+                    })
+                };
+                let _ = writeln!(
+                    t,
+                    "| `{}` | {what} | {} | {} – {} | {} | {} |",
+                    e.function,
+                    time(e.median),
+                    time(e.lower),
+                    time(e.upper),
+                    ratio(floor, true),
+                    ratio(ours, false),
+                );
+            }
+            if let Some(paired) = &self.status_paired {
+                let _ = writeln!(
+                    t,
+                    "\nTimed in alternation instead, so that load on the machine \
+                     shifts every row alike {paired}."
+                );
+            }
+            let _ = write!(t, "{}", self.status_goals(&rows));
+        }
+        t
+    }
+
+    /// The status goals against this machine's own floor: the absolute
+    /// floor, bare `pread` and parse, then each ratio from criterion's
+    /// medians and from the alternating rounds.
+    fn status_goals(&self, rows: &[&Estimate]) -> String {
+        let median = |f: &str| rows.iter().find(|e| e.function == f).map(|e| e.median);
+        let (Some(floor), Some(pread), Some(parse)) =
+            (median("floor"), median("pread"), median("parse"))
+        else {
+            return String::new();
+        };
+        let counted = self.parse_instructions.map_or(String::new(), |(n, bytes)| {
+            format!(
+                "; callgrind counts {} instructions per parse of a {bytes}-byte \
+                 status, whatever the load",
+                count(n.round())
+            )
+        });
+        let mut t = format!(
+            "\nOn this machine the floor is {}, a bare `pread` {} and the parse \
+             alone {} ({:.1} % of the floor, {:.1} % of `pread`){counted}.\n\n\
+             | goal | criterion medians | alternating rounds | met |\n\
+             |---|---:|---:|---|\n",
+            time(floor),
+            time(pread),
+            time(parse),
+            100.0 * parse / floor,
+            100.0 * parse / pread
+        );
+        for (num, den, bound) in STATUS_GOALS {
+            let ratio = match (median(num), median(den)) {
+                (Some(n), Some(d)) => Some(n / d),
+                _ => None,
+            };
+            // The paired line reads `..., status/floor 1.012, ...`.
+            let key = format!("{num}/{den} ");
+            let alternating = self.status_paired.as_deref().and_then(|p| {
+                let at = p.find(&key)? + key.len();
+                p[at..].split([',', ' ', ')']).next()?.parse::<f64>().ok()
+            });
+            let show = |r: Option<f64>| r.map_or("–".into(), |r| format!("{r:.3}"));
+            let met = match (ratio, alternating) {
+                (Some(r), Some(a)) if r <= bound && a <= bound => "yes, both",
+                (Some(r), _) if r <= bound => "criterion only",
+                (_, Some(a)) if a <= bound => "alternating only",
+                _ => "no",
+            };
+            let _ = writeln!(
+                t,
+                "| `{num}` ÷ `{den}` ≤ {bound:.2} | {} | {} | {met} |",
+                show(ratio),
+                show(alternating)
+            );
+        }
+        t
+    }
+
+    pub(super) fn plot_caption(&self) -> String {
+        let runs = self.onfault.first().map_or(0, |r| r.runs);
+        format!(
+            "Locking an untouched anonymous mapping: median of {runs} runs, a fresh process each ({})",
+            self.machine.kernel
+        )
+    }
+
+    pub(super) fn markdown(&self, tables: &str) -> String {
+        let m = &self.machine;
+        let mut s = String::new();
+        let _ = writeln!(s, "# Benchmarks\n");
+        if self.plan.quick {
+            let _ = writeln!(
+                s,
+                "> A `--quick` run: few samples, small mappings. It checks that the \
+                 benchmarks build and run; its numbers are not meant to be quoted.\n"
+            );
+        }
+        let _ = writeln!(
+            s,
+            "Written by `{}` (see `xtask/src/bench.rs`). Every figure on this page \
+             comes from one run, so each ratio compares numbers taken minutes apart \
+             on the same machine. That machine was shared: other builds and virtual \
+             machines ran on its {} cores at the same time (load average {} at the \
+             start, {} at the end), so the times carry that noise. The \
+             instruction counts do not.\n",
+            self.command(),
+            m.cores,
+            m.load_before,
+            self.load_after
+        );
+        let _ = writeln!(s, "## Machine\n");
+        let _ = writeln!(s, "| | |\n|---|---|");
+        let _ = writeln!(s, "| CPU | {} |", m.cpu);
+        let _ = writeln!(s, "| cores | {} |", m.cores);
+        let _ = writeln!(s, "| kernel | {} |", m.kernel);
+        let _ = writeln!(s, "| memory | {}, swap {} |", m.memory, m.swap);
+        let _ = writeln!(s, "| transparent huge pages | `{}` |", m.thp);
+        let _ = writeln!(s, "| compiler | {} |", m.rustc);
+        let _ = writeln!(s, "| commit | {} |", m.commit);
+        let _ = writeln!(s, "| date | {} |", m.date);
+        let _ = writeln!(s, "| command | `{}` |", self.command());
+        let _ = writeln!(s, "\n## Results\n");
+        let _ = writeln!(s, "![Time and RSS after locking an untouched mapping, with and without ONFAULT](onfault.svg)\n");
+        s.push_str(&tables.replace("\n### ", "\n## ").replacen("### ", "## ", 1));
+        let _ = writeln!(
+            s,
+            "\n## Reading the numbers\n\n\
+             - The call-overhead pair does almost no work in the kernel: \
+             `MCL_FUTURE` alone sets a flag on the memory map and `munlockall` \
+             clears it. What differs between the implementations is the path to \
+             the `syscall` instruction: this crate and rustix issue it inline; \
+             libc and nix go through the C library (a PLT call, and `errno` on \
+             failure). The kernel's part, about the same for all four, is most \
+             of the time, so the time ratios sit near 1.00 and the instruction \
+             counts show the user-space difference.\n\
+             - Wall time includes the moments the thread waited for a core while \
+             other processes ran; CPU time does not. Timing the four in turns \
+             spreads changes in the machine's load over all of them; criterion, \
+             which runs one after the other, can see one implementation in a \
+             quiet minute and the next in a busy one.\n\
+             - Without `ONFAULT`, `mlock` and `mlockall(MCL_CURRENT)` fault in \
+             and zero every page before they return, so the time and the RSS grow \
+             with the mapping. With `ONFAULT` the call only marks the mapping; \
+             pages are locked as they are first touched. \
+             `lock_all(CURRENT | ONFAULT)` still costs more than \
+             `lock_on_fault`: it visits every mapping of the process, not one, \
+             and locks the pages already present in them.\n\
+             - `VmLck` counts the size of locked mappings, not resident pages: \
+             it reads the same with `ONFAULT` as without. Look at `VmRSS` to see \
+             what was faulted in.\n\n\
+             ## Running them\n\n\
+             - `cargo xtask bench` runs everything and rewrites this page and \
+             `onfault.svg`; `cargo xtask bench --quick` is the CI-size run and \
+             writes under `target/xtask-bench/`.\n\
+             - One benchmark alone: `cargo bench --bench overhead` (add \
+             `-- --interleaved <rounds> <pairs>` for the timing in turns), \
+             `cargo bench --bench onfault` (`-- --quick` for sizes up to \
+             256 MiB).\n\
+             - The instruction counts: `valgrind --tool=callgrind \
+             --toggle-collect='*::pair_<impl>' <overhead bench binary> --calls \
+             <impl> <n>`, with `<impl>` one of `mlock`, `libc`, `rustix`, `nix`, \
+             for two values of `n`; the difference of the totals divided by the \
+             difference of the `n`s is one pair.\n\
+             - Locking 1 GiB needs `CAP_IPC_LOCK` (root) or an \
+             `RLIMIT_MEMLOCK` of at least that."
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{cell, count, size, time};
+
+    #[test]
+    fn units() {
+        assert_eq!(time(19.0), "19.0 ns");
+        assert_eq!(time(1_430.0), "1.43 µs");
+        assert_eq!(time(493_240_000.0), "493.24 ms");
+        assert_eq!(size(16 << 20), "16 MiB");
+        assert_eq!(size(1 << 30), "1 GiB");
+        assert_eq!(count(19.0), "19");
+        assert_eq!(count(19.5), "19.5");
+        assert_eq!(
+            cell("lock_all(CURRENT|ONFAULT)"),
+            "lock_all(CURRENT\\|ONFAULT)"
+        );
+    }
+}
