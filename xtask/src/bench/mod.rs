@@ -9,10 +9,17 @@
 //!    untouched mapping of 16 MiB to 1 GiB, each case in a fresh process.
 //! 3. Status queries (`benches/status.rs`, criterion), when that bench exists.
 //!
-//! A full run writes `docs/benchmarks.md` and `docs/onfault.svg`. `--quick`
-//! is a CI-size run (few samples, mappings up to 256 MiB) that checks that
-//! everything builds and runs; it writes its report under
-//! `target/xtask-bench/` and leaves `docs/` alone. No number ever fails a run.
+//! `docs/benchmarks.md` is written by hand, except for its blocks between
+//! `<!-- xtask bench: <name> -->` and `<!-- /xtask bench -->`: a full run
+//! fills those in and draws `docs/onfault.svg`. `--quick` is a CI-size run
+//! (few samples, mappings up to 256 MiB) that checks that everything builds
+//! and runs; it writes the filled page and the figure under
+//! `target/xtask-bench/` and leaves `docs/` alone. No number ever fails a
+//! run.
+//!
+//! Here: the plan and the run from build to page; `run` builds the benches
+//! and counts instructions, `parse` reads their output, `machine` describes
+//! the machine, `report` makes the tables, `plot` the figure.
 
 mod machine;
 mod parse;
@@ -204,9 +211,14 @@ fn run(plan: &Plan) -> util::Result {
         status_paired,
         parse_instructions,
     };
-    let tables = report.tables();
-    println!("\n{tables}");
+    for (name, text) in report.blocks() {
+        println!("\n### {name}\n\n{text}");
+    }
 
+    // The page's prose is written by hand; the run fills in its blocks.
+    let page = util::root().join("docs").join("benchmarks.md");
+    let template =
+        fs::read_to_string(&page).map_err(|e| format!("reading {}: {e}", page.display()))?;
     let docs = if plan.quick {
         out_dir.clone()
     } else {
@@ -215,7 +227,7 @@ fn run(plan: &Plan) -> util::Result {
     fs::create_dir_all(&docs).map_err(|e| format!("creating {}: {e}", docs.display()))?;
     let md = docs.join("benchmarks.md");
     let svg = docs.join("onfault.svg");
-    fs::write(&md, report.markdown(&tables))
+    fs::write(&md, report.fill(&template)?)
         .map_err(|e| format!("writing {}: {e}", md.display()))?;
     plot::plot(&report.onfault, &report.plot_caption(), &svg)?;
     eprintln!("xtask: wrote {} and {}", md.display(), svg.display());

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use super::machine::Machine;
 use super::parse::{Estimate, OnfaultRow};
 use super::{Plan, IMPLS, STATUS_GOALS, STATUS_ROWS};
+use crate::util;
 
 pub(super) struct Report<'a> {
     pub(super) plan: &'a Plan,
@@ -81,25 +82,54 @@ impl Report<'_> {
         }
     }
 
-    /// The tables, in Markdown, which also reads well in a terminal.
-    pub(super) fn tables(&self) -> String {
+    /// The generated blocks of docs/benchmarks.md, by marker name, in
+    /// Markdown, which also reads well in a terminal.
+    pub(super) fn blocks(&self) -> Vec<(&'static str, String)> {
+        let [machine, overhead, onfault, status] = BLOCKS;
+        vec![
+            (machine, self.machine_table()),
+            (overhead, self.overhead_table()),
+            (onfault, self.onfault_tables()),
+            (status, self.status_tables()),
+        ]
+    }
+
+    /// Where and how the numbers were taken; a `--quick` run says so first.
+    fn machine_table(&self) -> String {
+        let m = &self.machine;
+        let mut s = String::new();
+        if self.plan.quick {
+            let _ = writeln!(
+                s,
+                "> A `--quick` run: few samples, small mappings. It checks that the \
+                 benchmarks build and run; its numbers are not meant to be quoted.\n"
+            );
+        }
+        let _ = writeln!(s, "| | |\n|---|---|");
+        let _ = writeln!(s, "| CPU | {} |", m.cpu);
+        let _ = writeln!(s, "| cores | {} |", m.cores);
+        let _ = writeln!(s, "| kernel | {} |", m.kernel);
+        let _ = writeln!(s, "| memory | {}, swap {} |", m.memory, m.swap);
+        let _ = writeln!(s, "| transparent huge pages | `{}` |", m.thp);
+        let _ = writeln!(
+            s,
+            "| load average | {} at the start, {} at the end |",
+            m.load_before, self.load_after
+        );
+        let _ = writeln!(s, "| compiler | {} |", m.rustc);
+        let _ = writeln!(s, "| commit | {} |", m.commit);
+        let _ = writeln!(s, "| date | {} |", m.date);
+        let _ = writeln!(s, "| command | `{}` |", self.command());
+        s
+    }
+
+    /// The call-overhead table: criterion, in turns, instructions.
+    fn overhead_table(&self) -> String {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "### Call overhead: `mlockall(MCL_FUTURE)` + `munlockall()`\n\n\
-             Per pair, three ways. **criterion**: the median wall-clock time \
-             with its 95 % confidence interval; criterion measures the four \
-             one after the other. **In turns**: rounds of {} pairs through each \
-             implementation in turn, {} rounds, the median wall-clock and \
-             thread CPU time (user plus kernel, without the time spent waiting \
-             for a core); a burst of load on the machine falls on all four \
-             alike. **Instructions**: user-space instructions from the call of \
-             the pair to its return, the C library and PLT included, counted \
-             by callgrind; they do not depend on the machine's load, and leave \
-             out the kernel's work, which is the same for all four. Each ratio \
-             is this crate's figure divided by the row's: below 1.00, this \
-             crate is faster or runs fewer instructions.\n",
-            self.plan.interleaved.1, self.plan.interleaved.0
+            "In turns: {} rounds of {} pairs.\n",
+            self.plan.interleaved.0, self.plan.interleaved.1
         );
         let _ = writeln!(
             t,
@@ -146,22 +176,19 @@ impl Report<'_> {
                 "| {label} | {crit} | {crit_ratio} | {wall} | {wall_ratio} | {cpu} | {cpu_ratio} | {ins} | {ins_ratio} |"
             );
         }
+        t
+    }
 
+    /// The `ONFAULT` tables: every call at every size, then how each grows.
+    fn onfault_tables(&self) -> String {
+        let mut t = String::new();
         let sizes: Vec<u64> = {
             let mut s: Vec<u64> = self.onfault.iter().map(|r| r.size).collect();
             s.dedup();
             s
         };
         let runs = self.onfault.first().map_or(0, |r| r.runs);
-        let _ = writeln!(
-            t,
-            "\n### What `ONFAULT` saves: locking an untouched mapping\n\n\
-             A fresh process maps an anonymous region, does not touch it, and \
-             locks it with one call. Median of {runs} runs (each in its own \
-             process) for the time of the call; RSS and `VmLck` from \
-             `/proc/self/status` right after it. `lock_all` also locks the \
-             process's own few MiB of code, stack and heap.\n"
-        );
+        let _ = writeln!(t, "Median of {runs} runs.\n");
         let _ = writeln!(
             t,
             "| mapping | call | time (median) | fastest – slowest | RSS after | VmLck after |"
@@ -208,10 +235,14 @@ impl Report<'_> {
                 }
             }
         }
+        t
+    }
 
-        // Every other criterion group: the status bench. Ratios to its
-        // `floor` (the least any reader of the file can do) and of the
-        // crate's own `status` to each row, where those rows exist.
+    /// Every other criterion group: the status bench. Ratios to its
+    /// `floor` (the least any reader of the file can do) and of the crate's
+    /// own `status` to each row, where those rows exist.
+    fn status_tables(&self) -> String {
+        let mut t = String::new();
         let mut groups: Vec<&str> = self
             .estimates
             .iter()
@@ -220,6 +251,9 @@ impl Report<'_> {
             .collect();
         groups.sort_unstable();
         groups.dedup();
+        if groups.is_empty() {
+            let _ = writeln!(t, "benches/status.rs did not run.");
+        }
         for group in groups {
             let mut rows: Vec<&Estimate> =
                 self.estimates.iter().filter(|e| e.group == group).collect();
@@ -233,14 +267,6 @@ impl Report<'_> {
                 .find(|e| e.function == "floor")
                 .map(|e| e.median);
             let ours = rows.iter().find(|e| e.function == group).map(|e| e.median);
-            let _ = writeln!(
-                t,
-                "\n### Reading `/proc/self/status` (group `{group}`, benches/status.rs)\n\n\
-                 Median time of one query and its 95 % confidence interval; \
-                 `÷ floor`: this row's median over `floor`'s; `{group} ÷ this`: \
-                 the crate's `{group}` median over this row's (below 1.00: the \
-                 crate is faster).\n"
-            );
             let _ = writeln!(
                 t,
                 "| benchmark | what it does | median | 95 % CI | ÷ floor | {group} ÷ this |"
@@ -340,93 +366,42 @@ impl Report<'_> {
         )
     }
 
-    pub(super) fn markdown(&self, tables: &str) -> String {
-        let m = &self.machine;
-        let mut s = String::new();
-        let _ = writeln!(s, "# Benchmarks\n");
-        if self.plan.quick {
-            let _ = writeln!(
-                s,
-                "> A `--quick` run: few samples, small mappings. It checks that the \
-                 benchmarks build and run; its numbers are not meant to be quoted.\n"
-            );
-        }
-        let _ = writeln!(
-            s,
-            "Written by `{}` (see `xtask/src/bench.rs`). Every figure on this page \
-             comes from one run, so each ratio compares numbers taken minutes apart \
-             on the same machine. That machine was shared: other builds and virtual \
-             machines ran on its {} cores at the same time (load average {} at the \
-             start, {} at the end), so the times carry that noise. The \
-             instruction counts do not.\n",
-            self.command(),
-            m.cores,
-            m.load_before,
-            self.load_after
-        );
-        let _ = writeln!(s, "## Machine\n");
-        let _ = writeln!(s, "| | |\n|---|---|");
-        let _ = writeln!(s, "| CPU | {} |", m.cpu);
-        let _ = writeln!(s, "| cores | {} |", m.cores);
-        let _ = writeln!(s, "| kernel | {} |", m.kernel);
-        let _ = writeln!(s, "| memory | {}, swap {} |", m.memory, m.swap);
-        let _ = writeln!(s, "| transparent huge pages | `{}` |", m.thp);
-        let _ = writeln!(s, "| compiler | {} |", m.rustc);
-        let _ = writeln!(s, "| commit | {} |", m.commit);
-        let _ = writeln!(s, "| date | {} |", m.date);
-        let _ = writeln!(s, "| command | `{}` |", self.command());
-        let _ = writeln!(s, "\n## Results\n");
-        let _ = writeln!(s, "![Time and RSS after locking an untouched mapping, with and without ONFAULT](onfault.svg)\n");
-        s.push_str(&tables.replace("\n### ", "\n## ").replacen("### ", "## ", 1));
-        let _ = writeln!(
-            s,
-            "\n## Reading the numbers\n\n\
-             - The call-overhead pair does almost no work in the kernel: \
-             `MCL_FUTURE` alone sets a flag on the memory map and `munlockall` \
-             clears it. What differs between the implementations is the path to \
-             the `syscall` instruction: this crate and rustix issue it inline; \
-             libc and nix go through the C library (a PLT call, and `errno` on \
-             failure). The kernel's part, about the same for all four, is most \
-             of the time, so the time ratios sit near 1.00 and the instruction \
-             counts show the user-space difference.\n\
-             - Wall time includes the moments the thread waited for a core while \
-             other processes ran; CPU time does not. Timing the four in turns \
-             spreads changes in the machine's load over all of them; criterion, \
-             which runs one after the other, can see one implementation in a \
-             quiet minute and the next in a busy one.\n\
-             - Without `ONFAULT`, `mlock` and `mlockall(MCL_CURRENT)` fault in \
-             and zero every page before they return, so the time and the RSS grow \
-             with the mapping. With `ONFAULT` the call only marks the mapping; \
-             pages are locked as they are first touched. \
-             `lock_all(CURRENT | ONFAULT)` still costs more than \
-             `lock_on_fault`: it visits every mapping of the process, not one, \
-             and locks the pages already present in them.\n\
-             - `VmLck` counts the size of locked mappings, not resident pages: \
-             it reads the same with `ONFAULT` as without. Look at `VmRSS` to see \
-             what was faulted in.\n\n\
-             ## Running them\n\n\
-             - `cargo xtask bench` runs everything and rewrites this page and \
-             `onfault.svg`; `cargo xtask bench --quick` is the CI-size run and \
-             writes under `target/xtask-bench/`.\n\
-             - One benchmark alone: `cargo bench --bench overhead` (add \
-             `-- --interleaved <rounds> <pairs>` for the timing in turns), \
-             `cargo bench --bench onfault` (`-- --quick` for sizes up to \
-             256 MiB).\n\
-             - The instruction counts: `valgrind --tool=callgrind \
-             --toggle-collect='*::pair_<impl>' <overhead bench binary> --calls \
-             <impl> <n>`, with `<impl>` one of `mlock`, `libc`, `rustix`, `nix`, \
-             for two values of `n`; the difference of the totals divided by the \
-             difference of the `n`s is one pair.\n\
-             - Locking 1 GiB needs `CAP_IPC_LOCK` (root) or an \
-             `RLIMIT_MEMLOCK` of at least that."
-        );
-        s
+    /// `template` (docs/benchmarks.md) with every generated block
+    /// replaced: the lines between `<!-- xtask bench: <name> -->` and the
+    /// next `<!-- /xtask bench -->`. Fails when a block's markers are
+    /// missing, so that the page and the code cannot drift apart silently.
+    pub(super) fn fill(&self, template: &str) -> util::Result<String> {
+        fill(template, &self.blocks())
     }
+}
+
+/// The names of the generated blocks, in the page's order.
+const BLOCKS: [&str; 4] = ["machine", "overhead", "onfault", "status"];
+
+/// The marker that closes a generated block.
+const END: &str = "<!-- /xtask bench -->";
+
+/// `template` with each named block's lines replaced by its text.
+fn fill(template: &str, blocks: &[(&str, String)]) -> util::Result<String> {
+    let mut out = template.to_string();
+    for (name, text) in blocks {
+        let begin = format!("<!-- xtask bench: {name} -->");
+        let start = out
+            .find(&begin)
+            .ok_or_else(|| format!("docs/benchmarks.md has no `{begin}` line"))?
+            + begin.len();
+        let end = out[start..]
+            .find(END)
+            .ok_or_else(|| format!("docs/benchmarks.md has no `{END}` after `{begin}`"))?
+            + start;
+        out.replace_range(start..end, &format!("\n{}\n", text.trim_end()));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{cell, count, size, time};
+    use super::{cell, count, fill, size, time, BLOCKS};
 
     #[test]
     fn units() {
@@ -441,5 +416,29 @@ mod tests {
             cell("lock_all(CURRENT|ONFAULT)"),
             "lock_all(CURRENT\\|ONFAULT)"
         );
+    }
+
+    #[test]
+    fn blocks_replace_what_stands_between_their_markers() {
+        let page = "# B\n\nprose\n<!-- xtask bench: a -->\nold\nold\n<!-- /xtask bench -->\n\
+                    more prose\n<!-- xtask bench: b -->\n<!-- /xtask bench -->\nend\n";
+        let blocks = [("a", "| x |\n".to_string()), ("b", "y".to_string())];
+        let filled = fill(page, &blocks).unwrap();
+        assert_eq!(
+            filled,
+            "# B\n\nprose\n<!-- xtask bench: a -->\n| x |\n<!-- /xtask bench -->\n\
+             more prose\n<!-- xtask bench: b -->\ny\n<!-- /xtask bench -->\nend\n"
+        );
+        // Filling again changes nothing.
+        assert_eq!(fill(&filled, &blocks).unwrap(), filled);
+        assert!(fill(page, &[("c", String::new())]).is_err());
+    }
+
+    #[test]
+    fn the_page_has_every_block() {
+        let page = crate::util::root().join("docs").join("benchmarks.md");
+        let page = std::fs::read_to_string(page).unwrap();
+        let blocks: Vec<(&str, String)> = BLOCKS.iter().map(|b| (*b, String::new())).collect();
+        fill(&page, &blocks).unwrap();
     }
 }
