@@ -25,7 +25,7 @@ pub fn mount_proc() -> Result<bool, Error> {
             return Ok(false);
         }
     }
-    sys::mount_proc(c"/proc").map_err(crate::status::proc_error)?;
+    sys::mount_proc(c"/proc").map_err(crate::procfs::proc_error)?;
     Ok(true)
 }
 

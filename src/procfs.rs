@@ -1,23 +1,59 @@
 //! Small files under `/proc` (and the cgroup files they point to), read
 //! through stack buffers: the open that checks the file system, the
 //! read of a whole small file, and a line-by-line reader for files of
-//! unknown length (`/proc/self/mountinfo`). `status` keeps its own
-//! streaming parser, which needs no line buffer.
+//! unknown length (`/proc/self/mountinfo`). `status` opens its file here
+//! too, and keeps its own streaming parser, which needs no line buffer.
 
 use core::ffi::CStr;
 
 use crate::sys::{self, Fd, OpenMode};
 use crate::Error;
 
-/// Opens `path` under `/proc` and checks with `fstatfs(2)` that it is on
-/// procfs: a container or a test can mount anything at `/proc`. A missing
-/// file, or a `/proc` that is not procfs, is [`Error::ProcUnavailable`].
+/// Opens `path` under `/proc` (`O_NOFOLLOW | O_CLOEXEC`) and checks with
+/// `fstatfs(2)` that it is on procfs: a container or a test can mount
+/// anything at `/proc`. A missing file, or a `/proc` that is not procfs,
+/// is [`Error::ProcUnavailable`].
 pub(crate) fn open_proc(path: &CStr, mode: OpenMode) -> Result<Fd, Error> {
-    let fd = sys::open(path, mode).map_err(crate::status::proc_error)?;
-    if !sys::is_procfs(&fd)? {
-        return Err(Error::ProcUnavailable);
+    let fd = sys::open(path, mode).map_err(proc_error)?;
+    check(&fd)?;
+    Ok(fd)
+}
+
+/// [`open_proc`] for a file read over and over: the `fstatfs(2)` check
+/// runs only until it passes once in this process, which `checked`
+/// remembers (a [`sys::ForkLocal`], so that a forked child, which may
+/// have unshared its mount namespace, checks again). Saves a system call
+/// on every open after the first.
+pub(crate) fn open_proc_once(
+    path: &CStr,
+    mode: OpenMode,
+    checked: &sys::ForkLocal,
+) -> Result<Fd, Error> {
+    let fd = sys::open(path, mode).map_err(proc_error)?;
+    if checked.get() == 0 {
+        check(&fd)?;
+        checked.set(1);
     }
     Ok(fd)
+}
+
+/// Fails with [`Error::ProcUnavailable`] unless `fd` is on procfs.
+fn check(fd: &Fd) -> Result<(), Error> {
+    if sys::is_procfs(fd)? {
+        Ok(())
+    } else {
+        Err(Error::ProcUnavailable)
+    }
+}
+
+/// A missing file under `/proc` means `/proc` is not mounted.
+pub(crate) fn proc_error(e: Error) -> Error {
+    // ProcUnavailable's errno is ENOENT, which `from_errno` maps to `Os`.
+    if matches!(e, Error::Os(_)) && e.errno() == Error::ProcUnavailable.errno() {
+        Error::ProcUnavailable
+    } else {
+        e
+    }
 }
 
 /// Reads from `fd` to the end of the file into `buf` and returns the text.

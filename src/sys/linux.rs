@@ -3,7 +3,8 @@
 //!
 //! # Safety
 //!
-//! This is the only module of the crate that contains `unsafe` code. Each
+//! This is the only module of the crate that contains `unsafe` code, with
+//! `scan` beside it (the SIMD byte search, intrinsics only). Each
 //! wrapper turns one system call into a function whose arguments make misuse
 //! impossible from safe code: pointers come from references or slices (so
 //! they are valid for the length passed), out-parameters are `&mut` to
@@ -1197,72 +1198,4 @@ fn fatal(message: &[u8]) -> ! {
         raw::syscall2(Sysno::kill as usize, pid, c::SIGKILL as usize);
     }
     exit_group(134)
-}
-
-/// Where `block` holds `a` or `b`: bit `i` of the result is set exactly
-/// when `block[i]` is one of them. The status parser finds the lines it
-/// records with it.
-///
-/// This is the crate's only SIMD, on the two arches whose baseline has it
-/// (no run-time detection): SSE2 on x86_64, NEON on aarch64, 16 bytes per
-/// compare. Elsewhere (riscv64 without V) it answers `None` and the caller
-/// uses its portable word-at-a-time loop.
-#[inline(always)]
-pub(crate) fn bytes_either(block: &[u8; 64], a: u8, b: u8) -> Option<u64> {
-    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-    {
-        use core::arch::x86_64::{
-            _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
-        };
-        let mut found = 0u64;
-        for (i, lane) in block.chunks_exact(16).enumerate() {
-            // SAFETY: SSE2 is part of every x86_64 target (and checked by the
-            // cfg above); `lane` is 16 readable bytes, and the unaligned load
-            // needs no alignment. The other intrinsics only compute on
-            // registers.
-            let mask = unsafe {
-                let x = _mm_loadu_si128(lane.as_ptr().cast());
-                let hit = _mm_or_si128(
-                    _mm_cmpeq_epi8(x, _mm_set1_epi8(a as i8)),
-                    _mm_cmpeq_epi8(x, _mm_set1_epi8(b as i8)),
-                );
-                _mm_movemask_epi8(hit) as u16
-            };
-            found |= u64::from(mask) << (16 * i);
-        }
-        Some(found)
-    }
-    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
-    {
-        use core::arch::aarch64::{
-            vandq_u8, vceqq_u8, vdupq_n_u8, vgetq_lane_u64, vld1q_u8, vorrq_u8, vpaddq_u8,
-            vreinterpretq_u64_u8,
-        };
-        const WEIGHTS: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
-        // SAFETY: NEON is part of every aarch64 Linux target (and checked by
-        // the cfg above); each load reads 16 bytes inside `block` or
-        // `WEIGHTS`, and needs no alignment. The other intrinsics only
-        // compute on registers.
-        unsafe {
-            let weights = vld1q_u8(WEIGHTS.as_ptr());
-            let (va, vb) = (vdupq_n_u8(a), vdupq_n_u8(b));
-            // Each matching byte keeps its weight, 1 to 128 within each
-            // half of the lane; pairwise sums then gather 8 bytes into one.
-            let lane = |i: usize| {
-                let x = vld1q_u8(block.as_ptr().add(16 * i));
-                vandq_u8(vorrq_u8(vceqq_u8(x, va), vceqq_u8(x, vb)), weights)
-            };
-            let sums = vpaddq_u8(vpaddq_u8(lane(0), lane(1)), vpaddq_u8(lane(2), lane(3)));
-            let sums = vpaddq_u8(sums, sums);
-            Some(vgetq_lane_u64(vreinterpretq_u64_u8(sums), 0))
-        }
-    }
-    #[cfg(not(any(
-        all(target_arch = "x86_64", target_feature = "sse2"),
-        all(target_arch = "aarch64", target_feature = "neon")
-    )))]
-    {
-        let _ = (block, a, b);
-        None
-    }
 }

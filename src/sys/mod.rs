@@ -1,6 +1,7 @@
 //! The syscall layer: the raw Linux backend where `build.rs` enables it,
 //! a stub that answers [`Error::Unsupported`](crate::Error::Unsupported)
-//! everywhere else. The rest of the crate calls only what is here.
+//! everywhere else, and the SIMD byte search (`scan`), the same on both.
+//! The rest of the crate calls only what is here.
 
 #[cfg(mlock_raw)]
 mod linux;
@@ -11,6 +12,9 @@ pub(crate) use linux::*;
 mod unsupported;
 #[cfg(not(mlock_raw))]
 pub(crate) use unsupported::*;
+
+mod scan;
+pub(crate) use scan::bytes_either;
 
 /// The `madvise(2)` advice values the crate uses. None of them changes the
 /// contents of memory, which is what makes `madvise` safe to call.

@@ -125,11 +125,6 @@ impl ForkLocal {
     pub(crate) fn set(&self, _value: u32) {}
 }
 
-/// No SIMD without the backend: the caller's portable loop does the work.
-pub(crate) fn bytes_either(_block: &[u8; 64], _a: u8, _b: u8) -> Option<u64> {
-    None
-}
-
 pub(crate) fn getpid() -> u32 {
     0
 }

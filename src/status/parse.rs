@@ -1,30 +1,22 @@
-//! What the kernel says is locked: `/proc/self/status`, read into a stack
-//! buffer and parsed as it streams, with no allocation.
-//!
-//! The file is a few hundred bytes to a few KiB (`Cpus_allowed_list`,
-//! `Mems_allowed` and `Groups` grow with the machine). It is read through a
-//! fixed buffer; a line that spans two reads is carried over in a small
-//! fixed buffer, and only the six fields this crate records are parsed,
-//! strictly, as the kernel writes them.
+//! The streaming parser of `/proc/<pid>/status`: [`Status`] and
+//! [`StatusParser`], pure functions of the bytes fed in, with no I/O.
 //!
 //! # How the parser is fast
 //!
 //! Every recorded key starts with `V` or `C`, two letters that in the
 //! kernel's text stand almost only at the start of a line. The parser looks
-//! for those two bytes 64 at a time (with SSE2 or NEON where the target has
-//! them, see `sys::bytes_either`; eight at a time in plain integer
-//! arithmetic elsewhere), and checks each one found: the byte before it must
-//! be a newline and the next few must be a recorded key, which one 8-byte
+//! for those two bytes 64 at a time (`sys::bytes_either`: SSE2 or NEON
+//! where the target has them, eight at a time in plain integer arithmetic
+//! elsewhere), and checks each one found: the byte before it must be a
+//! newline and the next few must be a recorded key, which one 8-byte
 //! compare against a table tells (`KEYS`). Lines that are not recorded
 //! fields are never walked byte by byte; only the value of a recorded field
-//! is. Nothing stops early:
-//! every line of the text is still looked at, so a duplicate or malformed
-//! field anywhere is still found.
+//! is. Nothing stops early: every line of the text is still looked at, so a
+//! duplicate or malformed field anywhere is still found.
 
 use core::fmt;
-use core::mem::MaybeUninit;
 
-use crate::sys::{self, Fd, OpenMode};
+use crate::sys;
 use crate::Error;
 
 /// The memory and capability fields of `/proc/self/status` this crate reads.
@@ -284,7 +276,7 @@ impl StatusParser {
     }
 
     /// [`finish`](Self::finish) without moving the parser.
-    fn result(&self) -> Result<Status, Error> {
+    pub(crate) fn result(&self) -> Result<Status, Error> {
         let cut = self.carry.get(..usize::from(self.carried));
         if self.malformed || cut.is_some_and(is_field) {
             return Err(Error::Malformed);
@@ -333,41 +325,10 @@ fn record_each(status: &mut Status, lines: &[u8], base: usize, mut found: u64) -
 }
 
 /// Bit `i` set where `block[i]` may start a recorded key: wherever it is
-/// `V` or `C`, and with the portable loop sometimes elsewhere too (a `W`
-/// or `B` right after a byte it found), which [`record`] then skips. A
-/// candidate is never missed.
+/// `V` or `C`.
 #[inline(always)]
 fn candidates(block: &[u8; 64]) -> u64 {
-    sys::bytes_either(block, b'V', b'C').unwrap_or_else(|| candidates_by_word(block))
-}
-
-/// [`candidates`] eight bytes at a time, in integer arithmetic: for
-/// targets without SIMD (riscv64 without V, the stub backend).
-#[inline(always)]
-fn candidates_by_word(block: &[u8; 64]) -> u64 {
-    const V: u64 = splat(b'V');
-    const C: u64 = splat(b'C');
-    let mut found = 0;
-    for (i, word) in block.chunks_exact(8).enumerate() {
-        let Ok(word) = <[u8; 8]>::try_from(word) else {
-            continue;
-        };
-        let x = u64::from_le_bytes(word);
-        // 0x80 in each byte of `x ^ V` that is zero, and in a byte of 1
-        // just above one it marked, through the borrow: a `V`, or a `W`
-        // after one.
-        let zero = |v: u64| v.wrapping_sub(splat(1)) & !v & splat(0x80);
-        let hits = zero(x ^ V) | zero(x ^ C);
-        // One bit per byte, gathered into the top byte by the multiply.
-        let bits = (hits >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56;
-        found |= bits << (8 * i);
-    }
-    found
-}
-
-/// `b` in each byte of a word.
-const fn splat(b: u8) -> u64 {
-    u64::from_ne_bytes([b; 8])
+    sys::bytes_either(block, b'V', b'C')
 }
 
 /// The recorded keys as they stand in the text: the newline before them,
@@ -550,281 +511,17 @@ fn blanks(value: &[u8]) -> usize {
         .count()
 }
 
-/// The size of the stack buffer the file is read through: one read holds
-/// the whole file on most machines (about 1.4 KiB); larger files take
-/// more reads, parsed as they stream.
-const READ_CHUNK: usize = 2048;
-
-/// Set once `/proc` has been seen to be procfs in this process; clear
-/// again in a forked child, which may have another `/proc`.
-static PROC_CHECKED: sys::ForkLocal = sys::ForkLocal::new();
-
-/// This process's ID, remembered until a fork: `getpid(2)` the first time
-/// in each process, then one load from a wipe-on-fork page
-/// ([`sys::ForkLocal`]).
-fn pid() -> u32 {
-    static PID: sys::ForkLocal = sys::ForkLocal::new();
-    match PID.get() {
-        0 => {
-            let pid = sys::getpid();
-            PID.set(pid);
-            pid
-        }
-        pid => pid,
-    }
-}
-
-/// Opens `/proc/self/status` and checks, with `fstatfs(2)`, that it is
-/// procfs. A container or a test can mount anything at `/proc`.
-pub(crate) fn open_status() -> Result<Fd, Error> {
-    let fd = open_status_file()?;
-    check_procfs(&fd)?;
-    Ok(fd)
-}
-
-/// Opens `/proc/self/status`, unchecked.
-fn open_status_file() -> Result<Fd, Error> {
-    sys::open(c"/proc/self/status", OpenMode::Read).map_err(proc_error)
-}
-
-/// Fails unless `fd` is on procfs; remembers a pass in [`PROC_CHECKED`].
-fn check_procfs(fd: &Fd) -> Result<(), Error> {
-    if !sys::is_procfs(fd)? {
-        return Err(Error::ProcUnavailable);
-    }
-    PROC_CHECKED.set(1);
-    Ok(())
-}
-
-/// A missing file under `/proc` means `/proc` is not mounted.
-pub(crate) fn proc_error(e: Error) -> Error {
-    // ProcUnavailable's errno is ENOENT, which `from_errno` maps to `Os`.
-    if matches!(e, Error::Os(_)) && e.errno() == Error::ProcUnavailable.errno() {
-        Error::ProcUnavailable
-    } else {
-        e
-    }
-}
-
-/// Reads an open status file from its start, chunk by chunk, through a
-/// stack buffer, into the parser: with `read` from where a fresh
-/// descriptor stands, or with `pread` from offset 0.
-///
-/// A read that returns fewer bytes than asked, ending in a newline, is the
-/// last: procfs serves `status` from a `seq_file` that the kernel formats
-/// whole on the first read, and a read returns everything that is left up
-/// to the size asked. That saves the extra `read` that would only
-/// return 0. Anything else (a full buffer, a cut line) reads on to the
-/// end.
-pub(crate) fn read_status(fd: &Fd, positional: bool) -> Result<Status, Error> {
-    // Not zeroed first: the kernel writes what is read.
-    let mut buf = [MaybeUninit::uninit(); READ_CHUNK];
-    let mut parser = StatusParser::new();
-    let mut offset: u64 = 0;
-    loop {
-        let data = sys::read_to(fd, &mut buf, positional.then_some(offset))?;
-        parser.feed(data);
-        if data.len() < READ_CHUNK && (data.is_empty() || data.last() == Some(&b'\n')) {
-            return parser.result();
-        }
-        offset += data.len() as u64;
-    }
-}
-
-/// Reads and parses `/proc/self/status`.
-///
-/// One `openat`, one `read` into a stack buffer (more for a file over
-/// 2 KiB), one `close`. No allocation. To poll, [`StatusReader`] saves the
-/// `openat` and the `close`.
-///
-/// **Is `/proc` procfs?** A container or a test can mount anything at
-/// `/proc`. The first call in a process checks the file with `fstatfs(2)`
-/// and remembers the answer only if it is procfs; a child of `fork(2)`
-/// checks again on its first call, since it may have unshared its mount
-/// namespace. (The remembered flag lives in a page marked
-/// `MADV_WIPEONFORK`, `madvise(2)`, which the kernel zero-fills in a forked
-/// child; where that advice is missing, as before Linux 4.14 or under an
-/// emulator that ignores advice, every call checks.) A process that itself
-/// mounts something else over `/proc` after its first call is not caught
-/// by later calls; [`StatusReader::open`] checks every time.
-///
-/// # Errors
-/// - [`Error::ProcUnavailable`]: `/proc` is not mounted, or is not procfs.
-/// - [`Error::Malformed`]: see [`Status::parse`].
-/// - [`Error::Unsupported`] on a target without the raw backend.
-///
-/// # References
-/// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
-pub fn status() -> Result<Status, Error> {
-    let fd = open_status_file()?;
-    if PROC_CHECKED.get() == 0 {
-        check_procfs(&fd)?;
-    }
-    read_status(&fd, false)
-}
-
-/// `VmLck` of this process, in bytes.
-///
-/// # Errors
-/// As [`status`]; [`Error::Malformed`] if the kernel wrote no `VmLck` line.
-///
-/// # References
-/// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
-pub fn locked_bytes() -> Result<u64, Error> {
-    status()?.locked_bytes().ok_or(Error::Malformed)
-}
-
-/// Whether any memory of this process is locked (`VmLck` > 0). Answers
-/// `false` when `/proc` cannot be read.
-///
-/// # References
-/// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
-#[must_use]
-pub fn is_locked() -> bool {
-    matches!(locked_bytes(), Ok(n) if n > 0)
-}
-
-/// A `/proc/self/status` kept open, for a daemon that polls it.
-///
-/// [`StatusReader::read`] re-reads the open descriptor with `pread(2)` at
-/// offset 0: the kernel formats the file afresh on each read from the
-/// start, and the `openat` and `close` of [`status`] are saved (about 0.6x
-/// of its cost).
-///
-/// **Fork.** A descriptor opened on `/proc/self/status` names the process
-/// that opened it, not whoever reads it later: after `fork(2)`, a child
-/// reading the parent's descriptor would get the *parent's* `VmLck`. The
-/// reader records the process ID when it opens, and [`read`] compares it
-/// with the caller's, `getpid(2)`; in a different process it reopens
-/// `/proc/self/status` first, so every read describes the process that
-/// calls it. (The descriptor itself is close-on-exec.) The caller's ID is
-/// asked of the kernel once per process and remembered in a page marked
-/// `MADV_WIPEONFORK` (`madvise(2)`), which a forked child gets
-/// zero-filled, so that it asks again; where that advice is missing (before
-/// Linux 4.14, or under an emulator that ignores advice) every read calls
-/// `getpid`.
-///
-/// ```no_run
-/// let mut reader = mlock::StatusReader::open()?;
-/// let status = reader.read()?;
-/// println!("locked: {:?} bytes", status.locked_bytes());
-/// # Ok::<(), mlock::Error>(())
-/// ```
-///
-/// [`read`]: StatusReader::read
-///
-/// # References
-/// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
-/// - [`pread(2)`](https://man7.org/linux/man-pages/man2/pread.2.html)
-#[derive(Debug)]
-pub struct StatusReader {
-    fd: Fd,
-    pid: u32,
-}
-
-impl StatusReader {
-    /// Opens `/proc/self/status` and checks that it is procfs, every time
-    /// (unlike [`status`], which checks once per process).
-    ///
-    /// # Errors
-    /// - [`Error::ProcUnavailable`]: `/proc` is not mounted, or is not
-    ///   procfs.
-    /// - [`Error::Unsupported`] on a target without the raw backend.
-    ///
-    /// # References
-    /// - [`open(2)`](https://man7.org/linux/man-pages/man2/open.2.html)
-    /// - [`statfs(2)`](https://man7.org/linux/man-pages/man2/statfs.2.html)
-    pub fn open() -> Result<StatusReader, Error> {
-        let pid = pid();
-        Ok(StatusReader {
-            fd: open_status()?,
-            pid,
-        })
-    }
-
-    /// Reads and parses the status of the calling process: one `pread`
-    /// (more for a file over 2 KiB), and the first time in a process one
-    /// `getpid`. In a child of `fork(2)` the first call reopens the file
-    /// for the child.
-    ///
-    /// # Errors
-    /// - [`Error::Malformed`]: see [`Status::parse`].
-    /// - [`Error::ProcUnavailable`]: reopening after a fork found no procfs
-    ///   at `/proc`.
-    ///
-    /// # References
-    /// - [`pread(2)`](https://man7.org/linux/man-pages/man2/pread.2.html)
-    /// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
-    pub fn read(&mut self) -> Result<Status, Error> {
-        let pid = pid();
-        if pid != self.pid {
-            self.fd = open_status()?;
-            self.pid = pid;
-        }
-        read_status(&self.fd, true)
-    }
-
-    /// The process ID this reader's descriptor describes: the one that
-    /// opened it, or that last called [`read`](StatusReader::read).
-    #[must_use]
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{candidates, candidates_by_word, parse_kb};
+    use super::parse_kb;
 
-    /// splitmix64, for blocks of bytes that hit every case.
+    /// splitmix64, for values that hit every case.
     fn next(state: &mut u64) -> u64 {
         *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = *state;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
-    }
-
-    #[test]
-    fn candidates_never_miss_and_simd_is_exact() {
-        let mut state = 16;
-        for round in 0..200_000 {
-            let mut block = [0u8; 64];
-            for b in block.iter_mut() {
-                let r = next(&mut state);
-                // Mostly the bytes around the targets, sometimes any byte.
-                *b = match r % 8 {
-                    0 => b'V',
-                    1 => b'C',
-                    2 => b'W',
-                    3 => b'B',
-                    4 => b'\n',
-                    5 => (r >> 8) as u8,
-                    6 => b'V' ^ (1 << ((r >> 8) % 8)),
-                    _ => b'C' ^ (1 << ((r >> 8) % 8)),
-                };
-            }
-            let exact = block.iter().enumerate().fold(0u64, |m, (i, &b)| {
-                m | (u64::from(b == b'V' || b == b'C') << i)
-            });
-            let by_word = candidates_by_word(&block);
-            assert_eq!(by_word & exact, exact, "round {round}: {block:?}");
-            // What the word loop adds is a W or B right after a byte it
-            // found (the borrow of a V or C, passed on by a run of them).
-            for i in 0..64 {
-                if by_word & !exact & (1 << i) != 0 {
-                    assert!(block[i] == b'W' || block[i] == b'B', "{block:?} at {i}");
-                    assert!(i % 8 != 0 && by_word & (1 << (i - 1)) != 0);
-                }
-            }
-            // SIMD where the target has it; the word loop elsewhere.
-            let found = candidates(&block);
-            if crate::sys::bytes_either(&block, b'V', b'C').is_some() {
-                assert_eq!(found, exact, "round {round}: {block:?}");
-            } else {
-                assert_eq!(found, by_word);
-            }
-        }
     }
 
     /// `parse_kb` by the rules alone: blanks, digits, ` kB`, newline.

@@ -1,0 +1,172 @@
+//! Finding bytes in a block: the crate's only SIMD, and its portable
+//! fallback, selected at compile time. The status parser finds the lines
+//! it records with it.
+//!
+//! SSE2 on x86_64 and NEON on aarch64 are part of every target of those
+//! arches (no run-time detection): 16 bytes per compare. Everywhere else
+//! (riscv64 without V, the stub backend's targets) the same answer comes
+//! from integer arithmetic, eight bytes at a time. Both are compiled on
+//! every target that can run them, so that the tests compare them.
+//!
+//! # Safety
+//!
+//! The `unsafe` here is the intrinsics alone: loads of 16 bytes from
+//! inside a `&[u8; 64]` (or a 16-byte constant) with the unaligned load
+//! instructions, and register arithmetic.
+#![allow(unsafe_code)]
+
+/// Where `block` holds `a` or `b`: bit `i` of the result is set exactly
+/// when `block[i]` is one of them.
+#[inline(always)]
+pub(crate) fn bytes_either(block: &[u8; 64], a: u8, b: u8) -> u64 {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        bytes_either_sse2(block, a, b)
+    }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    {
+        bytes_either_neon(block, a, b)
+    }
+    #[cfg(not(any(
+        all(target_arch = "x86_64", target_feature = "sse2"),
+        all(target_arch = "aarch64", target_feature = "neon")
+    )))]
+    {
+        bytes_either_by_word(block, a, b)
+    }
+}
+
+/// [`bytes_either`] with SSE2.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn bytes_either_sse2(block: &[u8; 64], a: u8, b: u8) -> u64 {
+    use core::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    let mut found = 0u64;
+    for (i, lane) in block.chunks_exact(16).enumerate() {
+        // SAFETY: SSE2 is part of every x86_64 target (and checked by the
+        // cfg above); `lane` is 16 readable bytes, and the unaligned load
+        // needs no alignment. The other intrinsics only compute on
+        // registers.
+        let mask = unsafe {
+            let x = _mm_loadu_si128(lane.as_ptr().cast());
+            let hit = _mm_or_si128(
+                _mm_cmpeq_epi8(x, _mm_set1_epi8(a as i8)),
+                _mm_cmpeq_epi8(x, _mm_set1_epi8(b as i8)),
+            );
+            _mm_movemask_epi8(hit) as u16
+        };
+        found |= u64::from(mask) << (16 * i);
+    }
+    found
+}
+
+/// [`bytes_either`] with NEON.
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+#[inline(always)]
+fn bytes_either_neon(block: &[u8; 64], a: u8, b: u8) -> u64 {
+    use core::arch::aarch64::{
+        vandq_u8, vceqq_u8, vdupq_n_u8, vgetq_lane_u64, vld1q_u8, vorrq_u8, vpaddq_u8,
+        vreinterpretq_u64_u8,
+    };
+    const WEIGHTS: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
+    // SAFETY: NEON is part of every aarch64 Linux target (and checked by
+    // the cfg above); each load reads 16 bytes inside `block` or
+    // `WEIGHTS`, and needs no alignment. The other intrinsics only
+    // compute on registers.
+    unsafe {
+        let weights = vld1q_u8(WEIGHTS.as_ptr());
+        let (va, vb) = (vdupq_n_u8(a), vdupq_n_u8(b));
+        // Each matching byte keeps its weight, 1 to 128 within each half
+        // of the lane; pairwise sums then gather 8 bytes into one.
+        let lane = |i: usize| {
+            let x = vld1q_u8(block.as_ptr().add(16 * i));
+            vandq_u8(vorrq_u8(vceqq_u8(x, va), vceqq_u8(x, vb)), weights)
+        };
+        let sums = vpaddq_u8(vpaddq_u8(lane(0), lane(1)), vpaddq_u8(lane(2), lane(3)));
+        let sums = vpaddq_u8(sums, sums);
+        vgetq_lane_u64(vreinterpretq_u64_u8(sums), 0)
+    }
+}
+
+/// [`bytes_either`] eight bytes at a time, in integer arithmetic: for
+/// targets without SIMD (riscv64 without V, the stub backend's).
+#[cfg_attr(
+    any(
+        all(target_arch = "x86_64", target_feature = "sse2"),
+        all(target_arch = "aarch64", target_feature = "neon")
+    ),
+    allow(dead_code)
+)]
+#[inline(always)]
+fn bytes_either_by_word(block: &[u8; 64], a: u8, b: u8) -> u64 {
+    const LOW: u64 = splat(0x7f);
+    let mut found = 0;
+    for (i, word) in block.chunks_exact(8).enumerate() {
+        let Ok(word) = <[u8; 8]>::try_from(word) else {
+            continue;
+        };
+        let x = u64::from_le_bytes(word);
+        // 0x80 in each byte of `v` that is zero, and only there: no borrow
+        // crosses a byte, since each byte's low seven bits plus 0x7f stay
+        // below 0x100.
+        let zero = |v: u64| !(((v & LOW) + LOW) | v | LOW);
+        let hits = zero(x ^ splat(a)) | zero(x ^ splat(b));
+        // One bit per byte, gathered into the top byte by the multiply.
+        let bits = (hits >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+        found |= bits << (8 * i);
+    }
+    found
+}
+
+/// `b` in each byte of a word.
+const fn splat(b: u8) -> u64 {
+    u64::from_ne_bytes([b; 8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{bytes_either, bytes_either_by_word};
+
+    /// splitmix64, for blocks of bytes that hit every case.
+    fn next(state: &mut u64) -> u64 {
+        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    #[test]
+    fn simd_and_word_loop_are_exact() {
+        let mut state = 16;
+        for round in 0..200_000 {
+            let mut block = [0u8; 64];
+            for b in block.iter_mut() {
+                let r = next(&mut state);
+                // Mostly the bytes around the targets, sometimes any byte.
+                *b = match r % 8 {
+                    0 => b'V',
+                    1 => b'C',
+                    2 => b'W',
+                    3 => b'B',
+                    4 => b'\n',
+                    5 => (r >> 8) as u8,
+                    6 => b'V' ^ (1 << ((r >> 8) % 8)),
+                    _ => b'C' ^ (1 << ((r >> 8) % 8)),
+                };
+            }
+            let exact = block.iter().enumerate().fold(0u64, |m, (i, &b)| {
+                m | (u64::from(b == b'V' || b == b'C') << i)
+            });
+            assert_eq!(
+                bytes_either(&block, b'V', b'C'),
+                exact,
+                "round {round}: {block:?}"
+            );
+            let by_word = bytes_either_by_word(&block, b'V', b'C');
+            assert_eq!(by_word, exact, "round {round}: {block:?}");
+        }
+    }
+}
