@@ -15,7 +15,9 @@ use crate::Error;
 /// is [`Error::ProcUnavailable`].
 pub(crate) fn open_proc(path: &CStr, mode: OpenMode) -> Result<Fd, Error> {
     let fd = sys::open(path, mode).map_err(proc_error)?;
-    check(&fd)?;
+    if !sys::is_procfs(&fd)? {
+        return Err(Error::ProcUnavailable);
+    }
     Ok(fd)
 }
 
@@ -31,19 +33,12 @@ pub(crate) fn open_proc_once(
 ) -> Result<Fd, Error> {
     let fd = sys::open(path, mode).map_err(proc_error)?;
     if checked.get() == 0 {
-        check(&fd)?;
+        if !sys::is_procfs(&fd)? {
+            return Err(Error::ProcUnavailable);
+        }
         checked.set(1);
     }
     Ok(fd)
-}
-
-/// Fails with [`Error::ProcUnavailable`] unless `fd` is on procfs.
-fn check(fd: &Fd) -> Result<(), Error> {
-    if sys::is_procfs(fd)? {
-        Ok(())
-    } else {
-        Err(Error::ProcUnavailable)
-    }
 }
 
 /// A missing file under `/proc` means `/proc` is not mounted.
