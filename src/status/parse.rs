@@ -515,15 +515,6 @@ fn blanks(value: &[u8]) -> usize {
 mod tests {
     use super::parse_kb;
 
-    /// splitmix64, for values that hit every case.
-    fn next(state: &mut u64) -> u64 {
-        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = *state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
     /// `parse_kb` by the rules alone: blanks, digits, ` kB`, newline.
     fn kb_by_the_rules(value: &[u8]) -> Option<u64> {
         let digits_at = value.iter().position(|&b| b != b' ' && b != b'\t')?;
@@ -544,14 +535,21 @@ mod tests {
         // A tab, eight columns, the unit: every mix of spaces, digits and
         // odd bytes, with the unit right or wrong.
         let columns: [u8; 6] = [b' ', b'0', b'7', b'9', b'\t', b'x'];
-        let mut state = 61;
+        // Knuth's MMIX LCG, its high bits.
+        let mut state: u64 = 61;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            state >> 33
+        };
         for round in 0..300_000 {
             let mut value = *b"\t        0 kB\nVmPin:\t";
             for c in value[1..9].iter_mut() {
-                *c = columns[(next(&mut state) % 6) as usize];
+                *c = columns[(next() % 6) as usize];
             }
             if round % 7 == 0 {
-                value[9 + (next(&mut state) % 4) as usize] = b'K';
+                value[9 + (next() % 4) as usize] = b'K';
             }
             assert_eq!(
                 parse_kb(&value),
