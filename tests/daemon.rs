@@ -22,29 +22,6 @@ const PR_IO_FLUSHER_BITS: u64 = 0x0008_0000 | 0x0010_0000;
 const PR_SET_IO_FLUSHER: u32 = 57;
 const PR_GET_IO_FLUSHER: u32 = 58;
 const MADV_POPULATE_WRITE: u32 = 23;
-/// capabilities(7).
-const CAP_SYS_RESOURCE: u32 = 24;
-
-fn run(scenario: impl FnOnce() -> Result<(), String>) {
-    if let Err(message) = in_child(scenario) {
-        panic!("{message}");
-    }
-}
-
-/// Whether this process has `CAP_SYS_RESOURCE` (effective). Root in this
-/// project's build sandbox does not (its bounding set drops it); root in
-/// the VMs of `cargo xtask vm` does. Tests that need it assert the
-/// kernel's refusal where it is missing, say so on stderr, and run their
-/// success path in the VMs.
-fn cap_sys_resource() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
-        .unwrap();
-    eff & (1 << CAP_SYS_RESOURCE) != 0
-}
 
 /// Says on stderr (uncaptured, so it shows in every run) that a success
 /// path needs `CAP_SYS_RESOURCE` and ran only as far as the refusal here.
@@ -361,30 +338,7 @@ fn prefault_stack_makes_the_pages_below_the_caller_resident_and_locked() {
     // emulator's, so the check only works in the parent.
     let qemu = under_qemu_user();
     run(|| {
-        // The range to check: from 64 KiB below this frame (room for the
-        // calls in between) to 448 KiB below it.
-        let sp = stack_address() & !(page_size() - 1);
-        let (lo, hi) = (sp - 448 * KIB, sp - 64 * KIB);
-        // Start from non-resident pages whatever this (possibly reused)
-        // thread stack held: nothing lives this far below the stack pointer.
-        // SAFETY: the range is part of this thread's stack mapping (2 MiB),
-        // below every live frame.
-        let rc = unsafe { libc::madvise(lo as *mut _, hi - lo, libc::MADV_DONTNEED) };
-        ensure(rc == 0, || "madvise(DONTNEED) below the stack".into())?;
-        let (before, pages) = resident_pages(lo, hi - lo);
-        ensure(before == 0, || {
-            format!("{before}/{pages} resident at start")
-        })?;
-
-        // ONFAULT: mlockall leaves the pages alone, as a thread stack under
-        // MCL_FUTURE|MCL_ONFAULT would be; then each fault locks its page.
-        mlock::lock_all(Flags::CURRENT | Flags::FUTURE | Flags::ONFAULT)
-            .map_err(|e| format!("lock_all: {e}"))?;
-        let (still, _) = resident_pages(lo, hi - lo);
-        ensure(still == 0, || {
-            format!("{still} pages resident before prefault")
-        })?;
-
+        let (lo, hi) = unlocked_stack_below()?;
         mlock::prefault_stack(512 * KIB);
         let (after, pages) = resident_pages(lo, hi - lo);
         ensure(after == pages, || format!("{after}/{pages} resident after"))?;
@@ -404,7 +358,46 @@ fn prefault_stack_makes_the_pages_below_the_caller_resident_and_locked() {
 
 #[test]
 fn prefault_stack_of_zero_bytes_does_nothing() {
-    mlock::prefault_stack(0);
+    run(|| {
+        let (lo, hi) = unlocked_stack_below()?;
+        mlock::prefault_stack(0);
+        // Not one page of the range prefault_stack(512 KiB) fills (see the
+        // test above) was faulted in, and so locked. (VmLck cannot tell:
+        // it counts the whole locked stack mapping, resident or not.)
+        let (after, pages) = resident_pages(lo, hi - lo);
+        ensure(after == 0, || {
+            format!("prefault_stack(0) faulted in {after}/{pages} pages")
+        })
+    });
+}
+
+/// In a forked child: returns a range of this thread's stack, from 64 KiB
+/// below the caller's frame (room for the calls in between) to 448 KiB
+/// below it, made non-resident, under `lock_all(CURRENT | FUTURE |
+/// ONFAULT)`, which leaves the pages alone (as a thread stack under
+/// `MCL_FUTURE | MCL_ONFAULT` would be) and locks each page when it is
+/// faulted in.
+#[inline(never)]
+fn unlocked_stack_below() -> Result<(usize, usize), String> {
+    let sp = stack_address() & !(page_size() - 1);
+    let (lo, hi) = (sp - 448 * KIB, sp - 64 * KIB);
+    // Start from non-resident pages whatever this (possibly reused) thread
+    // stack held: nothing lives this far below the stack pointer.
+    // SAFETY: the range is part of this thread's stack mapping (2 MiB),
+    // below every live frame.
+    let rc = unsafe { libc::madvise(lo as *mut _, hi - lo, libc::MADV_DONTNEED) };
+    ensure(rc == 0, || "madvise(DONTNEED) below the stack".into())?;
+    let (before, pages) = resident_pages(lo, hi - lo);
+    ensure(before == 0, || {
+        format!("{before}/{pages} resident at start")
+    })?;
+    mlock::lock_all(Flags::CURRENT | Flags::FUTURE | Flags::ONFAULT)
+        .map_err(|e| format!("lock_all: {e}"))?;
+    let (still, _) = resident_pages(lo, hi - lo);
+    ensure(still == 0, || {
+        format!("{still} pages resident before prefault")
+    })?;
+    Ok((lo, hi))
 }
 
 /// Keeps transparent huge pages out of a test mapping, so that touching

@@ -2,12 +2,16 @@
 //! unprivileged user (uid 65534) with a tiny `RLIMIT_MEMLOCK`. Each case
 //! checks the exit code and the lines a user reads.
 //!
-//! The example is built by this test (`cargo build --example doctor`, with
-//! the target and profile of this test binary): `cargo test --tests` and
-//! `cargo test --test doctor` do not build examples. Where there is no
-//! cargo (the VMs of `cargo xtask vm`), `MLOCK_TEST_DOCTOR` names a
-//! prebuilt doctor instead. It runs in its own process, so its locking
-//! cannot disturb the harness.
+//! The doctor binary comes from `MLOCK_TEST_DOCTOR`, its path: `cargo
+//! xtask test` builds the example for the target it tests (with that
+//! target's linker and flags) and sets the variable for every target, the
+//! QEMU-user ones included; the VMs of `cargo xtask vm`, which have no
+//! cargo, set it to the doctor they carry. Without the variable (a plain
+//! `cargo test` on the host) this test builds the example itself with
+//! `cargo build --example doctor` for the target and profile it was built
+//! for, and takes the binary's path from cargo's JSON messages; under QEMU
+//! user mode it fails instead, naming the command to run. It runs in its
+//! own process, so its locking cannot disturb the harness.
 //!
 //! Under QEMU user mode (`MLOCK_TEST_QEMU_USER=1`) this test binary is
 //! emulated, but the doctor it starts is a foreign binary that the host
@@ -26,45 +30,26 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// The user the unprivileged cases run as (`nobody`).
-const NOBODY: u32 = 65534;
+use common::{under_qemu_user, NOBODY};
 
-/// Whether this test binary runs under QEMU user mode.
-fn under_qemu_user() -> bool {
-    std::env::var_os("MLOCK_TEST_QEMU_USER").is_some_and(|v| v == "1")
-}
-
-/// The target directory, triple (if cross-built) and profile directory
-/// this test binary was built into: `<dir>[/<triple>]/<profile>/deps/`.
-fn build_layout() -> (PathBuf, Option<String>, String) {
-    let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("the test binary lives in deps/");
-    let profile_dir = deps.parent().expect("deps/ lives in a profile directory");
-    let profile = profile_dir
-        .file_name()
-        .expect("profile directory name")
-        .to_string_lossy()
-        .into_owned();
-    let above = profile_dir.parent().expect("target directory");
-    let name = above.file_name().unwrap_or_default().to_string_lossy();
-    // A triple directory is named like `aarch64-unknown-linux-musl`.
-    if name.matches('-').count() >= 2 && above.join("..").join("CACHEDIR.TAG").exists() {
-        let dir = above.parent().expect("target directory").to_path_buf();
-        (dir, Some(name.into_owned()), profile)
-    } else {
-        (above.to_path_buf(), None, profile)
-    }
-}
+/// The variable that names a prebuilt doctor (set by `cargo xtask test`
+/// and `cargo xtask vm`).
+const DOCTOR_ENV: &str = "MLOCK_TEST_DOCTOR";
 
 /// The doctor (`MLOCK_TEST_DOCTOR`, or built by [`build_doctor`]), copied
 /// where uid 65534 may execute it. Once per test binary.
 fn doctor() -> &'static Path {
     static DOCTOR: OnceLock<PathBuf> = OnceLock::new();
     DOCTOR.get_or_init(|| {
-        let built = match std::env::var_os("MLOCK_TEST_DOCTOR") {
+        let built = match std::env::var_os(DOCTOR_ENV) {
             Some(prebuilt) => PathBuf::from(prebuilt),
             None => build_doctor(),
         };
+        assert!(
+            built.is_file(),
+            "{DOCTOR_ENV}={} names no file; `cargo xtask test` builds the doctor and sets it",
+            built.display()
+        );
 
         // The target directory may not be searchable by uid 65534: copy the
         // binary to a private directory that is.
@@ -105,40 +90,73 @@ fn remove_stale_copies() {
     }
 }
 
-/// Builds the doctor with cargo for this test's target and profile;
-/// returns its path.
+/// The target triple this test binary was compiled for, from its own cfg
+/// (the Linux targets `cargo xtask test` runs).
+fn this_target() -> String {
+    let arch = match std::env::consts::ARCH {
+        "riscv64" => "riscv64gc",
+        arch => arch,
+    };
+    let libc = if cfg!(target_env = "musl") {
+        "musl"
+    } else {
+        "gnu"
+    };
+    format!("{arch}-unknown-linux-{libc}")
+}
+
+/// Builds the doctor with cargo (plain `cargo test`, where no
+/// `MLOCK_TEST_DOCTOR` is set) for this test's target and profile, and
+/// returns the path cargo reports for it. `--target` is passed only when
+/// this test was not built for cargo's host, so that a plain `cargo test`
+/// shares its build directory.
 fn build_doctor() -> PathBuf {
-    let (target_dir, triple, profile) = build_layout();
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .args(["build", "--quiet", "--example", "doctor"]);
-    cmd.args([
-        "--profile",
-        if profile == "debug" { "dev" } else { &profile },
+    let target = this_target();
+    assert!(
+        !under_qemu_user(),
+        "{DOCTOR_ENV} is not set: under QEMU user mode the doctor must be cross-built for \
+         {target}; run `cargo xtask test --target {target}`, which builds it and sets {DOCTOR_ENV}"
+    );
+    let cargo = env!("CARGO");
+    let version = Command::new(cargo)
+        .arg("-vV")
+        .output()
+        .unwrap_or_else(|e| panic!("{DOCTOR_ENV} is not set and `{cargo} -vV` cannot start ({e}): set {DOCTOR_ENV} to a doctor built with `cargo build --example doctor`"));
+    let host = String::from_utf8_lossy(&version.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .expect("`cargo -vV` names its host");
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+        "build",
+        "--example",
+        "doctor",
+        "--message-format=json-render-diagnostics",
     ]);
-    let mut built = target_dir.clone();
-    if let Some(triple) = &triple {
-        cmd.args(["--target", triple]);
-        built.push(triple);
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
     }
-    built.push(&profile);
-    built.push("examples");
-    built.push("doctor");
-    let out = cmd.output().unwrap_or_else(|e| {
-        panic!(
-            "cannot start cargo ({e}) to build the doctor example; where there is no \
-                 cargo (a VM), set MLOCK_TEST_DOCTOR to a prebuilt doctor"
-        )
-    });
+    if target != host {
+        cmd.args(["--target", &target]);
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?} ({e}); or set {DOCTOR_ENV}"));
     assert!(
         out.status.success(),
-        "building the doctor example failed ({:?}):\n{}",
-        cmd,
+        "building the doctor example failed ({cmd:?}):\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-
-    built
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|m| {
+            m["reason"] == "compiler-artifact"
+                && m["target"]["name"] == "doctor"
+                && m["target"]["kind"][0] == "example"
+        })
+        .and_then(|m| m["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("{cmd:?} reported no doctor executable"))
 }
 
 /// The command that starts the doctor: directly on the host, through the
@@ -156,13 +174,13 @@ fn doctor_command(wrapper: &[&str]) -> Command {
     cmd
 }
 
-/// The QEMU runner cargo used for this test, as words.
+/// The QEMU runner cargo used for this test, as words: the one
+/// `CARGO_TARGET_<TRIPLE>_RUNNER` (cargo passes its environment on) for
+/// this test's target.
 fn qemu_runner() -> Vec<String> {
-    let (_, triple, _) = build_layout();
-    let triple = triple.expect("under QEMU user mode the test is cross-built for a --target");
     let var = format!(
         "CARGO_TARGET_{}_RUNNER",
-        triple.to_uppercase().replace('-', "_")
+        this_target().to_uppercase().replace('-', "_")
     );
     let runner = std::env::var(&var).unwrap_or_else(|_| {
         panic!("MLOCK_TEST_QEMU_USER=1 but {var} is not set; run this through `cargo xtask test`")

@@ -8,12 +8,6 @@ use mlock::{Error, Flags};
 
 const MIB: usize = 1 << 20;
 
-fn run(scenario: impl FnOnce() -> Result<(), String>) {
-    if let Err(message) = in_child(scenario) {
-        panic!("{message}");
-    }
-}
-
 #[test]
 fn lock_all_current_locks_most_of_vmsize_and_unlock_all_clears_it() {
     run(|| {

@@ -6,12 +6,6 @@ mod common;
 use common::*;
 use mlock::{Config, Error, Flags, Limit, Outcome};
 
-fn run(scenario: impl FnOnce() -> Result<(), String>) {
-    if let Err(message) = in_child(scenario) {
-        panic!("{message}");
-    }
-}
-
 #[test]
 fn memlock_limit_reads_what_setrlimit_set() {
     run(|| {

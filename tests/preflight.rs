@@ -124,12 +124,6 @@ fn unavailable(soft: Option<u64>) -> Option<String> {
     ))
 }
 
-/// Whether `CAP_SYS_RESOURCE` is effective (capabilities(7): 24).
-fn cap_sys_resource() -> bool {
-    let caps = mlock::status().expect("status").effective_capabilities();
-    caps.expect("CapEff") & (1 << 24) != 0
-}
-
 /// Sets `RLIMIT_MEMLOCK` soft and hard, without panicking.
 fn try_set_memlock(limit: Option<u64>) -> Result<(), Error> {
     mlock::set_memlock_limit(mlock::Limit {

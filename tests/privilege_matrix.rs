@@ -27,7 +27,6 @@ const MIB: u64 = 1 << 20;
 const DEFAULT_LIMIT: u64 = 8 * MIB;
 /// capabilities(7).
 const CAP_IPC_LOCK: u32 = 14;
-const CAP_SYS_RESOURCE: u32 = 24;
 /// Set in the environment of the re-executed probe.
 const PROBE_ENV: &str = "MLOCK_PRIVILEGE_MATRIX_PROBE";
 /// Starts the probe's report line in its stdout.
@@ -325,18 +324,6 @@ fn probe_entry_point() {
         return;
     }
     println!("{PROBE_MARK}{}", Observation::take().encode());
-}
-
-/// Whether this process may raise the hard `RLIMIT_MEMLOCK`: root in this
-/// project's build sandbox may not (its bounding set lacks
-/// `CAP_SYS_RESOURCE`); root in `cargo xtask vm` may.
-fn cap_sys_resource() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap() & (1 << CAP_SYS_RESOURCE) != 0)
-        .unwrap()
 }
 
 /// What the kernel must answer in a cell.

@@ -80,6 +80,14 @@ pub fn in_child(scenario: impl FnOnce() -> Result<(), String>) -> Result<(), Str
     }
 }
 
+/// Runs `scenario` in a forked child ([`in_child`]) and fails the test
+/// with the child's message if it failed.
+pub fn run(scenario: impl FnOnce() -> Result<(), String>) {
+    if let Err(message) = in_child(scenario) {
+        panic!("{message}");
+    }
+}
+
 /// Forks; the child runs `child` with the write end of a pipe and
 /// `_exit`s with the code it returns. The parent reads the pipe to its end
 /// and returns the child's wait status and what it wrote.
@@ -185,6 +193,28 @@ pub fn set_memlock(soft: u64, hard: u64) {
     // SAFETY: `lim` is a valid rlimit.
     let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
     assert_eq!(rc, 0, "setrlimit: {}", std::io::Error::last_os_error());
+}
+
+/// `CAP_SYS_RESOURCE`, capabilities(7).
+pub const CAP_SYS_RESOURCE: u32 = 24;
+
+/// The effective capability set (`CapEff:` of `/proc/self/status`, read
+/// with std, independently of the crate's own parser).
+pub fn effective_capabilities() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .expect("a hexadecimal CapEff in /proc/self/status")
+}
+
+/// Whether this process has `CAP_SYS_RESOURCE` (effective), which raising
+/// the hard `RLIMIT_MEMLOCK`, IO_FLUSHER and an `oom_score_adj` below the
+/// floor need. Root in this project's build sandbox lacks it (its bounding
+/// set drops it); root in the VMs of `cargo xtask vm` has it.
+pub fn cap_sys_resource() -> bool {
+    effective_capabilities() & (1 << CAP_SYS_RESOURCE) != 0
 }
 
 /// The unprivileged uid the tests drop to.

@@ -297,8 +297,36 @@ fn test_step(target: &'static Target) -> Step {
         // Run every test binary of the target even when one fails, so the
         // report names all failures; the matrix still stops after this step.
         cmd.arg("--no-fail-fast");
+        cmd.env(DOCTOR_ENV, build_doctor(target)?);
         run_libtest(&mut cmd, tally)
     })
+}
+
+/// The variable that tells tests/doctor.rs where the doctor example is.
+const DOCTOR_ENV: &str = "MLOCK_TEST_DOCTOR";
+
+/// Builds the doctor example, which tests/doctor.rs runs, as the test step
+/// builds the tests (`cargo test --tests` builds no examples): same target,
+/// linker, flags, features and profile. Returns its path.
+fn build_doctor(target: &Target) -> util::Result<std::path::PathBuf> {
+    util::run(
+        cargo_for(target)
+            .args(["build", "--example", "doctor", "--features", "mlock/serde"])
+            .args(target_args(target)),
+    )?;
+    let mut path = util::root().join("target");
+    if target.triple != host_triple() {
+        path.push(target.triple);
+    }
+    path.extend(["debug", "examples", "doctor"]);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "the doctor example was built, but {} is not there",
+            path.display()
+        ))
+    }
 }
 
 /// The stub backend that targets without the raw syscall layer get
