@@ -23,16 +23,19 @@ const PR_SET_IO_FLUSHER: u32 = 57;
 const PR_GET_IO_FLUSHER: u32 = 58;
 const MADV_POPULATE_WRITE: u32 = 23;
 
-/// Says on stderr (uncaptured, so it shows in every run) that a success
-/// path needs `CAP_SYS_RESOURCE` and ran only as far as the refusal here.
-fn note_without_cap_sys_resource(test: &str) {
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "note: {test}: no CAP_SYS_RESOURCE here (it is not in this process's \
-         bounding set), so this run checked the kernel's EPERM/EACCES and the \
-         fix text; the success path runs as root in `cargo xtask vm`"
-    );
+/// Whether this process has `CAP_SYS_RESOURCE`; where it does not, says
+/// so on stderr: the test then checks the kernel's refusal, and its
+/// success path runs in the VMs.
+fn cap_sys_resource_or_note() -> bool {
+    let privileged = cap_sys_resource();
+    if !privileged {
+        note(
+            "no CAP_SYS_RESOURCE here (it is not in this process's bounding set), so this \
+             run checked the kernel's EPERM/EACCES and the fix text; the success path runs \
+             as root in `cargo xtask vm`",
+        );
+    }
+    privileged
 }
 
 /// The hard `RLIMIT_MEMLOCK`: what a process without `CAP_SYS_RESOURCE`
@@ -103,8 +106,7 @@ fn stack_address() -> usize {
 
 #[test]
 fn io_flusher_sets_and_clears_the_threads_flags() {
-    if !cap_sys_resource() {
-        note_without_cap_sys_resource("io_flusher_sets_and_clears_the_threads_flags");
+    if !cap_sys_resource_or_note() {
         run(|| {
             for (what, got) in [
                 ("set", mlock::set_io_flusher().map(|()| false)),
@@ -119,48 +121,40 @@ fn io_flusher_sets_and_clears_the_threads_flags() {
         });
         return;
     }
-    // Asked here: in a forked child the process name is no longer the
-    // emulator's, so the check only works in the parent.
-    let qemu = under_qemu_user();
     run(|| {
-        ensure(mlock::is_io_flusher() == Ok(false), || {
-            format!("starts set: {:?}", mlock::is_io_flusher())
-        })?;
+        expect_io_flusher(false, "at start")?;
         mlock::set_io_flusher().map_err(|e| format!("set: {e}"))?;
-        ensure(mlock::is_io_flusher() == Ok(true), || {
-            "getter after set".into()
-        })?;
-        if !qemu {
-            // QEMU fakes /proc/self/stat; on a real kernel, check the bits.
-            let flags = thread_pf_flags();
-            ensure(flags & PR_IO_FLUSHER_BITS == PR_IO_FLUSHER_BITS, || {
-                format!("PF flags {flags:#x} lack PF_MEMALLOC_NOIO|PF_LOCAL_THROTTLE")
-            })?;
-        }
+        expect_io_flusher(true, "after set")?;
         // Setting twice keeps it set (the crate always passes 1).
         mlock::set_io_flusher().map_err(|e| format!("set again: {e}"))?;
-        ensure(mlock::is_io_flusher() == Ok(true), || "set twice".into())?;
+        expect_io_flusher(true, "after setting twice")?;
         mlock::clear_io_flusher().map_err(|e| format!("clear: {e}"))?;
-        ensure(mlock::is_io_flusher() == Ok(false), || {
-            "getter after clear".into()
-        })?;
-        if !qemu {
-            let flags = thread_pf_flags();
-            ensure(flags & PR_IO_FLUSHER_BITS == 0, || {
-                format!("PF flags {flags:#x} still hold the bits")
-            })?;
-        }
-        Ok(())
+        expect_io_flusher(false, "after clear")
     });
+}
+
+/// Fails unless the calling thread's IO_FLUSHER is `set`, as the getter
+/// says and, on a real kernel, as its PF_* flags say (QEMU fakes
+/// `/proc/self/stat`).
+fn expect_io_flusher(set: bool, when: &str) -> Result<(), String> {
+    let got = mlock::is_io_flusher();
+    ensure(got == Ok(set), || {
+        format!("{when}: the getter says {got:?}")
+    })?;
+    if !under_qemu_user() {
+        let flags = thread_pf_flags();
+        let want = if set { PR_IO_FLUSHER_BITS } else { 0 };
+        ensure(flags & PR_IO_FLUSHER_BITS == want, || {
+            format!("{when}: PF flags {flags:#x}, wanted PF_MEMALLOC_NOIO|PF_LOCAL_THROTTLE {set}")
+        })?;
+    }
+    Ok(())
 }
 
 #[test]
 fn io_flusher_is_per_thread_and_inherited_by_threads_spawned_after() {
-    if !cap_sys_resource() {
+    if !cap_sys_resource_or_note() {
         // The refusal is checked in io_flusher_sets_and_clears_the_threads_flags.
-        note_without_cap_sys_resource(
-            "io_flusher_is_per_thread_and_inherited_by_threads_spawned_after",
-        );
         return;
     }
     run(|| {
@@ -202,23 +196,21 @@ fn io_flusher_without_cap_sys_resource_is_permission_denied_with_the_fix() {
 
 #[test]
 fn io_flusher_on_a_kernel_before_5_6_is_unsupported() {
-    if under_qemu_user() {
-        // QEMU refuses seccomp filters; what it does with the option itself
-        // is covered by the tests above.
-        return;
-    }
-    run(|| {
-        // Before 5.6 the kernel does not know the options: EINVAL.
-        fail_syscall_with(
+    // Before 5.6 the kernel does not know the options: EINVAL. (What QEMU
+    // user mode does with the options is covered by the tests above.)
+    let rules = [
+        (
             libc::SYS_prctl,
             libc::EINVAL,
             When::ArgIs(0, PR_SET_IO_FLUSHER),
-        );
-        fail_syscall_with(
+        ),
+        (
             libc::SYS_prctl,
             libc::EINVAL,
             When::ArgIs(0, PR_GET_IO_FLUSHER),
-        );
+        ),
+    ];
+    run_with_seccomp(&rules, || {
         let set = mlock::set_io_flusher();
         ensure(set == Err(Error::Unsupported), || format!("set: {set:?}"))?;
         let get = mlock::is_io_flusher();
@@ -334,15 +326,12 @@ fn harden_with_realtime_runs_the_daemon_under_sched_fifo() {
 
 #[test]
 fn prefault_stack_makes_the_pages_below_the_caller_resident_and_locked() {
-    // Asked here: in a forked child the process name is no longer the
-    // emulator's, so the check only works in the parent.
-    let qemu = under_qemu_user();
     run(|| {
         let (lo, hi) = unlocked_stack_below()?;
         mlock::prefault_stack(512 * KIB);
         let (after, pages) = resident_pages(lo, hi - lo);
         ensure(after == pages, || format!("{after}/{pages} resident after"))?;
-        if !qemu {
+        if !under_qemu_user() {
             // smaps' Locked is proportional (a page still shared with the
             // parent after fork counts half), so it can be a little under
             // Rss; the pages just faulted in are the child's own and count
@@ -400,20 +389,6 @@ fn unlocked_stack_below() -> Result<(usize, usize), String> {
     Ok((lo, hi))
 }
 
-/// Keeps transparent huge pages out of a test mapping, so that touching
-/// one byte faults in one page, not 2 MiB (or a multi-size THP folio).
-fn small_pages(map: &Anon) {
-    // SAFETY: the range is a mapping the test owns; the advice only
-    // changes how later faults are served.
-    let rc = unsafe { libc::madvise(map.addr.cast(), map.len, libc::MADV_NOHUGEPAGE) };
-    assert_eq!(
-        rc,
-        0,
-        "madvise(NOHUGEPAGE): {}",
-        std::io::Error::last_os_error()
-    );
-}
-
 /// A writable view of a test mapping.
 fn slice_mut(map: &mut Anon) -> &mut [u8] {
     // SAFETY: the mapping is live, writable, `len` bytes long, and the test
@@ -443,12 +418,8 @@ fn check_marks(buf: &[u8], marks: &[(usize, u8)]) -> Result<(), String> {
 
 #[test]
 fn prefault_populates_a_region_without_changing_it() {
-    // Asked here: in a forked child the process name is no longer the
-    // emulator's, so the check only works in the parent.
-    let qemu = under_qemu_user();
     run(|| {
         let mut map = Anon::new(4 * MIB);
-        small_pages(&map);
         let (addr, len) = (map.addr as usize, map.len);
         let buf = slice_mut(&mut map);
         let marks = mark(buf);
@@ -460,7 +431,7 @@ fn prefault_populates_a_region_without_changing_it() {
         // Linux 5.14+ (this kernel) knows MADV_POPULATE_WRITE.
         ensure(how == Prefault::Populated, || format!("{how:?}"))?;
         let (after, pages) = resident_pages(addr, len);
-        if !qemu {
+        if !under_qemu_user() {
             // QEMU user mode answers madvise without passing it on.
             ensure(after == pages, || format!("{after}/{pages} resident"))?;
             let (rss, _) = smaps_rss_locked_kb(addr);
@@ -472,17 +443,13 @@ fn prefault_populates_a_region_without_changing_it() {
 
 #[test]
 fn prefault_of_a_region_that_does_not_start_on_a_page() {
-    // Asked here: in a forked child the process name is no longer the
-    // emulator's, so the check only works in the parent.
-    let qemu = under_qemu_user();
     run(|| {
         let mut map = Anon::new(64 * KIB);
-        small_pages(&map);
         let (addr, len) = (map.addr as usize, map.len);
         let buf = &mut slice_mut(&mut map)[100..3 * 4096];
         let how = mlock::prefault(buf).map_err(|e| format!("prefault: {e}"))?;
         ensure(how == Prefault::Populated, || format!("{how:?}"))?;
-        if !qemu {
+        if !under_qemu_user() {
             let (resident, _) = resident_pages(addr, len);
             ensure(resident == 3, || {
                 format!("{resident} pages resident, want 3")
@@ -494,17 +461,19 @@ fn prefault_of_a_region_that_does_not_start_on_a_page() {
     });
 }
 
+/// A seccomp rule: `madvise(MADV_POPULATE_WRITE)` fails with `errno`.
+fn populate_write_fails_with(errno: i32) -> [Rule; 1] {
+    [(
+        libc::SYS_madvise,
+        errno,
+        When::ArgIs(2, MADV_POPULATE_WRITE),
+    )]
+}
+
 #[test]
 fn prefault_falls_back_to_touching_on_a_kernel_before_5_14() {
-    if under_qemu_user() {
-        return; // No seccomp under QEMU; the touch loop is tested below.
-    }
-    run(|| {
-        fail_syscall_with(
-            libc::SYS_madvise,
-            libc::EINVAL,
-            When::ArgIs(2, MADV_POPULATE_WRITE),
-        );
+    // Under QEMU the touch loop itself is tested in touch_pages_faults_in_every_page.
+    run_with_seccomp(&populate_write_fails_with(libc::EINVAL), || {
         let mut map = Anon::new(2 * MIB);
         let (addr, len) = (map.addr as usize, map.len);
         let buf = slice_mut(&mut map);
@@ -519,15 +488,7 @@ fn prefault_falls_back_to_touching_on_a_kernel_before_5_14() {
 
 #[test]
 fn prefault_reports_the_kernels_other_errors() {
-    if under_qemu_user() {
-        return;
-    }
-    run(|| {
-        fail_syscall_with(
-            libc::SYS_madvise,
-            libc::ENOMEM,
-            When::ArgIs(2, MADV_POPULATE_WRITE),
-        );
+    run_with_seccomp(&populate_write_fails_with(libc::ENOMEM), || {
         let mut map = Anon::new(64 * KIB);
         let got = mlock::prefault(slice_mut(&mut map));
         ensure(got == Err(Error::ResourceLimit), || format!("{got:?}"))
@@ -560,10 +521,7 @@ fn oom_file() -> i32 {
 
 #[test]
 fn oom_score_adj_reads_and_writes_the_proc_file() {
-    let privileged = cap_sys_resource();
-    if !privileged {
-        note_without_cap_sys_resource("oom_score_adj_reads_and_writes_the_proc_file");
-    }
+    let privileged = cap_sys_resource_or_note();
     run(|| {
         ensure(mlock::oom_score_adj() == Ok(oom_file()), || "read".into())?;
         let values: &[i32] = if privileged {
@@ -708,10 +666,7 @@ fn oom_score_adj_without_procfs_is_proc_unavailable() {
 
 #[test]
 fn harden_as_root_does_every_step() {
-    let privileged = cap_sys_resource();
-    if !privileged {
-        note_without_cap_sys_resource("harden_as_root_does_every_step");
-    }
+    let privileged = cap_sys_resource_or_note();
     run(|| {
         // Without CAP_SYS_RESOURCE, steps 4 and 5 can only fail: make them
         // best-effort and check that they do, with the fix.

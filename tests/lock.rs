@@ -43,10 +43,12 @@ fn lock_all_future_locks_later_mappings() {
             format!("VmLck {lck} kB after a 4 MiB mmap under MCL_FUTURE")
         })?;
         // Without ONFAULT the new mapping is populated at once.
-        let (rss, locked) = smaps_rss_locked_kb(map.addr as usize);
-        ensure(rss == 4096 && locked == 4096, || {
-            format!("mapping Rss {rss} kB Locked {locked} kB, wanted 4096 both")
-        })
+        expect_rss_locked(
+            map.addr as usize,
+            4096,
+            4096,
+            "a 4 MiB mmap under MCL_FUTURE",
+        )
     });
 }
 
@@ -55,16 +57,10 @@ fn lock_all_onfault_locks_pages_only_when_touched() {
     run(|| {
         let map = Anon::new(8 * MIB);
         mlock::lock_all(Flags::CURRENT | Flags::ONFAULT).map_err(|e| format!("lock_all: {e}"))?;
-        let (rss, locked) = smaps_rss_locked_kb(map.addr as usize);
-        ensure(rss == 0 && locked == 0, || {
-            format!("untouched mapping has Rss {rss} kB Locked {locked} kB")
-        })?;
+        expect_rss_locked(map.addr as usize, 0, 0, "untouched under ONFAULT")?;
         let pages = MIB / page_size();
         map.touch(pages);
-        let (rss, locked) = smaps_rss_locked_kb(map.addr as usize);
-        ensure(rss == 1024 && locked == 1024, || {
-            format!("after touching 1 MiB: Rss {rss} kB Locked {locked} kB")
-        })
+        expect_rss_locked(map.addr as usize, 1024, 1024, "after touching 1 MiB")
     });
 }
 
@@ -76,10 +72,7 @@ fn locked_slice_adds_its_pages() {
         mlock::lock(&map.slice()[..256 * 1024]).map_err(|e| format!("lock: {e}"))?;
         let added = vm_lck_kb() - before;
         ensure(added == 256, || format!("lock of 256 KiB added {added} kB"))?;
-        let (rss, locked) = smaps_rss_locked_kb(map.addr as usize);
-        ensure(rss == 256 && locked == 256, || {
-            format!("Rss {rss} kB Locked {locked} kB after mlock of 256 KiB")
-        })?;
+        expect_rss_locked(map.addr as usize, 256, 256, "mlock of 256 KiB")?;
         mlock::unlock(&map.slice()[..256 * 1024]).map_err(|e| format!("unlock: {e}"))?;
         ensure(vm_lck_kb() == before, || "unlock did not undo lock".into())
     });
@@ -121,18 +114,12 @@ fn lock_on_fault_defers_locking_or_reports_unsupported_under_qemu() {
             return ensure(vm_lck_kb() >= 4096, || "mlock under QEMU".into());
         }
         result.map_err(|e| format!("lock_on_fault: {e}"))?;
-        let (rss, locked) = smaps_rss_locked_kb(map.addr as usize);
-        ensure(rss == 0 && locked == 0, || {
-            format!("untouched: Rss {rss} kB Locked {locked} kB")
-        })?;
+        expect_rss_locked(map.addr as usize, 0, 0, "untouched")?;
         // VmLck counts the whole range at once, touched or not: the kernel
         // charges locked_vm for the VMA, not for resident pages.
         ensure(vm_lck_kb() >= 4096, || format!("VmLck {} kB", vm_lck_kb()))?;
         map.touch(MIB / page_size());
-        let (rss, locked) = smaps_rss_locked_kb(map.addr as usize);
-        ensure(rss == 1024 && locked == 1024, || {
-            format!("after touching 1 MiB: Rss {rss} kB Locked {locked} kB")
-        })
+        expect_rss_locked(map.addr as usize, 1024, 1024, "after touching 1 MiB")
     });
 }
 
@@ -378,6 +365,26 @@ fn locked_kb(addr: usize) -> u64 {
     smaps_rss_locked_kb(addr).1
 }
 
+/// Fails unless the mapping that starts at `addr` has `want` kB `Locked:`.
+fn expect_locked(addr: usize, want: u64, what: &str) -> Result<(), String> {
+    let got = locked_kb(addr);
+    ensure(got == want, || {
+        format!("{what}: Locked {got} kB, wanted {want} kB")
+    })
+}
+
+/// Fails unless the mapping that starts at `addr` has `rss` kB `Rss:` and
+/// `locked` kB `Locked:` in smaps.
+fn expect_rss_locked(addr: usize, rss: u64, locked: u64, what: &str) -> Result<(), String> {
+    let got = smaps_rss_locked_kb(addr);
+    ensure(got == (rss, locked), || {
+        format!(
+            "{what}: Rss {} kB, Locked {} kB; wanted {rss} and {locked}",
+            got.0, got.1
+        )
+    })
+}
+
 /// The page that holds `ptr`.
 fn page_of(ptr: *const u8) -> usize {
     ptr as usize & !(page_size() - 1)
@@ -390,17 +397,13 @@ fn a_guard_dropped_under_lock_all_leaves_the_buffer_locked() {
         mlock::lock_all(Flags::CURRENT | Flags::FUTURE).map_err(|e| format!("lock_all: {e}"))?;
         let after = Anon::new(MIB);
         for (map, when) in [(&before, "mapped before"), (&after, "mapped after")] {
-            ensure(locked_kb(map.addr as usize) == 1024, || {
-                format!(
-                    "{when} lock_all: Locked {} kB",
-                    locked_kb(map.addr as usize)
-                )
-            })?;
+            expect_locked(map.addr as usize, 1024, &format!("{when} lock_all"))?;
             drop(mlock::LockGuard::new(map.slice()).map_err(|e| format!("guard: {e}"))?);
-            let locked = locked_kb(map.addr as usize);
-            ensure(locked == 1024, || {
-                format!("{when} lock_all: a dropped 1 MiB guard left Locked {locked} kB")
-            })?;
+            expect_locked(
+                map.addr as usize,
+                1024,
+                &format!("{when} lock_all, a dropped 1 MiB guard"),
+            )?;
         }
         // Once lock_all is undone, a guard unlocks what it locked again.
         mlock::unlock_all().map_err(|e| format!("unlock_all: {e}"))?;
@@ -412,15 +415,9 @@ fn a_guard_dropped_under_lock_all_leaves_the_buffer_locked() {
 /// when nothing else holds it.
 fn guard_locks_then_unlocks(map: &Anon, when: &str) -> Result<(), String> {
     let guard = mlock::LockGuard::new(map.slice()).map_err(|e| format!("{when}: {e}"))?;
-    let locked = locked_kb(map.addr as usize);
-    ensure(locked == 1024, || {
-        format!("{when}: a guard locked {locked} kB")
-    })?;
+    expect_locked(map.addr as usize, 1024, &format!("{when}, a live guard"))?;
     drop(guard);
-    let locked = locked_kb(map.addr as usize);
-    ensure(locked == 0, || {
-        format!("{when}: a dropped guard left {locked} kB")
-    })
+    expect_locked(map.addr as usize, 0, &format!("{when}, a dropped guard"))
 }
 
 #[test]
@@ -433,10 +430,7 @@ fn lock_then_unlock_under_lock_all_leaves_the_region_locked() {
         // SAFETY: the range is our own mapping; nothing outside the crate
         // locked it.
         unsafe { mlock::unlock_raw(map.addr, map.len) }.map_err(|e| format!("unlock_raw: {e}"))?;
-        let locked = locked_kb(map.addr as usize);
-        ensure(locked == 1024, || {
-            format!("lock + unlock under lock_all left Locked {locked} kB")
-        })
+        expect_locked(map.addr as usize, 1024, "lock + unlock under lock_all")
     });
 }
 
@@ -452,36 +446,27 @@ fn an_inner_guard_dropped_leaves_the_outer_guards_pages_locked() {
             &map.slice()[5..6],
         ] {
             drop(mlock::LockGuard::new(inner).map_err(|e| format!("inner: {e}"))?);
-            let locked = locked_kb(map.addr as usize);
-            ensure(locked == 1024, || {
-                format!("dropping an inner guard left Locked {locked} kB of the outer 1024")
-            })?;
+            expect_locked(map.addr as usize, 1024, "an inner guard dropped")?;
         }
         // Neither does `unlock` of part of a guarded region unlock it.
         mlock::unlock(&map.slice()[..page_size()]).map_err(|e| format!("unlock: {e}"))?;
-        ensure(locked_kb(map.addr as usize) == 1024, || {
-            "unlock under a guard".into()
-        })?;
+        expect_locked(map.addr as usize, 1024, "unlock under a guard")?;
         // Two guards over identical ranges: the first drop keeps the lock.
         let twin = mlock::LockGuard::new(map.slice()).map_err(|e| format!("twin: {e}"))?;
         drop(twin);
-        ensure(locked_kb(map.addr as usize) == 1024, || {
-            "twin dropped".into()
-        })?;
+        expect_locked(map.addr as usize, 1024, "twin dropped")?;
         // An inner guard that outlives the outer one keeps its page, and
         // only its page.
         let inner = mlock::LockGuard::new(&map.slice()[..10]).map_err(|e| e.to_string())?;
         drop(outer);
         let kb = (page_size() / 1024) as u64;
-        let locked = locked_kb(map.addr as usize);
-        ensure(locked == kb, || {
-            format!("outer dropped under a live inner guard: Locked {locked} kB, wanted {kb}")
-        })?;
+        expect_locked(
+            map.addr as usize,
+            kb,
+            "outer dropped under a live inner guard",
+        )?;
         drop(inner);
-        let locked = locked_kb(map.addr as usize);
-        ensure(locked == 0, || {
-            format!("the last guard left Locked {locked} kB")
-        })
+        expect_locked(map.addr as usize, 0, "the last guard dropped")
     });
 }
 
@@ -545,19 +530,13 @@ fn secret_page_stays_locked(backing: mlock::Backing) -> Result<(), String> {
         Err(Error::ResourceLimit) if backing == mlock::Backing::SecretMem => {}
         Err(e) => return Err(format!("{backing:?}: guard: {e}")),
     }
-    ensure(locked_kb(page) == kb, || {
-        format!("{backing:?}: a guard over the secret unlocked its page")
-    })?;
+    expect_locked(page, kb, &format!("{backing:?}: a guard over the secret"))?;
     mlock::unlock(key.as_ref()).map_err(|e| format!("unlock: {e}"))?;
-    ensure(locked_kb(page) == kb, || {
-        format!("{backing:?}: unlock of the secret unlocked its page")
-    })?;
+    expect_locked(page, kb, &format!("{backing:?}: unlock of the secret"))?;
     // unlock_all locks the secret's page again (a secretmem page is never
     // unlocked by the kernel in the first place).
     mlock::unlock_all().map_err(|e| format!("unlock_all: {e}"))?;
-    ensure(locked_kb(page) == kb, || {
-        format!("{backing:?}: unlock_all left the secret's page unlocked")
-    })?;
+    expect_locked(page, kb, &format!("{backing:?}: unlock_all"))?;
 
     let mut sealed = mlock::SealedBuf::<32>::with_backing(backing).map_err(|e| e.to_string())?;
     let opened = sealed.read();
@@ -574,9 +553,11 @@ fn secret_page_stays_locked(backing: mlock::Backing) -> Result<(), String> {
     }
     mlock::unlock(&opened[..]).map_err(|e| format!("sealed unlock: {e}"))?;
     drop(opened);
-    ensure(locked_kb(page) == kb, || {
-        format!("{backing:?}: a guard or unlock over a SealedBuf unlocked its page")
-    })
+    expect_locked(
+        page,
+        kb,
+        &format!("{backing:?}: a guard or unlock over a SealedBuf"),
+    )
 }
 
 #[test]
@@ -605,18 +586,10 @@ fn unlock_all_keeps_what_guards_hold_and_unlocks_the_rest() {
         let guard = mlock::LockGuard::new(held.slice()).map_err(|e| e.to_string())?;
         mlock::lock(loose.slice()).map_err(|e| e.to_string())?;
         mlock::unlock_all().map_err(|e| format!("unlock_all: {e}"))?;
-        let (h, l) = (
-            locked_kb(held.addr as usize),
-            locked_kb(loose.addr as usize),
-        );
-        ensure(h == 1024 && l == 0, || {
-            format!(
-                "after unlock_all: guarded Locked {h} kB (want 1024), plain lock {l} kB (want 0)"
-            )
-        })?;
+        expect_locked(held.addr as usize, 1024, "unlock_all, the guarded mapping")?;
+        expect_locked(loose.addr as usize, 0, "unlock_all, the plain lock")?;
         drop(guard);
-        let h = locked_kb(held.addr as usize);
-        ensure(h == 0, || format!("the guard's drop left {h} kB"))
+        expect_locked(held.addr as usize, 0, "the guard dropped")
     });
 }
 

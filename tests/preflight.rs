@@ -138,12 +138,7 @@ fn try_set_memlock(limit: Option<u64>) -> Result<(), Error> {
 /// Nothing between the reading of `VmSize` and `lock_all` maps memory, so
 /// `VmSize` holds still.
 fn scenario(flags: Flags, soft: Soft, privileged: bool) -> Result<(), String> {
-    warm_up();
-    let size = mlock::status()
-        .map_err(|e| format!("status: {e}"))?
-        .size_bytes()
-        .ok_or("no VmSize")?;
-    let limit = soft.bytes(size, hard_limit());
+    let (size, limit) = size_and_limit(soft)?;
     if let Some(why) = unavailable(limit) {
         // Not reproducible here: the kernel must refuse the limit.
         let got = try_set_memlock(limit);
@@ -201,6 +196,17 @@ fn warm_up() {
     let _ = mlock::preflight(Flags::empty());
     let _ = mlock::lock_all(Flags::empty());
     let _ = mlock::status();
+}
+
+/// After [`warm_up`]: the `VmSize` a scenario starts from, and the soft
+/// limit `soft` means for it.
+fn size_and_limit(soft: Soft) -> Result<(u64, Option<u64>), String> {
+    warm_up();
+    let size = mlock::status()
+        .map_err(|e| format!("status: {e}"))?
+        .size_bytes()
+        .ok_or("no VmSize")?;
+    Ok((size, soft.bytes(size, hard_limit())))
 }
 
 /// Starts the message of a scenario this machine cannot set up.
@@ -289,12 +295,7 @@ fn scenario_without_proc(flags: Flags, soft: Soft) -> Result<(), String> {
 /// `capable()` asks about the initial namespace, so `RLIMIT_MEMLOCK` still
 /// applies: what a container's root sees. `preflight` must not be fooled.
 fn scenario_user_namespace(flags: Flags, soft: Soft) -> Result<(), String> {
-    warm_up();
-    let size = mlock::status()
-        .map_err(|e| format!("status: {e}"))?
-        .size_bytes()
-        .ok_or("no VmSize")?;
-    let limit = soft.bytes(size, hard_limit());
+    let (size, limit) = size_and_limit(soft)?;
     try_set_memlock(limit).map_err(|e| format!("setting RLIMIT_MEMLOCK {limit:?}: {e}"))?;
     // SAFETY: unshare takes flags only; this forked child is one thread.
     if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {

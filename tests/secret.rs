@@ -45,7 +45,7 @@ fn vm_flags(addr: usize) -> String {
 
 #[test]
 fn locked_buf_is_locked_excluded_from_dumps_and_cleared() {
-    let result = in_child(|| {
+    run(|| {
         let before = vm_lck_kb();
         let mut key =
             LockedBuf::<48>::with_backing(Backing::Anonymous).map_err(|e| e.to_string())?;
@@ -81,12 +81,11 @@ fn locked_buf_is_locked_excluded_from_dumps_and_cleared() {
         drop(moved);
         ensure(vm_lck_kb() == before, || "drop did not unlock".into())
     });
-    result.unwrap();
 }
 
 #[test]
 fn locked_buf_reports_the_memlock_limit() {
-    let result = in_child(|| {
+    run(|| {
         set_memlock(0, 0);
         drop_to_nobody();
         let err = LockedBuf::<32>::new().unwrap_err();
@@ -96,7 +95,6 @@ fn locked_buf_reports_the_memlock_limit() {
             || "N = 0".into(),
         )
     });
-    result.unwrap();
 }
 
 #[test]
@@ -118,7 +116,7 @@ fn exclude_and_include_in_dump_toggle_the_dontdump_flag() {
 
 #[test]
 fn disable_core_dumps_clears_dumpable_and_the_core_limit() {
-    let result = in_child(|| {
+    run(|| {
         ensure(mlock::is_dumpable() == Ok(true), || {
             "dumpable at start".into()
         })?;
@@ -150,7 +148,6 @@ fn disable_core_dumps_clears_dumpable_and_the_core_limit() {
             || format!("wait status {status:#x}"),
         )
     });
-    result.unwrap();
 }
 
 // ---------------------------------------------------------------------------
@@ -276,6 +273,25 @@ fn backings() -> Vec<Backing> {
     }
 }
 
+/// Runs `body` in a forked child ([`run_forked`]) that must die by
+/// `signal`, and returns what it wrote to stderr.
+#[track_caller]
+fn dies_by(signal: i32, what: &str, body: impl FnOnce()) -> String {
+    let child = run_forked(body);
+    if let Err(e) = child.killed_by(signal, what) {
+        panic!("{e}");
+    }
+    child.stderr
+}
+
+/// [`run`] for one backing: a failure names it.
+#[track_caller]
+fn run_with(backing: Backing, scenario: impl FnOnce() -> Result<(), String>) {
+    if let Err(e) = in_child(scenario) {
+        panic!("{backing:?}: {e}");
+    }
+}
+
 fn err(e: Error) -> String {
     format!("{e:?}: {e}")
 }
@@ -286,7 +302,7 @@ fn err(e: Error) -> String {
 #[test]
 fn new_takes_memfd_secret_where_the_kernel_offers_it() {
     let expected = secretmem_expected();
-    in_child(|| {
+    run(|| {
         let before = vm_lck_kb();
         let mut key = LockedBuf::<48>::new().map_err(err)?;
         key.as_bytes_mut().fill(0x5a);
@@ -347,14 +363,13 @@ fn new_takes_memfd_secret_where_the_kernel_offers_it() {
         ensure(vm_lck_kb() == before, || {
             "drop did not release the lock".into()
         })
-    })
-    .unwrap();
+    });
 }
 
 #[test]
 fn memfd_secret_can_be_required_or_refused_and_seccomp_enosys_falls_back() {
     let expected = secretmem_expected();
-    in_child(|| {
+    run(|| {
         let required = LockedBuf::<32>::with_backing(Backing::SecretMem);
         match (&required, expected) {
             (Ok(b), true) => ensure(b.backing() == Backing::SecretMem, || "backing".into())?,
@@ -384,14 +399,13 @@ fn memfd_secret_can_be_required_or_refused_and_seccomp_enosys_falls_back() {
         ensure(required == Err(Error::Unsupported), || {
             format!("required secretmem under ENOSYS gave {required:?}")
         })
-    })
-    .unwrap();
+    });
 }
 
 #[test]
 fn a_small_memlock_limit_is_resource_limit_with_either_backing() {
     for backing in backings() {
-        in_child(|| {
+        run_with(backing, || {
             let page = page_size() as u64;
             ensure(page == 4096, || {
                 format!("the sizes below assume 4 KiB pages, not {page} bytes")
@@ -415,8 +429,7 @@ fn a_small_memlock_limit_is_resource_limit_with_either_backing() {
             ensure(sealed == Err(Error::ResourceLimit), || {
                 format!("{backing:?}: sealed over the limit gave {sealed:?}")
             })
-        })
-        .unwrap_or_else(|e| panic!("{backing:?}: {e}"));
+        });
     }
 }
 
@@ -465,51 +478,49 @@ fn one_byte_past_the_end_faults_for_every_size() {
 fn a_write_before_the_start_aborts_on_drop_with_a_message() {
     for backing in backings() {
         for sealed in [false, true] {
-            let child = run_forked(|| {
-                /// Flips the byte just before the secret: the canary's
-                /// last byte, mapped and writable.
-                fn poke(start: *mut u8) {
-                    // SAFETY: deliberately out of bounds, into the canary.
-                    unsafe {
-                        start
-                            .sub(1)
-                            .write_volatile(0x77 ^ start.sub(1).read_volatile())
-                    };
-                }
-                if sealed {
-                    let mut buf = SealedBuf::<32>::with_backing(backing).unwrap();
-                    poke(buf.write().as_mut_ptr());
-                } else {
-                    let mut buf = LockedBuf::<32>::with_backing(backing).unwrap();
-                    poke(buf.as_bytes_mut().as_mut_ptr());
-                }
-                // The drops above checked the canary.
-            });
-            child
-                .killed_by(libc::SIGABRT, &format!("{backing:?} sealed={sealed}"))
-                .unwrap();
+            let stderr = dies_by(
+                libc::SIGABRT,
+                &format!("{backing:?} sealed={sealed}"),
+                || {
+                    /// Flips the byte just before the secret: the canary's
+                    /// last byte, mapped and writable.
+                    fn poke(start: *mut u8) {
+                        // SAFETY: deliberately out of bounds, into the canary.
+                        unsafe {
+                            start
+                                .sub(1)
+                                .write_volatile(0x77 ^ start.sub(1).read_volatile())
+                        };
+                    }
+                    if sealed {
+                        let mut buf = SealedBuf::<32>::with_backing(backing).unwrap();
+                        poke(buf.write().as_mut_ptr());
+                    } else {
+                        let mut buf = LockedBuf::<32>::with_backing(backing).unwrap();
+                        poke(buf.as_bytes_mut().as_mut_ptr());
+                    }
+                    // The drops above checked the canary.
+                },
+            );
             assert!(
-                child.stderr.contains(
+                stderr.contains(
                     "mlock: the canary in front of a LockedBuf or SealedBuf was overwritten"
                 ),
                 "stderr: {:?}",
-                child.stderr
+                stderr
             );
         }
         // Further back than the canary, in front of a secret that fills
         // its page, lies the leading guard page.
         let page = page_size();
         if page == 4096 {
-            let child = run_forked(|| {
+            dies_by(libc::SIGSEGV, &format!("{backing:?} underflow"), || {
                 let mut buf = LockedBuf::<4080>::with_backing(backing).unwrap();
                 let start = buf.as_bytes_mut().as_mut_ptr();
                 // SAFETY: deliberately out of bounds: 17 bytes before the
                 // secret is the byte before the data page.
                 unsafe { start.sub(17).write_volatile(1) };
             });
-            child
-                .killed_by(libc::SIGSEGV, &format!("{backing:?} underflow"))
-                .unwrap();
         }
     }
 }
@@ -520,7 +531,7 @@ fn a_write_before_the_start_aborts_on_drop_with_a_message() {
 #[test]
 fn sealed_buffers_fault_outside_a_borrow_and_on_writes_through_a_read() {
     for backing in backings() {
-        in_child(|| {
+        run_with(backing, || {
             let mut key = SealedBuf::<32>::with_backing(backing).map_err(err)?;
             key.with_mut(|b| b.fill(0x5a));
             ensure(key.with(|b| *b == [0x5a; 32]), || "round trip".into())?;
@@ -540,29 +551,26 @@ fn sealed_buffers_fault_outside_a_borrow_and_on_writes_through_a_read() {
             )?;
             key.clear();
             ensure(key.with(|b| *b == [0; 32]), || "clear".into())
-        })
-        .unwrap_or_else(|e| panic!("{backing:?}: {e}"));
+        });
         // A pointer kept from a borrow faults once the borrow has ended.
-        let stale = run_forked(|| {
+        dies_by(libc::SIGSEGV, &format!("{backing:?} stale pointer"), || {
             let mut key = SealedBuf::<32>::with_backing(backing).unwrap();
             let p = key.write().as_ptr();
             // SAFETY: deliberately reads sealed memory: it must fault.
             let _ = unsafe { p.read_volatile() };
         });
-        stale
-            .killed_by(libc::SIGSEGV, &format!("{backing:?} stale pointer"))
-            .unwrap();
         // A read borrow is PROT_READ: a write through it faults.
-        let write = run_forked(|| {
-            let mut key = SealedBuf::<32>::with_backing(backing).unwrap();
-            let open = key.read();
-            let p = open.as_ptr() as *mut u8;
-            // SAFETY: deliberately writes read-only memory: it must fault.
-            unsafe { p.write_volatile(1) };
-        });
-        write
-            .killed_by(libc::SIGSEGV, &format!("{backing:?} write through read"))
-            .unwrap();
+        dies_by(
+            libc::SIGSEGV,
+            &format!("{backing:?} write through read"),
+            || {
+                let mut key = SealedBuf::<32>::with_backing(backing).unwrap();
+                let open = key.read();
+                let p = open.as_ptr() as *mut u8;
+                // SAFETY: deliberately writes read-only memory: it must fault.
+                unsafe { p.write_volatile(1) };
+            },
+        );
     }
 }
 
@@ -572,7 +580,7 @@ fn sealed_buffers_fault_outside_a_borrow_and_on_writes_through_a_read() {
 #[test]
 fn a_forked_child_never_sees_the_secret() {
     for backing in backings() {
-        in_child(|| {
+        run_with(backing, || {
             let mut key = LockedBuf::<32>::with_backing(backing).map_err(err)?;
             key.as_bytes_mut().fill(0x5a);
             let addr = key.as_ref().as_ptr() as usize;
@@ -614,8 +622,7 @@ fn a_forked_child_never_sees_the_secret() {
             ensure(key.as_bytes() == &[0x5a; 32], || {
                 "parent lost its secret".into()
             })
-        })
-        .unwrap_or_else(|e| panic!("{backing:?}: {e}"));
+        });
     }
 }
 
@@ -625,7 +632,7 @@ fn a_forked_child_never_sees_the_secret() {
 #[test]
 fn another_process_cannot_read_a_secretmem_secret_through_proc_mem() {
     let expected = secretmem_expected();
-    in_child(|| {
+    run(|| {
         let mut control = LockedBuf::<32>::with_backing(Backing::Anonymous).map_err(err)?;
         control.as_bytes_mut().fill(0x33);
         let control_addr = control.as_ref().as_ptr() as u64;
@@ -644,8 +651,7 @@ fn another_process_cannot_read_a_secretmem_secret_through_proc_mem() {
         secret.as_bytes_mut().fill(0x5a);
         read_other(secret.as_ref().as_ptr() as u64, None)?;
         read_other(control_addr, Some(0x33))
-    })
-    .unwrap();
+    });
 }
 
 /// From a forked child, reads 32 bytes at `addr` of the parent through
@@ -716,7 +722,7 @@ fn child_dumps_core() -> bool {
 
 #[test]
 fn the_core_dump_guard_restores_dumpable_and_the_soft_limit() {
-    in_child(|| {
+    run(|| {
         let (_, hard) = core_limit();
         // A soft limit to restore that is neither 0 nor the hard limit.
         let soft = hard.min(1 << 20);
@@ -763,6 +769,5 @@ fn the_core_dump_guard_restores_dumpable_and_the_soft_limit() {
             mlock::is_dumpable() == Ok(true) && core_limit() == (soft, hard),
             || "drop did not restore".into(),
         )
-    })
-    .unwrap();
+    });
 }
