@@ -284,9 +284,10 @@ fn realtime_without_cap_sys_nice_or_rlimit_rtprio_is_permission_denied() {
             .io_flusher(Requirement::Skip)
             .realtime(10, Requirement::BestEffort);
         let report = harden_swap_daemon(&recipe).map_err(|e| e.to_string())?;
-        ensure(
-            report.realtime == Step::Failed(Error::PermissionDenied),
-            || format!("{:?}", report.realtime),
+        ensure_eq(
+            report.realtime,
+            Step::Failed(Error::PermissionDenied),
+            "report.realtime",
         )?;
         let required = recipe.realtime(10, Requirement::Required);
         let err = harden_swap_daemon(&required).unwrap_err();
@@ -310,9 +311,7 @@ fn harden_with_realtime_runs_the_daemon_under_sched_fifo() {
             || "setting".into(),
         )?;
         let report = harden_swap_daemon(&recipe).map_err(|e| e.to_string())?;
-        ensure(report.realtime == Step::Done(10), || {
-            format!("{:?}", report.realtime)
-        })?;
+        ensure_eq(report.realtime, Step::Done(10), "report.realtime")?;
         ensure(report.to_string().contains("SCHED_FIFO: done"), || {
             report.to_string()
         })?;
@@ -690,17 +689,21 @@ fn harden_as_root_does_every_step() {
             let hard = (hard != u64::MAX).then_some(hard);
             Limit { soft: hard, hard }
         };
-        ensure(report.memlock_limit == Step::Done(raised), || {
-            format!("{:?}", report.memlock_limit)
-        })?;
-        ensure(mlock::memlock_limit() == Ok(raised), || "limit".into())?;
-        ensure(
-            report.lock == Step::Done(Flags::CURRENT | Flags::FUTURE),
-            || format!("{:?}", report.lock),
+        ensure_eq(
+            report.memlock_limit,
+            Step::Done(raised),
+            "report.memlock_limit",
         )?;
-        ensure(
-            report.stack == Step::Done(mlock::DEFAULT_STACK_PREFAULT),
-            || format!("{:?}", report.stack),
+        ensure(mlock::memlock_limit() == Ok(raised), || "limit".into())?;
+        ensure_eq(
+            report.lock,
+            Step::Done(Flags::CURRENT | Flags::FUTURE),
+            "report.lock",
+        )?;
+        ensure_eq(
+            report.stack,
+            Step::Done(mlock::DEFAULT_STACK_PREFAULT),
+            "report.stack",
         )?;
         if privileged {
             ensure(report.io_flusher == Step::Done(()), || "io_flusher".into())?;
@@ -750,20 +753,17 @@ fn harden_unprivileged_best_effort_reports_what_it_could_not_do() {
             soft: Some(0),
             hard: Some(0),
         };
-        ensure(report.memlock_limit == Step::Done(zero), || {
-            format!("{:?}", report.memlock_limit)
-        })?;
-        ensure(report.lock == Step::Failed(Error::PermissionDenied), || {
-            format!("{:?}", report.lock)
-        })?;
-        ensure(report.stack.is_done(), || "stack".into())?;
-        ensure(
-            report.io_flusher == Step::Failed(Error::PermissionDenied),
-            || format!("{:?}", report.io_flusher),
+        ensure_eq(
+            report.memlock_limit,
+            Step::Done(zero),
+            "report.memlock_limit",
         )?;
-        ensure(
-            report.oom_score_adj == Step::Failed(Error::PermissionDenied),
-            || format!("{:?}", report.oom_score_adj),
+        ensure(report.stack.is_done(), || "stack".into())?;
+        let denied = [Stage::Lock, Stage::IoFlusher, Stage::OomScoreAdj].map(|s| report.step(s));
+        ensure_eq(
+            denied,
+            [Step::Failed(Error::PermissionDenied); 3],
+            "lock, io_flusher, oom_score_adj",
         )?;
         ensure(report.locked_bytes.is_none(), || "locked bytes".into())?;
         let failed: Vec<Stage> = report.failures().map(|(s, _)| s).collect();

@@ -191,18 +191,28 @@ fn invalid_flags_are_rejected_before_the_kernel_and_the_kernel_agrees() {
     }
 }
 
+/// Fails unless `err` is `want`, carries `errno`, and its message (the
+/// fix it names) holds each of `fix`.
+fn expect_error(err: Error, want: Error, errno: i32, fix: &[&str]) -> Result<(), String> {
+    ensure_eq(err, want, "error")?;
+    ensure_eq(err.errno(), Some(errno), "errno")?;
+    let text = err.to_string();
+    ensure(fix.iter().all(|word| text.contains(word)), || {
+        format!("the message lacks one of {fix:?}: {text}")
+    })
+}
+
 #[test]
 fn eperm_without_capability_and_zero_limit() {
     run(|| {
         set_memlock(0, 0);
         drop_to_nobody();
         let err = mlock::lock_all(Flags::CURRENT | Flags::FUTURE).unwrap_err();
-        ensure(err == Error::PermissionDenied, || format!("got {err:?}"))?;
-        ensure(err.errno() == Some(libc::EPERM), || "errno".into())?;
-        let text = err.to_string();
-        ensure(
-            text.contains("CAP_IPC_LOCK") && text.contains("setcap"),
-            || format!("message lacks the fix: {text}"),
+        expect_error(
+            err,
+            Error::PermissionDenied,
+            libc::EPERM,
+            &["CAP_IPC_LOCK", "setcap"],
         )?;
         // A region lock fails the same way.
         let map = Anon::new(MIB);
@@ -217,12 +227,11 @@ fn enomem_when_vmsize_exceeds_the_limit() {
         set_memlock(64 * 1024, 64 * 1024);
         drop_to_nobody();
         let err = mlock::lock_all(Flags::CURRENT).unwrap_err();
-        ensure(err == Error::ResourceLimit, || format!("got {err:?}"))?;
-        ensure(err.errno() == Some(libc::ENOMEM), || "errno".into())?;
-        let text = err.as_str();
-        ensure(
-            text.contains("RLIMIT_MEMLOCK") && text.contains("ulimit -l"),
-            || format!("message lacks the fix: {text}"),
+        expect_error(
+            err,
+            Error::ResourceLimit,
+            libc::ENOMEM,
+            &["RLIMIT_MEMLOCK", "ulimit -l"],
         )?;
         ensure(vm_lck_kb() == 0, || {
             "a failed mlockall left pages locked".into()

@@ -10,17 +10,17 @@ mod counting_alloc;
 
 use common::*;
 use counting_alloc::allocations;
-use mlock::{Backing, Config, Flags, LockedBuf, SealedBuf};
+use mlock::{Backing, Config, Error, Flags, LockedBuf, Outcome, SealedBuf};
 
 #[test]
 fn locking_calls_do_not_allocate() {
     let result = in_child(|| {
         let data = vec![7u8; 64 * 1024];
-        let ((), n) = allocations(|| {
+        let ((on_fault, outcome, empty), n) = allocations(|| {
             mlock::lock_all(Flags::FUTURE).unwrap();
             mlock::unlock_all().unwrap();
             mlock::lock(&data).unwrap();
-            let _ = mlock::lock_on_fault(&data);
+            let on_fault = mlock::lock_on_fault(&data);
             mlock::unlock(&data).unwrap();
             drop(mlock::LockGuard::new(&data).unwrap());
             let mut key = LockedBuf::<32>::new().unwrap();
@@ -35,11 +35,24 @@ fn locking_calls_do_not_allocate() {
             mlock::raise_memlock_limit().unwrap();
             mlock::has_ipc_lock().unwrap();
             mlock::is_dumpable().unwrap();
-            let _ = mlock::lock_with(&Config::new(Flags::FUTURE)).unwrap();
-            let _ = mlock::lock_all(Flags::empty());
+            let outcome = mlock::lock_with(&Config::new(Flags::FUTURE)).unwrap();
+            let empty = mlock::lock_all(Flags::empty());
             mlock::disable_core_dumps().unwrap();
+            (on_fault, outcome, empty)
         });
-        ensure(n == 0, || format!("{n} allocations"))
+        ensure(n == 0, || format!("{n} allocations"))?;
+        // The calls did their work (QEMU user mode has no mlock2).
+        let want = if under_qemu_user() {
+            Err(Error::Unsupported)
+        } else {
+            Ok(())
+        };
+        ensure_eq(on_fault, want, "lock_on_fault")?;
+        ensure(
+            matches!(outcome, Outcome::Locked { flags, .. } if flags == Flags::FUTURE),
+            || format!("lock_with(FUTURE): {outcome:?}"),
+        )?;
+        ensure_eq(empty, Err(Error::InvalidArgument), "lock_all(empty)")
     });
     result.unwrap();
 }
@@ -47,24 +60,31 @@ fn locking_calls_do_not_allocate() {
 #[test]
 fn status_calls_do_not_allocate() {
     let text = std::fs::read("/proc/self/status").unwrap();
-    let ((), n) = allocations(|| {
+    let ((locked, garbage, text), n) = allocations(|| {
         mlock::status().unwrap();
         mlock::locked_bytes().unwrap();
-        let _ = mlock::is_locked();
+        let locked = mlock::is_locked();
         mlock::Status::parse(&text).unwrap();
-        let _ = mlock::Status::parse(&[0xff; 300]);
-        let _ = mlock::Error::ResourceLimit.as_str();
+        // Not a line the parser knows: no field, no error.
+        let garbage = mlock::Status::parse(&[0xff; 300]).map(|s| s.locked_bytes());
+        (locked, garbage, mlock::Error::ResourceLimit.as_str())
     });
     assert_eq!(n, 0, "{n} allocations");
+    assert!(!locked, "nothing is locked in the harness");
+    assert_eq!(garbage, Ok(None));
+    assert!(text.contains("RLIMIT_MEMLOCK"), "{text}");
 }
 
 #[test]
 fn preflight_and_cgroup_reads_do_not_allocate() {
-    let ((), n) = allocations(|| {
-        let _ = mlock::preflight(mlock::Flags::CURRENT | mlock::Flags::FUTURE);
-        let _ = mlock::cgroup_memory();
+    let ((preflight, cgroup), n) = allocations(|| {
+        let preflight = mlock::preflight(mlock::Flags::CURRENT | mlock::Flags::FUTURE);
+        (preflight.map(drop), mlock::cgroup_memory().map(drop))
     });
     assert_eq!(n, 0, "{n} allocations");
+    // Both read what they need (this machine has /proc and a cgroup).
+    assert_eq!(preflight, Ok(()));
+    assert_eq!(cgroup, Ok(()));
 }
 
 #[test]

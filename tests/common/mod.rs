@@ -360,6 +360,15 @@ pub fn ensure(ok: bool, message: impl FnOnce() -> String) -> Result<(), String> 
     }
 }
 
+/// [`ensure`] for an equality: the message shows both sides.
+pub fn ensure_eq<T: PartialEq + std::fmt::Debug>(
+    got: T,
+    want: T,
+    what: &str,
+) -> Result<(), String> {
+    ensure(got == want, || format!("{what}: {got:?}, wanted {want:?}"))
+}
+
 /// Which calls of a syscall [`fail_syscall_with`] makes fail.
 #[derive(Clone, Copy)]
 pub enum When {
