@@ -307,26 +307,19 @@ const DOCTOR_ENV: &str = "MLOCK_TEST_DOCTOR";
 
 /// Builds the doctor example, which tests/doctor.rs runs, as the test step
 /// builds the tests (`cargo test --tests` builds no examples): same target,
-/// linker, flags, features and profile. Returns its path.
+/// linker, flags, features and profile. Returns the path cargo reports.
 fn build_doctor(target: &Target) -> util::Result<std::path::PathBuf> {
-    util::run(
+    let json = util::output(
         cargo_for(target)
             .args(["build", "--example", "doctor", "--features", "mlock/serde"])
-            .args(target_args(target)),
+            .args(target_args(target))
+            .arg("--message-format=json-render-diagnostics"),
     )?;
-    let mut path = util::root().join("target");
-    if target.triple != host_triple() {
-        path.push(target.triple);
-    }
-    path.extend(["debug", "examples", "doctor"]);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "the doctor example was built, but {} is not there",
-            path.display()
-        ))
-    }
+    util::cargo_executables(&json)
+        .into_iter()
+        .find(|b| b.name == "doctor" && b.kind.iter().any(|k| k == "example"))
+        .map(|b| b.executable)
+        .ok_or_else(|| "cargo built the doctor example but reported no executable".into())
 }
 
 /// The stub backend that targets without the raw syscall layer get
