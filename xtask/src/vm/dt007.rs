@@ -16,7 +16,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{cpio, fetch, fetch::Fetched, number_after, Console};
+use super::boot::{boot_console, Console};
+use super::check::number_after;
+use super::pack::vm_script;
+use super::{build::build_examples, cpio, fetch, fetch::Fetched};
 use crate::arch::Arch;
 use crate::util::{self, Result};
 
@@ -122,8 +125,8 @@ pub fn pack(arch: &Arch, fetched: &Fetched, example_dir: &Path, dir: &Path) -> R
     archive.char_device("dev/console", 0o600, 5, 1);
     archive.char_device("dev/null", 0o666, 1, 3);
     archive.copy("bin/busybox", 0o755, &fetched.busybox)?;
-    archive.copy("init", 0o755, &super::vm_script("dt007.sh"))?;
-    archive.copy("etc/prelude.sh", 0o644, &super::vm_script("prelude.sh"))?;
+    archive.copy("init", 0o755, &vm_script("dt007.sh"))?;
+    archive.copy("etc/prelude.sh", 0o644, &vm_script("prelude.sh"))?;
     archive.file("etc/vm.conf", 0o644, conf(arch).as_bytes());
     for module in &fetched.nbd_modules {
         let name = module.file_name().unwrap_or_default().to_string_lossy();
@@ -150,7 +153,7 @@ fn time_limit(arch: &Arch) -> Duration {
 pub fn boot(arch: &Arch, kernel: &Path, initrd: &Path, mode: &str) -> Run {
     let tag = format!("dt007 {mode} ");
     let extra = format!("DT007_MODE={mode}");
-    match super::boot_console(arch, kernel, initrd, &extra, time_limit(arch), &tag) {
+    match boot_console(arch, kernel, initrd, &extra, time_limit(arch), &tag) {
         Ok(console) => classify(&console),
         Err(e) => Run {
             outcome: Outcome::Error(e.clone()),
@@ -177,13 +180,13 @@ pub fn run(arches: &[&'static Arch], repeat: usize, plot_it: bool, modes: &[Stri
     } else {
         modes.iter().map(String::as_str).collect()
     };
-    util::ensure_debian_packages(super::HOST_PACKAGES)?;
+    util::ensure_debian_packages(&super::host_packages())?;
     let mut prepared = Vec::new();
     for &arch in arches {
         let dir = util::root().join("target").join("vm").join(arch.name);
         let fetched = fetch::fetch(arch, &dir)?;
         util::ensure_rust_target(arch.triple)?;
-        let example_dir = super::build_examples(arch, &EXAMPLES)?;
+        let example_dir = build_examples(arch, &EXAMPLES)?;
         let initrd = pack(arch, &fetched, &example_dir, &dir)?;
         eprintln!("xtask: {}: {}", arch.name, fetched.kernel_package);
         prepared.push((arch, fetched.kernel_package, fetched.kernel, initrd));

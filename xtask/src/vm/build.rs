@@ -1,0 +1,100 @@
+//! Builds the static test binaries and examples that go into one
+//! architecture's VMs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{DOCTOR_EXAMPLE, PID1_EXAMPLE};
+use crate::arch::Arch;
+use crate::util::{self, Result};
+
+/// A cargo command for `arch`'s static binaries, in a target directory of
+/// its own (its flags differ from the host's and QEMU user mode's builds).
+fn cargo_for(arch: &Arch, subcommand: &str) -> Command {
+    let mut cmd = util::cargo();
+    cmd.arg(subcommand)
+        .args(["--target", arch.triple])
+        .env("CARGO_TARGET_DIR", build_dir())
+        // TCG runs guest code 10-30 times slower than the host: optimize
+        // the crate and its tests, keeping debug assertions and overflow
+        // checks. Dependencies (criterion and the benchmarks' peers among
+        // them) stay at opt-level 0: they cost compile time, not test time.
+        .env("CARGO_PROFILE_TEST_OPT_LEVEL", "2")
+        .env("CARGO_PROFILE_DEV_OPT_LEVEL", "2")
+        .args(["--config", "profile.test.package.\"*\".opt-level=0"])
+        .args(["--config", "profile.dev.package.\"*\".opt-level=0"])
+        // Smaller binaries make a smaller initramfs in a 256 MiB VM.
+        .env("CARGO_PROFILE_TEST_DEBUG", "0")
+        .env("CARGO_PROFILE_TEST_STRIP", "debuginfo")
+        .env("CARGO_PROFILE_DEV_DEBUG", "0")
+        .env("CARGO_PROFILE_DEV_STRIP", "debuginfo")
+        .env_remove("MLOCK_TEST_QEMU_USER");
+    cmd.envs(arch.build_env());
+    cmd
+}
+
+/// Builds every test target and returns (name in the VM, executable).
+pub(super) fn build_tests(arch: &Arch) -> Result<Vec<(String, PathBuf)>> {
+    let json = util::output(cargo_for(arch, "test").args([
+        "--tests",
+        // Every test, including those behind optional features.
+        "--all-features",
+        "--no-run",
+        "--message-format=json-render-diagnostics",
+    ]))?;
+    let mut tests: Vec<(String, PathBuf)> = util::cargo_executables(&json)
+        .into_iter()
+        .filter(|built| built.test)
+        .map(|built| {
+            let kind = if built.kind == ["lib"] { "lib-" } else { "" };
+            (format!("{kind}{}", built.name), built.executable)
+        })
+        .collect();
+    if tests.is_empty() {
+        return Err(format!(
+            "cargo built no test executables for {}",
+            arch.triple
+        ));
+    }
+    tests.sort();
+    Ok(tests)
+}
+
+/// Builds `examples` as static release binaries; returns their directory.
+pub(super) fn build_examples(arch: &Arch, examples: &[&str]) -> Result<PathBuf> {
+    let mut cmd = cargo_for(arch, "build");
+    cmd.args(["--release", "--all-features"]);
+    for example in examples {
+        cmd.args(["--example", example]);
+    }
+    util::run(&mut cmd)?;
+    Ok(build_dir()
+        .join(arch.triple)
+        .join("release")
+        .join("examples"))
+}
+
+/// The doctor example, when it exists.
+pub(super) fn doctor_example() -> Option<&'static &'static str> {
+    let source = util::root()
+        .join("examples")
+        .join(format!("{DOCTOR_EXAMPLE}.rs"));
+    source.is_file().then_some(&DOCTOR_EXAMPLE)
+}
+
+/// Builds the `#![no_std]` PID 1 helper, a package of its own (see its
+/// Cargo.toml), as a static release binary; returns its path.
+pub(super) fn build_pid1(arch: &Arch, manifest: &Path) -> Result<PathBuf> {
+    let mut cmd = cargo_for(arch, "build");
+    cmd.arg("--release").arg("--manifest-path").arg(manifest);
+    util::run(&mut cmd)?;
+    Ok(build_dir()
+        .join(arch.triple)
+        .join("release")
+        .join(PID1_EXAMPLE))
+}
+
+/// The target directory of the VM builds.
+fn build_dir() -> PathBuf {
+    util::root().join("target").join("vm").join("build")
+}

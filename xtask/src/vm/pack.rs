@@ -1,0 +1,100 @@
+//! Prepares one architecture for booting: fetches its kernel, builds its
+//! binaries, and packs them into initramfs images.
+
+use std::path::{Path, PathBuf};
+
+use super::build::{build_examples, build_pid1, build_tests, doctor_example};
+use super::{cpio, dt007, fetch, DOCTOR_ENV, HOLD_MIB, SCENARIO_EXAMPLES};
+use crate::arch::Arch;
+use crate::util::{self, Result};
+
+/// What the host prepares for one architecture before booting it.
+pub(super) struct Prepared {
+    pub(super) arch: &'static Arch,
+    pub(super) kernel_package: String,
+    pub(super) kernel: PathBuf,
+    pub(super) suite_initrd: PathBuf,
+    pub(super) pid1_initrd: Option<PathBuf>,
+    pub(super) dt007_initrd: PathBuf,
+}
+
+/// Fetches the kernel, builds the static binaries and packs both initramfs
+/// images for one architecture.
+pub(super) fn prepare(arch: &'static Arch, pid1_manifest: Option<&Path>) -> Result<Prepared> {
+    let dir = util::root().join("target").join("vm").join(arch.name);
+    let fetched = fetch::fetch(arch, &dir)?;
+    eprintln!(
+        "xtask: {}: {} ({})",
+        arch.name,
+        fetched.kernel_package,
+        fetched.kernel.display()
+    );
+    util::ensure_rust_target(arch.triple)?;
+
+    let tests = build_tests(arch)?;
+    let examples: Vec<&str> = SCENARIO_EXAMPLES
+        .iter()
+        .chain(doctor_example())
+        .chain(&dt007::EXAMPLES)
+        .copied()
+        .collect();
+    let example_dir = build_examples(arch, &examples)?;
+    let dt007_initrd = dt007::pack(arch, &fetched, &example_dir, &dir)?;
+
+    let suite_initrd = dir.join("suite.cpio.gz");
+    let mut archive = cpio::Archive::default();
+    for d in [
+        "bin", "dev", "etc", "modules", "proc", "sys", "tmp", "tests",
+    ] {
+        archive.dir(d);
+    }
+    archive.char_device("dev/console", 0o600, 5, 1);
+    archive.char_device("dev/null", 0o666, 1, 3);
+    archive.copy("bin/busybox", 0o755, &fetched.busybox)?;
+    archive.copy("init", 0o755, &vm_script("init.sh"))?;
+    archive.copy("etc/prelude.sh", 0o644, &vm_script("prelude.sh"))?;
+    let mut conf = format!("ARCH={}\nHOLD_MIB={HOLD_MIB}\n", arch.name);
+    if let Some(doctor) = doctor_example() {
+        conf.push_str(&format!("export {DOCTOR_ENV}=/bin/{doctor}\n"));
+    }
+    archive.file("etc/vm.conf", 0o644, conf.as_bytes());
+    for module in &fetched.modules {
+        let name = module.file_name().unwrap_or_default().to_string_lossy();
+        archive.copy(&format!("modules/{name}"), 0o644, module)?;
+    }
+    for (name, path) in &tests {
+        archive.copy(&format!("tests/{name}"), 0o755, path)?;
+    }
+    for name in SCENARIO_EXAMPLES.iter().chain(doctor_example()) {
+        archive.copy(&format!("bin/{name}"), 0o755, &example_dir.join(name))?;
+    }
+    archive.write_gzip(&suite_initrd)?;
+
+    let pid1_initrd = if let Some(manifest) = pid1_manifest {
+        let init = build_pid1(arch, manifest)?;
+        let path = dir.join("pid1.cpio.gz");
+        let mut archive = cpio::Archive::default();
+        archive.dir("dev");
+        archive.dir("proc");
+        archive.char_device("dev/console", 0o600, 5, 1);
+        archive.copy("init", 0o755, &init)?;
+        archive.write_gzip(&path)?;
+        Some(path)
+    } else {
+        None
+    };
+
+    Ok(Prepared {
+        arch,
+        kernel_package: fetched.kernel_package,
+        kernel: fetched.kernel,
+        suite_initrd,
+        pid1_initrd,
+        dt007_initrd,
+    })
+}
+
+/// A script of `xtask/vm/` (the busybox `/init`s and what they source).
+pub(super) fn vm_script(name: &str) -> PathBuf {
+    util::root().join("xtask").join("vm").join(name)
+}
