@@ -17,6 +17,7 @@
 //! seconds) and then `xtask: N passed, M failed`, which CI reads.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
@@ -447,19 +448,27 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// Runs a `cargo test` command, echoing its standard output line by line
 /// (so the harness's own `test result:` lines reach the log) while adding
-/// them to `tally`. Standard error (cargo's progress) passes through. After
-/// [`TEST_TIMEOUT`] the command and every process below it are killed.
+/// them to `tally`. Standard error (cargo's progress) passes through.
+///
+/// The command runs in a process group of its own, which every process
+/// below it inherits (no test creates its own group or session), so that
+/// after [`TEST_TIMEOUT`] one signal to the group kills the whole tree,
+/// orphans reparented to init included. Being a group of its own, it does
+/// not get the terminal's Ctrl-C; when the xtask dies of one, the tests'
+/// next write to the closed stdout pipe ends them.
 fn run_libtest(cmd: &mut Command, tally: &mut Tally) -> util::Result {
     eprintln!("$ {}", util::describe(cmd));
     let mut child = cmd
         .stdout(Stdio::piped())
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("could not start `{}`: {e}", util::describe(cmd)))?;
-    let pid = child.id();
+    // `process_group(0)`: the group's id is the child's pid.
+    let pgid = child.id();
     let (finished, watch) = mpsc::channel::<()>();
     let watchdog = thread::spawn(move || match watch.recv_timeout(TEST_TIMEOUT) {
         Err(RecvTimeoutError::Timeout) => {
-            kill_tree(pid);
+            kill_group(pgid);
             true
         }
         _ => false,
@@ -495,51 +504,17 @@ fn run_libtest(cmd: &mut Command, tally: &mut Tally) -> util::Result {
     util::check_status(cmd, status)
 }
 
-/// Kills `pid` and all its descendants (cargo, the QEMU runners, the test
-/// binaries and their forked children), found through `/proc/*/stat`.
-fn kill_tree(pid: u32) {
-    let mut parent_of: Vec<(u32, u32)> = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let Some(p) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            // `pid (comm) state ppid ...`; comm may hold spaces and parens.
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|ppid| ppid.parse::<u32>().ok());
-            if let Some(ppid) = ppid {
-                parent_of.push((p, ppid));
-            }
-        }
-    }
-    let mut tree = vec![pid];
-    let mut i = 0;
-    while i < tree.len() {
-        let parent = tree[i];
-        tree.extend(
-            parent_of
-                .iter()
-                .filter(|(_, ppid)| *ppid == parent)
-                .map(|(p, _)| *p),
-        );
-        i += 1;
-    }
-    let pids: Vec<String> = tree.iter().map(u32::to_string).collect();
+/// Kills the process group `pgid` (cargo, the QEMU runners, the test
+/// binaries and their forked children: all of them inherit the group that
+/// [`run_libtest`] gave cargo) with `kill -KILL -- -<pgid>`.
+fn kill_group(pgid: u32) {
     eprintln!(
-        "xtask: test run exceeded {} minutes; killing processes {}",
-        TEST_TIMEOUT.as_secs() / 60,
-        pids.join(" ")
+        "xtask: test run exceeded {} minutes; killing its process group {pgid}",
+        TEST_TIMEOUT.as_secs() / 60
     );
-    let _ = Command::new("kill").arg("-KILL").args(&pids).status();
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .status();
 }
 
 /// Runs the steps in order, stopping at the first failure; prints the
@@ -612,4 +587,51 @@ fn print_summary(rows: &[Row]) {
         );
     }
     println!("xtask: {} passed, {} failed", sum.passed, sum.failed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kill_group;
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+
+    /// Whether `pid` has ended: gone, or a zombie waiting for its reaper.
+    fn ended(pid: &str) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        }
+    }
+
+    #[test]
+    fn killing_the_group_kills_children_and_orphans() {
+        // A shell that starts a grandchild in the background, says its pid
+        // and waits: the shape of cargo, a test binary and its fork.
+        let mut child = Command::new("sh")
+            .args(["-c", "sleep 300 & echo $!; wait"])
+            .stdout(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let grandchild = line.trim().to_string();
+        assert!(!ended(&grandchild));
+        kill_group(child.id());
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !ended(&grandchild) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sleep {grandchild} outlived its group"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
 }
