@@ -4,6 +4,7 @@ mod arch;
 mod bench;
 mod dist;
 mod docker;
+mod figure;
 mod size;
 mod test;
 #[allow(dead_code)] // Used by the command modules as they land.

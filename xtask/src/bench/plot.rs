@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::parse::OnfaultRow;
-use crate::util;
+use crate::{figure, util};
 
 /// Draws time and RSS against the mapping size, log-scaled, one line per
 /// call.
@@ -133,18 +133,16 @@ pub(super) fn plot(rows: &[OnfaultRow], caption: &str, path: &Path) -> util::Res
                 (y_lo..y_hi).log_scale().with_key_points(ticks.clone()),
             )
             .map_err(|e| err(&e))?;
-        chart
-            .configure_mesh()
-            .x_desc("mapping size, untouched (log scale)")
-            .y_desc(y_desc)
-            .x_label_formatter(&fmt_size)
-            .y_label_formatter(fmt_y)
-            .label_style(("sans-serif", 14))
-            .axis_desc_style(("sans-serif", 15))
-            .light_line_style(WHITE)
-            .bold_line_style(RGBColor(225, 225, 225))
-            .draw()
-            .map_err(|e| err(&e))?;
+        figure::grid(
+            chart
+                .configure_mesh()
+                .x_desc("mapping size, untouched (log scale)")
+                .y_desc(y_desc)
+                .x_label_formatter(&fmt_size)
+                .y_label_formatter(fmt_y),
+        )
+        .draw()
+        .map_err(|e| err(&e))?;
         for ((label, color, whole), call) in series.iter().zip(calls) {
             let y: &dyn Fn(&OnfaultRow) -> f64 = if is_time {
                 &|r| r.median_ns as f64 / 1e3

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use super::boot::{boot_console, Console};
 use super::check::number_after;
-use super::pack::vm_script;
-use super::{build::build_examples, cpio, fetch, fetch::Fetched};
+use super::pack::busybox_archive;
+use super::{build::build_examples, fetch, fetch::Fetched};
 use crate::arch::Arch;
 use crate::util::{self, Result};
 
@@ -118,20 +118,7 @@ fn conf(arch: &Arch) -> String {
 /// the two examples from `example_dir`.
 pub fn pack(arch: &Arch, fetched: &Fetched, example_dir: &Path, dir: &Path) -> Result<PathBuf> {
     let path = dir.join("dt007.cpio.gz");
-    let mut archive = cpio::Archive::default();
-    for d in ["bin", "dev", "etc", "modules", "proc", "sys", "tmp"] {
-        archive.dir(d);
-    }
-    archive.char_device("dev/console", 0o600, 5, 1);
-    archive.char_device("dev/null", 0o666, 1, 3);
-    archive.copy("bin/busybox", 0o755, &fetched.busybox)?;
-    archive.copy("init", 0o755, &vm_script("dt007.sh"))?;
-    archive.copy("etc/prelude.sh", 0o644, &vm_script("prelude.sh"))?;
-    archive.file("etc/vm.conf", 0o644, conf(arch).as_bytes());
-    for module in &fetched.nbd_modules {
-        let name = module.file_name().unwrap_or_default().to_string_lossy();
-        archive.copy(&format!("modules/{name}"), 0o644, module)?;
-    }
+    let mut archive = busybox_archive(fetched, "dt007.sh", &[], &conf(arch), &fetched.nbd_modules)?;
     for name in EXAMPLES {
         archive.copy(&format!("bin/{name}"), 0o755, &example_dir.join(name))?;
     }
@@ -626,16 +613,14 @@ pub fn plot(title: &str, panels: &[(String, &Run)], path: &Path) -> Result {
             .y_label_area_size(60)
             .build_cartesian_2d(0.0..t_hi, 0.0..y_hi)
             .map_err(|e| err(&e))?;
-        chart
-            .configure_mesh()
-            .x_desc("seconds since the hog started")
-            .y_desc("MiB")
-            .label_style(("sans-serif", 14))
-            .axis_desc_style(("sans-serif", 15))
-            .light_line_style(WHITE)
-            .bold_line_style(RGBColor(225, 225, 225))
-            .draw()
-            .map_err(|e| err(&e))?;
+        crate::figure::grid(
+            chart
+                .configure_mesh()
+                .x_desc("seconds since the hog started")
+                .y_desc("MiB"),
+        )
+        .draw()
+        .map_err(|e| err(&e))?;
         type Series = (&'static str, RGBColor, fn(&Sample) -> f64);
         let series: [Series; 3] = [
             ("free memory", RGBColor(30, 90, 200), |s| s.free_mib),

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::build::{build_examples, build_pid1, build_tests, doctor_example};
+use super::fetch::Fetched;
 use super::{cpio, dt007, fetch, DOCTOR_ENV, HOLD_MIB, SCENARIO_EXAMPLES};
 use crate::arch::Arch;
 use crate::util::{self, Result};
@@ -42,26 +43,11 @@ pub(super) fn prepare(arch: &'static Arch, pid1_manifest: Option<&Path>) -> Resu
     let dt007_initrd = dt007::pack(arch, &fetched, &example_dir, &dir)?;
 
     let suite_initrd = dir.join("suite.cpio.gz");
-    let mut archive = cpio::Archive::default();
-    for d in [
-        "bin", "dev", "etc", "modules", "proc", "sys", "tmp", "tests",
-    ] {
-        archive.dir(d);
-    }
-    archive.char_device("dev/console", 0o600, 5, 1);
-    archive.char_device("dev/null", 0o666, 1, 3);
-    archive.copy("bin/busybox", 0o755, &fetched.busybox)?;
-    archive.copy("init", 0o755, &vm_script("init.sh"))?;
-    archive.copy("etc/prelude.sh", 0o644, &vm_script("prelude.sh"))?;
     let mut conf = format!("ARCH={}\nHOLD_MIB={HOLD_MIB}\n", arch.name);
     if let Some(doctor) = doctor_example() {
         conf.push_str(&format!("export {DOCTOR_ENV}=/bin/{doctor}\n"));
     }
-    archive.file("etc/vm.conf", 0o644, conf.as_bytes());
-    for module in &fetched.modules {
-        let name = module.file_name().unwrap_or_default().to_string_lossy();
-        archive.copy(&format!("modules/{name}"), 0o644, module)?;
-    }
+    let mut archive = busybox_archive(&fetched, "init.sh", &["tests"], &conf, &fetched.modules)?;
     for (name, path) in &tests {
         archive.copy(&format!("tests/{name}"), 0o755, path)?;
     }
@@ -92,6 +78,37 @@ pub(super) fn prepare(arch: &'static Arch, pid1_manifest: Option<&Path>) -> Resu
         pid1_initrd,
         dt007_initrd,
     })
+}
+
+/// The start of a busybox initramfs: its directories (`extra_dirs` beside
+/// the usual ones), `/dev/console` and `/dev/null`, busybox, the script
+/// `init` of `xtask/vm/` as `/init` with the prelude it sources, `conf` as
+/// `/etc/vm.conf`, and `modules` under `/modules`.
+pub(super) fn busybox_archive(
+    fetched: &Fetched,
+    init: &str,
+    extra_dirs: &[&str],
+    conf: &str,
+    modules: &[PathBuf],
+) -> Result<cpio::Archive> {
+    let mut archive = cpio::Archive::default();
+    for d in ["bin", "dev", "etc", "modules", "proc", "sys", "tmp"]
+        .iter()
+        .chain(extra_dirs)
+    {
+        archive.dir(d);
+    }
+    archive.char_device("dev/console", 0o600, 5, 1);
+    archive.char_device("dev/null", 0o666, 1, 3);
+    archive.copy("bin/busybox", 0o755, &fetched.busybox)?;
+    archive.copy("init", 0o755, &vm_script(init))?;
+    archive.copy("etc/prelude.sh", 0o644, &vm_script("prelude.sh"))?;
+    archive.file("etc/vm.conf", 0o644, conf.as_bytes());
+    for module in modules {
+        let name = module.file_name().unwrap_or_default().to_string_lossy();
+        archive.copy(&format!("modules/{name}"), 0o644, module)?;
+    }
+    Ok(archive)
 }
 
 /// A script of `xtask/vm/` (the busybox `/init`s and what they source).
