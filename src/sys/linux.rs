@@ -29,7 +29,7 @@
 
 use core::ffi::CStr;
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use linux_raw_sys::general as c;
 #[cfg(not(target_arch = "riscv64"))]
@@ -122,6 +122,7 @@ mod raw {
     }
 }
 
+use super::mem::zeroize;
 use super::{Advice, OpenMode, PrctlInt, Resource};
 use crate::secret::Backing;
 use crate::Error;
@@ -243,44 +244,6 @@ impl Drop for Mapping {
 unsafe impl Send for Mapping {}
 // SAFETY: shared access only reads through `as_slice`, as with `&[u8]`.
 unsafe impl Sync for Mapping {}
-
-/// Overwrites `buf` with zeros through volatile stores, which the compiler
-/// may not remove even when `buf` is never read again.
-#[inline]
-pub(crate) fn zeroize(buf: &mut [u8]) {
-    for byte in buf.iter_mut() {
-        // SAFETY: `byte` is a valid, aligned, exclusive reference.
-        unsafe { core::ptr::write_volatile(byte, 0) };
-    }
-    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
-}
-
-/// Reads one byte every `step` bytes of `buf` (`step` of 0 counts as 1) and
-/// writes the same value back, through volatile accesses the compiler may
-/// not remove or merge. Every page the buffer spans is write-faulted in and
-/// no byte changes. The walk goes from the last byte down to the first, so
-/// that on a stack (which grows down) consecutive touches are never more
-/// than `step` bytes apart and cannot jump over a guard page smaller than
-/// `step`.
-#[inline]
-pub(crate) fn touch(buf: &mut [u8], step: usize) {
-    let step = if step == 0 { 1 } else { step };
-    let Some(mut i) = buf.len().checked_sub(1) else {
-        return;
-    };
-    loop {
-        let byte: *mut u8 = &mut buf[i];
-        // SAFETY: `byte` comes from a valid, aligned, exclusive reference into
-        // `buf`, and `u8` has no invalid values; writing back what was read
-        // changes nothing another reference could observe.
-        unsafe { byte.write_volatile(byte.read_volatile()) };
-        if i == 0 {
-            break;
-        }
-        i = i.saturating_sub(step);
-    }
-    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
-}
 
 /// `prctl(2)` for an option whose arguments are plain integers and whose
 /// result is the return value.
@@ -516,97 +479,13 @@ pub(crate) fn is_procfs(fd: &Fd) -> Result<bool, Error> {
     Ok(buf.f_type as u64 == u64::from(c::PROC_SUPER_MAGIC))
 }
 
-/// A per-process value that, once set, reads as unset (0) again in a
-/// child made by `fork(2)`: a cache of a fact about this process that a
-/// child has to find out for itself (its process ID; whether its `/proc`,
-/// which may be in another mount namespace, is procfs).
-///
-/// The value is the first word of its own anonymous page, marked
-/// `MADV_WIPEONFORK` (`madvise(2)`, Linux 4.14+): the kernel gives a forked
-/// child that page zero-filled, so the child sees 0, with no `getpid` on
-/// the fast path. Where the page cannot be had (an older kernel rejects the
-/// advice, the mapping fails) nothing is ever stored, and the caller works
-/// the value out every time.
-///
-/// QEMU user mode before 8.0 answers every `madvise` with 0 and applies
-/// none, so a child there would inherit the value. Before it trusts the
-/// page, [`wipe_on_fork_page`] also asks for advice no kernel defines: a real
-/// kernel refuses it with EINVAL, and an `madvise` that accepts it is one
-/// that ignores advice.
-///
-/// A `clone(CLONE_VM)` child shares the page and so the value; `vfork`
-/// children only `exec` or `_exit`, which is all such a child may do.
-pub(crate) struct ForkLocal {
-    /// [`NO_PAGE`], [`NO_FLAG`], or the address of the value's page.
-    page: AtomicUsize,
-}
-
-/// [`ForkLocal::page`] before the first `set`.
-const NO_PAGE: usize = 0;
-/// [`ForkLocal::page`] when no wipe-on-fork page can be had.
-const NO_FLAG: usize = 1;
-
-impl ForkLocal {
-    /// No value, and no page yet.
-    pub(crate) const fn new() -> ForkLocal {
-        ForkLocal {
-            page: AtomicUsize::new(NO_PAGE),
-        }
-    }
-
-    /// What [`set`](Self::set) stored in this process since it was forked
-    /// (or started), or 0. One load and, once the page exists, one more.
-    #[inline]
-    pub(crate) fn get(&self) -> u32 {
-        match self.page.load(Ordering::Acquire) {
-            NO_PAGE | NO_FLAG => 0,
-            page => Self::word(page).load(Ordering::Relaxed),
-        }
-    }
-
-    /// Stores `value`, making the page on first use. Does nothing where no
-    /// page can be had.
-    ///
-    /// Only loads and stores, no read-modify-write: on aarch64 a
-    /// compare-and-swap links compiler-rt's outline-atomics helpers and
-    /// their start-up probe, about 1.2 KiB in a static `no_std` binary. The
-    /// price is that threads making their first call at the same moment
-    /// each map a page and the last store wins; the others' pages stay
-    /// mapped, unused (one page per such thread, once per process). A page
-    /// is never unmapped once it may have been published, so no thread can
-    /// touch an unmapped page.
-    #[cold]
-    pub(crate) fn set(&self, value: u32) {
-        let mut page = self.page.load(Ordering::Acquire);
-        if page == NO_PAGE {
-            page = wipe_on_fork_page();
-            self.page.store(page, Ordering::Release);
-        }
-        if page != NO_FLAG {
-            Self::word(page).store(value, Ordering::Relaxed);
-        }
-    }
-
-    /// The value's word at the start of `page`.
-    #[inline(always)]
-    fn word(page: usize) -> &'static AtomicU32 {
-        // SAFETY: `page` came from `wipe_on_fork_page` through `set`, which
-        // publishes only the address of a read-write page it mapped and
-        // never unmaps (no safe code can unmap it either), so the word stays
-        // valid for the rest of the process, and of any forked child, which
-        // inherits the mapping. A page address is aligned for an AtomicU32,
-        // and every bit pattern is a valid u32; all accesses to the word go
-        // through this AtomicU32.
-        unsafe { &*(page as *const AtomicU32) }
-    }
-}
-
 /// A fresh one-page private anonymous mapping that the kernel really wipes
-/// on fork, left mapped for good, or [`NO_FLAG`].
-fn wipe_on_fork_page() -> usize {
+/// on fork, left mapped for good, or `NO_FLAG` (1): see
+/// [`ForkLocal`](super::fork_local::ForkLocal).
+pub(super) fn wipe_on_fork_page() -> usize {
     // The length rounds up to one page.
     let Ok(mapping) = Mapping::new(1) else {
-        return NO_FLAG;
+        return super::fork_local::NO_FLAG;
     };
     let page = mapping.addr as usize;
     // SAFETY: the page is ours and nothing refers to it yet, so wiping it
@@ -626,7 +505,7 @@ fn wipe_on_fork_page() -> usize {
     };
     if wipe != 0 || probe == 0 {
         // Dropping the mapping unmaps it: it was never published.
-        return NO_FLAG;
+        return super::fork_local::NO_FLAG;
     }
     // Published from here on, so never unmapped.
     core::mem::forget(mapping);

@@ -1,7 +1,15 @@
-//! The syscall layer: the raw Linux backend where `build.rs` enables it,
-//! a stub that answers [`Error::Unsupported`](crate::Error::Unsupported)
-//! everywhere else, and the SIMD byte search (`scan`), the same on both.
-//! The rest of the crate calls only what is here.
+//! The syscall layer, and the crate's only `unsafe` code: the raw Linux
+//! backend where `build.rs` enables it, a stub that answers
+//! [`Error::Unsupported`](crate::Error::Unsupported) everywhere else, and
+//! the few memory operations both share. The rest of the crate calls only
+//! what is here.
+//!
+//! - `linux`: one typed wrapper per system call (x86_64, aarch64, riscv64).
+//! - `unsupported`: the same functions, answering `Unsupported`.
+//! - `fork_local`: a per-process word that a forked child sees as 0.
+//! - `mem`: volatile zeroing and page touching, no system call.
+//! - `scan`: the SIMD byte search of the status parser, with its portable
+//!   fallback.
 
 #[cfg(mlock_raw)]
 mod linux;
@@ -15,6 +23,14 @@ pub(crate) use unsupported::*;
 
 mod scan;
 pub(crate) use scan::bytes_either;
+
+#[cfg(mlock_raw)]
+mod fork_local;
+#[cfg(mlock_raw)]
+pub(crate) use fork_local::ForkLocal;
+
+mod mem;
+pub(crate) use mem::{touch, zeroize};
 
 /// The `madvise(2)` advice values the crate uses. None of them changes the
 /// contents of memory, which is what makes `madvise` safe to call.

@@ -32,25 +32,6 @@ pub(crate) fn madvise(_addr: *const u8, _len: usize, _advice: Advice) -> Result<
     Err(Error::Unsupported)
 }
 
-pub(crate) fn zeroize(buf: &mut [u8]) {
-    // Without a backend there is no LockedBuf to zero, but keep the
-    // behaviour honest for any caller.
-    for byte in buf.iter_mut() {
-        *byte = 0;
-    }
-}
-
-pub(crate) fn touch(buf: &mut [u8], step: usize) {
-    // Without the backend there is no volatile access (no `unsafe` here);
-    // `black_box` keeps the accesses in any reasonable build.
-    let step = if step == 0 { 1 } else { step };
-    let mut i = buf.len();
-    while i > 0 {
-        i = i.saturating_sub(step);
-        buf[i] = core::hint::black_box(buf[i]);
-    }
-}
-
 pub(crate) fn prctl_int(_option: PrctlInt, _arg2: usize) -> Result<usize, Error> {
     Err(Error::Unsupported)
 }
