@@ -7,7 +7,7 @@ use crate::Error;
 /// Mounts procfs at `/proc` unless it is already there; returns whether it
 /// mounted it.
 ///
-/// Locking does not need `/proc`, but [`status`](crate::status) does. The
+/// Locking does not need `/proc`, but [`status`](crate::status()) does. The
 /// mount is `nosuid,nodev,noexec`. Needs `CAP_SYS_ADMIN` (PID 1 has it)
 /// and an existing `/proc` directory.
 ///

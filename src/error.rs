@@ -66,7 +66,7 @@ pub enum Error {
     /// appears twice, a truncated line.
     Malformed,
     /// The crate's record of held locks is full: [`LockGuard`](crate::LockGuard),
-    /// [`LockedBuf`](crate::LockedBuf) and [`SealedBuf`](crate::SealedBuf)
+    /// [`LockedBuf`](crate::secret::LockedBuf) and [`SealedBuf`](crate::secret::SealedBuf)
     /// hold 128 distinct page ranges already (identical ranges share one
     /// entry). Detected before any syscall; there is no errno.
     TooManyLocks,

@@ -7,7 +7,7 @@
 //! records what it holds and consults the record before it unlocks:
 //!
 //! - **Regions:** each live [`LockGuard`](crate::LockGuard),
-//!   [`LockedBuf`](crate::LockedBuf) and [`SealedBuf`](crate::SealedBuf)
+//!   [`LockedBuf`](crate::secret::LockedBuf) and [`SealedBuf`](crate::secret::SealedBuf)
 //!   has an entry in a fixed table of page ranges ([`SLOTS`] of them, with
 //!   a count for identical ranges). An unlock of a range munlocks only the
 //!   pages no other entry covers.

@@ -13,21 +13,36 @@
 //!
 //! # Three reasons to lock memory
 //!
-//! - **Swap daemons.** A process that serves a swap device (a ublk or
+//! - **Swap daemons.** A process that serves a swap device (a ublk, NBD or
 //!   zram-backed helper) deadlocks if the kernel swaps out the daemon's own
 //!   pages: to free memory the kernel writes to the device, and the daemon
 //!   needs its swapped-out memory to serve that write.
-//!   `lock_all(CURRENT | FUTURE)` pins everything it has and will have.
+//!   `lock_all(CURRENT | FUTURE)` pins everything it has and will have;
+//!   [`daemon`] has the rest of what such a daemon needs.
 //! - **Secrets.** A key written to swap can outlive the process on disk.
-//!   [`LockedBuf`] holds a secret in `memfd_secret(2)` pages where the
-//!   kernel offers them (locked pages otherwise), out of core dumps,
+//!   [`secret::LockedBuf`] holds a secret in `memfd_secret(2)` pages where
+//!   the kernel offers them (locked pages otherwise), out of core dumps,
 //!   between guard pages, behind a canary, kept from forked children and
-//!   zeroed on drop; [`SealedBuf`] also keeps it no-access outside a
-//!   borrow; [`disable_core_dumps`] and [`disable_core_dumps_with_guard`]
-//!   cover the whole process. `docs/secrets.md` compares them with
-//!   libsodium, memsec and the `secrets` crate.
+//!   zeroed on drop; [`secret`] also turns core dumps off.
 //! - **Real time.** A page fault on a critical path costs microseconds, and
-//!   a major fault from swap costs milliseconds. Lock, then pre-fault.
+//!   a major fault from swap costs milliseconds. Lock, then pre-fault
+//!   ([`daemon::prefault`]).
+//!
+//! # Map
+//!
+//! At the root, what every user needs to lock memory and to know that it
+//! worked; everything else in a module named for its job.
+//!
+//! | where | what |
+//! |---|---|
+//! | root: locking | [`lock_all`], [`unlock_all`], [`Flags`]; [`lock`], [`lock_on_fault`], [`unlock`], [`LockGuard`]; [`lock_raw`], [`unlock_raw`] (`unsafe`, any address) |
+//! | root: policy | [`lock_with`] a [`Config`]; [`Requirement`] (required or best-effort, everywhere in the crate) and [`Outcome`] (what a best-effort action did) |
+//! | root: did it work? | [`locked_bytes`], [`is_locked`], [`status()`], [`Status`]; [`Error`] (each names its fix); [`BACKEND_AVAILABLE`] |
+//! | [`status`](mod@status) | `/proc/self/status` in depth: [`status::StatusReader`] (a kept descriptor), [`status::StatusParser`] (your own bytes) |
+//! | [`limits`] | `RLIMIT_MEMLOCK`, `CAP_IPC_LOCK`, the cgroup's memory limits, and [`limits::preflight`]: will locking work, and if not, why |
+//! | [`daemon`] | the swap-daemon kit: IO_FLUSHER, `SCHED_FIFO`, `oom_score_adj`, pre-faulting, and the recipe [`daemon::harden_swap_daemon`] |
+//! | [`secret`] | [`secret::LockedBuf`], [`secret::SealedBuf`], core dumps |
+//! | [`boot`] | an initramfs `/init` without libc: mount `/proc`, write to the console, power off |
 //!
 //! Which flags to use, and the two rules that hold for all of them:
 //!
@@ -40,8 +55,8 @@
 //! its locks compose:
 //!
 //! - dropping a [`LockGuard`], or [`unlock`], never unlocks a page that
-//!   another live [`LockGuard`], a [`LockedBuf`] or a
-//!   [`SealedBuf`] holds;
+//!   another live [`LockGuard`], a [`secret::LockedBuf`] or a
+//!   [`secret::SealedBuf`] holds;
 //! - while [`lock_all`] is in force (from its success to [`unlock_all`],
 //!   in the calling process), neither unlocks anything at all;
 //! - [`unlock_all`] locks the guards' and buffers' ranges again after
@@ -71,43 +86,27 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod boot;
-mod cgroup;
-mod daemon;
+pub mod daemon;
 mod error;
 mod flags;
 mod held;
-mod limits;
+pub mod limits;
 mod lock;
-mod oom;
 mod policy;
-mod preflight;
 mod procfs;
-mod secret;
+pub mod secret;
 #[cfg(feature = "serde")]
 mod serde_impls;
-mod status;
+pub mod status;
 mod sys;
 
-pub use cgroup::{cgroup_memory, CgroupMemory, CgroupVersion};
-pub use daemon::{
-    clear_io_flusher, harden_swap_daemon, is_io_flusher, is_realtime, prefault, prefault_stack,
-    set_io_flusher, set_realtime, touch_pages, HardenError, Hardening, Prefault, Report,
-    Requirement, Stage, Step, DEFAULT_REALTIME_PRIORITY, DEFAULT_STACK_PREFAULT,
-};
 pub use error::Error;
 pub use flags::Flags;
-pub use limits::{has_ipc_lock, memlock_limit, raise_memlock_limit, set_memlock_limit, Limit};
 pub use lock::{
     lock, lock_all, lock_on_fault, lock_raw, unlock, unlock_all, unlock_raw, LockGuard,
 };
-pub use oom::{oom_score_adj, set_oom_score_adj, OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN};
-pub use policy::{lock_with, Config, Outcome};
-pub use preflight::{preflight, Preflight};
-pub use secret::{
-    disable_core_dumps, disable_core_dumps_with_guard, exclude_from_dump, include_in_dump,
-    is_dumpable, Backing, CoreDumpGuard, LockedBuf, SealedBuf, SealedMut, SealedRef,
-};
-pub use status::{is_locked, locked_bytes, status, Status, StatusParser, StatusReader};
+pub use policy::{lock_with, Config, Outcome, Requirement};
+pub use status::{is_locked, locked_bytes, status, Status};
 
 /// Whether this build has the raw syscall backend (Linux on x86_64, aarch64
 /// or riscv64). Without it every call returns [`Error::Unsupported`].

@@ -47,12 +47,12 @@ pub fn lock_all(flags: Flags) -> Result<(), Error> {
 
 /// `munlockall()`: unlocks every page of the process and clears
 /// `MCL_FUTURE`, then locks again what live [`LockGuard`]s,
-/// [`LockedBuf`](crate::LockedBuf)s and [`SealedBuf`](crate::SealedBuf)s
+/// [`LockedBuf`](crate::secret::LockedBuf)s and [`SealedBuf`](crate::secret::SealedBuf)s
 /// hold, as they locked it.
 ///
 /// Regions locked with plain [`lock`] (or outside the crate) stay unlocked.
 /// Between the two steps the held ranges are unlocked for the time of a
-/// few syscalls; a [`LockedBuf`](crate::LockedBuf) backed by
+/// few syscalls; a [`LockedBuf`](crate::secret::LockedBuf) backed by
 /// `memfd_secret(2)` is not affected at all (the kernel never unlocks
 /// secret memory).
 ///
@@ -153,7 +153,7 @@ pub fn lock_on_fault(region: &[u8]) -> Result<(), Error> {
 ///
 /// The kernel works in whole pages, and its locks do not nest, so the
 /// crate munlocks only the pages of `region` that no live [`LockGuard`],
-/// [`LockedBuf`](crate::LockedBuf) or [`SealedBuf`](crate::SealedBuf)
+/// [`LockedBuf`](crate::secret::LockedBuf) or [`SealedBuf`](crate::secret::SealedBuf)
 /// holds, and nothing at all while [`lock_all`] is in force. Pages locked
 /// by plain [`lock`] calls or outside the crate are unlocked (see [Locks
 /// that others hold](crate#locks-that-others-hold)).
@@ -183,7 +183,7 @@ pub fn unlock(region: &[u8]) -> Result<(), Error> {
 /// The kernel validates the range, so no memory is read or written. The
 /// caller still promises that the page-rounded range belongs to it: the
 /// lock changes state that other owners of those pages (a [`LockGuard`], a
-/// [`LockedBuf`](crate::LockedBuf)) rely on.
+/// [`LockedBuf`](crate::secret::LockedBuf)) rely on.
 ///
 /// # Errors
 /// As [`lock`] and [`lock_on_fault`].
@@ -232,7 +232,7 @@ pub unsafe fn unlock_raw(addr: *const u8, len: usize) -> Result<(), Error> {
 ///
 /// The guard borrows the region, so it cannot outlive it. Guards compose:
 /// dropping one munlocks only the pages that no other live guard,
-/// [`LockedBuf`](crate::LockedBuf) or [`SealedBuf`](crate::SealedBuf)
+/// [`LockedBuf`](crate::secret::LockedBuf) or [`SealedBuf`](crate::secret::SealedBuf)
 /// holds, and nothing while [`lock_all`] is in force (see [Locks that
 /// others hold](crate#locks-that-others-hold)). Each guard takes an
 /// entry in the crate's fixed record (128 distinct ranges).

@@ -18,12 +18,13 @@
 //! deserialization, so a bad file is caught when it is read.
 //!
 //! [`Hardening`] (the recipe of
-//! [`harden_swap_daemon`](crate::harden_swap_daemon)) and [`Requirement`]
-//! serialize too; see `HardeningRepr` below for the keys.
+//! [`harden_swap_daemon`](crate::daemon::harden_swap_daemon)) and
+//! [`Requirement`] serialize too; see `HardeningRepr` below for the keys.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::{Config, Error, Flags, Hardening, Requirement, OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN};
+use crate::daemon::{Hardening, Stage, OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN};
+use crate::{Config, Error, Flags, Requirement};
 
 impl Serialize for Flags {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -58,7 +59,7 @@ impl From<&Config> for ConfigRepr {
     fn from(config: &Config) -> ConfigRepr {
         ConfigRepr {
             flags: config.flags(),
-            required: config.is_required(),
+            required: config.requirement() == Requirement::Required,
             retry_without_onfault: config.retries_without_onfault(),
         }
     }
@@ -71,9 +72,14 @@ impl TryFrom<ConfigRepr> for Config {
         if !repr.flags.is_valid() {
             return Err(Error::InvalidArgument);
         }
+        let requirement = if repr.required {
+            Requirement::Required
+        } else {
+            Requirement::BestEffort
+        };
         Ok(Config::new(repr.flags)
-            .required(repr.required)
-            .retry_without_onfault(repr.retry_without_onfault))
+            .with_requirement(requirement)
+            .with_onfault_retry(repr.retry_without_onfault))
     }
 }
 
@@ -94,18 +100,49 @@ impl<'de> Deserialize<'de> for Config {
     }
 }
 
+/// How a recipe step is written: left out, or run best-effort or required.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StepRepr {
+    Skip,
+    BestEffort,
+    Required,
+}
+
+impl From<Option<Requirement>> for StepRepr {
+    fn from(step: Option<Requirement>) -> StepRepr {
+        match step {
+            None => StepRepr::Skip,
+            Some(Requirement::BestEffort) => StepRepr::BestEffort,
+            Some(Requirement::Required) => StepRepr::Required,
+        }
+    }
+}
+
+impl From<StepRepr> for Option<Requirement> {
+    fn from(step: StepRepr) -> Option<Requirement> {
+        match step {
+            StepRepr::Skip => None,
+            StepRepr::BestEffort => Some(Requirement::BestEffort),
+            StepRepr::Required => Some(Requirement::Required),
+        }
+    }
+}
+
 /// The serialized shape of a [`Hardening`]: every key optional (a missing
 /// key keeps the value of [`Hardening::SWAP_DAEMON`]), the lock policy as a
-/// nested [`Config`] table.
+/// nested [`Config`] table, whose `required` is the lock step's
+/// requirement. Each other step is `"skip"`, `"best_effort"` or
+/// `"required"`.
 ///
 /// ```toml
-/// raise_memlock_limit = true
-/// prefault_stack = 262144          # bytes; 0 skips the step
-/// io_flusher = "best_effort"       # "skip", "best_effort" or "required"
-/// oom_score_adj = -1000            # with the requirement below
-/// oom_score_adj_requirement = "best_effort"
+/// memlock_limit = "best_effort"
+/// stack_prefault = 262144          # bytes; 0 skips the step
+/// io_flusher = "best_effort"
+/// oom_score_adj = -1000            # the value, for the step below
+/// oom_score_adj_step = "best_effort"
 /// realtime = 10                    # SCHED_FIFO priority, 1..=99
-/// realtime_requirement = "best_effort"
+/// realtime_step = "best_effort"
 ///
 /// [lock]
 /// flags = "CURRENT | FUTURE"
@@ -114,14 +151,14 @@ impl<'de> Deserialize<'de> for Config {
 #[derive(Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct HardeningRepr {
+    memlock_limit: StepRepr,
     lock: Config,
-    raise_memlock_limit: bool,
-    prefault_stack: usize,
-    io_flusher: Requirement,
+    stack_prefault: usize,
+    io_flusher: StepRepr,
     oom_score_adj: i32,
-    oom_score_adj_requirement: Requirement,
+    oom_score_adj_step: StepRepr,
     realtime: u8,
-    realtime_requirement: Requirement,
+    realtime_step: StepRepr,
 }
 
 impl Default for HardeningRepr {
@@ -132,17 +169,15 @@ impl Default for HardeningRepr {
 
 impl From<&Hardening> for HardeningRepr {
     fn from(h: &Hardening) -> HardeningRepr {
-        let (oom_score_adj, oom_score_adj_requirement) = h.oom_score_adj_setting();
-        let (realtime, realtime_requirement) = h.realtime_setting();
         HardeningRepr {
+            memlock_limit: h.requirement(Stage::MemlockLimit).into(),
             lock: h.lock_config(),
-            raise_memlock_limit: h.raises_memlock_limit(),
-            prefault_stack: h.stack_bytes(),
-            io_flusher: h.io_flusher_requirement(),
-            oom_score_adj,
-            oom_score_adj_requirement,
-            realtime,
-            realtime_requirement,
+            stack_prefault: h.stack_prefault_bytes(),
+            io_flusher: h.requirement(Stage::IoFlusher).into(),
+            oom_score_adj: h.oom_score_adj_value(),
+            oom_score_adj_step: h.requirement(Stage::OomScoreAdj).into(),
+            realtime: h.realtime_priority(),
+            realtime_step: h.requirement(Stage::Realtime).into(),
         }
     }
 }
@@ -153,26 +188,47 @@ impl Serialize for Hardening {
     }
 }
 
+/// `hardening` with `stage` set as `step` says, through `set` when it runs.
+fn apply(
+    hardening: Hardening,
+    stage: Stage,
+    step: StepRepr,
+    set: impl FnOnce(Hardening, Requirement) -> Hardening,
+) -> Hardening {
+    match Option::<Requirement>::from(step) {
+        None => hardening.without(stage),
+        Some(requirement) => set(hardening, requirement),
+    }
+}
+
 impl<'de> Deserialize<'de> for Hardening {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Hardening, D::Error> {
         let r = HardeningRepr::deserialize(deserializer)?;
-        if r.oom_score_adj_requirement != Requirement::Skip
+        if r.oom_score_adj_step != StepRepr::Skip
             && !(OOM_SCORE_ADJ_MIN..=OOM_SCORE_ADJ_MAX).contains(&r.oom_score_adj)
         {
             return Err(serde::de::Error::custom(
                 "invalid `oom_score_adj`: it must be within -1000..=1000",
             ));
         }
-        if r.realtime_requirement != Requirement::Skip && !(1..=99).contains(&r.realtime) {
+        if r.realtime_step != StepRepr::Skip && !(1..=99).contains(&r.realtime) {
             return Err(serde::de::Error::custom(
                 "invalid `realtime`: the SCHED_FIFO priority must be within 1..=99",
             ));
         }
-        Ok(Hardening::new(r.lock)
-            .raise_memlock_limit(r.raise_memlock_limit)
-            .prefault_stack(r.prefault_stack)
-            .io_flusher(r.io_flusher)
-            .oom_score_adj(r.oom_score_adj, r.oom_score_adj_requirement)
-            .realtime(r.realtime, r.realtime_requirement))
+        let h = Hardening::new(r.lock).with_stack_prefault(r.stack_prefault);
+        let h = apply(h, Stage::MemlockLimit, r.memlock_limit, |h, req| {
+            h.with_memlock_limit(req)
+        });
+        let h = apply(h, Stage::IoFlusher, r.io_flusher, |h, req| {
+            h.with_io_flusher(req)
+        });
+        let h = apply(h, Stage::OomScoreAdj, r.oom_score_adj_step, |h, req| {
+            h.with_oom_score_adj(r.oom_score_adj, req)
+        });
+        let h = apply(h, Stage::Realtime, r.realtime_step, |h, req| {
+            h.with_realtime(r.realtime, req)
+        });
+        Ok(h)
     }
 }

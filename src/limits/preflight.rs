@@ -1,8 +1,9 @@
 //! [`preflight`]: will `mlockall(2)` succeed, and if not, why? Answered
 //! from the same numbers the kernel checks, without locking anything.
 
+use super::{cgroup, has_ipc_lock, memlock_limit, CgroupMemory, Limit};
 use crate::sys::OpenMode;
-use crate::{cgroup, limits, procfs, status, CgroupMemory, Error, Flags, Limit};
+use crate::{procfs, status, Error, Flags};
 
 /// What [`preflight`] found: the numbers the kernel checks in
 /// `mlockall(2)` and the outcome they predict for [`lock_all`].
@@ -83,7 +84,7 @@ impl Preflight {
     /// `None` when there is no memory controller to read, or it could not
     /// be read (a missing cgroup never fails `preflight`).
     ///
-    /// [`cgroup_memory`]: crate::cgroup_memory
+    /// [`cgroup_memory`]: super::cgroup_memory
     #[must_use]
     pub fn cgroup(&self) -> Option<CgroupMemory> {
         self.cgroup
@@ -154,7 +155,7 @@ impl Preflight {
 /// Reading `/proc/self/status` (for `VmSize` and `VmLck`) is one
 /// [`status()`](crate::status()) call, and `/proc/self/uid_map` one more
 /// read, made whenever `/proc` is mounted. The cgroup's memory limits
-/// ([`cgroup_memory`](crate::cgroup_memory): `/proc/self/cgroup`,
+/// ([`cgroup_memory`](super::cgroup_memory): `/proc/self/cgroup`,
 /// `/proc/self/mountinfo` and the limit files) are read too, for the
 /// warning [`Preflight::near_cgroup_limit`]; they never change the
 /// prediction, since `mlockall(2)` does not check them. Under QEMU user mode the numbers
@@ -191,8 +192,8 @@ impl Preflight {
 ///   error and the sizes are `None`.
 /// - [`Error::Malformed`]: `/proc/self/status` could not be parsed, or has
 ///   no `VmSize` line when one is needed.
-/// - Any error of [`memlock_limit`](crate::memlock_limit) or
-///   [`has_ipc_lock`](crate::has_ipc_lock).
+/// - Any error of [`memlock_limit`](super::memlock_limit) or
+///   [`has_ipc_lock`](super::has_ipc_lock).
 ///
 /// # References
 /// - [`mlockall(2)`](https://man7.org/linux/man-pages/man2/mlockall.2.html)
@@ -218,9 +219,10 @@ pub fn preflight(flags: Flags) -> Result<Preflight, Error> {
         });
     }
     // capable() asks about the initial user namespace: a capability held
-    // only in a child namespace does not lift the limit.
-    let has_ipc_lock = limits::has_ipc_lock()? && in_initial_user_namespace();
-    let limit = limits::memlock_limit()?;
+    // only in a child namespace does not lift the limit (has_ipc_lock
+    // checks both).
+    let has_ipc_lock = has_ipc_lock()?;
+    let limit = memlock_limit()?;
     // Why `VmSize` may be unknown, should the prediction need it.
     let (size, locked, rss, unknown) = match status::status() {
         Ok(s) => (
@@ -250,7 +252,7 @@ pub fn preflight(flags: Flags) -> Result<Preflight, Error> {
 /// is the identity over every uid, `0 0 4294967295`. A child namespace
 /// shows its own, narrower map (or none, before one is written). Without
 /// `/proc` the answer is `true`, the common case.
-fn in_initial_user_namespace() -> bool {
+pub(super) fn in_initial_user_namespace() -> bool {
     let Ok(fd) = procfs::open_proc(c"/proc/self/uid_map", OpenMode::Read) else {
         return true;
     };

@@ -90,9 +90,20 @@ pub(crate) const CAP_IPC_LOCK: u32 = linux_raw_sys::general::CAP_IPC_LOCK;
 #[cfg(not(target_os = "linux"))]
 pub(crate) const CAP_IPC_LOCK: u32 = 14;
 
-/// Whether `CAP_IPC_LOCK` is in the process's effective set (`capget(2)`).
+/// Whether the kernel lets this process lock memory past
+/// `RLIMIT_MEMLOCK`: `CAP_IPC_LOCK` is in its effective set (`capget(2)`)
+/// *and* it is in the initial user namespace, as the kernel checks it
+/// (`capable(CAP_IPC_LOCK)` in `can_do_mlock`). This is the crate's one
+/// meaning of "has IPC_LOCK"; [`Preflight::has_ipc_lock`](super::Preflight::has_ipc_lock)
+/// gives the same answer.
 ///
-/// With it, `mlock(2)` and `mlockall(2)` ignore `RLIMIT_MEMLOCK`.
+/// Inside a container's user namespace the capability can be effective
+/// there and still not count: this answers `false` then. The namespace is
+/// read from `/proc/self/uid_map` (the initial namespace maps every uid to
+/// itself); without `/proc` the process is taken to be in the initial
+/// namespace, the common case in early boot.
+///
+/// For the capability bit alone, see [`ipc_lock_in_effective_set`].
 ///
 /// # Errors
 /// [`Error::Unsupported`] on a target without the raw backend.
@@ -100,8 +111,23 @@ pub(crate) const CAP_IPC_LOCK: u32 = 14;
 /// # References
 /// - [`capget(2)`](https://man7.org/linux/man-pages/man2/capget.2.html)
 /// - [`capabilities(7)`](https://man7.org/linux/man-pages/man7/capabilities.7.html)
+/// - [`user_namespaces(7)`](https://man7.org/linux/man-pages/man7/user_namespaces.7.html)
 #[doc(alias = "CAP_IPC_LOCK")]
-#[doc(alias = "capget")]
 pub fn has_ipc_lock() -> Result<bool, Error> {
+    Ok(ipc_lock_in_effective_set()? && super::preflight::in_initial_user_namespace())
+}
+
+/// Whether `CAP_IPC_LOCK` is in the process's effective set (`capget(2)`),
+/// in whatever user namespace the process is. Whether the kernel honours
+/// it for locking is [`has_ipc_lock`].
+///
+/// # Errors
+/// [`Error::Unsupported`] on a target without the raw backend.
+///
+/// # References
+/// - [`capget(2)`](https://man7.org/linux/man-pages/man2/capget.2.html)
+/// - [`capabilities(7)`](https://man7.org/linux/man-pages/man7/capabilities.7.html)
+#[doc(alias = "capget")]
+pub fn ipc_lock_in_effective_set() -> Result<bool, Error> {
     sys::capget_effective().map(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
 }
