@@ -15,7 +15,7 @@ fn main() {
     use std::hint::black_box;
     use std::time::Instant;
 
-    use mlock::{Backing, LockedBuf, SealedBuf};
+    use mlock::secret::{Backing, LockedBuf, SealedBuf};
 
     let full = std::env::args().any(|a| a == "--bench");
     let (runs, borrows, creations) = if full {

@@ -8,7 +8,7 @@
 //!   per process).
 //! - `pread`: bare `pread` at offset 0 of a descriptor kept open on the
 //!   same file, through libc, parsing nothing: the floor of a poller.
-//! - `reader`: [`mlock::StatusReader::read`] on a kept descriptor
+//! - `reader`: [`mlock::status::StatusReader::read`] on a kept descriptor
 //!   (`pread` at offset 0 and the parse; the process ID it checks against
 //!   a fork is remembered, with no `getpid` after the first call).
 //! - `std_parse`: `std::fs::read_to_string` + [`mlock::Status::parse`].
@@ -104,7 +104,7 @@ mod linux {
         let kept = Kept::open();
         let mut buf = [0u8; 4096];
         group.bench_function("pread", |b| b.iter(|| kept.pread(&mut buf)));
-        let mut reader = mlock::StatusReader::open().unwrap();
+        let mut reader = mlock::status::StatusReader::open().unwrap();
         group.bench_function("reader", |b| b.iter(|| reader.read().unwrap()));
         group.bench_function("std_parse", |b| {
             b.iter(|| {
@@ -176,7 +176,7 @@ mod linux {
     /// median over the rounds of `status / floor`, `reader / pread`,
     /// `reader / floor` and `procfs / floor`.
     pub fn paired(rounds: usize, batch: usize) -> [f64; 4] {
-        let mut reader = mlock::StatusReader::open().unwrap();
+        let mut reader = mlock::status::StatusReader::open().unwrap();
         let kept = Kept::open();
         let mut buf = [0u8; 4096];
         let time = |f: &mut dyn FnMut()| {

@@ -2,7 +2,7 @@
 //! and if not, what exactly to change.
 //!
 //! It prints what the kernel will check (`CAP_IPC_LOCK`, `RLIMIT_MEMLOCK`,
-//! the process's size), what [`mlock::preflight`] predicts, then locks the
+//! the process's size), what [`mlock::limits::preflight`] predicts, then locks the
 //! process with [`mlock::lock_with`] and reports what happened, how long it
 //! took, and the configuration that fixes a failure: a binary's file
 //! capability, docker, compose, Kubernetes, systemd.
@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use mlock::{CgroupVersion, Config, Error, Flags, Limit, Outcome};
+use mlock::limits::{CgroupVersion, Limit};
+use mlock::{Config, Error, Flags, Outcome, Requirement};
 
 const USAGE: &str = "\
 usage: doctor [--status] [--required] [--onfault] [--json]
@@ -194,10 +195,10 @@ fn report_environment() {
     );
 
     say!("Privileges");
-    // preflight counts the capability only in the initial user namespace,
-    // as the kernel does.
-    let counts = mlock::preflight(Flags::FUTURE).is_ok_and(|p| p.has_ipc_lock());
-    match mlock::has_ipc_lock() {
+    // has_ipc_lock counts the capability only in the initial user
+    // namespace, as the kernel does; the bit alone may be set elsewhere.
+    let counts = mlock::limits::has_ipc_lock().unwrap_or(false);
+    match mlock::limits::ipc_lock_in_effective_set() {
         Ok(true) if counts => row(
             "CAP_IPC_LOCK",
             "yes (effective): RLIMIT_MEMLOCK does not apply",
@@ -209,7 +210,7 @@ fn report_environment() {
         Ok(false) => row("CAP_IPC_LOCK", "no: RLIMIT_MEMLOCK applies"),
         Err(e) => row("CAP_IPC_LOCK", format!("unknown ({})", errno_name(e))),
     }
-    match mlock::memlock_limit() {
+    match mlock::limits::memlock_limit() {
         Ok(Limit { soft, hard }) => row(
             "RLIMIT_MEMLOCK",
             format!("soft {}, hard {}", limit_value(soft), limit_value(hard)),
@@ -233,7 +234,7 @@ fn report_environment() {
 /// success.
 fn report_preflight(flags: Flags) -> bool {
     let label = flag_names(flags);
-    match mlock::preflight(flags) {
+    match mlock::limits::preflight(flags) {
         Ok(p) => match p.predicted_error() {
             None => {
                 row(&label, "will succeed");
@@ -283,12 +284,12 @@ fn fixes(e: Error) -> Vec<(&'static str, String)> {
         "binary (file capability)",
         format!("sudo setcap cap_ipc_lock+ep {exe}"),
     )];
-    if let Ok(Limit { soft, hard }) = mlock::memlock_limit() {
+    if let Ok(Limit { soft, hard }) = mlock::limits::memlock_limit() {
         if soft != hard {
             out.push((
                 "in the program",
                 format!(
-                    "mlock::raise_memlock_limit() lifts the soft limit to the hard one ({})",
+                    "mlock::limits::raise_memlock_limit() lifts the soft limit to the hard one ({})",
                     limit_value(hard)
                 ),
             ));
@@ -330,7 +331,7 @@ fn print_fix(e: Error) {
 }
 
 /// The warning for a lock that would come near the cgroup's memory limit.
-fn cgroup_warning(p: &mlock::Preflight) -> Option<String> {
+fn cgroup_warning(p: &mlock::limits::Preflight) -> Option<String> {
     if !p.near_cgroup_limit() {
         return None;
     }
@@ -344,7 +345,7 @@ fn cgroup_warning(p: &mlock::Preflight) -> Option<String> {
 
 /// The cgroup section of the text report.
 fn report_cgroup() {
-    match mlock::cgroup_memory() {
+    match mlock::limits::cgroup_memory() {
         Ok(Some(c)) => {
             let version = match c.version() {
                 CgroupVersion::V1 => "v1",
@@ -375,21 +376,21 @@ fn report_cgroup() {
 
 /// Locks by the policy and reports; returns whether the process is locked.
 fn lock(flags: Flags, required: bool) -> bool {
-    let config = Config::new(flags).required(required);
+    let config = Config::new(flags).with_requirement(requirement(required));
     let policy = if required { "required" } else { "best-effort" };
     say!("Lock ({}, {policy})", flag_names(flags));
     let start = Instant::now();
     let outcome = mlock::lock_with(&config);
     let took = start.elapsed();
     let failure = match outcome {
-        Ok(Outcome::Locked { flags: used, bytes }) => {
+        Ok(Outcome::Done(used)) => {
             row("result", format!("locked with {}", flag_names(used)));
-            row("VmLck after", proc_value(bytes));
+            row("VmLck after", proc_value(mlock::locked_bytes().ok()));
             row("took", elapsed(took));
             return true;
         }
-        Ok(Outcome::Unsupported) => Error::Unsupported,
         Ok(Outcome::Failed(e)) | Err(e) => e,
+        Ok(Outcome::Skipped | Outcome::NotReached) => unreachable!("lock_with ran"),
     };
     row("result", format!("failed: {}", errno_name(failure)));
     row("took", elapsed(took));
@@ -409,9 +410,9 @@ fn error_json(e: Option<Error>) -> Value {
 /// docs/doctor.md and stay stable). Locks unless `--status`; returns
 /// whether locking worked or, with `--status`, is predicted to.
 fn json_report(options: &Options, flags: Flags) -> (Value, bool) {
-    let ipc_lock = mlock::has_ipc_lock().ok();
-    let counts = mlock::preflight(Flags::FUTURE).is_ok_and(|p| p.has_ipc_lock());
-    let limits = match mlock::memlock_limit() {
+    let ipc_lock = mlock::limits::ipc_lock_in_effective_set().ok();
+    let counts = mlock::limits::has_ipc_lock().unwrap_or(false);
+    let limits = match mlock::limits::memlock_limit() {
         Ok(Limit { soft, hard }) => json!({ "memlock_soft": soft, "memlock_hard": hard }),
         Err(e) => json!({ "error": errno_name(e) }),
     };
@@ -424,7 +425,7 @@ fn json_report(options: &Options, flags: Flags) -> (Value, bool) {
         }),
         Err(e) => json!({ "error": errno_name(e) }),
     };
-    let cgroup = match mlock::cgroup_memory() {
+    let cgroup = match mlock::limits::cgroup_memory() {
         Ok(Some(c)) => json!({
             "version": match c.version() { CgroupVersion::V1 => 1, CgroupVersion::V2 => 2 },
             "max": c.max_bytes(),
@@ -441,7 +442,7 @@ fn json_report(options: &Options, flags: Flags) -> (Value, bool) {
     let mut verdicts = Vec::new();
     let mut predicted = false;
     for set in [swap_daemon, swap_daemon | Flags::ONFAULT] {
-        let verdict = match mlock::preflight(set) {
+        let verdict = match mlock::limits::preflight(set) {
             Ok(p) => {
                 if set == flags {
                     predicted = p.will_succeed();
@@ -464,19 +465,19 @@ fn json_report(options: &Options, flags: Flags) -> (Value, bool) {
         verdicts.push(verdict);
     }
     let (lock, failure, ok) = if options.status_only {
-        let failure = mlock::preflight(flags)
+        let failure = mlock::limits::preflight(flags)
             .ok()
             .and_then(|p| p.predicted_error());
         (Value::Null, failure, predicted)
     } else {
-        let config = Config::new(flags).required(options.required);
+        let config = Config::new(flags).with_requirement(requirement(options.required));
         let start = Instant::now();
         let outcome = mlock::lock_with(&config);
         let micros = start.elapsed().as_micros() as u64;
         let (used, after, failure) = match outcome {
-            Ok(Outcome::Locked { flags: used, bytes }) => (Some(used), bytes, None),
-            Ok(Outcome::Unsupported) => (None, None, Some(Error::Unsupported)),
+            Ok(Outcome::Done(used)) => (Some(used), mlock::locked_bytes().ok(), None),
             Ok(Outcome::Failed(e)) | Err(e) => (None, None, Some(e)),
+            Ok(Outcome::Skipped | Outcome::NotReached) => unreachable!("lock_with ran"),
         };
         let lock = json!({
             "flags": flag_names(flags),
@@ -559,7 +560,7 @@ fn main() -> ExitCode {
     let ok = if options.status_only {
         say!("Lock");
         row("skipped", "--status: nothing was locked");
-        match mlock::preflight(flags)
+        match mlock::limits::preflight(flags)
             .ok()
             .and_then(|p| p.predicted_error())
         {
@@ -576,5 +577,14 @@ fn main() -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `--required` as the crate's [`Requirement`].
+fn requirement(required: bool) -> Requirement {
+    if required {
+        Requirement::Required
+    } else {
+        Requirement::BestEffort
     }
 }

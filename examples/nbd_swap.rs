@@ -50,7 +50,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mlock::{Config, Flags, Hardening, Requirement};
+use mlock::daemon::{Hardening, Stage, DEFAULT_REALTIME_PRIORITY, OOM_SCORE_ADJ_MIN};
+use mlock::{Config, Flags, Requirement};
 
 const PAGE: usize = 4096;
 const MIB: u64 = 1 << 20;
@@ -284,34 +285,33 @@ fn protect(mode: Protect) -> Result<(), String> {
             realtime,
         } => {
             // The README's recipe: locking required, the rest best-effort.
-            let step = |on: bool| {
-                if on {
-                    Requirement::BestEffort
-                } else {
-                    Requirement::Skip
-                }
-            };
-            let recipe = Hardening::new(Config::SWAP_DAEMON.required(true))
-                .io_flusher(step(io_flusher))
-                .oom_score_adj(mlock::OOM_SCORE_ADJ_MIN, Requirement::BestEffort)
-                .realtime(mlock::DEFAULT_REALTIME_PRIORITY, step(realtime));
-            let report = mlock::harden_swap_daemon(&recipe)
+            let mut recipe =
+                Hardening::new(Config::SWAP_DAEMON.with_requirement(Requirement::Required))
+                    .with_oom_score_adj(OOM_SCORE_ADJ_MIN, Requirement::BestEffort)
+                    .with_realtime(DEFAULT_REALTIME_PRIORITY, Requirement::BestEffort);
+            if !io_flusher {
+                recipe = recipe.without(Stage::IoFlusher);
+            }
+            if !realtime {
+                recipe = recipe.without(Stage::Realtime);
+            }
+            let report = mlock::daemon::harden_swap_daemon(&recipe)
                 .map_err(|e| format!("--protect harden: {e}\n{}", e.report))?;
             for line in report.to_string().lines() {
                 println!("nbd_swap: harden: {line}");
             }
         }
     }
-    if let Err(e) = mlock::set_oom_score_adj(mlock::OOM_SCORE_ADJ_MIN) {
+    if let Err(e) = mlock::daemon::set_oom_score_adj(OOM_SCORE_ADJ_MIN) {
         eprintln!("nbd_swap: warning: oom_score_adj -1000: {e}");
     }
     println!(
         "nbd_swap: protect={:?} VmLck={} kB oom_score_adj={} io_flusher={} realtime={}",
         mode,
         mlock::locked_bytes().map_or(0, |b| b / 1024),
-        mlock::oom_score_adj().map_or("?".into(), |v| v.to_string()),
-        mlock::is_io_flusher().unwrap_or(false),
-        mlock::is_realtime().unwrap_or(false),
+        mlock::daemon::oom_score_adj().map_or("?".into(), |v| v.to_string()),
+        mlock::daemon::is_io_flusher().unwrap_or(false),
+        mlock::daemon::is_realtime().unwrap_or(false),
     );
     Ok(())
 }

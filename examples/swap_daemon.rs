@@ -14,25 +14,26 @@
 
 use std::process::ExitCode;
 
-use mlock::{harden_swap_daemon, Config, Hardening, Requirement};
+use mlock::daemon::{harden_swap_daemon, Hardening};
+use mlock::{Config, Requirement};
 
 fn main() -> ExitCode {
     let strict = std::env::args().any(|a| a == "--strict");
     let stack_bytes = if std::env::args().any(|a| a == "--no-stack-prefault") {
         0
     } else {
-        mlock::DEFAULT_STACK_PREFAULT
+        mlock::daemon::DEFAULT_STACK_PREFAULT
     };
     let requirement = if strict {
         Requirement::Required
     } else {
         Requirement::BestEffort
     };
-    let recipe = Hardening::new(Config::SWAP_DAEMON.required(strict))
-        .io_flusher(requirement)
-        .oom_score_adj(mlock::OOM_SCORE_ADJ_MIN, requirement)
-        .prefault_stack(stack_bytes)
-        .realtime(mlock::DEFAULT_REALTIME_PRIORITY, requirement);
+    let recipe = Hardening::new(Config::SWAP_DAEMON.with_requirement(requirement))
+        .with_io_flusher(requirement)
+        .with_oom_score_adj(mlock::daemon::OOM_SCORE_ADJ_MIN, requirement)
+        .with_stack_prefault(stack_bytes)
+        .with_realtime(mlock::daemon::DEFAULT_REALTIME_PRIORITY, requirement);
 
     let report = match harden_swap_daemon(&recipe) {
         Ok(report) => report,
@@ -56,7 +57,7 @@ fn main() -> ExitCode {
     // The I/O path. A real daemon would loop on its ublk queue here.
     let worker = std::thread::spawn(|| {
         // Inherited from the main thread, which set it before the spawn.
-        let flusher = mlock::is_io_flusher();
+        let flusher = mlock::daemon::is_io_flusher();
         format!("worker: IO_FLUSHER {flusher:?}")
     });
     println!("{}", worker.join().expect("worker"));

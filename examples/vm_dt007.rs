@@ -75,7 +75,7 @@ fn checksum(words: &[u64]) -> u64 {
 }
 
 fn hog(mib: u64) -> Result<(), String> {
-    let _ = mlock::set_oom_score_adj(mlock::OOM_SCORE_ADJ_MAX);
+    let _ = mlock::daemon::set_oom_score_adj(mlock::daemon::OOM_SCORE_ADJ_MAX);
     let pages = (mib * (1 << 20) / PAGE as u64) as usize;
     let mut memory: Vec<Page> = Vec::new();
     memory
@@ -153,8 +153,8 @@ fn watch(stall: Duration, every: Duration) -> Result<(), String> {
     // swap path is stuck; the buffers and files are set up before the loop.
     mlock::lock_all(mlock::Flags::CURRENT | mlock::Flags::FUTURE)
         .map_err(|e| format!("lock_all: {e}"))?;
-    mlock::set_io_flusher().map_err(|e| format!("PR_SET_IO_FLUSHER: {e}"))?;
-    let _ = mlock::set_oom_score_adj(mlock::OOM_SCORE_ADJ_MIN);
+    mlock::daemon::set_io_flusher().map_err(|e| format!("PR_SET_IO_FLUSHER: {e}"))?;
+    let _ = mlock::daemon::set_oom_score_adj(mlock::daemon::OOM_SCORE_ADJ_MIN);
     let open = |p: &str| File::open(p).map_err(|e| format!("{p}: {e}"));
     let (mut meminfo, mut vmstat) = (open("/proc/meminfo")?, open("/proc/vmstat")?);
     let mut sysrq = File::options()

@@ -1,5 +1,5 @@
 //! Holds two random markers and aborts, for the core-dump scenario of
-//! `cargo xtask vm`: one marker in a [`mlock::LockedBuf`] (locked and
+//! `cargo xtask vm`: one marker in a [`mlock::secret::LockedBuf`] (locked and
 //! excluded from core dumps), one in ordinary heap memory.
 //!
 //! `vm_secret [secretmem|anonymous]` requires that backing for the
@@ -28,10 +28,10 @@ fn main() {
     }
     let backing = match args.first().map(String::as_str) {
         None => None,
-        Some("secretmem") => Some(mlock::Backing::SecretMem),
-        Some("anonymous") => Some(mlock::Backing::Anonymous),
+        Some("secretmem") => Some(mlock::secret::Backing::SecretMem),
+        Some("anonymous") => Some(mlock::secret::Backing::Anonymous),
         Some("backing") => {
-            match mlock::LockedBuf::<LEN>::new() {
+            match mlock::secret::LockedBuf::<LEN>::new() {
                 Ok(buf) => println!("{}", name(buf.backing())),
                 Err(e) => println!("error: {e}"),
             }
@@ -51,17 +51,17 @@ fn main() {
 }
 
 /// The word for a backing in the summary lines.
-fn name(backing: mlock::Backing) -> &'static str {
+fn name(backing: mlock::secret::Backing) -> &'static str {
     match backing {
-        mlock::Backing::SecretMem => "secretmem",
+        mlock::secret::Backing::SecretMem => "secretmem",
         _ => "anonymous",
     }
 }
 
-fn run(backing: Option<mlock::Backing>) -> Result<(), String> {
+fn run(backing: Option<mlock::secret::Backing>) -> Result<(), String> {
     let mut protected = match backing {
-        None => mlock::LockedBuf::<LEN>::new(),
-        Some(b) => mlock::LockedBuf::<LEN>::with_backing(b),
+        None => mlock::secret::LockedBuf::<LEN>::new(),
+        Some(b) => mlock::secret::LockedBuf::<LEN>::with_backing(b),
     }
     .map_err(|e| format!("LockedBuf: {e}"))?;
     std::fs::write("/tmp/backing.marker", name(protected.backing()))
@@ -85,7 +85,7 @@ fn run(backing: Option<mlock::Backing>) -> Result<(), String> {
         .map_err(|e| format!("writing /tmp/protected.marker: {e}"))?;
     std::fs::write("/tmp/control.marker", &control)
         .map_err(|e| format!("writing /tmp/control.marker: {e}"))?;
-    let dumpable = mlock::is_dumpable().map_err(|e| format!("is_dumpable: {e}"))?;
+    let dumpable = mlock::secret::is_dumpable().map_err(|e| format!("is_dumpable: {e}"))?;
     if !dumpable {
         return Err("the process is not dumpable, so no core would be written".into());
     }

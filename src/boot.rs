@@ -2,7 +2,7 @@
 //! locking, before any libc or `/proc` is there.
 
 use crate::sys::{self, OpenMode};
-use crate::Error;
+use crate::{Capability, Error};
 
 /// Mounts procfs at `/proc` unless it is already there; returns whether it
 /// mounted it.
@@ -12,7 +12,8 @@ use crate::Error;
 /// and an existing `/proc` directory.
 ///
 /// # Errors
-/// - [`Error::PermissionDenied`] (`EPERM`): no `CAP_SYS_ADMIN`.
+/// - [`Error::MissingCapability`]`(`[`Capability::SysAdmin`]`)` (`EPERM`):
+///   no `CAP_SYS_ADMIN`.
 /// - [`Error::ProcUnavailable`]: there is no `/proc` directory to mount on.
 /// - [`Error::Unsupported`] on a target without the raw backend.
 ///
@@ -25,7 +26,8 @@ pub fn mount_proc() -> Result<bool, Error> {
             return Ok(false);
         }
     }
-    sys::mount_proc(c"/proc").map_err(crate::procfs::proc_error)?;
+    sys::mount_proc(c"/proc")
+        .map_err(|e| crate::procfs::proc_error(e).eperm_needs(Capability::SysAdmin))?;
     Ok(true)
 }
 
@@ -77,15 +79,16 @@ impl Output {
 /// `EINTR`.
 ///
 /// # Errors
-/// The first error from `write(2)` other than `EINTR`, such as
-/// [`Error::Os`] with `EBADF` for a closed descriptor.
+/// - The first error from `write(2)` other than `EINTR`, such as
+///   [`Error::Os`] with `EBADF` for a closed descriptor.
+/// - [`Error::ShortWrite`]: `write(2)` took nothing (a full device).
 ///
 /// # References
 /// - [`write(2)`](https://man7.org/linux/man-pages/man2/write.2.html)
 pub fn write_all(out: Output, mut bytes: &[u8]) -> Result<(), Error> {
     while !bytes.is_empty() {
         match sys::write(out.fd, bytes) {
-            Ok(0) => return Err(Error::WouldBlock),
+            Ok(0) => return Err(Error::ShortWrite),
             Ok(n) => bytes = &bytes[n.min(bytes.len())..],
             Err(Error::Interrupted) => {}
             Err(e) => return Err(e),
@@ -104,7 +107,7 @@ pub fn write_all(out: Output, mut bytes: &[u8]) -> Result<(), Error> {
 /// - [`reboot(2)`](https://man7.org/linux/man-pages/man2/reboot.2.html)
 #[must_use = "power_off returns only on failure"]
 pub fn power_off() -> Error {
-    sys::power_off()
+    sys::power_off().eperm_needs(Capability::SysBoot)
 }
 
 /// This process's ID (`getpid(2)`); 1 for the `/init` the kernel started.

@@ -37,15 +37,26 @@ mod errno {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Error {
-    /// `EPERM`: the process lacks `CAP_IPC_LOCK` and its `RLIMIT_MEMLOCK` is
-    /// 0 (`mlockall(2)`, `mlock(2)`), or another call needs a capability it
-    /// lacks (`PR_SET_IO_FLUSHER` needs `CAP_SYS_RESOURCE`). Also `EACCES`
-    /// from `/proc/self/oom_score_adj`: lowering it below the floor needs
-    /// `CAP_SYS_RESOURCE`.
+    /// `EPERM` from locking: the process lacks `CAP_IPC_LOCK` and its
+    /// `RLIMIT_MEMLOCK` is 0 (`mlockall(2)`, `mlock(2)`); or `EPERM` from
+    /// another call whose privilege the crate cannot name.
     PermissionDenied,
-    /// `ENOMEM`: locking would exceed `RLIMIT_MEMLOCK` for a process without
-    /// `CAP_IPC_LOCK`, or (for a region) part of the range is not mapped.
+    /// `EPERM` (or procfs's `EACCES`) from a call that needs one
+    /// capability: which one, so that the message names the fix.
+    MissingCapability(Capability),
+    /// `ENOMEM` from locking: it would exceed `RLIMIT_MEMLOCK` for a process
+    /// without `CAP_IPC_LOCK` (or, for [`lock_raw`](crate::lock_raw), part
+    /// of the range is not mapped, which the kernel reports the same way).
     ResourceLimit,
+    /// `ENOMEM` from a call on a range that is not all mapped
+    /// (`munlock(2)` through [`unlock_raw`](crate::unlock_raw)).
+    NotMapped,
+    /// `ENOMEM` where the kernel ran out of memory itself: populating pages
+    /// (`MADV_POPULATE_WRITE`) or mapping a secret. No limit is involved.
+    OutOfMemory,
+    /// The kernel took only part of a write (or none of it) to a file that
+    /// needs it whole: a procfs file, the console. There is no errno.
+    ShortWrite,
     /// `EINVAL`, or arguments the crate rejected before making the call:
     /// empty or contradictory flags, a range whose end overflows.
     InvalidArgument,
@@ -97,8 +108,10 @@ impl Error {
     ///
     /// [`Error::Unsupported`] answers `ENOSYS` and
     /// [`Error::ProcUnavailable`] answers `ENOENT`, also when the crate
-    /// detected the condition itself. [`Error::Malformed`] and
-    /// [`Error::TooManyLocks`] have no errno.
+    /// detected the condition itself. [`Error::MissingCapability`] answers
+    /// `EPERM`; [`Error::NotMapped`] and [`Error::OutOfMemory`] answer
+    /// `ENOMEM`. [`Error::Malformed`], [`Error::TooManyLocks`] and
+    /// [`Error::ShortWrite`] have no errno.
     #[must_use]
     pub const fn errno(&self) -> Option<i32> {
         let e = match self {
@@ -109,7 +122,9 @@ impl Error {
             Error::Interrupted => errno::EINTR,
             Error::Unsupported => errno::ENOSYS,
             Error::ProcUnavailable => errno::ENOENT,
-            Error::Malformed | Error::TooManyLocks => return None,
+            Error::MissingCapability(_) => errno::EPERM,
+            Error::NotMapped | Error::OutOfMemory => errno::ENOMEM,
+            Error::Malformed | Error::TooManyLocks | Error::ShortWrite => return None,
             Error::Os(e) => return Some(*e),
         };
         Some(e as i32)
@@ -125,15 +140,26 @@ impl Error {
             Error::PermissionDenied => {
                 "permission denied (EPERM): locking memory needs CAP_IPC_LOCK or a nonzero \
                  RLIMIT_MEMLOCK; grant the capability with `setcap cap_ipc_lock+ep <binary>`, \
-                 docker `--cap-add=IPC_LOCK`, or systemd `AmbientCapabilities=CAP_IPC_LOCK`; \
-                 PR_SET_IO_FLUSHER and lowering oom_score_adj need CAP_SYS_RESOURCE \
-                 (`--cap-add=SYS_RESOURCE`, `AmbientCapabilities=CAP_SYS_RESOURCE`)"
+                 docker `--cap-add=IPC_LOCK`, or systemd `AmbientCapabilities=CAP_IPC_LOCK`"
             }
+            Error::MissingCapability(cap) => cap.fix(),
             Error::ResourceLimit => {
-                "out of lockable memory (ENOMEM): the request exceeds RLIMIT_MEMLOCK (or the \
-                 range is not mapped); raise the limit with `ulimit -l unlimited`, docker \
-                 `--ulimit memlock=-1:-1`, or systemd `LimitMEMLOCK=infinity`, or grant \
-                 CAP_IPC_LOCK"
+                "out of lockable memory (ENOMEM): the request exceeds RLIMIT_MEMLOCK; raise the \
+                 limit with `ulimit -l unlimited`, docker `--ulimit memlock=-1:-1`, or systemd \
+                 `LimitMEMLOCK=infinity`, or grant CAP_IPC_LOCK (with lock_raw, also: part of \
+                 the range is not mapped)"
+            }
+            Error::NotMapped => {
+                "not mapped (ENOMEM): part of the range is not mapped in this process; pass \
+                 memory the program owns"
+            }
+            Error::OutOfMemory => {
+                "out of memory (ENOMEM): the kernel could not allocate the pages; free memory \
+                 or add swap (RLIMIT_MEMLOCK is not involved)"
+            }
+            Error::ShortWrite => {
+                "short write: the kernel took only part of a write that must go whole; retry, \
+                 and check the file (a procfs value takes one write)"
             }
             Error::InvalidArgument => {
                 "invalid argument (EINVAL): empty or contradictory flags, an overflowing range, \
@@ -178,3 +204,74 @@ impl fmt::Display for Error {
 }
 
 impl core::error::Error for Error {}
+
+/// A capability one call needs, carried by [`Error::MissingCapability`]
+/// so that the error names the fix (`capabilities(7)`).
+///
+/// The enum is `#[non_exhaustive]`: a later version may name more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Capability {
+    /// `CAP_SYS_RESOURCE`: `PR_SET_IO_FLUSHER`, lowering `oom_score_adj`,
+    /// raising the hard `RLIMIT_MEMLOCK`.
+    SysResource,
+    /// `CAP_SYS_NICE` (or an `RLIMIT_RTPRIO` at least the priority):
+    /// `SCHED_FIFO`.
+    SysNice,
+    /// `CAP_SYS_ADMIN`: mounting `/proc`.
+    SysAdmin,
+    /// `CAP_SYS_BOOT`: powering the machine off.
+    SysBoot,
+}
+
+impl Capability {
+    /// The capability's name, as `capabilities(7)` writes it.
+    #[must_use]
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Capability::SysResource => "CAP_SYS_RESOURCE",
+            Capability::SysNice => "CAP_SYS_NICE",
+            Capability::SysAdmin => "CAP_SYS_ADMIN",
+            Capability::SysBoot => "CAP_SYS_BOOT",
+        }
+    }
+
+    /// The message of [`Error::MissingCapability`] for it.
+    const fn fix(&self) -> &'static str {
+        match self {
+            Capability::SysResource => {
+                "permission denied (EPERM): this call (PR_SET_IO_FLUSHER, lowering \
+                 oom_score_adj, raising the hard RLIMIT_MEMLOCK) needs CAP_SYS_RESOURCE; docker \
+                 `--cap-add=SYS_RESOURCE`, systemd `AmbientCapabilities=CAP_SYS_RESOURCE`"
+            }
+            Capability::SysNice => {
+                "permission denied (EPERM): SCHED_FIFO needs CAP_SYS_NICE or an RLIMIT_RTPRIO at \
+                 least the priority; docker `--cap-add=SYS_NICE`, systemd \
+                 `AmbientCapabilities=CAP_SYS_NICE` or `LimitRTPRIO=99`"
+            }
+            Capability::SysAdmin => {
+                "permission denied (EPERM): mounting /proc needs CAP_SYS_ADMIN (PID 1 has it)"
+            }
+            Capability::SysBoot => {
+                "permission denied (EPERM): powering off needs CAP_SYS_BOOT (PID 1 has it)"
+            }
+        }
+    }
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Error {
+    /// `self`, with `EPERM` read as missing `cap`: for calls whose only
+    /// `EPERM` is that capability.
+    pub(crate) const fn eperm_needs(self, cap: Capability) -> Error {
+        match self {
+            Error::PermissionDenied => Error::MissingCapability(cap),
+            e => e,
+        }
+    }
+}

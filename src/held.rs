@@ -158,6 +158,12 @@ impl Table {
             }
             let next = self.next_start(at).min(end);
             if let Err(e) = sys::munlock(at as *const u8, next - at) {
+                // munlock's only ENOMEM: part of the range is not mapped.
+                let e = if e == Error::ResourceLimit {
+                    Error::NotMapped
+                } else {
+                    e
+                };
                 result = result.and(Err(e));
             }
             at = next;

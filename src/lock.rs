@@ -159,7 +159,7 @@ pub fn lock_on_fault(region: &[u8]) -> Result<(), Error> {
 /// that others hold](crate#locks-that-others-hold)).
 ///
 /// # Errors
-/// [`Error::ResourceLimit`] (`ENOMEM`) if part of a range it munlocks is
+/// [`Error::NotMapped`] (`ENOMEM`) if part of a range it munlocks is
 /// not mapped; [`Error::Unsupported`] on a target without the raw backend.
 ///
 /// # References

@@ -164,7 +164,7 @@ impl<T> Outcome<T> {
 /// use mlock::{lock_with, Config, Outcome};
 ///
 /// match lock_with(&Config::SWAP_DAEMON)? {
-///     Outcome::Done(flags) => println!("locked with {flags}: {} bytes", mlock::locked_bytes()?),
+///     Outcome::Done(flags) => println!("locked with {flags:?}: {} bytes", mlock::locked_bytes()?),
 ///     Outcome::Failed(e) => eprintln!("running unlocked: {e}"),
 ///     _ => unreachable!("lock_with answers Done or Failed"),
 /// }

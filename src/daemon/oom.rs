@@ -2,7 +2,7 @@
 //! and written with raw syscalls and formatted without `core::fmt`.
 
 use crate::sys::{self, OpenMode};
-use crate::{procfs, Error};
+use crate::{procfs, Capability, Error};
 
 /// The lowest `oom_score_adj`: the OOM killer never picks the process.
 pub const OOM_SCORE_ADJ_MIN: i32 = -1000;
@@ -44,8 +44,8 @@ pub fn oom_score_adj() -> Result<i32, Error> {
 /// - [`Error::InvalidArgument`]: `value` is outside
 ///   [`OOM_SCORE_ADJ_MIN`]`..=`[`OOM_SCORE_ADJ_MAX`]; checked before any
 ///   syscall.
-/// - [`Error::PermissionDenied`] (`EACCES`): lowering below the floor
-///   without `CAP_SYS_RESOURCE`, or the file belongs to root because the
+/// - [`Error::MissingCapability`]`(`[`Capability::SysResource`]`)`
+///   (`EACCES`): lowering below the floor without `CAP_SYS_RESOURCE`, or the file belongs to root because the
 ///   process is not dumpable (after a `setuid` or with file capabilities;
 ///   `PR_SET_DUMPABLE` 1 gives it back to the process's uid).
 /// - [`Error::ProcUnavailable`]: `/proc` is not mounted, or is not procfs.
@@ -65,7 +65,7 @@ pub fn set_oom_score_adj(value: i32) -> Result<(), Error> {
     // procfs takes the number in one write, or fails it whole.
     match sys::write(fd.raw(), text) {
         Ok(n) if n == text.len() => Ok(()),
-        Ok(_) => Err(Error::Os(0)),
+        Ok(_) => Err(Error::ShortWrite),
         Err(e) => Err(eacces_is_permission(e)),
     }
 }
@@ -82,8 +82,8 @@ const EACCES: i32 = 13;
 
 /// procfs answers `EACCES` where a capability is missing.
 fn eacces_is_permission(e: Error) -> Error {
-    if e == Error::Os(EACCES) {
-        Error::PermissionDenied
+    if e == Error::Os(EACCES) || e == Error::PermissionDenied {
+        Error::MissingCapability(Capability::SysResource)
     } else {
         e
     }

@@ -89,7 +89,7 @@ pub enum Prefault {
 /// ```
 ///
 /// # Errors
-/// - [`Error::ResourceLimit`] (`ENOMEM`): the kernel could not allocate
+/// - [`Error::OutOfMemory`] (`ENOMEM`): the kernel could not allocate
 ///   the pages.
 /// - [`Error::Os`]`(EFAULT)` or `(EHWPOISON)`: a page could not be
 ///   populated (a file-backed page beyond the end of its file, a poisoned
@@ -122,6 +122,8 @@ pub fn prefault(region: &mut [u8]) -> Result<Prefault, Error> {
             sys::touch(region, PAGE_STEP);
             Ok(Prefault::Touched)
         }
+        // Population's ENOMEM is the kernel out of memory, not a limit.
+        Err(Error::ResourceLimit) => Err(Error::OutOfMemory),
         Err(e) => Err(e),
     }
 }

@@ -2,7 +2,7 @@
 //! `/proc` needed, so they work in early boot.
 
 use crate::sys::{self, Resource};
-use crate::Error;
+use crate::{Capability, Error};
 
 /// A resource limit's soft and hard values, in bytes. `None` means
 /// unlimited (`RLIM_INFINITY`).
@@ -52,15 +52,17 @@ pub fn memlock_limit() -> Result<Limit, Error> {
 /// `CAP_SYS_RESOURCE`.
 ///
 /// # Errors
-/// - [`Error::PermissionDenied`] (`EPERM`): raising the hard limit without
-///   `CAP_SYS_RESOURCE`.
+/// - [`Error::MissingCapability`]`(`[`Capability::SysResource`]`)`
+///   (`EPERM`): raising the hard limit without `CAP_SYS_RESOURCE`.
 /// - [`Error::InvalidArgument`] (`EINVAL`): soft above hard.
 /// - [`Error::Unsupported`] on a target without the raw backend.
 ///
 /// # References
 /// - [`getrlimit(2)`](https://man7.org/linux/man-pages/man2/getrlimit.2.html)
 pub fn set_memlock_limit(limit: Limit) -> Result<Limit, Error> {
-    sys::prlimit64(Resource::MemLock, Some(limit.to_raw())).map(Limit::from_raw)
+    sys::prlimit64(Resource::MemLock, Some(limit.to_raw()))
+        .map(Limit::from_raw)
+        .map_err(|e| e.eperm_needs(Capability::SysResource))
 }
 
 /// Raises the soft `RLIMIT_MEMLOCK` to the hard one, which needs no
