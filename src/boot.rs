@@ -1,7 +1,7 @@
 //! Early boot: what an initramfs `/init` or a static helper needs around
 //! locking, before any libc or `/proc` is there.
 
-use crate::sys::{self, OpenMode};
+use crate::sys::{self, BorrowedFd, OpenMode};
 use crate::{Capability, Error};
 
 /// Mounts procfs at `/proc` unless it is already there; returns whether it
@@ -45,14 +45,18 @@ pub fn mount_proc() -> Result<bool, Error> {
 /// `no_std` code cannot use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Output {
-    fd: i32,
+    fd: BorrowedFd<'static>,
 }
 
 impl Output {
     /// Standard output (descriptor 1); the console for PID 1.
-    pub const STDOUT: Output = Output { fd: 1 };
+    pub const STDOUT: Output = Output {
+        fd: BorrowedFd::STDOUT,
+    };
     /// Standard error (descriptor 2); the console for PID 1.
-    pub const STDERR: Output = Output { fd: 2 };
+    pub const STDERR: Output = Output {
+        fd: BorrowedFd::STDERR,
+    };
 
     /// A raw descriptor, for [`write_all`].
     ///
@@ -64,13 +68,15 @@ impl Output {
     #[allow(unsafe_code)] // An `unsafe fn` for its contract; it has no unsafe block.
     #[must_use]
     pub const unsafe fn borrow_raw(fd: i32) -> Output {
-        Output { fd }
+        Output {
+            fd: BorrowedFd::new(fd),
+        }
     }
 
     /// The descriptor number.
     #[must_use]
     pub const fn as_raw(self) -> i32 {
-        self.fd
+        self.fd.raw()
     }
 }
 

@@ -274,7 +274,7 @@ pub(crate) fn unlock(addr: *const u8, len: usize) -> Result<(), Error> {
 
 /// `mlockall(flags)`, recorded: from the call on, until [`unlock_all`],
 /// nothing is munlocked in this process.
-pub(crate) fn lock_all(flags: u32) -> Result<(), Error> {
+pub(crate) fn lock_all(flags: crate::Flags) -> Result<(), Error> {
     {
         let _table = Table::lock();
         let pending = ALL_PENDING.load(Ordering::Relaxed);
@@ -307,7 +307,7 @@ pub(crate) fn unlock_all() -> Result<(), Error> {
         let addr = (start & !ON_FAULT) as *const u8;
         let len = end - (start & !ON_FAULT);
         let _ = if start & ON_FAULT != 0 {
-            sys::mlock2(addr, len, crate::lock::MLOCK_ONFAULT)
+            sys::mlock_onfault(addr, len)
         } else {
             sys::mlock(addr, len)
         };

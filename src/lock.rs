@@ -42,7 +42,7 @@ pub fn lock_all(flags: Flags) -> Result<(), Error> {
     if !flags.is_valid() {
         return Err(Error::InvalidArgument);
     }
-    held::lock_all(flags.bits())
+    held::lock_all(flags)
 }
 
 /// `munlockall()`: unlocks every page of the process and clears
@@ -91,18 +91,13 @@ fn lock_range(addr: *const u8, len: usize, on_fault: bool) -> Result<(), Error> 
         // mlock2 is the only call that can lock on fault. Where it is ENOSYS
         // (Linux before 4.4, QEMU user mode) say so: falling back to mlock
         // would fault in and lock pages the caller asked to leave alone.
-        sys::mlock2(addr, len, MLOCK_ONFAULT)
+        sys::mlock_onfault(addr, len)
     } else {
         // mlock2 without flags is mlock; calling mlock directly also works
         // where mlock2 is ENOSYS.
         sys::mlock(addr, len)
     }
 }
-
-#[cfg(target_os = "linux")]
-pub(crate) const MLOCK_ONFAULT: u32 = linux_raw_sys::general::MLOCK_ONFAULT;
-#[cfg(not(target_os = "linux"))]
-pub(crate) const MLOCK_ONFAULT: u32 = 1;
 
 /// `mlock(region)`: faults in and locks the pages that hold `region`.
 ///

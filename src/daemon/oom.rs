@@ -63,7 +63,7 @@ pub fn set_oom_score_adj(value: i32) -> Result<(), Error> {
     let text = format(value, &mut text);
     let fd = open(OpenMode::Write)?;
     // procfs takes the number in one write, or fails it whole.
-    match sys::write(fd.raw(), text) {
+    match sys::write(fd.borrow(), text) {
         Ok(n) if n == text.len() => Ok(()),
         Ok(_) => Err(Error::ShortWrite),
         Err(e) => Err(eacces_is_permission(e)),

@@ -123,9 +123,10 @@ mod raw {
 }
 
 use super::mem::zeroize;
-use super::{Advice, OpenMode, PrctlInt, Resource};
+use super::{Advice, BorrowedFd, OpenMode, PrctlInt, Resource};
 use crate::secret::Backing;
 use crate::Error;
+use crate::Flags;
 
 /// Turns a raw return value into a `Result`: the kernel returns
 /// `-4095..=-1` for errors, anything else is success.
@@ -139,13 +140,13 @@ fn check(ret: usize) -> Result<usize, Error> {
     }
 }
 
-/// `mlockall(2)`.
+/// `mlockall(2)`. The bits of [`Flags`] are the `MCL_*` values.
 #[inline]
-pub(crate) fn mlockall(flags: u32) -> Result<(), Error> {
+pub(crate) fn mlockall(flags: Flags) -> Result<(), Error> {
     // SAFETY: mlockall reads and writes no user memory; it only changes how
     // the kernel treats this process's mappings. Invalid flags are rejected
     // by the kernel with EINVAL.
-    check(unsafe { raw::syscall1(Sysno::mlockall as usize, flags as usize) }).map(drop)
+    check(unsafe { raw::syscall1(Sysno::mlockall as usize, flags.bits() as usize) }).map(drop)
 }
 
 /// `munlockall(2)`.
@@ -164,9 +165,11 @@ pub(crate) fn mlock(addr: *const u8, len: usize) -> Result<(), Error> {
     check(unsafe { raw::syscall2(Sysno::mlock as usize, addr as usize, len) }).map(drop)
 }
 
-/// `mlock2(2)` on `[addr, addr + len)` with `MLOCK_*` flags.
+/// `mlock2(2)` on `[addr, addr + len)` with `MLOCK_ONFAULT`, its only
+/// flag: lock each page when it is first touched.
 #[inline]
-pub(crate) fn mlock2(addr: *const u8, len: usize, flags: u32) -> Result<(), Error> {
+pub(crate) fn mlock_onfault(addr: *const u8, len: usize) -> Result<(), Error> {
+    let flags = c::MLOCK_ONFAULT;
     // SAFETY: as for mlock: the kernel validates the range and only changes
     // the residency of the pages, never their contents.
     check(unsafe { raw::syscall3(Sysno::mlock2 as usize, addr as usize, len, flags as usize) })
@@ -352,10 +355,10 @@ pub(crate) fn capget_effective() -> Result<u64, Error> {
 pub(crate) struct Fd(i32);
 
 impl Fd {
-    /// The raw descriptor, for `write`; it stays owned by `self`.
+    /// The descriptor, borrowed for as long as `self` lives.
     #[inline]
-    pub(crate) fn raw(&self) -> i32 {
-        self.0
+    pub(crate) fn borrow(&self) -> BorrowedFd<'_> {
+        BorrowedFd::new(self.0)
     }
 }
 
@@ -443,9 +446,11 @@ pub(crate) fn read_to<'a>(
     Ok(unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) })
 }
 
-/// `write(2)` of `buf` to the raw descriptor `fd`; returns the bytes written.
+/// `write(2)` of `buf` to the borrowed descriptor `fd`; returns the bytes
+/// written.
 #[inline]
-pub(crate) fn write(fd: i32, buf: &[u8]) -> Result<usize, Error> {
+pub(crate) fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<usize, Error> {
+    let fd = fd.raw();
     // SAFETY: `buf` is valid for reads of `buf.len()` bytes. Writing to a
     // descriptor does not touch this process's memory otherwise.
     check(unsafe {
@@ -1068,7 +1073,7 @@ fn fill_random(buf: &mut [u8], salt: usize) {
 /// that returns or a blocked `SIGABRT` is followed by `SIGKILL`.
 #[cold]
 fn fatal(message: &[u8]) -> ! {
-    let _ = write(2, message);
+    let _ = write(BorrowedFd::STDERR, message);
     let pid = getpid() as usize;
     // SAFETY: kill of our own process with a signal number; it touches no
     // memory of ours.

@@ -67,6 +67,38 @@ pub(crate) enum Resource {
     Core,
 }
 
+/// A descriptor borrowed for `write`: an owned [`Fd`] through
+/// [`Fd::borrow`], standard output or error, or a number the crate's caller
+/// vouched for ([`boot::Output::borrow_raw`](crate::boot::Output::borrow_raw),
+/// an `unsafe fn`). The lifetime ties a borrowed [`Fd`] to its owner, so
+/// the descriptor cannot be written after it is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BorrowedFd<'a> {
+    raw: i32,
+    owner: core::marker::PhantomData<&'a Fd>,
+}
+
+impl BorrowedFd<'_> {
+    /// Standard output, descriptor 1, open in every process.
+    pub(crate) const STDOUT: BorrowedFd<'static> = BorrowedFd::new(1);
+    /// Standard error, descriptor 2, open in every process.
+    pub(crate) const STDERR: BorrowedFd<'static> = BorrowedFd::new(2);
+
+    /// Borrows `raw`. Only for [`Fd::borrow`], the constants above, and
+    /// `boot::Output::borrow_raw`, whose caller vouches for the number.
+    pub(crate) const fn new<'a>(raw: i32) -> BorrowedFd<'a> {
+        BorrowedFd {
+            raw,
+            owner: core::marker::PhantomData,
+        }
+    }
+
+    /// The number, for the system call.
+    pub(crate) const fn raw(self) -> i32 {
+        self.raw
+    }
+}
+
 /// How `open` opens a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OpenMode {

@@ -4,11 +4,12 @@
 
 use core::ffi::CStr;
 
-use super::{Advice, OpenMode, PrctlInt, Resource};
+use super::{Advice, BorrowedFd, OpenMode, PrctlInt, Resource};
 use crate::secret::Backing;
 use crate::Error;
+use crate::Flags;
 
-pub(crate) fn mlockall(_flags: u32) -> Result<(), Error> {
+pub(crate) fn mlockall(_flags: Flags) -> Result<(), Error> {
     Err(Error::Unsupported)
 }
 
@@ -20,7 +21,7 @@ pub(crate) fn mlock(_addr: *const u8, _len: usize) -> Result<(), Error> {
     Err(Error::Unsupported)
 }
 
-pub(crate) fn mlock2(_addr: *const u8, _len: usize, _flags: u32) -> Result<(), Error> {
+pub(crate) fn mlock_onfault(_addr: *const u8, _len: usize) -> Result<(), Error> {
     Err(Error::Unsupported)
 }
 
@@ -62,7 +63,7 @@ pub(crate) struct Fd {
 }
 
 impl Fd {
-    pub(crate) fn raw(&self) -> i32 {
+    pub(crate) fn borrow(&self) -> BorrowedFd<'_> {
         match self.never {}
     }
 }
@@ -83,7 +84,7 @@ pub(crate) fn read_to<'a>(
     match fd.never {}
 }
 
-pub(crate) fn write(_fd: i32, _buf: &[u8]) -> Result<usize, Error> {
+pub(crate) fn write(_fd: BorrowedFd<'_>, _buf: &[u8]) -> Result<usize, Error> {
     Err(Error::Unsupported)
 }
 
