@@ -7,13 +7,16 @@ use core::fmt;
 /// [`Error::errno`] still answers.
 mod errno {
     #[cfg(target_os = "linux")]
-    pub(super) use linux_raw_sys::errno::{EAGAIN, EINTR, EINVAL, ENOENT, ENOMEM, ENOSYS, EPERM};
+    pub(super) use linux_raw_sys::errno::{
+        EACCES, EAGAIN, EINTR, EINVAL, ENOENT, ENOMEM, ENOSYS, EPERM,
+    };
 
     #[cfg(not(target_os = "linux"))]
     mod generic {
         pub(crate) const EPERM: u32 = 1;
         pub(crate) const ENOENT: u32 = 2;
         pub(crate) const EINTR: u32 = 4;
+        pub(crate) const EACCES: u32 = 13;
         pub(crate) const EAGAIN: u32 = 11;
         pub(crate) const ENOMEM: u32 = 12;
         pub(crate) const EINVAL: u32 = 22;
@@ -57,6 +60,10 @@ pub enum Error {
     /// The kernel took only part of a write (or none of it) to a file that
     /// needs it whole: a procfs file, the console. There is no errno.
     ShortWrite,
+    /// `EACCES` opening a `/proc/self` file for writing: the process is not
+    /// dumpable (it changed its uid, or runs a binary with file
+    /// capabilities), so procfs gives its files to root.
+    NotDumpable,
     /// `EINVAL`, or arguments the crate rejected before making the call:
     /// empty or contradictory flags, a range whose end overflows.
     InvalidArgument,
@@ -123,6 +130,7 @@ impl Error {
             Error::Unsupported => errno::ENOSYS,
             Error::ProcUnavailable => errno::ENOENT,
             Error::MissingCapability(_) => errno::EPERM,
+            Error::NotDumpable => errno::EACCES,
             Error::NotMapped | Error::OutOfMemory => errno::ENOMEM,
             Error::Malformed | Error::TooManyLocks | Error::ShortWrite => return None,
             Error::Os(e) => return Some(*e),
@@ -156,6 +164,12 @@ impl Error {
             Error::OutOfMemory => {
                 "out of memory (ENOMEM): the kernel could not allocate the pages; free memory \
                  or add swap (RLIMIT_MEMLOCK is not involved)"
+            }
+            Error::NotDumpable => {
+                "access denied (EACCES): the process is not dumpable (after a uid change or with \
+                 file capabilities), so its /proc/self files belong to root; set \
+                 PR_SET_DUMPABLE to 1 first, or set the value from outside (systemd \
+                 `OOMScoreAdjust=`)"
             }
             Error::ShortWrite => {
                 "short write: the kernel took only part of a write that must go whole; retry, \
@@ -266,6 +280,9 @@ impl fmt::Display for Capability {
 }
 
 impl Error {
+    /// `EACCES` as [`Error::from_errno`] maps it.
+    pub(crate) const ACCESS_DENIED: Error = Error::Os(errno::EACCES as i32);
+
     /// `self`, with `EPERM` read as missing `cap`: for calls whose only
     /// `EPERM` is that capability.
     pub(crate) const fn eperm_needs(self, cap: Capability) -> Error {

@@ -14,7 +14,8 @@ mod common;
 
 use common::cgroup::*;
 use common::*;
-use mlock::{CgroupVersion, Flags};
+use mlock::limits::CgroupVersion;
+use mlock::Flags;
 
 /// `VmSize` in bytes, rounded up to a whole number of pages.
 fn vm_size() -> u64 {
@@ -41,7 +42,7 @@ fn a_limit_far_above_the_process_is_read_and_not_near() {
         cgroup.write(max_file(h), &limit.to_string())?;
         let version = h.version;
         cgroup.run(move || {
-            let memory = mlock::cgroup_memory()
+            let memory = mlock::limits::cgroup_memory()
                 .map_err(|e| format!("cgroup_memory: {e}"))?
                 .ok_or("cgroup_memory found no memory cgroup inside one")?;
             ensure(memory.version() == version, || {
@@ -57,7 +58,7 @@ fn a_limit_far_above_the_process_is_read_and_not_near() {
             ensure(memory.current_bytes().is_some(), || {
                 "no usage figure".into()
             })?;
-            let p = mlock::preflight(Flags::CURRENT | Flags::FUTURE)
+            let p = mlock::limits::preflight(Flags::CURRENT | Flags::FUTURE)
                 .map_err(|e| format!("preflight: {e}"))?;
             ensure(
                 p.cgroup().and_then(|c| c.max_bytes()) == Some(limit),
@@ -82,7 +83,7 @@ fn a_limit_at_the_process_size_is_near() {
         let cgroup = TestCgroup::new(h, "near")?;
         cgroup.write(max_file(h), &limit.to_string())?;
         cgroup.run(move || {
-            let p = mlock::preflight(Flags::CURRENT | Flags::FUTURE)
+            let p = mlock::limits::preflight(Flags::CURRENT | Flags::FUTURE)
                 .map_err(|e| format!("preflight: {e}"))?;
             let memory = p.cgroup().ok_or("preflight read no cgroup")?;
             ensure(memory.max_bytes() == Some(limit), || {
@@ -99,7 +100,7 @@ fn a_limit_at_the_process_size_is_near() {
                 format!("predicted {:?}", p.predicted_error())
             })?;
             // FUTURE alone locks nothing now: VmLck (0) is far from it.
-            let future = mlock::preflight(Flags::FUTURE).map_err(|e| e.to_string())?;
+            let future = mlock::limits::preflight(Flags::FUTURE).map_err(|e| e.to_string())?;
             ensure(!future.near_cgroup_limit(), || {
                 format!("FUTURE alone near, {:?} to lock", future.bytes_to_lock())
             })
@@ -114,7 +115,7 @@ fn v2_memory_high_counts_as_the_limit() {
             // v1 has no memory.high; check instead that none is reported.
             let cgroup = TestCgroup::new(h, "high")?;
             return cgroup.run(|| {
-                let memory = mlock::cgroup_memory()
+                let memory = mlock::limits::cgroup_memory()
                     .map_err(|e| e.to_string())?
                     .ok_or("no cgroup")?;
                 ensure(
@@ -129,7 +130,7 @@ fn v2_memory_high_counts_as_the_limit() {
         // memory.swap.max exists only where the kernel accounts swap.
         let swap_max = cgroup.write("memory.swap.max", "0").is_ok().then_some(0);
         cgroup.run(move || {
-            let memory = mlock::cgroup_memory()
+            let memory = mlock::limits::cgroup_memory()
                 .map_err(|e| e.to_string())?
                 .ok_or("no cgroup")?;
             ensure(
@@ -142,7 +143,8 @@ fn v2_memory_high_counts_as_the_limit() {
                     )
                 },
             )?;
-            let p = mlock::preflight(Flags::CURRENT | Flags::FUTURE).map_err(|e| e.to_string())?;
+            let p = mlock::limits::preflight(Flags::CURRENT | Flags::FUTURE)
+                .map_err(|e| e.to_string())?;
             ensure(p.near_cgroup_limit(), || {
                 format!("not near memory.high {high}: {:?}", p.bytes_to_lock())
             })

@@ -8,10 +8,9 @@
 mod common;
 
 use common::*;
-use mlock::{
-    harden_swap_daemon, Config, Error, Flags, HardenError, Hardening, Limit, Prefault, Requirement,
-    Stage, Step,
-};
+use mlock::daemon::{harden_swap_daemon, HardenError, Hardening, Prefault, Stage};
+use mlock::limits::Limit;
+use mlock::{Capability, Config, Error, Flags, Outcome, Requirement};
 
 const KIB: usize = 1 << 10;
 const MIB: usize = 1 << 20;
@@ -109,13 +108,14 @@ fn io_flusher_sets_and_clears_the_threads_flags() {
     if !cap_sys_resource_or_note() {
         run(|| {
             for (what, got) in [
-                ("set", mlock::set_io_flusher().map(|()| false)),
-                ("clear", mlock::clear_io_flusher().map(|()| false)),
-                ("get", mlock::is_io_flusher()),
+                ("set", mlock::daemon::set_io_flusher().map(|()| false)),
+                ("clear", mlock::daemon::clear_io_flusher().map(|()| false)),
+                ("get", mlock::daemon::is_io_flusher()),
             ] {
-                ensure(got == Err(Error::PermissionDenied), || {
-                    format!("{what} without CAP_SYS_RESOURCE: {got:?}")
-                })?;
+                ensure(
+                    got == Err(Error::MissingCapability(Capability::SysResource)),
+                    || format!("{what} without CAP_SYS_RESOURCE: {got:?}"),
+                )?;
             }
             Ok(())
         });
@@ -123,12 +123,12 @@ fn io_flusher_sets_and_clears_the_threads_flags() {
     }
     run(|| {
         expect_io_flusher(false, "at start")?;
-        mlock::set_io_flusher().map_err(|e| format!("set: {e}"))?;
+        mlock::daemon::set_io_flusher().map_err(|e| format!("set: {e}"))?;
         expect_io_flusher(true, "after set")?;
         // Setting twice keeps it set (the crate always passes 1).
-        mlock::set_io_flusher().map_err(|e| format!("set again: {e}"))?;
+        mlock::daemon::set_io_flusher().map_err(|e| format!("set again: {e}"))?;
         expect_io_flusher(true, "after setting twice")?;
-        mlock::clear_io_flusher().map_err(|e| format!("clear: {e}"))?;
+        mlock::daemon::clear_io_flusher().map_err(|e| format!("clear: {e}"))?;
         expect_io_flusher(false, "after clear")
     });
 }
@@ -137,7 +137,7 @@ fn io_flusher_sets_and_clears_the_threads_flags() {
 /// says and, on a real kernel, as its PF_* flags say (QEMU fakes
 /// `/proc/self/stat`).
 fn expect_io_flusher(set: bool, when: &str) -> Result<(), String> {
-    let got = mlock::is_io_flusher();
+    let got = mlock::daemon::is_io_flusher();
     ensure(got == Ok(set), || {
         format!("{when}: the getter says {got:?}")
     })?;
@@ -162,10 +162,12 @@ fn io_flusher_is_per_thread_and_inherited_by_threads_spawned_after() {
         let (go, wait) = std::sync::mpsc::channel::<()>();
         let existing = std::thread::spawn(move || {
             wait.recv().unwrap();
-            mlock::is_io_flusher()
+            mlock::daemon::is_io_flusher()
         });
-        mlock::set_io_flusher().map_err(|e| format!("set: {e}"))?;
-        let spawned_after = std::thread::spawn(mlock::is_io_flusher).join().unwrap();
+        mlock::daemon::set_io_flusher().map_err(|e| format!("set: {e}"))?;
+        let spawned_after = std::thread::spawn(mlock::daemon::is_io_flusher)
+            .join()
+            .unwrap();
         ensure(spawned_after == Ok(true), || {
             format!("a thread spawned after the call: {spawned_after:?}")
         })?;
@@ -181,16 +183,20 @@ fn io_flusher_is_per_thread_and_inherited_by_threads_spawned_after() {
 fn io_flusher_without_cap_sys_resource_is_permission_denied_with_the_fix() {
     run(|| {
         drop_to_nobody();
-        let err = mlock::set_io_flusher().unwrap_err();
-        ensure(err == Error::PermissionDenied, || format!("set: {err:?}"))?;
+        let err = mlock::daemon::set_io_flusher().unwrap_err();
+        ensure(
+            err == Error::MissingCapability(Capability::SysResource),
+            || format!("set: {err:?}"),
+        )?;
         ensure(err.as_str().contains("CAP_SYS_RESOURCE"), || {
             format!("the fix does not name CAP_SYS_RESOURCE: {err}")
         })?;
         // The kernel guards the getter with the same capability.
-        let get = mlock::is_io_flusher();
-        ensure(get == Err(Error::PermissionDenied), || {
-            format!("get: {get:?}")
-        })
+        let get = mlock::daemon::is_io_flusher();
+        ensure(
+            get == Err(Error::MissingCapability(Capability::SysResource)),
+            || format!("get: {get:?}"),
+        )
     });
 }
 
@@ -211,9 +217,9 @@ fn io_flusher_on_a_kernel_before_5_6_is_unsupported() {
         ),
     ];
     run_with_seccomp(&rules, || {
-        let set = mlock::set_io_flusher();
+        let set = mlock::daemon::set_io_flusher();
         ensure(set == Err(Error::Unsupported), || format!("set: {set:?}"))?;
-        let get = mlock::is_io_flusher();
+        let get = mlock::daemon::is_io_flusher();
         ensure(get == Err(Error::Unsupported), || format!("get: {get:?}"))
     });
 }
@@ -237,22 +243,25 @@ fn policy_in_stat() -> u32 {
 #[test]
 fn realtime_sets_sched_fifo_and_threads_spawned_after_inherit_it() {
     run(|| {
-        ensure(mlock::is_realtime() == Ok(false), || {
+        ensure(mlock::daemon::is_realtime() == Ok(false), || {
             "starts real-time".into()
         })?;
-        let range = [0u8, 100].map(mlock::set_realtime);
+        let range = [0u8, 100].map(mlock::daemon::set_realtime);
         ensure(range == [Err(Error::InvalidArgument); 2], || {
             format!("priority 0 and 100: {range:?}")
         })?;
-        mlock::set_realtime(mlock::DEFAULT_REALTIME_PRIORITY).map_err(|e| format!("set: {e}"))?;
-        ensure(mlock::is_realtime() == Ok(true), || "is_realtime".into())?;
+        mlock::daemon::set_realtime(mlock::daemon::DEFAULT_REALTIME_PRIORITY)
+            .map_err(|e| format!("set: {e}"))?;
+        ensure(mlock::daemon::is_realtime() == Ok(true), || {
+            "is_realtime".into()
+        })?;
         // The kernel's own record: policy 1 (SCHED_FIFO) and the priority.
         // QEMU user mode passes the call to the host kernel, for the
         // emulator's thread: /proc/thread-self is the same thread there.
         ensure(policy_in_stat() == 1, || {
             format!("policy {}", policy_in_stat())
         })?;
-        let spawned = std::thread::spawn(|| (mlock::is_realtime(), policy_in_stat()))
+        let spawned = std::thread::spawn(|| (mlock::daemon::is_realtime(), policy_in_stat()))
             .join()
             .unwrap();
         ensure(spawned == (Ok(true), 1), || {
@@ -275,24 +284,28 @@ fn realtime_without_cap_sys_nice_or_rlimit_rtprio_is_permission_denied() {
             || "setrlimit".into(),
         )?;
         drop_to_nobody();
-        let err = mlock::set_realtime(10);
-        ensure(err == Err(Error::PermissionDenied), || format!("{err:?}"))?;
+        let err = mlock::daemon::set_realtime(10);
+        ensure(
+            err == Err(Error::MissingCapability(Capability::SysNice)),
+            || format!("{err:?}"),
+        )?;
         // As a best-effort step of the recipe, it is reported, not fatal.
         let recipe = Hardening::SWAP_DAEMON
-            .lock(Config::new(Flags::FUTURE))
-            .raise_memlock_limit(false)
-            .io_flusher(Requirement::Skip)
-            .realtime(10, Requirement::BestEffort);
+            .with_lock(Config::new(Flags::FUTURE))
+            .without(Stage::MemlockLimit)
+            .without(Stage::IoFlusher)
+            .with_realtime(10, Requirement::BestEffort);
         let report = harden_swap_daemon(&recipe).map_err(|e| e.to_string())?;
         ensure_eq(
             report.realtime,
-            Step::Failed(Error::PermissionDenied),
+            Outcome::Failed(Error::PermissionDenied),
             "report.realtime",
         )?;
-        let required = recipe.realtime(10, Requirement::Required);
+        let required = recipe.with_realtime(10, Requirement::Required);
         let err = harden_swap_daemon(&required).unwrap_err();
         ensure(
-            err.stage == Stage::Realtime && err.error == Error::PermissionDenied,
+            err.stage == Stage::Realtime
+                && err.error == Error::MissingCapability(Capability::SysNice),
             || format!("{err:?}"),
         )
     });
@@ -302,16 +315,20 @@ fn realtime_without_cap_sys_nice_or_rlimit_rtprio_is_permission_denied() {
 fn harden_with_realtime_runs_the_daemon_under_sched_fifo() {
     run(|| {
         let recipe = Hardening::SWAP_DAEMON
-            .lock(Config::new(Flags::FUTURE))
-            .raise_memlock_limit(false)
-            .io_flusher(Requirement::Skip)
-            .realtime(mlock::DEFAULT_REALTIME_PRIORITY, Requirement::Required);
+            .with_lock(Config::new(Flags::FUTURE))
+            .without(Stage::MemlockLimit)
+            .without(Stage::IoFlusher)
+            .with_realtime(
+                mlock::daemon::DEFAULT_REALTIME_PRIORITY,
+                Requirement::Required,
+            );
         ensure(
-            recipe.realtime_setting() == (10, Requirement::Required),
+            recipe.realtime_priority() == 10
+                && recipe.requirement(Stage::Realtime) == Some(Requirement::Required),
             || "setting".into(),
         )?;
         let report = harden_swap_daemon(&recipe).map_err(|e| e.to_string())?;
-        ensure_eq(report.realtime, Step::Done(10), "report.realtime")?;
+        ensure_eq(report.realtime, Outcome::Done(10), "report.realtime")?;
         ensure(report.to_string().contains("SCHED_FIFO: done"), || {
             report.to_string()
         })?;
@@ -327,7 +344,7 @@ fn harden_with_realtime_runs_the_daemon_under_sched_fifo() {
 fn prefault_stack_makes_the_pages_below_the_caller_resident_and_locked() {
     run(|| {
         let (lo, hi) = unlocked_stack_below()?;
-        mlock::prefault_stack(512 * KIB);
+        mlock::daemon::prefault_stack(512 * KIB);
         let (after, pages) = resident_pages(lo, hi - lo);
         ensure(after == pages, || format!("{after}/{pages} resident after"))?;
         if !under_qemu_user() {
@@ -348,7 +365,7 @@ fn prefault_stack_makes_the_pages_below_the_caller_resident_and_locked() {
 fn prefault_stack_of_zero_bytes_does_nothing() {
     run(|| {
         let (lo, hi) = unlocked_stack_below()?;
-        mlock::prefault_stack(0);
+        mlock::daemon::prefault_stack(0);
         // Not one page of the range prefault_stack(512 KiB) fills (see the
         // test above) was faulted in, and so locked. (VmLck cannot tell:
         // it counts the whole locked stack mapping, resident or not.)
@@ -426,7 +443,7 @@ fn prefault_populates_a_region_without_changing_it() {
         ensure(before < pages, || {
             "the mapping was resident at start".into()
         })?;
-        let how = mlock::prefault(buf).map_err(|e| format!("prefault: {e}"))?;
+        let how = mlock::daemon::prefault(buf).map_err(|e| format!("prefault: {e}"))?;
         // Linux 5.14+ (this kernel) knows MADV_POPULATE_WRITE.
         ensure(how == Prefault::Populated, || format!("{how:?}"))?;
         let (after, pages) = resident_pages(addr, len);
@@ -446,7 +463,7 @@ fn prefault_of_a_region_that_does_not_start_on_a_page() {
         let mut map = Anon::new(64 * KIB);
         let (addr, len) = (map.addr as usize, map.len);
         let buf = &mut slice_mut(&mut map)[100..3 * 4096];
-        let how = mlock::prefault(buf).map_err(|e| format!("prefault: {e}"))?;
+        let how = mlock::daemon::prefault(buf).map_err(|e| format!("prefault: {e}"))?;
         ensure(how == Prefault::Populated, || format!("{how:?}"))?;
         if !under_qemu_user() {
             let (resident, _) = resident_pages(addr, len);
@@ -454,9 +471,10 @@ fn prefault_of_a_region_that_does_not_start_on_a_page() {
                 format!("{resident} pages resident, want 3")
             })?;
         }
-        ensure(mlock::prefault(&mut []) == Ok(Prefault::Populated), || {
-            "empty region".into()
-        })
+        ensure(
+            mlock::daemon::prefault(&mut []) == Ok(Prefault::Populated),
+            || "empty region".into(),
+        )
     });
 }
 
@@ -477,7 +495,7 @@ fn prefault_falls_back_to_touching_on_a_kernel_before_5_14() {
         let (addr, len) = (map.addr as usize, map.len);
         let buf = slice_mut(&mut map);
         let marks = mark(buf);
-        let how = mlock::prefault(buf).map_err(|e| format!("prefault: {e}"))?;
+        let how = mlock::daemon::prefault(buf).map_err(|e| format!("prefault: {e}"))?;
         ensure(how == Prefault::Touched, || format!("{how:?}"))?;
         let (after, pages) = resident_pages(addr, len);
         ensure(after == pages, || format!("{after}/{pages} resident"))?;
@@ -489,8 +507,12 @@ fn prefault_falls_back_to_touching_on_a_kernel_before_5_14() {
 fn prefault_reports_the_kernels_other_errors() {
     run_with_seccomp(&populate_write_fails_with(libc::ENOMEM), || {
         let mut map = Anon::new(64 * KIB);
-        let got = mlock::prefault(slice_mut(&mut map));
-        ensure(got == Err(Error::ResourceLimit), || format!("{got:?}"))
+        let got = mlock::daemon::prefault(slice_mut(&mut map));
+        ensure(got == Err(Error::OutOfMemory), || format!("{got:?}"))?;
+        // Population's ENOMEM is the kernel out of memory: the fix must not
+        // be a bigger RLIMIT_MEMLOCK.
+        let text = Error::OutOfMemory.to_string();
+        ensure(!text.contains("ulimit"), || text.clone())
     });
 }
 
@@ -501,7 +523,7 @@ fn touch_pages_faults_in_every_page() {
         let (addr, len) = (map.addr as usize, map.len);
         let buf = slice_mut(&mut map);
         let marks = mark(buf);
-        mlock::touch_pages(buf);
+        mlock::daemon::touch_pages(buf);
         let (after, pages) = resident_pages(addr, len);
         ensure(after == pages, || format!("{after}/{pages} resident"))?;
         check_marks(buf, &marks)
@@ -522,19 +544,24 @@ fn oom_file() -> i32 {
 fn oom_score_adj_reads_and_writes_the_proc_file() {
     let privileged = cap_sys_resource_or_note();
     run(|| {
-        ensure(mlock::oom_score_adj() == Ok(oom_file()), || "read".into())?;
+        ensure(mlock::daemon::oom_score_adj() == Ok(oom_file()), || {
+            "read".into()
+        })?;
         let values: &[i32] = if privileged {
             &[500, -1000, 0, 1000, -1, 7]
         } else {
             // Without CAP_SYS_RESOURCE the floor (0) holds.
-            let err = mlock::set_oom_score_adj(-1000).unwrap_err();
-            ensure(err == Error::PermissionDenied, || format!("-1000: {err:?}"))?;
+            let err = mlock::daemon::set_oom_score_adj(-1000).unwrap_err();
+            ensure(
+                err == Error::MissingCapability(Capability::SysResource),
+                || format!("-1000: {err:?}"),
+            )?;
             &[500, 0, 1000, 7]
         };
         for &value in values {
-            mlock::set_oom_score_adj(value).map_err(|e| format!("set {value}: {e}"))?;
+            mlock::daemon::set_oom_score_adj(value).map_err(|e| format!("set {value}: {e}"))?;
             ensure(oom_file() == value, || format!("file after {value}"))?;
-            let read = mlock::oom_score_adj();
+            let read = mlock::daemon::oom_score_adj();
             ensure(read == Ok(value), || {
                 format!("read after {value}: {read:?}")
             })?;
@@ -546,9 +573,9 @@ fn oom_score_adj_reads_and_writes_the_proc_file() {
 #[test]
 fn oom_score_adj_out_of_range_is_rejected_before_the_kernel() {
     run(|| {
-        mlock::set_oom_score_adj(3).map_err(|e| e.to_string())?;
+        mlock::daemon::set_oom_score_adj(3).map_err(|e| e.to_string())?;
         for value in [1001, -1001, i32::MIN, i32::MAX] {
-            let got = mlock::set_oom_score_adj(value);
+            let got = mlock::daemon::set_oom_score_adj(value);
             ensure(got == Err(Error::InvalidArgument), || {
                 format!("{value}: {got:?}")
             })?;
@@ -571,13 +598,16 @@ fn drop_to_nobody_dumpable() {
 fn lowering_oom_score_adj_below_the_floor_needs_cap_sys_resource() {
     run(|| {
         // As root, set the floor to 0 (a privileged write sets it).
-        mlock::set_oom_score_adj(0).map_err(|e| e.to_string())?;
+        mlock::daemon::set_oom_score_adj(0).map_err(|e| e.to_string())?;
         drop_to_nobody_dumpable();
         // Raising, and lowering back to the floor, need nothing.
-        mlock::set_oom_score_adj(300).map_err(|e| format!("raise: {e}"))?;
-        mlock::set_oom_score_adj(0).map_err(|e| format!("back to 0: {e}"))?;
-        let err = mlock::set_oom_score_adj(-1).unwrap_err();
-        ensure(err == Error::PermissionDenied, || format!("{err:?}"))?;
+        mlock::daemon::set_oom_score_adj(300).map_err(|e| format!("raise: {e}"))?;
+        mlock::daemon::set_oom_score_adj(0).map_err(|e| format!("back to 0: {e}"))?;
+        let err = mlock::daemon::set_oom_score_adj(-1).unwrap_err();
+        ensure(
+            err == Error::MissingCapability(Capability::SysResource),
+            || format!("{err:?}"),
+        )?;
         ensure(err.as_str().contains("CAP_SYS_RESOURCE"), || {
             format!("the fix does not name CAP_SYS_RESOURCE: {err}")
         })?;
@@ -588,13 +618,13 @@ fn lowering_oom_score_adj_below_the_floor_needs_cap_sys_resource() {
 }
 
 #[test]
-fn oom_score_adj_of_a_non_dumpable_process_is_permission_denied() {
+fn oom_score_adj_of_a_non_dumpable_process_says_not_dumpable() {
     run(|| {
         drop_to_nobody(); // Not dumpable: /proc/self/oom_score_adj is root's.
-        let err = mlock::set_oom_score_adj(100).unwrap_err();
-        ensure(err == Error::PermissionDenied, || format!("{err:?}"))?;
+        let err = mlock::daemon::set_oom_score_adj(100).unwrap_err();
+        ensure(err == Error::NotDumpable, || format!("{err:?}"))?;
         // Reading is open to everyone.
-        ensure_eq(mlock::oom_score_adj(), Ok(oom_file()), "read")
+        ensure_eq(mlock::daemon::oom_score_adj(), Ok(oom_file()), "read")
     });
 }
 
@@ -642,11 +672,11 @@ fn oom_score_adj_without_procfs_is_proc_unavailable() {
     for fake in [false, true] {
         run(|| {
             hide_proc(fake);
-            let read = mlock::oom_score_adj();
+            let read = mlock::daemon::oom_score_adj();
             ensure(read == Err(Error::ProcUnavailable), || {
                 format!("read (fake file: {fake}): {read:?}")
             })?;
-            let write = mlock::set_oom_score_adj(-1000);
+            let write = mlock::daemon::set_oom_score_adj(-1000);
             ensure(write == Err(Error::ProcUnavailable), || {
                 format!("write (fake file: {fake}): {write:?}")
             })?;
@@ -674,9 +704,10 @@ fn harden_as_root_does_every_step() {
         } else {
             Requirement::BestEffort
         };
-        let recipe = Hardening::new(Config::SWAP_DAEMON.required(true))
-            .io_flusher(needs_sys_resource)
-            .oom_score_adj(-1000, needs_sys_resource);
+        let recipe =
+            Hardening::new(Config::SWAP_DAEMON.with_requirement(mlock::Requirement::Required))
+                .with_io_flusher(needs_sys_resource)
+                .with_oom_score_adj(-1000, needs_sys_resource);
         let hard = memlock_hard();
         let report = harden_swap_daemon(&recipe).map_err(|e| format!("{e}"))?;
         let raised = if privileged {
@@ -691,24 +722,28 @@ fn harden_as_root_does_every_step() {
         };
         ensure_eq(
             report.memlock_limit,
-            Step::Done(raised),
+            Outcome::Done(raised),
             "report.memlock_limit",
         )?;
-        ensure(mlock::memlock_limit() == Ok(raised), || "limit".into())?;
+        ensure(mlock::limits::memlock_limit() == Ok(raised), || "limit".into())?;
         ensure_eq(
             report.lock,
-            Step::Done(Flags::CURRENT | Flags::FUTURE),
+            Outcome::Done(Flags::CURRENT | Flags::FUTURE),
             "report.lock",
         )?;
         ensure_eq(
             report.stack,
-            Step::Done(mlock::DEFAULT_STACK_PREFAULT),
+            Outcome::Done(mlock::daemon::DEFAULT_STACK_PREFAULT),
             "report.stack",
         )?;
         if privileged {
-            ensure(report.io_flusher == Step::Done(()), || "io_flusher".into())?;
-            ensure(mlock::is_io_flusher() == Ok(true), || "flag".into())?;
-            ensure(report.oom_score_adj == Step::Done(-1000), || "oom".into())?;
+            ensure(report.io_flusher == Outcome::Done(()), || {
+                "io_flusher".into()
+            })?;
+            ensure(mlock::daemon::is_io_flusher() == Ok(true), || "flag".into())?;
+            ensure(report.oom_score_adj == Outcome::Done(-1000), || {
+                "oom".into()
+            })?;
             ensure(oom_file() == -1000, || "oom file".into())?;
             ensure(report.is_complete(), || format!("{report}"))?;
             ensure(report.failures().count() == 0, || format!("{report}"))?;
@@ -717,8 +752,14 @@ fn harden_as_root_does_every_step() {
             ensure(
                 failed
                     == [
-                        (Stage::IoFlusher, Error::PermissionDenied),
-                        (Stage::OomScoreAdj, Error::PermissionDenied),
+                        (
+                            Stage::IoFlusher,
+                            Error::MissingCapability(Capability::SysResource),
+                        ),
+                        (
+                            Stage::OomScoreAdj,
+                            Error::MissingCapability(Capability::SysResource),
+                        ),
                     ],
                 || format!("{report}"),
             )?;
@@ -745,7 +786,7 @@ fn harden_unprivileged_best_effort_reports_what_it_could_not_do() {
     run(|| {
         set_memlock(0, 0);
         drop_to_nobody_dumpable();
-        let recipe = Hardening::SWAP_DAEMON.oom_score_adj(-500, Requirement::BestEffort);
+        let recipe = Hardening::SWAP_DAEMON.with_oom_score_adj(-500, Requirement::BestEffort);
         let report = harden_swap_daemon(&recipe).map_err(|e| format!("{e}"))?;
         // Unlimited needs CAP_SYS_RESOURCE; soft up to hard (0) is all it
         // could do.
@@ -755,14 +796,14 @@ fn harden_unprivileged_best_effort_reports_what_it_could_not_do() {
         };
         ensure_eq(
             report.memlock_limit,
-            Step::Done(zero),
+            Outcome::Done(zero),
             "report.memlock_limit",
         )?;
         ensure(report.stack.is_done(), || "stack".into())?;
         let denied = [Stage::Lock, Stage::IoFlusher, Stage::OomScoreAdj].map(|s| report.step(s));
         ensure_eq(
             denied,
-            [Step::Failed(Error::PermissionDenied); 3],
+            [Outcome::Failed(Error::PermissionDenied); 3],
             "lock, io_flusher, oom_score_adj",
         )?;
         ensure(report.locked_bytes.is_none(), || "locked bytes".into())?;
@@ -785,7 +826,8 @@ fn harden_stops_at_a_required_step_that_fails() {
     run(|| {
         set_memlock(0, 0);
         drop_to_nobody();
-        let recipe = Hardening::new(Config::SWAP_DAEMON.required(true));
+        let recipe =
+            Hardening::new(Config::SWAP_DAEMON.with_requirement(mlock::Requirement::Required));
         let err: HardenError = harden_swap_daemon(&recipe).unwrap_err();
         ensure(
             err.stage == Stage::Lock && err.error == Error::PermissionDenied,
@@ -793,7 +835,7 @@ fn harden_stops_at_a_required_step_that_fails() {
         )?;
         ensure(err.report.memlock_limit.is_done(), || "limit step".into())?;
         for stage in [Stage::Lock, Stage::Stack, Stage::IoFlusher] {
-            ensure(err.report.step(stage) == Step::NotReached, || {
+            ensure(err.report.step(stage) == Outcome::NotReached, || {
                 format!("{stage}: {:?}", err.report.step(stage))
             })?;
         }
@@ -809,20 +851,22 @@ fn harden_stops_at_a_required_step_that_fails() {
         // Locking works (FUTURE alone fits any nonzero limit), IO_FLUSHER
         // is required and cannot be had.
         drop_to_nobody();
-        let recipe = Hardening::new(Config::new(Flags::FUTURE)).io_flusher(Requirement::Required);
+        let recipe =
+            Hardening::new(Config::new(Flags::FUTURE)).with_io_flusher(Requirement::Required);
         let err = harden_swap_daemon(&recipe).unwrap_err();
         ensure(
-            err.stage == Stage::IoFlusher && err.error == Error::PermissionDenied,
+            err.stage == Stage::IoFlusher
+                && err.error == Error::MissingCapability(Capability::SysResource),
             || format!("{err:?}"),
         )?;
         ensure(
             err.report.lock.is_done() && err.report.stack.is_done(),
             || format!("{:?}", err.report),
         )?;
-        ensure(err.report.lock == Step::Done(Flags::FUTURE), || {
+        ensure(err.report.lock == Outcome::Done(Flags::FUTURE), || {
             "lock".into()
         })?;
-        ensure(err.report.oom_score_adj == Step::NotReached, || {
+        ensure(err.report.oom_score_adj == Outcome::NotReached, || {
             "oom".into()
         })
     });
@@ -836,15 +880,15 @@ fn harden_rejects_a_bad_recipe_before_changing_anything() {
             (Hardening::new(Config::new(Flags::empty())), Stage::Lock),
             (Hardening::new(Config::new(Flags::ONFAULT)), Stage::Lock),
             (
-                Hardening::SWAP_DAEMON.oom_score_adj(-1001, Requirement::BestEffort),
+                Hardening::SWAP_DAEMON.with_oom_score_adj(-1001, Requirement::BestEffort),
                 Stage::OomScoreAdj,
             ),
             (
-                Hardening::SWAP_DAEMON.realtime(0, Requirement::BestEffort),
+                Hardening::SWAP_DAEMON.with_realtime(0, Requirement::BestEffort),
                 Stage::Realtime,
             ),
             (
-                Hardening::SWAP_DAEMON.realtime(100, Requirement::Required),
+                Hardening::SWAP_DAEMON.with_realtime(100, Requirement::Required),
                 Stage::Realtime,
             ),
         ];
@@ -855,19 +899,20 @@ fn harden_rejects_a_bad_recipe_before_changing_anything() {
                 || format!("{err:?}"),
             )?;
             ensure(
-                err.report.step(Stage::MemlockLimit) == Step::NotReached,
+                err.report.step(Stage::MemlockLimit) == Outcome::NotReached,
                 || "a step ran".into(),
             )?;
         }
         // Out of range but skipped is fine: the value is not used.
         let skipped = Hardening::SWAP_DAEMON
-            .oom_score_adj(5000, Requirement::Skip)
-            .raise_memlock_limit(false)
-            .lock(Config::new(Flags::FUTURE));
+            .with_oom_score_adj(5000, Requirement::BestEffort)
+            .without(Stage::OomScoreAdj)
+            .without(Stage::MemlockLimit)
+            .with_lock(Config::new(Flags::FUTURE));
         let report = harden_swap_daemon(&skipped).map_err(|e| e.to_string())?;
-        ensure(report.memlock_limit == Step::Skipped, || "limit".into())?;
-        ensure(report.oom_score_adj == Step::Skipped, || "oom".into())?;
-        let limit = mlock::memlock_limit().unwrap();
+        ensure(report.memlock_limit == Outcome::Skipped, || "limit".into())?;
+        ensure(report.oom_score_adj == Outcome::Skipped, || "oom".into())?;
+        let limit = mlock::limits::memlock_limit().unwrap();
         ensure(limit.soft == Some(64 * 1024), || format!("{limit:?}"))
     });
 }

@@ -516,8 +516,9 @@ fn overlapping_guards_each_unlock_only_what_no_other_holds() {
 
 /// A guard over a secret's bytes, and `unlock` of them, on a buffer of the
 /// given backing: the secret's page stays locked.
-fn secret_page_stays_locked(backing: mlock::Backing) -> Result<(), String> {
-    let mut key = mlock::LockedBuf::<32>::with_backing(backing).map_err(|e| e.to_string())?;
+fn secret_page_stays_locked(backing: mlock::secret::Backing) -> Result<(), String> {
+    let mut key =
+        mlock::secret::LockedBuf::<32>::with_backing(backing).map_err(|e| e.to_string())?;
     key.as_mut().copy_from_slice(&[7; 32]);
     let page = page_of(key.as_ref().as_ptr());
     // An anonymous buffer's page is mlocked. A secretmem page is
@@ -528,7 +529,7 @@ fn secret_page_stays_locked(backing: mlock::Backing) -> Result<(), String> {
     let kb = locked_kb(page);
     let one_page = (page_size() / 1024) as u64;
     ensure(
-        kb == one_page || backing == mlock::Backing::SecretMem,
+        kb == one_page || backing == mlock::secret::Backing::SecretMem,
         || format!("{backing:?}: a new LockedBuf has Locked {kb} kB"),
     )?;
     // mlock(2) of secret memory fails: the kernel skips its VMA and cannot
@@ -536,7 +537,7 @@ fn secret_page_stays_locked(backing: mlock::Backing) -> Result<(), String> {
     // failed guard must leave the page locked as well.
     match mlock::LockGuard::new(key.as_ref()) {
         Ok(guard) => drop(guard),
-        Err(Error::ResourceLimit) if backing == mlock::Backing::SecretMem => {}
+        Err(Error::ResourceLimit) if backing == mlock::secret::Backing::SecretMem => {}
         Err(e) => return Err(format!("{backing:?}: guard: {e}")),
     }
     expect_locked(page, kb, &format!("{backing:?}: a guard over the secret"))?;
@@ -547,17 +548,18 @@ fn secret_page_stays_locked(backing: mlock::Backing) -> Result<(), String> {
     mlock::unlock_all().map_err(|e| format!("unlock_all: {e}"))?;
     expect_locked(page, kb, &format!("{backing:?}: unlock_all"))?;
 
-    let mut sealed = mlock::SealedBuf::<32>::with_backing(backing).map_err(|e| e.to_string())?;
+    let mut sealed =
+        mlock::secret::SealedBuf::<32>::with_backing(backing).map_err(|e| e.to_string())?;
     let opened = sealed.read();
     let page = page_of(opened.as_ptr());
     let kb = locked_kb(page);
     ensure(
-        kb == one_page || backing == mlock::Backing::SecretMem,
+        kb == one_page || backing == mlock::secret::Backing::SecretMem,
         || format!("{backing:?}: a new SealedBuf has Locked {kb} kB"),
     )?;
     match mlock::LockGuard::new(&opened[..]) {
         Ok(guard) => drop(guard),
-        Err(Error::ResourceLimit) if backing == mlock::Backing::SecretMem => {}
+        Err(Error::ResourceLimit) if backing == mlock::secret::Backing::SecretMem => {}
         Err(e) => return Err(format!("{backing:?}: sealed guard: {e}")),
     }
     mlock::unlock(&opened[..]).map_err(|e| format!("sealed unlock: {e}"))?;
@@ -571,7 +573,7 @@ fn secret_page_stays_locked(backing: mlock::Backing) -> Result<(), String> {
 
 #[test]
 fn a_guard_or_unlock_over_a_locked_buf_leaves_the_secret_locked() {
-    run(|| secret_page_stays_locked(mlock::Backing::Anonymous));
+    run(|| secret_page_stays_locked(mlock::secret::Backing::Anonymous));
 }
 
 #[test]
@@ -580,10 +582,12 @@ fn a_guard_or_unlock_over_a_secretmem_buf_leaves_the_secret_locked() {
         if under_qemu_user() {
             // QEMU 7.2 user mode does not implement memfd_secret: the crate
             // says so rather than falling back.
-            let err = mlock::LockedBuf::<32>::with_backing(mlock::Backing::SecretMem).unwrap_err();
+            let err =
+                mlock::secret::LockedBuf::<32>::with_backing(mlock::secret::Backing::SecretMem)
+                    .unwrap_err();
             return ensure(err == Error::Unsupported, || format!("got {err:?}"));
         }
-        secret_page_stays_locked(mlock::Backing::SecretMem)
+        secret_page_stays_locked(mlock::secret::Backing::SecretMem)
     });
 }
 

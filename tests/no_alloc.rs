@@ -10,7 +10,8 @@ mod counting_alloc;
 
 use common::*;
 use counting_alloc::allocations;
-use mlock::{Backing, Config, Error, Flags, LockedBuf, Outcome, SealedBuf};
+use mlock::{Config, Error, Flags, Outcome};
+use mlock::secret::{Backing, LockedBuf, SealedBuf};
 
 #[test]
 fn locking_calls_do_not_allocate() {
@@ -30,14 +31,14 @@ fn locking_calls_do_not_allocate() {
             let mut sealed = SealedBuf::<32>::new().unwrap();
             sealed.with_mut(|b| b[0] = 1);
             drop(sealed);
-            drop(mlock::disable_core_dumps_with_guard().unwrap());
-            mlock::memlock_limit().unwrap();
-            mlock::raise_memlock_limit().unwrap();
-            mlock::has_ipc_lock().unwrap();
-            mlock::is_dumpable().unwrap();
+            drop(mlock::secret::disable_core_dumps_with_guard().unwrap());
+            mlock::limits::memlock_limit().unwrap();
+            mlock::limits::raise_memlock_limit().unwrap();
+            mlock::limits::has_ipc_lock().unwrap();
+            mlock::secret::is_dumpable().unwrap();
             let outcome = mlock::lock_with(&Config::new(Flags::FUTURE)).unwrap();
             let empty = mlock::lock_all(Flags::empty());
-            mlock::disable_core_dumps().unwrap();
+            mlock::secret::disable_core_dumps().unwrap();
             (on_fault, outcome, empty)
         });
         ensure(n == 0, || format!("{n} allocations"))?;
@@ -78,8 +79,8 @@ fn status_calls_do_not_allocate() {
 #[test]
 fn preflight_and_cgroup_reads_do_not_allocate() {
     let ((preflight, cgroup), n) = allocations(|| {
-        let preflight = mlock::preflight(mlock::Flags::CURRENT | mlock::Flags::FUTURE);
-        (preflight.map(drop), mlock::cgroup_memory().map(drop))
+        let preflight = mlock::limits::preflight(mlock::Flags::CURRENT | mlock::Flags::FUTURE);
+        (preflight.map(drop), mlock::limits::cgroup_memory().map(drop))
     });
     assert_eq!(n, 0, "{n} allocations");
     // Both read what they need (this machine has /proc and a cgroup).

@@ -26,7 +26,8 @@
 mod common;
 
 use common::*;
-use mlock::{Error, Flags, Preflight};
+use mlock::limits::Preflight;
+use mlock::{Error, Flags};
 
 const C: Flags = Flags::CURRENT;
 const F: Flags = Flags::FUTURE;
@@ -104,7 +105,7 @@ fn expected(flags: Flags, privileged: bool, soft: Option<u64>, size: u64) -> Opt
 
 /// The hard `RLIMIT_MEMLOCK` (`None`: unlimited).
 fn hard_limit() -> Option<u64> {
-    mlock::memlock_limit().expect("prlimit64").hard
+    mlock::limits::memlock_limit().expect("prlimit64").hard
 }
 
 /// What one scenario needs that this process cannot set up, if anything.
@@ -126,7 +127,7 @@ fn unavailable(soft: Option<u64>) -> Option<String> {
 
 /// Sets `RLIMIT_MEMLOCK` soft and hard, without panicking.
 fn try_set_memlock(limit: Option<u64>) -> Result<(), Error> {
-    mlock::set_memlock_limit(mlock::Limit {
+    mlock::limits::set_memlock_limit(mlock::limits::Limit {
         soft: limit,
         hard: limit,
     })
@@ -142,16 +143,17 @@ fn scenario(flags: Flags, soft: Soft, privileged: bool) -> Result<(), String> {
     if let Some(why) = unavailable(limit) {
         // Not reproducible here: the kernel must refuse the limit.
         let got = try_set_memlock(limit);
-        return ensure(got == Err(Error::PermissionDenied), || {
-            format!("{why} (wanted {limit:?}), yet setting it returned {got:?}")
-        })
+        return ensure(
+            got == Err(Error::MissingCapability(mlock::Capability::SysResource)),
+            || format!("{why} (wanted {limit:?}), yet setting it returned {got:?}"),
+        )
         .and(Err(format!("{NOT_HERE}{why}")));
     }
     try_set_memlock(limit).map_err(|e| format!("setting RLIMIT_MEMLOCK {limit:?}: {e}"))?;
     if !privileged {
         drop_to_nobody();
     }
-    let check = mlock::preflight(flags);
+    let check = mlock::limits::preflight(flags);
     let real = mlock::lock_all(flags);
     let _ = mlock::unlock_all();
     // From here on, allocating is safe again.
@@ -193,7 +195,7 @@ fn compare(
 /// has translated their code, and mapped what that takes, before the
 /// scenario reads `VmSize`.
 fn warm_up() {
-    let _ = mlock::preflight(Flags::empty());
+    let _ = mlock::limits::preflight(Flags::empty());
     let _ = mlock::lock_all(Flags::empty());
     let _ = mlock::status();
 }
@@ -266,7 +268,7 @@ fn scenario_without_proc(flags: Flags, soft: Soft) -> Result<(), String> {
     let limit = soft.bytes(0, hard_limit());
     try_set_memlock(limit).map_err(|e| format!("setting RLIMIT_MEMLOCK {limit:?}: {e}"))?;
     drop_to_nobody();
-    let check = mlock::preflight(flags);
+    let check = mlock::limits::preflight(flags);
     let real = mlock::lock_all(flags);
     let _ = mlock::unlock_all();
     let context = format!("no /proc, flags {flags:?}, limit {limit:?}, uid 65534");
@@ -310,13 +312,18 @@ fn scenario_user_namespace(flags: Flags, soft: Soft) -> Result<(), String> {
         }
         return Err(format!("unshare(CLONE_NEWUSER): {e}"));
     }
-    let capget = mlock::has_ipc_lock().map_err(|e| e.to_string())?;
-    let check = mlock::preflight(flags);
+    let capget = mlock::limits::ipc_lock_in_effective_set().map_err(|e| e.to_string())?;
+    // The kernel's meaning: effective, but not in the initial namespace.
+    let counts = mlock::limits::has_ipc_lock().map_err(|e| e.to_string())?;
+    let check = mlock::limits::preflight(flags);
     let real = mlock::lock_all(flags);
     let _ = mlock::unlock_all();
     let context = format!("own user namespace, flags {flags:?}, limit {limit:?}, VmSize {size}");
     ensure(capget, || {
         format!("{context}: capget shows no CAP_IPC_LOCK in a new user namespace")
+    })?;
+    ensure(!counts, || {
+        format!("{context}: has_ipc_lock counts a capability held in a child namespace")
     })?;
     compare(&context, check, real, flags, false, limit, size)
 }
@@ -325,7 +332,7 @@ fn scenario_user_namespace(flags: Flags, soft: Soft) -> Result<(), String> {
 fn scenario_fix_text() -> Result<(), String> {
     try_set_memlock(Some(0)).map_err(|e| e.to_string())?;
     drop_to_nobody();
-    let check = mlock::preflight(C | F).map_err(|e| e.to_string())?;
+    let check = mlock::limits::preflight(C | F).map_err(|e| e.to_string())?;
     ensure(!check.will_succeed(), || "will succeed with limit 0".into())?;
     let fix = check.fix().unwrap_or_default();
     ensure(

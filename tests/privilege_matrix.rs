@@ -112,11 +112,11 @@ impl Observation {
     /// Runs in the cell's process: preflight, then lock, then VmLck.
     fn take() -> Observation {
         let flags = Flags::CURRENT | Flags::FUTURE;
-        let pre = mlock::preflight(flags).expect("preflight");
+        let pre = mlock::limits::preflight(flags).expect("preflight");
         let vm_size_kb = status_kb("VmSize");
         let result = mlock::lock_all(flags);
         Observation {
-            has_ipc_lock: mlock::has_ipc_lock().expect("capget"),
+            has_ipc_lock: mlock::limits::has_ipc_lock().expect("capget"),
             predicted: pre.predicted_error(),
             preflight_fix: pre.fix().map(str::to_owned),
             result,

@@ -16,7 +16,8 @@
 mod common;
 
 use common::*;
-use mlock::{Backing, Error, LockedBuf, SealedBuf};
+use mlock::secret::{Backing, LockedBuf, SealedBuf};
+use mlock::Error;
 
 /// The `VmFlags` of the mapping that holds `addr`, from `/proc/self/smaps`.
 fn vm_flags(addr: usize) -> String {
@@ -101,27 +102,27 @@ fn locked_buf_reports_the_memlock_limit() {
 fn exclude_and_include_in_dump_toggle_the_dontdump_flag() {
     let map = Anon::new(2 * page_size());
     let dontdump = || vm_flags(map.addr as usize).split(' ').any(|f| f == "dd");
-    mlock::exclude_from_dump(map.slice()).unwrap();
+    mlock::secret::exclude_from_dump(map.slice()).unwrap();
     // QEMU user mode accepts the advice and drops it (see above).
     assert!(dontdump() || under_qemu_user());
-    mlock::include_in_dump(map.slice()).unwrap();
+    mlock::secret::include_in_dump(map.slice()).unwrap();
     assert!(!dontdump());
     // madvise wants a page-aligned start (QEMU checks that too).
     assert_eq!(
-        mlock::exclude_from_dump(&map.slice()[1..]),
+        mlock::secret::exclude_from_dump(&map.slice()[1..]),
         Err(Error::InvalidArgument)
     );
-    assert_eq!(mlock::exclude_from_dump(&[]), Ok(()));
+    assert_eq!(mlock::secret::exclude_from_dump(&[]), Ok(()));
 }
 
 #[test]
 fn disable_core_dumps_clears_dumpable_and_the_core_limit() {
     run(|| {
-        ensure(mlock::is_dumpable() == Ok(true), || {
+        ensure(mlock::secret::is_dumpable() == Ok(true), || {
             "dumpable at start".into()
         })?;
-        mlock::disable_core_dumps().map_err(|e| e.to_string())?;
-        ensure(mlock::is_dumpable() == Ok(false), || {
+        mlock::secret::disable_core_dumps().map_err(|e| e.to_string())?;
+        ensure(mlock::secret::is_dumpable() == Ok(false), || {
             "still dumpable".into()
         })?;
         let mut lim = libc::rlimit {
@@ -732,11 +733,11 @@ fn the_core_dump_guard_restores_dumpable_and_the_soft_limit() {
         };
         // SAFETY: `lim` is a valid rlimit; lowering needs no privilege.
         assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_CORE, &lim) }, 0);
-        ensure(mlock::is_dumpable() == Ok(true), || {
+        ensure(mlock::secret::is_dumpable() == Ok(true), || {
             "dumpable at start".into()
         })?;
-        let outer = mlock::disable_core_dumps_with_guard().map_err(err)?;
-        ensure(mlock::is_dumpable() == Ok(false), || {
+        let outer = mlock::secret::disable_core_dumps_with_guard().map_err(err)?;
+        ensure(mlock::secret::is_dumpable() == Ok(false), || {
             "still dumpable".into()
         })?;
         ensure(core_limit() == (0, hard), || {
@@ -746,10 +747,10 @@ fn the_core_dump_guard_restores_dumpable_and_the_soft_limit() {
             "a core was dumped under the guard".into()
         })?;
         {
-            let inner = mlock::disable_core_dumps_with_guard().map_err(err)?;
+            let inner = mlock::secret::disable_core_dumps_with_guard().map_err(err)?;
             drop(inner);
             // The inner guard restores what it found: still off.
-            ensure(mlock::is_dumpable() == Ok(false), || {
+            ensure(mlock::secret::is_dumpable() == Ok(false), || {
                 "inner restored too much".into()
             })?;
             ensure(core_limit() == (0, hard), || {
@@ -757,16 +758,16 @@ fn the_core_dump_guard_restores_dumpable_and_the_soft_limit() {
             })?;
         }
         outer.restore().map_err(err)?;
-        ensure(mlock::is_dumpable() == Ok(true), || {
+        ensure(mlock::secret::is_dumpable() == Ok(true), || {
             "dumpable not restored".into()
         })?;
         ensure(core_limit() == (soft, hard), || {
             format!("RLIMIT_CORE {:?}", core_limit())
         })?;
         // Drop restores as well.
-        drop(mlock::disable_core_dumps_with_guard().map_err(err)?);
+        drop(mlock::secret::disable_core_dumps_with_guard().map_err(err)?);
         ensure(
-            mlock::is_dumpable() == Ok(true) && core_limit() == (soft, hard),
+            mlock::secret::is_dumpable() == Ok(true) && core_limit() == (soft, hard),
             || "drop did not restore".into(),
         )
     });

@@ -39,7 +39,7 @@ fn duendes_keys_map_onto_config() {
     // daemon's CURRENT | FUTURE.
     assert_eq!(
         parsed.resources.lock,
-        Config::SWAP_DAEMON.required(true),
+        Config::SWAP_DAEMON.with_requirement(mlock::Requirement::Required),
         "seed keys mapped onto the crate's"
     );
     assert_eq!(
@@ -76,9 +76,14 @@ fn every_valid_config_round_trips_as_a_table() {
     for flags in flag_sets {
         for required in [false, true] {
             for retry in [false, true] {
+                let requirement = if required {
+                    mlock::Requirement::Required
+                } else {
+                    mlock::Requirement::BestEffort
+                };
                 let config = Config::new(flags)
-                    .required(required)
-                    .retry_without_onfault(retry);
+                    .with_requirement(requirement)
+                    .with_onfault_retry(retry);
                 let text = toml::to_string(&config).unwrap();
                 let back: Config = toml::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
                 assert_eq!(back, config, "{text}");
@@ -128,44 +133,50 @@ fn flags_alone_serialize_by_name() {
 #[test]
 fn the_whole_recipe_reads_from_toml() {
     let text = r#"
-        prefault_stack = 131072
+        memlock_limit = "skip"
+        stack_prefault = 131072
         io_flusher = "required"
         oom_score_adj = -1000
-        oom_score_adj_requirement = "best_effort"
+        oom_score_adj_step = "best_effort"
         realtime = 20
-        realtime_requirement = "best_effort"
+        realtime_step = "best_effort"
 
         [lock]
         lock_memory_required = true
     "#;
-    let recipe: mlock::Hardening = toml::from_str(text).expect("parse");
-    let want = mlock::Hardening::new(Config::SWAP_DAEMON.required(true))
-        .prefault_stack(128 * 1024)
-        .io_flusher(mlock::Requirement::Required)
-        .oom_score_adj(-1000, mlock::Requirement::BestEffort)
-        .realtime(20, mlock::Requirement::BestEffort);
+    let recipe: mlock::daemon::Hardening = toml::from_str(text).expect("parse");
+    let want = mlock::daemon::Hardening::new(
+        Config::SWAP_DAEMON.with_requirement(mlock::Requirement::Required),
+    )
+    .with_stack_prefault(128 * 1024)
+    .with_io_flusher(mlock::Requirement::Required)
+    .with_oom_score_adj(-1000, mlock::Requirement::BestEffort)
+    .with_realtime(20, mlock::Requirement::BestEffort)
+    .without(mlock::daemon::Stage::MemlockLimit);
     assert_eq!(recipe, want);
     let written = toml::to_string(&recipe).unwrap();
     assert_eq!(
-        toml::from_str::<mlock::Hardening>(&written).unwrap(),
+        toml::from_str::<mlock::daemon::Hardening>(&written).unwrap(),
         recipe,
         "{written}"
     );
     // Missing keys: the default recipe.
     assert_eq!(
-        toml::from_str::<mlock::Hardening>("").unwrap(),
-        mlock::Hardening::SWAP_DAEMON
+        toml::from_str::<mlock::daemon::Hardening>("").unwrap(),
+        mlock::daemon::Hardening::SWAP_DAEMON
     );
     // An out-of-range score is refused when read, unless the step is skipped.
-    assert!(toml::from_str::<mlock::Hardening>(
-        "oom_score_adj = -1001\noom_score_adj_requirement = \"required\""
+    assert!(toml::from_str::<mlock::daemon::Hardening>(
+        "oom_score_adj = -1001\noom_score_adj_step = \"required\""
     )
     .is_err());
-    assert!(toml::from_str::<mlock::Hardening>("oom_score_adj = 5000").is_ok());
-    assert!(toml::from_str::<mlock::Hardening>("io_flusher = \"maybe\"").is_err());
+    assert!(toml::from_str::<mlock::daemon::Hardening>("oom_score_adj = 5000").is_ok());
+    assert!(toml::from_str::<mlock::daemon::Hardening>("io_flusher = \"maybe\"").is_err());
+    // The old keys are refused, not ignored.
+    assert!(toml::from_str::<mlock::daemon::Hardening>("raise_memlock_limit = true").is_err());
     // So is a real-time priority outside 1..=99.
-    assert!(toml::from_str::<mlock::Hardening>(
-        "realtime = 0\nrealtime_requirement = \"required\""
+    assert!(toml::from_str::<mlock::daemon::Hardening>(
+        "realtime = 0\nrealtime_step = \"required\""
     )
     .is_err());
 }

@@ -7,7 +7,8 @@
 mod common;
 
 use common::*;
-use mlock::{Error, Flags, Status, StatusParser, StatusReader};
+use mlock::status::{StatusParser, StatusReader};
+use mlock::{Error, Flags, Status};
 
 #[path = "common/counting_alloc.rs"]
 mod counting_alloc;
@@ -521,7 +522,7 @@ fn status_agrees_with_std() {
                 .is_some_and(|r| r > 0 && r <= (rss + 1024) * KB),
             || format!("crate {s:?}, std VmRSS {rss} kB"),
         )?;
-        let caps = mlock::has_ipc_lock().map_err(|e| e.to_string())?;
+        let caps = mlock::limits::has_ipc_lock().map_err(|e| e.to_string())?;
         ensure(s.has_ipc_lock() == Some(caps), || {
             format!("CapEff says {:?}, capget says {caps}", s.has_ipc_lock())
         })?;
@@ -784,7 +785,7 @@ fn status_parse_reader_and_preflight_do_not_allocate() {
             Flags::CURRENT | Flags::FUTURE | Flags::ONFAULT,
             Flags::ONFAULT,
         ] {
-            let p = mlock::preflight(flags).unwrap();
+            let p = mlock::limits::preflight(flags).unwrap();
             let _ = (p.will_succeed(), p.fix(), p.size_bytes(), p.limit());
         }
     });

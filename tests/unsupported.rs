@@ -7,7 +7,8 @@
 //! makes build.rs select the stub backend that no-OS targets such as
 //! `riscv64gc-unknown-none-elf` get.
 
-use mlock::{Backing, Config, Error, Flags, LockedBuf, Outcome, SealedBuf};
+use mlock::secret::{Backing, LockedBuf, SealedBuf};
+use mlock::{Config, Error, Flags, Outcome};
 
 #[test]
 fn backend_matches_the_build() {
@@ -28,11 +29,11 @@ fn the_backend_answers_or_every_call_is_unsupported() {
     if mlock::BACKEND_AVAILABLE {
         // The real backend answers the read-only calls; the other test
         // binaries cover what it does.
-        assert!(mlock::memlock_limit().is_ok());
-        assert!(mlock::has_ipc_lock().is_ok());
-        assert!(mlock::is_dumpable().is_ok());
+        assert!(mlock::limits::memlock_limit().is_ok());
+        assert!(mlock::limits::has_ipc_lock().is_ok());
+        assert!(mlock::secret::is_dumpable().is_ok());
         assert!(mlock::status().is_ok());
-        assert!(mlock::cgroup_memory().is_ok());
+        assert!(mlock::limits::cgroup_memory().is_ok());
         return;
     }
     let u = Err(Error::Unsupported);
@@ -42,12 +43,15 @@ fn the_backend_answers_or_every_call_is_unsupported() {
     assert_eq!(mlock::lock(&data), u);
     assert_eq!(mlock::lock_on_fault(&data), u);
     assert_eq!(mlock::unlock(&data), u);
-    assert_eq!(mlock::exclude_from_dump(&data), u);
-    assert_eq!(mlock::disable_core_dumps(), u);
-    assert_eq!(mlock::is_dumpable(), Err(Error::Unsupported));
-    assert_eq!(mlock::memlock_limit(), Err(Error::Unsupported));
-    assert_eq!(mlock::raise_memlock_limit(), Err(Error::Unsupported));
-    assert_eq!(mlock::has_ipc_lock(), Err(Error::Unsupported));
+    assert_eq!(mlock::secret::exclude_from_dump(&data), u);
+    assert_eq!(mlock::secret::disable_core_dumps(), u);
+    assert_eq!(mlock::secret::is_dumpable(), Err(Error::Unsupported));
+    assert_eq!(mlock::limits::memlock_limit(), Err(Error::Unsupported));
+    assert_eq!(
+        mlock::limits::raise_memlock_limit(),
+        Err(Error::Unsupported)
+    );
+    assert_eq!(mlock::limits::has_ipc_lock(), Err(Error::Unsupported));
     assert_eq!(mlock::status(), Err(Error::Unsupported));
     assert_eq!(mlock::locked_bytes(), Err(Error::Unsupported));
     assert!(!mlock::is_locked());
@@ -56,7 +60,7 @@ fn the_backend_answers_or_every_call_is_unsupported() {
     assert_eq!(anon.unwrap_err(), Error::Unsupported);
     assert_eq!(SealedBuf::<16>::new().unwrap_err(), Error::Unsupported);
     assert_eq!(
-        mlock::disable_core_dumps_with_guard().unwrap_err(),
+        mlock::secret::disable_core_dumps_with_guard().unwrap_err(),
         Error::Unsupported
     );
     assert_eq!(mlock::boot::mount_proc(), Err(Error::Unsupported));
@@ -68,41 +72,50 @@ fn the_backend_answers_or_every_call_is_unsupported() {
     assert_eq!(mlock::lock_all(Flags::empty()), Err(Error::InvalidArgument));
     assert_eq!(
         mlock::lock_with(&Config::SWAP_DAEMON),
-        Ok(Outcome::Unsupported)
+        Ok(Outcome::Failed(Error::Unsupported))
     );
     assert_eq!(
-        mlock::lock_with(&Config::SWAP_DAEMON.required(true)),
+        mlock::lock_with(&Config::SWAP_DAEMON.with_requirement(mlock::Requirement::Required)),
         Err(Error::Unsupported)
     );
     // Preflight predicts what lock_all will say.
-    let check = mlock::preflight(Flags::CURRENT | Flags::FUTURE).unwrap();
+    let check = mlock::limits::preflight(Flags::CURRENT | Flags::FUTURE).unwrap();
     assert_eq!(check.predicted_error(), Some(Error::Unsupported));
     assert!(!check.will_succeed());
     assert_eq!(check.cgroup(), None);
     assert!(!check.near_cgroup_limit());
-    assert_eq!(mlock::cgroup_memory(), Err(Error::Unsupported));
-    assert_eq!(mlock::StatusReader::open().unwrap_err(), Error::Unsupported);
+    assert_eq!(mlock::limits::cgroup_memory(), Err(Error::Unsupported));
+    assert_eq!(
+        mlock::status::StatusReader::open().unwrap_err(),
+        Error::Unsupported
+    );
     // The swap-daemon kit.
-    assert_eq!(mlock::set_io_flusher(), u);
-    assert_eq!(mlock::is_io_flusher(), Err(Error::Unsupported));
-    assert_eq!(mlock::oom_score_adj(), Err(Error::Unsupported));
-    assert_eq!(mlock::set_oom_score_adj(-100), u);
-    assert_eq!(mlock::set_realtime(10), u);
-    assert_eq!(mlock::is_realtime(), Err(Error::Unsupported));
+    assert_eq!(mlock::daemon::set_io_flusher(), u);
+    assert_eq!(mlock::daemon::is_io_flusher(), Err(Error::Unsupported));
+    assert_eq!(mlock::daemon::oom_score_adj(), Err(Error::Unsupported));
+    assert_eq!(mlock::daemon::set_oom_score_adj(-100), u);
+    assert_eq!(mlock::daemon::set_realtime(10), u);
+    assert_eq!(mlock::daemon::is_realtime(), Err(Error::Unsupported));
     let mut region = [0u8; 64];
     // Pre-faulting falls back to touching the pages, which needs no kernel.
-    assert_eq!(mlock::prefault(&mut region), Ok(mlock::Prefault::Touched));
-    // Best-effort hardening reports each kernel step as unsupported.
-    let report = mlock::harden_swap_daemon(&mlock::Hardening::default()).unwrap();
     assert_eq!(
-        report.step(mlock::Stage::Lock),
-        mlock::Step::Failed(Error::Unsupported)
+        mlock::daemon::prefault(&mut region),
+        Ok(mlock::daemon::Prefault::Touched)
     );
-    let realtime = mlock::harden_swap_daemon(
-        &mlock::Hardening::default().realtime(10, mlock::Requirement::BestEffort),
+    // Best-effort hardening reports each kernel step as unsupported.
+    let report = mlock::daemon::harden_swap_daemon(&mlock::daemon::Hardening::default()).unwrap();
+    assert_eq!(
+        report.step(mlock::daemon::Stage::Lock),
+        mlock::Outcome::Failed(Error::Unsupported)
+    );
+    let realtime = mlock::daemon::harden_swap_daemon(
+        &mlock::daemon::Hardening::default().with_realtime(10, mlock::Requirement::BestEffort),
     )
     .unwrap();
-    assert_eq!(realtime.realtime, mlock::Step::Failed(Error::Unsupported));
+    assert_eq!(
+        realtime.realtime,
+        mlock::Outcome::Failed(Error::Unsupported)
+    );
     assert!(!report.is_complete());
     // Parsing needs no backend.
     let status = mlock::Status::parse(b"VmLck:\t 4 kB\n").unwrap();

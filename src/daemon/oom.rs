@@ -45,8 +45,10 @@ pub fn oom_score_adj() -> Result<i32, Error> {
 ///   [`OOM_SCORE_ADJ_MIN`]`..=`[`OOM_SCORE_ADJ_MAX`]; checked before any
 ///   syscall.
 /// - [`Error::MissingCapability`]`(`[`Capability::SysResource`]`)`
-///   (`EACCES`): lowering below the floor without `CAP_SYS_RESOURCE`, or the file belongs to root because the
-///   process is not dumpable (after a `setuid` or with file capabilities;
+///   (`EACCES` from the write): lowering below the floor without
+///   `CAP_SYS_RESOURCE`.
+/// - [`Error::NotDumpable`] (`EACCES` from the open): the file belongs to
+///   root because the process is not dumpable (after a `setuid` or with file capabilities;
 ///   `PR_SET_DUMPABLE` 1 gives it back to the process's uid).
 /// - [`Error::ProcUnavailable`]: `/proc` is not mounted, or is not procfs.
 /// - [`Error::Unsupported`] on a target without the raw backend.
@@ -66,27 +68,26 @@ pub fn set_oom_score_adj(value: i32) -> Result<(), Error> {
     match sys::write(fd.borrow(), text) {
         Ok(n) if n == text.len() => Ok(()),
         Ok(_) => Err(Error::ShortWrite),
-        Err(e) => Err(eacces_is_permission(e)),
+        // The write is refused with EACCES below the floor.
+        Err(e) if e == Error::ACCESS_DENIED => {
+            Err(Error::MissingCapability(Capability::SysResource))
+        }
+        Err(e) => Err(e),
     }
 }
 
 /// Opens the file, and checks that it is on procfs before trusting it.
+/// procfs refuses the open with `EACCES` only when the file is not the
+/// process's own: a process that is not dumpable has its `/proc/self`
+/// files owned by root.
 fn open(mode: OpenMode) -> Result<sys::Fd, Error> {
-    procfs::open_proc(PATH, mode).map_err(eacces_is_permission)
-}
-
-#[cfg(target_os = "linux")]
-const EACCES: i32 = linux_raw_sys::errno::EACCES as i32;
-#[cfg(not(target_os = "linux"))]
-const EACCES: i32 = 13;
-
-/// procfs answers `EACCES` where a capability is missing.
-fn eacces_is_permission(e: Error) -> Error {
-    if e == Error::Os(EACCES) || e == Error::PermissionDenied {
-        Error::MissingCapability(Capability::SysResource)
-    } else {
-        e
-    }
+    procfs::open_proc(PATH, mode).map_err(|e| {
+        if e == Error::ACCESS_DENIED {
+            Error::NotDumpable
+        } else {
+            e
+        }
+    })
 }
 
 /// Parses the kernel's text: an optional `-`, decimal digits, a newline.

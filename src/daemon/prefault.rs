@@ -84,7 +84,7 @@ pub enum Prefault {
 ///
 /// ```
 /// let mut table = vec![0u8; 1 << 20];
-/// mlock::prefault(&mut table)?;
+/// mlock::daemon::prefault(&mut table)?;
 /// # Ok::<(), mlock::Error>(())
 /// ```
 ///

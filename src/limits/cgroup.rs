@@ -118,7 +118,7 @@ impl CgroupMemory {
 /// buffer.
 ///
 /// ```no_run
-/// if let Some(cgroup) = mlock::cgroup_memory()? {
+/// if let Some(cgroup) = mlock::limits::cgroup_memory()? {
 ///     println!("{:?} limit {:?} bytes", cgroup.version(), cgroup.limit_bytes());
 /// }
 /// # Ok::<(), mlock::Error>(())

@@ -171,7 +171,8 @@ impl Preflight {
 /// [`Preflight::has_ipc_lock`]).
 ///
 /// ```no_run
-/// use mlock::{preflight, Flags};
+/// use mlock::Flags;
+/// use mlock::limits::preflight;
 ///
 /// let check = preflight(Flags::CURRENT | Flags::FUTURE)?;
 /// if !check.will_succeed() {

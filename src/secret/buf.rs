@@ -119,7 +119,7 @@ fn array_mut<const N: usize>(bytes: &mut [u8]) -> &mut [u8; N] {
 /// writes, unlocks and unmaps them.
 ///
 /// ```no_run
-/// use mlock::{Backing, LockedBuf};
+/// use mlock::secret::{Backing, LockedBuf};
 ///
 /// let mut key = LockedBuf::<32>::new()?;
 /// key.as_mut().copy_from_slice(&[0x42; 32]);
@@ -254,7 +254,7 @@ impl<const N: usize> fmt::Debug for LockedBuf<N> {
 /// overlap and the pages are never sealed under a live reference.
 ///
 /// ```no_run
-/// use mlock::SealedBuf;
+/// use mlock::secret::SealedBuf;
 ///
 /// let mut key = SealedBuf::<32>::new()?;
 /// key.with_mut(|bytes| bytes.copy_from_slice(&[7; 32]));

@@ -109,8 +109,8 @@ pub fn is_dumpable() -> Result<bool, Error> {
 /// has to ignore.
 ///
 /// ```no_run
-/// let guard = mlock::disable_core_dumps_with_guard()?;
-/// assert!(!mlock::is_dumpable()?);
+/// let guard = mlock::secret::disable_core_dumps_with_guard()?;
+/// assert!(!mlock::secret::is_dumpable()?);
 /// // ... work with a secret ...
 /// guard.restore()?;
 /// # Ok::<(), mlock::Error>(())

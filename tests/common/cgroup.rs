@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::PathBuf;
 
-use mlock::CgroupVersion;
+use mlock::limits::CgroupVersion;
 
 /// Where to make test cgroups, and which hierarchy that is.
 pub struct Hierarchy {
