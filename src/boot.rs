@@ -21,10 +21,12 @@ use crate::{Capability, Error};
 /// - [`mount(2)`](https://man7.org/linux/man-pages/man2/mount.2.html),
 ///   [`proc(5)`](https://man7.org/linux/man-pages/man5/proc.5.html)
 pub fn mount_proc() -> Result<bool, Error> {
-    if let Ok(fd) = sys::open(c"/proc/self/status", OpenMode::Read) {
-        if sys::is_procfs(&fd)? {
-            return Ok(false);
-        }
+    // One way to open a /proc file: missing, or not procfs, is
+    // ProcUnavailable, and then procfs is mounted.
+    match crate::procfs::open_proc(c"/proc/self/status", OpenMode::Read) {
+        Ok(_) => return Ok(false),
+        Err(Error::ProcUnavailable) => {}
+        Err(e) => return Err(e),
     }
     sys::mount_proc(c"/proc")
         .map_err(|e| crate::procfs::proc_error(e).eperm_needs(Capability::SysAdmin))?;

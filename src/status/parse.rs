@@ -106,9 +106,13 @@ impl Status {
         self.get(SWAP)
     }
 
-    /// Whether `CAP_IPC_LOCK` is in the effective set (`CapEff`, bit 14).
+    /// Whether `CAP_IPC_LOCK` is in the effective set as `CapEff` shows it
+    /// (bit 14), in whatever user namespace the process is: the bit
+    /// [`limits::ipc_lock_in_effective_set`](crate::limits::ipc_lock_in_effective_set)
+    /// reads. Whether the kernel honours it for locking is
+    /// [`limits::has_ipc_lock`](crate::limits::has_ipc_lock).
     #[must_use]
-    pub fn has_ipc_lock(&self) -> Option<bool> {
+    pub fn cap_eff_has_ipc_lock(&self) -> Option<bool> {
         self.effective_capabilities()
             .map(|caps| caps & (1 << crate::limits::CAP_IPC_LOCK) != 0)
     }
@@ -149,7 +153,7 @@ const LINE_MAX: usize = 64;
 /// [`Status::parse`] of the whole text, however it is split.
 ///
 /// ```
-/// use mlock::StatusParser;
+/// use mlock::status::StatusParser;
 ///
 /// let mut parser = StatusParser::new();
 /// parser.feed(b"Name:\tdemo\nVmL");

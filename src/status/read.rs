@@ -112,14 +112,17 @@ pub fn locked_bytes() -> Result<u64, Error> {
     status()?.locked_bytes().ok_or(Error::Malformed)
 }
 
-/// Whether any memory of this process is locked (`VmLck` > 0). Answers
-/// `false` when `/proc` cannot be read.
+/// Whether any memory of this process is locked (`VmLck` > 0).
+///
+/// # Errors
+/// As [`locked_bytes`]: [`Error::ProcUnavailable`] when `/proc` is not
+/// mounted (or is not procfs). The crate cannot see the answer then, so it
+/// does not guess `false`.
 ///
 /// # References
 /// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
-#[must_use]
-pub fn is_locked() -> bool {
-    matches!(locked_bytes(), Ok(n) if n > 0)
+pub fn is_locked() -> Result<bool, Error> {
+    locked_bytes().map(|n| n > 0)
 }
 
 /// A `/proc/self/status` kept open, for a daemon that polls it.
@@ -143,7 +146,7 @@ pub fn is_locked() -> bool {
 /// `getpid`.
 ///
 /// ```no_run
-/// let mut reader = mlock::StatusReader::open()?;
+/// let mut reader = mlock::status::StatusReader::open()?;
 /// let status = reader.read()?;
 /// println!("locked: {:?} bytes", status.locked_bytes());
 /// # Ok::<(), mlock::Error>(())
