@@ -142,7 +142,6 @@ impl<T> Outcome<T> {
     }
 
     /// A payload-free copy: which of the four cases this is.
-    #[must_use]
     pub fn kind(&self) -> Outcome<()> {
         match self {
             Outcome::Done(_) => Outcome::Done(()),
