@@ -1,8 +1,8 @@
 //! Early boot: what an initramfs `/init` or a static helper needs around
 //! locking, before any libc or `/proc` is there.
 
-use crate::sys::{self, BorrowedFd, OpenMode};
-use crate::{Capability, Error};
+use crate::sys::{self, BorrowedFd};
+use crate::Error;
 
 /// Mounts procfs at `/proc` unless it is already there; returns whether it
 /// mounted it.
@@ -12,7 +12,7 @@ use crate::{Capability, Error};
 /// and an existing `/proc` directory.
 ///
 /// # Errors
-/// - [`Error::MissingCapability`]`(`[`Capability::SysAdmin`]`)` (`EPERM`):
+/// - [`Error::NeedsCapSysAdmin`] (`EPERM`):
 ///   no `CAP_SYS_ADMIN`.
 /// - [`Error::ProcUnavailable`]: there is no `/proc` directory to mount on.
 /// - [`Error::Unsupported`] on a target without the raw backend.
@@ -21,15 +21,11 @@ use crate::{Capability, Error};
 /// - [`mount(2)`](https://man7.org/linux/man-pages/man2/mount.2.html),
 ///   [`proc(5)`](https://man7.org/linux/man-pages/man5/proc.5.html)
 pub fn mount_proc() -> Result<bool, Error> {
-    // One way to open a /proc file: missing, or not procfs, is
-    // ProcUnavailable, and then procfs is mounted.
-    match crate::procfs::open_proc(c"/proc/self/status", OpenMode::Read) {
-        Ok(_) => return Ok(false),
-        Err(Error::ProcUnavailable) => {}
-        Err(e) => return Err(e),
+    if crate::procfs::is_mounted()? {
+        return Ok(false);
     }
     sys::mount_proc(c"/proc")
-        .map_err(|e| crate::procfs::proc_error(e).eperm_needs(Capability::SysAdmin))?;
+        .map_err(|e| crate::procfs::proc_error(e).eperm_means(Error::NeedsCapSysAdmin))?;
     Ok(true)
 }
 
@@ -115,7 +111,7 @@ pub fn write_all(out: Output, mut bytes: &[u8]) -> Result<(), Error> {
 /// - [`reboot(2)`](https://man7.org/linux/man-pages/man2/reboot.2.html)
 #[must_use = "power_off returns only on failure"]
 pub fn power_off() -> Error {
-    sys::power_off().eperm_needs(Capability::SysBoot)
+    sys::power_off().eperm_means(Error::NeedsCapSysBoot)
 }
 
 /// This process's ID (`getpid(2)`); 1 for the `/init` the kernel started.

@@ -44,9 +44,17 @@ pub enum Error {
     /// `RLIMIT_MEMLOCK` is 0 (`mlockall(2)`, `mlock(2)`); or `EPERM` from
     /// another call whose privilege the crate cannot name.
     PermissionDenied,
-    /// `EPERM` (or procfs's `EACCES`) from a call that needs one
-    /// capability: which one, so that the message names the fix.
-    MissingCapability(Capability),
+    /// `EPERM` (or procfs's `EACCES`) from a call that needs
+    /// `CAP_SYS_RESOURCE`: `PR_SET_IO_FLUSHER`, lowering `oom_score_adj`,
+    /// raising the hard `RLIMIT_MEMLOCK`.
+    NeedsCapSysResource,
+    /// `EPERM` from `SCHED_FIFO`: it needs `CAP_SYS_NICE`, or an
+    /// `RLIMIT_RTPRIO` at least the priority.
+    NeedsCapSysNice,
+    /// `EPERM` from mounting `/proc`: it needs `CAP_SYS_ADMIN`.
+    NeedsCapSysAdmin,
+    /// `EPERM` from powering off: it needs `CAP_SYS_BOOT`.
+    NeedsCapSysBoot,
     /// `ENOMEM` from locking: it would exceed `RLIMIT_MEMLOCK` for a process
     /// without `CAP_IPC_LOCK` (or, for [`lock_raw`](crate::lock_raw), part
     /// of the range is not mapped, which the kernel reports the same way).
@@ -115,7 +123,7 @@ impl Error {
     ///
     /// [`Error::Unsupported`] answers `ENOSYS` and
     /// [`Error::ProcUnavailable`] answers `ENOENT`, also when the crate
-    /// detected the condition itself. [`Error::MissingCapability`] answers
+    /// detected the condition itself. The `NeedsCap*` variants answer
     /// `EPERM`; [`Error::NotMapped`] and [`Error::OutOfMemory`] answer
     /// `ENOMEM`. [`Error::Malformed`], [`Error::TooManyLocks`] and
     /// [`Error::ShortWrite`] have no errno.
@@ -129,7 +137,10 @@ impl Error {
             Error::Interrupted => errno::EINTR,
             Error::Unsupported => errno::ENOSYS,
             Error::ProcUnavailable => errno::ENOENT,
-            Error::MissingCapability(_) => errno::EPERM,
+            Error::NeedsCapSysResource
+            | Error::NeedsCapSysNice
+            | Error::NeedsCapSysAdmin
+            | Error::NeedsCapSysBoot => errno::EPERM,
             Error::NotDumpable => errno::EACCES,
             Error::NotMapped | Error::OutOfMemory => errno::ENOMEM,
             Error::Malformed | Error::TooManyLocks | Error::ShortWrite => return None,
@@ -144,68 +155,60 @@ impl Error {
     /// number for [`Error::Os`].
     #[must_use]
     pub const fn as_str(&self) -> &'static str {
+        MESSAGES[self.message_index()]
+    }
+
+    /// Where [`MESSAGES`] holds this error's message.
+    const fn message_index(&self) -> usize {
         match self {
-            Error::PermissionDenied => {
-                "permission denied (EPERM): locking memory needs CAP_IPC_LOCK or a nonzero \
-                 RLIMIT_MEMLOCK; grant the capability with `setcap cap_ipc_lock+ep <binary>`, \
-                 docker `--cap-add=IPC_LOCK`, or systemd `AmbientCapabilities=CAP_IPC_LOCK`"
-            }
-            Error::MissingCapability(cap) => cap.fix(),
-            Error::ResourceLimit => {
-                "out of lockable memory (ENOMEM): the request exceeds RLIMIT_MEMLOCK; raise the \
-                 limit with `ulimit -l unlimited`, docker `--ulimit memlock=-1:-1`, or systemd \
-                 `LimitMEMLOCK=infinity`, or grant CAP_IPC_LOCK (with lock_raw, also: part of \
-                 the range is not mapped)"
-            }
-            Error::NotMapped => {
-                "not mapped (ENOMEM): part of the range is not mapped in this process; pass \
-                 memory the program owns"
-            }
-            Error::OutOfMemory => {
-                "out of memory (ENOMEM): the kernel could not allocate the pages; free memory \
-                 or add swap (RLIMIT_MEMLOCK is not involved)"
-            }
-            Error::NotDumpable => {
-                "access denied (EACCES): the process is not dumpable (after a uid change or with \
-                 file capabilities), so its /proc/self files belong to root; set \
-                 PR_SET_DUMPABLE to 1 first, or set the value from outside (systemd \
-                 `OOMScoreAdjust=`)"
-            }
-            Error::ShortWrite => {
-                "short write: the kernel took only part of a write that must go whole; retry, \
-                 and check the file (a procfs value takes one write)"
-            }
-            Error::InvalidArgument => {
-                "invalid argument (EINVAL): empty or contradictory flags, an overflowing range, \
-                 or flags this kernel does not know (MCL_ONFAULT needs Linux 4.4+)"
-            }
-            Error::WouldBlock => {
-                "resource temporarily unavailable (EAGAIN): some pages could not be locked, or \
-                 a new mapping under MCL_FUTURE would exceed RLIMIT_MEMLOCK; raise \
-                 RLIMIT_MEMLOCK (`LimitMEMLOCK=infinity`) or grant CAP_IPC_LOCK"
-            }
-            Error::Interrupted => "interrupted by a signal (EINTR): retry the call",
-            Error::Unsupported => {
-                "unsupported (ENOSYS): this kernel, emulator or target does not implement the \
-                 call (QEMU user mode lacks mlock2; MLOCK_ONFAULT needs Linux 4.4+)"
-            }
-            Error::ProcUnavailable => {
-                "/proc is not mounted or is not procfs: mount it with `mount -t proc proc /proc`; \
-                 locking itself does not need /proc"
-            }
-            Error::Malformed => {
-                "/proc returned text that is not in the kernel's format (overflow, missing unit, \
-                 duplicate or truncated field)"
-            }
-            Error::TooManyLocks => {
-                "too many locked regions held at once (128 distinct page ranges through \
-                 LockGuard, LockedBuf and SealedBuf): drop guards you no longer need, or lock \
-                 one larger region"
-            }
-            Error::Os(_) => "unexpected error from the kernel",
+            Error::PermissionDenied => 0,
+            Error::ResourceLimit => 1,
+            Error::NotMapped => 2,
+            Error::OutOfMemory => 3,
+            Error::NotDumpable => 4,
+            Error::ShortWrite => 5,
+            Error::InvalidArgument => 6,
+            Error::WouldBlock => 7,
+            Error::Interrupted => 8,
+            Error::Unsupported => 9,
+            Error::ProcUnavailable => 10,
+            Error::Malformed => 11,
+            Error::TooManyLocks => 12,
+            Error::Os(_) => 13,
+            Error::NeedsCapSysResource => 14,
+            Error::NeedsCapSysNice => 15,
+            Error::NeedsCapSysAdmin => 16,
+            Error::NeedsCapSysBoot => 17,
         }
     }
 }
+
+/// The messages of [`Error::as_str`], in the order of
+/// `Error::message_index`: one table, one lookup, which keeps a static
+/// `/init` that links every message small. Short on purpose, for the
+/// same reason: the cause, then the fix.
+const MESSAGES: [&str; 18] = [
+    "permission denied (EPERM): locking needs CAP_IPC_LOCK or a nonzero RLIMIT_MEMLOCK: \
+     `setcap cap_ipc_lock+ep`, `--cap-add=IPC_LOCK`, `AmbientCapabilities=CAP_IPC_LOCK`",
+    "out of lockable memory (ENOMEM): over RLIMIT_MEMLOCK: `ulimit -l unlimited`, \
+     `--ulimit memlock=-1:-1`, `LimitMEMLOCK=infinity`, or CAP_IPC_LOCK",
+    "not mapped (ENOMEM): part of the range is not mapped",
+    "out of memory (ENOMEM): free memory or add swap",
+    "access denied (EACCES): not dumpable, so /proc/self is root's (PR_SET_DUMPABLE 1)",
+    "short write: the kernel took part of a write that goes whole",
+    "invalid argument (EINVAL): bad flags or range (MCL_ONFAULT needs Linux 4.4)",
+    "try again (EAGAIN): pages not lockable, or MCL_FUTURE over RLIMIT_MEMLOCK",
+    "interrupted (EINTR): retry",
+    "unsupported (ENOSYS): not in this kernel, emulator (QEMU: no mlock2) or target",
+    "/proc is not mounted or is not procfs: `mount -t proc proc /proc`",
+    "/proc text not in the kernel's format",
+    "too many held locks (128 ranges): drop a guard",
+    "unexpected error from the kernel",
+    "permission denied (EPERM): needs CAP_SYS_RESOURCE (`--cap-add=SYS_RESOURCE`)",
+    "permission denied (EPERM): needs CAP_SYS_NICE or RLIMIT_RTPRIO (`--cap-add=SYS_NICE`)",
+    "permission denied (EPERM): needs CAP_SYS_ADMIN",
+    "permission denied (EPERM): needs CAP_SYS_BOOT",
+];
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -219,75 +222,18 @@ impl fmt::Display for Error {
 
 impl core::error::Error for Error {}
 
-/// A capability one call needs, carried by [`Error::MissingCapability`]
-/// so that the error names the fix (`capabilities(7)`).
-///
-/// The enum is `#[non_exhaustive]`: a later version may name more.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Capability {
-    /// `CAP_SYS_RESOURCE`: `PR_SET_IO_FLUSHER`, lowering `oom_score_adj`,
-    /// raising the hard `RLIMIT_MEMLOCK`.
-    SysResource,
-    /// `CAP_SYS_NICE` (or an `RLIMIT_RTPRIO` at least the priority):
-    /// `SCHED_FIFO`.
-    SysNice,
-    /// `CAP_SYS_ADMIN`: mounting `/proc`.
-    SysAdmin,
-    /// `CAP_SYS_BOOT`: powering the machine off.
-    SysBoot,
-}
-
-impl Capability {
-    /// The capability's name, as `capabilities(7)` writes it.
-    #[must_use]
-    pub const fn name(&self) -> &'static str {
-        match self {
-            Capability::SysResource => "CAP_SYS_RESOURCE",
-            Capability::SysNice => "CAP_SYS_NICE",
-            Capability::SysAdmin => "CAP_SYS_ADMIN",
-            Capability::SysBoot => "CAP_SYS_BOOT",
-        }
-    }
-
-    /// The message of [`Error::MissingCapability`] for it.
-    const fn fix(&self) -> &'static str {
-        match self {
-            Capability::SysResource => {
-                "permission denied (EPERM): this call (PR_SET_IO_FLUSHER, lowering \
-                 oom_score_adj, raising the hard RLIMIT_MEMLOCK) needs CAP_SYS_RESOURCE; docker \
-                 `--cap-add=SYS_RESOURCE`, systemd `AmbientCapabilities=CAP_SYS_RESOURCE`"
-            }
-            Capability::SysNice => {
-                "permission denied (EPERM): SCHED_FIFO needs CAP_SYS_NICE or an RLIMIT_RTPRIO at \
-                 least the priority; docker `--cap-add=SYS_NICE`, systemd \
-                 `AmbientCapabilities=CAP_SYS_NICE` or `LimitRTPRIO=99`"
-            }
-            Capability::SysAdmin => {
-                "permission denied (EPERM): mounting /proc needs CAP_SYS_ADMIN (PID 1 has it)"
-            }
-            Capability::SysBoot => {
-                "permission denied (EPERM): powering off needs CAP_SYS_BOOT (PID 1 has it)"
-            }
-        }
-    }
-}
-
-impl fmt::Display for Capability {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 impl Error {
+    /// `ENOENT` as [`Error::from_errno`] maps it.
+    pub(crate) const NOT_FOUND: Error = Error::Os(errno::ENOENT as i32);
+
     /// `EACCES` as [`Error::from_errno`] maps it.
     pub(crate) const ACCESS_DENIED: Error = Error::Os(errno::EACCES as i32);
 
-    /// `self`, with `EPERM` read as missing `cap`: for calls whose only
-    /// `EPERM` is that capability.
-    pub(crate) const fn eperm_needs(self, cap: Capability) -> Error {
+    /// `self`, with `EPERM` read as `needs` (a `NeedsCap*` variant): for
+    /// calls whose only `EPERM` is that capability.
+    pub(crate) const fn eperm_means(self, needs: Error) -> Error {
         match self {
-            Error::PermissionDenied => Error::MissingCapability(cap),
+            Error::PermissionDenied => needs,
             e => e,
         }
     }

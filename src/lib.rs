@@ -100,7 +100,7 @@ mod serde_impls;
 pub mod status;
 mod sys;
 
-pub use error::{Capability, Error};
+pub use error::Error;
 pub use flags::Flags;
 pub use lock::{
     lock, lock_all, lock_on_fault, lock_raw, unlock, unlock_all, unlock_raw, LockGuard,

@@ -41,10 +41,19 @@ pub(crate) fn open_proc_once(
     Ok(fd)
 }
 
+/// Whether procfs is mounted at `/proc`: `/proc/self/status` opens, and
+/// `fstatfs(2)` says procfs. Answers `false`, not an error, when it does
+/// not open.
+pub(crate) fn is_mounted() -> Result<bool, Error> {
+    if let Ok(fd) = sys::open(c"/proc/self/status", OpenMode::Read) {
+        return sys::is_procfs(&fd);
+    }
+    Ok(false)
+}
+
 /// A missing file under `/proc` means `/proc` is not mounted.
 pub(crate) fn proc_error(e: Error) -> Error {
-    // ProcUnavailable's errno is ENOENT, which `from_errno` maps to `Os`.
-    if matches!(e, Error::Os(_)) && e.errno() == Error::ProcUnavailable.errno() {
+    if e == Error::NOT_FOUND {
         Error::ProcUnavailable
     } else {
         e

@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use mlock::daemon::{harden_swap_daemon, HardenError, Hardening, Prefault, Stage};
 use mlock::limits::Limit;
-use mlock::{Capability, Config, Error, Flags, Outcome, Requirement};
+use mlock::{Config, Error, Flags, Outcome, Requirement};
 
 const KIB: usize = 1 << 10;
 const MIB: usize = 1 << 20;
@@ -112,10 +112,9 @@ fn io_flusher_sets_and_clears_the_threads_flags() {
                 ("clear", mlock::daemon::clear_io_flusher().map(|()| false)),
                 ("get", mlock::daemon::is_io_flusher()),
             ] {
-                ensure(
-                    got == Err(Error::MissingCapability(Capability::SysResource)),
-                    || format!("{what} without CAP_SYS_RESOURCE: {got:?}"),
-                )?;
+                ensure(got == Err(Error::NeedsCapSysResource), || {
+                    format!("{what} without CAP_SYS_RESOURCE: {got:?}")
+                })?;
             }
             Ok(())
         });
@@ -184,19 +183,17 @@ fn io_flusher_without_cap_sys_resource_is_permission_denied_with_the_fix() {
     run(|| {
         drop_to_nobody();
         let err = mlock::daemon::set_io_flusher().unwrap_err();
-        ensure(
-            err == Error::MissingCapability(Capability::SysResource),
-            || format!("set: {err:?}"),
-        )?;
+        ensure(err == Error::NeedsCapSysResource, || {
+            format!("set: {err:?}")
+        })?;
         ensure(err.as_str().contains("CAP_SYS_RESOURCE"), || {
             format!("the fix does not name CAP_SYS_RESOURCE: {err}")
         })?;
         // The kernel guards the getter with the same capability.
         let get = mlock::daemon::is_io_flusher();
-        ensure(
-            get == Err(Error::MissingCapability(Capability::SysResource)),
-            || format!("get: {get:?}"),
-        )
+        ensure(get == Err(Error::NeedsCapSysResource), || {
+            format!("get: {get:?}")
+        })
     });
 }
 
@@ -285,10 +282,7 @@ fn realtime_without_cap_sys_nice_or_rlimit_rtprio_is_permission_denied() {
         )?;
         drop_to_nobody();
         let err = mlock::daemon::set_realtime(10);
-        ensure(
-            err == Err(Error::MissingCapability(Capability::SysNice)),
-            || format!("{err:?}"),
-        )?;
+        ensure(err == Err(Error::NeedsCapSysNice), || format!("{err:?}"))?;
         // As a best-effort step of the recipe, it is reported, not fatal.
         let recipe = Hardening::SWAP_DAEMON
             .with_lock(Config::new(Flags::FUTURE))
@@ -304,8 +298,7 @@ fn realtime_without_cap_sys_nice_or_rlimit_rtprio_is_permission_denied() {
         let required = recipe.with_realtime(10, Requirement::Required);
         let err = harden_swap_daemon(&required).unwrap_err();
         ensure(
-            err.stage == Stage::Realtime
-                && err.error == Error::MissingCapability(Capability::SysNice),
+            err.stage == Stage::Realtime && err.error == Error::NeedsCapSysNice,
             || format!("{err:?}"),
         )
     });
@@ -552,10 +545,9 @@ fn oom_score_adj_reads_and_writes_the_proc_file() {
         } else {
             // Without CAP_SYS_RESOURCE the floor (0) holds.
             let err = mlock::daemon::set_oom_score_adj(-1000).unwrap_err();
-            ensure(
-                err == Error::MissingCapability(Capability::SysResource),
-                || format!("-1000: {err:?}"),
-            )?;
+            ensure(err == Error::NeedsCapSysResource, || {
+                format!("-1000: {err:?}")
+            })?;
             &[500, 0, 1000, 7]
         };
         for &value in values {
@@ -604,10 +596,7 @@ fn lowering_oom_score_adj_below_the_floor_needs_cap_sys_resource() {
         mlock::daemon::set_oom_score_adj(300).map_err(|e| format!("raise: {e}"))?;
         mlock::daemon::set_oom_score_adj(0).map_err(|e| format!("back to 0: {e}"))?;
         let err = mlock::daemon::set_oom_score_adj(-1).unwrap_err();
-        ensure(
-            err == Error::MissingCapability(Capability::SysResource),
-            || format!("{err:?}"),
-        )?;
+        ensure(err == Error::NeedsCapSysResource, || format!("{err:?}"))?;
         ensure(err.as_str().contains("CAP_SYS_RESOURCE"), || {
             format!("the fix does not name CAP_SYS_RESOURCE: {err}")
         })?;
@@ -752,14 +741,8 @@ fn harden_as_root_does_every_step() {
             ensure(
                 failed
                     == [
-                        (
-                            Stage::IoFlusher,
-                            Error::MissingCapability(Capability::SysResource),
-                        ),
-                        (
-                            Stage::OomScoreAdj,
-                            Error::MissingCapability(Capability::SysResource),
-                        ),
+                        (Stage::IoFlusher, Error::NeedsCapSysResource),
+                        (Stage::OomScoreAdj, Error::NeedsCapSysResource),
                     ],
                 || format!("{report}"),
             )?;
@@ -855,8 +838,7 @@ fn harden_stops_at_a_required_step_that_fails() {
             Hardening::new(Config::new(Flags::FUTURE)).with_io_flusher(Requirement::Required);
         let err = harden_swap_daemon(&recipe).unwrap_err();
         ensure(
-            err.stage == Stage::IoFlusher
-                && err.error == Error::MissingCapability(Capability::SysResource),
+            err.stage == Stage::IoFlusher && err.error == Error::NeedsCapSysResource,
             || format!("{err:?}"),
         )?;
         ensure(

@@ -45,10 +45,7 @@ fn raise_memlock_limit_lifts_soft_to_hard_without_privilege() {
             hard: None,
         })
         .unwrap_err();
-        ensure(
-            err == Error::MissingCapability(mlock::Capability::SysResource),
-            || format!("{err:?}"),
-        )?;
+        ensure(err == Error::NeedsCapSysResource, || format!("{err:?}"))?;
         ensure(err.to_string().contains("CAP_SYS_RESOURCE"), || {
             err.to_string()
         })

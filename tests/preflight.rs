@@ -143,10 +143,9 @@ fn scenario(flags: Flags, soft: Soft, privileged: bool) -> Result<(), String> {
     if let Some(why) = unavailable(limit) {
         // Not reproducible here: the kernel must refuse the limit.
         let got = try_set_memlock(limit);
-        return ensure(
-            got == Err(Error::MissingCapability(mlock::Capability::SysResource)),
-            || format!("{why} (wanted {limit:?}), yet setting it returned {got:?}"),
-        )
+        return ensure(got == Err(Error::NeedsCapSysResource), || {
+            format!("{why} (wanted {limit:?}), yet setting it returned {got:?}")
+        })
         .and(Err(format!("{NOT_HERE}{why}")));
     }
     try_set_memlock(limit).map_err(|e| format!("setting RLIMIT_MEMLOCK {limit:?}: {e}"))?;

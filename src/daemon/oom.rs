@@ -2,7 +2,7 @@
 //! and written with raw syscalls and formatted without `core::fmt`.
 
 use crate::sys::{self, OpenMode};
-use crate::{procfs, Capability, Error};
+use crate::{procfs, Error};
 
 /// The lowest `oom_score_adj`: the OOM killer never picks the process.
 pub const OOM_SCORE_ADJ_MIN: i32 = -1000;
@@ -44,7 +44,7 @@ pub fn oom_score_adj() -> Result<i32, Error> {
 /// - [`Error::InvalidArgument`]: `value` is outside
 ///   [`OOM_SCORE_ADJ_MIN`]`..=`[`OOM_SCORE_ADJ_MAX`]; checked before any
 ///   syscall.
-/// - [`Error::MissingCapability`]`(`[`Capability::SysResource`]`)`
+/// - [`Error::NeedsCapSysResource`]
 ///   (`EACCES` from the write): lowering below the floor without
 ///   `CAP_SYS_RESOURCE`.
 /// - [`Error::NotDumpable`] (`EACCES` from the open): the file belongs to
@@ -69,9 +69,7 @@ pub fn set_oom_score_adj(value: i32) -> Result<(), Error> {
         Ok(n) if n == text.len() => Ok(()),
         Ok(_) => Err(Error::ShortWrite),
         // The write is refused with EACCES below the floor.
-        Err(e) if e == Error::ACCESS_DENIED => {
-            Err(Error::MissingCapability(Capability::SysResource))
-        }
+        Err(e) if e == Error::ACCESS_DENIED => Err(Error::NeedsCapSysResource),
         Err(e) => Err(e),
     }
 }

@@ -381,7 +381,7 @@ fn raise_limit() -> Result<Limit, Error> {
     };
     match set_memlock_limit(unlimited) {
         Ok(_) => Ok(unlimited),
-        Err(Error::MissingCapability(_)) => raise_memlock_limit(),
+        Err(Error::NeedsCapSysResource) => raise_memlock_limit(),
         Err(e) => Err(e),
     }
 }

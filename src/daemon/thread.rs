@@ -2,7 +2,7 @@
 //! out: `PR_SET_IO_FLUSHER` and `SCHED_FIFO`.
 
 use crate::sys::{self, PrctlInt};
-use crate::{Capability, Error};
+use crate::Error;
 
 /// `prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0)`: marks the calling thread as part
 /// of the I/O path (Linux 5.6+).
@@ -20,7 +20,7 @@ use crate::{Capability, Error};
 /// passes 1; passing 0 would clear the flag (see [`clear_io_flusher`]).
 ///
 /// # Errors
-/// - [`Error::MissingCapability`]`(`[`Capability::SysResource`]`)`
+/// - [`Error::NeedsCapSysResource`]
 ///   (`EPERM`): the thread lacks `CAP_SYS_RESOURCE`.
 /// - [`Error::Unsupported`]: the kernel is older than 5.6 (it answers
 ///   `EINVAL` to the unknown option), or the target has no backend.
@@ -66,7 +66,7 @@ fn io_flusher_prctl(option: PrctlInt, arg: usize) -> Result<usize, Error> {
         // The arguments passed here are always valid, so EINVAL means a
         // kernel before 5.6, which does not know the option.
         Err(Error::InvalidArgument) => Err(Error::Unsupported),
-        other => other.map_err(|e| e.eperm_needs(Capability::SysResource)),
+        other => other.map_err(|e| e.eperm_means(Error::NeedsCapSysResource)),
     }
 }
 
@@ -95,7 +95,7 @@ fn io_flusher_prctl(option: PrctlInt, arg: usize) -> Result<usize, Error> {
 ///
 /// # Errors
 /// - [`Error::InvalidArgument`]: `priority` is 0 or above 99.
-/// - [`Error::MissingCapability`]`(`[`Capability::SysNice`]`)` (`EPERM`):
+/// - [`Error::NeedsCapSysNice`] (`EPERM`):
 ///   the thread lacks `CAP_SYS_NICE` and `RLIMIT_RTPRIO` is below
 ///   `priority`.
 /// - [`Error::Unsupported`]: the target has no backend.
@@ -109,7 +109,7 @@ pub fn set_realtime(priority: u8) -> Result<(), Error> {
     if !(1..=99).contains(&priority) {
         return Err(Error::InvalidArgument);
     }
-    sys::sched_set_fifo(i32::from(priority)).map_err(|e| e.eperm_needs(Capability::SysNice))
+    sys::sched_set_fifo(i32::from(priority)).map_err(|e| e.eperm_means(Error::NeedsCapSysNice))
 }
 
 /// `sched_getscheduler(0)`: whether the calling thread runs under a

@@ -2,7 +2,7 @@
 //! `/proc` needed, so they work in early boot.
 
 use crate::sys::{self, Resource};
-use crate::{Capability, Error};
+use crate::Error;
 
 /// A resource limit's soft and hard values, in bytes. `None` means
 /// unlimited (`RLIM_INFINITY`).
@@ -52,7 +52,7 @@ pub fn memlock_limit() -> Result<Limit, Error> {
 /// `CAP_SYS_RESOURCE`.
 ///
 /// # Errors
-/// - [`Error::MissingCapability`]`(`[`Capability::SysResource`]`)`
+/// - [`Error::NeedsCapSysResource`]
 ///   (`EPERM`): raising the hard limit without `CAP_SYS_RESOURCE`.
 /// - [`Error::InvalidArgument`] (`EINVAL`): soft above hard.
 /// - [`Error::Unsupported`] on a target without the raw backend.
@@ -62,7 +62,7 @@ pub fn memlock_limit() -> Result<Limit, Error> {
 pub fn set_memlock_limit(limit: Limit) -> Result<Limit, Error> {
     sys::prlimit64(Resource::MemLock, Some(limit.to_raw()))
         .map(Limit::from_raw)
-        .map_err(|e| e.eperm_needs(Capability::SysResource))
+        .map_err(|e| e.eperm_means(Error::NeedsCapSysResource))
 }
 
 /// Raises the soft `RLIMIT_MEMLOCK` to the hard one, which needs no
