@@ -268,7 +268,7 @@ fn realtime_sets_sched_fifo_and_threads_spawned_after_inherit_it() {
 }
 
 #[test]
-fn realtime_without_cap_sys_nice_or_rlimit_rtprio_is_permission_denied() {
+fn realtime_without_cap_sys_nice_or_rlimit_rtprio_needs_cap_sys_nice() {
     run(|| {
         // RLIMIT_RTPRIO 0, then no capabilities: the kernel refuses.
         let zero = libc::rlimit {
@@ -292,7 +292,7 @@ fn realtime_without_cap_sys_nice_or_rlimit_rtprio_is_permission_denied() {
         let report = harden_swap_daemon(&recipe).map_err(|e| e.to_string())?;
         ensure_eq(
             report.realtime,
-            Outcome::Failed(Error::PermissionDenied),
+            Outcome::Failed(Error::NeedsCapSysNice),
             "report.realtime",
         )?;
         let required = recipe.with_realtime(10, Requirement::Required);
@@ -714,7 +714,9 @@ fn harden_as_root_does_every_step() {
             Outcome::Done(raised),
             "report.memlock_limit",
         )?;
-        ensure(mlock::limits::memlock_limit() == Ok(raised), || "limit".into())?;
+        ensure(mlock::limits::memlock_limit() == Ok(raised), || {
+            "limit".into()
+        })?;
         ensure_eq(
             report.lock,
             Outcome::Done(Flags::CURRENT | Flags::FUTURE),
@@ -786,7 +788,11 @@ fn harden_unprivileged_best_effort_reports_what_it_could_not_do() {
         let denied = [Stage::Lock, Stage::IoFlusher, Stage::OomScoreAdj].map(|s| report.step(s));
         ensure_eq(
             denied,
-            [Outcome::Failed(Error::PermissionDenied); 3],
+            [
+                Outcome::Failed(Error::PermissionDenied),
+                Outcome::Failed(Error::NeedsCapSysResource),
+                Outcome::Failed(Error::NeedsCapSysResource),
+            ],
             "lock, io_flusher, oom_score_adj",
         )?;
         ensure(report.locked_bytes.is_none(), || "locked bytes".into())?;

@@ -77,6 +77,67 @@ fn array_mut<const N: usize>(bytes: &mut [u8]) -> &mut [u8; N] {
     }
 }
 
+/// The constructors and the backing queries, the same for [`LockedBuf`]
+/// and [`SealedBuf`] (`$sealed` says which): one place for what the two
+/// share.
+macro_rules! constructors {
+    ($buf:ident, $sealed:expr, $what:literal) => {
+        impl<const N: usize> $buf<N> {
+            #[doc = concat!($what, ", backed by `memfd_secret(2)` when the")]
+            /// kernel offers it (`ENOSYS` from the call, as on a kernel
+            /// without `CONFIG_SECRETMEM`, one before 6.5 booted without
+            /// `secretmem.enable=1`, or under a seccomp filter, means it
+            /// does not) and by an anonymous locked mapping otherwise.
+            ///
+            /// # Errors
+            /// - [`Error::InvalidArgument`] for `N == 0`.
+            /// - [`Error::TooManyLocks`] when the crate's record of held
+            ///   locks is full (see [Locks that others
+            ///   hold](crate#locks-that-others-hold)).
+            /// - [`Error::ResourceLimit`] when the data pages exceed
+            ///   `RLIMIT_MEMLOCK`, or [`Error::PermissionDenied`] when that
+            ///   limit is 0, for a process without `CAP_IPC_LOCK` (with
+            ///   either backing); everything mapped so far is released
+            ///   first.
+            /// - [`Error::Unsupported`] on a target without the raw backend.
+            pub fn new() -> Result<Self, Error> {
+                Self::make(None)
+            }
+
+            #[doc = concat!($what, " with the given backing, or an error if")]
+            /// it cannot be had: no silent fallback.
+            ///
+            /// # Errors
+            /// As [`new`](Self::new), and [`Error::Unsupported`] for
+            /// [`Backing::SecretMem`] when the kernel does not offer
+            /// `memfd_secret(2)`.
+            pub fn with_backing(backing: Backing) -> Result<Self, Error> {
+                Self::make(Some(backing))
+            }
+
+            fn make(backing: Option<Backing>) -> Result<Self, Error> {
+                pages::<N>(backing, $sealed).map(|(pages, _hold)| $buf { pages, _hold })
+            }
+
+            /// Which memory holds the secret.
+            #[must_use]
+            pub fn backing(&self) -> Backing {
+                self.pages.backing()
+            }
+
+            /// Whether a child made by `fork(2)` is kept from the secret:
+            /// `true` when the kernel applied `MADV_DONTFORK` or
+            /// `MADV_WIPEONFORK`, `false` where `madvise(2)` accepts advice
+            /// it ignores (QEMU user mode before 8.0), in which case a
+            /// child inherits a copy-on-write copy.
+            #[must_use]
+            pub fn fork_protected(&self) -> bool {
+                self.pages.fork_protected()
+            }
+        }
+    };
+}
+
 /// A fixed-capacity buffer of `N` bytes for a secret: locked into RAM,
 /// left out of core dumps, fenced by guard pages and a canary, kept from
 /// forked children, and zeroed on drop.
@@ -147,52 +208,9 @@ pub struct LockedBuf<const N: usize> {
     _hold: Hold,
 }
 
+constructors!(LockedBuf, false, "A zeroed buffer of `N` bytes");
+
 impl<const N: usize> LockedBuf<N> {
-    /// A zeroed buffer of `N` bytes, backed by `memfd_secret(2)` when the
-    /// kernel offers it (`ENOSYS` from the call, as on a kernel without
-    /// `CONFIG_SECRETMEM`, one before 6.5 booted without
-    /// `secretmem.enable=1`, or under a seccomp filter, means it does not)
-    /// and by an anonymous locked mapping otherwise.
-    ///
-    /// # Errors
-    /// - [`Error::InvalidArgument`] for `N == 0`.
-    /// - [`Error::TooManyLocks`] when the crate's record of held locks is
-    ///   full (see [Locks that others hold](crate#locks-that-others-hold)).
-    /// - [`Error::ResourceLimit`] when the data pages exceed
-    ///   `RLIMIT_MEMLOCK`, or [`Error::PermissionDenied`] when that limit
-    ///   is 0, for a process without `CAP_IPC_LOCK` (with either backing);
-    ///   everything mapped so far is released first.
-    /// - [`Error::Unsupported`] on a target without the raw backend.
-    pub fn new() -> Result<Self, Error> {
-        pages::<N>(None, false).map(|(pages, _hold)| LockedBuf { pages, _hold })
-    }
-
-    /// A zeroed buffer of `N` bytes with the given backing, or an error if
-    /// it cannot be had: no silent fallback.
-    ///
-    /// # Errors
-    /// As [`new`](Self::new), and [`Error::Unsupported`] for
-    /// [`Backing::SecretMem`] when the kernel does not offer
-    /// `memfd_secret(2)`.
-    pub fn with_backing(backing: Backing) -> Result<Self, Error> {
-        pages::<N>(Some(backing), false).map(|(pages, _hold)| LockedBuf { pages, _hold })
-    }
-
-    /// Which memory holds the secret.
-    #[must_use]
-    pub fn backing(&self) -> Backing {
-        self.pages.backing()
-    }
-
-    /// Whether a child made by `fork(2)` is kept from the secret: `true`
-    /// when the kernel applied `MADV_DONTFORK` or `MADV_WIPEONFORK`,
-    /// `false` where `madvise(2)` accepts advice it ignores (QEMU user mode
-    /// before 8.0), in which case a child inherits a copy-on-write copy.
-    #[must_use]
-    pub fn fork_protected(&self) -> bool {
-        self.pages.fork_protected()
-    }
-
     /// Overwrites the secret with zeros through volatile writes, which the
     /// compiler cannot remove as dead stores. `Drop` does the same before it
     /// unlocks.
@@ -272,36 +290,9 @@ pub struct SealedBuf<const N: usize> {
     _hold: Hold,
 }
 
+constructors!(SealedBuf, true, "A zeroed, sealed buffer of `N` bytes");
+
 impl<const N: usize> SealedBuf<N> {
-    /// A zeroed, sealed buffer of `N` bytes, backed as
-    /// [`LockedBuf::new`] chooses.
-    ///
-    /// # Errors
-    /// As [`LockedBuf::new`].
-    pub fn new() -> Result<Self, Error> {
-        pages::<N>(None, true).map(|(pages, _hold)| SealedBuf { pages, _hold })
-    }
-
-    /// A zeroed, sealed buffer with the given backing, or an error.
-    ///
-    /// # Errors
-    /// As [`LockedBuf::with_backing`].
-    pub fn with_backing(backing: Backing) -> Result<Self, Error> {
-        pages::<N>(Some(backing), true).map(|(pages, _hold)| SealedBuf { pages, _hold })
-    }
-
-    /// Which memory holds the secret.
-    #[must_use]
-    pub fn backing(&self) -> Backing {
-        self.pages.backing()
-    }
-
-    /// As [`LockedBuf::fork_protected`].
-    #[must_use]
-    pub fn fork_protected(&self) -> bool {
-        self.pages.fork_protected()
-    }
-
     /// Opens the pages read-only (`PROT_READ`) until the guard drops.
     pub fn read(&mut self) -> SealedRef<'_, N> {
         SealedRef {
