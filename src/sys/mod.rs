@@ -6,6 +6,7 @@
 //!
 //! - `linux`: one typed wrapper per system call (x86_64, aarch64, riscv64).
 //! - `unsupported`: the same functions, answering `Unsupported`.
+//! - `secret_pages`: the guarded, canaried pages behind one secret.
 //! - `fork_local`: a per-process word that a forked child sees as 0.
 //! - `mem`: volatile zeroing and page touching, no system call.
 //! - `scan`: the SIMD byte search of the status parser, with its portable
@@ -23,6 +24,11 @@ pub(crate) use unsupported::*;
 
 mod scan;
 pub(crate) use scan::bytes_either;
+
+#[cfg(mlock_raw)]
+mod secret_pages;
+#[cfg(mlock_raw)]
+pub(crate) use secret_pages::{Opened, SecretPages};
 
 #[cfg(mlock_raw)]
 mod fork_local;
