@@ -653,3 +653,35 @@ fn the_record_is_bounded_and_says_so_when_full() {
             .map_err(|e| e.to_string())
     });
 }
+
+#[test]
+fn unlock_raw_of_unmapped_memory_is_not_mapped_and_says_so() {
+    run(|| {
+        // Two pages mapped, then unmapped: the range is now a hole in this
+        // single-threaded child, which maps nothing in between.
+        // SAFETY: a fresh private anonymous mapping, unmapped before use.
+        let hole = unsafe {
+            let at = libc::mmap(
+                std::ptr::null_mut(),
+                8192,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            ensure(at != libc::MAP_FAILED, || "mmap".into())?;
+            ensure(libc::munmap(at, 8192) == 0, || "munmap".into())?;
+            at as *const u8
+        };
+        // SAFETY: munlock of a hole changes no memory; the kernel answers
+        // ENOMEM.
+        let got = unsafe { mlock::unlock_raw(hole, 8192) };
+        ensure_eq(got, Err(Error::NotMapped), "unlock_raw of a hole")?;
+        // munlock's ENOMEM is not a limit: the fix must not be one.
+        let text = Error::NotMapped.to_string();
+        ensure(
+            text.contains("not mapped") && !text.contains("RLIMIT_MEMLOCK"),
+            || text.clone(),
+        )
+    });
+}
