@@ -685,3 +685,55 @@ fn unlock_raw_of_unmapped_memory_is_not_mapped_and_says_so() {
         )
     });
 }
+
+/// riscv64's vector extension: Linux does not keep `v0`-`v31` across a
+/// system call, so the crate's syscalls declare them clobbered, and code
+/// the compiler vectorizes around them must still be right. Where the
+/// suite is built with `+v` for a CPU that has V (`MLOCK_TEST_VECTOR`, set
+/// by `cargo xtask test`'s vector step and in the riscv64 VM), the CPU must
+/// say so (`AT_HWCAP`); on every arch, work of the kind the compiler
+/// vectorizes, interleaved with the crate's locking and status calls,
+/// gives the answer of the same work done one element at a time.
+#[test]
+fn vectorizable_work_around_the_crates_syscalls_gives_the_scalar_answer() {
+    if std::env::var_os("MLOCK_TEST_VECTOR").is_some() {
+        #[cfg(target_arch = "riscv64")]
+        {
+            // SAFETY: getauxval reads the process's auxiliary vector.
+            let hwcap = unsafe { libc::getauxval(libc::AT_HWCAP) };
+            assert!(
+                hwcap & (1 << (b'V' - b'A')) != 0,
+                "MLOCK_TEST_VECTOR is set, but AT_HWCAP {hwcap:#x} has no V"
+            );
+        }
+        #[cfg(not(target_arch = "riscv64"))]
+        panic!("MLOCK_TEST_VECTOR is set on an arch without a vector case");
+    }
+    run(|| {
+        let data: Vec<u32> = (0..4096u32)
+            .map(|i| i.wrapping_mul(2_654_435_761))
+            .collect();
+        let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let mut fast = [0u32; 8];
+        let mut slow = [0u32; 8];
+        for round in 0..32u32 {
+            for chunk in data.chunks_exact(8) {
+                for (acc, x) in fast.iter_mut().zip(chunk) {
+                    *acc = acc.wrapping_add((x ^ round).rotate_left(3));
+                }
+            }
+            // System calls between the rounds, with the accumulator live.
+            let guard = mlock::LockGuard::new(&bytes).map_err(|e| format!("guard: {e}"))?;
+            let locked = mlock::locked_bytes().map_err(|e| format!("locked_bytes: {e}"))?;
+            drop(guard);
+            ensure(locked > 0, || format!("VmLck {locked} under a guard"))?;
+            for chunk in data.chunks_exact(8) {
+                for (acc, x) in slow.iter_mut().zip(chunk) {
+                    let x = std::hint::black_box(*x);
+                    *acc = acc.wrapping_add((x ^ round).rotate_left(3));
+                }
+            }
+        }
+        ensure_eq(fast, slow, "the accumulators")
+    });
+}

@@ -54,6 +54,15 @@ pub struct Arch {
     pub console: &'static str,
     /// Kernel arguments every boot of this arch gets.
     pub kernel_args: &'static str,
+    /// The arch's vector extension, where the kernel does not preserve the
+    /// vector registers across a system call and the crate's syscalls
+    /// therefore declare them clobbered (riscv64's V): the builds that
+    /// test that case turn it on with these rustflags, and the emulated
+    /// CPU gets it with [`Arch::vector_cpu`]. Empty for none.
+    pub vector_rustflags: &'static str,
+    /// The QEMU `-cpu` value with the vector extension on (user mode and
+    /// the VMs); empty for none.
+    pub vector_cpu: &'static str,
 }
 
 /// The Debian package of QEMU user mode.
@@ -78,6 +87,8 @@ pub const X86_64: Arch = Arch {
     // the host is busy and TCG falls behind ("IO-APIC + timer doesn't
     // work!", a panic); QEMU's timer works.
     kernel_args: "no_timer_check",
+    vector_rustflags: "",
+    vector_cpu: "",
 };
 
 pub const AARCH64: Arch = Arch {
@@ -98,7 +109,13 @@ pub const AARCH64: Arch = Arch {
     machine: &["-M", "virt", "-cpu", "max,pauth-impdef=on"],
     console: "ttyAMA0",
     kernel_args: "",
+    vector_rustflags: "",
+    vector_cpu: "",
 };
+
+/// The riscv64 CPU of the VMs and of the vector tests: QEMU's `rv64` with
+/// V (RVV 1.0) at 128-bit vectors.
+const RISCV64_CPU: &str = "rv64,v=true,vlen=128";
 
 pub const RISCV64: Arch = Arch {
     name: "riscv64",
@@ -116,10 +133,24 @@ pub const RISCV64: Arch = Arch {
     // index inconsistently.
     suites: &["trixie", "forky"],
     qemu_system: "qemu-system-riscv64",
-    machine: &["-M", "virt", "-bios", "default"],
+    // With V (RVV 1.0, 128-bit): the VM's suite is built with it, so the
+    // syscalls' vector clobbers meet a kernel that discards vector state.
+    machine: &["-M", "virt", "-cpu", RISCV64_CPU, "-bios", "default"],
     console: "ttyS0",
     kernel_args: "",
+    vector_rustflags: "-C target-feature=+v",
+    vector_cpu: RISCV64_CPU,
 };
+
+/// Rustflags joined with spaces, the empty ones left out.
+fn join_flags(flags: &[&str]) -> String {
+    flags
+        .iter()
+        .filter(|f| !f.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 /// The three architectures the crate supports, in the order every
 /// command runs them.
@@ -153,12 +184,32 @@ impl Arch {
     /// Cargo's environment for the size-optimised `static_init`: the
     /// linker, and the rustflags with [`Arch::size_rustflags`] added.
     pub fn size_env(&self) -> Vec<(String, String)> {
-        let flags = [self.rustflags, self.size_rustflags]
-            .into_iter()
-            .filter(|f| !f.is_empty())
+        self.env_with_rustflags(&join_flags(&[self.rustflags, self.size_rustflags]))
+    }
+
+    /// Cargo's environment for the VMs' static binaries: the build's, with
+    /// the vector extension on where the arch has one
+    /// ([`Arch::vector_rustflags`]); the VM's CPU has it too.
+    pub fn vm_env(&self) -> Vec<(String, String)> {
+        self.env_with_rustflags(&join_flags(&[self.rustflags, self.vector_rustflags]))
+    }
+
+    /// Cargo's environment for `cargo test` with the vector extension on,
+    /// under QEMU user mode with a CPU that has it; `None` for an arch
+    /// without one.
+    pub fn vector_test_env(&self) -> Option<Vec<(String, String)>> {
+        if self.vector_rustflags.is_empty() {
+            return None;
+        }
+        let mut env =
+            self.env_with_rustflags(&join_flags(&[self.rustflags, self.vector_rustflags]));
+        let runner = std::iter::once(self.qemu_user?)
+            .chain(["-cpu", self.vector_cpu])
+            .chain(self.qemu_user_args.iter().copied())
             .collect::<Vec<_>>()
             .join(" ");
-        self.env_with_rustflags(&flags)
+        env.push((self.cargo_var("RUNNER"), runner));
+        Some(env)
     }
 
     /// Cargo's environment for `cargo test`: the build's, and the QEMU

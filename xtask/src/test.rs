@@ -118,7 +118,8 @@ const USAGE: &str = "usage: cargo xtask test [--target T]...
 
 Without --target, runs the whole matrix (fmt, clippy, doc, tests on every
 target, builds) and stops at the first failure. With --target, runs only that
-target's tests: natively for the host, under QEMU user mode when foreign.";
+target's tests: natively for the host, under QEMU user mode when foreign (for
+riscv64 also optimized with the V extension, on an emulated CPU that has it).";
 
 /// Entry point for `cargo xtask test [--target T]...`.
 pub fn main(args: &[String]) -> util::Result {
@@ -163,7 +164,12 @@ pub fn main(args: &[String]) -> util::Result {
             .collect();
         let no_os = only.iter().any(|o| o == NO_OS);
         let mut steps = vec![setup_step(chosen.clone(), no_os, false)];
+        let vector: Vec<Step> = chosen
+            .iter()
+            .filter_map(|t| t.arch.and_then(vector_step))
+            .collect();
         steps.extend(chosen.into_iter().map(test_step));
+        steps.extend(vector);
         if no_os {
             steps.push(no_os_build());
             steps.push(stub_backend_test());
@@ -241,6 +247,9 @@ fn full_matrix() -> Vec<Step> {
 
     // Tests: host first, then the static and the emulated targets.
     steps.extend(TARGETS.iter().map(test_step));
+    // The vector extension's case (riscv64 V): optimized, so that the
+    // compiler vectorizes, under an emulated CPU that has it.
+    steps.extend(arch::ARCHES.iter().filter_map(vector_step));
 
     // Builds that run nothing: no OS, and no default features.
     steps.push(no_os_build());
@@ -301,6 +310,63 @@ fn test_step(target: &'static Target) -> Step {
         cmd.env(DOCTOR_ENV, build_doctor(target)?);
         run_libtest(&mut cmd, tally)
     })
+}
+
+/// The test binaries of the vector step: the locking, status and secret
+/// paths, whose syscalls run inside loops the compiler may vectorize.
+const VECTOR_TESTS: &[&str] = &["lock", "status", "secret", "daemon"];
+
+/// The suites of [`VECTOR_TESTS`] and the crate's unit tests, built with
+/// the arch's vector extension and `--release` (the compiler vectorizes
+/// only when it optimizes), run under QEMU user mode with a CPU that has
+/// it. The step also counts the vector instructions in the built lock
+/// suite and fails if there are none: a build without them would test
+/// nothing here.
+fn vector_step(arch: &'static Arch) -> Option<Step> {
+    let env = arch.vector_test_env()?;
+    Some(Step::new("test +v (release)", arch.triple, move |tally| {
+        let target_dir = util::root().join("target").join("vector");
+        let mut cmd = util::cargo();
+        cmd.envs(env.iter().cloned())
+            .env(QEMU_USER_ENV, "1")
+            .env(crate::vm::VECTOR_ENV, "1")
+            .env("RUST_TEST_THREADS", "1")
+            .args(["test", "--release", "--target", arch.triple, "--target-dir"])
+            .arg(&target_dir)
+            .args(["--features", "mlock/serde", "--no-fail-fast", "--lib"]);
+        for test in VECTOR_TESTS {
+            cmd.args(["--test", test]);
+        }
+        run_libtest(&mut cmd, tally)?;
+        let vector_ops = count_vector_instructions(arch, &target_dir)?;
+        eprintln!("xtask: {vector_ops} vector instructions in the +v lock suite");
+        if vector_ops == 0 {
+            return Err(format!(
+                "the {} lock suite built with `{}` has no vector instruction: the step tested nothing",
+                arch.triple, arch.vector_rustflags
+            ));
+        }
+        Ok(())
+    }))
+}
+
+/// How many `vset*` instructions (each vector loop sets its vector length
+/// first) the newest lock suite binary of the vector step holds, by
+/// `objdump` of the arch's cross binutils.
+fn count_vector_instructions(arch: &Arch, target_dir: &std::path::Path) -> util::Result<usize> {
+    let deps = target_dir.join(arch.triple).join("release").join("deps");
+    let newest = std::fs::read_dir(&deps)
+        .map_err(|e| format!("{}: {e}", deps.display()))?
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            name.starts_with("lock-") && !name.ends_with(".d")
+        })
+        .max_by_key(|entry| entry.metadata().and_then(|m| m.modified()).ok())
+        .ok_or_else(|| format!("no lock suite in {}", deps.display()))?;
+    let objdump = arch.linker.replace("-gcc", "-objdump");
+    let text = util::output(Command::new(&objdump).arg("-d").arg(newest.path()))?;
+    Ok(text.lines().filter(|line| line.contains("\tvset")).count())
 }
 
 /// The variable that tells tests/doctor.rs where the doctor example is.

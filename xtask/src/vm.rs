@@ -83,6 +83,11 @@ const SCENARIO_EXAMPLES: &[&str] = &["vm_hold", "vm_secret"];
 const DOCTOR_EXAMPLE: &str = "doctor";
 const DOCTOR_ENV: &str = "MLOCK_TEST_DOCTOR";
 
+/// Set (to 1) where the suite is built with the arch's vector extension
+/// and runs on a CPU that has it: tests/lock.rs then requires the CPU to
+/// say so.
+pub(crate) const VECTOR_ENV: &str = "MLOCK_TEST_VECTOR";
+
 /// What the harness needs on the host: QEMU, the archive keyring, the
 /// decompressors, and every arch's linker ([`Arch::build_packages`]).
 fn host_packages() -> Vec<&'static str> {

@@ -29,7 +29,7 @@ fn cargo_for(arch: &Arch, subcommand: &str) -> Command {
         .env("CARGO_PROFILE_DEV_DEBUG", "0")
         .env("CARGO_PROFILE_DEV_STRIP", "debuginfo")
         .env_remove("MLOCK_TEST_QEMU_USER");
-    cmd.envs(arch.build_env());
+    cmd.envs(arch.vm_env());
     cmd
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::build::{build_examples, build_pid1, build_tests, doctor_example};
 use super::fetch::Fetched;
-use super::{cpio, dt007, fetch, DOCTOR_ENV, HOLD_MIB, SCENARIO_EXAMPLES};
+use super::{cpio, dt007, fetch, DOCTOR_ENV, HOLD_MIB, SCENARIO_EXAMPLES, VECTOR_ENV};
 use crate::arch::Arch;
 use crate::util::{self, Result};
 
@@ -46,6 +46,11 @@ pub(super) fn prepare(arch: &'static Arch, pid1_manifest: Option<&Path>) -> Resu
     let mut conf = format!("ARCH={}\nHOLD_MIB={HOLD_MIB}\n", arch.name);
     if let Some(doctor) = doctor_example() {
         conf.push_str(&format!("export {DOCTOR_ENV}=/bin/{doctor}\n"));
+    }
+    if !arch.vector_cpu.is_empty() {
+        // Built with the vector extension, on a CPU that has it: the
+        // suite checks the CPU says so (tests/lock.rs).
+        conf.push_str(&format!("export {VECTOR_ENV}=1\n"));
     }
     let mut archive = busybox_archive(&fetched, "init.sh", &["tests"], &conf, &fetched.modules)?;
     for (name, path) in &tests {
