@@ -296,24 +296,40 @@ impl StatusParser {
 /// The candidates are the bytes `V` and `C`, found 64 bytes at a time;
 /// [`record`] checks each and skips those that start no recorded field.
 fn scan(status: &mut Status, lines: &[u8]) -> bool {
+    // Where the last 64 bytes start, if there are 64.
+    let last = lines.len().checked_sub(64);
     let mut base = 0;
-    while base < lines.len() {
-        // The 64 bytes from `base`; at the end, the last 64, which overlap
-        // the blocks already seen: their bits are shifted out.
-        let at = base.min(lines.len().saturating_sub(64));
-        let found = match lines.get(at..).and_then(<[u8]>::first_chunk) {
-            Some(block) => candidates(block) >> (base - at),
-            // All of `lines` is under 64 bytes.
-            None => lines.iter().enumerate().fold(0, |found, (i, &b)| {
-                found | (u64::from(b == b'V' || b == b'C') << i)
-            }),
+    loop {
+        let found = match last {
+            // The 64 bytes from `base`; at the end, the last 64, which
+            // overlap the blocks already seen: their bits are shifted out.
+            Some(last) => {
+                let at = base.min(last);
+                lines
+                    .get(at..)
+                    .and_then(<[u8]>::first_chunk)
+                    .map_or(0, |block| candidates(block) >> (base - at))
+            }
+            None => candidates_in_short(lines),
         };
         if !record_each(status, lines, base, found) {
             return false;
         }
         base += 64;
+        if base >= lines.len() {
+            return true;
+        }
     }
-    true
+}
+
+/// The candidates of `lines` under 64 bytes long, a byte at a time: out
+/// of the loop above, which it would slow.
+#[cold]
+#[inline(never)]
+fn candidates_in_short(lines: &[u8]) -> u64 {
+    lines.iter().enumerate().fold(0, |found, (i, &b)| {
+        found | (u64::from(b == b'V' || b == b'C') << i)
+    })
 }
 
 /// [`record`] at `base` plus each bit set in `found`.
@@ -395,37 +411,32 @@ const fn slot_of(key: usize) -> usize {
     slot(word)
 }
 
-/// The 8 bytes of `text` from `pos - 1` as a little-endian word: a newline
-/// stands before position 0, and zeros after the end.
+/// The 8 bytes of `text` from `pos - 1` as a little-endian word, a newline
+/// standing before position 0; 0 (which starts no key) where `text` ends
+/// sooner. A line of `text` that holds a recorded key holds 8 bytes from
+/// the newline before it: the key, its colon, and at least a newline.
 #[inline(always)]
 fn head(text: &[u8], pos: usize) -> u64 {
-    let bytes = pos.checked_sub(1).and_then(|at| text.get(at..at + 8));
-    match bytes.and_then(|bytes| <[u8; 8]>::try_from(bytes).ok()) {
-        Some(bytes) => u64::from_le_bytes(bytes),
-        None => head_at_edge(text, pos),
+    match pos.checked_sub(1) {
+        Some(at) => text
+            .get(at..)
+            .and_then(<[u8]>::first_chunk)
+            .map_or(0, |b| u64::from_le_bytes(*b)),
+        None => text.first_chunk::<7>().map_or(0, |b| {
+            let [a, b, c, d, e, f, g] = *b;
+            u64::from_le_bytes([b'\n', a, b, c, d, e, f, g])
+        }),
     }
 }
 
-/// [`head`] at the start or near the end of `text`.
-#[cold]
-fn head_at_edge(text: &[u8], pos: usize) -> u64 {
-    let (mut word, mut shift, from) = match pos.checked_sub(1) {
-        Some(at) => (0, 0, at),
-        None => (u64::from(b'\n'), 8, 0),
-    };
-    for &b in text.get(from..).unwrap_or_default() {
-        if shift == 64 {
-            break;
-        }
-        word |= u64::from(b) << shift;
-        shift += 8;
-    }
-    word
-}
-
-/// Whether `line` (without its newline) starts with a recorded key.
+/// Whether `line` (perhaps without its newline, perhaps shorter than a
+/// key) starts with a recorded key.
 fn is_field(line: &[u8]) -> bool {
-    !line.is_empty() && key_slot(head(line, 0)).is_some()
+    let mut head = [b'\n'; 8];
+    for (i, to) in head.iter_mut().skip(1).enumerate() {
+        *to = line.get(i).copied().unwrap_or(0);
+    }
+    key_slot(u64::from_le_bytes(head)).is_some()
 }
 
 /// The slot of the recorded key that `head` starts with, if any.
@@ -455,10 +466,12 @@ fn store(status: &mut Status, text: &[u8], pos: usize, s: usize) -> bool {
     // The newline may stand at most LINE_MAX bytes from `pos`.
     let end = text.len().min(pos + LINE_MAX + 1);
     let value = text.get(pos + colon..end).unwrap_or_default();
-    let parsed = match s {
-        CAP_EFF => parse_hex(value),
-        _ => parse_kb(value),
+    let hex = s == CAP_EFF;
+    let parsed = match hex {
+        true => None,
+        false => kb_as_the_kernel_pads(value),
     };
+    let parsed = parsed.or_else(|| parse_value(value, hex));
     let bit = 1 << s;
     match parsed {
         Some(v) if status.present & bit == 0 => {
@@ -473,51 +486,86 @@ fn store(status: &mut Status, text: &[u8], pos: usize, s: usize) -> bool {
     }
 }
 
-/// Parses `<blanks><decimal> kB` and the newline after it into bytes,
-/// checked.
-fn parse_kb(value: &[u8]) -> Option<u64> {
-    let start = blanks(value);
-    let mut end = start;
-    let mut kb: u64 = 0;
-    while let Some(&d @ b'0'..=b'9') = value.get(end) {
-        kb = kb.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-        end += 1;
-    }
-    // No digit at all, or anything but the unit after them.
-    if end == start || value.get(end..end + 4) != Some(b" kB\n") {
+/// [`parse_kb`] of a value as the kernel pads one under 10^8 kB: a tab,
+/// the number right-aligned in eight columns (`%8lu`), ` kB` and the
+/// newline, read as two words with no loop over their bytes. `None` for
+/// any other value, which [`parse_kb`] then reads: never a different
+/// answer.
+#[inline(always)]
+fn kb_as_the_kernel_pads(value: &[u8]) -> Option<u64> {
+    let (&tab, rest) = value.first_chunk::<16>()?.split_first()?;
+    let (columns, rest) = rest.split_first_chunk::<8>()?;
+    let unit = rest.first_chunk::<4>()?;
+    let columns = u64::from_le_bytes(*columns);
+    // A space (0x20) with bit 4 set reads as the digit 0 (0x30); each
+    // column must then be a digit: 0x30 to 0x39, which 6 more leaves
+    // under 0x40 (a byte over 0xf9 that would carry is caught first).
+    let as_digits = columns | splat(0x10);
+    let all_digits = as_digits & splat(0xf0) == splat(0x30)
+        && as_digits.wrapping_add(splat(0x06)) & splat(0xf0) == splat(0x30);
+    // The columns that were below 0x30, as 0xff: each was a space (now
+    // 0x30 exactly), they come first, and the last column is a digit.
+    let low = ((as_digits ^ columns) >> 4).wrapping_mul(0xff);
+    let right_aligned =
+        (as_digits ^ splat(b'0')) & low == 0 && low & low.wrapping_add(1) == 0 && low >> 56 == 0;
+    if tab != b'\t' || unit != b" kB\n" || !all_digits || !right_aligned {
         return None;
     }
-    kb.checked_mul(1024)
+    // Pairs of digits, then fours, then all eight, in a multiply each
+    // (the first column the most significant; a space reads as 0).
+    let kb = (columns & splat(0x0f)).wrapping_mul(10 << 8 | 1) >> 8;
+    let kb = (kb & 0x00ff_00ff_00ff_00ff).wrapping_mul(100 << 16 | 1) >> 16;
+    let kb = (kb & 0x0000_ffff_0000_ffff).wrapping_mul(10_000 << 32 | 1) >> 32;
+    Some(kb * 1024)
 }
 
-/// Parses `<blanks><hex>` (1 to 16 digits, as in `CapEff`) and the
-/// newline after it.
-fn parse_hex(value: &[u8]) -> Option<u64> {
-    let mut bits: u64 = 0;
-    for (i, &d) in value.get(blanks(value)..)?.iter().enumerate() {
-        // 0-9, a-f and A-F.
-        let Some(nibble) = char::from(d).to_digit(16) else {
-            return (d == b'\n' && i > 0).then_some(bits);
+/// `b` in each byte of a word.
+const fn splat(b: u8) -> u64 {
+    u64::from_ne_bytes([b; 8])
+}
+
+/// Parses `<blanks><decimal> kB` and the newline after it into bytes,
+/// checked; or with `hex`, `<blanks><hex>` (1 to 16 digits, as in
+/// `CapEff`) and the newline after it. A byte at a time, any padding.
+fn parse_value(value: &[u8], hex: bool) -> Option<u64> {
+    let mut digits = value.iter().skip_while(|&&b| b == b' ' || b == b'\t');
+    let mut number: u64 = 0;
+    let mut count = 0;
+    let end = loop {
+        let b = *digits.next()?;
+        let digit = match b {
+            b'0'..=b'9' => b & 0xf,
+            b'a'..=b'f' | b'A'..=b'F' if hex => (b & 0xf) + 9,
+            _ => break b,
         };
-        if i == 16 {
-            return None;
+        number = if hex {
+            // At most 16 digits: nothing shifts out.
+            (count < 16).then_some(number << 4)?
+        } else {
+            number.checked_mul(10)?
         }
-        bits = (bits << 4) | u64::from(nibble);
+        .checked_add(u64::from(digit))?;
+        count += 1;
+    };
+    // No digit at all, or anything but the unit and newline after them.
+    if count == 0 {
+        return None;
     }
-    None
-}
-
-/// How many spaces and tabs (the kernel's padding) `value` starts with.
-fn blanks(value: &[u8]) -> usize {
-    value
-        .iter()
-        .take_while(|&&b| b == b' ' || b == b'\t')
-        .count()
+    if hex {
+        (end == b'\n').then_some(number)
+    } else {
+        let unit = [end, *digits.next()?, *digits.next()?, *digits.next()?];
+        (&unit == b" kB\n").then_some(number)?.checked_mul(1024)
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_kb;
+    use super::{kb_as_the_kernel_pads, parse_value};
+
+    fn parse_kb(value: &[u8]) -> Option<u64> {
+        parse_value(value, false)
+    }
 
     /// `parse_kb` by the rules alone: blanks, digits, ` kB`, newline.
     fn kb_by_the_rules(value: &[u8]) -> Option<u64> {
@@ -567,5 +615,53 @@ mod tests {
         assert_eq!(parse_kb(b"\t        kB\n"), None);
         assert_eq!(parse_kb(b"\t         kB\n"), None);
         assert_eq!(parse_kb(b"\t 1 2 3 4 kB\n"), None);
+    }
+
+    #[test]
+    fn padded_sizes_read_as_the_byte_loop_reads_them() {
+        // Eight columns of bytes around the edges of the digits, the
+        // space and the tab (a space is 0x20, a digit 0x30 to 0x39; 0x21
+        // to 0x29 and 0x3a to 0x3f look like digits to a careless mask).
+        let bytes = *b" 0159\t!)*/:?x\x80\xfa\xff";
+        let mut state: u64 = 7;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            state >> 33
+        };
+        let mut fast = 0;
+        for round in 0..300_000 {
+            let mut value = *b"\t       0 kB\nVmPin:\t";
+            // Mostly spaces then digits, as the kernel pads them; else any.
+            let spaces = (next() % 9) as usize;
+            for (i, c) in value[1..9].iter_mut().enumerate() {
+                let r = next();
+                *c = match r % 4 {
+                    0 => bytes[(r >> 8) as usize % bytes.len()],
+                    _ if i < spaces => b' ',
+                    _ => b'0' + (r >> 8) as u8 % 10,
+                };
+            }
+            if round % 5 == 0 {
+                value[(next() % 14) as usize] = bytes[(next() as usize) % bytes.len()];
+            }
+            let padded = kb_as_the_kernel_pads(&value);
+            if padded.is_some() {
+                fast += 1;
+            }
+            assert!(
+                padded.is_none() || padded == parse_kb(&value),
+                "{:?}",
+                core::str::from_utf8(&value)
+            );
+        }
+        assert!(fast > 20_000, "the padded reading took {fast} values");
+        assert_eq!(
+            kb_as_the_kernel_pads(b"\t12345678 kB\nVmPin:"),
+            Some(12_345_678 * 1024)
+        );
+        assert_eq!(kb_as_the_kernel_pads(b"\t       0 kB\nVmPin:"), Some(0));
+        assert_eq!(kb_as_the_kernel_pads(b"\t       0 kB\n"), None);
     }
 }
