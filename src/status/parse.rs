@@ -421,22 +421,27 @@ fn head(text: &[u8], pos: usize) -> u64 {
         Some(at) => text
             .get(at..)
             .and_then(<[u8]>::first_chunk)
-            .map_or(0, |b| u64::from_le_bytes(*b)),
-        None => text.first_chunk::<7>().map_or(0, |b| {
-            let [a, b, c, d, e, f, g] = *b;
-            u64::from_le_bytes([b'\n', a, b, c, d, e, f, g])
-        }),
+            .map_or(0, |bytes| u64::from_le_bytes(*bytes)),
+        None => first_head(text),
     }
+}
+
+/// [`head`] at position 0 of `line`: a newline, then its first 7 bytes,
+/// zeros past its end.
+#[cold]
+#[inline(never)]
+fn first_head(line: &[u8]) -> u64 {
+    let mut head = [b'\n'; 8];
+    for (i, to) in head.iter_mut().skip(1).enumerate() {
+        *to = line.get(i).copied().unwrap_or(0);
+    }
+    u64::from_le_bytes(head)
 }
 
 /// Whether `line` (perhaps without its newline, perhaps shorter than a
 /// key) starts with a recorded key.
 fn is_field(line: &[u8]) -> bool {
-    let mut head = [b'\n'; 8];
-    for (i, to) in head.iter_mut().skip(1).enumerate() {
-        *to = line.get(i).copied().unwrap_or(0);
-    }
-    key_slot(u64::from_le_bytes(head)).is_some()
+    key_slot(first_head(line)).is_some()
 }
 
 /// The slot of the recorded key that `head` starts with, if any.
@@ -524,38 +529,44 @@ const fn splat(b: u8) -> u64 {
     u64::from_ne_bytes([b; 8])
 }
 
+/// The most kB whose count of bytes fits a `u64`.
+const KB_MAX: u64 = u64::MAX / 1024;
+
 /// Parses `<blanks><decimal> kB` and the newline after it into bytes,
 /// checked; or with `hex`, `<blanks><hex>` (1 to 16 digits, as in
 /// `CapEff`) and the newline after it. A byte at a time, any padding.
 fn parse_value(value: &[u8], hex: bool) -> Option<u64> {
-    let mut digits = value.iter().skip_while(|&&b| b == b' ' || b == b'\t');
+    let mut at = 0;
+    while let Some(b' ' | b'\t') = value.get(at) {
+        at += 1;
+    }
+    let start = at;
     let mut number: u64 = 0;
-    let mut count = 0;
-    let end = loop {
-        let b = *digits.next()?;
-        let digit = match b {
+    while let Some(&b) = value.get(at) {
+        let digit = u64::from(match b {
             b'0'..=b'9' => b & 0xf,
             b'a'..=b'f' | b'A'..=b'F' if hex => (b & 0xf) + 9,
-            _ => break b,
+            _ => break,
+        });
+        // Hex digits past the 16th shift out, but fail below. A size
+        // over the most kB whose bytes fit a u64 fails at once, before
+        // the next digit could overflow.
+        number = match hex {
+            true => number << 4 | digit,
+            false if number > KB_MAX => return None,
+            false => number * 10 + digit,
         };
-        number = if hex {
-            // At most 16 digits: nothing shifts out.
-            (count < 16).then_some(number << 4)?
-        } else {
-            number.checked_mul(10)?
-        }
-        .checked_add(u64::from(digit))?;
-        count += 1;
-    };
-    // No digit at all, or anything but the unit and newline after them.
-    if count == 0 {
-        return None;
+        at += 1;
     }
-    if hex {
-        (end == b'\n').then_some(number)
-    } else {
-        let unit = [end, *digits.next()?, *digits.next()?, *digits.next()?];
-        (&unit == b" kB\n").then_some(number)?.checked_mul(1024)
+    // No digit at all, too many, or anything but the unit and newline
+    // after them.
+    let digits = at - start;
+    let rest = value.get(at..).unwrap_or_default();
+    match hex {
+        true => (digits > 0 && digits <= 16 && rest.first() == Some(&b'\n')).then_some(number),
+        false => {
+            (digits > 0 && number <= KB_MAX && rest.starts_with(b" kB\n")).then(|| number * 1024)
+        }
     }
 }
 
