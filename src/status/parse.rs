@@ -431,11 +431,12 @@ fn head(text: &[u8], pos: usize) -> u64 {
 #[cold]
 #[inline(never)]
 fn first_head(line: &[u8]) -> u64 {
-    let mut head = [b'\n'; 8];
-    for (i, to) in head.iter_mut().skip(1).enumerate() {
-        *to = line.get(i).copied().unwrap_or(0);
-    }
-    u64::from_le_bytes(head)
+    let first = line.get(..7).unwrap_or(line);
+    let bytes = first
+        .iter()
+        .rev()
+        .fold(0, |word, &b| word << 8 | u64::from(b));
+    bytes << 8 | u64::from(b'\n')
 }
 
 /// Whether `line` (perhaps without its newline, perhaps shorter than a
