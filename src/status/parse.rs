@@ -417,12 +417,10 @@ const fn slot_of(key: usize) -> usize {
 /// the newline before it: the key, its colon, and at least a newline.
 #[inline(always)]
 fn head(text: &[u8], pos: usize) -> u64 {
-    match pos.checked_sub(1) {
-        Some(at) => text
-            .get(at..)
-            .and_then(<[u8]>::first_chunk)
-            .map_or(0, |bytes| u64::from_le_bytes(*bytes)),
-        None => first_head(text),
+    match text.get(pos.wrapping_sub(1)..).and_then(<[u8]>::first_chunk) {
+        Some(bytes) => u64::from_le_bytes(*bytes),
+        None if pos == 0 => first_head(text),
+        None => 0,
     }
 }
 
