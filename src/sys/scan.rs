@@ -62,31 +62,35 @@ fn bytes_either_sse2(block: &[u8; 64], a: u8, b: u8) -> u64 {
     found
 }
 
-/// [`bytes_either`] with NEON.
+/// [`bytes_either`] with NEON: the block loaded de-interleaved (`ld4`:
+/// register `k` holds bytes `4j + k`), compared, then the four masks
+/// merged by shift-and-insert into one nibble per group of four bytes,
+/// and the nibbles narrowed into the 64 bits.
 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 #[inline(always)]
 fn bytes_either_neon(block: &[u8; 64], a: u8, b: u8) -> u64 {
     use core::arch::aarch64::{
-        vandq_u8, vceqq_u8, vdupq_n_u8, vgetq_lane_u64, vld1q_u8, vorrq_u8, vpaddq_u8,
-        vreinterpretq_u64_u8,
+        vceqq_u8, vdupq_n_u8, vget_lane_u64, vld4q_u8, vorrq_u8, vreinterpret_u64_u8,
+        vreinterpretq_u16_u8, vshrn_n_u16, vsriq_n_u8,
     };
-    const WEIGHTS: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
     // SAFETY: NEON is part of every aarch64 Linux target (and checked by
-    // the cfg above); each load reads 16 bytes inside `block` or
-    // `WEIGHTS`, and needs no alignment. The other intrinsics only
-    // compute on registers.
+    // the cfg above); `vld4q_u8` reads the 64 bytes of `block`, and needs
+    // no alignment. The other intrinsics only compute on registers.
     unsafe {
-        let weights = vld1q_u8(WEIGHTS.as_ptr());
         let (va, vb) = (vdupq_n_u8(a), vdupq_n_u8(b));
-        // Each matching byte keeps its weight, 1 to 128 within each half
-        // of the lane; pairwise sums then gather 8 bytes into one.
-        let lane = |i: usize| {
-            let x = vld1q_u8(block.as_ptr().add(16 * i));
-            vandq_u8(vorrq_u8(vceqq_u8(x, va), vceqq_u8(x, vb)), weights)
-        };
-        let sums = vpaddq_u8(vpaddq_u8(lane(0), lane(1)), vpaddq_u8(lane(2), lane(3)));
-        let sums = vpaddq_u8(sums, sums);
-        vgetq_lane_u64(vreinterpretq_u64_u8(sums), 0)
+        let x = vld4q_u8(block.as_ptr());
+        let hit = |v| vorrq_u8(vceqq_u8(v, va), vceqq_u8(v, vb));
+        let (h0, h1, h2, h3) = (hit(x.0), hit(x.1), hit(x.2), hit(x.3));
+        // Bit 7 from h1, 6 from h0; then 7 to 4 from h3, h2, h1, h0; then
+        // the same four below them: in each byte `j`, bytes 4j to 4j + 3.
+        let pairs = vsriq_n_u8::<1>(h1, h0);
+        let pairs_high = vsriq_n_u8::<1>(h3, h2);
+        let fours = vsriq_n_u8::<2>(pairs_high, pairs);
+        let fours = vsriq_n_u8::<4>(fours, fours);
+        // Two nibbles per 16-bit lane, narrowed into one byte: bytes 8m
+        // to 8m + 7 in byte m, the first in its lowest bit.
+        let bits = vshrn_n_u16::<4>(vreinterpretq_u16_u8(fours));
+        vget_lane_u64::<0>(vreinterpret_u64_u8(bits))
     }
 }
 
