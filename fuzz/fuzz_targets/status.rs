@@ -8,7 +8,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mlock::{Status, StatusParser};
+use mlock::status::StatusParser;
+use mlock::Status;
 
 #[path = "../../tests/common/status_oracle.rs"]
 mod status_oracle;
