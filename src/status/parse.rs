@@ -551,19 +551,22 @@ fn parse_value(value: &[u8], hex: bool) -> Option<u64> {
     let start = at;
     let mut number: u64 = 0;
     while let Some(&b) = value.get(at) {
-        let digit = u64::from(match b {
-            b'0'..=b'9' => b & 0xf,
-            b'a'..=b'f' | b'A'..=b'F' if hex => (b & 0xf) + 9,
-            _ => break,
-        });
+        // 0-9, and with `hex` a-f and A-F (`letter` 0 to 5).
+        let decimal = b.wrapping_sub(b'0');
+        let letter = (b | 0x20).wrapping_sub(b'a');
+        let digit = match decimal < 10 {
+            true => decimal,
+            false if hex && letter < 6 => letter + 10,
+            false => break,
+        };
         // Hex digits past the 16th shift out, but fail below. A size
         // over the most kB whose bytes fit a u64 fails at once, before
         // the next digit could overflow.
-        number = match hex {
-            true => number << 4 | digit,
-            false if number > KB_MAX => return None,
-            false => number * 10 + digit,
-        };
+        if !hex && number > KB_MAX {
+            return None;
+        }
+        let scaled = if hex { number << 4 } else { number * 10 };
+        number = scaled + u64::from(digit);
         at += 1;
     }
     // No digit at all, too many, or anything but the unit and newline
