@@ -10,9 +10,21 @@
 //! elsewhere), and checks each one found: the byte before it must be a
 //! newline and the next few must be a recorded key, which one 8-byte
 //! compare against a table tells (`KEYS`). Lines that are not recorded
-//! fields are never walked byte by byte; only the value of a recorded field
-//! is. Nothing stops early: every line of the text is still looked at, so a
-//! duplicate or malformed field anywhere is still found.
+//! fields are never walked byte by byte.
+//!
+//! A size as the kernel writes it (`%8lu kB`: a tab, eight columns, the
+//! unit) is read as two words where an unaligned word is one load (x86_64,
+//! aarch64): one integer test that the columns are spaces then digits, three
+//! multiplies for the number (`kb_as_the_kernel_pads`). Any other value,
+//! and `CapEff`, goes through one small byte loop (`parse_value`) that
+//! reads every form the rules allow; the word reading never answers
+//! differently, it only answers fewer forms.
+//!
+//! Nothing stops early: every line of the text is still looked at, so a
+//! duplicate or malformed field anywhere is still found. (Stopping once
+//! all six fields were seen would save the scan of the lines after
+//! `CapEff`, about a third of the text, but a second `VmLck` there would
+//! then go unnoticed.)
 
 use core::fmt;
 
@@ -685,5 +697,21 @@ mod tests {
         );
         assert_eq!(kb_as_the_kernel_pads(b"\t       0 kB\nVmPin:"), Some(0));
         assert_eq!(kb_as_the_kernel_pads(b"\t       0 kB\n"), None);
+    }
+
+    #[test]
+    fn capabilities_read_by_the_rules() {
+        let hex = |value: &[u8]| parse_value(value, true);
+        assert_eq!(hex(b"\t000001fffeffffff\n"), Some(0x0000_01ff_feff_ffff));
+        assert_eq!(hex(b"\tFFFFFFFFFFFFFFFF\n"), Some(u64::MAX));
+        assert_eq!(hex(b" \t 0\n"), Some(0));
+        assert_eq!(hex(b"\tabcdef\n"), Some(0xab_cdef));
+        // Seventeen digits, even leading zeros; none; a digit of another
+        // base; no newline.
+        assert_eq!(hex(b"\t00000000000000000\n"), None);
+        assert_eq!(hex(b"\t\n"), None);
+        assert_eq!(hex(b"\t12g4\n"), None);
+        assert_eq!(hex(b"\t1234"), None);
+        assert_eq!(hex(b"\t1234 \n"), None);
     }
 }
