@@ -23,7 +23,7 @@
 //! Nothing stops early: every line of the text is still looked at, so a
 //! duplicate or malformed field anywhere is still found. (Stopping once
 //! all six fields were seen would save the scan of the lines after
-//! `CapEff`, about a third of the text, but a second `VmLck` there would
+//! `CapEff`, about two fifths of the text, but a second `VmLck` there would
 //! then go unnoticed.)
 
 use core::fmt;
