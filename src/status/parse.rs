@@ -601,6 +601,17 @@ mod tests {
         parse_value(value, false)
     }
 
+    /// Knuth's MMIX LCG from `seed`, its high bits: values that hit every
+    /// case.
+    fn lcg(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            state >> 33
+        }
+    }
+
     /// `parse_kb` by the rules alone: blanks, digits, ` kB`, newline.
     fn kb_by_the_rules(value: &[u8]) -> Option<u64> {
         let digits_at = value.iter().position(|&b| b != b' ' && b != b'\t')?;
@@ -621,14 +632,7 @@ mod tests {
         // A tab, eight columns, the unit: every mix of spaces, digits and
         // odd bytes, with the unit right or wrong.
         let columns: [u8; 6] = [b' ', b'0', b'7', b'9', b'\t', b'x'];
-        // Knuth's MMIX LCG, its high bits.
-        let mut state: u64 = 61;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            state >> 33
-        };
+        let mut next = lcg(61);
         for round in 0..300_000 {
             let mut value = *b"\t        0 kB\nVmPin:\t";
             for c in value[1..9].iter_mut() {
@@ -657,13 +661,7 @@ mod tests {
         // space and the tab (a space is 0x20, a digit 0x30 to 0x39; 0x21
         // to 0x29 and 0x3a to 0x3f look like digits to a careless mask).
         let bytes = *b" 0159\t!)*/:?x\x80\xfa\xff";
-        let mut state: u64 = 7;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            state >> 33
-        };
+        let mut next = lcg(7);
         let mut fast = 0;
         for round in 0..300_000 {
             let mut value = *b"\t       0 kB\nVmPin:\t";
