@@ -38,8 +38,25 @@ use crate::{sys, Error};
 pub(crate) const SLOTS: usize = 128;
 
 /// Set in [`Slot::start`] for a range locked on fault (`MLOCK_ONFAULT`);
-/// starts are page-aligned, so bit 0 is free.
+/// starts are page-aligned, so the low bits are free.
 const ON_FAULT: usize = 1;
+/// Set in [`Slot::start`] for the data pages of a secret buffer, which are
+/// locked (or `memfd_secret` pages, never swapped) before they are held.
+const SECRET: usize = 2;
+/// The flag bits of [`Slot::start`].
+const FLAGS: usize = ON_FAULT | SECRET;
+
+/// What holds a range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A [`LockGuard`](crate::LockGuard) of `mlock(2)`.
+    Lock,
+    /// A [`LockGuard`](crate::LockGuard) of `mlock2(MLOCK_ONFAULT)`.
+    OnFault,
+    /// The data pages of a [`LockedBuf`](crate::secret::LockedBuf) or
+    /// [`SealedBuf`](crate::secret::SealedBuf), already locked.
+    Secret,
+}
 
 /// One entry: a page-aligned range `[start, end)` and how many holders
 /// hold exactly that range. `count == 0` is a free slot.
@@ -125,7 +142,7 @@ impl Table {
         TABLE
             .iter()
             .filter(|s| s.count.load(Ordering::Relaxed) > 0)
-            .filter(|s| s.start.load(Ordering::Relaxed) & !ON_FAULT <= at)
+            .filter(|s| s.start.load(Ordering::Relaxed) & !FLAGS <= at)
             .map(|s| s.end.load(Ordering::Relaxed))
             .filter(|&end| end > at)
             .max()
@@ -136,7 +153,7 @@ impl Table {
         TABLE
             .iter()
             .filter(|s| s.count.load(Ordering::Relaxed) > 0)
-            .map(|s| s.start.load(Ordering::Relaxed) & !ON_FAULT)
+            .map(|s| s.start.load(Ordering::Relaxed) & !FLAGS)
             .filter(|&start| start > at)
             .min()
             .unwrap_or(usize::MAX)
@@ -158,12 +175,6 @@ impl Table {
             }
             let next = self.next_start(at).min(end);
             if let Err(e) = sys::munlock(at as *const u8, next - at) {
-                // munlock's only ENOMEM: part of the range is not mapped.
-                let e = if e == Error::ResourceLimit {
-                    Error::NotMapped
-                } else {
-                    e
-                };
                 result = result.and(Err(e));
             }
             at = next;
@@ -204,12 +215,16 @@ impl Hold {
     /// # Errors
     /// [`Error::TooManyLocks`] when every slot holds another range;
     /// [`Error::InvalidArgument`] if the page-rounded end overflows.
-    pub(crate) fn new(addr: *const u8, len: usize, on_fault: bool) -> Result<Hold, Error> {
+    pub(crate) fn new(addr: *const u8, len: usize, kind: Kind) -> Result<Hold, Error> {
         if len == 0 {
             return Ok(Hold { slot: usize::MAX });
         }
         let (start, end) = pages(addr, len).ok_or(Error::InvalidArgument)?;
-        let key = if on_fault { start | ON_FAULT } else { start };
+        let key = match kind {
+            Kind::Lock => start,
+            Kind::OnFault => start | ON_FAULT,
+            Kind::Secret => start | SECRET,
+        };
         let _table = Table::lock();
         let mut free = None;
         for (i, slot) in TABLE.iter().enumerate() {
@@ -239,7 +254,7 @@ impl Hold {
         let table = Table::lock();
         let slot = &TABLE[self.slot];
         let (start, end) = (
-            slot.start.load(Ordering::Relaxed) & !ON_FAULT,
+            slot.start.load(Ordering::Relaxed) & !FLAGS,
             slot.end.load(Ordering::Relaxed),
         );
         Self::take_out(slot);
@@ -290,6 +305,24 @@ pub(crate) fn lock_all(flags: crate::Flags) -> Result<(), Error> {
     result
 }
 
+/// Whether the pages of `[addr, addr + len)` all lie in the data pages of
+/// one live secret buffer: locked already, so locking them again is
+/// needless (and for `memfd_secret` pages, which `mlock(2)` cannot
+/// populate, an `ENOMEM` that would name the wrong fix).
+pub(crate) fn held_by_secret(addr: *const u8, len: usize) -> bool {
+    let Some((start, end)) = pages(addr, len) else {
+        return false;
+    };
+    let _table = Table::lock();
+    TABLE.iter().any(|s| {
+        let key = s.start.load(Ordering::Relaxed);
+        s.count.load(Ordering::Relaxed) > 0
+            && key & SECRET != 0
+            && key & !FLAGS <= start
+            && s.end.load(Ordering::Relaxed) >= end
+    })
+}
+
 /// `munlockall(2)`, then every held range locked again as it was taken
 /// (`mlock`, or `mlock2` with `MLOCK_ONFAULT`). Between the two calls the
 /// held pages are briefly unlocked; errors of the second are ignored (a
@@ -304,8 +337,8 @@ pub(crate) fn unlock_all() -> Result<(), Error> {
         }
         let start = slot.start.load(Ordering::Relaxed);
         let end = slot.end.load(Ordering::Relaxed);
-        let addr = (start & !ON_FAULT) as *const u8;
-        let len = end - (start & !ON_FAULT);
+        let addr = (start & !FLAGS) as *const u8;
+        let len = end - (start & !FLAGS);
         let _ = if start & ON_FAULT != 0 {
             sys::mlock_onfault(addr, len)
         } else {

@@ -60,7 +60,10 @@
 //! - while [`lock_all`] is in force (from its success to [`unlock_all`],
 //!   in the calling process), neither unlocks anything at all;
 //! - [`unlock_all`] locks the guards' and buffers' ranges again after
-//!   `munlockall(2)`.
+//!   `munlockall(2)`;
+//! - [`lock`] or a [`LockGuard`] over the pages of a live secret buffer
+//!   makes no system call: they are locked already (and `mlock(2)` of
+//!   `memfd_secret` memory would fail with `ENOMEM`).
 //!
 //! What the crate cannot see: memory locked outside it (`mlock(2)` or
 //! `mlockall(2)` through libc, another crate, or a C library), and plain

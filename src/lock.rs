@@ -1,7 +1,7 @@
 //! Locking the whole address space (`mlockall(2)`) and single regions
 //! (`mlock(2)`, `mlock2(2)`).
 
-use crate::held::{self, Hold};
+use crate::held::{self, Hold, Kind};
 use crate::{sys, Error, Flags};
 
 /// `mlockall(flags)`: locks the process's pages into RAM.
@@ -85,6 +85,10 @@ fn range_needs_call(addr: *const u8, len: usize) -> Result<bool, Error> {
 /// Locks the pages of `[addr, addr + len)`, now or on first touch.
 fn lock_range(addr: *const u8, len: usize, on_fault: bool) -> Result<(), Error> {
     if !range_needs_call(addr, len)? {
+        return Ok(());
+    }
+    if held::held_by_secret(addr, len) {
+        // The pages of a live LockedBuf or SealedBuf: locked already.
         return Ok(());
     }
     if on_fault {
@@ -252,7 +256,8 @@ impl<'a> LockGuard<'a> {
     /// guard dropped meanwhile on another thread sees it.
     fn take(region: &'a [u8], on_fault: bool) -> Result<Self, Error> {
         range_needs_call(region.as_ptr(), region.len())?;
-        let hold = Hold::new(region.as_ptr(), region.len(), on_fault)?;
+        let kind = if on_fault { Kind::OnFault } else { Kind::Lock };
+        let hold = Hold::new(region.as_ptr(), region.len(), kind)?;
         // On failure the entry goes (without an munlock: the pages were
         // not, or only partly, locked by this call).
         lock_range(region.as_ptr(), region.len(), on_fault)?;

@@ -122,8 +122,6 @@ pub fn prefault(region: &mut [u8]) -> Result<Prefault, Error> {
             sys::touch(region, PAGE_STEP);
             Ok(Prefault::Touched)
         }
-        // Population's ENOMEM is the kernel out of memory, not a limit.
-        Err(Error::ResourceLimit) => Err(Error::OutOfMemory),
         Err(e) => Err(e),
     }
 }

@@ -464,14 +464,23 @@ pub fn harden_swap_daemon(recipe: &Hardening) -> Result<Report, HardenError> {
         return fail(Stage::Realtime, Error::InvalidArgument, report);
     }
 
+    // Runs a step by the recipe's requirement for it; a required step that
+    // fails ends the recipe with what ran before it.
+    macro_rules! run {
+        ($stage:expr, $act:expr) => {
+            match step(recipe.requirement($stage), $act) {
+                Ok(outcome) => outcome,
+                Err(e) => return fail($stage, e, report),
+            }
+        };
+    }
+
     // 1. Room to lock in. With CAP_IPC_LOCK the limit does not bind
     // mlockall, but it still does for a child that loses the capability.
-    report.memlock_limit = match step(recipe.requirement(Stage::MemlockLimit), raise_limit) {
-        Ok(outcome) => outcome,
-        Err(e) => return fail(Stage::MemlockLimit, e, report),
-    };
+    report.memlock_limit = run!(Stage::MemlockLimit, raise_limit);
 
-    // 2. Lock, by the recipe's requirement for the step.
+    // 2. Lock: `lock_with` decides required versus best-effort itself, by
+    // the recipe's requirement for the step.
     report.lock = match recipe.requirement(Stage::Lock) {
         None => Outcome::Skipped,
         Some(requirement) => match lock_with(&recipe.lock.with_requirement(requirement)) {
@@ -482,37 +491,25 @@ pub fn harden_swap_daemon(recipe: &Hardening) -> Result<Report, HardenError> {
 
     // 3. Stack pages, now rather than at the first deep call under
     // pressure. Useful even unlocked: they are at least resident now.
-    report.stack = match recipe.requirement(Stage::Stack) {
-        None => Outcome::Skipped,
-        Some(_) => {
-            prefault_stack(recipe.stack_bytes);
-            Outcome::Done(recipe.stack_bytes)
-        }
-    };
+    let bytes = recipe.stack_bytes;
+    report.stack = run!(Stage::Stack, || {
+        prefault_stack(bytes);
+        Ok(bytes)
+    });
 
     // 4. No reclaim recursion into I/O from this thread's allocations.
-    report.io_flusher = match step(recipe.requirement(Stage::IoFlusher), set_io_flusher) {
-        Ok(outcome) => outcome,
-        Err(e) => return fail(Stage::IoFlusher, e, report),
-    };
+    report.io_flusher = run!(Stage::IoFlusher, set_io_flusher);
 
     // 5. Keep the OOM killer away.
     let value = recipe.oom_score_adj;
-    report.oom_score_adj = match step(recipe.requirement(Stage::OomScoreAdj), || {
+    report.oom_score_adj = run!(Stage::OomScoreAdj, || {
         oom::set_oom_score_adj(value).map(|()| value)
-    }) {
-        Ok(outcome) => outcome,
-        Err(e) => return fail(Stage::OomScoreAdj, e, report),
-    };
+    });
 
     // 6. A share of the memory reserve, and the CPU, when memory runs out.
     let priority = recipe.realtime_priority;
-    report.realtime = match step(recipe.requirement(Stage::Realtime), || {
-        set_realtime(priority).map(|()| priority)
-    }) {
-        Ok(outcome) => outcome,
-        Err(e) => return fail(Stage::Realtime, e, report),
-    };
+    report.realtime = run!(Stage::Realtime, || set_realtime(priority)
+        .map(|()| priority));
 
     if report.lock.is_done() {
         report.locked_bytes = status::status().ok().and_then(|s| s.locked_bytes());

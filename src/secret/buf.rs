@@ -4,7 +4,7 @@
 use core::fmt;
 use core::ops::{Deref, DerefMut};
 
-use crate::held::Hold;
+use crate::held::{Hold, Kind};
 use crate::sys;
 use crate::Error;
 
@@ -57,7 +57,7 @@ fn pages<const N: usize>(
     }
     let pages = sys::SecretPages::new(N, backing, sealed)?;
     let (addr, len) = pages.data_pages();
-    let hold = Hold::new(addr, len, false)?;
+    let hold = Hold::new(addr, len, Kind::Secret)?;
     Ok((pages, hold))
 }
 

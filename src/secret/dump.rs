@@ -22,7 +22,7 @@ fn advise(region: &[u8], advice: Advice) -> Result<(), Error> {
 ///
 /// # Errors
 /// - [`Error::InvalidArgument`] (`EINVAL`): the start is not page-aligned.
-/// - [`Error::ResourceLimit`] (`ENOMEM`): part of the range is not mapped.
+/// - [`Error::NotMapped`] (`ENOMEM`): part of the range is not mapped.
 /// - [`Error::Unsupported`] on a target without the raw backend.
 ///
 /// # References

@@ -174,27 +174,44 @@ pub(crate) fn mlock_onfault(addr: *const u8, len: usize) -> Result<(), Error> {
         .map(drop)
 }
 
-/// `munlock(2)` on `[addr, addr + len)`.
+/// `munlock(2)` on `[addr, addr + len)`. Its only `ENOMEM` is part of the
+/// range not mapped: [`Error::NotMapped`].
 #[inline]
 pub(crate) fn munlock(addr: *const u8, len: usize) -> Result<(), Error> {
     // SAFETY: munlock only clears the locked state of the pages; their
     // contents and mappings are unchanged.
-    check(unsafe { raw::syscall2(Sysno::munlock as usize, addr as usize, len) }).map(drop)
+    check(unsafe { raw::syscall2(Sysno::munlock as usize, addr as usize, len) })
+        .map(drop)
+        .map_err(|e| enomem_means(e, Error::NotMapped))
 }
 
-/// `madvise(2)` with one of the non-destructive [`Advice`] values.
+/// `e`, with `ENOMEM` read as `means`: for calls whose `ENOMEM` is not a
+/// limit (which [`Error::from_errno`] assumes).
+fn enomem_means(e: Error, means: Error) -> Error {
+    if e == Error::ResourceLimit {
+        means
+    } else {
+        e
+    }
+}
+
+/// `madvise(2)` with one of the non-destructive [`Advice`] values. Its
+/// `ENOMEM` is no limit: for `MADV_POPULATE_WRITE` the kernel ran out of
+/// memory ([`Error::OutOfMemory`]), for the others part of the range is not
+/// mapped ([`Error::NotMapped`]).
 #[inline]
 pub(crate) fn madvise(addr: *const u8, len: usize, advice: Advice) -> Result<(), Error> {
-    let advice = match advice {
-        Advice::DontDump => c::MADV_DONTDUMP,
-        Advice::DoDump => c::MADV_DODUMP,
-        Advice::PopulateWrite => c::MADV_POPULATE_WRITE,
+    let (advice, enomem) = match advice {
+        Advice::DontDump => (c::MADV_DONTDUMP, Error::NotMapped),
+        Advice::DoDump => (c::MADV_DODUMP, Error::NotMapped),
+        Advice::PopulateWrite => (c::MADV_POPULATE_WRITE, Error::OutOfMemory),
     };
     // SAFETY: the advice values above change only core-dump flags or page
     // residency, never the bytes a program reads; destructive values such as
     // MADV_DONTNEED are not expressible through `Advice`.
     check(unsafe { raw::syscall3(Sysno::madvise as usize, addr as usize, len, advice as usize) })
         .map(drop)
+        .map_err(|e| enomem_means(e, enomem))
 }
 
 /// An owned private, anonymous, read-write mapping (`mmap(2)`), unmapped
