@@ -229,12 +229,21 @@ impl Error {
     /// `EACCES` as [`Error::from_errno`] maps it.
     pub(crate) const ACCESS_DENIED: Error = Error::Os(errno::EACCES as i32);
 
-    /// `self`, with `EPERM` read as `needs` (a `NeedsCap*` variant): for
-    /// calls whose only `EPERM` is that capability.
-    pub(crate) const fn eperm_means(self, needs: Error) -> Error {
-        match self {
-            Error::PermissionDenied => needs,
-            e => e,
+    /// `self`, or `then` when `self` is `when`: for a call whose errno has
+    /// one meaning that [`Error::from_errno`]'s general mapping cannot know
+    /// (`EPERM` of a call that needs one capability, `ENOMEM` that is no
+    /// limit, `ENOENT` under `/proc`). The crate's one way to re-read an
+    /// errno.
+    pub(crate) fn read_as(self, when: Error, then: Error) -> Error {
+        if self == when {
+            then
+        } else {
+            self
         }
+    }
+
+    /// `self`, with `EPERM` read as `needs` (a `NeedsCap*` variant).
+    pub(crate) fn eperm_means(self, needs: Error) -> Error {
+        self.read_as(Error::PermissionDenied, needs)
     }
 }

@@ -69,8 +69,7 @@ pub fn set_oom_score_adj(value: i32) -> Result<(), Error> {
         Ok(n) if n == text.len() => Ok(()),
         Ok(_) => Err(Error::ShortWrite),
         // The write is refused with EACCES below the floor.
-        Err(e) if e == Error::ACCESS_DENIED => Err(Error::NeedsCapSysResource),
-        Err(e) => Err(e),
+        Err(e) => Err(e.read_as(Error::ACCESS_DENIED, Error::NeedsCapSysResource)),
     }
 }
 
@@ -79,13 +78,7 @@ pub fn set_oom_score_adj(value: i32) -> Result<(), Error> {
 /// process's own: a process that is not dumpable has its `/proc/self`
 /// files owned by root.
 fn open(mode: OpenMode) -> Result<sys::Fd, Error> {
-    procfs::open_proc(PATH, mode).map_err(|e| {
-        if e == Error::ACCESS_DENIED {
-            Error::NotDumpable
-        } else {
-            e
-        }
-    })
+    procfs::open_proc(PATH, mode).map_err(|e| e.read_as(Error::ACCESS_DENIED, Error::NotDumpable))
 }
 
 /// Parses the kernel's text: an optional `-`, decimal digits, a newline.

@@ -62,12 +62,12 @@ pub fn is_io_flusher() -> Result<bool, Error> {
 }
 
 fn io_flusher_prctl(option: PrctlInt, arg: usize) -> Result<usize, Error> {
-    match sys::prctl_int(option, arg) {
-        // The arguments passed here are always valid, so EINVAL means a
-        // kernel before 5.6, which does not know the option.
-        Err(Error::InvalidArgument) => Err(Error::Unsupported),
-        other => other.map_err(|e| e.eperm_means(Error::NeedsCapSysResource)),
-    }
+    // The arguments passed here are always valid, so EINVAL means a kernel
+    // before 5.6, which does not know the option.
+    sys::prctl_int(option, arg).map_err(|e| {
+        e.read_as(Error::InvalidArgument, Error::Unsupported)
+            .eperm_means(Error::NeedsCapSysResource)
+    })
 }
 
 /// `sched_setscheduler(0, SCHED_FIFO, priority)`: real-time FIFO

@@ -182,17 +182,7 @@ pub(crate) fn munlock(addr: *const u8, len: usize) -> Result<(), Error> {
     // contents and mappings are unchanged.
     check(unsafe { raw::syscall2(Sysno::munlock as usize, addr as usize, len) })
         .map(drop)
-        .map_err(|e| enomem_means(e, Error::NotMapped))
-}
-
-/// `e`, with `ENOMEM` read as `means`: for calls whose `ENOMEM` is not a
-/// limit (which [`Error::from_errno`] assumes).
-fn enomem_means(e: Error, means: Error) -> Error {
-    if e == Error::ResourceLimit {
-        means
-    } else {
-        e
-    }
+        .map_err(|e| e.read_as(Error::ResourceLimit, Error::NotMapped))
 }
 
 /// `madvise(2)` with one of the non-destructive [`Advice`] values. Its
@@ -211,7 +201,7 @@ pub(crate) fn madvise(addr: *const u8, len: usize, advice: Advice) -> Result<(),
     // MADV_DONTNEED are not expressible through `Advice`.
     check(unsafe { raw::syscall3(Sysno::madvise as usize, addr as usize, len, advice as usize) })
         .map(drop)
-        .map_err(|e| enomem_means(e, enomem))
+        .map_err(|e| e.read_as(Error::ResourceLimit, enomem))
 }
 
 /// An owned private, anonymous, read-write mapping (`mmap(2)`), unmapped

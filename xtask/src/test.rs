@@ -326,19 +326,33 @@ fn vector_step(arch: &'static Arch) -> Option<Step> {
     let env = arch.vector_test_env()?;
     Some(Step::new("test +v (release)", arch.triple, move |tally| {
         let target_dir = util::root().join("target").join("vector");
-        let mut cmd = util::cargo();
-        cmd.envs(env.iter().cloned())
-            .env(QEMU_USER_ENV, "1")
-            .env(crate::vm::VECTOR_ENV, "1")
-            .env("RUST_TEST_THREADS", "1")
-            .args(["test", "--release", "--target", arch.triple, "--target-dir"])
-            .arg(&target_dir)
-            .args(["--features", "mlock/serde", "--no-fail-fast", "--lib"]);
-        for test in VECTOR_TESTS {
-            cmd.args(["--test", test]);
-        }
-        run_libtest(&mut cmd, tally)?;
-        let vector_ops = count_vector_instructions(arch, &target_dir)?;
+        let cargo = |extra: &[&str]| {
+            let mut cmd = util::cargo();
+            cmd.envs(env.iter().cloned())
+                .env(QEMU_USER_ENV, "1")
+                .env(crate::vm::VECTOR_ENV, "1")
+                .env("RUST_TEST_THREADS", "1")
+                .args(["test", "--release", "--target", arch.triple, "--target-dir"])
+                .arg(&target_dir)
+                .args(["--features", "mlock/serde", "--lib"]);
+            for test in VECTOR_TESTS {
+                cmd.args(["--test", test]);
+            }
+            cmd.args(extra);
+            cmd
+        };
+        // Build first, to learn from cargo which binary is the lock suite.
+        let json = util::output(&mut cargo(&[
+            "--no-run",
+            "--message-format=json-render-diagnostics",
+        ]))?;
+        let lock_suite = util::cargo_executables(&json)
+            .into_iter()
+            .find(|b| b.test && b.name == "lock")
+            .map(|b| b.executable)
+            .ok_or("cargo built the lock suite but reported no executable")?;
+        run_libtest(&mut cargo(&["--no-fail-fast"]), tally)?;
+        let vector_ops = count_vector_instructions(arch, &lock_suite)?;
         eprintln!("xtask: {vector_ops} vector instructions in the +v lock suite");
         if vector_ops == 0 {
             return Err(format!(
@@ -351,21 +365,10 @@ fn vector_step(arch: &'static Arch) -> Option<Step> {
 }
 
 /// How many `vset*` instructions (each vector loop sets its vector length
-/// first) the newest lock suite binary of the vector step holds, by
-/// `objdump` of the arch's cross binutils.
-fn count_vector_instructions(arch: &Arch, target_dir: &std::path::Path) -> util::Result<usize> {
-    let deps = target_dir.join(arch.triple).join("release").join("deps");
-    let newest = std::fs::read_dir(&deps)
-        .map_err(|e| format!("{}: {e}", deps.display()))?
-        .filter_map(|entry| entry.ok())
-        .filter(|entry| {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            name.starts_with("lock-") && !name.ends_with(".d")
-        })
-        .max_by_key(|entry| entry.metadata().and_then(|m| m.modified()).ok())
-        .ok_or_else(|| format!("no lock suite in {}", deps.display()))?;
+/// first) `binary` holds, by `objdump` of the arch's cross binutils.
+fn count_vector_instructions(arch: &Arch, binary: &std::path::Path) -> util::Result<usize> {
     let objdump = arch.linker.replace("-gcc", "-objdump");
-    let text = util::output(Command::new(&objdump).arg("-d").arg(newest.path()))?;
+    let text = util::output(Command::new(&objdump).arg("-d").arg(binary))?;
     Ok(text.lines().filter(|line| line.contains("\tvset")).count())
 }
 
