@@ -15,5 +15,6 @@
 mod parse;
 mod read;
 
+use parse::Layout;
 pub use parse::{Status, StatusParser};
 pub use read::{is_locked, locked_bytes, status, StatusReader};

@@ -45,7 +45,7 @@ pub struct Status {
     /// 0 where absent, so that equal statuses compare and hash equal.
     values: [u64; 8],
     /// Bit `s` is set when slot `s` holds a value.
-    present: u8,
+    present: u64,
 }
 
 impl Status {
@@ -73,9 +73,52 @@ impl Status {
     /// # References
     /// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
     pub fn parse(bytes: &[u8]) -> Result<Status, Error> {
-        let mut parser = StatusParser::new();
-        parser.feed(bytes);
-        parser.result()
+        Status::parse_whole(bytes, false).0
+    }
+
+    /// [`Status::parse`]; with `until_complete`, of the kernel's own text,
+    /// as [`StatusParser::of_kernel_text`] parses it. The whole text at
+    /// once: no line is carried, so the parser's buffer is not needed.
+    /// Also answers where the recorded lines start.
+    fn parse_whole(bytes: &[u8], until_complete: bool) -> (Result<Status, Error>, Layout) {
+        let whole = bytes
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |nl| nl + 1);
+        let (lines, cut) = bytes.split_at_checked(whole).unwrap_or_default();
+        let mut status = Status::default();
+        let mut layout = Layout::UNKNOWN;
+        let result = match scan(&mut status, &mut layout, lines, until_complete) {
+            Scanned::Complete => Ok(status),
+            Scanned::All if cut.is_empty() || !is_field(cut) => Ok(status),
+            // Malformed, or a recorded field cut off.
+            _ => Err(Error::Malformed),
+        };
+        (result, layout)
+    }
+
+    /// Parses the kernel's own text of `/proc/<pid>/status`, whole, as
+    /// [`StatusParser::of_kernel_text`] does, using and updating `layout`:
+    /// where the recorded lines started in the last text parsed with it.
+    ///
+    /// A poller reads texts of one layout again and again: the lines before
+    /// the sizes change length only when the process's name, its number of
+    /// descriptors (`FDSize`) or the like does, and the kernel pads the
+    /// sizes to eight columns. Where each recorded key stands at its place
+    /// in `layout` (the newline before it, the key, the colon), the six
+    /// values are read there, and nothing else of the text is looked at:
+    /// the kernel writes each key once and escapes the newlines of the
+    /// name, so a key found at a line's start is the one line of that key.
+    /// Anywhere else, or with a value that is not as the kernel pads it,
+    /// the text is scanned as [`Status::parse`] scans it, and `layout`
+    /// learns the new places.
+    pub(crate) fn parse_kernel_text(bytes: &[u8], layout: &mut Layout) -> Result<Status, Error> {
+        if let Some(status) = layout.read(bytes) {
+            return Ok(status);
+        }
+        let (result, found) = Status::parse_whole(bytes, true);
+        *layout = found;
+        result
     }
 
     /// The value in `slot`, if the text had its field.
@@ -149,6 +192,50 @@ impl fmt::Debug for Status {
     }
 }
 
+/// Where each recorded field's line starts in a text of the kernel, by
+/// slot: 0 where not known (a text's first line is `Name:`, never a
+/// recorded field). Kept by a poller between reads: see
+/// [`Status::parse_kernel_text`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Layout(pub(crate) [u16; 8]);
+
+impl Layout {
+    /// Nothing known.
+    pub(crate) const UNKNOWN: Layout = Layout([0; 8]);
+
+    /// The six fields read at the places `self` holds, if each of their
+    /// keys stands at its place in `text`, and each value is as the
+    /// kernel writes it.
+    ///
+    /// Straight-line code, one branch at the end: it runs right after the
+    /// `read`, when the CPU has forgotten the parser's branches.
+    fn read(&self, text: &[u8]) -> Option<Status> {
+        let mut status = Status::default();
+        let mut all = true;
+        for s in SLOTS {
+            let pos = usize::from(self.0.get(s).copied().unwrap_or(0));
+            // The newline before the key, the key, its colon; 0 (no key)
+            // past the text, and no hint at position 0.
+            let head = text
+                .get(pos.wrapping_sub(1)..)
+                .and_then(<[u8]>::first_chunk)
+                .map_or(0, |head| u64::from_le_bytes(*head));
+            let (key, mask) = KEYS[s];
+            let value = text.get(pos + colon(s)..).unwrap_or_default();
+            let (v, ok) = match s == CAP_EFF {
+                true => value.first_chunk().map_or((0, false), hex_written),
+                false => value.first_chunk().map_or((0, false), kb_padded),
+            };
+            all &= (pos != 0) & (head & mask == key) & ok;
+            if let Some(slot) = status.values.get_mut(s) {
+                *slot = v;
+            }
+        }
+        status.present = ALL;
+        all.then_some(status)
+    }
+}
+
 /// The longest line of a recorded field the parser accepts. The kernel's
 /// are under 32 bytes (`VmSize:\t18014398509481983 kB`); a longer one is
 /// malformed. Other lines may be any length: they are skipped as they
@@ -188,6 +275,12 @@ pub struct StatusParser {
     overlong: bool,
     /// A recorded field was malformed: the rest is ignored.
     malformed: bool,
+    /// Stop once every recorded field was seen: set for the kernel's own
+    /// text (see [`StatusParser::of_kernel_text`]).
+    until_complete: bool,
+    /// `until_complete`, and every recorded field was seen: the rest is
+    /// ignored.
+    complete: bool,
 }
 
 impl Default for StatusParser {
@@ -209,13 +302,34 @@ impl StatusParser {
             carried: 0,
             overlong: false,
             malformed: false,
+            until_complete: false,
+            complete: false,
         }
+    }
+
+    /// A parser of the kernel's own text, read from procfs, that stops at
+    /// the end of the line that completes the set of recorded fields: the
+    /// kernel writes each of them once, and `CapEff` after the sizes
+    /// (`proc_pid_status()` in `fs/proc/array.c` calls `task_mem()` once,
+    /// then `task_cap()` once), so the lines after it hold none. The lines
+    /// it reads are checked as [`StatusParser::new`]'s are.
+    pub(crate) const fn of_kernel_text() -> StatusParser {
+        let mut parser = StatusParser::new();
+        parser.until_complete = true;
+        parser
+    }
+
+    /// Whether the parser has stopped: every recorded field was seen (by
+    /// a parser [`of_kernel_text`](Self::of_kernel_text)), or one was
+    /// malformed. What it is fed next is ignored.
+    pub(crate) fn is_done(&self) -> bool {
+        self.malformed || self.complete
     }
 
     /// Consumes the next chunk of the text. After a malformed field the
     /// rest is ignored, and [`finish`](StatusParser::finish) reports it.
     pub fn feed(&mut self, chunk: &[u8]) {
-        if self.malformed {
+        if self.is_done() {
             return;
         }
         let mut text = chunk;
@@ -228,6 +342,9 @@ impl StatusParser {
             let (end, rest) = text.split_at_checked(nl).unwrap_or_default();
             self.keep(end);
             self.end_carried();
+            if self.is_done() {
+                return;
+            }
             text = rest.get(1..).unwrap_or_default();
         }
         // `text` starts a line; every line before its last newline is whole.
@@ -236,10 +353,21 @@ impl StatusParser {
             .rposition(|&b| b == b'\n')
             .map_or(0, |nl| nl + 1);
         let (lines, tail) = text.split_at_checked(whole).unwrap_or_default();
-        if !scan(&mut self.status, lines) {
-            self.malformed = true;
+        let mut unused = Layout::UNKNOWN;
+        let scanned = scan(&mut self.status, &mut unused, lines, self.until_complete);
+        self.note(scanned);
+        if !self.is_done() {
+            self.keep(tail);
         }
-        self.keep(tail);
+    }
+
+    /// Notes how a [`scan`] ended.
+    fn note(&mut self, scanned: Scanned) {
+        match scanned {
+            Scanned::All => {}
+            Scanned::Complete => self.complete = true,
+            Scanned::Malformed => self.malformed = true,
+        }
     }
 
     /// Keeps the start of an unfinished line for the next chunk. A byte
@@ -271,14 +399,13 @@ impl StatusParser {
         let line = self.carry.get(..=n).unwrap_or_default();
         // A recorded field over LINE_MAX bytes is malformed whatever its
         // value; any other line is scanned like the lines of a chunk.
-        let ok = if overlong {
-            !is_field(line)
-        } else {
-            scan(&mut self.status, line)
+        let mut unused = Layout::UNKNOWN;
+        let scanned = match overlong {
+            false => scan(&mut self.status, &mut unused, line, self.until_complete),
+            true if is_field(line) => Scanned::Malformed,
+            true => Scanned::All,
         };
-        if !ok {
-            self.malformed = true;
-        }
+        self.note(scanned);
     }
 
     /// Ends the text and returns what it held.
@@ -293,7 +420,10 @@ impl StatusParser {
 
     /// [`finish`](Self::finish) without moving the parser.
     pub(crate) fn result(&self) -> Result<Status, Error> {
-        let cut = self.carry.get(..usize::from(self.carried));
+        let cut = match self.carried {
+            0 => None,
+            n => self.carry.get(..usize::from(n)),
+        };
         if self.malformed || cut.is_some_and(is_field) {
             return Err(Error::Malformed);
         }
@@ -301,36 +431,96 @@ impl StatusParser {
     }
 }
 
+/// How [`scan`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scanned {
+    /// Every line was looked at.
+    All,
+    /// Every recorded field was seen, and the scan was to stop then.
+    Complete,
+    /// A recorded field was malformed.
+    Malformed,
+}
+
 /// Records every field of `lines` (empty, or ending with a newline, so
-/// that every line in it is whole). `false`: a recorded field was
-/// malformed.
+/// that every line in it is whole); with `until_complete`, stops after the
+/// line that completes the set of recorded fields.
 ///
 /// The candidates are the bytes `V` and `C`, found 64 bytes at a time;
 /// [`record`] checks each and skips those that start no recorded field.
-fn scan(status: &mut Status, lines: &[u8]) -> bool {
-    // Where the last 64 bytes start, if there are 64.
-    let last = lines.len().checked_sub(64);
-    let mut base = 0;
-    loop {
-        let found = match last {
-            // The 64 bytes from `base`; at the end, the last 64, which
-            // overlap the blocks already seen: their bits are shifted out.
-            Some(last) => {
-                let at = base.min(last);
-                lines
-                    .get(at..)
-                    .and_then(<[u8]>::first_chunk)
-                    .map_or(0, |block| candidates(block) >> (base - at))
+fn scan(
+    status: &mut Status,
+    layout: &mut Layout,
+    lines: &[u8],
+    until_complete: bool,
+) -> Scanned {
+    let mut scan = Scan {
+        status,
+        layout,
+        lines,
+        until_complete,
+    };
+    sys::search(&mut scan, b'V', b'C')
+}
+
+/// What [`scan`] searches, and where it records what it finds.
+struct Scan<'a> {
+    status: &'a mut Status,
+    /// Where each field's line started, if under 64 KiB into `lines`.
+    layout: &'a mut Layout,
+    lines: &'a [u8],
+    until_complete: bool,
+}
+
+impl Scan<'_> {
+    /// [`record`] at `base` plus each bit set in `found`.
+    #[inline(always)]
+    fn record_each(&mut self, base: usize, mut found: u64) -> Option<Scanned> {
+        while found != 0 {
+            let pos = base + found.trailing_zeros() as usize;
+            found &= found - 1;
+            if let Some(s) = key_slot(head(self.lines, pos)) {
+                if !store(self.status, self.lines, pos, s) {
+                    return Some(Scanned::Malformed);
+                }
+                if let Some(at) = self.layout.0.get_mut(s) {
+                    *at = u16::try_from(pos).unwrap_or(0);
+                }
+                if self.until_complete && self.status.present == ALL {
+                    return Some(Scanned::Complete);
+                }
             }
+        }
+        None
+    }
+}
+
+impl sys::Search for Scan<'_> {
+    type Output = Scanned;
+
+    #[inline(always)]
+    fn run(&mut self, candidates: impl Fn(&[u8; 64]) -> u64) -> Scanned {
+        let lines = self.lines;
+        let mut base = 0;
+        while let Some(block) = lines.get(base..).and_then(<[u8]>::first_chunk) {
+            if let Some(end) = self.record_each(base, candidates(block)) {
+                return end;
+            }
+            base += 64;
+        }
+        if base == lines.len() {
+            return Scanned::All;
+        }
+        // The last bytes: the last 64 of `lines`, which overlap the blocks
+        // already seen (their bits are shifted out), or all of a short text.
+        let found = match lines.len().checked_sub(64) {
+            Some(at) => lines
+                .get(at..)
+                .and_then(<[u8]>::first_chunk)
+                .map_or(0, |block| candidates(block) >> (base - at)),
             None => candidates_in_short(lines),
         };
-        if !record_each(status, lines, base, found) {
-            return false;
-        }
-        base += 64;
-        if base >= lines.len() {
-            return true;
-        }
+        self.record_each(base, found).unwrap_or(Scanned::All)
     }
 }
 
@@ -342,25 +532,6 @@ fn candidates_in_short(lines: &[u8]) -> u64 {
     lines.iter().enumerate().fold(0, |found, (i, &b)| {
         found | (u64::from(b == b'V' || b == b'C') << i)
     })
-}
-
-/// [`record`] at `base` plus each bit set in `found`.
-fn record_each(status: &mut Status, lines: &[u8], base: usize, mut found: u64) -> bool {
-    while found != 0 {
-        let pos = base + found.trailing_zeros() as usize;
-        found &= found - 1;
-        if !record(status, lines, pos) {
-            return false;
-        }
-    }
-    true
-}
-
-/// Bit `i` set where `block[i]` may start a recorded key: wherever it is
-/// `V` or `C`.
-#[inline(always)]
-fn candidates(block: &[u8; 64]) -> u64 {
-    sys::bytes_either(block, b'V', b'C')
 }
 
 /// The recorded keys as they stand in the text: the newline before them,
@@ -412,6 +583,12 @@ const SIZE: usize = slot_of(2);
 const RSS: usize = slot_of(3);
 const SWAP: usize = slot_of(4);
 const CAP_EFF: usize = slot_of(5);
+
+/// The slots of the recorded fields.
+const SLOTS: [usize; 6] = [LOCKED, PINNED, SIZE, RSS, SWAP, CAP_EFF];
+
+/// [`Status::present`] once every recorded field was seen.
+const ALL: u64 = 1 << LOCKED | 1 << PINNED | 1 << SIZE | 1 << RSS | 1 << SWAP | 1 << CAP_EFF;
 
 const fn slot_of(key: usize) -> usize {
     let mut word = 0;
@@ -466,31 +643,23 @@ fn key_slot(head: u64) -> Option<usize> {
     (head & mask == key).then_some(s)
 }
 
-/// Records the field whose line starts at `pos` of `text`, if the line is
-/// a recorded field; the line ends with a newline in `text`. `false`: the
-/// field is malformed.
-#[inline(always)]
-fn record(status: &mut Status, text: &[u8], pos: usize) -> bool {
-    match key_slot(head(text, pos)) {
-        None => true,
-        Some(s) => store(status, text, pos, s),
-    }
-}
-
-/// [`record`] of a recorded field, whose key is in slot `s`.
+/// Records the field whose line starts at `pos` of `text` (a line that
+/// ends with a newline in `text`), whose key is in slot `s`. `false`: the
+/// field is malformed, or was seen before.
 #[inline(never)]
 fn store(status: &mut Status, text: &[u8], pos: usize, s: usize) -> bool {
-    // The value follows the colon: the key's bytes less the newline.
-    let colon = if KEYS[s].1 >> 56 == 0 { 6 } else { 7 };
-    // The newline may stand at most LINE_MAX bytes from `pos`.
-    let end = text.len().min(pos + LINE_MAX + 1);
-    let value = text.get(pos + colon..end).unwrap_or_default();
+    let colon = colon(s);
     let hex = s == CAP_EFF;
+    let value = text.get(pos + colon..).unwrap_or_default();
     let parsed = match hex {
-        false if WORD_LOADS => kb_as_the_kernel_pads(value),
-        _ => None,
+        _ if !WORD_LOADS => None,
+        false => kb_as_the_kernel_pads(value),
+        true => hex_as_the_kernel_writes(value),
     };
-    let parsed = parsed.or_else(|| parse_value(value, hex));
+    let parsed = match parsed {
+        Some(v) => Some(v),
+        None => parse_line_value(value, colon, hex),
+    };
     let bit = 1 << s;
     match parsed {
         Some(v) if status.present & bit == 0 => {
@@ -502,6 +671,28 @@ fn store(status: &mut Status, text: &[u8], pos: usize, s: usize) -> bool {
         }
         // Unparsable, or the field appeared twice.
         _ => false,
+    }
+}
+
+/// [`parse_value`] of the value that starts `at` bytes into the text
+/// (`value`: the rest of the text), up to the newline that must end its
+/// line at most [`LINE_MAX`] bytes from the line's start: out of line, for
+/// values the word readings leave.
+#[cold]
+#[inline(never)]
+fn parse_line_value(value: &[u8], at: usize, hex: bool) -> Option<u64> {
+    let line = value.get(..(LINE_MAX + 1).saturating_sub(at)).unwrap_or(value);
+    parse_value(line, hex)
+}
+
+/// How far the value of the key in slot `s` stands from its line's start:
+/// the key's bytes less the newline before it.
+#[inline(always)]
+const fn colon(s: usize) -> usize {
+    if KEYS[s].1 >> 56 == 0 {
+        6
+    } else {
+        7
     }
 }
 
@@ -518,30 +709,84 @@ const WORD_LOADS: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64
 /// answer.
 #[inline(always)]
 fn kb_as_the_kernel_pads(value: &[u8]) -> Option<u64> {
-    let (&tab, rest) = value.first_chunk::<16>()?.split_first()?;
-    let (columns, rest) = rest.split_first_chunk::<8>()?;
-    let unit = rest.first_chunk::<4>()?;
-    let columns = u64::from_le_bytes(*columns);
+    let (kb, padded) = kb_padded(value.first_chunk()?);
+    padded.then_some(kb)
+}
+
+/// [`kb_as_the_kernel_pads`] of the first 16 bytes of a value, with no
+/// branch: the bytes, and whether the value is padded so.
+#[inline(always)]
+fn kb_padded(value: &[u8; 16]) -> (u64, bool) {
+    let [tab, c0, c1, c2, c3, c4, c5, c6, c7, u0, u1, u2, u3, ..] = *value;
+    let columns = u64::from_le_bytes([c0, c1, c2, c3, c4, c5, c6, c7]);
     // A space (0x20) with bit 4 set reads as the digit 0 (0x30); each
     // column must then be a digit: 0x30 to 0x39, which 6 more leaves
     // under 0x40 (a byte over 0xf9 that would carry is caught first).
     let as_digits = columns | splat(0x10);
-    let all_digits = as_digits & splat(0xf0) == splat(0x30)
-        && as_digits.wrapping_add(splat(0x06)) & splat(0xf0) == splat(0x30);
+    let all_digits = (as_digits & splat(0xf0) == splat(0x30))
+        & (as_digits.wrapping_add(splat(0x06)) & splat(0xf0) == splat(0x30));
     // The columns that were below 0x30, as 0xff: each was a space (now
     // 0x30 exactly), they come first, and the last column is a digit.
     let low = ((as_digits ^ columns) >> 4).wrapping_mul(0xff);
-    let right_aligned =
-        (as_digits ^ splat(b'0')) & low == 0 && low & low.wrapping_add(1) == 0 && low >> 56 == 0;
-    if tab != b'\t' || unit != b" kB\n" || !all_digits || !right_aligned {
-        return None;
-    }
+    let right_aligned = ((as_digits ^ splat(b'0')) & low == 0)
+        & (low & low.wrapping_add(1) == 0)
+        & (low >> 56 == 0);
+    let framed = (tab == b'\t') & (u32::from_le_bytes([u0, u1, u2, u3]) == KB_UNIT);
     // Pairs of digits, then fours, then all eight, in a multiply each
     // (the first column the most significant; a space reads as 0).
     let kb = (columns & splat(0x0f)).wrapping_mul(10 << 8 | 1) >> 8;
     let kb = (kb & 0x00ff_00ff_00ff_00ff).wrapping_mul(100 << 16 | 1) >> 16;
     let kb = (kb & 0x0000_ffff_0000_ffff).wrapping_mul(10_000 << 32 | 1) >> 32;
-    Some(kb * 1024)
+    (kb * 1024, framed & all_digits & right_aligned)
+}
+
+/// ` kB` and the newline, as a little-endian word.
+const KB_UNIT: u32 = u32::from_le_bytes(*b" kB\n");
+
+/// [`parse_value`] of a capability mask as the kernel writes one: a tab,
+/// sixteen lowercase hex digits (`%016llx`), the newline; read as two
+/// words with no loop over their bytes. `None` for any other value, which
+/// [`parse_value`] then reads: never a different answer.
+#[inline(always)]
+fn hex_as_the_kernel_writes(value: &[u8]) -> Option<u64> {
+    let (mask, written) = hex_written(value.first_chunk()?);
+    written.then_some(mask)
+}
+
+/// [`hex_as_the_kernel_writes`] of the first 18 bytes of a value, with no
+/// branch: the digits, and whether the value is written so.
+#[inline(always)]
+fn hex_written(value: &[u8; 18]) -> (u64, bool) {
+    let [tab, h0, h1, h2, h3, h4, h5, h6, h7, l0, l1, l2, l3, l4, l5, l6, l7, newline] = *value;
+    let high = u64::from_le_bytes([h0, h1, h2, h3, h4, h5, h6, h7]);
+    let low = u64::from_le_bytes([l0, l1, l2, l3, l4, l5, l6, l7]);
+    let written = (tab == b'\t') & (newline == b'\n') & is_hex(high) & is_hex(low);
+    (hex_digits(high) << 32 | hex_digits(low), written)
+}
+
+/// Whether each byte of `x` is `0` to `9` or `a` to `f`. For bytes under
+/// 0x80, adding `0x80 - lo` sets bit 7 exactly where a byte is at least
+/// `lo`, with no carry out of the byte.
+#[inline(always)]
+fn is_hex(x: u64) -> bool {
+    let at_least = |lo: u8| x.wrapping_add(splat(0x80 - lo));
+    let digit = at_least(b'0') & !at_least(b'9' + 1);
+    let letter = at_least(b'a') & !at_least(b'f' + 1);
+    (x & splat(0x80) == 0) & ((digit | letter) & splat(0x80) == splat(0x80))
+}
+
+/// The eight hex digits of `x` (checked by [`is_hex`]), the first byte the
+/// most significant, as a number.
+#[inline(always)]
+fn hex_digits(x: u64) -> u64 {
+    // A digit's value is its low nibble; a letter's is its low nibble plus
+    // 9, and only letters have bit 6.
+    let nibbles = (x & splat(0x0f)) + (x >> 6 & splat(0x01)) * 9;
+    // The first digit in the top byte, then each pair, four, eight merged.
+    let n = nibbles.swap_bytes();
+    let n = (n | n >> 4) & 0x00ff_00ff_00ff_00ff;
+    let n = (n | n >> 8) & 0x0000_ffff_0000_ffff;
+    (n | n >> 16) & 0xffff_ffff
 }
 
 /// `b` in each byte of a word.
@@ -595,7 +840,7 @@ fn parse_value(value: &[u8], hex: bool) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::{kb_as_the_kernel_pads, parse_value};
+    use super::{hex_as_the_kernel_writes, kb_as_the_kernel_pads, parse_value};
 
     fn parse_kb(value: &[u8]) -> Option<u64> {
         parse_value(value, false)
@@ -695,6 +940,46 @@ mod tests {
         );
         assert_eq!(kb_as_the_kernel_pads(b"\t       0 kB\nVmPin:"), Some(0));
         assert_eq!(kb_as_the_kernel_pads(b"\t       0 kB\n"), None);
+    }
+
+    #[test]
+    fn capabilities_as_the_kernel_writes_them_read_as_the_byte_loop_reads_them() {
+        // Sixteen columns around the edges of the hex digits.
+        let bytes = *b"0123456789abcdefABCDEF/:@G`gx \t\n\x80\xff";
+        let mut next = lcg(16);
+        let mut fast = 0;
+        for round in 0..300_000 {
+            let mut value = *b"\t0000000000000000\nCapBnd:";
+            for c in value[1..17].iter_mut() {
+                let r = next();
+                *c = match r % 8 {
+                    0 => bytes[(r >> 8) as usize % bytes.len()],
+                    _ => b"0123456789abcdef"[(r >> 8) as usize % 16],
+                };
+            }
+            if round % 5 == 0 {
+                value[(next() % 19) as usize] = bytes[(next() as usize) % bytes.len()];
+            }
+            let word = hex_as_the_kernel_writes(&value);
+            if word.is_some() {
+                fast += 1;
+            }
+            assert!(
+                word.is_none() || word == parse_value(&value, true),
+                "{:?}",
+                core::str::from_utf8(&value)
+            );
+        }
+        assert!(fast > 20_000, "the word reading took {fast} values");
+        assert_eq!(
+            hex_as_the_kernel_writes(b"\t000001fffeffffff\n"),
+            Some(0x0000_01ff_feff_ffff)
+        );
+        assert_eq!(
+            hex_as_the_kernel_writes(b"\tfedcba9876543210\n"),
+            Some(0xfedc_ba98_7654_3210)
+        );
+        assert_eq!(hex_as_the_kernel_writes(b"\t000001fffeffffff"), None);
     }
 
     #[test]

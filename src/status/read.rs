@@ -6,7 +6,9 @@
 
 use core::mem::MaybeUninit;
 
-use super::{Status, StatusParser};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::{Layout, Status, StatusParser};
 use crate::procfs;
 use crate::sys::{self, Fd, OpenMode};
 use crate::Error;
@@ -56,16 +58,28 @@ fn open_status() -> Result<Fd, Error> {
 /// whole on the first read, and a read returns everything that is left up
 /// to the size asked. That saves the extra `read` that would only
 /// return 0. Anything else (a full buffer, a cut line) reads on to the
-/// end.
-fn read_status(fd: &Fd, positional: bool) -> Result<Status, Error> {
+/// end, unless the parser has stopped: the text is the kernel's, so it
+/// stops after the line that completes the recorded fields
+/// ([`StatusParser::of_kernel_text`]), and a status over 2 KiB (many CPUs
+/// or groups) then needs no second `read`.
+///
+/// A text read whole in one `read` is parsed with `layout`, where the
+/// recorded lines stood in the last text read
+/// ([`Status::parse_kernel_text`]), which learns where they stand now.
+fn read_status(fd: &Fd, positional: bool, layout: &mut Layout) -> Result<Status, Error> {
     // Not zeroed first: the kernel writes what is read.
     let mut buf = [MaybeUninit::uninit(); READ_CHUNK];
-    let mut parser = StatusParser::new();
+    let mut parser = StatusParser::of_kernel_text();
     let mut offset: u64 = 0;
     loop {
         let data = sys::read_to(fd, &mut buf, positional.then_some(offset))?;
+        let last = data.len() < READ_CHUNK && (data.is_empty() || data.last() == Some(&b'\n'));
+        if last && offset == 0 {
+            // The whole text in one read, as almost always.
+            return Status::parse_kernel_text(data, layout);
+        }
         parser.feed(data);
-        if data.len() < READ_CHUNK && (data.is_empty() || data.last() == Some(&b'\n')) {
+        if last || parser.is_done() {
             return parser.result();
         }
         offset += data.len() as u64;
@@ -98,7 +112,42 @@ fn read_status(fd: &Fd, positional: bool) -> Result<Status, Error> {
 /// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
 pub fn status() -> Result<Status, Error> {
     let fd = procfs::open_proc_once(PATH, OpenMode::Read, &PROC_CHECKED)?;
-    read_status(&fd, false)
+    let mut layout = LAYOUT.load();
+    let status = read_status(&fd, false, &mut layout);
+    LAYOUT.store(layout);
+    status
+}
+
+/// Where [`status`] last found the recorded lines: a hint shared by the
+/// process's threads, each slot a `u16`, checked before every use
+/// ([`Status::parse_kernel_text`]); racing threads may leave it mixed,
+/// which costs one scan.
+static LAYOUT: SharedLayout = SharedLayout([AtomicU64::new(0), AtomicU64::new(0)]);
+
+/// A [`Layout`] in two atomic words, four slots each.
+struct SharedLayout([AtomicU64; 2]);
+
+impl SharedLayout {
+    fn load(&self) -> Layout {
+        let mut layout = Layout::UNKNOWN;
+        for (word, four) in self.0.iter().zip(layout.0.chunks_exact_mut(4)) {
+            let word = word.load(Ordering::Relaxed);
+            for (i, at) in four.iter_mut().enumerate() {
+                *at = (word >> (16 * i)) as u16;
+            }
+        }
+        layout
+    }
+
+    fn store(&self, layout: Layout) {
+        for (word, four) in self.0.iter().zip(layout.0.chunks_exact(4)) {
+            let packed = four
+                .iter()
+                .enumerate()
+                .fold(0, |w, (i, &at)| w | u64::from(at) << (16 * i));
+            word.store(packed, Ordering::Relaxed);
+        }
+    }
 }
 
 /// `VmLck` of this process, in bytes.
@@ -161,6 +210,8 @@ pub fn is_locked() -> Result<bool, Error> {
 pub struct StatusReader {
     fd: Fd,
     pid: u32,
+    /// Where the recorded lines stood in the last text read.
+    layout: Layout,
 }
 
 impl StatusReader {
@@ -180,6 +231,7 @@ impl StatusReader {
         Ok(StatusReader {
             fd: open_status()?,
             pid,
+            layout: Layout::UNKNOWN,
         })
     }
 
@@ -202,7 +254,7 @@ impl StatusReader {
             self.fd = open_status()?;
             self.pid = pid;
         }
-        read_status(&self.fd, true)
+        read_status(&self.fd, true, &mut self.layout)
     }
 
     /// The process ID this reader's descriptor describes: the one that

@@ -23,7 +23,7 @@ mod unsupported;
 pub(crate) use unsupported::*;
 
 mod scan;
-pub(crate) use scan::bytes_either;
+pub(crate) use scan::{search, Search};
 
 #[cfg(mlock_raw)]
 mod secret_pages;

@@ -1,19 +1,106 @@
 //! Finding bytes in a block: the crate's only SIMD, and its portable
-//! fallback, selected at compile time. The status parser finds the lines
-//! it records with it.
+//! fallback. The status parser finds the lines it records with it.
 //!
 //! SSE2 on x86_64 and NEON on aarch64 are part of every target of those
-//! arches (no run-time detection): 16 bytes per compare. Everywhere else
-//! (riscv64 without V, the stub backend's targets) the same answer comes
-//! from integer arithmetic, eight bytes at a time. Both are compiled on
-//! every target that can run them, so that the tests compare them.
+//! arches: 16 bytes per compare, chosen at compile time. Where the x86_64
+//! CPU has AVX2 (Intel since 2013, AMD since 2015), [`search`] runs the
+//! whole search compiled for it instead, 32 bytes per compare, after one
+//! look at `cpuid` per process. Everywhere else (riscv64 without V, the
+//! stub backend's targets) the same answer comes from integer arithmetic,
+//! eight bytes at a time. Every way is compiled on every target that can
+//! run it, so that the tests compare them.
 //!
 //! # Safety
 //!
-//! The `unsafe` here is the intrinsics alone: loads of 16 bytes from
-//! inside a `&[u8; 64]` (or a 16-byte constant) with the unaligned load
-//! instructions, and register arithmetic.
+//! The `unsafe` here is the intrinsics: loads of 16 or 32 bytes from
+//! inside a `&[u8; 64]` with the unaligned load instructions, register
+//! arithmetic, `cpuid` and `xgetbv`; and the call of the AVX2 search, made
+//! only once `cpuid` said the CPU has AVX2 and `xgetbv` that the kernel
+//! saves its registers.
 #![allow(unsafe_code)]
+
+/// A search over blocks of 64 bytes, which [`search`] runs with the
+/// fastest way to find bytes in a block that the CPU has.
+pub(crate) trait Search {
+    /// What the search answers.
+    type Output;
+
+    /// Runs the search; `find(block)` sets bit `i` exactly where
+    /// `block[i]` is one of the two bytes [`search`] was given. Inlined, so
+    /// that the search is compiled for the instructions `find` uses.
+    fn run(&mut self, find: impl Fn(&[u8; 64]) -> u64) -> Self::Output;
+}
+
+/// Runs `search`, finding the bytes `a` and `b` in each block: with AVX2
+/// where the x86_64 CPU has it, else as [`bytes_either`] does.
+#[inline(always)]
+pub(crate) fn search<S: Search>(search: &mut S, a: u8, b: u8) -> S::Output {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2 and the kernel saves its registers
+        // (`has_avx2`), which is all the function's target feature asks.
+        return unsafe { search_avx2(search, a, b) };
+    }
+    search.run(|block| bytes_either(block, a, b))
+}
+
+/// [`search`] compiled for AVX2.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[target_feature(enable = "avx2")]
+unsafe fn search_avx2<S: Search>(search: &mut S, a: u8, b: u8) -> S::Output {
+    search.run(|block| bytes_either_avx2(block, a, b))
+}
+
+/// Whether the CPU has AVX2 and the kernel saves the YMM registers (the
+/// `cpuid` bits and `XCR0`, as the Intel SDM says to check them), asked
+/// once per process and kept.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn has_avx2() -> bool {
+    use core::sync::atomic::{AtomicU8, Ordering};
+    // 0: not asked yet; 1: no; 2: yes. Racing threads ask alike.
+    static AVX2: AtomicU8 = AtomicU8::new(0);
+    match AVX2.load(Ordering::Relaxed) {
+        0 => {
+            let has = ask_avx2();
+            AVX2.store(1 + u8::from(has), Ordering::Relaxed);
+            has
+        }
+        known => known == 2,
+    }
+}
+
+/// [`has_avx2`]'s question, put to the CPU.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[cold]
+#[inline(never)]
+fn ask_avx2() -> bool {
+    use core::arch::x86_64::__cpuid_count;
+    // Leaf 0 says which leaves the others may ask.
+    let max = __cpuid_count(0, 0).eax;
+    if max < 7 {
+        return false;
+    }
+    let (features, extended) = (__cpuid_count(1, 0), __cpuid_count(7, 0));
+    let osxsave_and_avx = features.ecx & (1 << 27 | 1 << 28) == 1 << 27 | 1 << 28;
+    if !osxsave_and_avx || extended.ebx & (1 << 5) == 0 {
+        return false;
+    }
+    let xcr0: u32;
+    // SAFETY: `xgetbv` with ECX = 0 reads XCR0, and exists when the OSXSAVE
+    // bit is set (checked above); it writes only EAX and EDX.
+    unsafe {
+        core::arch::asm!(
+            "xgetbv",
+            in("ecx") 0,
+            out("eax") xcr0,
+            out("edx") _,
+            options(nomem, nostack, preserves_flags),
+        );
+    }
+    // The kernel saves the SSE and AVX state (bits 1 and 2).
+    xcr0 & 0b110 == 0b110
+}
 
 /// Where `block` holds `a` or `b`: bit `i` of the result is set exactly
 /// when `block[i]` is one of them.
@@ -34,6 +121,30 @@ pub(crate) fn bytes_either(block: &[u8; 64], a: u8, b: u8) -> u64 {
     {
         bytes_either_by_word(block, a, b)
     }
+}
+
+/// [`bytes_either`] with AVX2.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn bytes_either_avx2(block: &[u8; 64], a: u8, b: u8) -> u64 {
+    use core::arch::x86_64::{
+        _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256,
+        _mm256_set1_epi8,
+    };
+    let mut found = 0u64;
+    for (i, lane) in block.chunks_exact(32).enumerate() {
+        // SAFETY: the caller runs with AVX2 (the target feature above);
+        // `lane` is 32 readable bytes, and the unaligned load needs no
+        // alignment.
+        let x = unsafe { _mm256_loadu_si256(lane.as_ptr().cast()) };
+        let hit = _mm256_or_si256(
+            _mm256_cmpeq_epi8(x, _mm256_set1_epi8(a as i8)),
+            _mm256_cmpeq_epi8(x, _mm256_set1_epi8(b as i8)),
+        );
+        found |= u64::from(_mm256_movemask_epi8(hit) as u32) << (32 * i);
+    }
+    found
 }
 
 /// [`bytes_either`] with SSE2.
@@ -171,6 +282,12 @@ mod tests {
             );
             let by_word = bytes_either_by_word(&block, b'V', b'C');
             assert_eq!(by_word, exact, "round {round}: {block:?}");
+            #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+            if super::has_avx2() {
+                // SAFETY: the CPU has AVX2 (`has_avx2`).
+                let wide = unsafe { super::bytes_either_avx2(&block, b'V', b'C') };
+                assert_eq!(wide, exact, "round {round}: {block:?}");
+            }
         }
     }
 }
