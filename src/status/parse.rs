@@ -113,7 +113,7 @@ impl Status {
     /// the text is scanned as [`Status::parse`] scans it, and `layout`
     /// learns the new places.
     pub(crate) fn parse_kernel_text(bytes: &[u8], layout: &mut Layout) -> Result<Status, Error> {
-        if let Some(status) = layout.read(bytes) {
+        if let Some(status) = layout.read(bytes).filter(|_| FAST) {
             return Ok(status);
         }
         let (result, found) = Status::parse_whole(bytes, true);
@@ -323,7 +323,7 @@ impl StatusParser {
     /// a parser [`of_kernel_text`](Self::of_kernel_text)), or one was
     /// malformed. What it is fed next is ignored.
     pub(crate) fn is_done(&self) -> bool {
-        self.malformed || self.complete
+        self.malformed || (FAST && self.complete)
     }
 
     /// Consumes the next chunk of the text. After a malformed field the
@@ -448,12 +448,7 @@ enum Scanned {
 ///
 /// The candidates are the bytes `V` and `C`, found 64 bytes at a time;
 /// [`record`] checks each and skips those that start no recorded field.
-fn scan(
-    status: &mut Status,
-    layout: &mut Layout,
-    lines: &[u8],
-    until_complete: bool,
-) -> Scanned {
+fn scan(status: &mut Status, layout: &mut Layout, lines: &[u8], until_complete: bool) -> Scanned {
     let mut scan = Scan {
         status,
         layout,
@@ -483,10 +478,10 @@ impl Scan<'_> {
                 if !store(self.status, self.lines, pos, s) {
                     return Some(Scanned::Malformed);
                 }
-                if let Some(at) = self.layout.0.get_mut(s) {
+                if let Some(at) = self.layout.0.get_mut(s).filter(|_| FAST) {
                     *at = u16::try_from(pos).unwrap_or(0);
                 }
-                if self.until_complete && self.status.present == ALL {
+                if FAST && self.until_complete && self.status.present == ALL {
                     return Some(Scanned::Complete);
                 }
             }
@@ -500,6 +495,18 @@ impl sys::Search for Scan<'_> {
 
     #[inline(always)]
     fn run(&mut self, candidates: impl Fn(&[u8; 64]) -> u64) -> Scanned {
+        match FAST {
+            true => self.run_fast(candidates),
+            false => self.run_small(candidates),
+        }
+    }
+}
+
+impl Scan<'_> {
+    /// [`sys::Search::run`] as a loop over whole blocks, then the rest:
+    /// faster than [`Scan::run_small`], and bigger.
+    #[inline(always)]
+    fn run_fast(&mut self, candidates: impl Fn(&[u8; 64]) -> u64) -> Scanned {
         let lines = self.lines;
         let mut base = 0;
         while let Some(block) = lines.get(base..).and_then(<[u8]>::first_chunk) {
@@ -521,6 +528,35 @@ impl sys::Search for Scan<'_> {
             None => candidates_in_short(lines),
         };
         self.record_each(base, found).unwrap_or(Scanned::All)
+    }
+
+    /// [`sys::Search::run`] as one loop, the last block overlapping.
+    #[inline(always)]
+    fn run_small(&mut self, candidates: impl Fn(&[u8; 64]) -> u64) -> Scanned {
+        let lines = self.lines;
+        // Where the last 64 bytes start, if there are 64.
+        let last = lines.len().checked_sub(64);
+        let mut base = 0;
+        while base < lines.len() {
+            let found = match last {
+                // The 64 bytes from `base`; at the end, the last 64, which
+                // overlap the blocks already seen: their bits are shifted
+                // out.
+                Some(last) => {
+                    let at = base.min(last);
+                    lines
+                        .get(at..)
+                        .and_then(<[u8]>::first_chunk)
+                        .map_or(0, |block| candidates(block) >> (base - at))
+                }
+                None => candidates_in_short(lines),
+            };
+            if let Some(end) = self.record_each(base, found) {
+                return end;
+            }
+            base += 64;
+        }
+        Scanned::All
     }
 }
 
@@ -650,16 +686,16 @@ fn key_slot(head: u64) -> Option<usize> {
 fn store(status: &mut Status, text: &[u8], pos: usize, s: usize) -> bool {
     let colon = colon(s);
     let hex = s == CAP_EFF;
-    let value = text.get(pos + colon..).unwrap_or_default();
+    // The newline may stand at most LINE_MAX bytes from `pos`.
+    let end = text.len().min(pos + LINE_MAX + 1);
+    let value = text.get(pos + colon..end).unwrap_or_default();
     let parsed = match hex {
         _ if !WORD_LOADS => None,
         false => kb_as_the_kernel_pads(value),
-        true => hex_as_the_kernel_writes(value),
+        true if FAST => hex_as_the_kernel_writes(value),
+        true => None,
     };
-    let parsed = match parsed {
-        Some(v) => Some(v),
-        None => parse_line_value(value, colon, hex),
-    };
+    let parsed = parsed.or_else(|| parse_value(value, hex));
     let bit = 1 << s;
     match parsed {
         Some(v) if status.present & bit == 0 => {
@@ -674,17 +710,6 @@ fn store(status: &mut Status, text: &[u8], pos: usize, s: usize) -> bool {
     }
 }
 
-/// [`parse_value`] of the value that starts `at` bytes into the text
-/// (`value`: the rest of the text), up to the newline that must end its
-/// line at most [`LINE_MAX`] bytes from the line's start: out of line, for
-/// values the word readings leave.
-#[cold]
-#[inline(never)]
-fn parse_line_value(value: &[u8], at: usize, hex: bool) -> Option<u64> {
-    let line = value.get(..(LINE_MAX + 1).saturating_sub(at)).unwrap_or(value);
-    parse_value(line, hex)
-}
-
 /// How far the value of the key in slot `s` stands from its line's start:
 /// the key's bytes less the newline before it.
 #[inline(always)]
@@ -695,6 +720,10 @@ const fn colon(s: usize) -> usize {
         7
     }
 }
+
+/// Whether the `fast-status` feature is on: the code that reads a text
+/// faster, at the cost of size ([`Layout::read`], [`hex_as_the_kernel_writes`]).
+const FAST: bool = cfg!(feature = "fast-status");
 
 /// Whether [`kb_as_the_kernel_pads`] reads sizes: where a word of text at
 /// any address is one load (x86_64, aarch64). The base riscv64 ISA does

@@ -21,6 +21,12 @@ const PATH: &core::ffi::CStr = c"/proc/self/status";
 /// more reads, parsed as they stream.
 const READ_CHUNK: usize = 2048;
 
+/// Whether the `fast-status` feature is on: a text read whole in one
+/// `read` is parsed at once, with the layout of the last one
+/// ([`Status::parse_kernel_text`]); without it, everything goes through the
+/// streaming parser alone, the smaller code.
+const FAST: bool = cfg!(feature = "fast-status");
+
 /// Set once `/proc` has been seen to be procfs in this process; clear
 /// again in a forked child, which may have another `/proc`.
 static PROC_CHECKED: sys::ForkLocal = sys::ForkLocal::new();
@@ -74,7 +80,7 @@ fn read_status(fd: &Fd, positional: bool, layout: &mut Layout) -> Result<Status,
     loop {
         let data = sys::read_to(fd, &mut buf, positional.then_some(offset))?;
         let last = data.len() < READ_CHUNK && (data.is_empty() || data.last() == Some(&b'\n'));
-        if last && offset == 0 {
+        if FAST && last && offset == 0 {
             // The whole text in one read, as almost always.
             return Status::parse_kernel_text(data, layout);
         }
@@ -112,6 +118,9 @@ fn read_status(fd: &Fd, positional: bool, layout: &mut Layout) -> Result<Status,
 /// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
 pub fn status() -> Result<Status, Error> {
     let fd = procfs::open_proc_once(PATH, OpenMode::Read, &PROC_CHECKED)?;
+    if !FAST {
+        return read_status(&fd, false, &mut Layout::UNKNOWN.clone());
+    }
     let mut layout = LAYOUT.load();
     let status = read_status(&fd, false, &mut layout);
     LAYOUT.store(layout);

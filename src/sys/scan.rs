@@ -35,7 +35,11 @@ pub(crate) trait Search {
 /// where the x86_64 CPU has it, else as [`bytes_either`] does.
 #[inline(always)]
 pub(crate) fn search<S: Search>(search: &mut S, a: u8, b: u8) -> S::Output {
-    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "sse2",
+        feature = "fast-status"
+    ))]
     if has_avx2() {
         // SAFETY: the CPU has AVX2 and the kernel saves its registers
         // (`has_avx2`), which is all the function's target feature asks.

@@ -30,7 +30,11 @@ pub struct Arch {
     /// are inlined as load/store-exclusive loops, which every ARMv8.0 core
     /// runs, instead of calls to compiler-rt's outline helpers, which pick
     /// LSE at run time through a CPU-feature probe: about 1.3 KiB. (rustc
-    /// warns that the `outline-atomics` feature is not stable.)
+    /// warns that the `outline-atomics` feature is not stable.) No
+    /// `.eh_frame_hdr` (240 bytes with its segment and alignment): the
+    /// binary is built with `panic = "abort"`, so nothing unwinds, and the
+    /// index only speeds up an unwinder's search of `.eh_frame`, which a
+    /// debugger still finds without it.
     pub size_rustflags: &'static str,
     /// The QEMU user-mode emulator that runs its binaries on this x86_64
     /// host; `None` for the host's own arch.
@@ -74,7 +78,8 @@ pub const X86_64: Arch = Arch {
     // musl's crt and libc ship self-contained in rust-std.
     linker: "rust-lld",
     rustflags: "",
-    size_rustflags: "-C relocation-model=static -C link-arg=-znorelro",
+    size_rustflags:
+        "-C relocation-model=static -C link-arg=-znorelro -C link-arg=--no-eh-frame-hdr",
     qemu_user: None,
     qemu_user_args: &[],
     build_packages: &[],
@@ -97,7 +102,8 @@ pub const AARCH64: Arch = Arch {
     linker: "rust-lld",
     rustflags: "",
     size_rustflags:
-        "-C relocation-model=static -C link-arg=-znorelro -C target-feature=-outline-atomics",
+        "-C relocation-model=static -C link-arg=-znorelro -C link-arg=--no-eh-frame-hdr \
+         -C target-feature=-outline-atomics",
     qemu_user: Some("qemu-aarch64"),
     qemu_user_args: &[],
     build_packages: &[],
@@ -124,7 +130,8 @@ pub const RISCV64: Arch = Arch {
     linker: "riscv64-linux-gnu-gcc",
     rustflags: "-C target-feature=+crt-static",
     size_rustflags:
-        "-C relocation-model=static -C link-arg=-Wl,-z,norelro -C link-arg=-Wl,--build-id=none",
+        "-C relocation-model=static -C link-arg=-Wl,-z,norelro -C link-arg=-Wl,--build-id=none \
+         -C link-arg=-Wl,--no-eh-frame-hdr",
     qemu_user: Some("qemu-riscv64"),
     qemu_user_args: &["-L", "/usr/riscv64-linux-gnu"],
     build_packages: &["gcc-riscv64-linux-gnu", "libc6-dev-riscv64-cross"],
@@ -300,11 +307,12 @@ mod tests {
         assert_eq!(
             RISCV64.size_env()[1].1,
             "-C target-feature=+crt-static -C relocation-model=static \
-             -C link-arg=-Wl,-z,norelro -C link-arg=-Wl,--build-id=none"
+             -C link-arg=-Wl,-z,norelro -C link-arg=-Wl,--build-id=none \
+             -C link-arg=-Wl,--no-eh-frame-hdr"
         );
         assert_eq!(
             X86_64.size_env()[1].1,
-            "-C relocation-model=static -C link-arg=-znorelro"
+            "-C relocation-model=static -C link-arg=-znorelro -C link-arg=--no-eh-frame-hdr"
         );
         assert_eq!(RISCV64.build_env().len(), 2);
         assert_eq!(AARCH64.build_env().len(), 1);
