@@ -869,7 +869,156 @@ fn parse_value(value: &[u8], hex: bool) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::{hex_as_the_kernel_writes, kb_as_the_kernel_pads, parse_value};
+    extern crate std;
+    use std::format;
+    use std::string::String;
+
+    use super::{
+        hex_as_the_kernel_writes, kb_as_the_kernel_pads, parse_value, Layout, Status, StatusParser,
+        FAST,
+    };
+    use crate::Error;
+
+    /// A text as the kernel writes one, with `name`, each recorded value as
+    /// given (the text after the colon, up to the newline), and `extra`
+    /// lines at the end.
+    fn kernel_text(name: &str, values: &[&str; 6], extra: &str) -> String {
+        let [lck, pin, size, rss, swap, cap] = values;
+        format!(
+            "Name:\t{name}\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t77\n\
+             FDSize:\t64\nGroups:\t \nVmPeak:\t    9000 kB\nVmSize:{size}\n\
+             VmLck:{lck}\nVmPin:{pin}\nVmHWM:\t     900 kB\nVmRSS:{rss}\n\
+             RssAnon:\t     100 kB\nVmData:\t     500 kB\nVmStk:\t     132 kB\n\
+             VmExe:\t      20 kB\nVmLib:\t    1500 kB\nVmPTE:\t      40 kB\n\
+             VmSwap:{swap}\nCoreDumping:\t0\nThreads:\t1\n\
+             CapInh:\t0000000000000000\nCapPrm:\t000001fffeffffff\nCapEff:{cap}\n\
+             CapBnd:\t000001fffeffffff\nCpus_allowed:\t3\n{extra}\
+             voluntary_ctxt_switches:\t5\n"
+        )
+    }
+
+    #[test]
+    fn the_kernel_text_parse_stops_after_the_six_fields() {
+        let padded = [
+            "\t       8 kB",
+            "\t       0 kB",
+            "\t    9000 kB",
+            "\t     900 kB",
+        ];
+        let values = [
+            padded[0],
+            padded[1],
+            padded[2],
+            padded[3],
+            padded[1],
+            "\t000001fffeffffff",
+        ];
+        // A second VmLck after CapEff: the kernel never writes one.
+        let text = kernel_text("demo", &values, "VmLck:\t      16 kB\n");
+        assert_eq!(Status::parse(text.as_bytes()), Err(Error::Malformed));
+        let mut parser = StatusParser::of_kernel_text();
+        parser.feed(text.as_bytes());
+        let kernel = parser.finish();
+        let (whole, _) = Status::parse_whole(text.as_bytes(), true);
+        if FAST {
+            // Stopped at CapEff: the first VmLck stands.
+            assert_eq!(kernel.map(|s| s.locked_bytes()), Ok(Some(8 * 1024)));
+            assert_eq!(whole, kernel);
+        } else {
+            // Without `fast-status` every line is read, as `Status::parse`
+            // reads them.
+            assert_eq!(kernel, Err(Error::Malformed));
+        }
+        // Without the duplicate the three agree.
+        let text = kernel_text("demo", &values, "");
+        let full = Status::parse(text.as_bytes());
+        assert_eq!(
+            full.map(|s| s.effective_capabilities()),
+            Ok(Some(0x1ff_feff_ffff))
+        );
+        let mut parser = StatusParser::of_kernel_text();
+        parser.feed(text.as_bytes());
+        assert_eq!(parser.finish(), full);
+        assert_eq!(Status::parse_whole(text.as_bytes(), true).0, full);
+    }
+
+    #[test]
+    fn a_stale_layout_never_changes_the_answer() {
+        // Texts of one kernel's shape whose lines move (the name's length)
+        // and whose values take every form: padded as the kernel pads them,
+        // wider than the padding, padded otherwise, malformed; CapEff in
+        // either case, short, or bad; fields missing. Each is parsed with
+        // the layout the last one left: the answer must be the scan's.
+        let sizes = [
+            "\t       0 kB",
+            "\t12345678 kB",
+            "\t123456789 kB",
+            "\t 12 kB",
+            "\t      12kB",
+            "\t     x12 kB",
+            "\t        kB",
+        ];
+        let caps = [
+            "\t000001fffeffffff",
+            "\t000001FFFEFFFFFF",
+            "\t1ff",
+            "\t000001fffeffffffff",
+            "\t000001fffeffffgf",
+        ];
+        let mut next = lcg(2026);
+        let mut layout = Layout::UNKNOWN;
+        let (mut hinted, mut scanned) = (0, 0);
+        let mut name = "demo";
+        for round in 0..20_000 {
+            // Now and then a new name, which moves every later line.
+            if next() % 8 == 0 {
+                name = &"abcdefghijklmnopqrstuvwxyz"[..(next() % 17) as usize];
+            }
+            let mut pick = |common: usize, all: &[&'static str]| -> &'static str {
+                // Mostly the kernel's own form, so that the hint is used.
+                let r = next() as usize;
+                all[if r % 8 != 0 {
+                    common
+                } else {
+                    (r >> 3) % all.len()
+                }]
+            };
+            let mut values = [
+                pick(0, &sizes),
+                pick(0, &sizes),
+                pick(1, &sizes),
+                pick(1, &sizes),
+                pick(0, &sizes),
+                pick(0, &caps),
+            ];
+            let text = match next() % 16 {
+                // A field missing.
+                0 => {
+                    let missing = (next() % 6) as usize;
+                    let keys = [
+                        "VmLck:", "VmPin:", "VmSize:", "VmRSS:", "VmSwap:", "CapEff:",
+                    ];
+                    values[missing] = "";
+                    kernel_text(name, &values, "").replace(&format!("\n{}\n", keys[missing]), "\n")
+                }
+                _ => kernel_text(name, &values, ""),
+            };
+            let before = layout;
+            let answer = Status::parse_kernel_text(text.as_bytes(), &mut layout);
+            let (expected, found) = Status::parse_whole(text.as_bytes(), true);
+            assert_eq!(answer, expected, "round {round}: {text:?}");
+            if layout == before && answer.is_ok() {
+                hinted += 1;
+            } else {
+                scanned += 1;
+                assert_eq!(layout, found, "round {round}: the layout learnt");
+            }
+        }
+        // Both ways were taken, many times.
+        if FAST {
+            assert!(hinted > 2_000 && scanned > 2_000, "{hinted} {scanned}");
+        }
+    }
 
     fn parse_kb(value: &[u8]) -> Option<u64> {
         parse_value(value, false)

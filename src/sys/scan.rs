@@ -49,16 +49,22 @@ pub(crate) fn search<S: Search>(search: &mut S, a: u8, b: u8) -> S::Output {
 }
 
 /// [`search`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must have AVX2, and the kernel must save its registers.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[cfg_attr(not(feature = "fast-status"), allow(dead_code))]
 #[target_feature(enable = "avx2")]
 unsafe fn search_avx2<S: Search>(search: &mut S, a: u8, b: u8) -> S::Output {
-    search.run(|block| bytes_either_avx2(block, a, b))
+    // SAFETY: the caller's promise, and this function's target feature.
+    search.run(|block| unsafe { bytes_either_avx2(block, a, b) })
 }
 
 /// Whether the CPU has AVX2 and the kernel saves the YMM registers (the
 /// `cpuid` bits and `XCR0`, as the Intel SDM says to check them), asked
 /// once per process and kept.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[cfg_attr(not(feature = "fast-status"), allow(dead_code))]
 #[inline(always)]
 fn has_avx2() -> bool {
     use core::sync::atomic::{AtomicU8, Ordering};
@@ -76,16 +82,22 @@ fn has_avx2() -> bool {
 
 /// [`has_avx2`]'s question, put to the CPU.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[cfg_attr(not(feature = "fast-status"), allow(dead_code))]
 #[cold]
 #[inline(never)]
 fn ask_avx2() -> bool {
     use core::arch::x86_64::__cpuid_count;
-    // Leaf 0 says which leaves the others may ask.
-    let max = __cpuid_count(0, 0).eax;
+    // Leaf 0 says which leaves the others may ask. (`cpuid` is an unsafe
+    // function before Rust 1.89, safe since.)
+    // SAFETY: `cpuid` exists on every x86_64 CPU and only reads.
+    #[allow(unused_unsafe)]
+    let max = unsafe { __cpuid_count(0, 0) }.eax;
     if max < 7 {
         return false;
     }
-    let (features, extended) = (__cpuid_count(1, 0), __cpuid_count(7, 0));
+    // SAFETY: as above; leaves 1 and 7 are at most `max`.
+    #[allow(unused_unsafe)]
+    let (features, extended) = unsafe { (__cpuid_count(1, 0), __cpuid_count(7, 0)) };
     let osxsave_and_avx = features.ecx & (1 << 27 | 1 << 28) == 1 << 27 | 1 << 28;
     if !osxsave_and_avx || extended.ebx & (1 << 5) == 0 {
         return false;
@@ -128,25 +140,32 @@ pub(crate) fn bytes_either(block: &[u8; 64], a: u8, b: u8) -> u64 {
 }
 
 /// [`bytes_either`] with AVX2.
+///
+/// # Safety
+/// The CPU must have AVX2 ([`has_avx2`]).
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[cfg_attr(not(feature = "fast-status"), allow(dead_code))]
 #[target_feature(enable = "avx2")]
 #[inline]
-fn bytes_either_avx2(block: &[u8; 64], a: u8, b: u8) -> u64 {
+unsafe fn bytes_either_avx2(block: &[u8; 64], a: u8, b: u8) -> u64 {
     use core::arch::x86_64::{
         _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256,
         _mm256_set1_epi8,
     };
     let mut found = 0u64;
     for (i, lane) in block.chunks_exact(32).enumerate() {
-        // SAFETY: the caller runs with AVX2 (the target feature above);
-        // `lane` is 32 readable bytes, and the unaligned load needs no
-        // alignment.
-        let x = unsafe { _mm256_loadu_si256(lane.as_ptr().cast()) };
-        let hit = _mm256_or_si256(
-            _mm256_cmpeq_epi8(x, _mm256_set1_epi8(a as i8)),
-            _mm256_cmpeq_epi8(x, _mm256_set1_epi8(b as i8)),
-        );
-        found |= u64::from(_mm256_movemask_epi8(hit) as u32) << (32 * i);
+        // SAFETY: the CPU has AVX2 (the caller's promise); `lane` is 32
+        // readable bytes, and the unaligned load needs no alignment. The
+        // other intrinsics only compute on registers.
+        let mask = unsafe {
+            let x = _mm256_loadu_si256(lane.as_ptr().cast());
+            let hit = _mm256_or_si256(
+                _mm256_cmpeq_epi8(x, _mm256_set1_epi8(a as i8)),
+                _mm256_cmpeq_epi8(x, _mm256_set1_epi8(b as i8)),
+            );
+            _mm256_movemask_epi8(hit) as u32
+        };
+        found |= u64::from(mask) << (32 * i);
     }
     found
 }
