@@ -5,26 +5,49 @@
 //!
 //! Every recorded key starts with `V` or `C`, two letters that in the
 //! kernel's text stand almost only at the start of a line. The parser looks
-//! for those two bytes 64 at a time (`sys::bytes_either`: SSE2 or NEON
-//! where the target has them, eight at a time in plain integer arithmetic
-//! elsewhere), and checks each one found: the byte before it must be a
-//! newline and the next few must be a recorded key, which one 8-byte
-//! compare against a table tells (`KEYS`). Lines that are not recorded
-//! fields are never walked byte by byte.
+//! for those two bytes 64 at a time (`sys::search`: SSE2 or NEON where the
+//! target has them, AVX2 where an x86_64 CPU has it and the `fast-status`
+//! feature is on, eight at a time in plain integer arithmetic elsewhere),
+//! and checks each one found: the byte before it must be a newline and the
+//! next few must be a recorded key, which one 8-byte compare against a
+//! table tells (`KEYS`). Lines that are not recorded fields are never
+//! walked byte by byte.
 //!
 //! A size as the kernel writes it (`%8lu kB`: a tab, eight columns, the
 //! unit) is read as two words where an unaligned word is one load (x86_64,
 //! aarch64): one integer test that the columns are spaces then digits, three
-//! multiplies for the number (`kb_as_the_kernel_pads`). Any other value,
-//! and `CapEff`, goes through one small byte loop (`parse_value`) that
-//! reads every form the rules allow; the word reading never answers
-//! differently, it only answers fewer forms.
+//! multiplies for the number (`kb_padded`). With `fast-status`, `CapEff` as
+//! the kernel writes it (`%016llx`) is read as two words too
+//! (`hex_written`). Any other value goes through one small byte loop
+//! (`parse_value`) that reads every form the rules allow; the word readings
+//! never answer differently, they only answer fewer forms.
 //!
-//! Nothing stops early: every line of the text is still looked at, so a
-//! duplicate or malformed field anywhere is still found. (Stopping once
-//! all six fields were seen would save the scan of the lines after
-//! `CapEff`, about two fifths of the text, but a second `VmLck` there would
-//! then go unnoticed.)
+//! # The kernel's own text
+//!
+//! [`Status::parse`] and [`StatusParser::new`] look at every line of the
+//! bytes they are given, so a duplicate or malformed field anywhere is
+//! found. What [`status`](crate::status()) and
+//! [`StatusReader`](crate::status::StatusReader) read comes from procfs
+//! (checked with `fstatfs(2)`), and there the kernel's own rules hold:
+//! `proc_pid_status()` in `fs/proc/array.c` writes each key once, the sizes
+//! (`task_mem()`) before `CapEff` (`task_cap()`), and escapes the newlines
+//! of the process's name. With `fast-status` those two use them:
+//!
+//! - the parse stops after the line that completes the six fields
+//!   ([`StatusParser::of_kernel_text`]): the two fifths of the text after
+//!   `CapEff` can hold none of them, and a text longer than the read buffer
+//!   (many CPUs or groups) needs no further `read`;
+//! - they remember where the six lines started ([`Layout`]). A poller
+//!   reads a text of the same layout again and again (the lines before the
+//!   sizes change length only with the name, `FDSize` and the like, and
+//!   the sizes are padded), so the next parse first looks there: where each
+//!   key stands at its place and each value is as the kernel writes it, the
+//!   six are read there and nothing else is looked at, in straight-line
+//!   code. Anything else, and the text is scanned.
+//!
+//! Both answer what a scan of the whole text answers for any text the
+//! kernel writes; a test compares them over stale layouts and every form of
+//! value.
 
 use core::fmt;
 
