@@ -244,11 +244,7 @@ impl Layout {
                 .and_then(<[u8]>::first_chunk)
                 .map_or(0, |head| u64::from_le_bytes(*head));
             let (key, mask) = KEYS[s];
-            let value = text.get(pos + colon(s)..).unwrap_or_default();
-            let (v, ok) = match s == CAP_EFF {
-                true => value.first_chunk().map_or((0, false), hex_written),
-                false => value.first_chunk().map_or((0, false), kb_padded),
-            };
+            let (v, ok) = value_as_the_kernel_writes(text, pos, s);
             all &= (pos != 0) & (head & mask == key) & ok;
             if let Some(slot) = status.values.get_mut(s) {
                 *slot = v;
@@ -498,7 +494,11 @@ impl Scan<'_> {
             let pos = base + found.trailing_zeros() as usize;
             found &= found - 1;
             if let Some(s) = key_slot(head(self.lines, pos)) {
-                if !store(self.status, self.lines, pos, s) {
+                let stored = match FAST {
+                    true => store_fast(self.status, self.lines, pos, s),
+                    false => store(self.status, self.lines, pos, s),
+                };
+                if !stored {
                     return Some(Scanned::Malformed);
                 }
                 if let Some(at) = self.layout.0.get_mut(s).filter(|_| FAST) {
@@ -731,6 +731,51 @@ fn store(status: &mut Status, text: &[u8], pos: usize, s: usize) -> bool {
         // Unparsable, or the field appeared twice.
         _ => false,
     }
+}
+
+/// [`store`] with the value read in words where the kernel wrote it so,
+/// inlined; by the rules out of line.
+#[inline(always)]
+fn store_fast(status: &mut Status, text: &[u8], pos: usize, s: usize) -> bool {
+    let bit = 1 << s;
+    let (v, ok) = value_as_the_kernel_writes(text, pos, s);
+    let v = if ok {
+        Some(v)
+    } else {
+        value_by_the_rules(text, pos, s)
+    };
+    match (v, status.values.get_mut(s)) {
+        (Some(v), Some(slot)) if status.present & bit == 0 => {
+            *slot = v;
+            status.present |= bit;
+            true
+        }
+        // Unparsable, or the field appeared twice.
+        _ => false,
+    }
+}
+
+/// The value of the field in slot `s` whose line starts at `pos` of `text`,
+/// read in words as the kernel writes it ([`kb_padded`], [`hex_written`]),
+/// with no branch: the value, and whether it was written so.
+#[inline(always)]
+fn value_as_the_kernel_writes(text: &[u8], pos: usize, s: usize) -> (u64, bool) {
+    let value = text.get(pos + colon(s)..).unwrap_or_default();
+    match s == CAP_EFF {
+        true => value.first_chunk().map_or((0, false), hex_written),
+        false => value.first_chunk().map_or((0, false), kb_padded),
+    }
+}
+
+/// The value of the field in slot `s` whose line starts at `pos` of `text`
+/// and ends with a newline at most [`LINE_MAX`] bytes on, read by the
+/// rules ([`parse_value`]): out of line, for values the words did not read.
+#[cold]
+#[inline(never)]
+fn value_by_the_rules(text: &[u8], pos: usize, s: usize) -> Option<u64> {
+    let end = text.len().min(pos + LINE_MAX + 1);
+    let value = text.get(pos + colon(s)..end).unwrap_or_default();
+    parse_value(value, s == CAP_EFF)
 }
 
 /// How far the value of the key in slot `s` stands from its line's start:
