@@ -734,8 +734,8 @@ fn store(status: &mut Status, text: &[u8], pos: usize, s: usize) -> bool {
 }
 
 /// [`store`] with the value read in words where the kernel wrote it so,
-/// inlined; by the rules out of line.
-#[inline(always)]
+/// in straight-line code, and by the rules out of line.
+#[inline(never)]
 fn store_fast(status: &mut Status, text: &[u8], pos: usize, s: usize) -> bool {
     let bit = 1 << s;
     let (v, ok) = value_as_the_kernel_writes(text, pos, s);
