@@ -12,6 +12,8 @@
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(mlock_raw)");
+    // Set by `cargo fuzz`: the hook of fuzz/fuzz_targets/status.rs.
+    println!("cargo::rustc-check-cfg=cfg(fuzzing)");
     println!("cargo::rerun-if-changed=build.rs");
     // Builds the stub backend on a supported target, so that the host can
     // test what every unsupported target gets (see tests/unsupported.rs).

@@ -2,7 +2,10 @@
 //! in three at offsets taken from the input, must give the same answer as
 //! each other and as the independent oracle of the tests
 //! (`tests/common/status_oracle.rs`), never panic, and never a size that
-//! is not a whole number of kB.
+//! is not a whole number of kB. Where each recorded key starts at most one
+//! line, as in the kernel's own text, the parse that `status()` makes of
+//! the kernel's text, with a layout learnt from the same text or from the
+//! text with a piece cut out, must answer as the scan does.
 //!
 //! `cargo +nightly fuzz run status -- -runs=N` (from the repository root).
 #![no_main]
@@ -34,6 +37,13 @@ fuzz_target!(|data: &[u8]| {
     parser.feed(&text[at[0]..at[1]]);
     parser.feed(&text[at[1]..]);
     assert_eq!(parser.finish(), whole, "cuts {at:?}");
+    if keys_at_most_once(text) {
+        let cut: Vec<u8> = [&text[..at[0]], &text[at[1]..]].concat();
+        for learn in [text, &cut[..]] {
+            let [hinted, scanned] = mlock::status::fuzz_kernel_text(learn, text);
+            assert_eq!(hinted, scanned, "layout of {} bytes", learn.len());
+        }
+    }
     if let Ok(s) = whole {
         for bytes in [
             s.locked_bytes(),
@@ -49,3 +59,15 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// Whether each recorded key starts at most one line of `text` (the last
+/// one even without its newline), as the kernel writes them.
+fn keys_at_most_once(text: &[u8]) -> bool {
+    let keys: [&[u8]; 6] = [b"VmLck:", b"VmPin:", b"VmSize:", b"VmRSS:", b"VmSwap:", b"CapEff:"];
+    keys.iter().all(|key| {
+        text.split(|&b| b == b'\n')
+            .filter(|line| line.starts_with(key))
+            .count()
+            <= 1
+    })
+}

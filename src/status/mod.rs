@@ -17,4 +17,7 @@ mod read;
 
 use parse::Layout;
 pub use parse::{Status, StatusParser};
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub use parse::fuzz_kernel_text;
 pub use read::{is_locked, locked_bytes, status, StatusReader};

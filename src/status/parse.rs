@@ -255,6 +255,21 @@ impl Layout {
     }
 }
 
+/// For the fuzzer alone (`cargo fuzz` builds with `--cfg fuzzing`): the
+/// parse of `text` as [`status`](crate::status()) parses the kernel's text,
+/// with the layout learnt from `learn`, beside the scan of `text` that
+/// answers without a layout.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn fuzz_kernel_text(learn: &[u8], text: &[u8]) -> [Result<Status, Error>; 2] {
+    let mut layout = Layout::UNKNOWN;
+    let _ = Status::parse_kernel_text(learn, &mut layout);
+    [
+        Status::parse_kernel_text(text, &mut layout),
+        Status::parse_whole(text, true).0,
+    ]
+}
+
 /// The longest line of a recorded field the parser accepts. The kernel's
 /// are under 32 bytes (`VmSize:\t18014398509481983 kB`); a longer one is
 /// malformed. Other lines may be any length: they are skipped as they
