@@ -119,7 +119,8 @@ fn read_status(fd: &Fd, positional: bool, layout: &mut Layout) -> Result<Status,
 pub fn status() -> Result<Status, Error> {
     let fd = procfs::open_proc_once(PATH, OpenMode::Read, &PROC_CHECKED)?;
     if !FAST {
-        return read_status(&fd, false, &mut Layout::UNKNOWN.clone());
+        let mut unused = Layout::UNKNOWN;
+        return read_status(&fd, false, &mut unused);
     }
     let mut layout = LAYOUT.load();
     let status = read_status(&fd, false, &mut layout);
