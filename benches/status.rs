@@ -16,11 +16,17 @@
 //! - `parse`: [`mlock::Status::parse`] of text read once, no syscall.
 //!
 //! Run it with `cargo bench --bench status`; at the end it prints each
-//! time per call with its ratio to `floor`, then the ratios measured in
-//! alternation (rounds of 100 calls of each in turn, median of 200
-//! rounds), which a shared machine's changing load cannot skew. Goals
-//! (reported, never asserted): `status` within 1.03x of `floor`, `reader`
-//! within 1.05x of `pread`, `status` at least 2x faster than `procfs`.
+//! time per call with its ratio to `floor`, then the comparisons timed in
+//! pairs: for each, 20,000 pairs (`MLOCK_BENCH_PAIRS` sets another count)
+//! of one call of each function back to back, which one goes first
+//! alternating, each call timed alone; it prints the median time of each
+//! function, the median of the differences within a pair (the crate's cost
+//! over the floor, in nanoseconds) and the ratio of the two medians. Load
+//! from other processes on a shared machine falls on both calls of a pair
+//! alike, as it does not on criterion's rows, measured one after the other
+//! seconds apart. Goals (reported, never asserted): `status` within 1.03x
+//! of `floor`, `reader` within 1.05x of `pread`, `status` at least 2x
+//! faster than `procfs`.
 //! The floor itself differs threefold between machines of one kind (the
 //! cost of a system call does), so the absolute `floor`, `pread` and
 //! `parse` are printed beside the ratios.
@@ -29,6 +35,7 @@
 mod linux {
     use std::hint::black_box;
     use std::path::PathBuf;
+    use std::time::Instant;
 
     use criterion::Criterion;
 
@@ -170,57 +177,164 @@ mod linux {
         point("slope").or_else(|| point("mean"))
     }
 
-    /// Ratios measured in alternation: rounds of `batch` calls of each
-    /// function in turn, so that a change in the machine's load (others'
-    /// builds on a shared machine) hits all of them alike. Returns the
-    /// median over the rounds of `status / floor`, `reader / pread`,
-    /// `reader / floor` and `procfs / floor`.
-    pub fn paired(rounds: usize, batch: usize) -> [f64; 4] {
-        let mut reader = mlock::status::StatusReader::open().unwrap();
-        let kept = Kept::open();
-        let mut buf = [0u8; 4096];
-        let time = |f: &mut dyn FnMut()| {
-            let start = std::time::Instant::now();
-            for _ in 0..batch {
-                f();
+    /// The comparisons timed in pairs, `(a, b)`: the goals (`status`
+    /// against `floor`, `reader` against `pread`), the reader against the
+    /// floor, and the procfs crate against the floor and against `status`.
+    pub const COMPARISONS: [(Subject, Subject); 5] = [
+        (Subject::Status, Subject::Floor),
+        (Subject::Reader, Subject::Pread),
+        (Subject::Reader, Subject::Floor),
+        (Subject::Procfs, Subject::Floor),
+        (Subject::Procfs, Subject::Status),
+    ];
+
+    /// Pairs per comparison when `MLOCK_BENCH_PAIRS` does not say.
+    const PAIRS: usize = 20_000;
+
+    /// A function timed in pairs, named as in [`NAMES`].
+    #[derive(Clone, Copy)]
+    pub enum Subject {
+        Floor,
+        Status,
+        Pread,
+        Reader,
+        Procfs,
+    }
+
+    impl Subject {
+        fn name(self) -> &'static str {
+            match self {
+                Subject::Floor => "floor",
+                Subject::Status => "status",
+                Subject::Pread => "pread",
+                Subject::Reader => "reader",
+                Subject::Procfs => "procfs",
             }
-            start.elapsed().as_secs_f64()
-        };
-        let mut ratios = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
-        for _ in 0..rounds {
-            let floor_t = time(&mut || {
-                black_box(floor());
-            });
-            let status_t = time(&mut || {
-                black_box(mlock::status().unwrap());
-            });
-            let pread_t = time(&mut || {
-                black_box(kept.pread(&mut buf));
-            });
-            let reader_t = time(&mut || {
-                black_box(reader.read().unwrap());
-            });
-            let procfs_t = time(&mut || {
-                black_box(
-                    procfs::process::Process::myself()
-                        .unwrap()
-                        .status()
-                        .unwrap(),
-                );
-            });
-            ratios[0].push(status_t / floor_t);
-            ratios[1].push(reader_t / pread_t);
-            ratios[2].push(reader_t / floor_t);
-            ratios[3].push(procfs_t / floor_t);
         }
-        ratios.map(|mut r| {
-            r.sort_by(f64::total_cmp);
-            r[r.len() / 2]
-        })
+    }
+
+    /// What the subjects keep between calls: the reader, and the
+    /// descriptor and buffer of the bare `pread`.
+    struct Subjects {
+        reader: mlock::status::StatusReader,
+        kept: Kept,
+        buf: [u8; 4096],
+    }
+
+    impl Subjects {
+        /// One call of `s`, its result kept from the optimiser.
+        fn call(&mut self, s: Subject) {
+            match s {
+                Subject::Floor => {
+                    black_box(floor());
+                }
+                Subject::Status => {
+                    black_box(mlock::status().unwrap());
+                }
+                Subject::Pread => {
+                    black_box(self.kept.pread(&mut self.buf));
+                }
+                Subject::Reader => {
+                    black_box(self.reader.read().unwrap());
+                }
+                Subject::Procfs => {
+                    black_box(
+                        procfs::process::Process::myself()
+                            .unwrap()
+                            .status()
+                            .unwrap(),
+                    );
+                }
+            }
+        }
+    }
+
+    /// One comparison timed in pairs: the median time of one call of `a`,
+    /// of one call of `b`, and of the difference `a - b` within a pair, in
+    /// nanoseconds.
+    pub struct Paired {
+        pub a_ns: f64,
+        pub b_ns: f64,
+        pub diff_ns: f64,
+    }
+
+    /// The median of `v` (sorted in place; the upper middle of an even
+    /// count).
+    fn median(v: &mut [f64]) -> f64 {
+        v.sort_unstable_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+
+    /// Times `pairs` pairs of calls: one call of `a` and one of `b` back to
+    /// back, `a` first in every other pair, each call timed alone. A change
+    /// in the machine's load (others' builds on a shared machine) falls on
+    /// both calls of a pair alike, so the median of the differences within
+    /// the pairs is the cost of `a` over `b`, which an absolute time, and a
+    /// ratio of medians taken seconds apart, is not. A tenth as many pairs
+    /// run first, untimed, to warm the caches and the branch predictors.
+    fn time_pairs(subjects: &mut Subjects, a: Subject, b: Subject, pairs: usize) -> Paired {
+        for k in 0..pairs / 10 {
+            let (first, second) = if k % 2 == 0 { (a, b) } else { (b, a) };
+            subjects.call(first);
+            subjects.call(second);
+        }
+        let (mut ta, mut tb, mut diff) = (
+            Vec::with_capacity(pairs),
+            Vec::with_capacity(pairs),
+            Vec::with_capacity(pairs),
+        );
+        for k in 0..pairs {
+            let a_first = k % 2 == 0;
+            let (first, second) = if a_first { (a, b) } else { (b, a) };
+            let t0 = Instant::now();
+            subjects.call(first);
+            let t1 = Instant::now();
+            subjects.call(second);
+            let t2 = Instant::now();
+            let (x, y) = ((t1 - t0).as_nanos() as f64, (t2 - t1).as_nanos() as f64);
+            let (x, y) = if a_first { (x, y) } else { (y, x) };
+            ta.push(x);
+            tb.push(y);
+            diff.push(x - y);
+        }
+        Paired {
+            a_ns: median(&mut ta),
+            b_ns: median(&mut tb),
+            diff_ns: median(&mut diff),
+        }
+    }
+
+    /// How many pairs each comparison times: `MLOCK_BENCH_PAIRS` (which
+    /// `cargo xtask bench --quick` lowers), else [`PAIRS`].
+    pub fn pair_count() -> usize {
+        match std::env::var("MLOCK_BENCH_PAIRS") {
+            Ok(n) => n
+                .parse()
+                .ok()
+                .filter(|&n| n > 0)
+                .unwrap_or_else(|| panic!("MLOCK_BENCH_PAIRS={n:?}: want a count above 0")),
+            Err(_) => PAIRS,
+        }
+    }
+
+    /// Every comparison of [`COMPARISONS`], timed in `pairs` pairs, one
+    /// comparison after the other.
+    pub fn paired(pairs: usize) -> Vec<Paired> {
+        let mut subjects = Subjects {
+            reader: mlock::status::StatusReader::open().unwrap(),
+            kept: Kept::open(),
+            buf: [0u8; 4096],
+        };
+        COMPARISONS
+            .iter()
+            .map(|&(a, b)| time_pairs(&mut subjects, a, b, pairs))
+            .collect()
     }
 
     /// Prints each time per call and its ratio to the floor, the goals,
-    /// and the ratios timed in alternation.
+    /// and the comparisons timed in pairs: one line each,
+    /// `paired <a>/<b> <a> ns vs <b> ns, a-b <diff> ns, ratio <a/b>`, the
+    /// form `cargo xtask bench` reads.
     pub fn summary() {
         let Some(floor) = estimate_ns("floor") else {
             return;
@@ -249,13 +363,22 @@ mod linux {
                 parse
             );
         }
-        let [status, reader_pread, reader, procfs] = paired(200, 100);
+        let pairs = pair_count();
         println!(
-            "  paired (200 alternating rounds of 100 calls, median ratio): \
-             status/floor {status:.3}, reader/pread {reader_pread:.3}, \
-             reader/floor {reader:.3}, procfs/floor {procfs:.3} (procfs/status {:.2})",
-            procfs / status
+            "\ntimed in pairs ({pairs} pairs per comparison: one call of a and one of b \
+             back to back, a first in every other pair; medians of a, of b and of a-b \
+             within a pair):"
         );
+        for (&(a, b), p) in COMPARISONS.iter().zip(paired(pairs)) {
+            let name = format!("{}/{}", a.name(), b.name());
+            println!(
+                "  paired {name:<13} {:>7.0} ns vs {:>7.0} ns, a-b {:>+6.0} ns, ratio {:.3}",
+                p.a_ns,
+                p.b_ns,
+                p.diff_ns,
+                p.a_ns / p.b_ns
+            );
+        }
     }
 }
 

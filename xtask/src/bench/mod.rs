@@ -7,7 +7,8 @@
 //!    does not care how busy the machine is.
 //! 2. What `ONFAULT` saves (`benches/onfault.rs`): time and RSS of locking an
 //!    untouched mapping of 16 MiB to 1 GiB, each case in a fresh process.
-//! 3. Status queries (`benches/status.rs`, criterion), when that bench exists.
+//! 3. Status queries (`benches/status.rs`, criterion), when that bench exists,
+//!    then the goals' comparisons again, timed in pairs of calls back to back.
 //!
 //! `docs/benchmarks.md` is written by hand, except for its blocks between
 //! `<!-- xtask bench: <name> -->` and `<!-- /xtask bench -->`: a full run
@@ -98,6 +99,9 @@ pub(super) struct Plan {
     pub(super) calls: (u64, u64),
     /// Rounds and pairs per batch of `overhead --interleaved`.
     pub(super) interleaved: (u64, u64),
+    /// Pairs of calls per comparison that `benches/status.rs` times back
+    /// to back after criterion (`MLOCK_BENCH_PAIRS`).
+    pub(super) pairs: u64,
     /// Arguments for `benches/onfault.rs`.
     pub(super) onfault: &'static [&'static str],
 }
@@ -117,6 +121,7 @@ impl Plan {
         ],
         calls: (1_000, 11_000),
         interleaved: (2_000, 1_000),
+        pairs: 20_000,
         onfault: &["--bench", "--tsv"],
     };
     const QUICK: Plan = Plan {
@@ -133,6 +138,7 @@ impl Plan {
         ],
         calls: (100, 1_100),
         interleaved: (100, 200),
+        pairs: 5_000,
         onfault: &["--bench", "--quick", "--tsv"],
     };
 }
@@ -164,20 +170,18 @@ fn run(plan: &Plan) -> util::Result {
     if benches.contains_key("status") {
         criterion_names.push("status");
     }
-    let mut status_paired = None;
+    let mut status_paired = Vec::new();
     for name in &criterion_names {
         let mut cmd = Command::new(exe(name)?);
         cmd.args(plan.criterion)
             .env("CRITERION_HOME", &criterion_home);
         if *name == "status" {
-            // Its summary ends with the ratios timed in alternation, which
+            // Its summary ends with the comparisons timed in pairs, which
             // criterion's files do not hold.
+            cmd.env("MLOCK_BENCH_PAIRS", plan.pairs.to_string());
             let out = util::output(&mut cmd)?;
             print!("{out}");
-            status_paired = out
-                .lines()
-                .find_map(|l| l.trim_start().strip_prefix("paired "))
-                .map(str::to_string);
+            status_paired = parse::paired(&out)?;
         } else {
             util::run(&mut cmd)?;
         }

@@ -104,6 +104,60 @@ pub(super) fn interleaved(text: &str) -> util::Result<Vec<(String, f64, f64)>> {
     Ok(rows)
 }
 
+/// One comparison of `benches/status.rs` timed in pairs: the median time
+/// of one call of `a` and of `b`, and the median of `a - b` within a pair,
+/// in nanoseconds, and the ratio of the two medians.
+pub(super) struct Paired {
+    pub(super) a: String,
+    pub(super) b: String,
+    pub(super) a_ns: f64,
+    pub(super) b_ns: f64,
+    pub(super) diff_ns: f64,
+    pub(super) ratio: f64,
+}
+
+/// The `paired` lines of the status bench's summary, one per comparison:
+/// `paired <a>/<b> <a_ns> ns vs <b_ns> ns, a-b <±diff> ns, ratio <a/b>`.
+/// Other lines are skipped; a `paired` line of another shape is an error,
+/// and so is output without any.
+pub(super) fn paired(text: &str) -> util::Result<Vec<Paired>> {
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.trim_start().strip_prefix("paired ") else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let row = match fields.as_slice() {
+            [name, a_ns, "ns", "vs", b_ns, "ns,", "a-b", diff, "ns,", "ratio", ratio] => {
+                let names = name
+                    .split_once('/')
+                    .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+                    .map(|(a, b)| (a.to_string(), b.to_string()));
+                let num = |v: &str| v.parse::<f64>().ok().filter(|n| n.is_finite());
+                match (names, num(a_ns), num(b_ns), num(diff), num(ratio)) {
+                    (Some((a, b)), Some(a_ns), Some(b_ns), Some(diff_ns), Some(ratio)) => {
+                        Some(Paired {
+                            a,
+                            b,
+                            a_ns,
+                            b_ns,
+                            diff_ns,
+                            ratio,
+                        })
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        rows.push(row.ok_or_else(|| format!("benches/status.rs printed {line:?}"))?);
+    }
+    if rows.is_empty() {
+        return Err("benches/status.rs printed no `paired` lines".into());
+    }
+    Ok(rows)
+}
+
 /// One row of `onfault --tsv`: the medians of one call at one size.
 pub(super) struct OnfaultRow {
     pub(super) size: u64,
@@ -144,7 +198,7 @@ pub(super) fn onfault(tsv: &str) -> util::Result<Vec<OnfaultRow>> {
 
 #[cfg(test)]
 mod tests {
-    use super::{estimate, onfault};
+    use super::{estimate, onfault, paired};
 
     #[test]
     fn estimates_as_criterion_writes_them() {
@@ -173,5 +227,30 @@ mod tests {
         assert_eq!((rows[0].median_ns, rows[0].runs), (120_000, 7));
         assert!(onfault("header only\n").is_err());
         assert!(onfault("h\n1\tx\tnot-a-number\n").is_err());
+    }
+
+    #[test]
+    fn paired_lines_of_the_status_summary() {
+        let out = "  goals: status/floor 1.010 (<= 1.03), reader/pread 1.008 (<= 1.05)\n\
+                   \n\
+                   timed in pairs (20000 pairs per comparison: ...; medians of a, of b and of a-b):\n\
+                   \x20 paired status/floor    10555 ns vs   10576 ns, a-b    -21 ns, ratio 0.998\n\
+                   \x20 paired reader/pread     6310 ns vs    6250 ns, a-b    +60 ns, ratio 1.010\n\
+                   \x20 paired procfs/floor    30285 ns vs   10776 ns, a-b +19569 ns, ratio 2.810\n";
+        let rows = paired(out).unwrap();
+        assert_eq!(rows.len(), 3);
+        let r = &rows[0];
+        assert_eq!((r.a.as_str(), r.b.as_str()), ("status", "floor"));
+        assert_eq!(
+            (r.a_ns, r.b_ns, r.diff_ns, r.ratio),
+            (10555.0, 10576.0, -21.0, 0.998)
+        );
+        assert_eq!((rows[1].a.as_str(), rows[1].diff_ns), ("reader", 60.0));
+        assert_eq!(rows[2].diff_ns, 19569.0);
+        // No paired line at all, or one of another shape, is an error.
+        assert!(paired("status summary\n  floor 10589 ns 1.000x\n").is_err());
+        assert!(paired("  paired status/floor 10555 ns vs 10576 ns, ratio 0.998\n").is_err());
+        assert!(paired("  paired status 1 ns vs 2 ns, a-b -1 ns, ratio 0.5\n").is_err());
+        assert!(paired("  paired a/b x ns vs 2 ns, a-b -1 ns, ratio 0.5\n").is_err());
     }
 }

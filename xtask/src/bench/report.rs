@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::machine::Machine;
-use super::parse::{Estimate, OnfaultRow};
+use super::parse::{Estimate, OnfaultRow, Paired};
 use super::{Plan, IMPLS, STATUS_GOALS, STATUS_ROWS};
 use crate::util;
 
@@ -18,9 +18,9 @@ pub(super) struct Report<'a> {
     pub(super) interleaved: Vec<(String, f64, f64)>,
     pub(super) instructions: Vec<(String, f64)>,
     pub(super) onfault: Vec<OnfaultRow>,
-    /// The status bench's ratios to the floor timed in alternation: its
-    /// `paired` line, which also says how they were timed.
-    pub(super) status_paired: Option<String>,
+    /// The status bench's comparisons timed in pairs of calls (empty when
+    /// that bench did not run).
+    pub(super) status_paired: Vec<Paired>,
     /// Instructions per `Status::parse` of a real status file (callgrind).
     pub(super) parse_instructions: Option<(f64, u64)>,
 }
@@ -36,6 +36,13 @@ fn time(ns: f64) -> String {
     } else {
         format!("{:.2} s", ns / 1e9)
     }
+}
+
+/// A difference in nanoseconds, with its sign (a true minus, as in the
+/// tables' `a − b`).
+fn signed_time(ns: f64) -> String {
+    let sign = if ns < 0.0 { "−" } else { "+" };
+    format!("{sign}{}", time(ns.abs()))
 }
 
 /// An instruction count: whole when it is (callgrind's counts per pair
@@ -290,21 +297,47 @@ impl Report<'_> {
                     ratio(ours, false),
                 );
             }
-            if let Some(paired) = &self.status_paired {
-                let _ = writeln!(
-                    t,
-                    "\nTimed in alternation instead, so that load on the machine \
-                     shifts every row alike {paired}."
-                );
-            }
+            let _ = write!(t, "{}", self.status_pairs());
             let _ = write!(t, "{}", self.status_goals(&rows));
+        }
+        t
+    }
+
+    /// The comparisons timed in pairs: per comparison, the median of each
+    /// side, of the difference within a pair, and their ratio.
+    fn status_pairs(&self) -> String {
+        if self.status_paired.is_empty() {
+            return String::new();
+        }
+        let mut t = format!(
+            "\nTimed in pairs instead: {} pairs per comparison, each one call of `a` \
+             and one of `b` back to back, which goes first alternating, each call \
+             timed alone. Load on the machine falls on both calls of a pair alike, \
+             so the median of the differences within the pairs is what `a` costs \
+             over `b`.\n\n\
+             | `a` | `b` | median of `a` | median of `b` | `a` − `b`, median of the pairs | `a` ÷ `b` |\n\
+             |---|---|---:|---:|---:|---:|\n",
+            self.plan.pairs
+        );
+        for p in &self.status_paired {
+            let _ = writeln!(
+                t,
+                "| `{}` | `{}` | {} | {} | {} | {:.3} |",
+                p.a,
+                p.b,
+                time(p.a_ns),
+                time(p.b_ns),
+                signed_time(p.diff_ns),
+                p.ratio
+            );
         }
         t
     }
 
     /// The status goals against this machine's own floor: the absolute
     /// floor, bare `pread` and parse, then each ratio from criterion's
-    /// medians and from the alternating rounds.
+    /// medians and from the pairs, and the cost over the goal's base in
+    /// the pairs beside what the bound allows.
     fn status_goals(&self, rows: &[&Estimate]) -> String {
         let median = |f: &str| rows.iter().find(|e| e.function == f).map(|e| e.median);
         let (Some(floor), Some(pread), Some(parse)) =
@@ -322,8 +355,8 @@ impl Report<'_> {
         let mut t = format!(
             "\nOn this machine the floor is {}, a bare `pread` {} and the parse \
              alone {} ({:.1} % of the floor, {:.1} % of `pread`){counted}.\n\n\
-             | goal | criterion medians | alternating rounds | met |\n\
-             |---|---:|---:|---|\n",
+             | goal | criterion medians | in pairs | cost over the base in pairs (the bound allows) | met |\n\
+             |---|---:|---:|---:|---|\n",
             time(floor),
             time(pread),
             time(parse),
@@ -335,24 +368,27 @@ impl Report<'_> {
                 (Some(n), Some(d)) => Some(n / d),
                 _ => None,
             };
-            // The paired line reads `..., status/floor 1.012, ...`.
-            let key = format!("{num}/{den} ");
-            let alternating = self.status_paired.as_deref().and_then(|p| {
-                let at = p.find(&key)? + key.len();
-                p[at..].split([',', ' ', ')']).next()?.parse::<f64>().ok()
-            });
+            let pair = self.status_paired.iter().find(|p| p.a == num && p.b == den);
+            let paired = pair.map(|p| p.ratio);
             let show = |r: Option<f64>| r.map_or("–".into(), |r| format!("{r:.3}"));
-            let met = match (ratio, alternating) {
+            let cost = pair.map_or("–".into(), |p| {
+                format!(
+                    "{} ({})",
+                    signed_time(p.diff_ns),
+                    time((bound - 1.0) * p.b_ns)
+                )
+            });
+            let met = match (ratio, paired) {
                 (Some(r), Some(a)) if r <= bound && a <= bound => "yes, both",
                 (Some(r), _) if r <= bound => "criterion only",
-                (_, Some(a)) if a <= bound => "alternating only",
+                (_, Some(a)) if a <= bound => "in pairs only",
                 _ => "no",
             };
             let _ = writeln!(
                 t,
-                "| `{num}` ÷ `{den}` ≤ {bound:.2} | {} | {} | {met} |",
+                "| `{num}` ÷ `{den}` ≤ {bound:.2} | {} | {} | {cost} | {met} |",
                 show(ratio),
-                show(alternating)
+                show(paired)
             );
         }
         t
@@ -401,7 +437,10 @@ fn fill(template: &str, blocks: &[(&str, String)]) -> util::Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{cell, count, fill, size, time, BLOCKS};
+    use super::super::machine::Machine;
+    use super::super::parse::{Estimate, Paired};
+    use super::super::Plan;
+    use super::{cell, count, fill, signed_time, size, time, Report, BLOCKS};
 
     #[test]
     fn units() {
@@ -410,6 +449,9 @@ mod tests {
         assert_eq!(time(493_240_000.0), "493.24 ms");
         assert_eq!(size(16 << 20), "16 MiB");
         assert_eq!(size(1 << 30), "1 GiB");
+        assert_eq!(signed_time(60.0), "+60.0 ns");
+        assert_eq!(signed_time(-21.0), "−21.0 ns");
+        assert_eq!(signed_time(19_569.0), "+19.57 µs");
         assert_eq!(count(19.0), "19");
         assert_eq!(count(19.5), "19.5");
         assert_eq!(
@@ -440,5 +482,66 @@ mod tests {
         let page = std::fs::read_to_string(page).unwrap();
         let blocks: Vec<(&str, String)> = BLOCKS.iter().map(|b| (*b, String::new())).collect();
         fill(&page, &blocks).unwrap();
+    }
+
+    #[test]
+    fn the_goal_table_carries_criterion_the_pairs_and_the_cost() {
+        let unknown = || "unknown".to_string();
+        let estimate = |function: &str, median: f64| Estimate {
+            group: "status".into(),
+            function: function.into(),
+            median,
+            lower: median,
+            upper: median,
+        };
+        let pair = |a: &str, b: &str, a_ns: f64, b_ns: f64, diff_ns: f64| Paired {
+            a: a.into(),
+            b: b.into(),
+            a_ns,
+            b_ns,
+            diff_ns,
+            ratio: a_ns / b_ns,
+        };
+        let report = Report {
+            plan: &Plan::QUICK,
+            machine: Machine {
+                cpu: unknown(),
+                cores: 2,
+                kernel: unknown(),
+                memory: unknown(),
+                swap: unknown(),
+                thp: unknown(),
+                rustc: unknown(),
+                commit: unknown(),
+                date: unknown(),
+                load_before: unknown(),
+            },
+            load_after: unknown(),
+            estimates: vec![
+                estimate("floor", 10_000.0),
+                estimate("status", 10_200.0),
+                estimate("pread", 6_000.0),
+                estimate("reader", 6_600.0),
+                estimate("parse", 100.0),
+            ],
+            interleaved: Vec::new(),
+            instructions: Vec::new(),
+            onfault: Vec::new(),
+            status_paired: vec![
+                pair("status", "floor", 10_100.0, 10_000.0, 90.0),
+                pair("reader", "pread", 6_040.0, 6_000.0, -12.0),
+            ],
+            parse_instructions: Some((1756.0, 1423)),
+        };
+        let block = report.status_tables();
+        assert!(block.contains("On this machine the floor is 10.00 µs, a bare `pread` 6.00 µs and the parse alone 100.0 ns"));
+        assert!(block.contains("Timed in pairs instead: 5000 pairs per comparison"));
+        assert!(block.contains("| `status` | `floor` | 10.10 µs | 10.00 µs | +90.0 ns | 1.010 |"));
+        assert!(block.contains(
+            "| `status` ÷ `floor` ≤ 1.03 | 1.020 | 1.010 | +90.0 ns (300.0 ns) | yes, both |"
+        ));
+        assert!(block.contains(
+            "| `reader` ÷ `pread` ≤ 1.05 | 1.100 | 1.007 | −12.0 ns (300.0 ns) | in pairs only |"
+        ));
     }
 }
