@@ -1,11 +1,12 @@
 //! Reading `/proc/self/status`: this crate against the floor and its peers,
 //! measured in one run.
 //!
-//! - `floor`: bare `open` + one `read` into an uninitialised 4 KiB buffer + `close`
-//!   through libc, parsing nothing. No reader of the file can do less.
+//! - `floor`: bare `open` + one `read` into an uninitialised 4 KiB buffer
+//!   + `close` through libc, parsing nothing. No reader of the file can do
+//!   less.
 //! - `status`: [`mlock::status`] (`openat`, `read`, `close`, and the
-//!   streaming parse; the `fstatfs` check that `/proc` is procfs runs once
-//!   per process).
+//!   parse; the `fstatfs` check that `/proc` is procfs runs once per
+//!   process).
 //! - `pread`: bare `pread` at offset 0 of a descriptor kept open on the
 //!   same file, through libc, parsing nothing: the floor of a poller.
 //! - `reader`: [`mlock::status::StatusReader::read`] on a kept descriptor

@@ -15,9 +15,9 @@
 mod parse;
 mod read;
 
-use parse::Layout;
-pub use parse::{Status, StatusParser};
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub use parse::fuzz_kernel_text;
+use parse::Layout;
+pub use parse::{Status, StatusParser};
 pub use read::{is_locked, locked_bytes, status, StatusReader};
