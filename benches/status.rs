@@ -1,9 +1,9 @@
 //! Reading `/proc/self/status`: this crate against the floor and its peers,
 //! measured in one run.
 //!
-//! - `floor`: bare `open` + one `read` into an uninitialised 4 KiB buffer
-//!   + `close` through libc, parsing nothing. No reader of the file can do
-//!   less.
+//! - `floor`: bare `open`, one `read` into an uninitialised 4 KiB buffer
+//!   and `close` through libc, parsing nothing. No reader of the file can
+//!   do less.
 //! - `status`: [`mlock::status`] (`openat`, `read`, `close`, and the
 //!   parse; the `fstatfs` check that `/proc` is procfs runs once per
 //!   process).
