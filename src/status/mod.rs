@@ -11,6 +11,35 @@
 //! [`StatusParser`]), which knows nothing of files; and `read`, which
 //! opens and reads the file through `procfs` and feeds the parser
 //! ([`status`], [`StatusReader`]).
+//!
+//! # The kernel's own text
+//!
+//! [`Status::parse`] and [`StatusParser::new`] look at every line of the
+//! bytes they are given, so a duplicate or malformed field anywhere is
+//! found. What [`status()`] and [`StatusReader`] read comes from procfs
+//! (checked with `fstatfs(2)`), where the kernel's own rules hold:
+//! `proc_pid_status()` in `fs/proc/array.c` writes each key once, the sizes
+//! (`task_mem()`) before `CapEff` (`task_cap()`), and escapes the newlines
+//! in the process's name. With the default feature `fast-status` those two
+//! rely on that:
+//!
+//! - the parse stops after the line that completes the six fields: the two
+//!   fifths of the text after `CapEff` can hold none of them, and a text
+//!   longer than the read buffer (many CPUs or groups) needs no further
+//!   `read`;
+//! - they remember where the six lines started (`status()` for the whole
+//!   process, each reader for itself). A poller reads texts of one layout
+//!   again and again: the lines before the sizes change length only with
+//!   the name, `FDSize` and the like, and the kernel pads the sizes. So the
+//!   next parse looks there first: where each key stands at its place and
+//!   each value is as the kernel writes it, the six are read there, in
+//!   straight-line code, and nothing else is looked at. Anything else, and
+//!   the text is scanned, and the new places remembered.
+//!
+//! For any text the kernel writes, both give the answer a scan of the whole
+//! text gives; the unit tests and the fuzzer compare them over stale
+//! layouts and every form of value, and the tests read the real file while
+//! its layout changes.
 
 mod parse;
 mod read;

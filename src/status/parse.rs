@@ -24,30 +24,11 @@
 //!
 //! # The kernel's own text
 //!
-//! [`Status::parse`] and [`StatusParser::new`] look at every line of the
-//! bytes they are given, so a duplicate or malformed field anywhere is
-//! found. What [`status`](crate::status()) and
-//! [`StatusReader`](crate::status::StatusReader) read comes from procfs
-//! (checked with `fstatfs(2)`), and there the kernel's own rules hold:
-//! `proc_pid_status()` in `fs/proc/array.c` writes each key once, the sizes
-//! (`task_mem()`) before `CapEff` (`task_cap()`), and escapes the newlines
-//! of the process's name. With `fast-status` those two use them:
-//!
-//! - the parse stops after the line that completes the six fields
-//!   ([`StatusParser::of_kernel_text`]): the two fifths of the text after
-//!   `CapEff` can hold none of them, and a text longer than the read buffer
-//!   (many CPUs or groups) needs no further `read`;
-//! - they remember where the six lines started ([`Layout`]). A poller
-//!   reads a text of the same layout again and again (the lines before the
-//!   sizes change length only with the name, `FDSize` and the like, and
-//!   the sizes are padded), so the next parse first looks there: where each
-//!   key stands at its place and each value is as the kernel writes it, the
-//!   six are read there and nothing else is looked at, in straight-line
-//!   code. Anything else, and the text is scanned.
-//!
-//! Both answer what a scan of the whole text answers for any text the
-//! kernel writes; a test compares them over stale layouts and every form of
-//! value.
+//! How [`status`](crate::status()) and
+//! [`StatusReader`](crate::status::StatusReader) use what the kernel
+//! guarantees of its text is in the `status` module's docs; here it is
+//! [`StatusParser::of_kernel_text`], [`Layout`] and
+//! [`Status::parse_kernel_text`].
 
 use core::fmt;
 

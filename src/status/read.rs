@@ -98,6 +98,13 @@ fn read_status(fd: &Fd, positional: bool, layout: &mut Layout) -> Result<Status,
 /// 2 KiB), one `close`. No allocation. To poll, [`StatusReader`] saves the
 /// `openat` and the `close`.
 ///
+/// With the default feature `fast-status`, the text is read as the
+/// kernel's own (see [the module's notes](mod@crate::status#the-kernels-own-text)):
+/// the parse stops after the six fields, and where they stood is
+/// remembered for the process's next call, which reads them there if the
+/// layout has not changed. The answer is the one a scan of the whole text
+/// gives.
+///
 /// **Is `/proc` procfs?** A container or a test can mount anything at
 /// `/proc`. The first call in a process checks the file with `fstatfs(2)`
 /// and remembers the answer only if it is procfs; a child of `fork(2)`
