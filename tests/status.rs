@@ -892,8 +892,13 @@ const ATTEMPTS: u32 = 50;
 /// out of its column (`unpadded`), must go through the scan, which learns
 /// the new places. Each check calls `status()` twice and the reader twice,
 /// so that a text whose layout just changed is read both ways.
+///
+/// Each call's `read(2)`/`pread(2)` calls are counted too (`syscr:` of
+/// `/proc/self/io`), and must be what [`expected_reads`] says.
 struct Agreement {
     reader: StatusReader,
+    /// `/proc/self/io`, kept open for [`reads_so_far`].
+    io: std::fs::File,
     /// std's two readings, kept so that reading does not grow the heap.
     before: Vec<u8>,
     after: Vec<u8>,
@@ -915,6 +920,9 @@ impl Agreement {
     fn new() -> Result<Agreement, String> {
         Ok(Agreement {
             reader: StatusReader::open().map_err(|e| format!("StatusReader::open: {e}"))?,
+            io: std::fs::File::open("/proc/self/io").map_err(|e| {
+                format!("/proc/self/io (the kernel's CONFIG_TASK_IO_ACCOUNTING): {e}")
+            })?,
             before: Vec::with_capacity(1 << 20),
             after: Vec::with_capacity(1 << 20),
             status_saw: None,
@@ -946,19 +954,24 @@ impl Agreement {
     fn check(&mut self, what: &str) -> Result<(), String> {
         for _ in 0..ATTEMPTS {
             Agreement::read_std(&mut self.before)?;
-            let statuses = [mlock::status(), mlock::status()];
-            let readings = [self.reader.read(), self.reader.read()];
+            let io = &self.io;
+            let statuses = [counted(io, mlock::status)?, counted(io, mlock::status)?];
+            let reader = &mut self.reader;
+            let readings = [
+                counted(io, || reader.read())?,
+                counted(io, || reader.read())?,
+            ];
             Agreement::read_std(&mut self.after)?;
             let want = oracle(&self.before);
             let at = places(&self.before);
-            if want != oracle(&self.after) || at != places(&self.after) {
+            let len = self.before.len();
+            if want != oracle(&self.after) || at != places(&self.after) || len != self.after.len() {
                 // Something moved while we read: nothing can be said.
                 self.status_saw = None;
                 self.reader_saw = None;
                 self.retries += 1;
                 continue;
             }
-            let len = self.before.len();
             let text = || String::from_utf8_lossy(&self.before).into_owned();
             let want = want.map_err(|e| {
                 format!(
@@ -972,7 +985,8 @@ impl Agreement {
                 ("StatusReader::read, first call", readings[0]),
                 ("StatusReader::read, second call", readings[1]),
             ];
-            for (who, got) in got {
+            let reads = expected_reads(&self.before);
+            for (who, (got, made)) in got {
                 let got = got.map(|s| fields(&s));
                 if got != Ok(want) {
                     return Err(format!(
@@ -981,6 +995,14 @@ impl Agreement {
                         text()
                     ));
                 }
+                ensure(made == reads, || {
+                    format!(
+                        "{what}: {who} made {made} reads of the {len}-byte text, not {reads} \
+                         (fast-status {}, CapEff at byte {:?})",
+                        cfg!(feature = "fast-status"),
+                        at[5]
+                    )
+                })?;
             }
             // What the hint could do with each of the four readings.
             let padded = padded(&self.before);
@@ -1011,6 +1033,48 @@ impl Agreement {
     fn places(&self) -> Places {
         places(&self.before)
     }
+}
+
+/// The size of the buffer the crate reads the status through.
+const READ_CHUNK: usize = 2048;
+
+/// How many reads of `text` the crate makes through its 2 KiB buffer. A
+/// read of procfs's `status` returns as much of the text as asked, or all
+/// that is left (a `seq_file` formatted whole on the first read). With
+/// `fast-status` the crate stops after the read that holds the end of the
+/// `CapEff` line, the last recorded line the kernel writes; without it, it
+/// reads every full 2 KiB, then the short (or empty) read that ends the
+/// file.
+fn expected_reads(text: &[u8]) -> u64 {
+    let reads = if cfg!(feature = "fast-status") {
+        let start = places(text)[5].expect("a CapEff line");
+        let end = start + text[start..].iter().position(|&b| b == b'\n').unwrap_or(0) + 1;
+        (end - 1) / READ_CHUNK + 1
+    } else {
+        text.len() / READ_CHUNK + 1
+    };
+    reads as u64
+}
+
+/// How many `read(2)` and `pread(2)` calls this process has made, from the
+/// `syscr:` line of `/proc/self/io` (open in `io`); the kernel counts the
+/// `pread` that reads it after it returns, so the next count includes it.
+fn reads_so_far(io: &std::fs::File) -> Result<u64, String> {
+    let mut buf = [0u8; 512];
+    let n = std::os::unix::fs::FileExt::read_at(io, &mut buf, 0)
+        .map_err(|e| format!("reading /proc/self/io: {e}"))?;
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .find_map(|l| l.strip_prefix("syscr:")?.trim().parse().ok())
+        .ok_or_else(|| "no syscr in /proc/self/io".into())
+}
+
+/// Calls `f`, and counts the reads it made ([`reads_so_far`]).
+fn counted<T>(io: &std::fs::File, f: impl FnOnce() -> T) -> Result<(T, u64), String> {
+    let first = reads_so_far(io)?;
+    let out = f();
+    let reads = reads_so_far(io)? - first - 1;
+    Ok((out, reads))
 }
 
 /// Sets this thread's name (`comm`, at most 15 bytes) with
@@ -1275,7 +1339,9 @@ fn through_signal_queues(watch: &mut Agreement) -> Result<(), String> {
 /// It relies on the kernel formatting the file afresh on every read from
 /// its start, on each recorded key being written once at a line's start,
 /// on newlines in the name being escaped, and on sizes padded to eight
-/// columns. The counts show that the texts read both kept the places
+/// columns; and on `/proc/self/io` counting each `read(2)` and `pread(2)`,
+/// by which every reading of these texts under 2 KiB is seen to take one.
+/// The counts show that the texts read both kept the places
 /// remembered from the last text (what the crate's hint answers) and moved
 /// them (what it must notice, and scan).
 ///
@@ -1357,7 +1423,11 @@ fn groups_taking(bytes: usize) -> Vec<libc::gid_t> {
 /// that the text's length passes 2047, 2048 and 2049 bytes and a 2048-byte
 /// boundary falls at every offset of every recorded line (counted, and
 /// checked); then 3,000, 10,000 and 65,536 (`NGROUPS_MAX`) groups. The
-/// failure message names the group count and the text's length.
+/// reads each call makes are counted (`syscr:` of `/proc/self/io`): with
+/// `fast-status` a reading stops at the read that completes the `CapEff`
+/// line, even when the text is exactly 2048 bytes; without it, it reads to
+/// the end ([`expected_reads`]). The failure message names the group count
+/// and the text's length.
 ///
 /// In a forked child that is root: the groups are the process's.
 #[test]
