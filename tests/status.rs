@@ -817,3 +817,676 @@ fn the_reader_after_fork_does_not_allocate_either() {
         })
     });
 }
+
+// ---------------------------------------------------------------------------
+// The kernel's text as its layout changes: `status()` remembers where the
+// recorded lines stood in the last text it read, and so does a kept
+// `StatusReader` (with the `fast-status` feature). Each scenario below
+// moves those lines for real, or changes the values at their places, and
+// after every change both readings must agree with std's.
+
+/// The recorded keys, in the order of [`status_oracle::fields`].
+const RECORDED: [&str; 6] = ["VmLck", "VmPin", "VmSize", "VmRSS", "VmSwap", "CapEff"];
+
+/// Where each recorded line of `text` starts (the offset of its first
+/// byte), found with std by splitting lines at their first colon.
+type Places = [Option<usize>; 6];
+
+fn places(text: &[u8]) -> Places {
+    let mut found = [None; 6];
+    let mut at = 0;
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        let key = line.split(|&b| b == b':').next().unwrap_or_default();
+        if let Some(k) = RECORDED.iter().position(|r| r.as_bytes() == key) {
+            found[k] = Some(at);
+        }
+        at += line.len();
+    }
+    found
+}
+
+/// Whether each recorded value of `text` is written as the kernel pads one
+/// that fits its column: a tab, a size in eight columns and ` kB`, or a tab
+/// and sixteen hex digits for `CapEff`. Only such values are read at the
+/// places remembered from the last text; any other sends the crate back to
+/// the scan, wherever the lines stand.
+fn padded(text: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(text);
+    RECORDED.iter().all(|key| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .is_some_and(|v| {
+                let width = if *key == "CapEff" { 17 } else { 12 };
+                v.len() == width && v.starts_with('\t') && (*key == "CapEff" || v.ends_with(" kB"))
+            })
+    })
+}
+
+/// A field of `/proc/self/status` that is a plain number (`FDSize`), or
+/// the first of a slash-separated pair (`SigQ`), read with std.
+fn status_number(text: &[u8], key: &str) -> u64 {
+    String::from_utf8_lossy(text)
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().split('/').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no numeric {key} in /proc/self/status"))
+}
+
+/// The number of decimal digits of `n`.
+fn digits(n: u64) -> u32 {
+    n.checked_ilog10().unwrap_or(0) + 1
+}
+
+/// How many times [`Agreement::check`] reads again when the six fields
+/// moved while it read (a page fault between two readings moves `VmRSS`).
+const ATTEMPTS: u32 = 50;
+
+/// `status()`, a kept [`StatusReader`] and std's reading of
+/// `/proc/self/status` (parsed by the oracle), compared back to back, with
+/// a count of what the crate's layout hint could do with each text it read.
+///
+/// The counts come from the texts themselves: a reading of a text whose
+/// six lines stand where they stood in the text the same reader read last,
+/// each value padded ([`padded`]), is one the hint can answer
+/// (`hinted`); a reading after the lines moved (`moved`), or of a value
+/// out of its column (`unpadded`), must go through the scan, which learns
+/// the new places. Each check calls `status()` twice and the reader twice,
+/// so that a text whose layout just changed is read both ways.
+///
+/// Each call's `read(2)`/`pread(2)` calls are counted too (`syscr:` of
+/// `/proc/self/io`), and must be what [`expected_reads`] says.
+struct Agreement {
+    reader: StatusReader,
+    /// `/proc/self/io`, kept open for [`reads_so_far`].
+    io: std::fs::File,
+    /// std's two readings, kept so that reading does not grow the heap.
+    before: Vec<u8>,
+    after: Vec<u8>,
+    /// The places in the last text `status()` and the reader read, when
+    /// known (not after an attempt during which the text changed).
+    status_saw: Option<Places>,
+    reader_saw: Option<Places>,
+    hinted: u32,
+    /// Of `hinted`, the first readings after a change that left the
+    /// places as they were: the remembered places read new values.
+    kept: u32,
+    moved: u32,
+    unpadded: u32,
+    checks: u32,
+    retries: u32,
+}
+
+impl Agreement {
+    fn new() -> Result<Agreement, String> {
+        Ok(Agreement {
+            reader: StatusReader::open().map_err(|e| format!("StatusReader::open: {e}"))?,
+            io: std::fs::File::open("/proc/self/io").map_err(|e| {
+                format!("/proc/self/io (the kernel's CONFIG_TASK_IO_ACCOUNTING): {e}")
+            })?,
+            before: Vec::with_capacity(1 << 20),
+            after: Vec::with_capacity(1 << 20),
+            status_saw: None,
+            reader_saw: None,
+            hinted: 0,
+            kept: 0,
+            moved: 0,
+            unpadded: 0,
+            checks: 0,
+            retries: 0,
+        })
+    }
+
+    /// Reads `/proc/self/status` with std into `buf`.
+    fn read_std(buf: &mut Vec<u8>) -> Result<(), String> {
+        use std::io::Read;
+        buf.clear();
+        std::fs::File::open("/proc/self/status")
+            .and_then(|mut f| f.read_to_end(buf))
+            .map(drop)
+            .map_err(|e| format!("std reading /proc/self/status: {e}"))
+    }
+
+    /// Reads the status with std, then twice with `status()`, twice with
+    /// the reader, then with std again; when std's two readings agree (the
+    /// six fields and their places did not move meanwhile), every crate
+    /// reading must equal them, field by field. `what` names the change
+    /// just made, for the failure message.
+    fn check(&mut self, what: &str) -> Result<(), String> {
+        for _ in 0..ATTEMPTS {
+            Agreement::read_std(&mut self.before)?;
+            let io = &self.io;
+            let statuses = [counted(io, mlock::status)?, counted(io, mlock::status)?];
+            let reader = &mut self.reader;
+            let readings = [
+                counted(io, || reader.read())?,
+                counted(io, || reader.read())?,
+            ];
+            Agreement::read_std(&mut self.after)?;
+            let want = oracle(&self.before);
+            let at = places(&self.before);
+            let len = self.before.len();
+            if want != oracle(&self.after) || at != places(&self.after) || len != self.after.len() {
+                // Something moved while we read: nothing can be said.
+                self.status_saw = None;
+                self.reader_saw = None;
+                self.retries += 1;
+                continue;
+            }
+            let text = || String::from_utf8_lossy(&self.before).into_owned();
+            let want = want.map_err(|e| {
+                format!(
+                    "{what}: std's reading of the kernel's text ({len} bytes) does not parse ({e}):\n{}",
+                    text()
+                )
+            })?;
+            let got = [
+                ("status(), first call", statuses[0]),
+                ("status(), second call", statuses[1]),
+                ("StatusReader::read, first call", readings[0]),
+                ("StatusReader::read, second call", readings[1]),
+            ];
+            let reads = expected_reads(&self.before);
+            for (who, (got, made)) in got {
+                let got = got.map(|s| fields(&s));
+                if got != Ok(want) {
+                    return Err(format!(
+                        "{what}: {who} read {got:?}, std read {want:?} \
+                         (fields {RECORDED:?}) from the same {len}-byte text:\n{}",
+                        text()
+                    ));
+                }
+                ensure(made == reads, || {
+                    format!(
+                        "{what}: {who} made {made} reads of the {len}-byte text, not {reads} \
+                         (fast-status {}, CapEff at byte {:?})",
+                        cfg!(feature = "fast-status"),
+                        at[5]
+                    )
+                })?;
+            }
+            // What the hint could do with each of the four readings.
+            let padded = padded(&self.before);
+            for saw in [&mut self.status_saw, &mut self.reader_saw] {
+                for call in 0..2 {
+                    if call == 1 || *saw == Some(at) {
+                        if padded {
+                            self.hinted += 1;
+                            self.kept += u32::from(call == 0);
+                        } else {
+                            self.unpadded += 1;
+                        }
+                    } else {
+                        self.moved += 1;
+                    }
+                }
+                *saw = Some(at);
+            }
+            self.checks += 1;
+            return Ok(());
+        }
+        Err(format!(
+            "{what}: the six fields moved during each of {ATTEMPTS} back-to-back readings"
+        ))
+    }
+
+    /// The places of the recorded lines in std's last reading.
+    fn places(&self) -> Places {
+        places(&self.before)
+    }
+}
+
+/// The size of the buffer the crate reads the status through.
+const READ_CHUNK: usize = 2048;
+
+/// How many reads of `text` the crate makes through its 2 KiB buffer. A
+/// read of procfs's `status` returns as much of the text as asked, or all
+/// that is left (a `seq_file` formatted whole on the first read). With
+/// `fast-status` the crate stops after the read that holds the end of the
+/// `CapEff` line, the last recorded line the kernel writes; without it, it
+/// reads every full 2 KiB, then the short (or empty) read that ends the
+/// file.
+fn expected_reads(text: &[u8]) -> u64 {
+    let reads = if cfg!(feature = "fast-status") {
+        let start = places(text)[5].expect("a CapEff line");
+        let end = start + text[start..].iter().position(|&b| b == b'\n').unwrap_or(0) + 1;
+        (end - 1) / READ_CHUNK + 1
+    } else {
+        text.len() / READ_CHUNK + 1
+    };
+    reads as u64
+}
+
+/// How many `read(2)` and `pread(2)` calls this process has made, from the
+/// `syscr:` line of `/proc/self/io` (open in `io`); the kernel counts the
+/// `pread` that reads it after it returns, so the next count includes it.
+fn reads_so_far(io: &std::fs::File) -> Result<u64, String> {
+    let mut buf = [0u8; 512];
+    let n = std::os::unix::fs::FileExt::read_at(io, &mut buf, 0)
+        .map_err(|e| format!("reading /proc/self/io: {e}"))?;
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .find_map(|l| l.strip_prefix("syscr:")?.trim().parse().ok())
+        .ok_or_else(|| "no syscr in /proc/self/io".into())
+}
+
+/// Calls `f`, and counts the reads it made ([`reads_so_far`]).
+fn counted<T>(io: &std::fs::File, f: impl FnOnce() -> T) -> Result<(T, u64), String> {
+    let first = reads_so_far(io)?;
+    let out = f();
+    let reads = reads_so_far(io)? - first - 1;
+    Ok((out, reads))
+}
+
+/// Sets this thread's name (`comm`, at most 15 bytes) with
+/// `prctl(PR_SET_NAME)`.
+fn set_name(name: &[u8]) -> Result<(), String> {
+    let mut buf = [0u8; 16];
+    buf.get_mut(..name.len())
+        .ok_or("a comm holds at most 15 bytes")?
+        .copy_from_slice(name);
+    // SAFETY: `buf` is a NUL-terminated string of at most 16 bytes.
+    let rc = unsafe { libc::prctl(libc::PR_SET_NAME, buf.as_ptr() as libc::c_ulong, 0, 0, 0) };
+    ensure(rc == 0, || {
+        format!("prctl(PR_SET_NAME): {}", std::io::Error::last_os_error())
+    })
+}
+
+/// A process name that the kernel writes in `len` bytes (1 to 30): up to
+/// 15 letters, then ever more of them replaced by newlines, each of which
+/// the kernel writes as the two bytes `\n`.
+fn name_written_in(len: usize) -> Vec<u8> {
+    let newlines = len.saturating_sub(15);
+    let letters = len.min(15) - newlines;
+    let mut name = vec![b'\n'; newlines];
+    name.extend_from_slice(&b"abcdefghijklmno"[..letters]);
+    name
+}
+
+/// The process name through every length its line can have, from 1 byte
+/// to 30 and back, then from 1 byte to each other length and back (every
+/// shift from -29 to 29 bytes), while 1 MiB is locked; then names holding
+/// the text of a recorded line.
+///
+/// `Name:` is the text's first line, so every other line moves with its
+/// length. The shifts of 19 and 20 bytes, the length of most size lines,
+/// bring a neighbouring line exactly onto a remembered place (`VmPin:` onto
+/// `VmLck:`'s, whose values differ while memory is locked): what the
+/// crate checks at each place must tell them apart. The kernel escapes newlines and backslashes in the name
+/// (`proc_task_name()` in `fs/proc/array.c`), so a name cannot forge a line
+/// of its own: what the crate's scan and its remembered places rely on.
+fn through_every_name(watch: &mut Agreement) -> Result<(), String> {
+    let map = Anon::new(1 << 20);
+    mlock::lock(map.slice()).map_err(|e| format!("lock 1 MiB: {e}"))?;
+    let lengths = (1..=30)
+        .chain((1..30).rev())
+        .chain((2..=30).flat_map(|len| [len, 1]));
+    let mut last = 0;
+    for len in lengths {
+        let name = name_written_in(len);
+        set_name(&name)?;
+        let before = watch.places();
+        watch.check(&format!("named {:?}", String::from_utf8_lossy(&name)))?;
+        ensure(last == len || watch.places() != before, || {
+            format!("renaming to {len} bytes did not move the recorded lines")
+        })?;
+        last = len;
+    }
+    let lck = status_kb("VmLck");
+    ensure(lck >= 1024 && lck != status_kb("VmPin"), || {
+        format!("VmLck {lck} kB with 1 MiB locked, VmPin the same")
+    })?;
+    mlock::unlock(map.slice()).map_err(|e| format!("unlock: {e}"))?;
+    for name in [
+        &b"\nVmLck:\t1 kB"[..],
+        b"x\nCapEff:\tffff",
+        b"\\\\\\",
+        b"\n\nVmSwap:\t99 kB",
+    ] {
+        set_name(name)?;
+        watch.check(&format!("named {:?}", String::from_utf8_lossy(name)))?;
+    }
+    set_name(b"layout")
+}
+
+/// Opens descriptors at ever higher numbers (`dup2(2)`), so that the
+/// kernel grows the process's descriptor table and `FDSize:` (its size,
+/// a power of two, written before the sizes) gains digits: 64, then 128
+/// or more, then 1024 or more. Each added digit moves the six lines by one
+/// byte; a growth within a digit count (128 to 256) leaves them in place.
+fn through_descriptor_tables(watch: &mut Agreement) -> Result<(), String> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit to fill, then to set.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    let hard = limit.rlim_max;
+    ensure(hard > 1100, || {
+        format!("the hard RLIMIT_NOFILE is {hard}: descriptor 1100 must be possible for FDSize to reach four digits (raise it with `ulimit -Hn`)")
+    })?;
+    let null = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
+    let first = status_number(&watch.before, "FDSize");
+    let mut sizes = vec![first];
+    for target in [70, 130, 260, 520, 1040, 2080, 4160, 8320, 16400] {
+        if target >= hard {
+            break;
+        }
+        // SAFETY: duplicates an open descriptor onto an unused number,
+        // closed below.
+        let fd = unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), target as i32) };
+        ensure(fd == target as i32, || {
+            format!("dup2 to {target}: {}", std::io::Error::last_os_error())
+        })?;
+        watch.check(&format!("descriptor {target} open"))?;
+        sizes.push(status_number(&watch.before, "FDSize"));
+        // SAFETY: `fd` is the duplicate made above, owned by nothing else.
+        unsafe { libc::close(fd) };
+    }
+    let last = *sizes.last().unwrap_or(&first);
+    ensure(digits(last) > digits(first), || {
+        format!("FDSize went {sizes:?}: it never gained a digit")
+    })
+}
+
+/// Locks and unlocks ever more of a mapping: `VmLck` goes from a few kB to
+/// MiB and back. The kernel pads each size to eight columns (`%8lu`), so
+/// its line keeps its length and nothing moves: the remembered places are
+/// read, and must give the new value each time.
+fn through_locks(watch: &mut Agreement) -> Result<(), String> {
+    let map = Anon::new(4 << 20);
+    let base = status_kb("VmLck");
+    for kb in [4, 40, 400, 4096] {
+        let region = &map.slice()[..kb * 1024];
+        mlock::lock(region).map_err(|e| format!("lock {kb} kB: {e}"))?;
+        watch.check(&format!("{kb} kB locked"))?;
+        let locked = status_kb("VmLck");
+        ensure(locked >= base + kb as u64, || {
+            format!("VmLck {locked} kB after locking {kb} kB over {base} kB")
+        })?;
+    }
+    mlock::unlock(map.slice()).map_err(|e| format!("unlock: {e}"))?;
+    watch.check("unlocked")?;
+    ensure_eq(status_kb("VmLck"), base, "VmLck after unlocking, in kB")
+}
+
+/// Faults in pages of a fresh mapping, 1 MiB at a time, until `VmRSS`
+/// (and `VmHWM`) has crossed the next two powers of ten in kB, or 256 MiB
+/// were touched, whichever comes first. The values gain digits in their
+/// padded columns: nothing moves, and the remembered places must read
+/// each new value.
+fn through_resident_sizes(watch: &mut Agreement) -> Result<(), String> {
+    const MIB: usize = 1 << 20;
+    let map = Anon::new(256 * MIB);
+    let first = status_kb("VmRSS");
+    let mut crossed = 0;
+    let mut last = first;
+    for mib in 1..=256 {
+        map.touch(mib * MIB / page_size());
+        watch.check(&format!("{mib} MiB touched"))?;
+        let rss = status_kb("VmRSS");
+        if digits(rss) > digits(last) {
+            crossed += 1;
+            if crossed == 2 {
+                break;
+            }
+        }
+        last = rss;
+    }
+    ensure(crossed >= 1, || {
+        format!("VmRSS went from {first} kB to {last} kB without gaining a digit")
+    })
+}
+
+/// Reserves address space (`PROT_NONE`, `MAP_NORESERVE`: no memory) until
+/// `VmSize` needs more digits than the eight columns the kernel pads it to
+/// (at 10^8 kB, about 95 GiB), then gives it back, twice. The longer value
+/// moves every line after it (and `VmPeak` before it stays long), and it
+/// is not padded, so even where the keys stand at their places the value
+/// is read by the scan.
+fn through_virtual_sizes(watch: &mut Agreement) -> Result<(), String> {
+    for round in 0..2 {
+        let size = status_kb("VmSize");
+        let next = 10u64.pow(digits(size).max(8));
+        let len = ((next - size + 1024) * 1024) as usize;
+        // SAFETY: a fresh private reservation that aliases nothing.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        ensure(addr != libc::MAP_FAILED, || {
+            format!(
+                "reserving {len} bytes of address space: {}",
+                std::io::Error::last_os_error()
+            )
+        })?;
+        watch.check(&format!("{len} bytes reserved (round {round})"))?;
+        let grown = status_kb("VmSize");
+        // SAFETY: the reservation made above, used by nothing.
+        unsafe { libc::munmap(addr, len) };
+        ensure(digits(grown) > digits(size).max(8), || {
+            format!("VmSize is {grown} kB after reserving {len} bytes over {size} kB")
+        })?;
+        watch.check(&format!("{len} bytes given back (round {round})"))?;
+    }
+    Ok(())
+}
+
+/// Queues blocked real-time signals to this process until `SigQ:` (the
+/// signals queued for this real user ID) gains a digit, then takes them
+/// back with `sigtimedwait(2)`. `SigQ` stands after the five sizes and
+/// before `CapEff`: only `CapEff` moves, the other five remembered places
+/// stay good.
+///
+/// Under QEMU user mode the emulator takes each host signal at once and
+/// queues it for the guest itself, so the host's `SigQ` does not grow:
+/// there the readings are compared, but no move is expected.
+fn through_signal_queues(watch: &mut Agreement) -> Result<(), String> {
+    let sig = libc::SIGRTMIN() + 1;
+    // SAFETY: plain signal-mask calls on a local set.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    let queued = status_number(&watch.before, "SigQ");
+    let target = 10u64.pow(digits(queued)) + 8;
+    let before = watch.places();
+    for _ in queued..target {
+        // SAFETY: a blocked signal to this process: it is only queued.
+        let rc = unsafe { libc::kill(libc::getpid(), sig) };
+        ensure(rc == 0, || {
+            format!("queueing a signal: {}", std::io::Error::last_os_error())
+        })?;
+    }
+    watch.check(&format!("{} signals queued", target - queued))?;
+    let after = watch.places();
+    if !under_qemu_user() {
+        ensure(after[..5] == before[..5] && after[5] != before[5], || {
+            format!("queueing signals moved the recorded lines from {before:?} to {after:?}; only CapEff should move")
+        })?;
+    }
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `set` and `zero` are valid; the info is not wanted.
+    while unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) } == sig {}
+    watch.check("the signals taken back")
+}
+
+/// `status()` and a kept `StatusReader` agree field by field with std's
+/// reading of `/proc/self/status` while the layout of the kernel's text
+/// changes for real between calls: a new process name of every length
+/// (`prctl(PR_SET_NAME)`, which moves every later line), a descriptor
+/// table grown past 64 and 1024 entries (`FDSize` gains digits), memory
+/// locked and unlocked (`VmLck` changes in place), pages faulted in
+/// (`VmRSS` gains digits in place), address space reserved past 10^8 kB
+/// (`VmSize` outgrows its padded column) and signals queued (`SigQ` moves
+/// `CapEff` alone). Each helper's comment says why its change moves the
+/// lines or not.
+///
+/// It relies on the kernel formatting the file afresh on every read from
+/// its start, on each recorded key being written once at a line's start,
+/// on newlines in the name being escaped, and on sizes padded to eight
+/// columns; and on `/proc/self/io` counting each `read(2)` and `pread(2)`,
+/// by which every reading of these texts under 2 KiB is seen to take one.
+/// The counts show that the texts read both kept the places
+/// remembered from the last text (what the crate's hint answers) and moved
+/// them (what it must notice, and scan).
+///
+/// In a forked child: it renames, locks and maps for the whole process.
+#[test]
+fn status_and_a_kept_reader_agree_with_std_while_the_layout_changes() {
+    run(|| {
+        let mut watch = Agreement::new()?;
+        watch.check("at the start")?;
+        through_every_name(&mut watch)?;
+        through_descriptor_tables(&mut watch)?;
+        through_locks(&mut watch)?;
+        through_resident_sizes(&mut watch)?;
+        through_virtual_sizes(&mut watch)?;
+        through_signal_queues(&mut watch)?;
+        watch.check("at the end")?;
+        let Agreement {
+            hinted,
+            kept,
+            moved,
+            unpadded,
+            checks,
+            retries,
+            ..
+        } = watch;
+        ensure(moved >= 60 && kept >= 20 && unpadded >= 4, || {
+            format!(
+                "{checks} checks ({retries} retried): {hinted} readings at remembered places \
+                 ({kept} first after a change), {moved} after the lines moved, \
+                 {unpadded} of an unpadded value"
+            )
+        })
+    });
+}
+
+/// Sets this process's supplementary groups with `setgroups(2)`, which
+/// needs `CAP_SETGID`: fails saying so.
+fn set_groups(groups: &[libc::gid_t]) -> Result<(), String> {
+    // SAFETY: `groups` is valid for its length.
+    let rc = unsafe { libc::setgroups(groups.len(), groups.as_ptr()) };
+    ensure(rc == 0, || {
+        format!(
+            "setgroups(2) with {} groups: {}; this test must run as root (CAP_SETGID)",
+            groups.len(),
+            std::io::Error::last_os_error()
+        )
+    })
+}
+
+/// Groups whose entries on the `Groups:` line take `bytes` bytes (at least
+/// 20): the kernel writes each group in decimal and a space after it, so
+/// `bytes / 5` four-digit IDs, `bytes % 5` of them made five-digit.
+fn groups_taking(bytes: usize) -> Vec<libc::gid_t> {
+    let (n, longer) = (bytes / 5, bytes % 5);
+    assert!(
+        longer <= n,
+        "{bytes} bytes of groups cannot be made of 4- and 5-digit IDs"
+    );
+    (0..n as libc::gid_t)
+        .map(|i| {
+            if (i as usize) < longer {
+                10_000 + i
+            } else {
+                1000 + i
+            }
+        })
+        .collect()
+}
+
+/// A real status text over the 2 KiB the crate reads it through: thousands
+/// of supplementary groups (`setgroups(2)`) fill the `Groups:` line, which
+/// the kernel writes before the sizes, so the six recorded lines stand
+/// past the first read. `status()` and a kept reader must agree with std
+/// as the text streams through several reads, and as each reading stops
+/// after `CapEff`, the last recorded line the kernel writes.
+///
+/// First the `Groups:` line grows one byte at a time (the kernel writes
+/// `%u ` per group, so a four-digit ID made five-digit adds one byte), so
+/// that the text's length passes 2047, 2048 and 2049 bytes and a 2048-byte
+/// boundary falls at every offset of every recorded line (counted, and
+/// checked); then 3,000, 10,000 and 65,536 (`NGROUPS_MAX`) groups. The
+/// reads each call makes are counted (`syscr:` of `/proc/self/io`): with
+/// `fast-status` a reading stops at the read that completes the `CapEff`
+/// line, even when the text is exactly 2048 bytes; without it, it reads to
+/// the end ([`expected_reads`]). The failure message names the group count
+/// and the text's length.
+///
+/// In a forked child that is root: the groups are the process's.
+#[test]
+fn a_status_over_the_read_buffer_agrees_with_std() {
+    const CHUNK: usize = 2048;
+    run(|| {
+        let mut watch = Agreement::new()?;
+        // Where a multiple of CHUNK fell inside each recorded line: the
+        // offsets into it, and its length.
+        let mut cut_at: [std::collections::BTreeSet<usize>; 6] = Default::default();
+        let mut line_len = [0; 6];
+        let mut lengths = std::collections::BTreeSet::new();
+        for bytes in 20..=2200 {
+            let groups = groups_taking(bytes);
+            set_groups(&groups)?;
+            watch.check(&format!("{} groups", groups.len()))?;
+            let text = &watch.before;
+            lengths.insert(text.len());
+            for (k, start) in watch.places().into_iter().enumerate() {
+                let start = start.ok_or_else(|| format!("no {} line", RECORDED[k]))?;
+                let len = text[start..].iter().position(|&b| b == b'\n').unwrap_or(0) + 1;
+                line_len[k] = len;
+                let next = (start / CHUNK + 1) * CHUNK;
+                if next < start + len {
+                    cut_at[k].insert(next - start);
+                }
+            }
+        }
+        for (k, cuts) in cut_at.iter().enumerate() {
+            let len = line_len[k];
+            ensure(cuts.len() == len - 1, || {
+                format!(
+                    "a read ended at only {} of the {} inner offsets of the {}-byte {} line: {cuts:?}",
+                    cuts.len(),
+                    len - 1,
+                    len,
+                    RECORDED[k]
+                )
+            })?;
+        }
+        ensure(
+            (CHUNK - 1..=CHUNK + 1).all(|l| lengths.contains(&l)),
+            || {
+                format!(
+                    "the text was never 2047, 2048 and 2049 bytes long: {:?}..{:?}",
+                    lengths.first(),
+                    lengths.last()
+                )
+            },
+        )?;
+        for n in [3_000, 10_000, 65_536] {
+            let groups: Vec<libc::gid_t> = (100_000..100_000 + n).collect();
+            set_groups(&groups)?;
+            watch.check(&format!("{n} groups"))?;
+            ensure(watch.places()[0].is_some_and(|at| at > CHUNK), || {
+                format!("with {n} groups VmLck stands at {:?}", watch.places()[0])
+            })?;
+        }
+        set_groups(&[])?;
+        watch.check("no groups")
+    });
+}

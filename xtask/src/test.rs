@@ -3,8 +3,9 @@
 //! With no arguments it runs the whole matrix in order and stops at the first
 //! failing step: formatting, clippy for every target, docs, the test suite on
 //! the host (glibc and static musl) and under QEMU user mode (aarch64 and
-//! riscv64), a no-OS build, a `--no-default-features` build per Linux
-//! target, the crates.io package (`cargo package`, `cargo publish
+//! riscv64), the status tests without the `fast-status` feature, a no-OS
+//! build, a `--no-default-features` build per Linux target, the crates.io
+//! package (`cargo package`, `cargo publish
 //! --dry-run`), and the later tiers (real kernels, size, the container
 //! table on Docker, quick benchmarks). `--target T` runs only that
 //! target's tests.
@@ -118,8 +119,9 @@ const USAGE: &str = "usage: cargo xtask test [--target T]...
 
 Without --target, runs the whole matrix (fmt, clippy, doc, tests on every
 target, builds) and stops at the first failure. With --target, runs only that
-target's tests: natively for the host, under QEMU user mode when foreign (for
-riscv64 also optimized with the V extension, on an emulated CPU that has it).";
+target's tests: natively for the host (and its status tests once more without
+the default features), under QEMU user mode when foreign (for riscv64 also
+optimized with the V extension, on an emulated CPU that has it).";
 
 /// Entry point for `cargo xtask test [--target T]...`.
 pub fn main(args: &[String]) -> util::Result {
@@ -168,8 +170,12 @@ pub fn main(args: &[String]) -> util::Result {
             .iter()
             .filter_map(|t| t.arch.and_then(vector_step))
             .collect();
+        let host = chosen.iter().any(|t| t.triple == host_triple());
         steps.extend(chosen.into_iter().map(test_step));
         steps.extend(vector);
+        if host {
+            steps.push(small_status_step());
+        }
         if no_os {
             steps.push(no_os_build());
             steps.push(stub_backend_test());
@@ -250,6 +256,8 @@ fn full_matrix() -> Vec<Step> {
     // The vector extension's case (riscv64 V): optimized, so that the
     // compiler vectorizes, under an emulated CPU that has it.
     steps.extend(arch::ARCHES.iter().filter_map(vector_step));
+    // The status reading as the small static /init builds it.
+    steps.push(small_status_step());
 
     // Builds that run nothing: no OS, and no default features.
     steps.push(no_os_build());
@@ -308,6 +316,22 @@ fn test_step(target: &'static Target) -> Step {
         // report names all failures; the matrix still stops after this step.
         cmd.arg("--no-fail-fast");
         cmd.env(DOCTOR_ENV, build_doctor(target)?);
+        run_libtest(&mut cmd, tally)
+    })
+}
+
+/// The crate's unit tests and tests/status.rs on the host without the
+/// default `fast-status` feature (`--no-default-features`), as the 8 KiB
+/// static `/init` (examples/static_init) builds the crate: there every
+/// status text goes through the plain streaming parser, which the default
+/// build reaches only for texts over one read. Only those two suites, the
+/// ones whose code the feature changes, to keep the step cheap.
+fn small_status_step() -> Step {
+    let host = &TARGETS[0];
+    Step::new("test --no-default-features", host.triple, move |tally| {
+        let mut cmd = cargo_for(host);
+        cmd.args(["test", "--no-default-features", "--lib", "--test", "status"])
+            .arg("--no-fail-fast");
         run_libtest(&mut cmd, tally)
     })
 }
