@@ -1007,6 +1007,32 @@ mod tests {
     }
 
     #[test]
+    fn a_padded_line_at_a_remembered_place_is_no_key() {
+        // `VmHWM` and `VmRSS` swapped: at the place `VmRSS` had stands a
+        // line as long, its value padded as the kernel pads one, and every
+        // other line stands where it stood. Only the key tells it is not
+        // `VmRSS`.
+        let values = [
+            "\t       8 kB",
+            "\t       0 kB",
+            "\t    9000 kB",
+            "\t     800 kB",
+            "\t       0 kB",
+            "\t000001fffeffffff",
+        ];
+        let text = kernel_text("demo", &values, "");
+        let mut layout = Layout::UNKNOWN;
+        let first = Status::parse_kernel_text(text.as_bytes(), &mut layout);
+        assert_eq!(first.map(|s| s.rss_bytes()), Ok(Some(800 * 1024)));
+        let (hwm, rss) = ("VmHWM:\t     900 kB\n", "VmRSS:\t     800 kB\n");
+        let swapped = text.replace(&format!("{hwm}{rss}"), &format!("{rss}{hwm}"));
+        assert_ne!(swapped, text);
+        let second = Status::parse_kernel_text(swapped.as_bytes(), &mut layout);
+        assert_eq!(second.map(|s| s.rss_bytes()), Ok(Some(800 * 1024)));
+        assert_eq!(second, Status::parse(swapped.as_bytes()));
+    }
+
+    #[test]
     fn a_stale_layout_never_changes_the_answer() {
         // Texts of one kernel's shape whose lines move (the name's length)
         // and whose values take every form: padded as the kernel pads them,

@@ -1,8 +1,11 @@
 //! Reading `/proc/self/status`: [`status`] opens, reads and closes it
 //! each time; [`StatusReader`] keeps it open for a poller. Both read
-//! through a stack buffer into the streaming parser, and remember per
-//! process (until a fork) what they need not ask the kernel again: the
-//! process ID, and that `/proc` is procfs.
+//! through a stack buffer, parse what they read as the kernel's own text
+//! (a text read whole at once with the layout of the last one, with
+//! `fast-status`; otherwise, and a text over the buffer, through the
+//! streaming parser), and remember per process (until a fork) what they
+//! need not ask the kernel again: the process ID, and that `/proc` is
+//! procfs.
 
 use core::mem::MaybeUninit;
 

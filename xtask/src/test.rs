@@ -210,6 +210,21 @@ fn full_matrix() -> Vec<Step> {
             "warnings",
         ]))
     }));
+    // Without `fast-status`: the smaller parser static_init links.
+    steps.push(Step::new(
+        "clippy --no-default-features",
+        host_triple(),
+        |_| {
+            util::run(util::cargo().args([
+                "clippy",
+                "--no-default-features",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]))
+        },
+    ));
     for target in TARGETS.iter().filter(|t| t.triple != host_triple()) {
         steps.push(Step::new("clippy", target.triple, move |_| {
             util::run(
