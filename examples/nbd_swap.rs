@@ -587,7 +587,7 @@ impl Store {
         let end = offset
             .checked_add(u64::from(len))
             .ok_or(NbdError(nbd::EINVAL))?;
-        if offset % PAGE as u64 != 0
+        if !offset.is_multiple_of(PAGE as u64)
             || u64::from(len) % PAGE as u64 != 0
             || end > blocks * PAGE as u64
         {

@@ -55,7 +55,9 @@ fn locked_buf_is_locked_excluded_from_dumps_and_cleared() {
         ensure(key.as_ref()[47] == 0xA5, || "write".into())?;
         let addr = key.as_ref().as_ptr() as usize;
         // Right-aligned against the trailing guard page.
-        ensure((addr + 48) % page_size() == 0, || "not end-aligned".into())?;
+        ensure((addr + 48).is_multiple_of(page_size()), || {
+            "not end-aligned".into()
+        })?;
         let flags = vm_flags(addr);
         // QEMU user mode answers MADV_DONTDUMP with success and drops it
         // (its madvise passes almost no advice to the host), so only the

@@ -1061,13 +1061,13 @@ mod tests {
         let mut name = "demo";
         for round in 0..20_000 {
             // Now and then a new name, which moves every later line.
-            if next() % 8 == 0 {
+            if next().is_multiple_of(8) {
                 name = &"abcdefghijklmnopqrstuvwxyz"[..(next() % 17) as usize];
             }
             let mut pick = |common: usize, all: &[&'static str]| -> &'static str {
                 // Mostly the kernel's own form, so that the hint is used.
                 let r = next() as usize;
-                all[if r % 8 != 0 {
+                all[if !r.is_multiple_of(8) {
                     common
                 } else {
                     (r >> 3) % all.len()

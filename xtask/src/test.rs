@@ -40,6 +40,10 @@ const NO_OS: &str = "riscv64gc-unknown-none-elf";
 /// (so `--workspace` and `fmt --all` do not reach it).
 const STATIC_INIT: &str = "examples/static_init/Cargo.toml";
 
+/// The crate's `rust-version` (Cargo.toml; a unit test keeps the two
+/// equal): the oldest Rust that builds it, its dependencies included.
+const MSRV: &str = "1.87";
+
 /// A Linux target of the matrix: the host's own, or one arch's static
 /// target (its settings are in [`crate::arch`]).
 struct Target {
@@ -248,6 +252,26 @@ fn full_matrix() -> Vec<Step> {
         util::run(
             util::cargo().args(["clippy", "--target", NO_OS, "--lib", "--", "-D", "warnings"]),
         )
+    }));
+
+    // The oldest Rust the crate says it builds with (`rust-version`), in
+    // each feature set; its own target directory.
+    steps.push(Step::new("check (rust-version)", host_triple(), |_| {
+        util::ensure_rust_toolchain(MSRV)?;
+        for features in [
+            &[][..],
+            &["--no-default-features"],
+            &["--features", "serde"],
+        ] {
+            util::run(
+                Command::new("rustup")
+                    .current_dir(util::root())
+                    .env("CARGO_TARGET_DIR", util::root().join("target").join("msrv"))
+                    .args(["run", MSRV, "cargo", "check", "--lib"])
+                    .args(features),
+            )?;
+        }
+        Ok(())
     }));
 
     steps.push(Step::new("doc", host_triple(), |_| {
@@ -699,7 +723,17 @@ fn print_summary(rows: &[Row]) {
 
 #[cfg(test)]
 mod tests {
-    use super::kill_group;
+    use super::{kill_group, MSRV};
+
+    #[test]
+    fn the_checked_rust_version_is_the_one_cargo_toml_declares() {
+        let manifest = std::fs::read_to_string(crate::util::root().join("Cargo.toml")).unwrap();
+        let declared = manifest
+            .lines()
+            .find_map(|line| line.strip_prefix("rust-version = "))
+            .map(|v| v.trim_matches('"'));
+        assert_eq!(declared, Some(MSRV));
+    }
     use std::io::{BufRead, BufReader};
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};

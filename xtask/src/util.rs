@@ -258,6 +258,20 @@ impl Tally {
     }
 }
 
+/// Installs the rustup toolchain `name` (minimal profile) unless rustup
+/// has it already.
+pub fn ensure_rust_toolchain(name: &str) -> Result {
+    let installed = output(Command::new("rustup").args(["toolchain", "list"]))?;
+    if installed
+        .lines()
+        .any(|line| line.starts_with(&format!("{name}-")))
+    {
+        return Ok(());
+    }
+    eprintln!("xtask: installing rust toolchain {name}");
+    run(Command::new("rustup").args(["toolchain", "install", name, "--profile", "minimal"]))
+}
+
 /// Adds the rustup component (`clippy`, `rustfmt`, ...) to the active
 /// toolchain unless it is there already.
 pub fn ensure_rust_component(component: &str) -> Result {
