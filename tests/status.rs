@@ -1293,6 +1293,8 @@ fn through_signal_queues(watch: &mut Agreement) -> Result<(), String> {
     let sig = libc::SIGRTMIN() + 1;
     // SAFETY: plain signal-mask calls on a local set.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, owned sigset; blocking one real-time signal
+    // in this single-threaded child only queues it.
     unsafe {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, sig);

@@ -117,7 +117,7 @@ impl Status {
     /// the text is scanned as [`Status::parse`] scans it, and `layout`
     /// learns the new places.
     pub(crate) fn parse_kernel_text(bytes: &[u8], layout: &mut Layout) -> Result<Status, Error> {
-        if let Some(status) = layout.read(bytes).filter(|_| FAST) {
+        if let Some(status) = FAST.then(|| layout.read(bytes)).flatten() {
             return Ok(status);
         }
         let (result, found) = Status::parse_whole(bytes, true);
@@ -490,11 +490,7 @@ impl Scan<'_> {
             let pos = base + found.trailing_zeros() as usize;
             found &= found - 1;
             if let Some(s) = key_slot(head(self.lines, pos)) {
-                let stored = match FAST {
-                    true => store_fast(self.status, self.lines, pos, s),
-                    false => store(self.status, self.lines, pos, s),
-                };
-                if !stored {
+                if !store(self.status, self.lines, pos, s) {
                     return Some(Scanned::Malformed);
                 }
                 if let Some(at) = self.layout.0.get_mut(s).filter(|_| FAST) {
@@ -703,43 +699,27 @@ fn key_slot(head: u64) -> Option<usize> {
 /// field is malformed, or was seen before.
 #[inline(never)]
 fn store(status: &mut Status, text: &[u8], pos: usize, s: usize) -> bool {
-    let colon = colon(s);
-    let hex = s == CAP_EFF;
-    // The newline may stand at most LINE_MAX bytes from `pos`.
-    let end = text.len().min(pos + LINE_MAX + 1);
-    let value = text.get(pos + colon..end).unwrap_or_default();
-    let parsed = match hex {
-        _ if !WORD_LOADS => None,
-        false => kb_as_the_kernel_pads(value),
-        true if FAST => hex_as_the_kernel_writes(value),
-        true => None,
-    };
-    let parsed = parsed.or_else(|| parse_value(value, hex));
-    let bit = 1 << s;
-    match parsed {
-        Some(v) if status.present & bit == 0 => {
-            status.present |= bit;
-            if let Some(slot) = status.values.get_mut(s) {
-                *slot = v;
+    let v = match FAST {
+        // Read in words in straight-line code; by the rules out of line.
+        true => match value_as_the_kernel_writes(text, pos, s) {
+            (v, true) => Some(v),
+            (_, false) => value_by_the_rules(text, pos, s),
+        },
+        // The smaller code: sizes in words where a word is one load, the
+        // rest by the rules, all in line.
+        false => {
+            let value = line_value(text, pos, s);
+            let words = match value.first_chunk() {
+                Some(value) if WORD_LOADS && s != CAP_EFF => Some(kb_padded(value)),
+                _ => None,
+            };
+            match words {
+                Some((v, true)) => Some(v),
+                _ => parse_value(value, s == CAP_EFF),
             }
-            true
         }
-        // Unparsable, or the field appeared twice.
-        _ => false,
-    }
-}
-
-/// [`store`] with the value read in words where the kernel wrote it so,
-/// in straight-line code, and by the rules out of line.
-#[inline(never)]
-fn store_fast(status: &mut Status, text: &[u8], pos: usize, s: usize) -> bool {
-    let bit = 1 << s;
-    let (v, ok) = value_as_the_kernel_writes(text, pos, s);
-    let v = if ok {
-        Some(v)
-    } else {
-        value_by_the_rules(text, pos, s)
     };
+    let bit = 1 << s;
     match (v, status.values.get_mut(s)) {
         (Some(v), Some(slot)) if status.present & bit == 0 => {
             *slot = v;
@@ -769,9 +749,16 @@ fn value_as_the_kernel_writes(text: &[u8], pos: usize, s: usize) -> (u64, bool) 
 #[cold]
 #[inline(never)]
 fn value_by_the_rules(text: &[u8], pos: usize, s: usize) -> Option<u64> {
+    parse_value(line_value(text, pos, s), s == CAP_EFF)
+}
+
+/// The value of the field in slot `s` whose line starts at `pos` of `text`,
+/// up to where its newline may stand at the most ([`LINE_MAX`] bytes from
+/// `pos`).
+#[inline(always)]
+fn line_value(text: &[u8], pos: usize, s: usize) -> &[u8] {
     let end = text.len().min(pos + LINE_MAX + 1);
-    let value = text.get(pos + colon(s)..end).unwrap_or_default();
-    parse_value(value, s == CAP_EFF)
+    text.get(pos + colon(s)..end).unwrap_or_default()
 }
 
 /// How far the value of the key in slot `s` stands from its line's start:
@@ -786,28 +773,20 @@ const fn colon(s: usize) -> usize {
 }
 
 /// Whether the `fast-status` feature is on: the code that reads a text
-/// faster, at the cost of size ([`Layout::read`], [`hex_as_the_kernel_writes`]).
+/// faster, at the cost of size ([`Layout::read`], [`hex_written`]).
 const FAST: bool = cfg!(feature = "fast-status");
 
-/// Whether [`kb_as_the_kernel_pads`] reads sizes: where a word of text at
+/// Whether [`kb_padded`] reads sizes: where a word of text at
 /// any address is one load (x86_64, aarch64). The base riscv64 ISA does
 /// not promise fast unaligned loads, so its compiler reads such a word a
 /// byte at a time; there the byte loop is about as fast, and smaller.
 const WORD_LOADS: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 
-/// [`parse_value`] of a value as the kernel pads one under 10^8 kB: a tab,
-/// the number right-aligned in eight columns (`%8lu`), ` kB` and the
-/// newline, read as two words with no loop over their bytes. `None` for
-/// any other value, which [`parse_value`] then reads: never a different
-/// answer.
-#[inline(always)]
-fn kb_as_the_kernel_pads(value: &[u8]) -> Option<u64> {
-    let (kb, padded) = kb_padded(value.first_chunk()?);
-    padded.then_some(kb)
-}
-
-/// [`kb_as_the_kernel_pads`] of the first 16 bytes of a value, with no
-/// branch: the bytes, and whether the value is padded so.
+/// [`parse_value`] of a value as the kernel pads one under 10^8 kB (a tab,
+/// the number right-aligned in eight columns, `%8lu`, ` kB` and the
+/// newline), read from its first 16 bytes as two words, with no loop over
+/// them and no branch: the number of bytes, and whether the value is padded
+/// so. Where it is not, [`parse_value`] reads it: never a different answer.
 #[inline(always)]
 fn kb_padded(value: &[u8; 16]) -> (u64, bool) {
     let [tab, c0, c1, c2, c3, c4, c5, c6, c7, u0, u1, u2, u3, ..] = *value;
@@ -836,18 +815,11 @@ fn kb_padded(value: &[u8; 16]) -> (u64, bool) {
 /// ` kB` and the newline, as a little-endian word.
 const KB_UNIT: u32 = u32::from_le_bytes(*b" kB\n");
 
-/// [`parse_value`] of a capability mask as the kernel writes one: a tab,
-/// sixteen lowercase hex digits (`%016llx`), the newline; read as two
-/// words with no loop over their bytes. `None` for any other value, which
-/// [`parse_value`] then reads: never a different answer.
-#[inline(always)]
-fn hex_as_the_kernel_writes(value: &[u8]) -> Option<u64> {
-    let (mask, written) = hex_written(value.first_chunk()?);
-    written.then_some(mask)
-}
-
-/// [`hex_as_the_kernel_writes`] of the first 18 bytes of a value, with no
-/// branch: the digits, and whether the value is written so.
+/// [`parse_value`] of a capability mask as the kernel writes one (a tab,
+/// sixteen lowercase hex digits, `%016llx`, the newline), read from its
+/// first 18 bytes as two words, with no branch: the mask, and whether the
+/// value is written so. Where it is not, [`parse_value`] reads it: never a
+/// different answer.
 #[inline(always)]
 fn hex_written(value: &[u8; 18]) -> (u64, bool) {
     let [tab, h0, h1, h2, h3, h4, h5, h6, h7, l0, l1, l2, l3, l4, l5, l6, l7, newline] = *value;
@@ -937,10 +909,7 @@ mod tests {
     use std::format;
     use std::string::String;
 
-    use super::{
-        hex_as_the_kernel_writes, kb_as_the_kernel_pads, parse_value, Layout, Status, StatusParser,
-        FAST,
-    };
+    use super::{hex_written, kb_padded, parse_value, Layout, Status, StatusParser, FAST};
     use crate::Error;
 
     /// A text as the kernel writes one, with `name`, each recorded value as
@@ -1108,6 +1077,18 @@ mod tests {
         if FAST {
             assert!(hinted > 2_000 && scanned > 2_000, "{hinted} {scanned}");
         }
+    }
+
+    /// [`kb_padded`] of the start of `value`, as `Some` where it reads it.
+    fn kb_as_the_kernel_pads(value: &[u8]) -> Option<u64> {
+        let (kb, padded) = kb_padded(value.first_chunk()?);
+        padded.then_some(kb)
+    }
+
+    /// [`hex_written`] of the start of `value`, as `Some` where it reads it.
+    fn hex_as_the_kernel_writes(value: &[u8]) -> Option<u64> {
+        let (mask, written) = hex_written(value.first_chunk()?);
+        written.then_some(mask)
     }
 
     fn parse_kb(value: &[u8]) -> Option<u64> {
