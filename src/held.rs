@@ -9,19 +9,46 @@
 //! - **Regions:** each live [`LockGuard`](crate::LockGuard),
 //!   [`LockedBuf`](crate::secret::LockedBuf) and [`SealedBuf`](crate::secret::SealedBuf)
 //!   has an entry in a fixed table of page ranges ([`SLOTS`] of them, with
-//!   a count for identical ranges). An unlock of a range munlocks only the
+//!   a count for identical ranges). Unlocking a range munlocks only the
 //!   pages no other entry covers.
-//! - **The whole address space:** from a successful [`lock_all`] until
-//!   [`unlock_all`], in the process that called it (a forked child inherits
-//!   no locks and sees the record as clear), nothing is munlocked at all:
-//!   `MCL_CURRENT` locked every page, and under `MCL_FUTURE` every new one.
+//! - **The whole address space:** from a successful `lock_all` until
+//!   `unlock_all`, a guard's drop munlocks nothing (`MCL_CURRENT` locked
+//!   every page, and under `MCL_FUTURE` every new one). An explicit
+//!   `unlock` still munlocks, as `munlock(2)` after `mlockall(2)` does in
+//!   the kernel.
 //!
-//! The table is a static array of atomics behind a spin lock, so it needs
-//! neither an allocator nor `std`. The lock is held only while the table
-//! is read or changed and while `munlock`/`munlockall` run, never across
-//! `mlock`/`mlockall` (which may fault in gigabytes): an entry is made
-//! *before* its pages are locked, so a concurrent unlock either sees it or
-//! runs entirely before the pages are locked.
+//! # One record per process
+//!
+//! The record lives in a page of its own ([`sys::PerProcess`]) that a child
+//! of `fork(2)` gets zero-filled: the child starts with an empty table, no
+//! `lock_all` in force and the record's lock free, whatever the parent's
+//! threads were doing at the fork, and nothing compares process IDs.
+//! Entries carry the record's *generation*, set on first use in each
+//! process, so that a guard or secret buffer inherited through fork is
+//! recognised as someone else's when the child drops it.
+//!
+//! # The lock
+//!
+//! The table is guarded by a lock word: 0 when free, else the holder's
+//! thread ID (`gettid(2)`) and two flags. A waiter sleeps in the kernel
+//! (`futex(2)`), so it cannot starve a holder of a lower scheduling class on
+//! its CPU. A thread that finds its own ID in the word was interrupted
+//! inside the record by a signal handler that now calls the crate again:
+//! that call returns [`Error::Reentered`], and a drop, which cannot fail,
+//! is *deferred*: it is counted in its slot, and the interrupted holder
+//! carries it out before it lets go of the lock.
+//!
+//! The lock is held while the table is read or changed and while
+//! `munlock`/`munlockall` run, never across `mlock`/`mlockall` (which may
+//! fault in gigabytes): an entry is made *before* its pages are locked, so
+//! an unlock either sees it or ran entirely before the pages are locked.
+//!
+//! `lock_all` does not take the lock: it announces itself (`pending`),
+//! waits until a holder that may have missed the announcement has left,
+//! and only then calls `mlockall`. A drop that sees a `lock_all` pending
+//! cannot know whether it will succeed, so it defers its unlock until the
+//! `lock_all` has its answer. With no guards, `lock_all` + `unlock_all`
+//! cost three atomic operations beyond their system calls.
 //!
 //! What the record cannot see: locks taken outside the crate (`mlock` or
 //! `mlockall` through libc or another crate) and plain [`lock`] calls,
@@ -41,10 +68,27 @@ pub(crate) const SLOTS: usize = 128;
 /// starts are page-aligned, so the low bits are free.
 const ON_FAULT: usize = 1;
 /// Set in [`Slot::start`] for the data pages of a secret buffer, which are
-/// locked (or `memfd_secret` pages, never swapped) before they are held.
+/// locked before they are held and never unlocked through the record.
 const SECRET: usize = 2;
+/// Set with [`SECRET`] for `memfd_secret` pages, which the kernel keeps
+/// locked through `munlockall` and which `mlock(2)` cannot lock again.
+const SECRET_MEM: usize = 4;
 /// The flag bits of [`Slot::start`].
-const FLAGS: usize = ON_FAULT | SECRET;
+const FLAGS: usize = ON_FAULT | SECRET | SECRET_MEM;
+
+/// [`Record::lock`]: someone sleeps on the word; the holder wakes them.
+const WAITERS: u32 = 1 << 31;
+/// [`Record::lock`]: a slot has deferred drops to carry out.
+const DEFERRED: u32 = 1 << 30;
+/// [`Record::lock`]: the holder's thread ID (Linux's are below 2^22).
+const HOLDER: u32 = DEFERRED - 1;
+
+/// [`Record::all`]: `lock_all` is in force. The bits above count the
+/// `lock_all` calls that succeeded, so that `unlock_all` can tell whether
+/// one succeeded while it ran.
+const LOCKED: usize = 1;
+/// [`Record::all`]: one successful `lock_all` in the count.
+const ONE_LOCK_ALL: usize = 2;
 
 /// What holds a range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,95 +97,150 @@ pub(crate) enum Kind {
     Lock,
     /// A [`LockGuard`](crate::LockGuard) of `mlock2(MLOCK_ONFAULT)`.
     OnFault,
-    /// The data pages of a [`LockedBuf`](crate::secret::LockedBuf) or
-    /// [`SealedBuf`](crate::secret::SealedBuf), already locked.
+    /// The data pages of a secret buffer on locked anonymous memory.
     Secret,
+    /// The data pages of a secret buffer on `memfd_secret(2)` memory.
+    SecretMem,
 }
 
-/// One entry: a page-aligned range `[start, end)` and how many holders
-/// hold exactly that range. `count == 0` is a free slot.
+/// One entry: a page-aligned range `[start, end)` (flags in the low bits
+/// of `start`) and how many holders hold exactly that range. `count == 0`
+/// is a free slot. `dropped` counts drops made while they could not be
+/// carried out ([`Record::defer`]); `dropped <= count`.
 struct Slot {
     start: AtomicUsize,
     end: AtomicUsize,
     count: AtomicUsize,
+    dropped: AtomicUsize,
 }
 
-impl Slot {
-    const fn new() -> Slot {
-        Slot {
-            start: AtomicUsize::new(0),
-            end: AtomicUsize::new(0),
-            count: AtomicUsize::new(0),
+/// The record of one process. Every field but `pending`, `all`, `lock`,
+/// `live`, `secrets` and the slots' `dropped` is read and written only with
+/// the lock held; those six are also read (and `pending`, `all`, `dropped`
+/// and the lock's flags written) without it, with the orderings noted
+/// where they are used.
+struct Record {
+    /// The lock: 0, or the holder's thread ID with [`WAITERS`] and
+    /// [`DEFERRED`].
+    lock: AtomicU32,
+    /// `lock_all` calls between their announcement and their result.
+    pending: AtomicUsize,
+    /// [`LOCKED`], and the count of successful `lock_all` calls above it.
+    all: AtomicUsize,
+    /// Nonzero once the record has held an entry in this process; a hold
+    /// made under another generation was inherited through `fork(2)`.
+    generation: AtomicUsize,
+    /// Slots `[0, used)` may be in use; the rest are free.
+    used: AtomicUsize,
+    /// Slots in use.
+    live: AtomicUsize,
+    /// Slots in use for secret buffers.
+    secrets: AtomicUsize,
+    slots: [Slot; SLOTS],
+}
+
+// SAFETY: a zeroed Record is a valid, empty one (the lock free, nothing
+// pending, no entries, no generation yet): it is made of atomics only, and
+// needs no Drop.
+#[allow(unsafe_code)]
+unsafe impl sys::Zeroed for Record {}
+
+/// This process's record.
+static RECORD: sys::PerProcess<Record> = sys::PerProcess::new();
+
+/// The last generation handed out. Not in the record's page, so a forked
+/// child continues the count from its parent's: its own generation is
+/// higher than that of every hold it inherited.
+static GENERATIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// The held lock; released on drop.
+struct Held<'r> {
+    record: &'r Record,
+}
+
+impl Record {
+    /// Takes the lock, sleeping while another thread holds it.
+    ///
+    /// # Errors
+    /// [`Error::Reentered`] when the holder is the calling thread: a signal
+    /// handler interrupted it inside the record.
+    fn enter(&self) -> Result<Held<'_>, Error> {
+        let me = sys::gettid() & HOLDER;
+        let mut word = self.lock.load(Ordering::Relaxed);
+        // Once a thread has slept, it takes the lock with WAITERS set: other
+        // sleepers may remain, and the next release must wake them.
+        let mut slept = 0;
+        loop {
+            if word & HOLDER == 0 {
+                // SeqCst: the store-load pairs with `lock_all` (see there).
+                match self.lock.compare_exchange_weak(
+                    word,
+                    word | me | slept,
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Ok(Held { record: self }),
+                    Err(now) => word = now,
+                }
+                continue;
+            }
+            if word & HOLDER == me {
+                return Err(Error::Reentered);
+            }
+            word = self.sleep(word);
+            slept = WAITERS;
         }
     }
-}
 
-/// The table. Every field is read and written only with [`TABLE_LOCK`]
-/// held; the lock's acquire and release order the accesses, so they are
-/// `Relaxed` themselves.
-static TABLE: [Slot; SLOTS] = [const { Slot::new() }; SLOTS];
-
-/// 0 when free, else `getpid() + 1` of the holder.
-static TABLE_LOCK: AtomicU32 = AtomicU32::new(0);
-
-/// `getpid() + 1` of the process in which the crate's `mlockall` last
-/// succeeded, 0 after `munlockall`.
-static ALL_LOCKED_BY: AtomicU32 = AtomicU32::new(0);
-
-/// `lock_all` calls between their entry in the record and their result:
-/// while any runs, the address space may be about to be locked whole.
-static ALL_PENDING: AtomicUsize = AtomicUsize::new(0);
-
-/// The held table lock; released on drop.
-struct Table {
-    me: u32,
-}
-
-impl Table {
-    /// Takes the lock, spinning (then yielding the CPU) while another
-    /// thread of this process holds it.
-    ///
-    /// A lock word naming another process was inherited through `fork(2)`
-    /// from a thread that does not exist here, and is taken over: the
-    /// holder's pid is stored rather than a flag so that a child forked
-    /// while a thread of its parent held the lock does not wait forever.
-    /// (Threads share `getpid`; a `clone(CLONE_VM)` child without
-    /// `CLONE_THREAD` that shares the table is not supported.)
-    fn lock() -> Table {
-        let me = sys::getpid().wrapping_add(1);
-        let mut spins = 0u32;
-        loop {
-            match TABLE_LOCK.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
-                Ok(_) => return Table { me },
-                Err(0) => {}
-                Err(holder) if holder != me => {
-                    if TABLE_LOCK
-                        .compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed)
-                        .is_ok()
-                    {
-                        return Table { me };
-                    }
-                }
-                Err(_) if spins < 64 => {
-                    spins += 1;
-                    core::hint::spin_loop();
-                }
-                Err(_) => sys::sched_yield(),
+    /// Sleeps until the lock word, held as `word`, changes; returns its new
+    /// value.
+    #[cold]
+    fn sleep(&self, word: u32) -> u32 {
+        if word & WAITERS == 0 {
+            if let Err(now) = self.lock.compare_exchange(
+                word,
+                word | WAITERS,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                return now;
             }
         }
+        sys::futex_wait(&self.lock, word | WAITERS);
+        self.lock.load(Ordering::SeqCst)
     }
 
-    /// Whether the address space is (or may be about to be) locked whole
-    /// by the crate's `lock_all` in this process.
-    fn all_locked(&self) -> bool {
-        ALL_PENDING.load(Ordering::Relaxed) > 0 || ALL_LOCKED_BY.load(Ordering::Relaxed) == self.me
+    /// Whether a `lock_all` is under way: announced, without its answer.
+    fn lock_all_pending(&self) -> bool {
+        // SeqCst: the load side of the store-load pair with `lock_all`.
+        self.pending.load(Ordering::SeqCst) > 0
     }
 
+    /// Whether `lock_all` is in force. (One announced later waits for the
+    /// lock's holder to leave before it calls `mlockall`, so a holder that
+    /// saw none pending may unlock.)
+    fn lock_all_in_force(&self) -> bool {
+        self.all.load(Ordering::SeqCst) & LOCKED != 0
+    }
+
+    /// Counts a drop of the entry in `slot` that cannot be carried out now,
+    /// for the lock's holder (or the last pending `lock_all`) to finish.
+    fn defer(&self, slot: usize) {
+        self.slots[slot].dropped.fetch_add(1, Ordering::Relaxed);
+        // SeqCst: pairs with the release's and `lock_all`'s checks.
+        self.lock.fetch_or(DEFERRED, Ordering::SeqCst);
+    }
+
+    /// Whether someone has to carry out deferred drops.
+    fn has_deferred(&self) -> bool {
+        self.lock.load(Ordering::SeqCst) & DEFERRED != 0
+    }
+}
+
+impl Held<'_> {
     /// The largest end of the entries that cover `at`, if any.
     fn covered_until(&self, at: usize) -> Option<usize> {
-        TABLE
-            .iter()
-            .filter(|s| s.count.load(Ordering::Relaxed) > 0)
+        self.in_use()
             .filter(|s| s.start.load(Ordering::Relaxed) & !FLAGS <= at)
             .map(|s| s.end.load(Ordering::Relaxed))
             .filter(|&end| end > at)
@@ -150,22 +249,24 @@ impl Table {
 
     /// The first start of an entry after `at`, or `usize::MAX`.
     fn next_start(&self, at: usize) -> usize {
-        TABLE
-            .iter()
-            .filter(|s| s.count.load(Ordering::Relaxed) > 0)
+        self.in_use()
             .map(|s| s.start.load(Ordering::Relaxed) & !FLAGS)
             .filter(|&start| start > at)
             .min()
             .unwrap_or(usize::MAX)
     }
 
+    /// The slots in use.
+    fn in_use(&self) -> impl Iterator<Item = &Slot> {
+        let used = self.record.used.load(Ordering::Relaxed);
+        self.record.slots[..used]
+            .iter()
+            .filter(|s| s.count.load(Ordering::Relaxed) > 0)
+    }
+
     /// `munlock(2)` of the pages of `[start, end)` (page-aligned) that no
-    /// entry covers; nothing while `lock_all` holds the address space.
-    /// Returns the first error.
+    /// entry covers. Returns the first error.
     fn unlock_uncovered(&self, start: usize, end: usize) -> Result<(), Error> {
-        if self.all_locked() {
-            return Ok(());
-        }
         let mut result = Ok(());
         let mut at = start;
         while at < end {
@@ -181,11 +282,100 @@ impl Table {
         }
         result
     }
+
+    /// Takes `n` holders out of the entry in `slot`; returns its range and
+    /// whether it was a guard's (whose pages the caller may unlock).
+    fn take_out(&self, slot: usize, n: usize) -> (usize, usize, bool) {
+        let record = self.record;
+        let s = &record.slots[slot];
+        let key = s.start.load(Ordering::Relaxed);
+        let count = s.count.load(Ordering::Relaxed) - n;
+        s.count.store(count, Ordering::Relaxed);
+        if count == 0 {
+            record.live.fetch_sub(1, Ordering::Relaxed);
+            if key & SECRET != 0 {
+                record.secrets.fetch_sub(1, Ordering::Relaxed);
+            }
+            let mut used = record.used.load(Ordering::Relaxed);
+            while used > 0 && record.slots[used - 1].count.load(Ordering::Relaxed) == 0 {
+                used -= 1;
+            }
+            record.used.store(used, Ordering::Relaxed);
+        }
+        (
+            key & !FLAGS,
+            s.end.load(Ordering::Relaxed),
+            key & SECRET == 0,
+        )
+    }
+
+    /// Carries out the deferred drops (no `lock_all` pending): takes their
+    /// holders out and unlocks a guard's pages that no one else holds,
+    /// unless `lock_all` is in force.
+    fn drain(&self) {
+        let record = self.record;
+        let locked = record.lock_all_in_force();
+        for slot in 0..record.used.load(Ordering::Relaxed) {
+            let n = record.slots[slot].dropped.swap(0, Ordering::Relaxed);
+            if n == 0 {
+                continue;
+            }
+            let (start, end, guard) = self.take_out(slot, n);
+            if guard && !locked {
+                // A drop cannot report an error: as in `LockGuard`'s Drop.
+                let _ = self.unlock_uncovered(start, end);
+            }
+        }
+    }
+
+    /// Locks every entry's range again as it was taken, after
+    /// `munlockall`. `memfd_secret` pages were never unlocked.
+    fn relock(&self) -> Result<(), Error> {
+        let mut result = Ok(());
+        for s in self.in_use() {
+            let key = s.start.load(Ordering::Relaxed);
+            let addr = (key & !FLAGS) as *const u8;
+            let len = s.end.load(Ordering::Relaxed) - (key & !FLAGS);
+            let locked = if key & SECRET_MEM != 0 {
+                Ok(())
+            } else if key & ON_FAULT != 0 {
+                sys::mlock_onfault(addr, len)
+            } else {
+                sys::mlock(addr, len)
+            };
+            result = result.and(locked);
+        }
+        result
+    }
 }
 
-impl Drop for Table {
+impl Drop for Held<'_> {
+    /// Carries out deferred drops if no `lock_all` is pending (one that is
+    /// does it when it has its answer), then frees the lock and wakes the
+    /// sleepers.
     fn drop(&mut self) {
-        TABLE_LOCK.store(0, Ordering::Release);
+        let record = self.record;
+        let mut word = record.lock.load(Ordering::Relaxed);
+        loop {
+            if word & DEFERRED != 0 && !record.lock_all_pending() {
+                record.lock.fetch_and(!DEFERRED, Ordering::SeqCst);
+                self.drain();
+                word = record.lock.load(Ordering::Relaxed);
+                continue;
+            }
+            match record.lock.compare_exchange_weak(
+                word,
+                word & DEFERRED,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => word = now,
+            }
+        }
+        if word & WAITERS != 0 {
+            sys::futex_wake_all(&record.lock);
+        }
     }
 }
 
@@ -200,150 +390,288 @@ fn pages(addr: *const u8, len: usize) -> Option<(usize, usize)> {
     Some((start, end))
 }
 
-/// One holder's entry in the table; taken out again on drop, without
-/// unlocking anything (for memory that is about to be unmapped).
+/// A slot that is no hold: an empty range, or a hold already given up.
+const NO_SLOT: usize = usize::MAX;
+
+/// One holder's entry in the record.
 #[derive(Debug)]
 pub(crate) struct Hold {
-    /// The slot, or `usize::MAX` for an empty range or a released hold.
+    /// The slot, or [`NO_SLOT`].
     slot: usize,
+    /// The record's generation when the entry was made.
+    generation: usize,
+    /// Whether the pages lie within a live secret buffer's (locked
+    /// already) when the entry was made.
+    in_secret: bool,
 }
 
 impl Hold {
-    /// Records `[addr, addr + len)` (non-empty, not overflowing) as held,
-    /// before the caller locks it.
+    /// Records `[addr, addr + len)` (not overflowing) as held, before the
+    /// caller locks it. An empty range holds nothing.
     ///
     /// # Errors
     /// [`Error::TooManyLocks`] when every slot holds another range;
-    /// [`Error::InvalidArgument`] if the page-rounded end overflows.
+    /// [`Error::InvalidArgument`] if the page-rounded end overflows;
+    /// [`Error::Reentered`] from a signal handler that interrupted this
+    /// thread inside the record; the error of `mmap(2)` if the record's
+    /// page cannot be mapped.
     pub(crate) fn new(addr: *const u8, len: usize, kind: Kind) -> Result<Hold, Error> {
+        let mut hold = Hold {
+            slot: NO_SLOT,
+            generation: 0,
+            in_secret: false,
+        };
         if len == 0 {
-            return Ok(Hold { slot: usize::MAX });
+            return Ok(hold);
         }
         let (start, end) = pages(addr, len).ok_or(Error::InvalidArgument)?;
-        let key = match kind {
-            Kind::Lock => start,
-            Kind::OnFault => start | ON_FAULT,
-            Kind::Secret => start | SECRET,
+        let key = start
+            | match kind {
+                Kind::Lock => 0,
+                Kind::OnFault => ON_FAULT,
+                Kind::Secret => SECRET,
+                Kind::SecretMem => SECRET | SECRET_MEM,
+            };
+        let record = RECORD.get()?;
+        let held = record.enter()?;
+        hold.generation = match record.generation.load(Ordering::Relaxed) {
+            0 => {
+                let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed) + 1;
+                record.generation.store(generation, Ordering::Relaxed);
+                generation
+            }
+            generation => generation,
         };
-        let _table = Table::lock();
+        let used = record.used.load(Ordering::Relaxed);
         let mut free = None;
-        for (i, slot) in TABLE.iter().enumerate() {
+        for (i, slot) in record.slots[..used].iter().enumerate() {
             let count = slot.count.load(Ordering::Relaxed);
             if count == 0 {
                 free = free.or(Some(i));
-            } else if slot.start.load(Ordering::Relaxed) == key
-                && slot.end.load(Ordering::Relaxed) == end
-            {
+                continue;
+            }
+            let (slot_key, slot_end) = (
+                slot.start.load(Ordering::Relaxed),
+                slot.end.load(Ordering::Relaxed),
+            );
+            hold.in_secret |=
+                slot_key & SECRET != 0 && slot_key & !FLAGS <= start && slot_end >= end;
+            if slot_key == key && slot_end == end && hold.slot == NO_SLOT {
                 slot.count.store(count + 1, Ordering::Relaxed);
-                return Ok(Hold { slot: i });
+                hold.slot = i;
             }
         }
-        let i = free.ok_or(Error::TooManyLocks)?;
-        TABLE[i].start.store(key, Ordering::Relaxed);
-        TABLE[i].end.store(end, Ordering::Relaxed);
-        TABLE[i].count.store(1, Ordering::Relaxed);
-        Ok(Hold { slot: i })
-    }
-
-    /// Takes the entry out and munlocks the pages of its range that no
-    /// other entry covers (nothing while `lock_all` holds everything).
-    pub(crate) fn unlock(&mut self) -> Result<(), Error> {
-        if self.slot == usize::MAX {
-            return Ok(());
+        if hold.slot != NO_SLOT {
+            return Ok(hold);
         }
-        let table = Table::lock();
-        let slot = &TABLE[self.slot];
-        let (start, end) = (
-            slot.start.load(Ordering::Relaxed) & !FLAGS,
-            slot.end.load(Ordering::Relaxed),
-        );
-        Self::take_out(slot);
-        self.slot = usize::MAX;
-        table.unlock_uncovered(start, end)
+        let i = match free {
+            Some(i) => i,
+            None if used < SLOTS => {
+                record.used.store(used + 1, Ordering::Relaxed);
+                used
+            }
+            None => return Err(Error::TooManyLocks),
+        };
+        let slot = &record.slots[i];
+        slot.start.store(key, Ordering::Relaxed);
+        slot.end.store(end, Ordering::Relaxed);
+        slot.count.store(1, Ordering::Relaxed);
+        // SeqCst: `unlock_all` reads `live` without the lock after its
+        // `munlockall` (see there).
+        record.live.fetch_add(1, Ordering::SeqCst);
+        if key & SECRET != 0 {
+            record.secrets.fetch_add(1, Ordering::Relaxed);
+        }
+        drop(held);
+        hold.slot = i;
+        Ok(hold)
     }
 
-    fn take_out(slot: &Slot) {
-        let count = slot.count.load(Ordering::Relaxed);
-        slot.count.store(count.saturating_sub(1), Ordering::Relaxed);
+    /// Whether the range lay within a live secret buffer's pages when it
+    /// was recorded: locked already, so locking it again is needless (and
+    /// for `memfd_secret` pages, which `mlock(2)` cannot populate, an
+    /// `ENOMEM` that would name the wrong fix).
+    pub(crate) fn in_secret(&self) -> bool {
+        self.in_secret
+    }
+
+    /// A guard's end: takes the entry out and munlocks the pages of its
+    /// range that no other entry holds, unless `lock_all` is in force (or
+    /// pending, or the record is busy in this very thread: then the drop
+    /// is deferred, and carried out when that is settled).
+    pub(crate) fn unlock(&mut self) -> Result<(), Error> {
+        self.leave(true).map(drop)
+    }
+
+    /// A secret buffer's end, before its pages are unmapped: takes the
+    /// entry out without unlocking anything. Returns `false` for a hold
+    /// inherited through `fork(2)`, which is not this process's to give
+    /// up (nor are the pages behind it).
+    pub(crate) fn release(&mut self) -> bool {
+        matches!(self.leave(false), Ok(true))
+    }
+
+    /// Takes the entry out, once; munlocks what no one else holds if
+    /// `unlock`. `Ok(false)` for an inherited hold.
+    fn leave(&mut self, unlock: bool) -> Result<bool, Error> {
+        let slot = core::mem::replace(&mut self.slot, NO_SLOT);
+        if slot == NO_SLOT {
+            return Ok(true);
+        }
+        // In the process that made the hold, its page exists and `get`
+        // cannot fail; a failure is a child's first call.
+        let Ok(record) = RECORD.get() else {
+            return Ok(false);
+        };
+        if record.generation.load(Ordering::Relaxed) != self.generation {
+            return Ok(false);
+        }
+        let Ok(held) = record.enter() else {
+            // A signal handler on the thread that holds the record.
+            record.defer(slot);
+            return Ok(true);
+        };
+        if unlock && record.lock_all_pending() {
+            // A lock_all is under way: whether to unlock depends on its
+            // answer.
+            record.defer(slot);
+            return Ok(true);
+        }
+        let (start, end, _) = held.take_out(slot, 1);
+        if unlock && !record.lock_all_in_force() {
+            held.unlock_uncovered(start, end)?;
+        }
+        Ok(true)
     }
 }
 
 impl Drop for Hold {
     fn drop(&mut self) {
-        if self.slot != usize::MAX {
-            let _table = Table::lock();
-            Self::take_out(&TABLE[self.slot]);
-        }
+        let _ = self.leave(false);
     }
 }
 
-/// `munlock(2)` of the pages of `[addr, addr + len)` that no entry holds;
-/// nothing while `lock_all` holds the address space.
+/// Maps this process's record if it is not mapped yet (a few KiB, which
+/// count towards `VmSize` and, once locked, `RLIMIT_MEMLOCK`).
+///
+/// # Errors
+/// The error of `mmap(2)`.
+pub(crate) fn prepare() -> Result<(), Error> {
+    RECORD.get().map(drop)
+}
+
+/// `munlock(2)` of the pages of `[addr, addr + len)` that no entry holds,
+/// whether or not `lock_all` is in force (as `munlock(2)` after
+/// `mlockall(2)` is a carve-out in the kernel).
 pub(crate) fn unlock(addr: *const u8, len: usize) -> Result<(), Error> {
     if len == 0 {
         return Ok(());
     }
     let (start, end) = pages(addr, len).ok_or(Error::InvalidArgument)?;
-    Table::lock().unlock_uncovered(start, end)
+    RECORD.get()?.enter()?.unlock_uncovered(start, end)
 }
 
-/// `mlockall(flags)`, recorded: from the call on, until [`unlock_all`],
-/// nothing is munlocked in this process.
+/// `mlockall(flags)`, recorded: from its success until [`unlock_all`], no
+/// guard's drop unlocks anything in this process.
+///
+/// The announcement in `pending` and the check of the lock word form a
+/// store-load pair with a guard drop's lock and check of `pending` (both
+/// `SeqCst`): either the drop sees the announcement and leaves its pages
+/// locked, or `lock_all` sees the drop's thread in the lock and waits until
+/// it has left (and its `munlock` is done) before it calls `mlockall`.
 pub(crate) fn lock_all(flags: crate::Flags) -> Result<(), Error> {
-    {
-        let _table = Table::lock();
-        let pending = ALL_PENDING.load(Ordering::Relaxed);
-        ALL_PENDING.store(pending + 1, Ordering::Relaxed);
-    }
-    let result = sys::mlockall(flags);
-    let table = Table::lock();
-    let pending = ALL_PENDING.load(Ordering::Relaxed);
-    ALL_PENDING.store(pending.saturating_sub(1), Ordering::Relaxed);
+    let record = RECORD.get()?;
+    record.pending.fetch_add(1, Ordering::SeqCst);
+    let word = record.lock.load(Ordering::SeqCst);
+    let result = match word & HOLDER {
+        0 => sys::mlockall(flags),
+        holder => wait_out(record, word, holder).and_then(|()| sys::mlockall(flags)),
+    };
     if result.is_ok() {
-        ALL_LOCKED_BY.store(table.me, Ordering::Relaxed);
+        let _ = record
+            .all
+            .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |all| {
+                Some((all | LOCKED) + ONE_LOCK_ALL)
+            });
+    }
+    record.pending.fetch_sub(1, Ordering::SeqCst);
+    if record.has_deferred() {
+        // Drops waited for this answer: the lock's release carries them out
+        // (or, from a signal handler over the holder, the holder's will).
+        drop(record.enter());
     }
     result
+}
+
+/// Waits until `holder`, seen in the lock word `word`, has left the
+/// record.
+///
+/// # Errors
+/// [`Error::Reentered`] when the holder is the calling thread.
+#[cold]
+fn wait_out(record: &Record, mut word: u32, holder: u32) -> Result<(), Error> {
+    if sys::gettid() & HOLDER == holder {
+        return Err(Error::Reentered);
+    }
+    // A new holder came after the announcement, and saw it.
+    while word & HOLDER == holder {
+        word = record.sleep(word);
+    }
+    Ok(())
+}
+
+/// `munlockall(2)`, then every held range locked again as it was taken
+/// (`mlock`, or `mlock2` with `MLOCK_ONFAULT`). Between the two calls the
+/// held pages are briefly unlocked.
+///
+/// Without entries and with the lock free, the record's lock is not
+/// taken: a guard taken meanwhile makes its entry before it locks, so if
+/// `live` is still 0 after `munlockall` (the kernel orders the two system
+/// calls, and with them the accesses around them), the guard's `mlock`
+/// came after the `munlockall` and stands.
+pub(crate) fn unlock_all() -> Result<(), Error> {
+    let record = RECORD.get()?;
+    let mut held = None;
+    if record.live.load(Ordering::SeqCst) != 0 || record.lock.load(Ordering::SeqCst) & HOLDER != 0 {
+        held = Some(record.enter()?);
+    }
+    let all = record.all.load(Ordering::SeqCst);
+    sys::munlockall()?;
+    // A lock_all that succeeded meanwhile may have come after the
+    // munlockall: then it is still in force.
+    let _ = record
+        .all
+        .compare_exchange(all, all & !LOCKED, Ordering::SeqCst, Ordering::Relaxed);
+    if held.is_none() && record.live.load(Ordering::SeqCst) != 0 {
+        held = Some(record.enter()?);
+    }
+    match held {
+        Some(held) => held.relock(),
+        None => Ok(()),
+    }
 }
 
 /// Whether the pages of `[addr, addr + len)` all lie in the data pages of
 /// one live secret buffer: locked already, so locking them again is
 /// needless (and for `memfd_secret` pages, which `mlock(2)` cannot
 /// populate, an `ENOMEM` that would name the wrong fix).
-pub(crate) fn held_by_secret(addr: *const u8, len: usize) -> bool {
+///
+/// # Errors
+/// As [`Record::enter`], when there are secret buffers to look at.
+pub(crate) fn held_by_secret(addr: *const u8, len: usize) -> Result<bool, Error> {
     let Some((start, end)) = pages(addr, len) else {
-        return false;
+        return Ok(false);
     };
-    let _table = Table::lock();
-    TABLE.iter().any(|s| {
-        let key = s.start.load(Ordering::Relaxed);
-        s.count.load(Ordering::Relaxed) > 0
-            && key & SECRET != 0
-            && key & !FLAGS <= start
-            && s.end.load(Ordering::Relaxed) >= end
-    })
-}
-
-/// `munlockall(2)`, then every held range locked again as it was taken
-/// (`mlock`, or `mlock2` with `MLOCK_ONFAULT`). Between the two calls the
-/// held pages are briefly unlocked; errors of the second are ignored (a
-/// range can only fail if it was unmapped under a forgotten guard).
-pub(crate) fn unlock_all() -> Result<(), Error> {
-    let _table = Table::lock();
-    sys::munlockall()?;
-    ALL_LOCKED_BY.store(0, Ordering::Relaxed);
-    for slot in TABLE.iter() {
-        if slot.count.load(Ordering::Relaxed) == 0 {
-            continue;
-        }
-        let start = slot.start.load(Ordering::Relaxed);
-        let end = slot.end.load(Ordering::Relaxed);
-        let addr = (start & !FLAGS) as *const u8;
-        let len = end - (start & !FLAGS);
-        let _ = if start & ON_FAULT != 0 {
-            sys::mlock_onfault(addr, len)
-        } else {
-            sys::mlock(addr, len)
-        };
+    let record = RECORD.get()?;
+    // The caller borrows the bytes it locks: if they are a secret's, the
+    // buffer's entry was made before the borrow reached this thread.
+    if record.secrets.load(Ordering::Relaxed) == 0 {
+        return Ok(false);
     }
-    Ok(())
+    let held = record.enter()?;
+    let within = held.in_use().any(|s| {
+        let key = s.start.load(Ordering::Relaxed);
+        key & SECRET != 0 && key & !FLAGS <= start && s.end.load(Ordering::Relaxed) >= end
+    });
+    Ok(within)
 }

@@ -82,15 +82,21 @@ fn range_needs_call(addr: *const u8, len: usize) -> Result<bool, Error> {
     }
 }
 
-/// Locks the pages of `[addr, addr + len)`, now or on first touch.
+/// Locks the pages of `[addr, addr + len)`, now or on first touch, unless
+/// a live secret buffer holds them already.
 fn lock_range(addr: *const u8, len: usize, on_fault: bool) -> Result<(), Error> {
     if !range_needs_call(addr, len)? {
         return Ok(());
     }
-    if held::held_by_secret(addr, len) {
+    if held::held_by_secret(addr, len)? {
         // The pages of a live LockedBuf or SealedBuf: locked already.
         return Ok(());
     }
+    lock_pages(addr, len, on_fault)
+}
+
+/// The system call of [`lock_range`].
+fn lock_pages(addr: *const u8, len: usize, on_fault: bool) -> Result<(), Error> {
     if on_fault {
         // mlock2 is the only call that can lock on fault. Where it is ENOSYS
         // (Linux before 4.4, QEMU user mode) say so: falling back to mlock
@@ -255,12 +261,24 @@ impl<'a> LockGuard<'a> {
     /// Records the region, then locks it. The entry comes first, so that a
     /// guard dropped meanwhile on another thread sees it.
     fn take(region: &'a [u8], on_fault: bool) -> Result<Self, Error> {
-        range_needs_call(region.as_ptr(), region.len())?;
+        let (addr, len) = (region.as_ptr(), region.len());
+        if !range_needs_call(addr, len)? {
+            return Ok(LockGuard {
+                region,
+                hold: Hold::new(addr, 0, Kind::Lock)?,
+            });
+        }
         let kind = if on_fault { Kind::OnFault } else { Kind::Lock };
-        let hold = Hold::new(region.as_ptr(), region.len(), kind)?;
-        // On failure the entry goes (without an munlock: the pages were
-        // not, or only partly, locked by this call).
-        lock_range(region.as_ptr(), region.len(), on_fault)?;
+        let mut hold = Hold::new(addr, len, kind)?;
+        if !hold.in_secret() {
+            if let Err(e) = lock_pages(addr, len, on_fault) {
+                // The call may have locked part of the range, and a guard
+                // dropped meanwhile left pages locked for this one: give
+                // them up as a drop would.
+                let _ = hold.unlock();
+                return Err(e);
+            }
+        }
         Ok(LockGuard { region, hold })
     }
 

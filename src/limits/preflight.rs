@@ -152,6 +152,10 @@ impl Preflight {
 /// On a target without the raw backend the prediction is
 /// [`Error::Unsupported`].
 ///
+/// The crate's first call in a process maps its record of held locks (a
+/// few KiB); `preflight` maps it before it reads `VmSize`, so that the
+/// size it predicts for is the size `lock_all` will find.
+///
 /// Reading `/proc/self/status` (for `VmSize` and `VmLck`) is one
 /// [`status()`](crate::status()) call, and `/proc/self/uid_map` one more
 /// read, made whenever `/proc` is mounted. The cgroup's memory limits
@@ -224,6 +228,9 @@ pub fn preflight(flags: Flags) -> Result<Preflight, Error> {
     // checks both).
     let has_ipc_lock = has_ipc_lock()?;
     let limit = memlock_limit()?;
+    // `lock_all`'s first call in a process maps the crate's lock record;
+    // map it now, so that `VmSize` below counts it.
+    crate::held::prepare()?;
     // Why `VmSize` may be unknown, should the prediction need it.
     let (size, locked, rss, unknown) = match status::status() {
         Ok(s) => (

@@ -46,8 +46,8 @@ pub enum Backing {
 /// The memory shared by [`LockedBuf`] and [`SealedBuf`], and its entry in
 /// the crate's record of held locks (so that a [`LockGuard`](crate::LockGuard)
 /// over the secret's bytes, or [`unlock`](crate::unlock) of them, leaves
-/// the pages locked). The hold is given up after the pages are unmapped:
-/// declare it after them.
+/// the pages locked). The entry leaves the record before the pages are
+/// unmapped ([`give_up`]).
 fn pages<const N: usize>(
     backing: Option<Backing>,
     sealed: bool,
@@ -57,8 +57,22 @@ fn pages<const N: usize>(
     }
     let pages = sys::SecretPages::new(N, backing, sealed)?;
     let (addr, len) = pages.data_pages();
-    let hold = Hold::new(addr, len, Kind::Secret)?;
+    let kind = match pages.backing() {
+        Backing::SecretMem => Kind::SecretMem,
+        Backing::Anonymous => Kind::Secret,
+    };
+    let hold = Hold::new(addr, len, kind)?;
     Ok((pages, hold))
+}
+
+/// A buffer's drop, before its fields': the entry leaves the record, then
+/// the pages are zeroed, unlocked and unmapped. A buffer inherited through
+/// `fork(2)` holds nothing of this process's: its pages are left as the
+/// kernel gave them to the child (absent, or wiped).
+fn give_up(pages: &mut sys::SecretPages, hold: &mut Hold) {
+    if !hold.release() {
+        pages.disown();
+    }
 }
 
 /// The secret bytes as an array (their slice has exactly `N` bytes).
@@ -116,7 +130,7 @@ macro_rules! constructors {
             }
 
             fn make(backing: Option<Backing>) -> Result<Self, Error> {
-                pages::<N>(backing, $sealed).map(|(pages, _hold)| $buf { pages, _hold })
+                pages::<N>(backing, $sealed).map(|(pages, hold)| $buf { pages, hold })
             }
 
             /// Which memory holds the secret.
@@ -204,8 +218,14 @@ macro_rules! constructors {
 ///   [`getrandom(2)`](https://man7.org/linux/man-pages/man2/getrandom.2.html)
 pub struct LockedBuf<const N: usize> {
     pages: sys::SecretPages,
-    /// Dropped after `pages` (fields drop in order).
-    _hold: Hold,
+    /// Given up before `pages` drops ([`give_up`]).
+    hold: Hold,
+}
+
+impl<const N: usize> Drop for LockedBuf<N> {
+    fn drop(&mut self) {
+        give_up(&mut self.pages, &mut self.hold);
+    }
 }
 
 constructors!(LockedBuf, false, "A zeroed buffer of `N` bytes");
@@ -286,8 +306,14 @@ impl<const N: usize> fmt::Debug for LockedBuf<N> {
 ///   and those of [`LockedBuf`]
 pub struct SealedBuf<const N: usize> {
     pages: sys::SecretPages,
-    /// Dropped after `pages` (fields drop in order).
-    _hold: Hold,
+    /// Given up before `pages` drops ([`give_up`]).
+    hold: Hold,
+}
+
+impl<const N: usize> Drop for SealedBuf<N> {
+    fn drop(&mut self) {
+        give_up(&mut self.pages, &mut self.hold);
+    }
 }
 
 constructors!(SealedBuf, true, "A zeroed, sealed buffer of `N` bytes");

@@ -29,7 +29,7 @@
 
 use core::ffi::CStr;
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use linux_raw_sys::general as c;
 #[cfg(not(target_arch = "riscv64"))]
@@ -208,15 +208,15 @@ pub(crate) fn madvise(addr: *const u8, len: usize, advice: Advice) -> Result<(),
 /// on drop (`munmap(2)`). Its address never changes, so moving the handle
 /// does not move the bytes.
 #[derive(Debug)]
-struct Mapping {
-    addr: *mut u8,
+pub(super) struct Mapping {
+    pub(super) addr: *mut u8,
     len: usize,
 }
 
 impl Mapping {
     /// Maps `len` bytes (`len > 0`), rounded up to whole pages by the kernel.
     #[inline]
-    fn new(len: usize) -> Result<Mapping, Error> {
+    pub(super) fn new(len: usize) -> Result<Mapping, Error> {
         // SAFETY: a private anonymous mapping at an address of the kernel's
         // choosing (addr = NULL, no MAP_FIXED) cannot overlap or replace any
         // existing mapping.
@@ -497,37 +497,81 @@ pub(super) fn wipe_on_fork_page() -> usize {
     let Ok(mapping) = Mapping::new(1) else {
         return super::fork_local::NO_FLAG;
     };
+    if !wipe_on_fork(&mapping) {
+        // Dropping the mapping unmaps it: it was never published.
+        return super::fork_local::NO_FLAG;
+    }
+    // Published from here on, so never unmapped.
     let page = mapping.addr as usize;
-    // SAFETY: the page is ours and nothing refers to it yet, so wiping it
-    // in a future child changes no memory anyone relies on; the probe's
+    core::mem::forget(mapping);
+    page
+}
+
+/// Marks a fresh mapping `MADV_WIPEONFORK` (Linux 4.14+): a child of
+/// `fork(2)` gets it zero-filled. Returns whether the kernel applied the
+/// advice. QEMU user mode before 8.0 answers every `madvise` with 0 and
+/// applies none; an advice no kernel defines tells it apart: a real kernel
+/// refuses it with `EINVAL`.
+pub(super) fn wipe_on_fork(mapping: &Mapping) -> bool {
+    let (addr, len) = (mapping.addr as usize, mapping.len);
+    // SAFETY: the mapping is ours and nothing refers to it yet, so wiping
+    // it in a future child changes no memory anyone relies on; the probe's
     // advice (`int` -1) is one no kernel defines, so a kernel rejects it
     // without acting.
     let (wipe, probe) = unsafe {
         (
             raw::syscall3(
                 Sysno::madvise as usize,
-                page,
-                1,
+                addr,
+                len,
                 c::MADV_WIPEONFORK as usize,
             ),
-            raw::syscall3(Sysno::madvise as usize, page, 1, u32::MAX as usize),
+            raw::syscall3(Sysno::madvise as usize, addr, len, u32::MAX as usize),
         )
     };
-    if wipe != 0 || probe == 0 {
-        // Dropping the mapping unmaps it: it was never published.
-        return super::fork_local::NO_FLAG;
-    }
-    // Published from here on, so never unmapped.
-    core::mem::forget(mapping);
-    page
+    wipe == 0 && probe != 0
 }
 
-/// `sched_yield(2)`: lets another thread run.
+/// `gettid(2)`: the calling thread's ID, unique among the live threads
+/// of its PID namespace.
 #[inline]
-pub(crate) fn sched_yield() {
-    // SAFETY: sched_yield takes no arguments, touches no memory and cannot
-    // fail on Linux.
-    unsafe { raw::syscall0(Sysno::sched_yield as usize) };
+pub(crate) fn gettid() -> u32 {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { raw::syscall0(Sysno::gettid as usize) as u32 }
+}
+
+/// `futex(2)` `FUTEX_WAIT_PRIVATE`: sleeps while `word` holds `expected`,
+/// until a [`futex_wake_all`] on it (or a signal, or a spurious wake-up:
+/// callers check the word again). Returns at once if the word differs.
+#[inline]
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32) {
+    // SAFETY: the kernel only reads the aligned word that `word` borrows
+    // (and compares it with `expected`); a null timeout waits without a
+    // deadline. Every result (0, EAGAIN, EINTR) means "look again".
+    unsafe {
+        raw::syscall4(
+            Sysno::futex as usize,
+            word.as_ptr() as usize,
+            c::FUTEX_WAIT_PRIVATE as usize,
+            expected as usize,
+            0,
+        )
+    };
+}
+
+/// `futex(2)` `FUTEX_WAKE_PRIVATE` of every thread sleeping on `word`.
+#[inline]
+pub(crate) fn futex_wake_all(word: &AtomicU32) {
+    // SAFETY: FUTEX_WAKE reads no memory: the address only names the wait
+    // queue. `i32::MAX` wakes every waiter.
+    unsafe {
+        raw::syscall3(
+            Sysno::futex as usize,
+            word.as_ptr() as usize,
+            c::FUTEX_WAKE_PRIVATE as usize,
+            i32::MAX as usize,
+        )
+    };
 }
 
 /// `getpid(2)`.

@@ -7,6 +7,8 @@
 //! - `linux`: one typed wrapper per system call (x86_64, aarch64, riscv64).
 //! - `unsupported`: the same functions, answering `Unsupported`.
 //! - `secret_pages`: the guarded, canaried pages behind one secret.
+//! - `process`: a value of the calling process's own, which a forked child
+//!   finds fresh (the crate's record of held locks).
 //! - `fork_local`: a per-process word that a forked child sees as 0.
 //! - `mem`: volatile zeroing and page touching, no system call.
 //! - `scan`: the SIMD byte search of the status parser, with its portable
@@ -29,6 +31,11 @@ pub(crate) use scan::{search, Search};
 mod secret_pages;
 #[cfg(mlock_raw)]
 pub(crate) use secret_pages::{Opened, SecretPages};
+
+#[cfg(mlock_raw)]
+mod process;
+#[cfg(mlock_raw)]
+pub(crate) use process::{PerProcess, Zeroed};
 
 #[cfg(mlock_raw)]
 mod fork_local;

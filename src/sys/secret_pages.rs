@@ -41,9 +41,9 @@ pub(crate) struct SecretPages {
     len: usize,
     backing: Backing,
     canary: [u8; CANARY_LEN],
-    /// `getpid()` at creation: [`Drop`] in a forked child leaves the
-    /// memory alone.
-    owner: u32,
+    /// Set by [`disown`](Self::disown) in a forked child: [`Drop`] leaves
+    /// the memory alone.
+    disowned: bool,
     sealed: bool,
     fork_protected: bool,
     /// The data pages are `MADV_DONTFORK`: a child has nothing mapped
@@ -113,7 +113,7 @@ impl SecretPages {
             len,
             backing,
             canary,
-            owner: getpid(),
+            disowned: false,
             sealed,
             fork_protected,
             absent_in_child: absent_in_child && fork_protected,
@@ -156,6 +156,13 @@ impl SecretPages {
     /// The locked data pages, as a start and a length.
     pub(crate) fn data_pages(&self) -> (*const u8, usize) {
         (self.data_addr() as *const u8, self.data_len())
+    }
+
+    /// Marks a handle inherited through `fork(2)`: the pages are not this
+    /// process's to zero, check, unlock or (where the child has nothing
+    /// mapped there) unmap.
+    pub(crate) fn disown(&mut self) {
+        self.disowned = true;
     }
 
     /// Whether the kernel honours the fork advice (see `SecretPages::new`).
@@ -247,7 +254,7 @@ impl Drop for Opened<'_> {
 
 impl Drop for SecretPages {
     fn drop(&mut self) {
-        if getpid() != self.owner {
+        if self.disowned {
             // A forked child's copy of the handle. Its secretmem pages are
             // absent (the range may hold a mapping of the child's since),
             // so leave the range alone; wiped or inherited anonymous pages

@@ -111,7 +111,34 @@ pub(crate) fn getpid() -> u32 {
     0
 }
 
-pub(crate) fn sched_yield() {}
+pub(crate) fn gettid() -> u32 {
+    0
+}
+
+pub(crate) fn futex_wait(_word: &core::sync::atomic::AtomicU32, _expected: u32) {}
+
+pub(crate) fn futex_wake_all(_word: &core::sync::atomic::AtomicU32) {}
+
+/// Types for which all-zero bytes are a valid value (see the Linux
+/// backend's `PerProcess`).
+///
+/// # Safety
+/// As there: the all-zero bit pattern is a valid `Self`.
+#[allow(unsafe_code)]
+pub(crate) unsafe trait Zeroed: Sync {}
+
+/// Without the backend there is no page: every `get` is `Unsupported`.
+pub(crate) struct PerProcess<T>(core::marker::PhantomData<T>);
+
+impl<T: Zeroed + 'static> PerProcess<T> {
+    pub(crate) const fn new() -> PerProcess<T> {
+        PerProcess(core::marker::PhantomData)
+    }
+
+    pub(crate) fn get(&self) -> Result<&T, Error> {
+        Err(Error::Unsupported)
+    }
+}
 
 /// No kernel to ask; the common size, for the crate's record of held
 /// ranges (which stays empty here, as nothing can be locked).
