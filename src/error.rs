@@ -218,7 +218,7 @@ const MESSAGES: [&str; 19] = [
     "permission denied (EPERM): needs CAP_SYS_NICE or RLIMIT_RTPRIO (`--cap-add=SYS_NICE`)",
     "permission denied (EPERM): needs CAP_SYS_ADMIN",
     "permission denied (EPERM): needs CAP_SYS_BOOT",
-    "called from a signal handler inside the lock record: call it outside the handler",
+    "re-entered from a signal handler: call it outside",
 ];
 
 impl fmt::Display for Error {

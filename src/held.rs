@@ -43,12 +43,15 @@
 //! fault in gigabytes): an entry is made *before* its pages are locked, so
 //! an unlock either sees it or ran entirely before the pages are locked.
 //!
-//! `lock_all` does not take the lock: it announces itself (`pending`),
-//! waits until a holder that may have missed the announcement has left,
-//! and only then calls `mlockall`. A drop that sees a `lock_all` pending
-//! cannot know whether it will succeed, so it defers its unlock until the
-//! `lock_all` has its answer. With no guards, `lock_all` + `unlock_all`
-//! cost three atomic operations beyond their system calls.
+//! `lock_all` does not take the lock. It waits until a holder it finds
+//! there has left, calls `mlockall`, marks itself in force, and then looks
+//! at a count that every unlock through the record raises before it looks
+//! at that mark: if an unlock ran meanwhile, it may have come after the
+//! `mlockall`, and `lock_all` calls `mlockall` again once that unlock is
+//! done. A drop is never held up by a `lock_all`, and a `lock_all` that
+//! fails leaves nothing to undo. With no guards, `lock_all` +
+//! `unlock_all` cost one atomic read-modify-write beyond their system
+//! calls.
 //!
 //! What the record cannot see: locks taken outside the crate (`mlock` or
 //! `mlockall` through libc or another crate) and plain [`lock`] calls,
@@ -83,13 +86,6 @@ const DEFERRED: u32 = 1 << 30;
 /// [`Record::lock`]: the holder's thread ID (Linux's are below 2^22).
 const HOLDER: u32 = DEFERRED - 1;
 
-/// [`Record::all`]: `lock_all` is in force. The bits above count the
-/// `lock_all` calls that succeeded, so that `unlock_all` can tell whether
-/// one succeeded while it ran.
-const LOCKED: usize = 1;
-/// [`Record::all`]: one successful `lock_all` in the count.
-const ONE_LOCK_ALL: usize = 2;
-
 /// What holds a range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -114,19 +110,22 @@ struct Slot {
     dropped: AtomicUsize,
 }
 
-/// The record of one process. Every field but `pending`, `all`, `lock`,
-/// `live`, `secrets` and the slots' `dropped` is read and written only with
-/// the lock held; those six are also read (and `pending`, `all`, `dropped`
+/// The record of one process. The table (the slots' ranges and counts,
+/// `used`, `generation`) is read and written only with the lock held; the
+/// other fields are also read (and `locked_all`, `unlocked_all`, `dropped`
 /// and the lock's flags written) without it, with the orderings noted
 /// where they are used.
 struct Record {
     /// The lock: 0, or the holder's thread ID with [`WAITERS`] and
     /// [`DEFERRED`].
     lock: AtomicU32,
-    /// `lock_all` calls between their announcement and their result.
-    pending: AtomicUsize,
-    /// [`LOCKED`], and the count of successful `lock_all` calls above it.
-    all: AtomicUsize,
+    /// Raised (with the lock held) before every unlock through the record.
+    unlocks: AtomicUsize,
+    /// How many `lock_all` calls have succeeded in this process.
+    locked_all: AtomicUsize,
+    /// `locked_all` as `unlock_all` read it before its `munlockall`:
+    /// `lock_all` is in force while the two differ.
+    unlocked_all: AtomicUsize,
     /// Nonzero once the record has held an entry in this process; a hold
     /// made under another generation was inherited through `fork(2)`.
     generation: AtomicUsize,
@@ -164,6 +163,7 @@ impl Record {
     /// # Errors
     /// [`Error::Reentered`] when the holder is the calling thread: a signal
     /// handler interrupted it inside the record.
+    #[inline(never)]
     fn enter(&self) -> Result<Held<'_>, Error> {
         let me = sys::gettid() & HOLDER;
         let mut word = self.lock.load(Ordering::Relaxed);
@@ -210,52 +210,21 @@ impl Record {
         self.lock.load(Ordering::SeqCst)
     }
 
-    /// Whether a `lock_all` is under way: announced, without its answer.
-    fn lock_all_pending(&self) -> bool {
-        // SeqCst: the load side of the store-load pair with `lock_all`.
-        self.pending.load(Ordering::SeqCst) > 0
-    }
-
-    /// Whether `lock_all` is in force. (One announced later waits for the
-    /// lock's holder to leave before it calls `mlockall`, so a holder that
-    /// saw none pending may unlock.)
+    /// Whether `lock_all` is in force.
     fn lock_all_in_force(&self) -> bool {
-        self.all.load(Ordering::SeqCst) & LOCKED != 0
+        self.locked_all.load(Ordering::SeqCst) != self.unlocked_all.load(Ordering::SeqCst)
     }
 
-    /// Counts a drop of the entry in `slot` that cannot be carried out now,
-    /// for the lock's holder (or the last pending `lock_all`) to finish.
+    /// Counts a drop of the entry in `slot` that cannot be carried out now
+    /// (the lock's holder is this thread, interrupted by a signal handler),
+    /// for the holder to finish before it lets go.
     fn defer(&self, slot: usize) {
         self.slots[slot].dropped.fetch_add(1, Ordering::Relaxed);
-        // SeqCst: pairs with the release's and `lock_all`'s checks.
-        self.lock.fetch_or(DEFERRED, Ordering::SeqCst);
-    }
-
-    /// Whether someone has to carry out deferred drops.
-    fn has_deferred(&self) -> bool {
-        self.lock.load(Ordering::SeqCst) & DEFERRED != 0
+        self.lock.fetch_or(DEFERRED, Ordering::Relaxed);
     }
 }
 
 impl Held<'_> {
-    /// The largest end of the entries that cover `at`, if any.
-    fn covered_until(&self, at: usize) -> Option<usize> {
-        self.in_use()
-            .filter(|s| s.start.load(Ordering::Relaxed) & !FLAGS <= at)
-            .map(|s| s.end.load(Ordering::Relaxed))
-            .filter(|&end| end > at)
-            .max()
-    }
-
-    /// The first start of an entry after `at`, or `usize::MAX`.
-    fn next_start(&self, at: usize) -> usize {
-        self.in_use()
-            .map(|s| s.start.load(Ordering::Relaxed) & !FLAGS)
-            .filter(|&start| start > at)
-            .min()
-            .unwrap_or(usize::MAX)
-    }
-
     /// The slots in use.
     fn in_use(&self) -> impl Iterator<Item = &Slot> {
         let used = self.record.used.load(Ordering::Relaxed);
@@ -265,16 +234,40 @@ impl Held<'_> {
     }
 
     /// `munlock(2)` of the pages of `[start, end)` (page-aligned) that no
-    /// entry covers. Returns the first error.
-    fn unlock_uncovered(&self, start: usize, end: usize) -> Result<(), Error> {
+    /// entry covers; nothing if `implicit` (a drop) and `lock_all` is in
+    /// force. Returns the first error.
+    ///
+    /// The count of unlocks is raised before `lock_all`'s mark is read, and
+    /// `lock_all` sets the mark before it reads the count (both `SeqCst`):
+    /// either this unlock sees `lock_all` in force, or `lock_all` sees the
+    /// count changed and locks again once this holder has left.
+    fn unlock_uncovered(&self, start: usize, end: usize, implicit: bool) -> Result<(), Error> {
+        let record = self.record;
+        record.unlocks.fetch_add(1, Ordering::SeqCst);
+        if implicit && record.lock_all_in_force() {
+            return Ok(());
+        }
         let mut result = Ok(());
         let mut at = start;
         while at < end {
-            if let Some(covered) = self.covered_until(at) {
+            // How far the entries that cover `at` reach, and where the next
+            // one starts.
+            let (mut covered, mut next) = (at, end);
+            for s in self.in_use() {
+                let (from, to) = (
+                    s.start.load(Ordering::Relaxed) & !FLAGS,
+                    s.end.load(Ordering::Relaxed),
+                );
+                if from <= at {
+                    covered = covered.max(to);
+                } else {
+                    next = next.min(from);
+                }
+            }
+            if covered > at {
                 at = covered;
                 continue;
             }
-            let next = self.next_start(at).min(end);
             if let Err(e) = sys::munlock(at as *const u8, next - at) {
                 result = result.and(Err(e));
             }
@@ -309,21 +302,22 @@ impl Held<'_> {
         )
     }
 
-    /// Carries out the deferred drops (no `lock_all` pending): takes their
-    /// holders out and unlocks a guard's pages that no one else holds,
-    /// unless `lock_all` is in force.
+    /// Carries out the deferred drops: takes their holders out and unlocks
+    /// a guard's pages that no one else holds, unless `lock_all` is in
+    /// force.
+    #[cold]
+    #[inline(never)]
     fn drain(&self) {
         let record = self.record;
-        let locked = record.lock_all_in_force();
         for slot in 0..record.used.load(Ordering::Relaxed) {
             let n = record.slots[slot].dropped.swap(0, Ordering::Relaxed);
             if n == 0 {
                 continue;
             }
             let (start, end, guard) = self.take_out(slot, n);
-            if guard && !locked {
+            if guard {
                 // A drop cannot report an error: as in `LockGuard`'s Drop.
-                let _ = self.unlock_uncovered(start, end);
+                let _ = self.unlock_uncovered(start, end, true);
             }
         }
     }
@@ -350,25 +344,22 @@ impl Held<'_> {
 }
 
 impl Drop for Held<'_> {
-    /// Carries out deferred drops if no `lock_all` is pending (one that is
-    /// does it when it has its answer), then frees the lock and wakes the
+    /// Carries out deferred drops, then frees the lock and wakes the
     /// sleepers.
     fn drop(&mut self) {
         let record = self.record;
         let mut word = record.lock.load(Ordering::Relaxed);
         loop {
-            if word & DEFERRED != 0 && !record.lock_all_pending() {
-                record.lock.fetch_and(!DEFERRED, Ordering::SeqCst);
+            if word & DEFERRED != 0 {
+                record.lock.fetch_and(!DEFERRED, Ordering::Relaxed);
                 self.drain();
                 word = record.lock.load(Ordering::Relaxed);
                 continue;
             }
-            match record.lock.compare_exchange_weak(
-                word,
-                word & DEFERRED,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
+            match record
+                .lock
+                .compare_exchange_weak(word, 0, Ordering::Release, Ordering::Relaxed)
+            {
                 Ok(_) => break,
                 Err(now) => word = now,
             }
@@ -496,9 +487,9 @@ impl Hold {
     }
 
     /// A guard's end: takes the entry out and munlocks the pages of its
-    /// range that no other entry holds, unless `lock_all` is in force (or
-    /// pending, or the record is busy in this very thread: then the drop
-    /// is deferred, and carried out when that is settled).
+    /// range that no other entry holds, unless `lock_all` is in force. If
+    /// the record is busy in this very thread (a signal handler), the drop
+    /// is deferred, and carried out when the interrupted call leaves it.
     pub(crate) fn unlock(&mut self) -> Result<(), Error> {
         self.leave(true).map(drop)
     }
@@ -531,15 +522,9 @@ impl Hold {
             record.defer(slot);
             return Ok(true);
         };
-        if unlock && record.lock_all_pending() {
-            // A lock_all is under way: whether to unlock depends on its
-            // answer.
-            record.defer(slot);
-            return Ok(true);
-        }
         let (start, end, _) = held.take_out(slot, 1);
-        if unlock && !record.lock_all_in_force() {
-            held.unlock_uncovered(start, end)?;
+        if unlock {
+            held.unlock_uncovered(start, end, true)?;
         }
         Ok(true)
     }
@@ -568,52 +553,54 @@ pub(crate) fn unlock(addr: *const u8, len: usize) -> Result<(), Error> {
         return Ok(());
     }
     let (start, end) = pages(addr, len).ok_or(Error::InvalidArgument)?;
-    RECORD.get()?.enter()?.unlock_uncovered(start, end)
+    RECORD.get()?.enter()?.unlock_uncovered(start, end, false)
 }
 
 /// `mlockall(flags)`, recorded: from its success until [`unlock_all`], no
 /// guard's drop unlocks anything in this process.
 ///
-/// The announcement in `pending` and the check of the lock word form a
-/// store-load pair with a guard drop's lock and check of `pending` (both
-/// `SeqCst`): either the drop sees the announcement and leaves its pages
-/// locked, or `lock_all` sees the drop's thread in the lock and waits until
-/// it has left (and its `munlock` is done) before it calls `mlockall`.
+/// The count of unlocks is read before the lock word (both `SeqCst`): an
+/// unlock whose holder took the lock after that read raises the count
+/// after it, and a holder seen in the lock is waited out, its `munlock`
+/// done, before `mlockall`. After `mlockall`, an unlock that the count
+/// shows may have come after it; once it is done, `mlockall` again.
 pub(crate) fn lock_all(flags: crate::Flags) -> Result<(), Error> {
     let record = RECORD.get()?;
-    record.pending.fetch_add(1, Ordering::SeqCst);
-    let word = record.lock.load(Ordering::SeqCst);
-    let result = match word & HOLDER {
-        0 => sys::mlockall(flags),
-        holder => wait_out(record, word, holder).and_then(|()| sys::mlockall(flags)),
-    };
-    if result.is_ok() {
-        let _ = record
-            .all
-            .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |all| {
-                Some((all | LOCKED) + ONE_LOCK_ALL)
-            });
+    let mut seen = record.unlocks.load(Ordering::SeqCst);
+    loop {
+        wait_out(record)?;
+        sys::mlockall(flags)?;
+        record.locked_all.fetch_add(1, Ordering::SeqCst);
+        let now = record.unlocks.load(Ordering::SeqCst);
+        if now == seen {
+            return Ok(());
+        }
+        seen = now;
     }
-    record.pending.fetch_sub(1, Ordering::SeqCst);
-    if record.has_deferred() {
-        // Drops waited for this answer: the lock's release carries them out
-        // (or, from a signal handler over the holder, the holder's will).
-        drop(record.enter());
-    }
-    result
 }
 
-/// Waits until `holder`, seen in the lock word `word`, has left the
-/// record.
+/// Waits until the thread that holds the lock now, if any, has left it.
 ///
 /// # Errors
 /// [`Error::Reentered`] when the holder is the calling thread.
+#[inline]
+fn wait_out(record: &Record) -> Result<(), Error> {
+    let word = record.lock.load(Ordering::SeqCst);
+    match word & HOLDER {
+        0 => Ok(()),
+        holder => wait_for(record, word, holder),
+    }
+}
+
+/// [`wait_out`] of `holder`, seen in the lock word `word`.
 #[cold]
-fn wait_out(record: &Record, mut word: u32, holder: u32) -> Result<(), Error> {
+#[inline(never)]
+fn wait_for(record: &Record, mut word: u32, holder: u32) -> Result<(), Error> {
     if sys::gettid() & HOLDER == holder {
         return Err(Error::Reentered);
     }
-    // A new holder came after the announcement, and saw it.
+    // A new holder after that one raises the count of unlocks after our
+    // read of it: `lock_all` sees its unlock.
     while word & HOLDER == holder {
         word = record.sleep(word);
     }
@@ -635,13 +622,11 @@ pub(crate) fn unlock_all() -> Result<(), Error> {
     if record.live.load(Ordering::SeqCst) != 0 || record.lock.load(Ordering::SeqCst) & HOLDER != 0 {
         held = Some(record.enter()?);
     }
-    let all = record.all.load(Ordering::SeqCst);
+    let locked_all = record.locked_all.load(Ordering::SeqCst);
     sys::munlockall()?;
     // A lock_all that succeeded meanwhile may have come after the
     // munlockall: then it is still in force.
-    let _ = record
-        .all
-        .compare_exchange(all, all & !LOCKED, Ordering::SeqCst, Ordering::Relaxed);
+    record.unlocked_all.store(locked_all, Ordering::SeqCst);
     if held.is_none() && record.live.load(Ordering::SeqCst) != 0 {
         held = Some(record.enter()?);
     }

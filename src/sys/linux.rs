@@ -489,24 +489,6 @@ pub(crate) fn is_procfs(fd: &Fd) -> Result<bool, Error> {
     Ok(buf.f_type as u64 == u64::from(c::PROC_SUPER_MAGIC))
 }
 
-/// A fresh one-page private anonymous mapping that the kernel really wipes
-/// on fork, left mapped for good, or `NO_FLAG` (1): see
-/// [`ForkLocal`](super::fork_local::ForkLocal).
-pub(super) fn wipe_on_fork_page() -> usize {
-    // The length rounds up to one page.
-    let Ok(mapping) = Mapping::new(1) else {
-        return super::fork_local::NO_FLAG;
-    };
-    if !wipe_on_fork(&mapping) {
-        // Dropping the mapping unmaps it: it was never published.
-        return super::fork_local::NO_FLAG;
-    }
-    // Published from here on, so never unmapped.
-    let page = mapping.addr as usize;
-    core::mem::forget(mapping);
-    page
-}
-
 /// Marks a fresh mapping `MADV_WIPEONFORK` (Linux 4.14+): a child of
 /// `fork(2)` gets it zero-filled. Returns whether the kernel applied the
 /// advice. QEMU user mode before 8.0 answers every `madvise` with 0 and

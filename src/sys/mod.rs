@@ -8,8 +8,8 @@
 //! - `unsupported`: the same functions, answering `Unsupported`.
 //! - `secret_pages`: the guarded, canaried pages behind one secret.
 //! - `process`: a value of the calling process's own, which a forked child
-//!   finds fresh (the crate's record of held locks).
-//! - `fork_local`: a per-process word that a forked child sees as 0.
+//!   finds fresh (the crate's record of held locks, and words such as a
+//!   cached process ID).
 //! - `mem`: volatile zeroing and page touching, no system call.
 //! - `scan`: the SIMD byte search of the status parser, with its portable
 //!   fallback.
@@ -35,12 +35,7 @@ pub(crate) use secret_pages::{Opened, SecretPages};
 #[cfg(mlock_raw)]
 mod process;
 #[cfg(mlock_raw)]
-pub(crate) use process::{PerProcess, Zeroed};
-
-#[cfg(mlock_raw)]
-mod fork_local;
-#[cfg(mlock_raw)]
-pub(crate) use fork_local::ForkLocal;
+pub(crate) use process::{ForkLocal, PerProcess, Zeroed};
 
 mod mem;
 pub(crate) use mem::{touch, zeroize};

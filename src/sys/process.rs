@@ -17,6 +17,45 @@ use crate::Error;
 /// no `Drop` (its page is never freed).
 pub(crate) unsafe trait Zeroed: Sync {}
 
+/// The page of [`PerProcess::get`] where it is not (yet) a wipe-on-fork
+/// one: `at` if it is this process's, else a new page of `len` bytes,
+/// zeroed, marked wipe-on-fork (or stamped with this process's ID where
+/// the kernel cannot wipe it) and published in `at_word` in place of `at`.
+/// A thread that loses the race to publish unmaps its page and takes the
+/// winner's. One copy for every `T`.
+#[cold]
+#[inline(never)]
+fn page_of_this_process(at_word: &AtomicUsize, at: usize, len: usize) -> Result<usize, Error> {
+    // Every page starts with `Page::owner`.
+    let owner = |at: usize| {
+        // SAFETY: `at` is a page published here (or about to be): mapped
+        // read-write, page-aligned, at least 4 bytes long, never unmapped
+        // once published, and only ever accessed through this atomic.
+        unsafe { &*(at as *const AtomicU32) }
+    };
+    let me = getpid();
+    if at != 0 && owner(at).load(Ordering::Relaxed) == me {
+        return Ok(at);
+    }
+    let mapping = Mapping::new(len)?;
+    let wiped = wipe_on_fork(&mapping);
+    let new = mapping.addr as usize | usize::from(wiped);
+    if !wiped {
+        owner(new).store(me, Ordering::Relaxed);
+    }
+    match at_word.compare_exchange(at, new, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => {
+            // Published: never unmapped from here on.
+            core::mem::forget(mapping);
+            Ok(new)
+        }
+        // Another thread of this process published first (only this
+        // process's threads write here); ours was never seen, and dropping
+        // it unmaps it.
+        Err(now) => Ok(now),
+    }
+}
+
 /// The page: the value, and in front of it the process that made it.
 #[repr(C)]
 struct Page<T> {
@@ -70,50 +109,17 @@ impl<T: Zeroed + 'static> PerProcess<T> {
     #[inline]
     pub(crate) fn get(&self) -> Result<&T, Error> {
         let at = self.at.load(Ordering::Acquire);
-        if at & WIPED != 0 {
-            return Ok(&Self::page(at).value);
-        }
-        if at != 0 {
-            let page = Self::page(at);
-            if page.owner.load(Ordering::Relaxed) == getpid() {
-                return Ok(&page.value);
-            }
-        }
-        self.make(at)
-    }
-
-    /// Maps a zeroed page and publishes it in place of `old` (nothing, or
-    /// another process's page); a thread that loses the race unmaps its own
-    /// and takes the winner's.
-    #[cold]
-    fn make(&self, old: usize) -> Result<&T, Error> {
-        let mapping = Mapping::new(core::mem::size_of::<Page<T>>())?;
-        let wiped = wipe_on_fork(&mapping);
-        let at = mapping.addr as usize | usize::from(wiped);
-        if !wiped {
-            Self::page(at).owner.store(getpid(), Ordering::Relaxed);
-        }
-        match self
-            .at
-            .compare_exchange(old, at, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => {
-                // Published: never unmapped from here on.
-                core::mem::forget(mapping);
-                Ok(&Self::page(at).value)
-            }
-            Err(_) => {
-                // Another thread published first; ours was never seen.
-                drop(mapping);
-                self.get()
-            }
-        }
+        let at = match at & WIPED {
+            0 => page_of_this_process(&self.at, at, core::mem::size_of::<Page<T>>())?,
+            _ => at,
+        };
+        Ok(&Self::page(at).value)
     }
 
     /// The page at `at` (its [`WIPED`] bit ignored).
     #[inline(always)]
     fn page(at: usize) -> &'static Page<T> {
-        // SAFETY: `at` was made by `make` from a fresh read-write mapping of
+        // SAFETY: `at` was made by `page_of_this_process` from a fresh read-write mapping of
         // at least `size_of::<Page<T>>()` bytes, page-aligned (so aligned
         // for `Page<T>`, whose alignment is far below a page), zero-filled by
         // the kernel (a valid `Page<T>`: `T: Zeroed`, and a zero `AtomicU32`)
@@ -122,5 +128,37 @@ impl<T: Zeroed + 'static> PerProcess<T> {
         // the mapping (zeroed again where `WIPED`). Only `Sync` parts are
         // shared through it, and only by shared reference.
         unsafe { &*((at & !WIPED) as *const Page<T>) }
+    }
+}
+
+// SAFETY: a zero AtomicU32 is a valid one, and it needs no Drop.
+unsafe impl Zeroed for AtomicU32 {}
+
+/// A per-process word that reads 0 until [`set`](Self::set) in each
+/// process: a cache of a fact about this process that a child of `fork(2)`
+/// has to find out for itself (its process ID; whether its `/proc`, which
+/// may be in another mount namespace, is procfs). A [`PerProcess`] word:
+/// where no page can be mapped, it stays 0 and the caller works the value
+/// out every time.
+pub(crate) struct ForkLocal(PerProcess<AtomicU32>);
+
+impl ForkLocal {
+    /// Unset.
+    pub(crate) const fn new() -> ForkLocal {
+        ForkLocal(PerProcess::new())
+    }
+
+    /// What [`set`](Self::set) stored in this process, or 0.
+    #[inline]
+    pub(crate) fn get(&self) -> u32 {
+        self.0.get().map_or(0, |word| word.load(Ordering::Relaxed))
+    }
+
+    /// Stores `value` for this process.
+    #[inline]
+    pub(crate) fn set(&self, value: u32) {
+        if let Ok(word) = self.0.get() {
+            word.store(value, Ordering::Relaxed);
+        }
     }
 }

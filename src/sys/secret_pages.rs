@@ -101,7 +101,7 @@ impl SecretPages {
         };
         // QEMU user mode before 8.0 answers every madvise with 0 and
         // applies none: an advice no kernel defines tells it apart (see
-        // `ForkLocal`).
+        // `sys::process`).
         let honoured = advise_raw(data, page, u32::MAX) != 0;
         let fork_protected = advised && honoured;
 

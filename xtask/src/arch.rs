@@ -31,10 +31,13 @@ pub struct Arch {
     /// runs, instead of calls to compiler-rt's outline helpers, which pick
     /// LSE at run time through a CPU-feature probe: about 1.3 KiB. (rustc
     /// warns that the `outline-atomics` feature is not stable.) No
-    /// `.eh_frame_hdr` (240 bytes with its segment and alignment): the
-    /// binary is built with `panic = "abort"`, so nothing unwinds, and the
-    /// index only speeds up an unwinder's search of `.eh_frame`, which a
-    /// debugger still finds without it.
+    /// `.eh_frame_hdr`, and with rust-lld no `.eh_frame` either (with
+    /// `no-eh-frame.ld`, a linker-script fragment beside the size
+    /// baselines): the binary is
+    /// built with `panic = "abort"`, so nothing unwinds, and the unwind
+    /// tables cost 550 to 850 bytes. A debugger then unwinds a core of it
+    /// by frame analysis alone; for a debuggable build, build it without
+    /// these flags.
     pub size_rustflags: &'static str,
     /// The QEMU user-mode emulator that runs its binaries on this x86_64
     /// host; `None` for the host's own arch.
@@ -78,8 +81,12 @@ pub const X86_64: Arch = Arch {
     // musl's crt and libc ship self-contained in rust-std.
     linker: "rust-lld",
     rustflags: "",
-    size_rustflags:
-        "-C relocation-model=static -C link-arg=-znorelro -C link-arg=--no-eh-frame-hdr",
+    size_rustflags: concat!(
+        "-C relocation-model=static -C link-arg=-znorelro -C link-arg=--no-eh-frame-hdr \
+         -C link-arg=-T",
+        env!("CARGO_MANIFEST_DIR"),
+        "/size/no-eh-frame.ld"
+    ),
     qemu_user: None,
     qemu_user_args: &[],
     build_packages: &[],
@@ -101,9 +108,12 @@ pub const AARCH64: Arch = Arch {
     triple: "aarch64-unknown-linux-musl",
     linker: "rust-lld",
     rustflags: "",
-    size_rustflags:
+    size_rustflags: concat!(
         "-C relocation-model=static -C link-arg=-znorelro -C link-arg=--no-eh-frame-hdr \
-         -C target-feature=-outline-atomics",
+         -C target-feature=-outline-atomics -C link-arg=-T",
+        env!("CARGO_MANIFEST_DIR"),
+        "/size/no-eh-frame.ld"
+    ),
     qemu_user: Some("qemu-aarch64"),
     qemu_user_args: &[],
     build_packages: &[],
@@ -129,6 +139,7 @@ pub const RISCV64: Arch = Arch {
     triple: "riscv64gc-unknown-linux-gnu",
     linker: "riscv64-linux-gnu-gcc",
     rustflags: "-C target-feature=+crt-static",
+    // GNU ld keeps `.eh_frame`: gcc's `crtbeginT.o` refers to it.
     size_rustflags:
         "-C relocation-model=static -C link-arg=-Wl,-z,norelro -C link-arg=-Wl,--build-id=none \
          -C link-arg=-Wl,--no-eh-frame-hdr",
@@ -312,7 +323,12 @@ mod tests {
         );
         assert_eq!(
             X86_64.size_env()[1].1,
-            "-C relocation-model=static -C link-arg=-znorelro -C link-arg=--no-eh-frame-hdr"
+            concat!(
+                "-C relocation-model=static -C link-arg=-znorelro -C link-arg=--no-eh-frame-hdr \
+                 -C link-arg=-T",
+                env!("CARGO_MANIFEST_DIR"),
+                "/size/no-eh-frame.ld"
+            )
         );
         assert_eq!(RISCV64.build_env().len(), 2);
         assert_eq!(AARCH64.build_env().len(), 1);
