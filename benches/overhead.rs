@@ -1,10 +1,34 @@
 //! Call overhead: one cheap `mlockall(MCL_FUTURE)` + `munlockall()` pair,
-//! through this crate and through each peer, measured in one run.
+//! through this crate and through each peer, measured in one run; then the
+//! cost of the crate's record of the locks it holds, timed in pairs against
+//! libc.
 //!
 //! `MCL_FUTURE` alone only sets a flag on the process's memory map, and
 //! `munlockall` clears it again, so the kernel's share is small and the
 //! user-space path (wrapper, PLT, errno) shows. Run it with
 //! `cargo bench --bench overhead`, or all benchmarks with `cargo xtask bench`.
+//!
+//! After criterion it times two comparisons in pairs, the goals on what the
+//! record costs (`lock_all` and `unlock_all` update it; a [`LockGuard`]
+//! enters its range on `new` and consults it on drop):
+//!
+//! - `lock_all/mlockall`: `mlock::lock_all(Flags::FUTURE)` +
+//!   `mlock::unlock_all()` against libc's `mlockall(MCL_FUTURE)` +
+//!   `munlockall()`; goal: within 1.10x.
+//! - `guard/mlock`: `mlock::LockGuard::new(page)` + its drop against libc's
+//!   `mlock(page)` + `munlock(page)`, over one touched, page-aligned page of
+//!   an anonymous mapping (the runtime page size); goal: within 1.15x.
+//!
+//! For each, 20,000 pairs (`MLOCK_BENCH_PAIRS` sets another count) of the
+//! crate's two calls and libc's two back to back, which side goes first
+//! alternating, each side timed alone; it prints the median time of each
+//! side, the median of the differences within a pair (what the crate costs
+//! over libc, in nanoseconds) and the ratio of the two medians, in the form
+//! `benches/status.rs` prints its pairs. A burst of load from other
+//! processes falls on both sides of a pair alike; and the cost of a system
+//! call differs threefold between machines of one kind, so the absolute
+//! times are printed beside the ratio. `overhead --paired [<pairs>]` times
+//! only these comparisons, without criterion.
 //!
 //! `overhead --interleaved <rounds> <batch>` times the four in turns instead:
 //! each round runs a batch of pairs through every implementation, starting
@@ -16,6 +40,8 @@
 //! `overhead --calls <impl> <n>` runs `n` pairs through one implementation
 //! and exits, without criterion: `cargo xtask bench` runs that under
 //! `valgrind --tool=callgrind` to count user-space instructions per pair.
+//!
+//! [`LockGuard`]: mlock::LockGuard
 
 #[cfg(target_os = "linux")]
 mod linux {
@@ -165,6 +191,218 @@ mod linux {
         }
     }
 
+    /// One page of an anonymous private mapping, page-aligned and touched
+    /// (so that `mlock` finds it present and has nothing to fault in),
+    /// unmapped on drop.
+    pub struct Page {
+        ptr: *mut u8,
+        len: usize,
+    }
+
+    impl Page {
+        /// Maps and touches one page of the runtime page size.
+        pub fn map() -> Page {
+            // SAFETY: sysconf has no preconditions.
+            let len = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            let len = usize::try_from(len).expect("sysconf(_SC_PAGESIZE)");
+            // SAFETY: a fresh anonymous mapping, no address hint.
+            let ptr = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            assert!(ptr != libc::MAP_FAILED, "mmap of one page failed");
+            let ptr = ptr.cast::<u8>();
+            // SAFETY: the page is mapped readable and writable.
+            unsafe { ptr.write_volatile(1) };
+            Page { ptr, len }
+        }
+
+        pub fn bytes(&self) -> &[u8] {
+            // SAFETY: `len` bytes at `ptr` stay mapped, initialised (zero
+            // or written) and unaliased by writes until `self` drops.
+            unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+        }
+    }
+
+    impl Drop for Page {
+        fn drop(&mut self) {
+            // SAFETY: the mapping is ours, and no borrow of it outlives `self`.
+            unsafe { libc::munmap(self.ptr.cast(), self.len) };
+        }
+    }
+
+    /// This crate: lock one region through a [`mlock::LockGuard`] (its
+    /// range entered in the record, then `mlock`) and drop it (the record
+    /// consulted, `munlock`, the entry removed).
+    #[inline(never)]
+    fn guard_mlock(page: &[u8]) -> Result<(), mlock::Error> {
+        let guard = mlock::LockGuard::new(page)?;
+        drop(black_box(guard));
+        Ok(())
+    }
+
+    /// libc: `mlock` + `munlock` of the same region, nothing recorded.
+    #[inline(never)]
+    fn guard_libc(page: &[u8]) -> (libc::c_int, libc::c_int) {
+        let (addr, len) = (page.as_ptr().cast::<libc::c_void>(), page.len());
+        // SAFETY: the region is mapped and ours; locking it reads and
+        // writes no memory.
+        unsafe { (libc::mlock(addr, len), libc::munlock(addr, len)) }
+    }
+
+    /// One `LockGuard` pair and one libc pair over `page`, checked, as
+    /// [`check`] checks the `mlockall` pairs.
+    fn check_guard(page: &[u8]) {
+        let fail = |side: &str, e: String| {
+            eprintln!(
+                "overhead: mlock + munlock of one {}-byte page through {side} failed: {e}",
+                page.len()
+            );
+            eprintln!(
+                "overhead: it needs CAP_IPC_LOCK or an RLIMIT_MEMLOCK of at least one page (`ulimit -l`)"
+            );
+            std::process::exit(1);
+        };
+        if let Err(e) = guard_mlock(page) {
+            fail("mlock::LockGuard", e.to_string());
+        }
+        if guard_libc(page) != (0, 0) {
+            fail("libc", std::io::Error::last_os_error().to_string());
+        }
+    }
+
+    /// Pairs per comparison when `MLOCK_BENCH_PAIRS` does not say.
+    const PAIRS: usize = 20_000;
+
+    /// How many pairs each comparison times: `MLOCK_BENCH_PAIRS` (which
+    /// `cargo xtask bench --quick` lowers), else [`PAIRS`].
+    pub fn pair_count() -> usize {
+        match std::env::var("MLOCK_BENCH_PAIRS") {
+            Ok(n) => n
+                .parse()
+                .ok()
+                .filter(|&n| n > 0)
+                .unwrap_or_else(|| panic!("MLOCK_BENCH_PAIRS={n:?}: want a count above 0")),
+            Err(_) => PAIRS,
+        }
+    }
+
+    /// One comparison timed in pairs: the median time of the crate's side
+    /// `a`, of libc's side `b`, and of the difference `a - b` within a
+    /// pair, in nanoseconds.
+    struct Paired {
+        a_ns: f64,
+        b_ns: f64,
+        diff_ns: f64,
+    }
+
+    /// The median of `v` (sorted in place; the upper middle of an even
+    /// count).
+    fn median_of(v: &mut [f64]) -> f64 {
+        v.sort_unstable_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+
+    /// Times `pairs` pairs: one call of `a` and one of `b` back to back, `a`
+    /// first in every other pair, each timed alone. A change in the
+    /// machine's load falls on both calls of a pair alike, so the median of
+    /// the differences within the pairs is the cost of `a` over `b`. A tenth
+    /// as many pairs run first, untimed, to warm the caches and the branch
+    /// predictors.
+    fn time_pairs(mut a: impl FnMut(), mut b: impl FnMut(), pairs: usize) -> Paired {
+        for k in 0..pairs / 10 {
+            if k % 2 == 0 {
+                a();
+                b();
+            } else {
+                b();
+                a();
+            }
+        }
+        let (mut ta, mut tb, mut diff) = (
+            Vec::with_capacity(pairs),
+            Vec::with_capacity(pairs),
+            Vec::with_capacity(pairs),
+        );
+        for k in 0..pairs {
+            let a_first = k % 2 == 0;
+            let t0 = Instant::now();
+            if a_first {
+                a();
+            } else {
+                b();
+            }
+            let t1 = Instant::now();
+            if a_first {
+                b();
+            } else {
+                a();
+            }
+            let t2 = Instant::now();
+            let (x, y) = ((t1 - t0).as_nanos() as f64, (t2 - t1).as_nanos() as f64);
+            let (x, y) = if a_first { (x, y) } else { (y, x) };
+            ta.push(x);
+            tb.push(y);
+            diff.push(x - y);
+        }
+        Paired {
+            a_ns: median_of(&mut ta),
+            b_ns: median_of(&mut tb),
+            diff_ns: median_of(&mut diff),
+        }
+    }
+
+    /// Times the two goal comparisons in `pairs` pairs each, after one
+    /// checked call of every side, and prints one line per comparison,
+    /// `paired <a>/<b> <a> ns vs <b> ns, a-b <diff> ns, ratio <a/b>`, the
+    /// form `cargo xtask bench` reads.
+    pub fn paired(pairs: usize) {
+        check("mlock");
+        check("libc");
+        let page = Page::map();
+        let page = page.bytes();
+        check_guard(page);
+        println!(
+            "\ntimed in pairs ({pairs} pairs per comparison: the crate's calls and libc's \
+             back to back, the crate first in every other pair; medians of the crate, of \
+             libc and of the difference within a pair; {}-byte page):",
+            page.len()
+        );
+        let all = time_pairs(
+            || {
+                let _ = black_box(pair_mlock());
+            },
+            || {
+                let _ = black_box(pair_libc());
+            },
+            pairs,
+        );
+        let guard = time_pairs(
+            || {
+                let _ = black_box(guard_mlock(black_box(page)));
+            },
+            || {
+                let _ = black_box(guard_libc(black_box(page)));
+            },
+            pairs,
+        );
+        for (name, p) in [("lock_all/mlockall", all), ("guard/mlock", guard)] {
+            println!(
+                "  paired {name:<17} {:>7.0} ns vs {:>7.0} ns, a-b {:>+6.0} ns, ratio {:.3}",
+                p.a_ns,
+                p.b_ns,
+                p.diff_ns,
+                p.a_ns / p.b_ns
+            );
+        }
+    }
+
     /// The four pairs as one criterion group, `overhead`.
     pub fn bench(c: &mut Criterion) {
         for name in IMPLS {
@@ -182,6 +420,9 @@ mod linux {
 #[cfg(target_os = "linux")]
 fn main() {
     // `cargo bench` puts `--bench` first; the modes below may follow it.
+    // Without it (`cargo test --benches`) criterion only checks that each
+    // benchmark runs, and the pairs are not timed.
+    let bench_mode = std::env::args().any(|a| a == "--bench");
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
@@ -208,9 +449,24 @@ fn main() {
         linux::interleaved(rounds.max(1), batch.max(1));
         return;
     }
+    if args.first().map(String::as_str) == Some("--paired") {
+        let pairs = match args.get(1).map(|n| n.parse::<usize>()) {
+            None => linux::pair_count(),
+            Some(Ok(n)) if n > 0 => n,
+            Some(_) => {
+                eprintln!("usage: overhead --paired [<pairs per comparison>]");
+                std::process::exit(2);
+            }
+        };
+        linux::paired(pairs);
+        return;
+    }
     let mut c = criterion::Criterion::default().configure_from_args();
     linux::bench(&mut c);
     c.final_summary();
+    if bench_mode {
+        linux::paired(linux::pair_count());
+    }
 }
 
 #[cfg(not(target_os = "linux"))]

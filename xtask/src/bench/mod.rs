@@ -4,7 +4,10 @@
 //!    `mlockall(MCL_FUTURE)` + `munlockall()` pair through this crate, libc,
 //!    rustix and nix; medians and the ratio to each peer, plus user-space
 //!    instructions per pair counted by `valgrind --tool=callgrind`, which
-//!    does not care how busy the machine is.
+//!    does not care how busy the machine is. Then the goals on what the
+//!    crate's record of its locks costs, timed in pairs against libc:
+//!    `lock_all(FUTURE)` + `unlock_all()` against `mlockall` + `munlockall`,
+//!    and `LockGuard::new` + drop of one page against `mlock` + `munlock`.
 //! 2. What `ONFAULT` saves (`benches/onfault.rs`): time and RSS of locking an
 //!    untouched mapping of 16 MiB to 1 GiB, each case in a fresh process.
 //! 3. Status queries (`benches/status.rs`, criterion), when that bench exists,
@@ -16,7 +19,7 @@
 //! (few samples, mappings up to 256 MiB) that checks that everything builds
 //! and runs; it writes the filled page and the figure under
 //! `target/xtask-bench/` and leaves `docs/` alone. No number ever fails a
-//! run.
+//! run: the goal tables say whether this machine met each bound.
 //!
 //! Here: the plan and the run from build to page; `run` builds the benches
 //! and counts instructions, `parse` reads their output, `machine` describes
@@ -69,6 +72,24 @@ pub(super) const STATUS_ROWS: [(&str, &str); 7] = [
 pub(super) const STATUS_GOALS: [(&str, &str, f64); 2] =
     [("status", "floor", 1.03), ("reader", "pread", 1.05)];
 
+/// The goals on the cost of the crate's record of its locks, timed in
+/// pairs by `benches/overhead.rs`: (what is compared, the crate's side,
+/// libc's side, bound on the ratio of their medians).
+pub(super) const OVERHEAD_GOALS: [(&str, &str, &str, f64); 2] = [
+    (
+        "lock_all + unlock_all vs mlockall + munlockall (libc)",
+        "lock_all",
+        "mlockall",
+        1.10,
+    ),
+    (
+        "LockGuard new + drop vs mlock + munlock (libc)",
+        "guard",
+        "mlock",
+        1.15,
+    ),
+];
+
 /// `cargo xtask bench [--quick]`.
 pub fn main(args: &[String]) -> util::Result {
     let mut quick = false;
@@ -99,8 +120,9 @@ pub(super) struct Plan {
     pub(super) calls: (u64, u64),
     /// Rounds and pairs per batch of `overhead --interleaved`.
     pub(super) interleaved: (u64, u64),
-    /// Pairs of calls per comparison that `benches/status.rs` times back
-    /// to back after criterion (`MLOCK_BENCH_PAIRS`).
+    /// Pairs of calls per comparison that `benches/overhead.rs` and
+    /// `benches/status.rs` time back to back after criterion
+    /// (`MLOCK_BENCH_PAIRS`).
     pub(super) pairs: u64,
     /// Arguments for `benches/onfault.rs`.
     pub(super) onfault: &'static [&'static str],
@@ -170,20 +192,22 @@ fn run(plan: &Plan) -> util::Result {
     if benches.contains_key("status") {
         criterion_names.push("status");
     }
-    let mut status_paired = Vec::new();
+    let (mut overhead_paired, mut status_paired) = (Vec::new(), Vec::new());
     for name in &criterion_names {
-        let mut cmd = Command::new(exe(name)?);
-        cmd.args(plan.criterion)
-            .env("CRITERION_HOME", &criterion_home);
+        // Each ends with comparisons timed in pairs, which criterion's
+        // files do not hold.
+        let out = util::output(
+            Command::new(exe(name)?)
+                .args(plan.criterion)
+                .env("CRITERION_HOME", &criterion_home)
+                .env("MLOCK_BENCH_PAIRS", plan.pairs.to_string()),
+        )?;
+        print!("{out}");
+        let paired = parse::paired(&out, &format!("benches/{name}.rs"))?;
         if *name == "status" {
-            // Its summary ends with the comparisons timed in pairs, which
-            // criterion's files do not hold.
-            cmd.env("MLOCK_BENCH_PAIRS", plan.pairs.to_string());
-            let out = util::output(&mut cmd)?;
-            print!("{out}");
-            status_paired = parse::paired(&out)?;
+            status_paired = paired;
         } else {
-            util::run(&mut cmd)?;
+            overhead_paired = paired;
         }
     }
     let estimates = parse::read_criterion(&criterion_home)?;
@@ -212,6 +236,7 @@ fn run(plan: &Plan) -> util::Result {
         interleaved,
         instructions,
         onfault,
+        overhead_paired,
         status_paired,
         parse_instructions,
     };

@@ -104,8 +104,8 @@ pub(super) fn interleaved(text: &str) -> util::Result<Vec<(String, f64, f64)>> {
     Ok(rows)
 }
 
-/// One comparison of `benches/status.rs` timed in pairs: the median time
-/// of one call of `a` and of `b`, and the median of `a - b` within a pair,
+/// One comparison timed in pairs (`benches/overhead.rs`,
+/// `benches/status.rs`): the median time of one call of `a` and of `b`, and the median of `a - b` within a pair,
 /// in nanoseconds, and the ratio of the two medians.
 pub(super) struct Paired {
     pub(super) a: String,
@@ -116,11 +116,12 @@ pub(super) struct Paired {
     pub(super) ratio: f64,
 }
 
-/// The `paired` lines of the status bench's summary, one per comparison:
+/// The `paired` lines of a bench's output (`bench` names it in errors),
+/// one per comparison:
 /// `paired <a>/<b> <a_ns> ns vs <b_ns> ns, a-b <±diff> ns, ratio <a/b>`.
 /// Other lines are skipped; a `paired` line of another shape is an error,
 /// and so is output without any.
-pub(super) fn paired(text: &str) -> util::Result<Vec<Paired>> {
+pub(super) fn paired(text: &str, bench: &str) -> util::Result<Vec<Paired>> {
     let mut rows = Vec::new();
     for line in text.lines() {
         let Some(rest) = line.trim_start().strip_prefix("paired ") else {
@@ -150,10 +151,10 @@ pub(super) fn paired(text: &str) -> util::Result<Vec<Paired>> {
             }
             _ => None,
         };
-        rows.push(row.ok_or_else(|| format!("benches/status.rs printed {line:?}"))?);
+        rows.push(row.ok_or_else(|| format!("{bench} printed {line:?}"))?);
     }
     if rows.is_empty() {
-        return Err("benches/status.rs printed no `paired` lines".into());
+        return Err(format!("{bench} printed no `paired` lines"));
     }
     Ok(rows)
 }
@@ -237,7 +238,7 @@ mod tests {
                    \x20 paired status/floor    10555 ns vs   10576 ns, a-b    -21 ns, ratio 0.998\n\
                    \x20 paired reader/pread     6310 ns vs    6250 ns, a-b    +60 ns, ratio 1.010\n\
                    \x20 paired procfs/floor    30285 ns vs   10776 ns, a-b +19569 ns, ratio 2.810\n";
-        let rows = paired(out).unwrap();
+        let rows = paired(out, "benches/status.rs").unwrap();
         assert_eq!(rows.len(), 3);
         let r = &rows[0];
         assert_eq!((r.a.as_str(), r.b.as_str()), ("status", "floor"));
@@ -248,9 +249,35 @@ mod tests {
         assert_eq!((rows[1].a.as_str(), rows[1].diff_ns), ("reader", 60.0));
         assert_eq!(rows[2].diff_ns, 19569.0);
         // No paired line at all, or one of another shape, is an error.
-        assert!(paired("status summary\n  floor 10589 ns 1.000x\n").is_err());
-        assert!(paired("  paired status/floor 10555 ns vs 10576 ns, ratio 0.998\n").is_err());
-        assert!(paired("  paired status 1 ns vs 2 ns, a-b -1 ns, ratio 0.5\n").is_err());
-        assert!(paired("  paired a/b x ns vs 2 ns, a-b -1 ns, ratio 0.5\n").is_err());
+        assert!(paired("status summary\n  floor 10589 ns 1.000x\n", "b").is_err());
+        assert!(paired(
+            "  paired status/floor 10555 ns vs 10576 ns, ratio 0.998\n",
+            "b"
+        )
+        .is_err());
+        assert!(paired("  paired status 1 ns vs 2 ns, a-b -1 ns, ratio 0.5\n", "b").is_err());
+        assert!(paired("  paired a/b x ns vs 2 ns, a-b -1 ns, ratio 0.5\n", "b").is_err());
+    }
+
+    #[test]
+    fn paired_lines_of_the_overhead_bench() {
+        let out = "timed in pairs (20000 pairs per comparison: ...; 4096-byte page):\n\
+                   \x20 paired lock_all/mlockall      520 ns vs     390 ns, a-b   +128 ns, ratio 1.333\n\
+                   \x20 paired guard/mlock          2150 ns vs    1500 ns, a-b   +640 ns, ratio 1.433\n";
+        let rows = paired(out, "benches/overhead.rs").unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            (rows[0].a.as_str(), rows[0].b.as_str(), rows[0].diff_ns),
+            ("lock_all", "mlockall", 128.0)
+        );
+        assert_eq!((rows[1].a.as_str(), rows[1].b.as_str()), ("guard", "mlock"));
+        assert_eq!(
+            (rows[1].a_ns, rows[1].b_ns, rows[1].ratio),
+            (2150.0, 1500.0, 1.433)
+        );
+        let err = paired("criterion only\n", "benches/overhead.rs")
+            .err()
+            .unwrap();
+        assert!(err.contains("benches/overhead.rs"), "{err}");
     }
 }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::machine::Machine;
 use super::parse::{Estimate, OnfaultRow, Paired};
-use super::{Plan, IMPLS, STATUS_GOALS, STATUS_ROWS};
+use super::{Plan, IMPLS, OVERHEAD_GOALS, STATUS_GOALS, STATUS_ROWS};
 use crate::util;
 
 pub(super) struct Report<'a> {
@@ -18,6 +18,9 @@ pub(super) struct Report<'a> {
     pub(super) interleaved: Vec<(String, f64, f64)>,
     pub(super) instructions: Vec<(String, f64)>,
     pub(super) onfault: Vec<OnfaultRow>,
+    /// The overhead bench's goal comparisons timed in pairs of calls, the
+    /// crate's side against libc's.
+    pub(super) overhead_paired: Vec<Paired>,
     /// The status bench's comparisons timed in pairs of calls (empty when
     /// that bench did not run).
     pub(super) status_paired: Vec<Paired>,
@@ -92,10 +95,11 @@ impl Report<'_> {
     /// The generated blocks of docs/benchmarks.md, by marker name, in
     /// Markdown, which also reads well in a terminal.
     pub(super) fn blocks(&self) -> Vec<(&'static str, String)> {
-        let [machine, overhead, onfault, status] = BLOCKS;
+        let [machine, overhead, record, onfault, status] = BLOCKS;
         vec![
             (machine, self.machine_table()),
             (overhead, self.overhead_table()),
+            (record, self.record_goals()),
             (onfault, self.onfault_tables()),
             (status, self.status_tables()),
         ]
@@ -181,6 +185,44 @@ impl Report<'_> {
             let _ = writeln!(
                 t,
                 "| {label} | {crit} | {crit_ratio} | {wall} | {wall_ratio} | {cpu} | {cpu_ratio} | {ins} | {ins_ratio} |"
+            );
+        }
+        t
+    }
+
+    /// The goals on what the crate's record of its locks costs: per goal,
+    /// the median of the crate's side and of libc's, the median of the
+    /// difference within a pair beside what the bound allows over libc's
+    /// median, the ratio of the medians, and whether it is within the
+    /// bound. The absolute times stand beside the ratio because the cost of
+    /// a system call, and so the ratio, differs between machines.
+    fn record_goals(&self) -> String {
+        let mut t = format!(
+            "Timed in pairs: {} pairs per comparison, each the crate's two calls and \
+             libc's two back to back, which side goes first alternating, each side \
+             timed alone.\n\n\
+             | goal | crate, median | libc, median | crate − libc, median of the pairs (the bound allows) | crate ÷ libc | bound | met |\n\
+             |---|---:|---:|---:|---:|---:|---|\n",
+            self.plan.pairs
+        );
+        for (goal, ours, libc, bound) in OVERHEAD_GOALS {
+            let Some(p) = self
+                .overhead_paired
+                .iter()
+                .find(|p| p.a == ours && p.b == libc)
+            else {
+                let _ = writeln!(t, "| {goal} | – | – | – | – | ≤ {bound:.2} | not timed |");
+                continue;
+            };
+            let met = if p.ratio <= bound { "yes" } else { "no" };
+            let _ = writeln!(
+                t,
+                "| {goal} | {} | {} | {} ({}) | {:.3} | ≤ {bound:.2} | {met} |",
+                time(p.a_ns),
+                time(p.b_ns),
+                signed_time(p.diff_ns),
+                time((bound - 1.0) * p.b_ns),
+                p.ratio
             );
         }
         t
@@ -412,7 +454,7 @@ impl Report<'_> {
 }
 
 /// The names of the generated blocks, in the page's order.
-const BLOCKS: [&str; 4] = ["machine", "overhead", "onfault", "status"];
+const BLOCKS: [&str; 5] = ["machine", "overhead", "record", "onfault", "status"];
 
 /// The marker that closes a generated block.
 const END: &str = "<!-- /xtask bench -->";
@@ -527,6 +569,10 @@ mod tests {
             interleaved: Vec::new(),
             instructions: Vec::new(),
             onfault: Vec::new(),
+            overhead_paired: vec![
+                pair("lock_all", "mlockall", 520.0, 390.0, 128.0),
+                pair("guard", "mlock", 1_700.0, 1_500.0, 190.0),
+            ],
             status_paired: vec![
                 pair("status", "floor", 10_100.0, 10_000.0, 90.0),
                 pair("reader", "pread", 6_040.0, 6_000.0, -12.0),
@@ -543,5 +589,22 @@ mod tests {
         assert!(block.contains(
             "| `reader` ÷ `pread` ≤ 1.05 | 1.100 | 1.007 | −12.0 ns (300.0 ns) | in pairs only |"
         ));
+        let record = report.record_goals();
+        assert!(record.contains("Timed in pairs: 5000 pairs per comparison"));
+        assert!(record.contains(
+            "| lock_all + unlock_all vs mlockall + munlockall (libc) | 520.0 ns | 390.0 ns \
+             | +128.0 ns (39.0 ns) | 1.333 | ≤ 1.10 | no |"
+        ));
+        assert!(record.contains(
+            "| LockGuard new + drop vs mlock + munlock (libc) | 1.70 µs | 1.50 µs \
+             | +190.0 ns (225.0 ns) | 1.133 | ≤ 1.15 | yes |"
+        ));
+        let none = Report {
+            overhead_paired: Vec::new(),
+            ..report
+        };
+        assert!(none
+            .record_goals()
+            .contains("| LockGuard new + drop vs mlock + munlock (libc) | – | – | – | – | ≤ 1.15 | not timed |"));
     }
 }
