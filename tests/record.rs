@@ -26,8 +26,8 @@
 //! failure that says so. Every check reads the kernel's own view: smaps
 //! (`Locked:`, `VmFlags`) or `VmLck`.
 //!
-//! QEMU user mode refuses seccomp filters: the supervised tests check that
-//! refusal there and say (on stderr) that they run natively and in
+//! QEMU user mode has no seccomp: the supervised tests check its refusal
+//! there and say (on stderr) that they run natively and in
 //! `cargo xtask vm`. The PID-reuse tests do not run under QEMU user mode
 //! either, where the crate tells processes apart by `getpid` (QEMU ignores
 //! the `madvise` advice a per-process record relies on).
@@ -168,24 +168,33 @@ fn leaked(len: usize) -> &'static Anon {
 }
 
 /// Runs `scenario` in a forked child with a deadline, under a kernel that
-/// can stop a call for a supervisor. Under QEMU user mode, which refuses
-/// seccomp filters, checks that refusal instead and says so.
+/// can stop a call for a supervisor. Under QEMU user mode, which has no
+/// seccomp, checks its refusal instead and says so.
 #[track_caller]
 fn supervised(scenario: impl FnOnce() -> Result<(), String>) {
     if under_qemu_user() {
         run(|| {
+            // QEMU 7.2 does not implement seccomp(2), and refuses the
+            // filters of prctl(PR_SET_SECCOMP).
             let refused = notify::listen(&[Rule::Nr(libc::SYS_getppid)]).err();
             let errno = refused.as_ref().and_then(std::io::Error::raw_os_error);
-            ensure(errno == Some(libc::EINVAL), || {
+            ensure(errno == Some(libc::ENOSYS), || {
                 format!(
-                    "QEMU user mode was expected to refuse a seccomp filter (EINVAL): {refused:?}"
+                    "QEMU user mode was expected not to implement seccomp(2) (ENOSYS): {refused:?}"
+                )
+            })?;
+            let refused = try_fail_syscall_with(libc::SYS_getppid, libc::EPERM, When::Always);
+            let errno = refused.as_ref().map_err(std::io::Error::raw_os_error);
+            ensure(errno == Err(Some(libc::EINVAL)), || {
+                format!(
+                    "QEMU user mode was expected to refuse PR_SET_SECCOMP (EINVAL): {refused:?}"
                 )
             })
         });
         note(
-            "QEMU user mode refuses seccomp filters (checked: EINVAL), so this interleaving, \
-             forced by a seccomp user-notification supervisor, is checked natively and in \
-             `cargo xtask vm` only",
+            "QEMU user mode has no seccomp (checked: seccomp(2) ENOSYS, PR_SET_SECCOMP EINVAL), \
+             so this interleaving, forced by a seccomp user-notification supervisor, is checked \
+             natively and in `cargo xtask vm` only",
         );
         return;
     }
@@ -1233,7 +1242,7 @@ fn the_129th_distinct_range_is_too_many_locks_before_any_syscall() {
     });
     if under_qemu_user() {
         note(
-            "QEMU user mode refuses seccomp filters, so that the 129th range makes no mlock is \
+            "QEMU user mode has no seccomp, so that the 129th range makes no mlock is \
              checked there by its page staying unlocked only (natively and in `cargo xtask vm` \
              also by a filter that fails any mlock of it)",
         );

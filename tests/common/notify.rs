@@ -16,8 +16,9 @@
 //! call starts again after the handler and is notified once more (a new
 //! id), which the supervisor must receive and answer in its turn.
 //!
-//! QEMU user mode refuses seccomp filters (`EINVAL`): [`spawn_filtered`]
-//! returns that refusal, for the caller to check and report.
+//! QEMU user mode (7.2) does not implement `seccomp(2)` (`ENOSYS`):
+//! [`spawn_filtered`] returns that refusal, for the caller to check and
+//! report.
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
