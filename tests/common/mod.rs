@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod cgroup;
+pub mod notify;
 
 use std::io::Read;
 use std::os::fd::FromRawFd;
