@@ -888,10 +888,12 @@ fn lock_where_a_buffer_was_just_unmapped<B: Send>(buf: B, data: usize) -> Result
         ensure(unmapped, || {
             "the buffer's drop did not munmap its data page".into()
         })?;
+        // Mapped here, before the second thread exists: that thread's own
+        // stacks could land in the hole the drop left.
+        let fresh = fresh_page_at(data)?;
         // A second thread, so that a drop that still held the record would
         // delay it rather than deadlock the test.
-        let locker = s.spawn(|| -> Result<u64, String> {
-            let fresh = fresh_page_at(data)?;
+        let locker = s.spawn(move || -> Result<u64, String> {
             let guard = LockGuard::new(fresh).map_err(|e| format!("guard: {e}"))?;
             let locked = vma_at(data).map_or(0, |v| v.locked_kb);
             drop(guard);
