@@ -96,13 +96,6 @@ pub enum Error {
     /// hold 128 distinct page ranges already (identical ranges share one
     /// entry). Detected before any syscall; there is no errno.
     TooManyLocks,
-    /// The call came from a signal handler that interrupted the same
-    /// thread inside the crate's record of held locks (a guard's drop, an
-    /// `unlock`, a secret buffer's creation). Waiting would never end, so
-    /// the call did nothing; make it outside the handler, or after the
-    /// interrupted call returns. Drops are never refused: they are carried
-    /// out when the interrupted call leaves the record. No errno.
-    Reentered,
     /// Any other errno, as the kernel returned it.
     Os(i32),
 }
@@ -132,8 +125,8 @@ impl Error {
     /// [`Error::ProcUnavailable`] answers `ENOENT`, also when the crate
     /// detected the condition itself. The `NeedsCap*` variants answer
     /// `EPERM`; [`Error::NotMapped`] and [`Error::OutOfMemory`] answer
-    /// `ENOMEM`. [`Error::Malformed`], [`Error::TooManyLocks`],
-    /// [`Error::Reentered`] and [`Error::ShortWrite`] have no errno.
+    /// `ENOMEM`. [`Error::Malformed`], [`Error::TooManyLocks`] and
+    /// [`Error::ShortWrite`] have no errno.
     #[must_use]
     pub const fn errno(&self) -> Option<i32> {
         let e = match self {
@@ -150,9 +143,7 @@ impl Error {
             | Error::NeedsCapSysBoot => errno::EPERM,
             Error::NotDumpable => errno::EACCES,
             Error::NotMapped | Error::OutOfMemory => errno::ENOMEM,
-            Error::Malformed | Error::TooManyLocks | Error::Reentered | Error::ShortWrite => {
-                return None
-            }
+            Error::Malformed | Error::TooManyLocks | Error::ShortWrite => return None,
             Error::Os(e) => return Some(*e),
         };
         Some(e as i32)
@@ -188,7 +179,6 @@ impl Error {
             Error::NeedsCapSysNice => 15,
             Error::NeedsCapSysAdmin => 16,
             Error::NeedsCapSysBoot => 17,
-            Error::Reentered => 18,
         }
     }
 }
@@ -197,7 +187,7 @@ impl Error {
 /// `Error::message_index`: one table, one lookup, which keeps a static
 /// `/init` that links every message small. Short on purpose, for the
 /// same reason: the cause, then the fix.
-const MESSAGES: [&str; 19] = [
+const MESSAGES: [&str; 18] = [
     "permission denied (EPERM): locking needs CAP_IPC_LOCK or a nonzero RLIMIT_MEMLOCK: \
      `setcap cap_ipc_lock+ep`, `--cap-add=IPC_LOCK`, `AmbientCapabilities=CAP_IPC_LOCK`",
     "out of lockable memory (ENOMEM): over RLIMIT_MEMLOCK: `ulimit -l unlimited`, \
@@ -218,7 +208,6 @@ const MESSAGES: [&str; 19] = [
     "permission denied (EPERM): needs CAP_SYS_NICE or RLIMIT_RTPRIO (`--cap-add=SYS_NICE`)",
     "permission denied (EPERM): needs CAP_SYS_ADMIN",
     "permission denied (EPERM): needs CAP_SYS_BOOT",
-    "re-entered from a signal handler: call it outside",
 ];
 
 impl fmt::Display for Error {

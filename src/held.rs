@@ -20,38 +20,35 @@
 //! # One record per process
 //!
 //! The record lives in a page of its own ([`sys::PerProcess`]) that a child
-//! of `fork(2)` gets zero-filled: the child starts with an empty table, no
-//! `lock_all` in force and the record's lock free, whatever the parent's
-//! threads were doing at the fork, and nothing compares process IDs.
-//! Entries carry the record's *generation*, set on first use in each
-//! process, so that a guard or secret buffer inherited through fork is
-//! recognised as someone else's when the child drops it.
+//! of `fork(2)` gets zero-filled: the child starts with an empty table and
+//! no `lock_all` in force, whatever the parent's threads were doing at the
+//! fork, and nothing compares process IDs. Entries carry the record's
+//! *generation*, set on first use in each process, so that a guard or
+//! secret buffer inherited through fork is recognised as someone else's
+//! when the child drops it.
 //!
-//! # The lock
+//! # No lock
 //!
-//! The table is guarded by a lock word: 0 when free, else the holder's
-//! thread ID (`gettid(2)`) and two flags. A waiter sleeps in the kernel
-//! (`futex(2)`), so it cannot starve a holder of a lower scheduling class on
-//! its CPU. A thread that finds its own ID in the word was interrupted
-//! inside the record by a signal handler that now calls the crate again:
-//! that call returns [`Error::Reentered`], and a drop, which cannot fail,
-//! is *deferred*: it is counted in its slot, and the interrupted holder
-//! carries it out before it lets go of the lock.
+//! Nothing in the record waits for anything: no thread can be held up by
+//! another, whatever their scheduling classes, and a signal handler that
+//! interrupted the crate can call it again. A slot is claimed with a
+//! compare-and-swap, filled in, then published; holders are counted in the
+//! same word, with a count of the slot's uses above them so that a slot
+//! used again never looks like the one a reader saw before.
 //!
-//! The lock is held while the table is read or changed and while
-//! `munlock`/`munlockall` run, never across `mlock`/`mlockall` (which may
-//! fault in gigabytes): an entry is made *before* its pages are locked, so
-//! an unlock either sees it or ran entirely before the pages are locked.
+//! What needs care is a lock and an unlock of the same pages at the same
+//! time, each unaware of the other: an unlock that looked at the table (or
+//! at `lock_all`'s mark) before a new entry (or the mark) was there can
+//! land after the new `mlock` (or `mlockall`) and undo it. Both sides
+//! close that window, each with a store and then a load (`SeqCst`, so at
+//! least one of the two sees the other):
 //!
-//! `lock_all` does not take the lock. It waits until a holder it finds
-//! there has left, calls `mlockall`, marks itself in force, and then looks
-//! at a count that every unlock through the record raises before it looks
-//! at that mark: if an unlock ran meanwhile, it may have come after the
-//! `mlockall`, and `lock_all` calls `mlockall` again once that unlock is
-//! done. A drop is never held up by a `lock_all`, and a `lock_all` that
-//! fails leaves nothing to undo. With no guards, `lock_all` +
-//! `unlock_all` cost one atomic read-modify-write beyond their system
-//! calls.
+//! - a locker publishes its entry (or mark), calls `mlock`, and then reads
+//!   a count of unlocks that it read before: if the count moved, an
+//!   unlock may have come after its system call, and it locks once more;
+//! - an unlocker raises that count after its `munlock`, then looks at the
+//!   table (and the mark) again, and locks again whatever a newcomer holds
+//!   in its range (and, under `lock_all`, the range itself).
 //!
 //! What the record cannot see: locks taken outside the crate (`mlock` or
 //! `mlockall` through libc or another crate) and plain [`lock`] calls,
@@ -59,7 +56,7 @@
 //!
 //! [`lock`]: crate::lock
 
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::{sys, Error};
 
@@ -79,12 +76,13 @@ const SECRET_MEM: usize = 4;
 /// The flag bits of [`Slot::start`].
 const FLAGS: usize = ON_FAULT | SECRET | SECRET_MEM;
 
-/// [`Record::lock`]: someone sleeps on the word; the holder wakes them.
-const WAITERS: u32 = 1 << 31;
-/// [`Record::lock`]: a slot has deferred drops to carry out.
-const DEFERRED: u32 = 1 << 30;
-/// [`Record::lock`]: the holder's thread ID (Linux's are below 2^22).
-const HOLDER: u32 = DEFERRED - 1;
+/// [`Slot::state`]: the number of holders in the low bits; above them, a
+/// count of the slot's uses.
+const HOLDERS: usize = 0xffff;
+/// [`Slot::state`]'s holders while the slot is being filled in.
+const CLAIMED: usize = HOLDERS;
+/// [`Slot::state`]: one more use of the slot.
+const NEXT_USE: usize = HOLDERS + 1;
 
 /// What holds a range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,26 +98,36 @@ pub(crate) enum Kind {
 }
 
 /// One entry: a page-aligned range `[start, end)` (flags in the low bits
-/// of `start`) and how many holders hold exactly that range. `count == 0`
-/// is a free slot. `dropped` counts drops made while they could not be
-/// carried out ([`Record::defer`]); `dropped <= count`.
+/// of `start`), written while the slot is [`CLAIMED`] and read only while
+/// it has holders.
 struct Slot {
     start: AtomicUsize,
     end: AtomicUsize,
-    count: AtomicUsize,
-    dropped: AtomicUsize,
+    /// Uses and holders: see [`HOLDERS`].
+    state: AtomicUsize,
 }
 
-/// The record of one process. The table (the slots' ranges and counts,
-/// `used`, `generation`) is read and written only with the lock held; the
-/// other fields are also read (and `locked_all`, `unlocked_all`, `dropped`
-/// and the lock's flags written) without it, with the orderings noted
-/// where they are used.
+impl Slot {
+    /// The range (flags in its start), if the slot has holders, read
+    /// together with the state it had.
+    fn entry(&self) -> Option<(usize, usize, usize)> {
+        let state = self.state.load(Ordering::SeqCst);
+        if matches!(state & HOLDERS, 0 | CLAIMED) {
+            return None;
+        }
+        let (key, end) = (
+            self.start.load(Ordering::Relaxed),
+            self.end.load(Ordering::Relaxed),
+        );
+        // Unchanged: the range is the one of that use of the slot.
+        (self.state.load(Ordering::Acquire) == state).then_some((key, end, state))
+    }
+}
+
+/// The record of one process: atomics, read and written with the
+/// orderings noted where they are used.
 struct Record {
-    /// The lock: 0, or the holder's thread ID with [`WAITERS`] and
-    /// [`DEFERRED`].
-    lock: AtomicU32,
-    /// Raised (with the lock held) before every unlock through the record.
+    /// Raised by every unlock once its `munlock` (or `munlockall`) is done.
     unlocks: AtomicUsize,
     /// How many `lock_all` calls have succeeded in this process.
     locked_all: AtomicUsize,
@@ -129,18 +137,16 @@ struct Record {
     /// Nonzero once the record has held an entry in this process; a hold
     /// made under another generation was inherited through `fork(2)`.
     generation: AtomicUsize,
-    /// Slots `[0, used)` may be in use; the rest are free.
+    /// Slots `[0, used)` have been used; the rest never were.
     used: AtomicUsize,
-    /// Slots in use.
-    live: AtomicUsize,
-    /// Slots in use for secret buffers.
+    /// Secret buffers' entries, made or being made.
     secrets: AtomicUsize,
     slots: [Slot; SLOTS],
 }
 
-// SAFETY: a zeroed Record is a valid, empty one (the lock free, nothing
-// pending, no entries, no generation yet): it is made of atomics only, and
-// needs no Drop.
+// SAFETY: a zeroed Record is a valid, empty one (no unlocks, no lock_all,
+// no entries, no generation yet): it is made of atomics only, and needs no
+// Drop.
 #[allow(unsafe_code)]
 unsafe impl sys::Zeroed for Record {}
 
@@ -152,112 +158,94 @@ static RECORD: sys::PerProcess<Record> = sys::PerProcess::new();
 /// higher than that of every hold it inherited.
 static GENERATIONS: AtomicUsize = AtomicUsize::new(0);
 
-/// The held lock; released on drop.
-struct Held<'r> {
-    record: &'r Record,
-}
-
 impl Record {
-    /// Takes the lock, sleeping while another thread holds it.
-    ///
-    /// # Errors
-    /// [`Error::Reentered`] when the holder is the calling thread: a signal
-    /// handler interrupted it inside the record.
-    #[inline(never)]
-    fn enter(&self) -> Result<Held<'_>, Error> {
-        let me = sys::gettid() & HOLDER;
-        let mut word = self.lock.load(Ordering::Relaxed);
-        // Once a thread has slept, it takes the lock with WAITERS set: other
-        // sleepers may remain, and the next release must wake them.
-        let mut slept = 0;
-        loop {
-            if word & HOLDER == 0 {
-                // SeqCst: the store-load pairs with `lock_all` (see there).
-                match self.lock.compare_exchange_weak(
-                    word,
-                    word | me | slept,
-                    Ordering::SeqCst,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => return Ok(Held { record: self }),
-                    Err(now) => word = now,
-                }
-                continue;
-            }
-            if word & HOLDER == me {
-                return Err(Error::Reentered);
-            }
-            word = self.sleep(word);
-            slept = WAITERS;
-        }
-    }
-
-    /// Sleeps until the lock word, held as `word`, changes; returns its new
-    /// value.
-    #[cold]
-    fn sleep(&self, word: u32) -> u32 {
-        if word & WAITERS == 0 {
-            if let Err(now) = self.lock.compare_exchange(
-                word,
-                word | WAITERS,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                return now;
-            }
-        }
-        sys::futex_wait(&self.lock, word | WAITERS);
-        self.lock.load(Ordering::SeqCst)
-    }
-
     /// Whether `lock_all` is in force.
     fn lock_all_in_force(&self) -> bool {
         self.locked_all.load(Ordering::SeqCst) != self.unlocked_all.load(Ordering::SeqCst)
     }
 
-    /// Counts a drop of the entry in `slot` that cannot be carried out now
-    /// (the lock's holder is this thread, interrupted by a signal handler),
-    /// for the holder to finish before it lets go.
-    fn defer(&self, slot: usize) {
-        self.slots[slot].dropped.fetch_add(1, Ordering::Relaxed);
-        self.lock.fetch_or(DEFERRED, Ordering::Relaxed);
+    /// The slots that may have been used.
+    fn used_slots(&self) -> &[Slot] {
+        let used = self.used.load(Ordering::SeqCst).min(SLOTS);
+        &self.slots[..used]
     }
-}
 
-impl Held<'_> {
-    /// The slots in use.
-    fn in_use(&self) -> impl Iterator<Item = &Slot> {
-        let used = self.record.used.load(Ordering::Relaxed);
-        self.record.slots[..used]
+    /// The entries: ranges (flags in the start) that have holders.
+    fn entries(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.used_slots()
             .iter()
-            .filter(|s| s.count.load(Ordering::Relaxed) > 0)
+            .filter_map(Slot::entry)
+            .map(|(key, end, _)| (key, end))
+    }
+
+    /// Whether the pages `[start, end)` lie within one secret buffer's.
+    fn in_secret(&self, start: usize, end: usize) -> bool {
+        self.secrets.load(Ordering::Relaxed) != 0
+            && self
+                .entries()
+                .any(|(key, to)| key & SECRET != 0 && key & !FLAGS <= start && to >= end)
+    }
+
+    /// The record's generation in this process, set on first use.
+    fn generation(&self) -> usize {
+        let generation = self.generation.load(Ordering::Acquire);
+        if generation != 0 {
+            return generation;
+        }
+        let new = GENERATIONS.fetch_add(1, Ordering::Relaxed) + 1;
+        match self
+            .generation
+            .compare_exchange(0, new, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => new,
+            Err(first) => first,
+        }
+    }
+
+    /// The count of unlocks, read before an entry or mark is made (see
+    /// [`settle`](Self::settle)).
+    fn unlocks(&self) -> usize {
+        self.unlocks.load(Ordering::SeqCst)
+    }
+
+    /// After a locker's system call (`lock`, which published its entry or
+    /// mark first): if the count of unlocks moved since `seen`, an unlock
+    /// may have come after it, and `lock` runs once more. One more is
+    /// enough: the unlocks that raised the count had their `munlock` done
+    /// by then, and any later one sees the entry or mark (see the module
+    /// docs).
+    fn settle(
+        &self,
+        seen: usize,
+        mut lock: impl FnMut() -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        lock()?;
+        if self.unlocks() != seen {
+            lock()?;
+        }
+        Ok(())
     }
 
     /// `munlock(2)` of the pages of `[start, end)` (page-aligned) that no
     /// entry covers; nothing if `implicit` (a drop) and `lock_all` is in
-    /// force. Returns the first error.
-    ///
-    /// The count of unlocks is raised before `lock_all`'s mark is read, and
-    /// `lock_all` sets the mark before it reads the count (both `SeqCst`):
-    /// either this unlock sees `lock_all` in force, or `lock_all` sees the
-    /// count changed and locks again once this holder has left.
+    /// force. Then, if it unlocked anything, the unlocker's half of the
+    /// module docs' protocol: the count raised, and the pages of `[start,
+    /// end)` that an entry holds now (or, for a drop under a `lock_all` now
+    /// in force, all of them) locked again. Returns the first error of the
+    /// `munlock` calls.
     fn unlock_uncovered(&self, start: usize, end: usize, implicit: bool) -> Result<(), Error> {
-        let record = self.record;
-        record.unlocks.fetch_add(1, Ordering::SeqCst);
-        if implicit && record.lock_all_in_force() {
+        if implicit && self.lock_all_in_force() {
             return Ok(());
         }
         let mut result = Ok(());
+        let mut unlocked = false;
         let mut at = start;
         while at < end {
             // How far the entries that cover `at` reach, and where the next
             // one starts.
             let (mut covered, mut next) = (at, end);
-            for s in self.in_use() {
-                let (from, to) = (
-                    s.start.load(Ordering::Relaxed) & !FLAGS,
-                    s.end.load(Ordering::Relaxed),
-                );
+            for (key, to) in self.entries() {
+                let from = key & !FLAGS;
                 if from <= at {
                     covered = covered.max(to);
                 } else {
@@ -268,105 +256,56 @@ impl Held<'_> {
                 at = covered;
                 continue;
             }
+            unlocked = true;
             if let Err(e) = sys::munlock(at as *const u8, next - at) {
                 result = result.and(Err(e));
             }
             at = next;
         }
+        if unlocked {
+            // SeqCst: the unlocker's store, then its loads.
+            self.unlocks.fetch_add(1, Ordering::SeqCst);
+            if implicit && self.lock_all_in_force() {
+                let _ = sys::mlock(start as *const u8, end - start);
+            }
+            for (key, to) in self.entries() {
+                let (from, to) = ((key & !FLAGS).max(start), to.min(end));
+                if from < to {
+                    let _ = lock_range(key, from, to);
+                }
+            }
+        }
         result
     }
 
-    /// Takes `n` holders out of the entry in `slot`; returns its range and
+    /// Takes one holder out of the entry in `slot`; returns its range and
     /// whether it was a guard's (whose pages the caller may unlock).
-    fn take_out(&self, slot: usize, n: usize) -> (usize, usize, bool) {
-        let record = self.record;
-        let s = &record.slots[slot];
-        let key = s.start.load(Ordering::Relaxed);
-        let count = s.count.load(Ordering::Relaxed) - n;
-        s.count.store(count, Ordering::Relaxed);
-        if count == 0 {
-            record.live.fetch_sub(1, Ordering::Relaxed);
-            if key & SECRET != 0 {
-                record.secrets.fetch_sub(1, Ordering::Relaxed);
-            }
-            let mut used = record.used.load(Ordering::Relaxed);
-            while used > 0 && record.slots[used - 1].count.load(Ordering::Relaxed) == 0 {
-                used -= 1;
-            }
-            record.used.store(used, Ordering::Relaxed);
-        }
-        (
-            key & !FLAGS,
+    fn take_out(&self, slot: usize) -> (usize, usize, bool) {
+        let s = &self.slots[slot];
+        let (key, end) = (
+            s.start.load(Ordering::Relaxed),
             s.end.load(Ordering::Relaxed),
-            key & SECRET == 0,
-        )
-    }
-
-    /// Carries out the deferred drops: takes their holders out and unlocks
-    /// a guard's pages that no one else holds, unless `lock_all` is in
-    /// force.
-    #[cold]
-    #[inline(never)]
-    fn drain(&self) {
-        let record = self.record;
-        for slot in 0..record.used.load(Ordering::Relaxed) {
-            let n = record.slots[slot].dropped.swap(0, Ordering::Relaxed);
-            if n == 0 {
-                continue;
-            }
-            let (start, end, guard) = self.take_out(slot, n);
-            if guard {
-                // A drop cannot report an error: as in `LockGuard`'s Drop.
-                let _ = self.unlock_uncovered(start, end, true);
-            }
+        );
+        // SeqCst: the unlocker's view of the table (module docs).
+        let state = s.state.fetch_sub(1, Ordering::SeqCst) - 1;
+        if state & HOLDERS == 0 && key & SECRET != 0 {
+            self.secrets.fetch_sub(1, Ordering::Relaxed);
         }
-    }
-
-    /// Locks every entry's range again as it was taken, after
-    /// `munlockall`. `memfd_secret` pages were never unlocked.
-    fn relock(&self) -> Result<(), Error> {
-        let mut result = Ok(());
-        for s in self.in_use() {
-            let key = s.start.load(Ordering::Relaxed);
-            let addr = (key & !FLAGS) as *const u8;
-            let len = s.end.load(Ordering::Relaxed) - (key & !FLAGS);
-            let locked = if key & SECRET_MEM != 0 {
-                Ok(())
-            } else if key & ON_FAULT != 0 {
-                sys::mlock_onfault(addr, len)
-            } else {
-                sys::mlock(addr, len)
-            };
-            result = result.and(locked);
-        }
-        result
+        (key & !FLAGS, end, key & SECRET == 0)
     }
 }
 
-impl Drop for Held<'_> {
-    /// Carries out deferred drops, then frees the lock and wakes the
-    /// sleepers.
-    fn drop(&mut self) {
-        let record = self.record;
-        let mut word = record.lock.load(Ordering::Relaxed);
-        loop {
-            if word & DEFERRED != 0 {
-                record.lock.fetch_and(!DEFERRED, Ordering::Relaxed);
-                self.drain();
-                word = record.lock.load(Ordering::Relaxed);
-                continue;
-            }
-            match record
-                .lock
-                .compare_exchange_weak(word, 0, Ordering::Release, Ordering::Relaxed)
-            {
-                Ok(_) => break,
-                Err(now) => word = now,
-            }
-        }
-        if word & WAITERS != 0 {
-            sys::futex_wake_all(&record.lock);
-        }
+/// Locks `[from, to)` as the entry with flags `key` was locked (`mlock`, or
+/// `mlock2` with `MLOCK_ONFAULT`); `memfd_secret` pages are never unlocked
+/// and need nothing.
+fn lock_range(key: usize, from: usize, to: usize) -> Result<(), Error> {
+    let (addr, len) = (from as *const u8, to - from);
+    if key & SECRET_MEM != 0 {
+        Ok(())
+    } else if key & ON_FAULT != 0 {
+        sys::mlock_onfault(addr, len)
+    } else {
+        sys::mlock(addr, len)
     }
 }
 
@@ -391,25 +330,28 @@ pub(crate) struct Hold {
     slot: usize,
     /// The record's generation when the entry was made.
     generation: usize,
-    /// Whether the pages lie within a live secret buffer's (locked
+    /// The count of unlocks before the entry was made (see
+    /// [`Record::settle`]).
+    seen: usize,
+    /// Whether the pages lay within a live secret buffer's (locked
     /// already) when the entry was made.
     in_secret: bool,
 }
 
 impl Hold {
     /// Records `[addr, addr + len)` (not overflowing) as held, before the
-    /// caller locks it. An empty range holds nothing.
+    /// caller locks it ([`lock`](Self::lock)). An empty range holds
+    /// nothing.
     ///
     /// # Errors
     /// [`Error::TooManyLocks`] when every slot holds another range;
-    /// [`Error::InvalidArgument`] if the page-rounded end overflows;
-    /// [`Error::Reentered`] from a signal handler that interrupted this
-    /// thread inside the record; the error of `mmap(2)` if the record's
-    /// page cannot be mapped.
+    /// [`Error::InvalidArgument`] if the page-rounded end overflows; the
+    /// error of `mmap(2)` if the record's page cannot be mapped.
     pub(crate) fn new(addr: *const u8, len: usize, kind: Kind) -> Result<Hold, Error> {
         let mut hold = Hold {
             slot: NO_SLOT,
             generation: 0,
+            seen: 0,
             in_secret: false,
         };
         if len == 0 {
@@ -424,58 +366,31 @@ impl Hold {
                 Kind::SecretMem => SECRET | SECRET_MEM,
             };
         let record = RECORD.get()?;
-        let held = record.enter()?;
-        hold.generation = match record.generation.load(Ordering::Relaxed) {
-            0 => {
-                let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed) + 1;
-                record.generation.store(generation, Ordering::Relaxed);
-                generation
-            }
-            generation => generation,
-        };
-        let used = record.used.load(Ordering::Relaxed);
-        let mut free = None;
-        for (i, slot) in record.slots[..used].iter().enumerate() {
-            let count = slot.count.load(Ordering::Relaxed);
-            if count == 0 {
-                free = free.or(Some(i));
-                continue;
-            }
-            let (slot_key, slot_end) = (
-                slot.start.load(Ordering::Relaxed),
-                slot.end.load(Ordering::Relaxed),
-            );
-            hold.in_secret |=
-                slot_key & SECRET != 0 && slot_key & !FLAGS <= start && slot_end >= end;
-            if slot_key == key && slot_end == end && hold.slot == NO_SLOT {
-                slot.count.store(count + 1, Ordering::Relaxed);
-                hold.slot = i;
-            }
-        }
-        if hold.slot != NO_SLOT {
-            return Ok(hold);
-        }
-        let i = match free {
-            Some(i) => i,
-            None if used < SLOTS => {
-                record.used.store(used + 1, Ordering::Relaxed);
-                used
-            }
-            None => return Err(Error::TooManyLocks),
-        };
-        let slot = &record.slots[i];
-        slot.start.store(key, Ordering::Relaxed);
-        slot.end.store(end, Ordering::Relaxed);
-        slot.count.store(1, Ordering::Relaxed);
-        // SeqCst: `unlock_all` reads `live` without the lock after its
-        // `munlockall` (see there).
-        record.live.fetch_add(1, Ordering::SeqCst);
+        hold.generation = record.generation();
+        hold.seen = record.unlocks();
+        hold.in_secret = record.in_secret(start, end);
         if key & SECRET != 0 {
             record.secrets.fetch_add(1, Ordering::Relaxed);
         }
-        drop(held);
-        hold.slot = i;
+        match claim(record, key, end) {
+            Ok(slot) => hold.slot = slot,
+            Err(e) => {
+                if key & SECRET != 0 {
+                    record.secrets.fetch_sub(1, Ordering::Relaxed);
+                }
+                return Err(e);
+            }
+        }
         Ok(hold)
+    }
+
+    /// Locks the recorded range with `lock` (its `mlock`) so that it
+    /// stands against unlocks that ran meanwhile ([`Record::settle`]).
+    ///
+    /// # Errors
+    /// `lock`'s.
+    pub(crate) fn lock(&self, lock: impl FnMut() -> Result<(), Error>) -> Result<(), Error> {
+        RECORD.get()?.settle(self.seen, lock)
     }
 
     /// Whether the range lay within a live secret buffer's pages when it
@@ -487,9 +402,7 @@ impl Hold {
     }
 
     /// A guard's end: takes the entry out and munlocks the pages of its
-    /// range that no other entry holds, unless `lock_all` is in force. If
-    /// the record is busy in this very thread (a signal handler), the drop
-    /// is deferred, and carried out when the interrupted call leaves it.
+    /// range that no other entry holds, unless `lock_all` is in force.
     pub(crate) fn unlock(&mut self) -> Result<(), Error> {
         self.leave(true).map(drop)
     }
@@ -517,14 +430,9 @@ impl Hold {
         if record.generation.load(Ordering::Relaxed) != self.generation {
             return Ok(false);
         }
-        let Ok(held) = record.enter() else {
-            // A signal handler on the thread that holds the record.
-            record.defer(slot);
-            return Ok(true);
-        };
-        let (start, end, _) = held.take_out(slot, 1);
+        let (start, end, _) = record.take_out(slot);
         if unlock {
-            held.unlock_uncovered(start, end, true)?;
+            record.unlock_uncovered(start, end, true)?;
         }
         Ok(true)
     }
@@ -533,6 +441,61 @@ impl Hold {
 impl Drop for Hold {
     fn drop(&mut self) {
         let _ = self.leave(false);
+    }
+}
+
+/// Makes an entry for `[start, end)` with flags `key`: one more holder of
+/// an identical entry, or a free slot claimed, filled in and published.
+/// Returns the slot.
+///
+/// # Errors
+/// [`Error::TooManyLocks`] when every slot holds another range.
+fn claim(record: &Record, key: usize, end: usize) -> Result<usize, Error> {
+    'scan: loop {
+        let used = record.used.load(Ordering::SeqCst).min(SLOTS);
+        let mut free = None;
+        for (i, slot) in record.slots.iter().enumerate() {
+            let Some((slot_key, slot_end, state)) = slot.entry() else {
+                let state = slot.state.load(Ordering::Relaxed);
+                if state & HOLDERS == 0 {
+                    free = free.or(Some((i, state)));
+                    if i >= used {
+                        // Never used, nor any slot after it.
+                        break;
+                    }
+                }
+                continue;
+            };
+            if (slot_key, slot_end) == (key, end) && state & HOLDERS < CLAIMED - 1 {
+                // SeqCst: a locker's store (module docs).
+                if slot
+                    .state
+                    .compare_exchange(state, state + 1, Ordering::SeqCst, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Ok(i);
+                }
+                continue 'scan;
+            }
+        }
+        let (i, state) = free.ok_or(Error::TooManyLocks)?;
+        let slot = &record.slots[i];
+        let claimed = (state & !HOLDERS) + NEXT_USE + CLAIMED;
+        if slot
+            .state
+            .compare_exchange(state, claimed, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            continue;
+        }
+        if i >= used {
+            record.used.fetch_max(i + 1, Ordering::SeqCst);
+        }
+        slot.start.store(key, Ordering::Relaxed);
+        slot.end.store(end, Ordering::Relaxed);
+        // SeqCst: published, a locker's store (module docs).
+        slot.state.store(claimed - CLAIMED + 1, Ordering::SeqCst);
+        return Ok(i);
     }
 }
 
@@ -553,87 +516,56 @@ pub(crate) fn unlock(addr: *const u8, len: usize) -> Result<(), Error> {
         return Ok(());
     }
     let (start, end) = pages(addr, len).ok_or(Error::InvalidArgument)?;
-    RECORD.get()?.enter()?.unlock_uncovered(start, end, false)
+    RECORD.get()?.unlock_uncovered(start, end, false)
 }
 
 /// `mlockall(flags)`, recorded: from its success until [`unlock_all`], no
-/// guard's drop unlocks anything in this process.
-///
-/// The count of unlocks is read before the lock word (both `SeqCst`): an
-/// unlock whose holder took the lock after that read raises the count
-/// after it, and a holder seen in the lock is waited out, its `munlock`
-/// done, before `mlockall`. After `mlockall`, an unlock that the count
-/// shows may have come after it; once it is done, `mlockall` again.
+/// guard's drop unlocks anything in this process. The mark in `locked_all`
+/// is a locker's store, and [`Record::settle`] its load.
 pub(crate) fn lock_all(flags: crate::Flags) -> Result<(), Error> {
     let record = RECORD.get()?;
-    let mut seen = record.unlocks.load(Ordering::SeqCst);
-    loop {
-        wait_out(record)?;
+    let seen = record.unlocks();
+    record.settle(seen, || {
         sys::mlockall(flags)?;
         record.locked_all.fetch_add(1, Ordering::SeqCst);
-        let now = record.unlocks.load(Ordering::SeqCst);
-        if now == seen {
-            return Ok(());
-        }
-        seen = now;
-    }
-}
-
-/// Waits until the thread that holds the lock now, if any, has left it.
-///
-/// # Errors
-/// [`Error::Reentered`] when the holder is the calling thread.
-#[inline]
-fn wait_out(record: &Record) -> Result<(), Error> {
-    let word = record.lock.load(Ordering::SeqCst);
-    match word & HOLDER {
-        0 => Ok(()),
-        holder => wait_for(record, word, holder),
-    }
-}
-
-/// [`wait_out`] of `holder`, seen in the lock word `word`.
-#[cold]
-#[inline(never)]
-fn wait_for(record: &Record, mut word: u32, holder: u32) -> Result<(), Error> {
-    if sys::gettid() & HOLDER == holder {
-        return Err(Error::Reentered);
-    }
-    // A new holder after that one raises the count of unlocks after our
-    // read of it: `lock_all` sees its unlock.
-    while word & HOLDER == holder {
-        word = record.sleep(word);
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// `munlockall(2)`, then every held range locked again as it was taken
 /// (`mlock`, or `mlock2` with `MLOCK_ONFAULT`). Between the two calls the
 /// held pages are briefly unlocked.
 ///
-/// Without entries and with the lock free, the record's lock is not
-/// taken: a guard taken meanwhile makes its entry before it locks, so if
-/// `live` is still 0 after `munlockall` (the kernel orders the two system
-/// calls, and with them the accesses around them), the guard's `mlock`
-/// came after the `munlockall` and stands.
+/// An entry made meanwhile is made before its pages are locked: if it is
+/// not there when the ranges are locked again, its `mlock` came after the
+/// `munlockall` (the kernel orders the two system calls, and with them the
+/// accesses around them). An entry given up meanwhile is looked at again
+/// after its range was locked: if it is gone, the range is unlocked as its
+/// drop would (the drop may have unlocked it before).
 pub(crate) fn unlock_all() -> Result<(), Error> {
     let record = RECORD.get()?;
-    let mut held = None;
-    if record.live.load(Ordering::SeqCst) != 0 || record.lock.load(Ordering::SeqCst) & HOLDER != 0 {
-        held = Some(record.enter()?);
-    }
     let locked_all = record.locked_all.load(Ordering::SeqCst);
-    sys::munlockall()?;
+    let unlocked = sys::munlockall();
+    record.unlocks.fetch_add(1, Ordering::SeqCst);
+    unlocked?;
     // A lock_all that succeeded meanwhile may have come after the
     // munlockall: then it is still in force.
-    record.unlocked_all.store(locked_all, Ordering::SeqCst);
-    if held.is_none() && record.live.load(Ordering::SeqCst) != 0 {
-        held = Some(record.enter()?);
+    record.unlocked_all.store(locked_all, Ordering::Release);
+    let mut result = Ok(());
+    for slot in record.used_slots() {
+        let Some((key, end, state)) = slot.entry() else {
+            continue;
+        };
+        result = result.and(lock_range(key, key & !FLAGS, end));
+        let now = slot.state.load(Ordering::SeqCst);
+        if now & !HOLDERS != state & !HOLDERS || now & HOLDERS == 0 {
+            // Given up meanwhile (and perhaps unlocked before the lock).
+            if key & SECRET == 0 {
+                let _ = record.unlock_uncovered(key & !FLAGS, end, true);
+            }
+        }
     }
-    match held {
-        Some(held) => held.relock(),
-        None => Ok(()),
-    }
+    result
 }
 
 /// Whether the pages of `[addr, addr + len)` all lie in the data pages of
@@ -642,21 +574,12 @@ pub(crate) fn unlock_all() -> Result<(), Error> {
 /// populate, an `ENOMEM` that would name the wrong fix).
 ///
 /// # Errors
-/// As [`Record::enter`], when there are secret buffers to look at.
+/// The error of `mmap(2)` if the record's page cannot be mapped.
 pub(crate) fn held_by_secret(addr: *const u8, len: usize) -> Result<bool, Error> {
     let Some((start, end)) = pages(addr, len) else {
         return Ok(false);
     };
-    let record = RECORD.get()?;
     // The caller borrows the bytes it locks: if they are a secret's, the
     // buffer's entry was made before the borrow reached this thread.
-    if record.secrets.load(Ordering::Relaxed) == 0 {
-        return Ok(false);
-    }
-    let held = record.enter()?;
-    let within = held.in_use().any(|s| {
-        let key = s.start.load(Ordering::Relaxed);
-        key & SECRET != 0 && key & !FLAGS <= start && s.end.load(Ordering::Relaxed) >= end
-    });
-    Ok(within)
+    Ok(RECORD.get()?.in_secret(start, end))
 }

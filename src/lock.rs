@@ -271,7 +271,7 @@ impl<'a> LockGuard<'a> {
         let kind = if on_fault { Kind::OnFault } else { Kind::Lock };
         let mut hold = Hold::new(addr, len, kind)?;
         if !hold.in_secret() {
-            if let Err(e) = lock_pages(addr, len, on_fault) {
+            if let Err(e) = hold.lock(|| lock_pages(addr, len, on_fault)) {
                 // The call may have locked part of the range, and a guard
                 // dropped meanwhile left pages locked for this one: give
                 // them up as a drop would.

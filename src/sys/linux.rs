@@ -29,7 +29,7 @@
 
 use core::ffi::CStr;
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use linux_raw_sys::general as c;
 #[cfg(not(target_arch = "riscv64"))]
@@ -512,48 +512,6 @@ pub(super) fn wipe_on_fork(mapping: &Mapping) -> bool {
         )
     };
     wipe == 0 && probe != 0
-}
-
-/// `gettid(2)`: the calling thread's ID, unique among the live threads
-/// of its PID namespace.
-#[inline]
-pub(crate) fn gettid() -> u32 {
-    // SAFETY: gettid takes no arguments and cannot fail.
-    unsafe { raw::syscall0(Sysno::gettid as usize) as u32 }
-}
-
-/// `futex(2)` `FUTEX_WAIT_PRIVATE`: sleeps while `word` holds `expected`,
-/// until a [`futex_wake_all`] on it (or a signal, or a spurious wake-up:
-/// callers check the word again). Returns at once if the word differs.
-#[inline]
-pub(crate) fn futex_wait(word: &AtomicU32, expected: u32) {
-    // SAFETY: the kernel only reads the aligned word that `word` borrows
-    // (and compares it with `expected`); a null timeout waits without a
-    // deadline. Every result (0, EAGAIN, EINTR) means "look again".
-    unsafe {
-        raw::syscall4(
-            Sysno::futex as usize,
-            word.as_ptr() as usize,
-            c::FUTEX_WAIT_PRIVATE as usize,
-            expected as usize,
-            0,
-        )
-    };
-}
-
-/// `futex(2)` `FUTEX_WAKE_PRIVATE` of every thread sleeping on `word`.
-#[inline]
-pub(crate) fn futex_wake_all(word: &AtomicU32) {
-    // SAFETY: FUTEX_WAKE reads no memory: the address only names the wait
-    // queue. `i32::MAX` wakes every waiter.
-    unsafe {
-        raw::syscall3(
-            Sysno::futex as usize,
-            word.as_ptr() as usize,
-            c::FUTEX_WAKE_PRIVATE as usize,
-            i32::MAX as usize,
-        )
-    };
 }
 
 /// `getpid(2)`.

@@ -111,14 +111,6 @@ pub(crate) fn getpid() -> u32 {
     0
 }
 
-pub(crate) fn gettid() -> u32 {
-    0
-}
-
-pub(crate) fn futex_wait(_word: &core::sync::atomic::AtomicU32, _expected: u32) {}
-
-pub(crate) fn futex_wake_all(_word: &core::sync::atomic::AtomicU32) {}
-
 /// Types for which all-zero bytes are a valid value (see the Linux
 /// backend's `PerProcess`).
 ///
