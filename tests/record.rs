@@ -865,6 +865,166 @@ fn a_guard_dropped_in_a_signal_handler_that_interrupted_the_record_is_unlocked_a
     });
 }
 
+// A lock that lands while an unlock of the same pages is under way: the
+// drop has looked at the record and decided to munlock, and is stopped in
+// its munlock; the lock comes and goes; then the munlock runs. The drop
+// must lock again what the newcomer (or lock_all) holds.
+
+/// Drops a guard over `region` on a thread stopped inside the drop's
+/// `munlock`, runs `meanwhile` while it is stopped, then lets the munlock
+/// run and waits for the drop.
+fn while_a_drop_is_inside_munlock(
+    region: &'static [u8],
+    meanwhile: impl FnOnce() -> Result<(), String>,
+) -> Result<(), String> {
+    let guard = LockGuard::new(region).map_err(|e| format!("the dropped guard: {e}"))?;
+    std::thread::scope(|s| {
+        let (listener, thread) = notify::spawn_filtered(
+            s,
+            &[Rule::NrArg0(libc::SYS_munlock, region.as_ptr() as usize)],
+            move || drop(guard),
+        )
+        .map_err(|e| format!("seccomp user notification: {e}"))?;
+        let call = listener.expect(WAIT, "the guard drop's munlock")?;
+        let done = meanwhile();
+        listener.resume(&call)?;
+        listener.serve_until_gone(WAIT)?;
+        thread.join().map_err(|_| "the dropping thread panicked")?;
+        done
+    })
+}
+
+#[test]
+fn a_guard_taken_while_a_drop_over_its_pages_is_inside_munlock_stays_locked() {
+    supervised(|| {
+        let map = leaked(2 * page_size());
+        map.touch(2);
+        let region = map.slice();
+        let mut newcomer = None;
+        while_a_drop_is_inside_munlock(region, || {
+            newcomer = Some(LockGuard::new(region).map_err(|e| format!("the new guard: {e}"))?);
+            expect_locked(
+                map.addr as usize,
+                kb(2),
+                "the new guard, before the munlock",
+            )
+        })?;
+        expect_locked(
+            map.addr as usize,
+            kb(2),
+            "the new guard, after the old guard's munlock ran",
+        )?;
+        drop(newcomer);
+        expect_locked(map.addr as usize, 0, "the new guard dropped")
+    });
+}
+
+#[test]
+fn lock_all_while_a_drop_is_inside_munlock_leaves_the_pages_locked() {
+    supervised(|| {
+        let map = leaked(2 * page_size());
+        map.touch(2);
+        while_a_drop_is_inside_munlock(map.slice(), || {
+            mlock::lock_all(Flags::CURRENT).map_err(|e| format!("lock_all: {e}"))
+        })?;
+        expect_locked(
+            map.addr as usize,
+            kb(2),
+            "under lock_all(CURRENT), after a guard's munlock that began before it",
+        )?;
+        mlock::unlock_all().map_err(|e| format!("unlock_all: {e}"))?;
+        expect_locked(map.addr as usize, 0, "after unlock_all")
+    });
+}
+
+/// `lock_all`'s own half of the protocol, the window a drop's look at
+/// `lock_all`'s mark cannot close: `lock_all`'s `mlockall` is done, and
+/// before `lock_all` marks itself in force, a guard's drop that found no
+/// mark runs its `munlock` and looks again (still no mark). The
+/// supervisor makes that happen: it stops `lock_all`'s `mlockall`, calls
+/// `mlockall` itself (the same process-wide effect), lets the drop's
+/// `munlock` run and the drop finish, and only then answers the stopped
+/// call with success. `lock_all` must see that an unlock ran and lock
+/// again.
+#[test]
+fn lock_all_locks_again_after_an_unlock_between_its_mlockall_and_its_mark() {
+    supervised(|| {
+        let map = leaked(2 * page_size());
+        map.touch(2);
+        let region = map.slice();
+        let guard = LockGuard::new(region).map_err(|e| format!("the dropped guard: {e}"))?;
+        std::thread::scope(|s| {
+            let (drops, dropper) = notify::spawn_filtered(
+                s,
+                &[Rule::NrArg0(libc::SYS_munlock, map.addr as usize)],
+                move || drop(guard),
+            )
+            .map_err(|e| format!("seccomp user notification: {e}"))?;
+            let munlock = drops.expect(WAIT, "the guard drop's munlock")?;
+            let (locks, locker) =
+                notify::spawn_filtered(s, &[Rule::Nr(libc::SYS_mlockall)], || {
+                    mlock::lock_all(Flags::CURRENT)
+                })
+                .map_err(|e| format!("seccomp user notification: {e}"))?;
+            let mlockall = locks.expect(WAIT, "lock_all's mlockall")?;
+            // SAFETY: mlockall touches no memory; it is what the stopped
+            // call would have done, process-wide.
+            let rc = unsafe { libc::mlockall(libc::MCL_CURRENT) };
+            ensure_eq(rc, 0, "the supervisor's mlockall")?;
+            expect_locked(map.addr as usize, kb(2), "after the mlockall")?;
+            drops.resume(&munlock)?;
+            drops.serve_until_gone(WAIT)?;
+            dropper.join().map_err(|_| "the dropping thread panicked")?;
+            expect_locked(map.addr as usize, 0, "after the drop's munlock")?;
+            locks.succeed(&mlockall)?;
+            locks.serve_until_gone(WAIT)?;
+            let result = locker.join().map_err(|_| "the lock_all thread panicked")?;
+            ensure_eq(result, Some(Ok(())), "lock_all")?;
+            expect_locked(
+                map.addr as usize,
+                kb(2),
+                "under lock_all(CURRENT), after an unlock that landed between its \
+                 mlockall and its mark",
+            )?;
+            mlock::unlock_all().map_err(|e| format!("unlock_all: {e}"))?;
+            expect_locked(map.addr as usize, 0, "after unlock_all")
+        })
+    });
+}
+
+/// `unlock_all` locks the held ranges again after its `munlockall`; a
+/// guard dropped while `unlock_all` is inside that `mlock` of its range
+/// must not leave its pages locked.
+#[test]
+fn unlock_all_leaves_nothing_locked_for_a_guard_dropped_while_it_locks_again() {
+    supervised(|| {
+        let map = leaked(2 * page_size());
+        map.touch(2);
+        let guard = LockGuard::new(map.slice()).map_err(|e| format!("guard: {e}"))?;
+        std::thread::scope(|s| {
+            let (listener, thread) = notify::spawn_filtered(
+                s,
+                &[Rule::NrArg0(libc::SYS_mlock, map.addr as usize)],
+                mlock::unlock_all,
+            )
+            .map_err(|e| format!("seccomp user notification: {e}"))?;
+            let call = listener.expect(WAIT, "unlock_all's mlock of the guard's range")?;
+            drop(guard);
+            listener.resume(&call)?;
+            listener.serve_until_gone(WAIT)?;
+            let result = thread
+                .join()
+                .map_err(|_| "the unlock_all thread panicked")?;
+            ensure_eq(result, Some(Ok(())), "unlock_all")?;
+            expect_locked(
+                map.addr as usize,
+                0,
+                "a guard dropped while unlock_all locked its range again",
+            )
+        })
+    });
+}
+
 // Order: a secret buffer leaves the record before its pages are unmapped;
 // a guard that fails to lock leaves nothing locked that no one holds.
 
