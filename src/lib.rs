@@ -57,24 +57,59 @@
 //! - dropping a [`LockGuard`], or [`unlock`], never unlocks a page that
 //!   another live [`LockGuard`], a [`secret::LockedBuf`] or a
 //!   [`secret::SealedBuf`] holds;
-//! - while [`lock_all`] is in force (from its success to [`unlock_all`],
-//!   in the calling process), neither unlocks anything at all;
+//! - while [`lock_all`] is in force (from its success to [`unlock_all`]),
+//!   dropping a guard unlocks nothing: a drop is implicit, and defers to
+//!   `lock_all`;
+//! - an explicit [`unlock`] or [`unlock_raw`] under [`lock_all`] is a
+//!   carve-out, as `munlock(2)` after `mlockall(2)` is in the kernel: it
+//!   unlocks the pages that no guard or secret buffer holds, and the kernel
+//!   splits the mapping around them (its own selftest, `mlock2-tests`,
+//!   checks that). A daemon that locked everything can release a large
+//!   cache or a mapped file this way;
 //! - [`unlock_all`] locks the guards' and buffers' ranges again after
 //!   `munlockall(2)`;
 //! - [`lock`] or a [`LockGuard`] over the pages of a live secret buffer
 //!   makes no system call: they are locked already (and `mlock(2)` of
 //!   `memfd_secret` memory would fail with `ENOMEM`).
 //!
+//! **One record per process.** The record lives in a page that the kernel
+//! gives a child of `fork(2)` zero-filled (`MADV_WIPEONFORK`, Linux 4.14+):
+//! a child starts with no entries and no `lock_all` in force, whatever its
+//! parent's threads were doing at the fork, and a guard or secret buffer it
+//! inherited is dropped as someone else's (nothing unlocked, zeroed or
+//! checked). Process IDs play no part, so a child that has its ancestor's
+//! PID (in a new PID namespace) is told apart as well. Where the kernel
+//! does not apply `MADV_WIPEONFORK` (Linux before 4.14; QEMU user mode
+//! before 8.0, which accepts every `madvise` advice and applies none), the
+//! crate tells processes apart by `getpid(2)` instead, and there a
+//! descendant with its ancestor's PID shares the ancestor's record.
+//!
+//! **Nothing waits.** The record is a table of atomics: no call waits for
+//! another thread, so no thread, of whatever scheduling class, can be held
+//! up by another, and these calls are async-signal-safe, even from a
+//! handler that interrupted the same thread inside one of them:
+//! [`lock_all`], [`unlock_all`], [`lock`], [`lock_on_fault`], [`unlock`],
+//! [`lock_raw`], [`unlock_raw`], [`LockGuard::new`],
+//! [`LockGuard::on_fault`] and a guard's drop, and the constructors and
+//! drops of [`secret::LockedBuf`] and [`secret::SealedBuf`]. (A process's
+//! first call maps the record's page with `mmap(2)`, itself
+//! async-signal-safe.) A lock and an unlock of the same pages on two
+//! threads at once end with the pages locked: after its system call each
+//! side looks again, and locks again if the other may have undone it. If
+//! the kernel refuses that second lock (another thread took the last of
+//! `RLIMIT_MEMLOCK` in those microseconds), the unlock wins.
+//!
 //! What the crate cannot see: memory locked outside it (`mlock(2)` or
 //! `mlockall(2)` through libc, another crate, or a C library), and plain
 //! [`lock`] calls, which take a lock nobody owns. A guard or [`unlock`]
 //! over such pages unlocks them, as `munlock(2)` would. A program that
 //! locks its address space with libc's `mlockall` should lock through this
-//! crate instead, or never drop a guard while it relies on that lock. The
-//! record holds up to 128 distinct ranges at once; one more guard or
-//! buffer fails with [`Error::TooManyLocks`]. The record is per process: a
-//! child of `fork(2)` inherits no locks, and in it the parent's
-//! [`lock_all`] is not in force.
+//! crate instead, or never drop a guard while it relies on that lock. A
+//! `clone(2)` child that shares the parent's memory (`CLONE_VM`) without
+//! being its thread shares the record too, though not its locks: do not
+//! lock through the crate in both. The record holds up to 128 distinct
+//! ranges at once; one more guard or buffer fails with
+//! [`Error::TooManyLocks`], before any system call.
 //!
 //! # References
 //! - [`mlockall(2)`](https://man7.org/linux/man-pages/man2/mlockall.2.html),

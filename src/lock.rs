@@ -11,10 +11,11 @@ use crate::{sys, Error, Flags};
 /// process-wide state: it covers every thread, it is not inherited by a
 /// child of `fork(2)`, and `execve(2)` clears it, `MCL_FUTURE` included.
 ///
-/// Until [`unlock_all`], no [`LockGuard`] drop or [`unlock`] in this
-/// process unlocks anything (see [Locks that others
-/// hold](crate#locks-that-others-hold)). A direct `mlockall(2)`
-/// through libc is invisible to the crate and not protected this way.
+/// Until [`unlock_all`], no [`LockGuard`] drop in this process unlocks
+/// anything; an explicit [`unlock`] still does, as `munlock(2)` after
+/// `mlockall(2)` does in the kernel (see [Locks that others
+/// hold](crate#locks-that-others-hold)). A direct `mlockall(2)` through
+/// libc is invisible to the crate and not protected this way.
 ///
 /// ```no_run
 /// use mlock::{lock_all, Flags};
@@ -56,9 +57,17 @@ pub fn lock_all(flags: Flags) -> Result<(), Error> {
 /// `memfd_secret(2)` is not affected at all (the kernel never unlocks
 /// secret memory).
 ///
+/// If `lock_all` succeeds on another thread while this call runs, which
+/// of the two the kernel applied last is unknown: the crate then takes
+/// `lock_all` to be in force (guards' drops keep deferring to it) until
+/// the next `unlock_all`.
+///
 /// # Errors
 /// [`Error::Unsupported`] on a target without the raw backend. Linux's
-/// `munlockall` itself does not fail.
+/// `munlockall` itself does not fail; locking a held range again can
+/// (`mlock(2)`'s errors, say [`Error::ResourceLimit`] once the limit has
+/// shrunk), and then the first such error is returned, after every other
+/// range was locked again.
 ///
 /// # References
 /// - [`munlockall(2)`](https://man7.org/linux/man-pages/man2/munlockall.2.html)
@@ -159,9 +168,25 @@ pub fn lock_on_fault(region: &[u8]) -> Result<(), Error> {
 /// The kernel works in whole pages, and its locks do not nest, so the
 /// crate munlocks only the pages of `region` that no live [`LockGuard`],
 /// [`LockedBuf`](crate::secret::LockedBuf) or [`SealedBuf`](crate::secret::SealedBuf)
-/// holds, and nothing at all while [`lock_all`] is in force. Pages locked
-/// by plain [`lock`] calls or outside the crate are unlocked (see [Locks
-/// that others hold](crate#locks-that-others-hold)).
+/// holds. Pages locked by plain [`lock`] calls or outside the crate are
+/// unlocked (see [Locks that others hold](crate#locks-that-others-hold)).
+///
+/// Under [`lock_all`] too: `munlock(2)` after `mlockall(2)` is a
+/// carve-out, and the kernel splits the mapping so that the rest stays
+/// locked (with `MCL_FUTURE`, memory mapped later is still locked). A
+/// guard's drop, which is implicit, unlocks nothing while `lock_all` is in
+/// force; this call is the caller's decision, and never answers `Ok` with
+/// the pages it was to unlock still locked.
+///
+/// ```no_run
+/// use mlock::{lock_all, unlock, Flags};
+///
+/// let cache = vec![0u8; 64 << 20];
+/// lock_all(Flags::CURRENT | Flags::FUTURE)?;
+/// // The cache may be swapped; everything else stays in RAM.
+/// unlock(&cache)?;
+/// # Ok::<(), mlock::Error>(())
+/// ```
 ///
 /// # Errors
 /// [`Error::NotMapped`] (`ENOMEM`) if part of a range it munlocks is
@@ -206,7 +231,7 @@ pub unsafe fn lock_raw(addr: *const u8, len: usize, on_fault: bool) -> Result<()
 ///
 /// # Safety
 /// As [`lock_raw`]. The crate skips the pages of its own guards and
-/// buffers and everything while [`lock_all`] is in force; the caller
+/// buffers (and unlocks under [`lock_all`], as [`unlock`] does); the caller
 /// promises that no one it cannot see (a lock taken through libc, say)
 /// relies on the rest staying locked.
 ///
