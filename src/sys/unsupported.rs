@@ -176,6 +176,10 @@ impl SecretPages {
         match self.never {}
     }
 
+    pub(crate) fn disown(&mut self) {
+        match self.never {}
+    }
+
     pub(crate) fn data_pages(&self) -> (*const u8, usize) {
         match self.never {}
     }
