@@ -54,19 +54,7 @@ fn emulator_detected() -> bool {
 /// held by other threads of the harness. The crate's calls take none.
 pub fn in_child(scenario: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
     let (status, message) = fork_piped(|pipe| {
-        let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(scenario));
-        let (code, message) = match verdict {
-            Ok(Ok(())) => (0, String::new()),
-            Ok(Err(message)) => (1, message),
-            Err(panic) => (
-                2,
-                panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "panic".into()),
-            ),
-        };
+        let (code, message) = verdict(scenario);
         // SAFETY: `pipe` is the pipe's write end and `message` is valid for
         // its length.
         unsafe { libc::write(pipe, message.as_ptr().cast(), message.len()) };
@@ -78,6 +66,23 @@ pub fn in_child(scenario: impl FnOnce() -> Result<(), String>) -> Result<(), Str
         Err(format!("child ended with wait status {status:#x}"))
     } else {
         Err(message)
+    }
+}
+
+/// Runs `scenario`, catching a panic, and returns the exit code a child
+/// reports it with (0 passed, 1 failed, 2 panicked) and the message.
+pub fn verdict(scenario: impl FnOnce() -> Result<(), String>) -> (i32, String) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(scenario)) {
+        Ok(Ok(())) => (0, String::new()),
+        Ok(Err(message)) => (1, message),
+        Err(panic) => (
+            2,
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".into()),
+        ),
     }
 }
 

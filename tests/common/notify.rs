@@ -385,19 +385,7 @@ pub fn within(
             libc::close(stderr.read);
             libc::dup2(stderr.write, 2);
         }
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(scenario));
-        let (code, message) = match outcome {
-            Ok(Ok(())) => (0, String::new()),
-            Ok(Err(message)) => (1, message),
-            Err(panic) => (
-                2,
-                panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "panic".into()),
-            ),
-        };
+        let (code, message) = super::verdict(scenario);
         // SAFETY: `verdict.write` is the pipe's write end and `message` is
         // valid for its length; `_exit` skips the harness's destructors.
         unsafe {
