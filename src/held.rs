@@ -50,6 +50,12 @@
 //!   table (and the mark) again, and locks again whatever a newcomer holds
 //!   in its range (and, under `lock_all`, the range itself).
 //!
+//! A lock made again on someone else's behalf is looked at once more
+//! afterwards: if that entry was given up (or `lock_all` ended) meanwhile,
+//! its own unlock may have come first, and the pages no one holds are
+//! unlocked again. `unlock_all` ends `lock_all` before its `munlockall`,
+//! and locks the held ranges again the same way.
+//!
 //! What the record cannot see: locks taken outside the crate (`mlock` or
 //! `mlockall` through libc or another crate) and plain [`lock`] calls,
 //! which record nothing (a lock with no owner to release it).
@@ -267,15 +273,43 @@ impl Record {
             self.unlocks.fetch_add(1, Ordering::SeqCst);
             if implicit && self.lock_all_in_force() {
                 let _ = sys::mlock(start as *const u8, end - start);
+                if !self.lock_all_in_force() {
+                    // unlock_all came meanwhile, perhaps before that lock.
+                    let _ = self.unlock_uncovered(start, end, true);
+                }
             }
-            for (key, to) in self.entries() {
+            for slot in self.used_slots() {
+                let Some((key, to, state)) = slot.entry() else {
+                    continue;
+                };
                 let (from, to) = ((key & !FLAGS).max(start), to.min(end));
                 if from < to {
-                    let _ = lock_range(key, from, to);
+                    let _ = self.lock_again(slot, key, state, from, to);
                 }
             }
         }
         result
+    }
+
+    /// Locks `[from, to)` again for the entry `key` of `slot`, seen with
+    /// `state`, and looks at the slot once more: if the entry was given up
+    /// meanwhile, its drop may have unlocked before this lock, and the
+    /// pages that no entry holds are unlocked again. (Each such round
+    /// follows a drop on another thread, so the rounds end.)
+    fn lock_again(
+        &self,
+        slot: &Slot,
+        key: usize,
+        state: usize,
+        from: usize,
+        to: usize,
+    ) -> Result<(), Error> {
+        let locked = lock_range(key, from, to);
+        let now = slot.state.load(Ordering::SeqCst);
+        if (now & !HOLDERS != state & !HOLDERS || now & HOLDERS == 0) && key & SECRET == 0 {
+            let _ = self.unlock_uncovered(from, to, true);
+        }
+        locked
     }
 
     /// Takes one holder out of the entry in `slot`; returns its range and
@@ -544,26 +578,21 @@ pub(crate) fn lock_all(flags: crate::Flags) -> Result<(), Error> {
 /// drop would (the drop may have unlocked it before).
 pub(crate) fn unlock_all() -> Result<(), Error> {
     let record = RECORD.get()?;
+    // lock_all ends before the munlockall: a drop that still saw it in
+    // force and locked its range again either did so before the
+    // munlockall (which undoes it) or sees it ended and unlocks again.
+    // A lock_all that succeeds from here on stays in force.
     let locked_all = record.locked_all.load(Ordering::SeqCst);
+    record.unlocked_all.store(locked_all, Ordering::SeqCst);
     let unlocked = sys::munlockall();
     record.unlocks.fetch_add(1, Ordering::SeqCst);
     unlocked?;
-    // A lock_all that succeeded meanwhile may have come after the
-    // munlockall: then it is still in force.
-    record.unlocked_all.store(locked_all, Ordering::Release);
     let mut result = Ok(());
     for slot in record.used_slots() {
         let Some((key, end, state)) = slot.entry() else {
             continue;
         };
-        result = result.and(lock_range(key, key & !FLAGS, end));
-        let now = slot.state.load(Ordering::SeqCst);
-        if now & !HOLDERS != state & !HOLDERS || now & HOLDERS == 0 {
-            // Given up meanwhile (and perhaps unlocked before the lock).
-            if key & SECRET == 0 {
-                let _ = record.unlock_uncovered(key & !FLAGS, end, true);
-            }
-        }
+        result = result.and(record.lock_again(slot, key, state, key & !FLAGS, end));
     }
     result
 }

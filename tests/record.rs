@@ -1008,6 +1008,83 @@ fn lock_all_locks_again_after_an_unlock_between_its_mlockall_and_its_mark() {
     });
 }
 
+/// A drop that unlocked part of its range locks again what the other
+/// entries in that range hold (one of them may be a newcomer whose lock
+/// the drop's `munlock` undid). If that other entry is dropped while the
+/// first drop locks its pages again, its own `munlock` may come first:
+/// the first drop must see the entry gone and unlock again, or the pages
+/// stay locked with no holder.
+#[test]
+fn a_guard_dropped_while_another_drop_locks_its_pages_again_leaves_them_unlocked() {
+    supervised(|| {
+        let page = page_size();
+        let map = leaked(16 * page);
+        map.touch(16);
+        let whole = LockGuard::new(map.slice()).map_err(|e| format!("the whole guard: {e}"))?;
+        let part =
+            LockGuard::new(&map.slice()[..5 * page]).map_err(|e| format!("the part guard: {e}"))?;
+        std::thread::scope(|s| {
+            let (listener, thread) = notify::spawn_filtered(
+                s,
+                &[Rule::NrArg0(libc::SYS_mlock, map.addr as usize)],
+                move || drop(whole),
+            )
+            .map_err(|e| format!("seccomp user notification: {e}"))?;
+            let call = listener.expect(
+                WAIT,
+                "the whole guard's drop locking the part guard's pages again",
+            )?;
+            drop(part);
+            listener.resume(&call)?;
+            listener.serve_until_gone(WAIT)?;
+            thread.join().map_err(|_| "the dropping thread panicked")?;
+            expect_locked(
+                map.addr as usize,
+                0,
+                "both guards dropped, one while the other's drop locked its pages again",
+            )
+        })
+    });
+}
+
+/// A drop whose `munlock` came after a `lock_all` locks its range again
+/// (`lock_all` is in force); if `unlock_all` ends `lock_all` while that
+/// lock is on its way, the drop must see it and unlock again, or its pages
+/// stay locked with no holder and no `lock_all`.
+#[test]
+fn a_drop_that_locks_again_for_lock_all_unlocks_if_unlock_all_came_meanwhile() {
+    supervised(|| {
+        let map = leaked(2 * page_size());
+        map.touch(2);
+        let guard = LockGuard::new(map.slice()).map_err(|e| format!("guard: {e}"))?;
+        std::thread::scope(|s| {
+            let (listener, thread) = notify::spawn_filtered(
+                s,
+                &[
+                    Rule::NrArg0(libc::SYS_munlock, map.addr as usize),
+                    Rule::NrArg0(libc::SYS_mlock, map.addr as usize),
+                ],
+                move || drop(guard),
+            )
+            .map_err(|e| format!("seccomp user notification: {e}"))?;
+            let munlock = listener.expect(WAIT, "the drop's munlock")?;
+            mlock::lock_all(Flags::CURRENT).map_err(|e| format!("lock_all: {e}"))?;
+            listener.resume(&munlock)?;
+            let mlock = listener.expect(WAIT, "the drop locking its range again for lock_all")?;
+            ensure_eq(mlock.nr, libc::SYS_mlock, "the drop's next call")?;
+            mlock::unlock_all().map_err(|e| format!("unlock_all: {e}"))?;
+            listener.resume(&mlock)?;
+            listener.serve_until_gone(WAIT)?;
+            thread.join().map_err(|_| "the dropping thread panicked")?;
+            expect_locked(
+                map.addr as usize,
+                0,
+                "a guard dropped across lock_all and unlock_all",
+            )
+        })
+    });
+}
+
 /// `unlock_all` locks the held ranges again after its `munlockall`; a
 /// guard dropped while `unlock_all` is inside that `mlock` of its range
 /// must not leave its pages locked.
