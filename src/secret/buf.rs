@@ -285,7 +285,7 @@ impl<const N: usize> fmt::Debug for LockedBuf<N> {
 /// [`LockedBuf`]: backing, guard pages, canary, fork, zeroing.
 ///
 /// Each borrow costs two `mprotect(2)` calls (and the TLB flushes they
-/// imply): measured on this project's 2-core x86_64 machine at about 3 µs
+/// imply): measured on a 2-core x86_64 machine at about 3 µs
 /// per borrow of a 32-byte buffer (3.1 µs anonymous, 3.7 µs secretmem),
 /// against 1.4 ns to read a [`LockedBuf`] directly. See `docs/secrets.md`;
 /// `cargo bench --bench secret` prints the figures. Borrows take `&mut self`, so they never

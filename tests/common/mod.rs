@@ -218,7 +218,7 @@ pub fn effective_capabilities() -> u64 {
 
 /// Whether this process has `CAP_SYS_RESOURCE` (effective), which raising
 /// the hard `RLIMIT_MEMLOCK`, IO_FLUSHER and an `oom_score_adj` below the
-/// floor need. Root in this project's build sandbox lacks it (its bounding
+/// floor need. Root in a container or sandbox may lack it (its bounding
 /// set drops it); root in the VMs of `cargo xtask vm` has it.
 pub fn cap_sys_resource() -> bool {
     effective_capabilities() & (1 << CAP_SYS_RESOURCE) != 0

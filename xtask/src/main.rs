@@ -7,7 +7,7 @@ mod docker;
 mod figure;
 mod size;
 mod test;
-#[allow(dead_code)] // Used by the command modules as they land.
+#[allow(dead_code)] // Not every command uses every helper.
 mod util;
 mod vm;
 

@@ -42,7 +42,7 @@ const HOST_MUSL: &str = arch::X86_64.triple;
 /// (see [`crate::arch`]): musl-gcc for the C baseline.
 const PACKAGES: &[&str] = &["musl-tools"];
 
-/// Goals from the issue: reported, not asserted.
+/// The size goals: reported, not asserted.
 const GOAL_BYTES: u64 = 8 * 1024;
 
 /// `cargo xtask size`.

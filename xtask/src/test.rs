@@ -191,12 +191,12 @@ pub fn main(args: &[String]) -> util::Result {
 
 /// The whole matrix, in the order it runs.
 ///
-/// HOOK POINTS: the real-kernel tier (`vm`), the size report (`size`) and the
-/// quick benchmark run (`bench --quick`) are added at the marked place below.
-/// Each such module exposes `pub fn run_all() -> util::Result<util::Tally>`
-/// (or `util::Result` for a step that only builds or reports) and gets one
-/// `Step` here; its own set-up (qemu-system, cpio, musl-tools, ...) is done
-/// inside `run_all()` through `util::ensure_debian_packages`.
+/// The later tiers (real kernels, the size report, the container table,
+/// the quick benchmark run) come last, each a module with
+/// `pub fn run_all() -> util::Result<util::Tally>` (or `util::Result` for a
+/// step that only builds or reports) and one `Step` here; each does its own
+/// set-up (qemu-system, cpio, musl-tools, ...) inside `run_all()` through
+/// `util::ensure_debian_packages`.
 fn full_matrix() -> Vec<Step> {
     let mut steps = vec![Step::new("fmt", "all", |_| {
         util::run(util::cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -316,7 +316,7 @@ fn full_matrix() -> Vec<Step> {
         ));
     }
 
-    // ---- HOOK POINT: later tiers go here, in this order ----
+    // The later tiers, in this order.
     steps.push(Step::new("vm", "all", |t| {
         *t = crate::vm::run_all()?;
         Ok(())
@@ -331,7 +331,6 @@ fn full_matrix() -> Vec<Step> {
     steps.push(Step::new("bench --quick", host_triple(), |_| {
         crate::bench::quick()
     }));
-    // ---- end of hook point ----
 
     steps
 }

@@ -68,7 +68,7 @@ pub(super) const STATUS_ROWS: [(&str, &str); 7] = [
     ("parse", "`Status::parse` of text already read, no syscall"),
 ];
 
-/// The status goals of issue 16: (numerator, denominator, bound).
+/// The status goals: (numerator, denominator, bound).
 pub(super) const STATUS_GOALS: [(&str, &str, f64); 2] =
     [("status", "floor", 1.03), ("reader", "pread", 1.05)];
 
