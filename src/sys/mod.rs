@@ -1,8 +1,11 @@
-//! The syscall layer, and the crate's only `unsafe` code: the raw Linux
+//! The syscall layer, and the crate's `unsafe` code: the raw Linux
 //! backend where `build.rs` enables it, a stub that answers
 //! [`Error::Unsupported`](crate::Error::Unsupported) everywhere else, and
 //! the few memory operations both share. The rest of the crate calls only
-//! what is here.
+//! what is here. Outside it there is no `unsafe` block: only `unsafe fn`
+//! contracts (`lock_raw`, `unlock_raw`, `boot::Output::borrow_raw`) and
+//! the record of held locks' `unsafe impl Zeroed` (a zeroed record is a
+//! valid, empty one).
 //!
 //! - `linux`: one typed wrapper per system call (x86_64, aarch64, riscv64).
 //! - `unsupported`: the same functions, answering `Unsupported`.
