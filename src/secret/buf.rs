@@ -6,42 +6,8 @@ use core::ops::{Deref, DerefMut};
 
 use crate::held::{Hold, Kind};
 use crate::sys;
+pub use crate::sys::Backing;
 use crate::Error;
-
-/// The memory behind a [`LockedBuf`] or a [`SealedBuf`].
-///
-/// Both are locked in RAM (so never written to swap), left out of core
-/// dumps, surrounded by guard pages, and zeroed before they are released.
-///
-/// The enum is `#[non_exhaustive]`: a later version may add a backing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Backing {
-    /// A `memfd_secret(2)` mapping (Linux 5.14+; off by default before
-    /// 6.5 unless the kernel was booted with `secretmem.enable=1`). Its
-    /// pages are removed from the kernel's direct map: no other process,
-    /// not even root through `/proc/<pid>/mem` or `process_vm_readv(2)`,
-    /// can read them, and the kernel itself reaches them only through
-    /// this process's page tables. `/proc/<pid>/maps` shows the mapping as
-    /// `/secretmem (deleted)`.
-    ///
-    /// Costs: the pages are never swapped and are charged to
-    /// `RLIMIT_MEMLOCK` like `mlock(2)`. Most kernels (6.1, 6.18) mark the
-    /// mapping locked (`VM_LOCKED`, shown in `VmLck`) and check the limit
-    /// at `mmap`; Debian's 6.12.117 does neither and charges each page when
-    /// it is first touched, which [`LockedBuf::new`] does for every page,
-    /// so the limit is an error there too, not a `SIGBUS` later. While
-    /// any secretmem mapping exists on the machine it
-    /// cannot hibernate (the kernel refuses suspend-to-disk rather than
-    /// write the secrets to the hibernation image). Taking pages out of the
-    /// direct map splits its huge pages, which can cost the kernel some TLB
-    /// efficiency.
-    SecretMem,
-    /// An anonymous private mapping (`mmap(2)`), locked with `mlock(2)` and
-    /// marked `MADV_DONTDUMP`: out of swap and core dumps, but readable by
-    /// root, by `ptrace(2)` and through `/proc/<pid>/mem`.
-    Anonymous,
-}
 
 /// The memory shared by [`LockedBuf`] and [`SealedBuf`], and its entry in
 /// the crate's record of held locks (so that a [`LockGuard`](crate::LockGuard)

@@ -36,93 +36,13 @@ use linux_raw_sys::general as c;
 use syscalls::raw;
 use syscalls::Sysno;
 
-/// riscv64: the `syscalls` crate's `ecall` asm declares no vector
-/// registers, but Linux does not preserve `v0`-`v31` across a system call
-/// (the kernel's RISC-V vector ABI document, "Vector Register State Across
-/// System Calls"), so code built with the vector extension (`-C
-/// target-feature=+v`, RVA23 profiles) could keep a live vector value in a
-/// register the kernel then clobbers. These functions issue the same
-/// `ecall` with every vector register declared clobbered.
-///
-/// They are used on every riscv64 build, not only under
-/// `cfg(target_feature = "v")`: stable rustc passes an unstable `+v` on to
-/// code generation without setting that cfg, so a cfg would miss exactly
-/// the builds that need it. Without the extension the clobbers cost
-/// nothing. Each function passes six arguments; unused ones are 0, which
-/// the kernel ignores.
+/// riscv64: the `ecall` asm, with the vector registers declared clobbered
+/// (see the file).
 #[cfg(target_arch = "riscv64")]
-mod raw {
-    /// `ecall` with the number in `a7`, the arguments in `a0`-`a5`, the
-    /// result in `a0`, and `v0`-`v31` clobbered.
-    ///
-    /// # Safety
-    /// As for any system call: the caller guarantees that every pointer
-    /// argument is valid for what the call `nr` does with it.
-    #[inline(always)]
-    unsafe fn ecall6(
-        nr: usize,
-        a0: usize,
-        a1: usize,
-        a2: usize,
-        a3: usize,
-        a4: usize,
-        a5: usize,
-    ) -> usize {
-        let ret;
-        // SAFETY: the caller vouches for the arguments. No `nomem`, so the
-        // compiler assumes memory is read and written (as for the
-        // `syscalls` crate's asm); the registers the kernel may change
-        // (`a0`, the vector registers) are declared.
-        unsafe {
-            core::arch::asm!(
-                "ecall",
-                in("a7") nr,
-                inlateout("a0") a0 => ret,
-                in("a1") a1,
-                in("a2") a2,
-                in("a3") a3,
-                in("a4") a4,
-                in("a5") a5,
-                out("v0") _, out("v1") _, out("v2") _, out("v3") _,
-                out("v4") _, out("v5") _, out("v6") _, out("v7") _,
-                out("v8") _, out("v9") _, out("v10") _, out("v11") _,
-                out("v12") _, out("v13") _, out("v14") _, out("v15") _,
-                out("v16") _, out("v17") _, out("v18") _, out("v19") _,
-                out("v20") _, out("v21") _, out("v22") _, out("v23") _,
-                out("v24") _, out("v25") _, out("v26") _, out("v27") _,
-                out("v28") _, out("v29") _, out("v30") _, out("v31") _,
-                options(nostack),
-            );
-        }
-        ret
-    }
+#[path = "arch/riscv64.rs"]
+mod raw;
 
-    macro_rules! syscalls {
-        ($($name:ident($($arg:ident),*) => [$($pass:expr),*];)*) => {$(
-            /// `ecall` with the vector registers clobbered (see [`ecall6`]).
-            ///
-            /// # Safety
-            /// As for [`ecall6`].
-            #[inline(always)]
-            pub(super) unsafe fn $name(nr: usize $(, $arg: usize)*) -> usize {
-                // SAFETY: the caller's promise, passed on.
-                unsafe { ecall6(nr, $($pass),*) }
-            }
-        )*};
-    }
-
-    syscalls! {
-        syscall0() => [0, 0, 0, 0, 0, 0];
-        syscall1(a) => [a, 0, 0, 0, 0, 0];
-        syscall2(a, b) => [a, b, 0, 0, 0, 0];
-        syscall3(a, b, c) => [a, b, c, 0, 0, 0];
-        syscall4(a, b, c, d) => [a, b, c, d, 0, 0];
-        syscall5(a, b, c, d, e) => [a, b, c, d, e, 0];
-        syscall6(a, b, c, d, e, f) => [a, b, c, d, e, f];
-    }
-}
-
-use super::{Advice, BorrowedFd, OpenMode, PrctlInt, Resource};
+use super::{Advice, BorrowedFd, ForkAdvice, OpenMode, PrctlInt, Protection, Resource};
 use crate::Error;
 use crate::Flags;
 
@@ -659,21 +579,39 @@ impl Drop for Reservation {
     }
 }
 
-/// `mprotect(2)` on a range of a [`Reservation`] held by `SecretPages`.
-pub(super) fn protect(addr: usize, len: usize, prot: u32) -> Result<(), Error> {
-    // SAFETY: callers pass the data pages of their own SecretPages, and
-    // only at points where no reference into them exists that the new
-    // protection would invalidate (see `SecretPages`).
+/// `mprotect(2)` of `[addr, addr + len)`.
+///
+/// # Safety
+/// The range is mapped and the caller's own (the data pages of its
+/// `SecretPages`), and no reference into it exists that the new
+/// protection would invalidate (a slice of pages about to be `None`).
+pub(super) unsafe fn protect(addr: usize, len: usize, prot: Protection) -> Result<(), Error> {
+    let prot = match prot {
+        Protection::None => c::PROT_NONE,
+        Protection::Read => c::PROT_READ,
+        Protection::ReadWrite => c::PROT_READ | c::PROT_WRITE,
+    };
+    // SAFETY: the caller's promise: the range is its own, and no reference
+    // relies on the protection it had.
     check(unsafe { raw::syscall3(Sysno::mprotect as usize, addr, len, prot as usize) }).map(drop)
 }
 
-/// `madvise(2)` on part of a [`Reservation`], with any advice; returns the
-/// raw result (0 on success).
-pub(super) fn advise_raw(addr: usize, len: usize, advice: u32) -> usize {
-    // SAFETY: called only on ranges of a SecretPages under construction,
-    // with MADV_DONTFORK, MADV_WIPEONFORK or an undefined value: they
-    // change what a future child inherits, never this process's memory.
-    unsafe { raw::syscall3(Sysno::madvise as usize, addr, len, advice as usize) }
+/// `madvise(2)` of `[addr, addr + len)` with one of the fork advices;
+/// whether the kernel accepted it.
+///
+/// # Safety
+/// The range is the caller's own and nothing in a forked child relies on
+/// inheriting it as it is (with `WipeOnFork` the child finds zeros, with
+/// `DontFork` nothing). No advice changes this process's memory.
+pub(super) unsafe fn advise_fork(addr: usize, len: usize, advice: ForkAdvice) -> bool {
+    let advice = match advice {
+        ForkAdvice::DontFork => c::MADV_DONTFORK,
+        ForkAdvice::WipeOnFork => c::MADV_WIPEONFORK,
+        ForkAdvice::Undefined => u32::MAX,
+    };
+    // SAFETY: the caller's promise; the advice only changes what a future
+    // child inherits.
+    unsafe { raw::syscall3(Sysno::madvise as usize, addr, len, advice as usize) == 0 }
 }
 
 /// `memfd_secret(2)` (Linux 5.14+) with `O_CLOEXEC`: a new descriptor for

@@ -7,9 +7,16 @@
 //! the record of held locks' `unsafe impl Zeroed` (a zeroed record is a
 //! valid, empty one).
 //!
-//! - `linux`: one typed wrapper per system call (x86_64, aarch64, riscv64).
+//! - `linux`: one typed wrapper per system call (x86_64, aarch64, riscv64);
+//!   a function that takes a raw address and could change memory the
+//!   program relies on (`protect`, `advise_fork`) is an `unsafe fn` over
+//!   typed flags ([`Protection`], [`ForkAdvice`]).
+//! - `arch/riscv64.rs`: riscv64's `ecall`, with the vector registers
+//!   declared clobbered (the other arches use the `syscalls` crate's asm).
 //! - `unsupported`: the same functions, answering `Unsupported`.
-//! - `secret_pages`: the guarded, canaried pages behind one secret.
+//! - `secret_pages`: the guarded, canaried pages behind one secret, and
+//!   [`Backing`], which the public `secret` module re-exports (nothing in
+//!   `sys` imports from the modules above it).
 //! - `process`: a value of the calling process's own, which a forked child
 //!   finds fresh (the crate's record of held locks, and words such as a
 //!   cached process ID).
@@ -43,6 +50,41 @@ pub(crate) use process::{ForkLocal, PerProcess, Zeroed};
 mod mem;
 pub(crate) use mem::{touch, zeroize};
 
+/// The memory behind a [`LockedBuf`](crate::secret::LockedBuf) or a [`SealedBuf`](crate::secret::SealedBuf).
+///
+/// Both are locked in RAM (so never written to swap), left out of core
+/// dumps, surrounded by guard pages, and zeroed before they are released.
+///
+/// The enum is `#[non_exhaustive]`: a later version may add a backing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backing {
+    /// A `memfd_secret(2)` mapping (Linux 5.14+; off by default before
+    /// 6.5 unless the kernel was booted with `secretmem.enable=1`). Its
+    /// pages are removed from the kernel's direct map: no other process,
+    /// not even root through `/proc/<pid>/mem` or `process_vm_readv(2)`,
+    /// can read them, and the kernel itself reaches them only through
+    /// this process's page tables. `/proc/<pid>/maps` shows the mapping as
+    /// `/secretmem (deleted)`.
+    ///
+    /// Costs: the pages are never swapped and are charged to
+    /// `RLIMIT_MEMLOCK` like `mlock(2)`. Most kernels (6.1, 6.18) mark the
+    /// mapping locked (`VM_LOCKED`, shown in `VmLck`) and check the limit
+    /// at `mmap`; Debian's 6.12.117 does neither and charges each page when
+    /// it is first touched, which [`LockedBuf::new`](crate::secret::LockedBuf::new) does for every page,
+    /// so the limit is an error there too, not a `SIGBUS` later. While
+    /// any secretmem mapping exists on the machine it
+    /// cannot hibernate (the kernel refuses suspend-to-disk rather than
+    /// write the secrets to the hibernation image). Taking pages out of the
+    /// direct map splits its huge pages, which can cost the kernel some TLB
+    /// efficiency.
+    SecretMem,
+    /// An anonymous private mapping (`mmap(2)`), locked with `mlock(2)` and
+    /// marked `MADV_DONTDUMP`: out of swap and core dumps, but readable by
+    /// root, by `ptrace(2)` and through `/proc/<pid>/mem`.
+    Anonymous,
+}
+
 /// The `madvise(2)` advice values the crate uses. None of them changes the
 /// contents of memory, which is what makes `madvise` safe to call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +96,32 @@ pub(crate) enum Advice {
     /// `MADV_POPULATE_WRITE` (Linux 5.14+): fault the range in, writable,
     /// without changing its contents.
     PopulateWrite,
+}
+
+/// The protections a secret's data pages take (`mprotect(2)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg(mlock_raw)]
+pub(crate) enum Protection {
+    /// `PROT_NONE`: every access faults.
+    None,
+    /// `PROT_READ`.
+    Read,
+    /// `PROT_READ | PROT_WRITE`.
+    ReadWrite,
+}
+
+/// What a child of `fork(2)` gets of a range (`madvise(2)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg(mlock_raw)]
+pub(crate) enum ForkAdvice {
+    /// `MADV_DONTFORK`: nothing mapped there in the child.
+    DontFork,
+    /// `MADV_WIPEONFORK` (Linux 4.14+): zero-filled pages in the child.
+    WipeOnFork,
+    /// An advice no kernel defines, which a real kernel refuses with
+    /// `EINVAL`: accepted, it shows an `madvise` that ignores its advice
+    /// (QEMU user mode before 8.0).
+    Undefined,
 }
 
 /// The `prctl(2)` options `prctl_int` accepts: integer arguments only.

@@ -3,14 +3,11 @@
 //! pages, on `memfd_secret(2)` or locked anonymous pages.
 #![allow(unsafe_code)]
 
-use linux_raw_sys::general as c;
-
 use super::linux::{
-    self, advise_raw, getpid, madvise, mlock, munlock, page_size, prlimit64, protect, Reservation,
+    self, advise_fork, getpid, madvise, mlock, munlock, page_size, prlimit64, protect, Reservation,
 };
 use super::mem::zeroize;
-use super::{Advice, BorrowedFd, Resource};
-use crate::secret::Backing;
+use super::{Advice, Backing, BorrowedFd, ForkAdvice, Protection, Resource};
 use crate::Error;
 
 /// Bytes of canary in front of a secret.
@@ -92,17 +89,23 @@ impl SecretPages {
         // inherited zero-filled, so the child's copy of the handle still
         // points at memory of its own. Before 4.14 (no WIPEONFORK) the
         // anonymous pages are left out as well.
+        let advise = |addr, len, advice| {
+            // SAFETY: the reservation is ours and nothing refers to it yet;
+            // a child is kept from it, and the handle it inherits is
+            // disowned there (`SecretPages::disown`).
+            unsafe { advise_fork(addr, len, advice) }
+        };
         let (advised, absent_in_child) = match backing {
-            Backing::SecretMem => (advise_raw(region.addr, total, c::MADV_DONTFORK) == 0, true),
-            Backing::Anonymous => match advise_raw(data, data_len, c::MADV_WIPEONFORK) {
-                0 => (true, false),
-                _ => (advise_raw(data, data_len, c::MADV_DONTFORK) == 0, true),
+            Backing::SecretMem => (advise(region.addr, total, ForkAdvice::DontFork), true),
+            Backing::Anonymous => match advise(data, data_len, ForkAdvice::WipeOnFork) {
+                true => (true, false),
+                false => (advise(data, data_len, ForkAdvice::DontFork), true),
             },
         };
         // QEMU user mode before 8.0 answers every madvise with 0 and
         // applies none: an advice no kernel defines tells it apart (see
         // `sys::process`).
-        let honoured = advise_raw(data, page, u32::MAX) != 0;
+        let honoured = !advise(data, page, ForkAdvice::Undefined);
         let fork_protected = advised && honoured;
 
         let mut canary = [0u8; CANARY_LEN];
@@ -123,7 +126,10 @@ impl SecretPages {
         // mapped read-write and owned by `pages`; nothing refers to them.
         unsafe { core::ptr::copy_nonoverlapping(canary.as_ptr(), at as *mut u8, CANARY_LEN) };
         if sealed {
-            if let Err(e) = protect(pages.data_addr(), pages.data_len(), c::PROT_NONE) {
+            // SAFETY: the data pages are `pages`' own, and no slice of them
+            // exists yet.
+            let sealing = unsafe { protect(pages.data_addr(), pages.data_len(), Protection::None) };
+            if let Err(e) = sealing {
                 // Not sealed after all: zero and release as usual.
                 pages.sealed = false;
                 return Err(e);
@@ -195,11 +201,13 @@ impl SecretPages {
     pub(crate) fn open(&mut self, writable: bool) -> Opened<'_> {
         if self.sealed {
             let prot = if writable {
-                c::PROT_READ | c::PROT_WRITE
+                Protection::ReadWrite
             } else {
-                c::PROT_READ
+                Protection::Read
             };
-            if protect(self.data_addr(), self.data_len(), prot).is_err() {
+            // SAFETY: the data pages are ours; opening them invalidates no
+            // reference (none exists while they are sealed).
+            if unsafe { protect(self.data_addr(), self.data_len(), prot) }.is_err() {
                 // The pages are one whole mapping of ours, so the kernel
                 // has no reason to refuse; handing out a slice of pages
                 // that stayed PROT_NONE is not an option.
@@ -247,7 +255,15 @@ impl Drop for Opened<'_> {
         if self.pages.sealed {
             // Fails only if the kernel cannot allocate for the change, in
             // which case the pages stay open (less protected, not unsound).
-            let _ = protect(self.pages.data_addr(), self.pages.data_len(), c::PROT_NONE);
+            // SAFETY: the data pages are ours, and the only slices of them
+            // borrowed `self`, which is going.
+            let _ = unsafe {
+                protect(
+                    self.pages.data_addr(),
+                    self.pages.data_len(),
+                    Protection::None,
+                )
+            };
         }
     }
 }
@@ -265,7 +281,9 @@ impl Drop for SecretPages {
             return;
         }
         let (data, data_len) = (self.data_addr(), self.data_len());
-        if self.sealed && protect(data, data_len, c::PROT_READ | c::PROT_WRITE).is_err() {
+        // SAFETY: the data pages are ours; opening them invalidates no
+        // reference.
+        if self.sealed && unsafe { protect(data, data_len, Protection::ReadWrite) }.is_err() {
             fatal(b"mlock: mprotect refused to open a SealedBuf for zeroing; aborting\n");
         }
         let at = self.canary_addr();
@@ -337,7 +355,9 @@ fn back_secretmem(data: usize, len: usize) -> Result<Backing, Error> {
 /// Makes `[data, data + len)` of a reservation read-write, locks it
 /// (`mlock(2)`) and leaves it out of core dumps.
 fn back_anonymous(data: usize, len: usize) -> Result<Backing, Error> {
-    protect(data, len, c::PROT_READ | c::PROT_WRITE)?;
+    // SAFETY: the range is the middle of a reservation of the caller's, to
+    // which nothing refers yet.
+    unsafe { protect(data, len, Protection::ReadWrite) }?;
     mlock(data as *const u8, len)?;
     madvise(data as *const u8, len, Advice::DontDump)?;
     Ok(Backing::Anonymous)

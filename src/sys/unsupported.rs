@@ -4,8 +4,7 @@
 
 use core::ffi::CStr;
 
-use super::{Advice, BorrowedFd, OpenMode, PrctlInt, Resource};
-use crate::secret::Backing;
+use super::{Advice, Backing, BorrowedFd, OpenMode, PrctlInt, Resource};
 use crate::Error;
 use crate::Flags;
 
