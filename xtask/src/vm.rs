@@ -76,8 +76,10 @@ const PID1_TIMEOUT: Duration = Duration::from_secs(120);
 /// The `#![no_std]` PID 1 helper (its own package under `examples/`),
 /// booted as `/init`.
 const PID1_EXAMPLE: &str = "static_init";
-/// Examples the busybox `/init` runs.
-const SCENARIO_EXAMPLES: &[&str] = &["vm_hold", "vm_secret"];
+/// The package of the programs the VMs run (`test-programs/`).
+const TEST_PROGRAMS: &str = "mlock-test-programs";
+/// Test programs the busybox `/init` runs.
+const SCENARIO_PROGRAMS: &[&str] = &["vm_hold", "vm_secret"];
 /// The example tests/doctor.rs runs. A test binary in the VM cannot build
 /// it with cargo, so it is packed prebuilt and named by this variable.
 const DOCTOR_EXAMPLE: &str = "doctor";

@@ -5,7 +5,7 @@
 # harden, which the kernel passes to /init as an environment variable).
 #
 # The only swap is an NBD device served by examples/nbd_swap.rs. A memory
-# hog (examples/vm_dt007.rs) writes checkable pages well past RAM and reads
+# hog (test-programs/src/bin/vm_dt007.rs) writes checkable pages well past RAM and reads
 # them back; a locked watchdog samples memory and, when swap I/O stops,
 # dumps the blocked tasks and crashes the kernel. The host reads the
 # console: the daemon's counters, the hog's verdict, the kernel's reports.

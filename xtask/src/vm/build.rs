@@ -1,10 +1,10 @@
-//! Builds the static test binaries and examples that go into one
-//! architecture's VMs.
+//! Builds the static test binaries, examples and test programs that go
+//! into one architecture's VMs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{DOCTOR_EXAMPLE, PID1_EXAMPLE};
+use super::{DOCTOR_EXAMPLE, PID1_EXAMPLE, TEST_PROGRAMS};
 use crate::arch::Arch;
 use crate::util::{self, Result};
 
@@ -60,18 +60,55 @@ pub(super) fn build_tests(arch: &Arch) -> Result<Vec<(String, PathBuf)>> {
     Ok(tests)
 }
 
-/// Builds `examples` as static release binaries; returns their directory.
-pub(super) fn build_examples(arch: &Arch, examples: &[&str]) -> Result<PathBuf> {
-    let mut cmd = cargo_for(arch, "build");
-    cmd.args(["--release", "--all-features"]);
-    for example in examples {
-        cmd.args(["--example", example]);
+/// One arch's static release binaries, by name: examples of the crate and
+/// programs of the `mlock-test-programs` package.
+pub(super) struct Binaries {
+    examples: PathBuf,
+    programs: PathBuf,
+    program_names: Vec<&'static str>,
+}
+
+impl Binaries {
+    /// The binary called `name`.
+    pub(super) fn path(&self, name: &str) -> PathBuf {
+        let dir = if self.program_names.contains(&name) {
+            &self.programs
+        } else {
+            &self.examples
+        };
+        dir.join(name)
     }
-    util::run(&mut cmd)?;
-    Ok(build_dir()
-        .join(arch.triple)
-        .join("release")
-        .join("examples"))
+}
+
+/// Builds `examples` (the crate's) and `programs` (the test programs') as
+/// static release binaries.
+pub(super) fn build_binaries(
+    arch: &Arch,
+    examples: &[&'static str],
+    programs: &[&'static str],
+) -> Result<Binaries> {
+    if !examples.is_empty() {
+        let mut cmd = cargo_for(arch, "build");
+        cmd.args(["--release", "--all-features", "-p", "mlock"]);
+        for example in examples {
+            cmd.args(["--example", example]);
+        }
+        util::run(&mut cmd)?;
+    }
+    if !programs.is_empty() {
+        let mut cmd = cargo_for(arch, "build");
+        cmd.args(["--release", "-p", TEST_PROGRAMS]);
+        for program in programs {
+            cmd.args(["--bin", program]);
+        }
+        util::run(&mut cmd)?;
+    }
+    let release = build_dir().join(arch.triple).join("release");
+    Ok(Binaries {
+        examples: release.join("examples"),
+        programs: release,
+        program_names: programs.to_vec(),
+    })
 }
 
 /// The doctor example, when it exists.

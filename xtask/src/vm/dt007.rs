@@ -17,16 +17,19 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::boot::{boot_console, Console};
+use super::build::{build_binaries, Binaries};
 use super::check::number_after;
 use super::pack::busybox_archive;
-use super::{build::build_examples, fetch, fetch::Fetched};
+use super::{fetch, fetch::Fetched};
 use crate::arch::Arch;
 use crate::util::{self, Result};
 
 /// The protection modes of `nbd_swap --protect`, in the order they boot.
 pub const MODES: [&str; 3] = ["none", "lock", "harden"];
-/// The examples a dt007 boot runs: the daemon, and the hog and watchdog.
-pub const EXAMPLES: [&str; 2] = ["nbd_swap", "vm_dt007"];
+/// What a dt007 boot runs: the daemon (an example), and the hog and
+/// watchdog (a test program).
+pub const EXAMPLES: [&str; 1] = ["nbd_swap"];
+pub const PROGRAMS: [&str; 1] = ["vm_dt007"];
 
 /// How much the hog writes: about twice the VM's RAM (`MemTotal` is about
 /// 200 MiB of the 256 MiB), so that about half of it goes through the
@@ -114,13 +117,13 @@ fn conf(arch: &Arch) -> String {
     )
 }
 
-/// Packs the dt007 initramfs for `arch`: busybox, the script, `nbd.ko`, and
-/// the two examples from `example_dir`.
-pub fn pack(arch: &Arch, fetched: &Fetched, example_dir: &Path, dir: &Path) -> Result<PathBuf> {
+/// Packs the dt007 initramfs for `arch`: busybox, the script, `nbd.ko`, the
+/// daemon and the hog.
+pub fn pack(arch: &Arch, fetched: &Fetched, binaries: &Binaries, dir: &Path) -> Result<PathBuf> {
     let path = dir.join("dt007.cpio.gz");
     let mut archive = busybox_archive(fetched, "dt007.sh", &[], &conf(arch), &fetched.nbd_modules)?;
-    for name in EXAMPLES {
-        archive.copy(&format!("bin/{name}"), 0o755, &example_dir.join(name))?;
+    for name in EXAMPLES.iter().chain(&PROGRAMS) {
+        archive.copy(&format!("bin/{name}"), 0o755, &binaries.path(name))?;
     }
     archive.write_gzip(&path)?;
     Ok(path)
@@ -173,8 +176,8 @@ pub fn run(arches: &[&'static Arch], repeat: usize, plot_it: bool, modes: &[Stri
         let dir = util::root().join("target").join("vm").join(arch.name);
         let fetched = fetch::fetch(arch, &dir)?;
         util::ensure_rust_target(arch.triple)?;
-        let example_dir = build_examples(arch, &EXAMPLES)?;
-        let initrd = pack(arch, &fetched, &example_dir, &dir)?;
+        let binaries = build_binaries(arch, &EXAMPLES, &PROGRAMS)?;
+        let initrd = pack(arch, &fetched, &binaries, &dir)?;
         eprintln!("xtask: {}: {}", arch.name, fetched.kernel_package);
         prepared.push((arch, fetched.kernel_package, fetched.kernel, initrd));
     }

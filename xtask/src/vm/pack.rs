@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::build::{build_examples, build_pid1, build_tests, doctor_example};
+use super::build::{build_binaries, build_pid1, build_tests, doctor_example};
 use super::fetch::Fetched;
-use super::{cpio, dt007, fetch, DOCTOR_ENV, HOLD_MIB, SCENARIO_EXAMPLES, VECTOR_ENV};
+use super::{cpio, dt007, fetch, DOCTOR_ENV, HOLD_MIB, SCENARIO_PROGRAMS, VECTOR_ENV};
 use crate::arch::Arch;
 use crate::util::{self, Result};
 
@@ -33,14 +33,18 @@ pub(super) fn prepare(arch: &'static Arch, pid1_manifest: Option<&Path>) -> Resu
     util::ensure_rust_target(arch.triple)?;
 
     let tests = build_tests(arch)?;
-    let examples: Vec<&str> = SCENARIO_EXAMPLES
-        .iter()
-        .chain(doctor_example())
+    let examples: Vec<&str> = doctor_example()
+        .into_iter()
         .chain(&dt007::EXAMPLES)
         .copied()
         .collect();
-    let example_dir = build_examples(arch, &examples)?;
-    let dt007_initrd = dt007::pack(arch, &fetched, &example_dir, &dir)?;
+    let programs: Vec<&str> = SCENARIO_PROGRAMS
+        .iter()
+        .chain(&dt007::PROGRAMS)
+        .copied()
+        .collect();
+    let binaries = build_binaries(arch, &examples, &programs)?;
+    let dt007_initrd = dt007::pack(arch, &fetched, &binaries, &dir)?;
 
     let suite_initrd = dir.join("suite.cpio.gz");
     let mut conf = format!("ARCH={}\nHOLD_MIB={HOLD_MIB}\n", arch.name);
@@ -56,8 +60,8 @@ pub(super) fn prepare(arch: &'static Arch, pid1_manifest: Option<&Path>) -> Resu
     for (name, path) in &tests {
         archive.copy(&format!("tests/{name}"), 0o755, path)?;
     }
-    for name in SCENARIO_EXAMPLES.iter().chain(doctor_example()) {
-        archive.copy(&format!("bin/{name}"), 0o755, &example_dir.join(name))?;
+    for name in SCENARIO_PROGRAMS.iter().chain(doctor_example()) {
+        archive.copy(&format!("bin/{name}"), 0o755, &binaries.path(name))?;
     }
     archive.write_gzip(&suite_initrd)?;
 
