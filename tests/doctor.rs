@@ -32,9 +32,9 @@ use std::sync::OnceLock;
 
 use common::{under_qemu_user, NOBODY};
 
-/// The variable that names a prebuilt doctor (set by `cargo xtask test`
-/// and `cargo xtask vm`).
-const DOCTOR_ENV: &str = "MLOCK_TEST_DOCTOR";
+// The variable that names a prebuilt doctor (set by `cargo xtask test`
+// and `cargo xtask vm`).
+use common::contract::DOCTOR_ENV;
 
 /// The doctor (`MLOCK_TEST_DOCTOR`, or built by [`build_doctor`]), copied
 /// where uid 65534 may execute it. Once per test binary.

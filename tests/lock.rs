@@ -708,7 +708,7 @@ fn unlock_raw_of_unmapped_memory_is_not_mapped_and_says_so() {
 /// gives the answer of the same work done one element at a time.
 #[test]
 fn vectorizable_work_around_the_crates_syscalls_gives_the_scalar_answer() {
-    if std::env::var_os("MLOCK_TEST_VECTOR").is_some() {
+    if std::env::var_os(common::contract::VECTOR_ENV).is_some() {
         #[cfg(target_arch = "riscv64")]
         {
             // SAFETY: getauxval reads the process's auxiliary vector.

@@ -26,7 +26,7 @@ const MIB: u64 = 1 << 20;
 /// The kernel's default `RLIMIT_MEMLOCK` since Linux 5.16.
 const DEFAULT_LIMIT: u64 = 8 * MIB;
 /// capabilities(7).
-const CAP_IPC_LOCK: u32 = 14;
+use common::contract::CAP_IPC_LOCK;
 /// Set in the environment of the re-executed probe.
 const PROBE_ENV: &str = "MLOCK_PRIVILEGE_MATRIX_PROBE";
 /// Starts the probe's report line in its stdout.

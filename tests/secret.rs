@@ -250,7 +250,7 @@ fn secretmem_expected() -> bool {
         );
         return false;
     }
-    match std::env::var("MLOCK_TEST_SECRETMEM").as_deref() {
+    match std::env::var(common::contract::SECRETMEM_ENV).as_deref() {
         Ok("1") => assert!(
             offered,
             "MLOCK_TEST_SECRETMEM=1 but memfd_secret answers ENOSYS"

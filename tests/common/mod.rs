@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod cgroup;
+pub mod contract;
 pub mod notify;
 
 use std::io::Read;
@@ -23,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub fn under_qemu_user() -> bool {
     static QEMU: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *QEMU.get_or_init(|| {
-        let declared = std::env::var_os("MLOCK_TEST_QEMU_USER").is_some_and(|v| v == "1");
+        let declared = std::env::var_os(contract::QEMU_USER_ENV).is_some_and(|v| v == "1");
         if declared {
             assert!(
                 emulator_detected(),
@@ -202,8 +203,7 @@ pub fn set_memlock(soft: u64, hard: u64) {
     assert_eq!(rc, 0, "setrlimit: {}", std::io::Error::last_os_error());
 }
 
-/// `CAP_SYS_RESOURCE`, capabilities(7).
-pub const CAP_SYS_RESOURCE: u32 = 24;
+pub use contract::CAP_SYS_RESOURCE;
 
 /// The effective capability set (`CapEff:` of `/proc/self/status`, read
 /// with std, independently of the crate's own parser).

@@ -294,8 +294,7 @@ struct HostLimits {
     memlock_hard: Option<u64>,
 }
 
-const CAP_IPC_LOCK: u32 = 14;
-const CAP_SYS_RESOURCE: u32 = 24;
+use crate::contract::{CAP_IPC_LOCK, CAP_SYS_RESOURCE};
 
 impl HostLimits {
     fn of_dockerd(pid: u32) -> util::Result<HostLimits> {

@@ -2,6 +2,9 @@
 
 mod arch;
 mod bench;
+/// The names the harness and the tests share (tests/common/contract.rs).
+#[path = "../../tests/common/contract.rs"]
+mod contract;
 mod dist;
 mod docker;
 mod figure;

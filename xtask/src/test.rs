@@ -27,10 +27,9 @@ use std::time::{Duration, Instant};
 use crate::arch::{self, Arch};
 use crate::util::{self, Tally};
 
-/// The environment variable the test suite reads to know that it runs under
-/// QEMU user mode, where `mlock2(2)` is `ENOSYS`. Set only for runs whose
-/// runner is the emulator, and removed everywhere else.
-const QEMU_USER_ENV: &str = "MLOCK_TEST_QEMU_USER";
+// Set only for runs whose runner is QEMU user mode, and removed everywhere
+// else (tests/common/contract.rs).
+use crate::contract::QEMU_USER_ENV;
 
 /// The no-OS target: the crate must build there (every call returns
 /// `Error::Unsupported`), but nothing can run.
@@ -434,8 +433,8 @@ fn count_vector_instructions(arch: &Arch, binary: &std::path::Path) -> util::Res
     Ok(text.lines().filter(|line| line.contains("\tvset")).count())
 }
 
-/// The variable that tells tests/doctor.rs where the doctor example is.
-const DOCTOR_ENV: &str = "MLOCK_TEST_DOCTOR";
+// The variable that tells tests/doctor.rs where the doctor example is.
+use crate::contract::DOCTOR_ENV;
 
 /// Builds the doctor example, which tests/doctor.rs runs, as the test step
 /// builds the tests (`cargo test --tests` builds no examples): same target,

@@ -83,12 +83,9 @@ const SCENARIO_PROGRAMS: &[&str] = &["vm_hold", "vm_secret"];
 /// The example tests/doctor.rs runs. A test binary in the VM cannot build
 /// it with cargo, so it is packed prebuilt and named by this variable.
 const DOCTOR_EXAMPLE: &str = "doctor";
-const DOCTOR_ENV: &str = "MLOCK_TEST_DOCTOR";
-
-/// Set (to 1) where the suite is built with the arch's vector extension
-/// and runs on a CPU that has it: tests/lock.rs then requires the CPU to
-/// say so.
-pub(crate) const VECTOR_ENV: &str = "MLOCK_TEST_VECTOR";
+// The variables the VMs' suite reads (tests/common/contract.rs).
+use crate::contract::DOCTOR_ENV;
+pub(crate) use crate::contract::VECTOR_ENV;
 
 /// What the harness needs on the host: QEMU, the archive keyring, the
 /// decompressors, and every arch's linker ([`Arch::build_packages`]).

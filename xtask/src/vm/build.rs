@@ -28,7 +28,7 @@ fn cargo_for(arch: &Arch, subcommand: &str) -> Command {
         .env("CARGO_PROFILE_TEST_STRIP", "debuginfo")
         .env("CARGO_PROFILE_DEV_DEBUG", "0")
         .env("CARGO_PROFILE_DEV_STRIP", "debuginfo")
-        .env_remove("MLOCK_TEST_QEMU_USER");
+        .env_remove(crate::contract::QEMU_USER_ENV);
     cmd.envs(arch.vm_env());
     cmd
 }

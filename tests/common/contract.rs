@@ -1,0 +1,29 @@
+//! The contract between the test harness (`cargo xtask test`, `cargo
+//! xtask vm`, `cargo xtask docker`) and the tests: the variables the
+//! harness sets and the capability numbers both sides use. The tests
+//! include it as `common::contract`, the xtask by path, so that the two
+//! sides cannot spell a name differently.
+#![allow(dead_code)]
+
+/// Set to `1` for test runs whose runner is QEMU user mode (no `mlock2`,
+/// the emulator's `/proc/self/status`, no seccomp).
+pub const QEMU_USER_ENV: &str = "MLOCK_TEST_QEMU_USER";
+
+/// The path of a prebuilt doctor example, for a test binary that cannot
+/// build it with cargo (inside the VMs).
+pub const DOCTOR_ENV: &str = "MLOCK_TEST_DOCTOR";
+
+/// Set (to 1) where the suite is built with the arch's vector extension
+/// and runs on a CPU that has it: the suite then requires the CPU to say
+/// so.
+pub const VECTOR_ENV: &str = "MLOCK_TEST_VECTOR";
+
+/// `1` or `0` in the VMs: whether the kernel was booted with
+/// `memfd_secret` on (`secretmem.enable=1`). Set by `xtask/vm/init.sh`.
+pub const SECRETMEM_ENV: &str = "MLOCK_TEST_SECRETMEM";
+
+/// `CAP_IPC_LOCK`, capabilities(7).
+pub const CAP_IPC_LOCK: u32 = 14;
+
+/// `CAP_SYS_RESOURCE`, capabilities(7).
+pub const CAP_SYS_RESOURCE: u32 = 24;
