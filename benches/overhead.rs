@@ -44,8 +44,15 @@
 //! [`LockGuard`]: mlock::LockGuard
 
 #[cfg(target_os = "linux")]
+#[path = "common/pairs.rs"]
+mod pairs;
+
+#[cfg(target_os = "linux")]
 mod linux {
     use std::hint::black_box;
+
+    pub use super::pairs::pair_count;
+    use super::pairs::time_pairs;
     use std::time::{Duration, Instant};
 
     use criterion::Criterion;
@@ -277,87 +284,6 @@ mod linux {
         }
     }
 
-    /// Pairs per comparison when `MLOCK_BENCH_PAIRS` does not say.
-    const PAIRS: usize = 20_000;
-
-    /// How many pairs each comparison times: `MLOCK_BENCH_PAIRS` (which
-    /// `cargo xtask bench --quick` lowers), else [`PAIRS`].
-    pub fn pair_count() -> usize {
-        match std::env::var("MLOCK_BENCH_PAIRS") {
-            Ok(n) => n
-                .parse()
-                .ok()
-                .filter(|&n| n > 0)
-                .unwrap_or_else(|| panic!("MLOCK_BENCH_PAIRS={n:?}: want a count above 0")),
-            Err(_) => PAIRS,
-        }
-    }
-
-    /// One comparison timed in pairs: the median time of the crate's side
-    /// `a`, of libc's side `b`, and of the difference `a - b` within a
-    /// pair, in nanoseconds.
-    struct Paired {
-        a_ns: f64,
-        b_ns: f64,
-        diff_ns: f64,
-    }
-
-    /// The median of `v` (sorted in place; the upper middle of an even
-    /// count).
-    fn median_of(v: &mut [f64]) -> f64 {
-        v.sort_unstable_by(f64::total_cmp);
-        v[v.len() / 2]
-    }
-
-    /// Times `pairs` pairs: one call of `a` and one of `b` back to back, `a`
-    /// first in every other pair, each timed alone. A change in the
-    /// machine's load falls on both calls of a pair alike, so the median of
-    /// the differences within the pairs is the cost of `a` over `b`. A tenth
-    /// as many pairs run first, untimed, to warm the caches and the branch
-    /// predictors.
-    fn time_pairs(mut a: impl FnMut(), mut b: impl FnMut(), pairs: usize) -> Paired {
-        for k in 0..pairs / 10 {
-            if k % 2 == 0 {
-                a();
-                b();
-            } else {
-                b();
-                a();
-            }
-        }
-        let (mut ta, mut tb, mut diff) = (
-            Vec::with_capacity(pairs),
-            Vec::with_capacity(pairs),
-            Vec::with_capacity(pairs),
-        );
-        for k in 0..pairs {
-            let a_first = k % 2 == 0;
-            let t0 = Instant::now();
-            if a_first {
-                a();
-            } else {
-                b();
-            }
-            let t1 = Instant::now();
-            if a_first {
-                b();
-            } else {
-                a();
-            }
-            let t2 = Instant::now();
-            let (x, y) = ((t1 - t0).as_nanos() as f64, (t2 - t1).as_nanos() as f64);
-            let (x, y) = if a_first { (x, y) } else { (y, x) };
-            ta.push(x);
-            tb.push(y);
-            diff.push(x - y);
-        }
-        Paired {
-            a_ns: median_of(&mut ta),
-            b_ns: median_of(&mut tb),
-            diff_ns: median_of(&mut diff),
-        }
-    }
-
     /// Times the two goal comparisons in `pairs` pairs each, after one
     /// checked call of every side, and prints one line per comparison,
     /// `paired <a>/<b> <a> ns vs <b> ns, a-b <diff> ns, ratio <a/b>`, the
@@ -375,20 +301,22 @@ mod linux {
             page.len()
         );
         let all = time_pairs(
-            || {
-                let _ = black_box(pair_mlock());
-            },
-            || {
-                let _ = black_box(pair_libc());
+            |crate_side| {
+                if crate_side {
+                    let _ = black_box(pair_mlock());
+                } else {
+                    let _ = black_box(pair_libc());
+                }
             },
             pairs,
         );
         let guard = time_pairs(
-            || {
-                let _ = black_box(guard_mlock(black_box(page)));
-            },
-            || {
-                let _ = black_box(guard_libc(black_box(page)));
+            |crate_side| {
+                if crate_side {
+                    let _ = black_box(guard_mlock(black_box(page)));
+                } else {
+                    let _ = black_box(guard_libc(black_box(page)));
+                }
             },
             pairs,
         );

@@ -33,10 +33,16 @@
 //! `parse` are printed beside the ratios.
 
 #[cfg(target_os = "linux")]
+#[path = "common/pairs.rs"]
+mod pairs;
+
+#[cfg(target_os = "linux")]
 mod linux {
     use std::hint::black_box;
+
+    use super::pairs::time_pairs;
+    pub use super::pairs::{pair_count, Paired};
     use std::path::PathBuf;
-    use std::time::Instant;
 
     use criterion::Criterion;
 
@@ -192,9 +198,6 @@ mod linux {
         (Subject::Procfs, Subject::Status),
     ];
 
-    /// Pairs per comparison when `MLOCK_BENCH_PAIRS` does not say.
-    const PAIRS: usize = 20_000;
-
     /// A function timed in pairs, named as in [`NAMES`].
     #[derive(Clone, Copy)]
     pub enum Subject {
@@ -253,72 +256,9 @@ mod linux {
         }
     }
 
-    /// One comparison timed in pairs: the median time of one call of `a`,
-    /// of one call of `b`, and of the difference `a - b` within a pair, in
-    /// nanoseconds.
-    pub struct Paired {
-        pub a_ns: f64,
-        pub b_ns: f64,
-        pub diff_ns: f64,
-    }
-
-    /// The median of `v` (sorted in place; the upper middle of an even
-    /// count).
-    fn median(v: &mut [f64]) -> f64 {
-        v.sort_unstable_by(f64::total_cmp);
-        v[v.len() / 2]
-    }
-
-    /// Times `pairs` pairs of calls: one call of `a` and one of `b` back to
-    /// back, `a` first in every other pair, each call timed alone. A change
-    /// in the machine's load (others' builds on a shared machine) falls on
-    /// both calls of a pair alike, so the median of the differences within
-    /// the pairs is the cost of `a` over `b`, which an absolute time, and a
-    /// ratio of medians taken seconds apart, is not. A tenth as many pairs
-    /// run first, untimed, to warm the caches and the branch predictors.
-    fn time_pairs(subjects: &mut Subjects, a: Subject, b: Subject, pairs: usize) -> Paired {
-        for k in 0..pairs / 10 {
-            let (first, second) = if k % 2 == 0 { (a, b) } else { (b, a) };
-            subjects.call(first);
-            subjects.call(second);
-        }
-        let (mut ta, mut tb, mut diff) = (
-            Vec::with_capacity(pairs),
-            Vec::with_capacity(pairs),
-            Vec::with_capacity(pairs),
-        );
-        for k in 0..pairs {
-            let a_first = k % 2 == 0;
-            let (first, second) = if a_first { (a, b) } else { (b, a) };
-            let t0 = Instant::now();
-            subjects.call(first);
-            let t1 = Instant::now();
-            subjects.call(second);
-            let t2 = Instant::now();
-            let (x, y) = ((t1 - t0).as_nanos() as f64, (t2 - t1).as_nanos() as f64);
-            let (x, y) = if a_first { (x, y) } else { (y, x) };
-            ta.push(x);
-            tb.push(y);
-            diff.push(x - y);
-        }
-        Paired {
-            a_ns: median(&mut ta),
-            b_ns: median(&mut tb),
-            diff_ns: median(&mut diff),
-        }
-    }
-
-    /// How many pairs each comparison times: `MLOCK_BENCH_PAIRS` (which
-    /// `cargo xtask bench --quick` lowers), else [`PAIRS`].
-    pub fn pair_count() -> usize {
-        match std::env::var("MLOCK_BENCH_PAIRS") {
-            Ok(n) => n
-                .parse()
-                .ok()
-                .filter(|&n| n > 0)
-                .unwrap_or_else(|| panic!("MLOCK_BENCH_PAIRS={n:?}: want a count above 0")),
-            Err(_) => PAIRS,
-        }
+    /// One comparison of `a` and `b`, timed in pairs.
+    fn time_subjects(subjects: &mut Subjects, a: Subject, b: Subject, pairs: usize) -> Paired {
+        time_pairs(|first| subjects.call(if first { a } else { b }), pairs)
     }
 
     /// Every comparison of [`COMPARISONS`], timed in `pairs` pairs, one
@@ -331,7 +271,7 @@ mod linux {
         };
         COMPARISONS
             .iter()
-            .map(|&(a, b)| time_pairs(&mut subjects, a, b, pairs))
+            .map(|&(a, b)| time_subjects(&mut subjects, a, b, pairs))
             .collect()
     }
 
