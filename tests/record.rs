@@ -886,6 +886,31 @@ fn a_guard_dropped_in_a_signal_handler_that_interrupted_the_record_is_unlocked_a
 // its munlock; the lock comes and goes; then the munlock runs. The drop
 // must lock again what the newcomer (or lock_all) holds.
 
+/// Runs `body` on a thread of its own whose calls that `rules` match stop
+/// for the supervisor; once the first (`what`) has stopped, runs
+/// `meanwhile` with it, which answers any further stops itself and returns
+/// the call to let go last; then lets every call run, and returns
+/// `body`'s result.
+fn while_stopped<R: Send>(
+    rules: &[Rule],
+    what: &str,
+    body: impl FnOnce() -> R + Send,
+    meanwhile: impl FnOnce(&notify::Listener, notify::Call) -> Result<notify::Call, String>,
+) -> Result<R, String> {
+    std::thread::scope(|s| {
+        let (listener, thread) = notify::spawn_filtered(s, rules, body)
+            .map_err(|e| format!("seccomp user notification: {e}"))?;
+        let call = listener.expect(WAIT, what)?;
+        let last = meanwhile(&listener, call)?;
+        listener.resume(&last)?;
+        listener.serve_until_gone(WAIT)?;
+        thread
+            .join()
+            .map_err(|_| format!("the thread stopped in {what} panicked"))?
+            .ok_or_else(|| format!("the thread stopped in {what} did not run"))
+    })
+}
+
 /// Drops a guard over `region` on a thread stopped inside the drop's
 /// `munlock`, runs `meanwhile` while it is stopped, then lets the munlock
 /// run and waits for the drop.
@@ -894,20 +919,12 @@ fn while_a_drop_is_inside_munlock(
     meanwhile: impl FnOnce() -> Result<(), String>,
 ) -> Result<(), String> {
     let guard = LockGuard::new(region).map_err(|e| format!("the dropped guard: {e}"))?;
-    std::thread::scope(|s| {
-        let (listener, thread) = notify::spawn_filtered(
-            s,
-            &[Rule::NrArg0(libc::SYS_munlock, region.as_ptr() as usize)],
-            move || drop(guard),
-        )
-        .map_err(|e| format!("seccomp user notification: {e}"))?;
-        let call = listener.expect(WAIT, "the guard drop's munlock")?;
-        let done = meanwhile();
-        listener.resume(&call)?;
-        listener.serve_until_gone(WAIT)?;
-        thread.join().map_err(|_| "the dropping thread panicked")?;
-        done
-    })
+    while_stopped(
+        &[Rule::NrArg0(libc::SYS_munlock, region.as_ptr() as usize)],
+        "the guard drop's munlock",
+        move || drop(guard),
+        |_, call| meanwhile().map(|()| call),
+    )
 }
 
 #[test]
@@ -1023,27 +1040,20 @@ fn a_guard_dropped_while_another_drop_locks_its_pages_again_leaves_them_unlocked
         let whole = LockGuard::new(map.slice()).map_err(|e| format!("the whole guard: {e}"))?;
         let part =
             LockGuard::new(&map.slice()[..5 * page]).map_err(|e| format!("the part guard: {e}"))?;
-        std::thread::scope(|s| {
-            let (listener, thread) = notify::spawn_filtered(
-                s,
-                &[Rule::NrArg0(libc::SYS_mlock, map.addr as usize)],
-                move || drop(whole),
-            )
-            .map_err(|e| format!("seccomp user notification: {e}"))?;
-            let call = listener.expect(
-                WAIT,
-                "the whole guard's drop locking the part guard's pages again",
-            )?;
-            drop(part);
-            listener.resume(&call)?;
-            listener.serve_until_gone(WAIT)?;
-            thread.join().map_err(|_| "the dropping thread panicked")?;
-            expect_locked(
-                map.addr as usize,
-                0,
-                "both guards dropped, one while the other's drop locked its pages again",
-            )
-        })
+        while_stopped(
+            &[Rule::NrArg0(libc::SYS_mlock, map.addr as usize)],
+            "the whole guard's drop locking the part guard's pages again",
+            move || drop(whole),
+            |_, call| {
+                drop(part);
+                Ok(call)
+            },
+        )?;
+        expect_locked(
+            map.addr as usize,
+            0,
+            "both guards dropped, one while the other's drop locked its pages again",
+        )
     });
 }
 
@@ -1057,31 +1067,28 @@ fn a_drop_that_locks_again_for_lock_all_unlocks_if_unlock_all_came_meanwhile() {
         let map = leaked(2 * page_size());
         map.touch(2);
         let guard = LockGuard::new(map.slice()).map_err(|e| format!("guard: {e}"))?;
-        std::thread::scope(|s| {
-            let (listener, thread) = notify::spawn_filtered(
-                s,
-                &[
-                    Rule::NrArg0(libc::SYS_munlock, map.addr as usize),
-                    Rule::NrArg0(libc::SYS_mlock, map.addr as usize),
-                ],
-                move || drop(guard),
-            )
-            .map_err(|e| format!("seccomp user notification: {e}"))?;
-            let munlock = listener.expect(WAIT, "the drop's munlock")?;
-            mlock::lock_all(Flags::CURRENT).map_err(|e| format!("lock_all: {e}"))?;
-            listener.resume(&munlock)?;
-            let mlock = listener.expect(WAIT, "the drop locking its range again for lock_all")?;
-            ensure_eq(mlock.nr, libc::SYS_mlock, "the drop's next call")?;
-            mlock::unlock_all().map_err(|e| format!("unlock_all: {e}"))?;
-            listener.resume(&mlock)?;
-            listener.serve_until_gone(WAIT)?;
-            thread.join().map_err(|_| "the dropping thread panicked")?;
-            expect_locked(
-                map.addr as usize,
-                0,
-                "a guard dropped across lock_all and unlock_all",
-            )
-        })
+        while_stopped(
+            &[
+                Rule::NrArg0(libc::SYS_munlock, map.addr as usize),
+                Rule::NrArg0(libc::SYS_mlock, map.addr as usize),
+            ],
+            "the drop's munlock",
+            move || drop(guard),
+            |listener, munlock| {
+                mlock::lock_all(Flags::CURRENT).map_err(|e| format!("lock_all: {e}"))?;
+                listener.resume(&munlock)?;
+                let mlock =
+                    listener.expect(WAIT, "the drop locking its range again for lock_all")?;
+                ensure_eq(mlock.nr, libc::SYS_mlock, "the drop's next call")?;
+                mlock::unlock_all().map_err(|e| format!("unlock_all: {e}"))?;
+                Ok(mlock)
+            },
+        )?;
+        expect_locked(
+            map.addr as usize,
+            0,
+            "a guard dropped across lock_all and unlock_all",
+        )
     });
 }
 
@@ -1094,27 +1101,21 @@ fn unlock_all_leaves_nothing_locked_for_a_guard_dropped_while_it_locks_again() {
         let map = leaked(2 * page_size());
         map.touch(2);
         let guard = LockGuard::new(map.slice()).map_err(|e| format!("guard: {e}"))?;
-        std::thread::scope(|s| {
-            let (listener, thread) = notify::spawn_filtered(
-                s,
-                &[Rule::NrArg0(libc::SYS_mlock, map.addr as usize)],
-                mlock::unlock_all,
-            )
-            .map_err(|e| format!("seccomp user notification: {e}"))?;
-            let call = listener.expect(WAIT, "unlock_all's mlock of the guard's range")?;
-            drop(guard);
-            listener.resume(&call)?;
-            listener.serve_until_gone(WAIT)?;
-            let result = thread
-                .join()
-                .map_err(|_| "the unlock_all thread panicked")?;
-            ensure_eq(result, Some(Ok(())), "unlock_all")?;
-            expect_locked(
-                map.addr as usize,
-                0,
-                "a guard dropped while unlock_all locked its range again",
-            )
-        })
+        let result = while_stopped(
+            &[Rule::NrArg0(libc::SYS_mlock, map.addr as usize)],
+            "unlock_all's mlock of the guard's range",
+            mlock::unlock_all,
+            |_, call| {
+                drop(guard);
+                Ok(call)
+            },
+        )?;
+        ensure_eq(result, Ok(()), "unlock_all")?;
+        expect_locked(
+            map.addr as usize,
+            0,
+            "a guard dropped while unlock_all locked its range again",
+        )
     });
 }
 
