@@ -33,3 +33,9 @@ pub const CAP_SYS_RESOURCE: u32 = 24;
 /// seccomp, no `/proc`) fails, saying what was missing, instead of being
 /// reported as not run.
 pub const MUST_RUN_ENV: &str = "MLOCK_TEST_MUST_RUN";
+
+/// The tests that cannot run under QEMU user mode, each with the reason.
+/// The harness passes each name to libtest's `--skip` for those runs, so
+/// they show as filtered out there, never as passed, and they run natively
+/// and in the VMs.
+pub const QEMU_USER_NOT_RUN: &[(&str, &str)] = &[];
