@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use mlock::limits::{CgroupVersion, Limit};
+use mlock::limits::{CgroupVersion, IpcLock, Limit};
 use mlock::{Config, Error, Flags, Outcome, Requirement};
 
 const USAGE: &str = "\
@@ -195,19 +195,17 @@ fn report_environment() {
     );
 
     say!("Privileges");
-    // has_ipc_lock counts the capability only in the initial user
-    // namespace, as the kernel does; the bit alone may be set elsewhere.
-    let counts = mlock::limits::has_ipc_lock().unwrap_or(false);
-    match mlock::limits::ipc_lock_in_effective_set() {
-        Ok(true) if counts => row(
+    // The kernel counts the capability only in the initial user namespace.
+    match mlock::limits::ipc_lock() {
+        Ok(IpcLock::Honoured) => row(
             "CAP_IPC_LOCK",
             "yes (effective): RLIMIT_MEMLOCK does not apply",
         ),
-        Ok(true) => row(
+        Ok(IpcLock::InChildNamespace) => row(
             "CAP_IPC_LOCK",
             "yes, but in a user namespace: RLIMIT_MEMLOCK still applies",
         ),
-        Ok(false) => row("CAP_IPC_LOCK", "no: RLIMIT_MEMLOCK applies"),
+        Ok(IpcLock::Absent) => row("CAP_IPC_LOCK", "no: RLIMIT_MEMLOCK applies"),
         Err(e) => row("CAP_IPC_LOCK", format!("unknown ({})", errno_name(e))),
     }
     match mlock::limits::memlock_limit() {
@@ -410,8 +408,9 @@ fn error_json(e: Option<Error>) -> Value {
 /// docs/doctor.md and stay stable). Locks unless `--status`; returns
 /// whether locking worked or, with `--status`, is predicted to.
 fn json_report(options: &Options, flags: Flags) -> (Value, bool) {
-    let ipc_lock = mlock::limits::ipc_lock_in_effective_set().ok();
-    let counts = mlock::limits::has_ipc_lock().unwrap_or(false);
+    let answer = mlock::limits::ipc_lock().ok();
+    let ipc_lock = answer.map(|a| a != IpcLock::Absent);
+    let counts = answer.is_some_and(IpcLock::lifts_limit);
     let limits = match mlock::limits::memlock_limit() {
         Ok(Limit { soft, hard }) => json!({ "memlock_soft": soft, "memlock_hard": hard }),
         Err(e) => json!({ "error": errno_name(e) }),

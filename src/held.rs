@@ -64,7 +64,8 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::{sys, Error};
+use crate::sys::{self, LockMode};
+use crate::Error;
 
 /// How many distinct page ranges the crate can hold locked at once through
 /// guards and secret buffers. One more is [`Error::TooManyLocks`].
@@ -239,6 +240,7 @@ impl Record {
     /// end)` that an entry holds now (or, for a drop under a `lock_all` now
     /// in force, all of them) locked again. Returns the first error of the
     /// `munlock` calls.
+    #[allow(unsafe_code)] // munlock and mlock of raw ranges, each with its SAFETY note.
     fn unlock_uncovered(&self, start: usize, end: usize, implicit: bool) -> Result<(), Error> {
         if implicit && self.lock_all_in_force() {
             return Ok(());
@@ -263,7 +265,10 @@ impl Record {
                 continue;
             }
             unlocked = true;
-            if let Err(e) = sys::munlock(at as *const u8, next - at) {
+            // SAFETY: munlock changes no memory; no entry holds these
+            // pages, and they lie in a range its owner gave up or asked to
+            // unlock (module docs).
+            if let Err(e) = unsafe { sys::munlock(at, next - at) } {
                 result = result.and(Err(e));
             }
             at = next;
@@ -272,7 +277,9 @@ impl Record {
             // SeqCst: the unlocker's store, then its loads.
             self.unlocks.fetch_add(1, Ordering::SeqCst);
             if implicit && self.lock_all_in_force() {
-                let _ = sys::mlock(start as *const u8, end - start);
+                // SAFETY: mlock changes no memory, and lock_all covers
+                // these pages anyway.
+                let _ = unsafe { sys::mlock(start, end - start, LockMode::Now) };
                 if !self.lock_all_in_force() {
                     // unlock_all came meanwhile, perhaps before that lock.
                     let _ = self.unlock_uncovered(start, end, true);
@@ -333,14 +340,22 @@ impl Record {
 /// `mlock2` with `MLOCK_ONFAULT`); `memfd_secret` pages are never unlocked
 /// and need nothing.
 fn lock_range(key: usize, from: usize, to: usize) -> Result<(), Error> {
-    let (addr, len) = (from as *const u8, to - from);
-    if key & SECRET_MEM != 0 {
-        Ok(())
-    } else if key & ON_FAULT != 0 {
-        sys::mlock_onfault(addr, len)
-    } else {
-        sys::mlock(addr, len)
+    match key {
+        _ if key & SECRET_MEM != 0 => Ok(()),
+        _ if key & ON_FAULT != 0 => lock_pages(from, to - from, LockMode::OnFault),
+        _ => lock_pages(from, to - from, LockMode::Now),
     }
+}
+
+/// The one `mlock` of the crate's single-range locks: a range a caller
+/// locks (a slice, or a range the caller of `lock_raw` vouched for), or one
+/// the record holds.
+#[allow(unsafe_code)] // The one unsafe block: see its SAFETY note.
+pub(crate) fn lock_pages(addr: usize, len: usize, mode: LockMode) -> Result<(), Error> {
+    // SAFETY: mlock changes only whether the pages are locked, never their
+    // contents or mappings; every caller locks a range it was given to
+    // lock, or one an entry of the record holds.
+    unsafe { sys::mlock(addr, len, mode) }
 }
 
 /// `[addr, addr + len)` widened to whole pages, or `None` if the end

@@ -35,7 +35,7 @@
 //!
 //! | where | what |
 //! |---|---|
-//! | root: locking | [`lock_all`], [`unlock_all`], [`Flags`]; [`lock`], [`lock_on_fault`], [`unlock`], [`LockGuard`]; [`lock_raw`], [`unlock_raw`] (`unsafe`, any address) |
+//! | root: locking | [`lock_all`], [`unlock_all`], [`Flags`]; [`lock`], [`lock_on_fault`], [`unlock`], [`LockGuard`]; [`lock_raw`], [`lock_on_fault_raw`], [`unlock_raw`] (`unsafe`, any address) |
 //! | root: policy | [`lock_with`] a [`Config`]; [`Requirement`] (required or best-effort, everywhere in the crate) and [`Outcome`] (what a best-effort action did) |
 //! | root: did it work? | [`locked_bytes`], [`is_locked`], [`status()`], [`Status`]; [`Error`] (each names its fix); [`BACKEND_AVAILABLE`] |
 //! | [`status`](mod@status) | `/proc/self/status` in depth: [`status::StatusReader`] (a kept descriptor), [`status::StatusParser`] (your own bytes) |
@@ -141,7 +141,8 @@ mod sys;
 pub use error::Error;
 pub use flags::Flags;
 pub use lock::{
-    lock, lock_all, lock_on_fault, lock_raw, unlock, unlock_all, unlock_raw, LockGuard,
+    lock, lock_all, lock_on_fault, lock_on_fault_raw, lock_raw, unlock, unlock_all, unlock_raw,
+    LockGuard,
 };
 pub use policy::{lock_with, Config, Outcome, Requirement};
 pub use status::{is_locked, locked_bytes, status, Status};

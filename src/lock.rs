@@ -2,7 +2,8 @@
 //! (`mlock(2)`, `mlock2(2)`).
 
 use crate::held::{self, Hold, Kind};
-use crate::{sys, Error, Flags};
+use crate::sys::LockMode;
+use crate::{Error, Flags};
 
 /// `mlockall(flags)`: locks the process's pages into RAM.
 ///
@@ -93,7 +94,7 @@ fn range_needs_call(addr: *const u8, len: usize) -> Result<bool, Error> {
 
 /// Locks the pages of `[addr, addr + len)`, now or on first touch, unless
 /// a live secret buffer holds them already.
-fn lock_range(addr: *const u8, len: usize, on_fault: bool) -> Result<(), Error> {
+fn lock_range(addr: *const u8, len: usize, mode: LockMode) -> Result<(), Error> {
     if !range_needs_call(addr, len)? {
         return Ok(());
     }
@@ -101,21 +102,11 @@ fn lock_range(addr: *const u8, len: usize, on_fault: bool) -> Result<(), Error> 
         // The pages of a live LockedBuf or SealedBuf: locked already.
         return Ok(());
     }
-    lock_pages(addr, len, on_fault)
-}
-
-/// The system call of [`lock_range`].
-fn lock_pages(addr: *const u8, len: usize, on_fault: bool) -> Result<(), Error> {
-    if on_fault {
-        // mlock2 is the only call that can lock on fault. Where it is ENOSYS
-        // (Linux before 4.4, QEMU user mode) say so: falling back to mlock
-        // would fault in and lock pages the caller asked to leave alone.
-        sys::mlock_onfault(addr, len)
-    } else {
-        // mlock2 without flags is mlock; calling mlock directly also works
-        // where mlock2 is ENOSYS.
-        sys::mlock(addr, len)
-    }
+    // mlock2 is the only call that can lock on fault. Where it is ENOSYS
+    // (Linux before 4.4, QEMU user mode) that is the answer: falling back
+    // to mlock would fault in and lock pages the caller asked to leave
+    // alone. A plain lock is mlock itself, which works where mlock2 does not.
+    held::lock_pages(addr as usize, len, mode)
 }
 
 /// `mlock(region)`: faults in and locks the pages that hold `region`.
@@ -142,7 +133,7 @@ fn lock_pages(addr: *const u8, len: usize, on_fault: bool) -> Result<(), Error> 
 #[doc(alias = "mlock")]
 #[inline]
 pub fn lock(region: &[u8]) -> Result<(), Error> {
-    lock_range(region.as_ptr(), region.len(), false)
+    lock_range(region.as_ptr(), region.len(), LockMode::Now)
 }
 
 /// `mlock2(region, MLOCK_ONFAULT)`: locks the pages of `region` as they are
@@ -159,7 +150,7 @@ pub fn lock(region: &[u8]) -> Result<(), Error> {
 #[doc(alias = "MLOCK_ONFAULT")]
 #[inline]
 pub fn lock_on_fault(region: &[u8]) -> Result<(), Error> {
-    lock_range(region.as_ptr(), region.len(), true)
+    lock_range(region.as_ptr(), region.len(), LockMode::OnFault)
 }
 
 /// `munlock(region)`: unlocks the pages that hold `region`, except those
@@ -203,8 +194,8 @@ pub fn unlock(region: &[u8]) -> Result<(), Error> {
     held::unlock(region.as_ptr(), region.len())
 }
 
-/// `mlock(addr, len)`, or `mlock2(addr, len, MLOCK_ONFAULT)` when
-/// `on_fault` is true, on a raw range.
+/// `mlock(addr, len)` on a raw range: [`lock`] for memory that is not a
+/// slice (for `mlock2(MLOCK_ONFAULT)`, [`lock_on_fault_raw`]).
 ///
 /// A zero `len` is a no-op; a range whose end overflows is
 /// [`Error::InvalidArgument`] without a syscall.
@@ -216,14 +207,34 @@ pub fn unlock(region: &[u8]) -> Result<(), Error> {
 /// [`LockedBuf`](crate::secret::LockedBuf)) rely on.
 ///
 /// # Errors
-/// As [`lock`] and [`lock_on_fault`].
+/// As [`lock`].
 ///
 /// # References
 /// - [`mlock(2)`](https://man7.org/linux/man-pages/man2/mlock.2.html)
 #[allow(unsafe_code)] // An `unsafe fn` for its contract; it has no unsafe block.
 #[inline]
-pub unsafe fn lock_raw(addr: *const u8, len: usize, on_fault: bool) -> Result<(), Error> {
-    lock_range(addr, len, on_fault)
+pub unsafe fn lock_raw(addr: *const u8, len: usize) -> Result<(), Error> {
+    lock_range(addr, len, LockMode::Now)
+}
+
+/// `mlock2(addr, len, MLOCK_ONFAULT)` on a raw range: [`lock_on_fault`]
+/// for memory that is not a slice.
+///
+/// A zero `len` is a no-op; a range whose end overflows is
+/// [`Error::InvalidArgument`] without a syscall.
+///
+/// # Safety
+/// As [`lock_raw`].
+///
+/// # Errors
+/// As [`lock_on_fault`].
+///
+/// # References
+/// - [`mlock2(2)`](https://man7.org/linux/man-pages/man2/mlock2.2.html)
+#[allow(unsafe_code)] // An `unsafe fn` for its contract; it has no unsafe block.
+#[inline]
+pub unsafe fn lock_on_fault_raw(addr: *const u8, len: usize) -> Result<(), Error> {
+    lock_range(addr, len, LockMode::OnFault)
 }
 
 /// `munlock(addr, len)` on a raw range, except the pages the crate knows
@@ -280,12 +291,12 @@ impl<'a> LockGuard<'a> {
     /// As [`lock`], and [`Error::TooManyLocks`] when the crate's record
     /// is full (before any syscall).
     pub fn new(region: &'a [u8]) -> Result<Self, Error> {
-        Self::take(region, false)
+        Self::take(region, LockMode::Now)
     }
 
     /// Records the region, then locks it. The entry comes first, so that a
     /// guard dropped meanwhile on another thread sees it.
-    fn take(region: &'a [u8], on_fault: bool) -> Result<Self, Error> {
+    fn take(region: &'a [u8], mode: LockMode) -> Result<Self, Error> {
         let (addr, len) = (region.as_ptr(), region.len());
         if !range_needs_call(addr, len)? {
             return Ok(LockGuard {
@@ -293,10 +304,13 @@ impl<'a> LockGuard<'a> {
                 hold: Hold::new(addr, 0, Kind::Lock)?,
             });
         }
-        let kind = if on_fault { Kind::OnFault } else { Kind::Lock };
+        let kind = match mode {
+            LockMode::Now => Kind::Lock,
+            LockMode::OnFault => Kind::OnFault,
+        };
         let mut hold = Hold::new(addr, len, kind)?;
         if !hold.in_secret() {
-            if let Err(e) = hold.lock(|| lock_pages(addr, len, on_fault)) {
+            if let Err(e) = hold.lock(|| held::lock_pages(addr as usize, len, mode)) {
                 // The call may have locked part of the range, and a guard
                 // dropped meanwhile left pages locked for this one: give
                 // them up as a drop would.
@@ -314,7 +328,7 @@ impl<'a> LockGuard<'a> {
     /// As [`lock_on_fault`], and [`Error::TooManyLocks`] when the crate's
     /// record is full.
     pub fn on_fault(region: &'a [u8]) -> Result<Self, Error> {
-        Self::take(region, true)
+        Self::take(region, LockMode::OnFault)
     }
 
     /// The locked region.

@@ -141,11 +141,13 @@ impl<T> Outcome<T> {
         }
     }
 
-    /// A payload-free copy: which of the four cases this is.
-    pub fn kind(&self) -> Outcome<()> {
+    /// Maps the value of a [`Done`](Outcome::Done) with `f`, as
+    /// [`Option::map`]; the other cases stay as they are. `.map(drop)`
+    /// keeps only which case this is.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U> {
         match self {
-            Outcome::Done(_) => Outcome::Done(()),
-            Outcome::Failed(e) => Outcome::Failed(*e),
+            Outcome::Done(value) => Outcome::Done(f(value)),
+            Outcome::Failed(e) => Outcome::Failed(e),
             Outcome::Skipped => Outcome::Skipped,
             Outcome::NotReached => Outcome::NotReached,
         }

@@ -10,9 +10,13 @@
 //!
 //! ```toml
 //! flags = "CURRENT | FUTURE"
-//! required = true              # also accepted as `lock_memory_required`
+//! requirement = "required"     # or "best_effort", as `Requirement`
 //! retry_without_onfault = true
 //! ```
+//!
+//! duende's mlock guide writes the requirement as a bool,
+//! `lock_memory_required = true`; that key is read too (and never
+//! written), and giving both keys with different answers is an error.
 //!
 //! Flags that [`Flags::is_valid`] rejects (empty, `ONFAULT` alone) fail
 //! deserialization, so a bad file is caught when it is read.
@@ -24,7 +28,7 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::daemon::{Hardening, Stage, OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN};
-use crate::{Config, Error, Flags, Requirement};
+use crate::{Config, Flags, Requirement};
 
 impl Serialize for Flags {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -43,15 +47,25 @@ impl<'de> Deserialize<'de> for Flags {
 #[serde(default, deny_unknown_fields)]
 struct ConfigRepr {
     flags: Flags,
-    /// duende's mlock guide's key (`lock_memory_required`) maps onto `required`.
-    #[serde(alias = "lock_memory_required")]
-    required: bool,
+    /// Always written; `None` when the table leaves it out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requirement: Option<Requirement>,
     retry_without_onfault: bool,
+    /// duende's mlock guide's key: `true` is `Required`, `false`
+    /// `BestEffort`. Read, never written.
+    #[serde(skip_serializing)]
+    lock_memory_required: Option<bool>,
 }
 
 impl Default for ConfigRepr {
     fn default() -> ConfigRepr {
-        ConfigRepr::from(&Config::SWAP_DAEMON)
+        let config = Config::SWAP_DAEMON;
+        ConfigRepr {
+            flags: config.flags(),
+            requirement: None,
+            retry_without_onfault: config.retries_without_onfault(),
+            lock_memory_required: None,
+        }
     }
 }
 
@@ -59,23 +73,33 @@ impl From<&Config> for ConfigRepr {
     fn from(config: &Config) -> ConfigRepr {
         ConfigRepr {
             flags: config.flags(),
-            required: config.requirement() == Requirement::Required,
+            requirement: Some(config.requirement()),
             retry_without_onfault: config.retries_without_onfault(),
+            lock_memory_required: None,
         }
     }
 }
 
 impl TryFrom<ConfigRepr> for Config {
-    type Error = Error;
+    /// What is wrong with the table, for the deserializer's error.
+    type Error = &'static str;
 
-    fn try_from(repr: ConfigRepr) -> Result<Config, Error> {
+    fn try_from(repr: ConfigRepr) -> Result<Config, &'static str> {
         if !repr.flags.is_valid() {
-            return Err(Error::InvalidArgument);
+            return Err(
+                "invalid `flags`: name CURRENT or FUTURE (or both), optionally with ONFAULT",
+            );
         }
-        let requirement = if repr.required {
-            Requirement::Required
-        } else {
-            Requirement::BestEffort
+        let duende = repr.lock_memory_required.map(|required| match required {
+            true => Requirement::Required,
+            false => Requirement::BestEffort,
+        });
+        let requirement = match (repr.requirement, duende) {
+            (Some(ours), Some(theirs)) if ours != theirs => {
+                return Err("`requirement` and `lock_memory_required` disagree: give one of them")
+            }
+            (Some(given), _) | (None, Some(given)) => given,
+            (None, None) => Config::SWAP_DAEMON.requirement(),
         };
         Ok(Config::new(repr.flags)
             .with_requirement(requirement)
@@ -92,11 +116,7 @@ impl Serialize for Config {
 impl<'de> Deserialize<'de> for Config {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Config, D::Error> {
         let repr = ConfigRepr::deserialize(deserializer)?;
-        Config::try_from(repr).map_err(|_| {
-            serde::de::Error::custom(
-                "invalid `flags`: name CURRENT or FUTURE (or both), optionally with ONFAULT",
-            )
-        })
+        Config::try_from(repr).map_err(serde::de::Error::custom)
     }
 }
 
@@ -146,7 +166,7 @@ impl From<StepRepr> for Option<Requirement> {
 ///
 /// [lock]
 /// flags = "CURRENT | FUTURE"
-/// required = true
+/// requirement = "required"
 /// ```
 #[derive(Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -152,19 +152,16 @@ fn zero_length_and_overflowing_ranges() {
     let near_end = (usize::MAX - 100) as *const u8;
     // SAFETY: the range is rejected before any syscall; nothing is locked.
     unsafe {
+        assert_eq!(mlock::lock_raw(near_end, 4096), Err(Error::InvalidArgument));
         assert_eq!(
-            mlock::lock_raw(near_end, 4096, false),
-            Err(Error::InvalidArgument)
-        );
-        assert_eq!(
-            mlock::lock_raw(near_end, 4096, true),
+            mlock::lock_on_fault_raw(near_end, 4096),
             Err(Error::InvalidArgument)
         );
         assert_eq!(
             mlock::unlock_raw(near_end, 4096),
             Err(Error::InvalidArgument)
         );
-        assert_eq!(mlock::lock_raw(near_end, 0, false), Ok(()));
+        assert_eq!(mlock::lock_raw(near_end, 0), Ok(()));
     }
 }
 

@@ -34,7 +34,7 @@ fn locking_calls_do_not_allocate() {
             drop(mlock::secret::disable_core_dumps_with_guard().unwrap());
             mlock::limits::memlock_limit().unwrap();
             mlock::limits::raise_memlock_limit().unwrap();
-            mlock::limits::has_ipc_lock().unwrap();
+            mlock::limits::ipc_lock().unwrap();
             mlock::secret::is_dumpable().unwrap();
             let outcome = mlock::lock_with(&Config::new(Flags::FUTURE)).unwrap();
             let empty = mlock::lock_all(Flags::empty());

@@ -53,14 +53,15 @@ fn raise_memlock_limit_lifts_soft_to_hard_without_privilege() {
 }
 
 #[test]
-fn has_ipc_lock_follows_the_effective_set() {
+fn ipc_lock_follows_the_effective_set() {
+    use mlock::limits::{ipc_lock, IpcLock};
     run(|| {
-        ensure(mlock::limits::has_ipc_lock() == Ok(true), || {
-            "root lacks it".into()
+        ensure(ipc_lock() == Ok(IpcLock::Honoured), || {
+            format!("root: {:?}", ipc_lock())
         })?;
         drop_to_nobody();
-        ensure(mlock::limits::has_ipc_lock() == Ok(false), || {
-            "nobody has it".into()
+        ensure(ipc_lock() == Ok(IpcLock::Absent), || {
+            format!("nobody: {:?}", ipc_lock())
         })
     });
 }

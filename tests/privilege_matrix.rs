@@ -116,7 +116,7 @@ impl Observation {
         let vm_size_kb = status_kb("VmSize");
         let result = mlock::lock_all(flags);
         Observation {
-            has_ipc_lock: mlock::limits::has_ipc_lock().expect("capget"),
+            has_ipc_lock: mlock::limits::ipc_lock().expect("capget").lifts_limit(),
             predicted: pre.predicted_error(),
             preflight_fix: pre.fix().map(str::to_owned),
             result,

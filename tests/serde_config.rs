@@ -35,8 +35,8 @@ lock_memory_required = true
 fn duendes_keys_map_onto_config() {
     let parsed: DaemonConfig = toml::from_str(SEED).expect("the seed's TOML parses");
     assert!(parsed.resources.lock_memory);
-    // `lock_memory_required` is `required`; the flags default to the swap
-    // daemon's CURRENT | FUTURE.
+    // `lock_memory_required = true` is `requirement = "required"`; the
+    // flags default to the swap daemon's CURRENT | FUTURE.
     assert_eq!(
         parsed.resources.lock,
         Config::SWAP_DAEMON.with_requirement(mlock::Requirement::Required),
@@ -53,7 +53,7 @@ fn round_trip_through_toml() {
     let parsed: DaemonConfig = toml::from_str(SEED).unwrap();
     let written = toml::to_string(&parsed).expect("serialize");
     // The crate writes its own key names, and the flags by name.
-    assert!(written.contains("required = true"), "{written}");
+    assert!(written.contains(r#"requirement = "required""#), "{written}");
     assert!(
         written.contains(r#"flags = "CURRENT | FUTURE""#),
         "{written}"
@@ -107,13 +107,26 @@ fn invalid_flags_and_unknown_keys_fail_when_read() {
         (r#"flags = "ONFAULT""#, "ONFAULT alone"),
         (r#"flags = "CURRENT | LOCKED""#, "an unknown flag name"),
         ("requierd = true", "a misspelt key"),
-        ("required = 1", "a number for a bool"),
+        ("required = true", "the key of earlier versions"),
+        (r#"requirement = "always""#, "an unknown requirement"),
+        ("lock_memory_required = 1", "a number for a bool"),
+        (
+            "requirement = \"best_effort\"\nlock_memory_required = true",
+            "two keys that disagree",
+        ),
     ] {
         let result: Result<Config, _> = toml::from_str(text);
         assert!(result.is_err(), "{why} was accepted: {text}");
     }
     let err = toml::from_str::<Config>(r#"flags = "ONFAULT""#).unwrap_err();
     assert!(err.to_string().contains("CURRENT or FUTURE"), "{err}");
+    let text = "requirement = \"required\"\nlock_memory_required = false";
+    let err = toml::from_str::<Config>(text).unwrap_err();
+    assert!(err.to_string().contains("disagree"), "{err}");
+    // Both keys, agreeing, are read as one.
+    let both: Config =
+        toml::from_str("requirement = \"required\"\nlock_memory_required = true").unwrap();
+    assert_eq!(both.requirement(), mlock::Requirement::Required);
 }
 
 #[test]

@@ -30,7 +30,7 @@ fn the_backend_answers_or_every_call_is_unsupported() {
         // The real backend answers the read-only calls; the other test
         // binaries cover what it does.
         assert!(mlock::limits::memlock_limit().is_ok());
-        assert!(mlock::limits::has_ipc_lock().is_ok());
+        assert!(mlock::limits::ipc_lock().is_ok());
         assert!(mlock::secret::is_dumpable().is_ok());
         assert!(mlock::status().is_ok());
         assert!(mlock::limits::cgroup_memory().is_ok());
@@ -43,6 +43,12 @@ fn the_backend_answers_or_every_call_is_unsupported() {
     assert_eq!(mlock::lock(&data), u);
     assert_eq!(mlock::lock_on_fault(&data), u);
     assert_eq!(mlock::unlock(&data), u);
+    // SAFETY: `data` is this function's own; nothing else holds it locked.
+    unsafe {
+        assert_eq!(mlock::lock_raw(data.as_ptr(), data.len()), u);
+        assert_eq!(mlock::lock_on_fault_raw(data.as_ptr(), data.len()), u);
+        assert_eq!(mlock::unlock_raw(data.as_ptr(), data.len()), u);
+    }
     assert_eq!(mlock::secret::exclude_from_dump(&data), u);
     assert_eq!(mlock::secret::disable_core_dumps(), u);
     assert_eq!(mlock::secret::is_dumpable(), Err(Error::Unsupported));
@@ -51,7 +57,7 @@ fn the_backend_answers_or_every_call_is_unsupported() {
         mlock::limits::raise_memlock_limit(),
         Err(Error::Unsupported)
     );
-    assert_eq!(mlock::limits::has_ipc_lock(), Err(Error::Unsupported));
+    assert_eq!(mlock::limits::ipc_lock(), Err(Error::Unsupported));
     assert_eq!(mlock::status(), Err(Error::Unsupported));
     assert_eq!(mlock::locked_bytes(), Err(Error::Unsupported));
     assert_eq!(mlock::is_locked(), Err(Error::Unsupported));

@@ -104,6 +104,7 @@ pub enum Prefault {
 /// # References
 /// - [`madvise(2)`](https://man7.org/linux/man-pages/man2/madvise.2.html)
 #[doc(alias = "MADV_POPULATE_WRITE")]
+#[allow(unsafe_code)] // One madvise, with its SAFETY note.
 pub fn prefault(region: &mut [u8]) -> Result<Prefault, Error> {
     if region.is_empty() {
         return Ok(Prefault::Populated);
@@ -116,7 +117,10 @@ pub fn prefault(region: &mut [u8]) -> Result<Prefault, Error> {
     let start = region.as_ptr() as usize;
     let aligned = start & !(PAGE_STEP - 1);
     let len = region.len() + (start - aligned);
-    match sys::madvise(aligned as *const u8, len, Advice::PopulateWrite) {
+    // SAFETY: the range lies in the pages that hold `region`, which the
+    // caller lends mutably, and MADV_POPULATE_WRITE faults them in without
+    // changing a byte.
+    match unsafe { sys::madvise(aligned, len, Advice::PopulateWrite) } {
         Ok(()) => Ok(Prefault::Populated),
         Err(Error::InvalidArgument) | Err(Error::Unsupported) => {
             sys::touch(region, PAGE_STEP);

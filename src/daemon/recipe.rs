@@ -279,12 +279,12 @@ impl Report {
     /// What `stage` did, without its payload.
     pub fn step(&self, stage: Stage) -> Outcome<()> {
         match stage {
-            Stage::MemlockLimit => self.memlock_limit.kind(),
-            Stage::Lock => self.lock.kind(),
-            Stage::Stack => self.stack.kind(),
-            Stage::IoFlusher => self.io_flusher.kind(),
-            Stage::OomScoreAdj => self.oom_score_adj.kind(),
-            Stage::Realtime => self.realtime.kind(),
+            Stage::MemlockLimit => self.memlock_limit.map(drop),
+            Stage::Lock => self.lock.map(drop),
+            Stage::Stack => self.stack.map(drop),
+            Stage::IoFlusher => self.io_flusher.map(drop),
+            Stage::OomScoreAdj => self.oom_score_adj.map(drop),
+            Stage::Realtime => self.realtime.map(drop),
         }
     }
 

@@ -5,7 +5,7 @@
 //! | concern | items |
 //! |---|---|
 //! | `RLIMIT_MEMLOCK` | [`Limit`], [`memlock_limit`], [`set_memlock_limit`], [`raise_memlock_limit`] |
-//! | `CAP_IPC_LOCK` | [`has_ipc_lock`] (as the kernel checks it), [`ipc_lock_in_effective_set`] (the bit alone) |
+//! | `CAP_IPC_LOCK` | [`ipc_lock`], [`IpcLock`] |
 //! | the cgroup | [`cgroup_memory`], [`CgroupMemory`], [`CgroupVersion`] |
 //! | will it work? | [`preflight`], [`Preflight`] |
 
@@ -16,7 +16,4 @@ mod rlimit;
 pub use cgroup::{cgroup_memory, CgroupMemory, CgroupVersion};
 pub use preflight::{preflight, Preflight};
 pub(crate) use rlimit::CAP_IPC_LOCK;
-pub use rlimit::{
-    has_ipc_lock, ipc_lock_in_effective_set, memlock_limit, raise_memlock_limit, set_memlock_limit,
-    Limit,
-};
+pub use rlimit::{ipc_lock, memlock_limit, raise_memlock_limit, set_memlock_limit, IpcLock, Limit};

@@ -1,7 +1,7 @@
 //! [`preflight`]: will `mlockall(2)` succeed, and if not, why? Answered
 //! from the same numbers the kernel checks, without locking anything.
 
-use super::{cgroup, has_ipc_lock, memlock_limit, CgroupMemory, Limit};
+use super::{cgroup, ipc_lock, memlock_limit, CgroupMemory, IpcLock, Limit};
 use crate::sys::OpenMode;
 use crate::{procfs, status, Error, Flags};
 
@@ -16,7 +16,7 @@ use crate::{procfs, status, Error, Flags};
 pub struct Preflight {
     flags: Flags,
     predicted: Option<Error>,
-    has_ipc_lock: bool,
+    ipc_lock: IpcLock,
     limit: Limit,
     size: Option<u64>,
     locked: Option<u64>,
@@ -47,15 +47,12 @@ impl Preflight {
         self.predicted
     }
 
-    /// Whether `CAP_IPC_LOCK` lifts `RLIMIT_MEMLOCK` for this process, as
-    /// the kernel checks it (`capable(CAP_IPC_LOCK)`): the capability is
-    /// in the effective set (`capget(2)`) *and* the process is in the
-    /// initial user namespace. Inside a container's user namespace the
-    /// capability can be effective there and still not count; this
-    /// answers `false` then.
+    /// What `CAP_IPC_LOCK` did for the prediction: [`ipc_lock`]'s answer
+    /// when the report was made ([`IpcLock::Absent`] without the raw
+    /// backend).
     #[must_use]
-    pub fn has_ipc_lock(&self) -> bool {
-        self.has_ipc_lock
+    pub fn ipc_lock(&self) -> IpcLock {
+        self.ipc_lock
     }
 
     /// `RLIMIT_MEMLOCK` as read (`prlimit64(2)`); the kernel compares
@@ -172,7 +169,7 @@ impl Preflight {
 /// (the kernel's `capable()`): inside a container's user namespace the
 /// capability that `capget(2)` reports does not lift the limit, and
 /// `preflight` tells the two apart by `/proc/self/uid_map` (see
-/// [`Preflight::has_ipc_lock`]).
+/// [`Preflight::ipc_lock`]).
 ///
 /// ```no_run
 /// use mlock::Flags;
@@ -198,7 +195,7 @@ impl Preflight {
 /// - [`Error::Malformed`]: `/proc/self/status` could not be parsed, or has
 ///   no `VmSize` line when one is needed.
 /// - Any error of [`memlock_limit`](super::memlock_limit) or
-///   [`has_ipc_lock`](super::has_ipc_lock).
+///   [`ipc_lock`](super::ipc_lock).
 ///
 /// # References
 /// - [`mlockall(2)`](https://man7.org/linux/man-pages/man2/mlockall.2.html)
@@ -212,7 +209,7 @@ pub fn preflight(flags: Flags) -> Result<Preflight, Error> {
         return Ok(Preflight {
             flags,
             predicted: Some(Error::Unsupported),
-            has_ipc_lock: false,
+            ipc_lock: IpcLock::Absent,
             limit: Limit {
                 soft: Some(0),
                 hard: Some(0),
@@ -224,9 +221,9 @@ pub fn preflight(flags: Flags) -> Result<Preflight, Error> {
         });
     }
     // capable() asks about the initial user namespace: a capability held
-    // only in a child namespace does not lift the limit (has_ipc_lock
-    // checks both).
-    let has_ipc_lock = has_ipc_lock()?;
+    // only in a child namespace does not lift the limit (ipc_lock tells
+    // the two apart).
+    let ipc_lock = ipc_lock()?;
     let limit = memlock_limit()?;
     // `lock_all`'s first call in a process maps the crate's lock record;
     // map it now, so that `VmSize` below counts it.
@@ -242,11 +239,16 @@ pub fn preflight(flags: Flags) -> Result<Preflight, Error> {
         Err(Error::ProcUnavailable) => (None, None, None, Error::ProcUnavailable),
         Err(e) => return Err(e),
     };
-    let predicted = predict(flags, has_ipc_lock, limit.soft, size.ok_or(unknown))?;
+    let predicted = predict(
+        flags,
+        ipc_lock.lifts_limit(),
+        limit.soft,
+        size.ok_or(unknown),
+    )?;
     Ok(Preflight {
         flags,
         predicted,
-        has_ipc_lock,
+        ipc_lock,
         limit,
         size,
         locked,
@@ -285,14 +287,14 @@ pub(super) fn in_initial_user_namespace() -> bool {
 /// returned only when the answer depends on the size.
 fn predict(
     flags: Flags,
-    has_ipc_lock: bool,
+    lifted: bool,
     soft: Option<u64>,
     size: Result<u64, Error>,
 ) -> Result<Option<Error>, Error> {
     if !flags.is_valid() {
         return Ok(Some(Error::InvalidArgument));
     }
-    if has_ipc_lock {
+    if lifted {
         return Ok(None);
     }
     let Some(soft) = soft else {

@@ -92,20 +92,52 @@ pub(crate) const CAP_IPC_LOCK: u32 = linux_raw_sys::general::CAP_IPC_LOCK;
 #[cfg(not(target_os = "linux"))]
 pub(crate) const CAP_IPC_LOCK: u32 = 14;
 
-/// Whether the kernel lets this process lock memory past
-/// `RLIMIT_MEMLOCK`: `CAP_IPC_LOCK` is in its effective set (`capget(2)`)
-/// *and* it is in the initial user namespace, as the kernel checks it
-/// (`capable(CAP_IPC_LOCK)` in `can_do_mlock`). This is the crate's one
-/// meaning of "has IPC_LOCK"; [`Preflight::has_ipc_lock`](super::Preflight::has_ipc_lock)
-/// gives the same answer.
+/// What `CAP_IPC_LOCK` does for this process's locking
+/// (capabilities(7)): the answer of [`ipc_lock`], and of
+/// [`Preflight::ipc_lock`](super::Preflight::ipc_lock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IpcLock {
+    /// In the effective set, in the initial user namespace:
+    /// `RLIMIT_MEMLOCK` does not apply.
+    Honoured,
+    /// In the effective set, but the process is in a child user namespace
+    /// (a rootless container, say): the kernel asks about the initial
+    /// namespace (`capable(CAP_IPC_LOCK)` in `can_do_mlock`), so
+    /// `RLIMIT_MEMLOCK` still applies.
+    InChildNamespace,
+    /// Not in the effective set: `RLIMIT_MEMLOCK` applies.
+    Absent,
+}
+
+impl IpcLock {
+    /// Whether the kernel lets the process lock past `RLIMIT_MEMLOCK`
+    /// (only [`IpcLock::Honoured`]).
+    #[must_use]
+    pub const fn lifts_limit(self) -> bool {
+        matches!(self, IpcLock::Honoured)
+    }
+}
+
+/// What `CAP_IPC_LOCK` does for this process: whether it is in the
+/// effective set (`capget(2)`), and whether the kernel counts it, which it
+/// does only in the initial user namespace. This is the crate's one answer
+/// to "may this process lock past `RLIMIT_MEMLOCK`":
+/// [`IpcLock::lifts_limit`].
 ///
-/// Inside a container's user namespace the capability can be effective
-/// there and still not count: this answers `false` then. The namespace is
-/// read from `/proc/self/uid_map` (the initial namespace maps every uid to
-/// itself); without `/proc` the process is taken to be in the initial
-/// namespace, the common case in early boot.
+/// The namespace is read from `/proc/self/uid_map` (the initial namespace
+/// maps every uid to itself); without `/proc` the process is taken to be
+/// in the initial namespace, the common case in early boot.
 ///
-/// For the capability bit alone, see [`ipc_lock_in_effective_set`].
+/// ```no_run
+/// use mlock::limits::{ipc_lock, IpcLock};
+///
+/// match ipc_lock()? {
+///     IpcLock::Honoured => println!("RLIMIT_MEMLOCK does not apply"),
+///     IpcLock::InChildNamespace => println!("CAP_IPC_LOCK is set, but not counted here"),
+///     IpcLock::Absent => println!("RLIMIT_MEMLOCK applies"),
+/// }
+/// # Ok::<(), mlock::Error>(())
+/// ```
 ///
 /// # Errors
 /// [`Error::Unsupported`] on a target without the raw backend.
@@ -115,21 +147,12 @@ pub(crate) const CAP_IPC_LOCK: u32 = 14;
 /// - [`capabilities(7)`](https://man7.org/linux/man-pages/man7/capabilities.7.html)
 /// - [`user_namespaces(7)`](https://man7.org/linux/man-pages/man7/user_namespaces.7.html)
 #[doc(alias = "CAP_IPC_LOCK")]
-pub fn has_ipc_lock() -> Result<bool, Error> {
-    Ok(ipc_lock_in_effective_set()? && super::preflight::in_initial_user_namespace())
-}
-
-/// Whether `CAP_IPC_LOCK` is in the process's effective set (`capget(2)`),
-/// in whatever user namespace the process is. Whether the kernel honours
-/// it for locking is [`has_ipc_lock`].
-///
-/// # Errors
-/// [`Error::Unsupported`] on a target without the raw backend.
-///
-/// # References
-/// - [`capget(2)`](https://man7.org/linux/man-pages/man2/capget.2.html)
-/// - [`capabilities(7)`](https://man7.org/linux/man-pages/man7/capabilities.7.html)
 #[doc(alias = "capget")]
-pub fn ipc_lock_in_effective_set() -> Result<bool, Error> {
-    sys::capget_effective().map(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
+pub fn ipc_lock() -> Result<IpcLock, Error> {
+    let effective = sys::capget_effective()? & (1 << CAP_IPC_LOCK) != 0;
+    Ok(match effective {
+        false => IpcLock::Absent,
+        true if super::preflight::in_initial_user_namespace() => IpcLock::Honoured,
+        true => IpcLock::InChildNamespace,
+    })
 }

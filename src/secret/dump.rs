@@ -6,11 +6,14 @@ use crate::Error;
 
 /// Checks that a region is non-empty and does not overflow, as `madvise(2)`
 /// wants; returns whether a syscall is needed.
+#[allow(unsafe_code)] // One madvise, with its SAFETY note.
 fn advise(region: &[u8], advice: Advice) -> Result<(), Error> {
     if region.is_empty() {
         return Ok(());
     }
-    sys::madvise(region.as_ptr(), region.len(), advice)
+    // SAFETY: the pages hold a slice the caller borrows, and the advice
+    // changes only whether they appear in a core dump.
+    unsafe { sys::madvise(region.as_ptr() as usize, region.len(), advice) }
 }
 
 /// `madvise(region, MADV_DONTDUMP)`: leaves the pages of `region` out of

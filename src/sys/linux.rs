@@ -3,14 +3,13 @@
 //!
 //! # Safety
 //!
-//! This is the only module of the crate that contains `unsafe` code, with
-//! `scan` beside it (the SIMD byte search, intrinsics only). Each
-//! wrapper turns one system call into a function whose arguments make misuse
-//! impossible from safe code: pointers come from references or slices (so
-//! they are valid for the length passed), out-parameters are `&mut` to
-//! properly sized `#[repr(C)]` kernel structs, and calls that could change
-//! memory the program relies on (`munmap`) are themselves `unsafe fn` with
-//! the precondition spelled out.
+//! Each wrapper turns one system call into a function whose arguments
+//! make misuse impossible from safe code: pointers come from references or
+//! slices (so they are valid for the length passed), out-parameters are
+//! `&mut` to properly sized `#[repr(C)]` kernel structs, and a call that
+//! takes a raw address (`mlock`, `munlock`, `madvise`, `mprotect`, a
+//! fixed `mmap`) is an `unsafe fn` with its precondition spelled out. The
+//! other files that hold `unsafe` code are listed in the `sys` module docs.
 //!
 //! The instruction itself comes from the `syscalls` crate's inline asm
 //! (on riscv64, from the module `raw` below, which also declares the
@@ -42,7 +41,7 @@ use syscalls::Sysno;
 #[path = "arch/riscv64.rs"]
 mod raw;
 
-use super::{Advice, BorrowedFd, ForkAdvice, OpenMode, PrctlInt, Protection, Resource};
+use super::{Advice, BorrowedFd, ForkAdvice, LockMode, OpenMode, PrctlInt, Protection, Resource};
 use crate::Error;
 use crate::Flags;
 
@@ -74,33 +73,42 @@ pub(crate) fn munlockall() -> Result<(), Error> {
     check(unsafe { raw::syscall0(Sysno::munlockall as usize) }).map(drop)
 }
 
-/// `mlock(2)` on `[addr, addr + len)`.
+/// `mlock(2)` on `[addr, addr + len)` ([`LockMode::Now`]), or
+/// `mlock2(2)` with `MLOCK_ONFAULT`, its only flag ([`LockMode::OnFault`]:
+/// lock each page when it is first touched).
+///
+/// # Safety
+/// The kernel validates the range and changes only whether its pages are
+/// locked, never their contents or mappings. The caller promises that the
+/// page-rounded range is one it may lock: locking is state that other
+/// owners of those pages rely on.
 #[inline]
-pub(crate) fn mlock(addr: *const u8, len: usize) -> Result<(), Error> {
-    // SAFETY: mlock neither reads nor writes the range: it faults the pages in
-    // and marks them locked. An unmapped range fails with ENOMEM; no address
-    // can make the call corrupt memory.
-    check(unsafe { raw::syscall2(Sysno::mlock as usize, addr as usize, len) }).map(drop)
-}
-
-/// `mlock2(2)` on `[addr, addr + len)` with `MLOCK_ONFAULT`, its only
-/// flag: lock each page when it is first touched.
-#[inline]
-pub(crate) fn mlock_onfault(addr: *const u8, len: usize) -> Result<(), Error> {
-    let flags = c::MLOCK_ONFAULT;
-    // SAFETY: as for mlock: the kernel validates the range and only changes
-    // the residency of the pages, never their contents.
-    check(unsafe { raw::syscall3(Sysno::mlock2 as usize, addr as usize, len, flags as usize) })
-        .map(drop)
+pub(crate) unsafe fn mlock(addr: usize, len: usize, mode: LockMode) -> Result<(), Error> {
+    // SAFETY: neither call reads nor writes the range (the function's
+    // contract); an unmapped range fails with ENOMEM.
+    let ret = unsafe {
+        match mode {
+            LockMode::Now => raw::syscall2(Sysno::mlock as usize, addr, len),
+            LockMode::OnFault => {
+                let flags = c::MLOCK_ONFAULT as usize;
+                raw::syscall3(Sysno::mlock2 as usize, addr, len, flags)
+            }
+        }
+    };
+    check(ret).map(drop)
 }
 
 /// `munlock(2)` on `[addr, addr + len)`. Its only `ENOMEM` is part of the
 /// range not mapped: [`Error::NotMapped`].
+///
+/// # Safety
+/// As [`mlock`]: the caller promises that no one it answers to relies on
+/// the range staying locked.
 #[inline]
-pub(crate) fn munlock(addr: *const u8, len: usize) -> Result<(), Error> {
+pub(crate) unsafe fn munlock(addr: usize, len: usize) -> Result<(), Error> {
     // SAFETY: munlock only clears the locked state of the pages; their
     // contents and mappings are unchanged.
-    check(unsafe { raw::syscall2(Sysno::munlock as usize, addr as usize, len) })
+    check(unsafe { raw::syscall2(Sysno::munlock as usize, addr, len) })
         .map(drop)
         .map_err(|e| e.read_as(Error::ResourceLimit, Error::NotMapped))
 }
@@ -109,8 +117,13 @@ pub(crate) fn munlock(addr: *const u8, len: usize) -> Result<(), Error> {
 /// `ENOMEM` is no limit: for `MADV_POPULATE_WRITE` the kernel ran out of
 /// memory ([`Error::OutOfMemory`]), for the others part of the range is not
 /// mapped ([`Error::NotMapped`]).
+///
+/// # Safety
+/// None of the [`Advice`] values changes the bytes a program reads; the
+/// caller promises that the page-rounded range is its own (the advice
+/// changes what a core dump holds, or faults pages in).
 #[inline]
-pub(crate) fn madvise(addr: *const u8, len: usize, advice: Advice) -> Result<(), Error> {
+pub(crate) unsafe fn madvise(addr: usize, len: usize, advice: Advice) -> Result<(), Error> {
     let (advice, enomem) = match advice {
         Advice::DontDump => (c::MADV_DONTDUMP, Error::NotMapped),
         Advice::DoDump => (c::MADV_DODUMP, Error::NotMapped),
@@ -119,7 +132,7 @@ pub(crate) fn madvise(addr: *const u8, len: usize, advice: Advice) -> Result<(),
     // SAFETY: the advice values above change only core-dump flags or page
     // residency, never the bytes a program reads; destructive values such as
     // MADV_DONTNEED are not expressible through `Advice`.
-    check(unsafe { raw::syscall3(Sysno::madvise as usize, addr as usize, len, advice as usize) })
+    check(unsafe { raw::syscall3(Sysno::madvise as usize, addr, len, advice as usize) })
         .map(drop)
         .map_err(|e| e.read_as(Error::ResourceLimit, enomem))
 }

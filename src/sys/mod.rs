@@ -1,16 +1,32 @@
-//! The syscall layer, and the crate's `unsafe` code: the raw Linux
-//! backend where `build.rs` enables it, a stub that answers
-//! [`Error::Unsupported`](crate::Error::Unsupported) everywhere else, and
-//! the few memory operations both share. The rest of the crate calls only
-//! what is here. Outside it there is no `unsafe` block: only `unsafe fn`
-//! contracts (`lock_raw`, `unlock_raw`, `boot::Output::borrow_raw`) and
-//! the record of held locks' `unsafe impl Zeroed` (a zeroed record is a
-//! valid, empty one).
+//! The syscall layer: the raw Linux backend where `build.rs` enables it, a
+//! stub that answers [`Error::Unsupported`](crate::Error::Unsupported)
+//! everywhere else, and the few memory operations both share. The rest of
+//! the crate calls only what is here.
 //!
-//! - `linux`: one typed wrapper per system call (x86_64, aarch64, riscv64);
-//!   a function that takes a raw address and could change memory the
-//!   program relies on (`protect`, `advise_fork`) is an `unsafe fn` over
-//!   typed flags ([`Protection`], [`ForkAdvice`]).
+//! As in rustix, a function that takes a raw address is an `unsafe fn`
+//! over typed flags (`mlock` with `LockMode`, `munlock`, `madvise` with
+//! `Advice`, `protect` with `Protection`, `advise_fork` with `ForkAdvice`):
+//! its caller vouches for the range.
+//!
+//! # Where the `unsafe` code is
+//! Each file below allows `unsafe_code` (the crate denies it elsewhere),
+//! and every block has a `SAFETY` note:
+//! - `sys/linux.rs`: the system calls;
+//! - `sys/arch/riscv64.rs`: riscv64's `ecall`;
+//! - `sys/process.rs`: references into the per-process page;
+//! - `sys/mem.rs`: volatile zeroing and page touching;
+//! - `sys/secret_pages.rs`: the pages behind one secret;
+//! - `sys/unsupported.rs`: the same `unsafe fn` signatures, no block;
+//! - `held.rs`: the `mlock`/`munlock` of the ranges the record holds, and
+//!   `unsafe impl Zeroed` for the record (a zeroed record is a valid,
+//!   empty one);
+//! - `secret/dump.rs` and `daemon/prefault.rs`: one `madvise` each, over
+//!   the pages of a slice the caller lends;
+//! - `lock.rs` and `boot.rs`: `unsafe fn` contracts only (`lock_raw`,
+//!   `lock_on_fault_raw`, `unlock_raw`, `boot::Output::borrow_raw`).
+//!
+//! # Files
+//! - `linux`: one typed wrapper per system call (x86_64, aarch64, riscv64).
 //! - `arch/riscv64.rs`: riscv64's `ecall`, with the vector registers
 //!   declared clobbered (the other arches use the `syscalls` crate's asm).
 //! - `unsupported`: the same functions, answering `Unsupported`.
@@ -83,6 +99,17 @@ pub enum Backing {
     /// marked `MADV_DONTDUMP`: out of swap and core dumps, but readable by
     /// root, by `ptrace(2)` and through `/proc/<pid>/mem`.
     Anonymous,
+}
+
+/// How `mlock` locks a range: `mlock(2)`, or `mlock2(2)` with
+/// `MLOCK_ONFAULT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockMode {
+    /// `mlock(2)`: fault every page in and lock it now.
+    Now,
+    /// `mlock2(MLOCK_ONFAULT)` (Linux 4.4+): lock each page when it is
+    /// first touched.
+    OnFault,
 }
 
 /// The `madvise(2)` advice values the crate uses. None of them changes the

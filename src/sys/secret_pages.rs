@@ -7,7 +7,7 @@ use super::linux::{
     self, advise_fork, getpid, madvise, mlock, munlock, page_size, prlimit64, protect, Reservation,
 };
 use super::mem::zeroize;
-use super::{Advice, Backing, BorrowedFd, ForkAdvice, Protection, Resource};
+use super::{Advice, Backing, BorrowedFd, ForkAdvice, LockMode, Protection, Resource};
 use crate::Error;
 
 /// Bytes of canary in front of a secret.
@@ -296,7 +296,9 @@ impl Drop for SecretPages {
         // no reference into them survives (every slice borrowed `self`).
         zeroize(unsafe { core::slice::from_raw_parts_mut(data as *mut u8, data_len) });
         if self.backing == Backing::Anonymous {
-            let _ = munlock(data as *const u8, data_len);
+            // SAFETY: the data pages are ours, and the buffer left the
+            // crate's record before its drop reached here.
+            let _ = unsafe { munlock(data, data_len) };
         }
         if !intact {
             fatal(
@@ -358,8 +360,11 @@ fn back_anonymous(data: usize, len: usize) -> Result<Backing, Error> {
     // SAFETY: the range is the middle of a reservation of the caller's, to
     // which nothing refers yet.
     unsafe { protect(data, len, Protection::ReadWrite) }?;
-    mlock(data as *const u8, len)?;
-    madvise(data as *const u8, len, Advice::DontDump)?;
+    // SAFETY: as above; locking and advice change no byte of it.
+    unsafe {
+        mlock(data, len, LockMode::Now)?;
+        madvise(data, len, Advice::DontDump)?;
+    }
     Ok(Backing::Anonymous)
 }
 

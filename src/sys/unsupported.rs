@@ -1,10 +1,12 @@
 //! The stub backend for targets without the raw syscall layer: every call
 //! answers [`Error::Unsupported`]. It has the same functions as the Linux
-//! backend, so the rest of the crate compiles unchanged.
+//! backend, so the rest of the crate compiles unchanged (the `unsafe fn`
+//! signatures included; there is no `unsafe` block here).
+#![allow(unsafe_code)]
 
 use core::ffi::CStr;
 
-use super::{Advice, Backing, BorrowedFd, OpenMode, PrctlInt, Resource};
+use super::{Advice, Backing, BorrowedFd, LockMode, OpenMode, PrctlInt, Resource};
 use crate::Error;
 use crate::Flags;
 
@@ -16,19 +18,15 @@ pub(crate) fn munlockall() -> Result<(), Error> {
     Err(Error::Unsupported)
 }
 
-pub(crate) fn mlock(_addr: *const u8, _len: usize) -> Result<(), Error> {
+pub(crate) unsafe fn mlock(_addr: usize, _len: usize, _mode: LockMode) -> Result<(), Error> {
     Err(Error::Unsupported)
 }
 
-pub(crate) fn mlock_onfault(_addr: *const u8, _len: usize) -> Result<(), Error> {
+pub(crate) unsafe fn munlock(_addr: usize, _len: usize) -> Result<(), Error> {
     Err(Error::Unsupported)
 }
 
-pub(crate) fn munlock(_addr: *const u8, _len: usize) -> Result<(), Error> {
-    Err(Error::Unsupported)
-}
-
-pub(crate) fn madvise(_addr: *const u8, _len: usize, _advice: Advice) -> Result<(), Error> {
+pub(crate) unsafe fn madvise(_addr: usize, _len: usize, _advice: Advice) -> Result<(), Error> {
     Err(Error::Unsupported)
 }
 
@@ -115,7 +113,6 @@ pub(crate) fn getpid() -> u32 {
 ///
 /// # Safety
 /// As there: the all-zero bit pattern is a valid `Self`.
-#[allow(unsafe_code)]
 pub(crate) unsafe trait Zeroed: Sync {}
 
 /// Without the backend there is no page: every `get` is `Unsupported`.
