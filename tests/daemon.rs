@@ -22,21 +22,6 @@ const PR_SET_IO_FLUSHER: u32 = 57;
 const PR_GET_IO_FLUSHER: u32 = 58;
 const MADV_POPULATE_WRITE: u32 = 23;
 
-/// Whether this process has `CAP_SYS_RESOURCE`; where it does not, says
-/// so on stderr: the test then checks the kernel's refusal, and its
-/// success path runs in the VMs.
-fn cap_sys_resource_or_note() -> bool {
-    let privileged = cap_sys_resource();
-    if !privileged {
-        note(
-            "no CAP_SYS_RESOURCE here (it is not in this process's bounding set), so this \
-             run checked the kernel's EPERM/EACCES and the fix text; the success path runs \
-             as root in `cargo xtask vm`",
-        );
-    }
-    privileged
-}
-
 /// The hard `RLIMIT_MEMLOCK`: what a process without `CAP_SYS_RESOURCE`
 /// may set at most.
 fn memlock_hard() -> u64 {
@@ -104,22 +89,9 @@ fn stack_address() -> usize {
 // ---- IO_FLUSHER ----------------------------------------------------------
 
 #[test]
+#[ignore = "needs CAP_SYS_RESOURCE"]
 fn io_flusher_sets_and_clears_the_threads_flags() {
-    if !cap_sys_resource_or_note() {
-        run(|| {
-            for (what, got) in [
-                ("set", mlock::daemon::set_io_flusher().map(|()| false)),
-                ("clear", mlock::daemon::clear_io_flusher().map(|()| false)),
-                ("get", mlock::daemon::is_io_flusher()),
-            ] {
-                ensure(got == Err(Error::NeedsCapSysResource), || {
-                    format!("{what} without CAP_SYS_RESOURCE: {got:?}")
-                })?;
-            }
-            Ok(())
-        });
-        return;
-    }
+    require_cap_sys_resource();
     run(|| {
         expect_io_flusher(false, "at start")?;
         mlock::daemon::set_io_flusher().map_err(|e| format!("set: {e}"))?;
@@ -151,11 +123,9 @@ fn expect_io_flusher(set: bool, when: &str) -> Result<(), String> {
 }
 
 #[test]
+#[ignore = "needs CAP_SYS_RESOURCE"]
 fn io_flusher_is_per_thread_and_inherited_by_threads_spawned_after() {
-    if !cap_sys_resource_or_note() {
-        // The refusal is checked in io_flusher_sets_and_clears_the_threads_flags.
-        return;
-    }
+    require_cap_sys_resource();
     run(|| {
         // A thread that exists before the call keeps its own, unset, flag.
         let (go, wait) = std::sync::mpsc::channel::<()>();
@@ -179,6 +149,25 @@ fn io_flusher_is_per_thread_and_inherited_by_threads_spawned_after() {
 }
 
 #[test]
+fn io_flusher_of_root_without_cap_sys_resource_is_refused() {
+    run(|| {
+        if cap_sys_resource() {
+            drop_cap_sys_resource();
+        }
+        for (what, got) in [
+            ("set", mlock::daemon::set_io_flusher().map(|()| false)),
+            ("clear", mlock::daemon::clear_io_flusher().map(|()| false)),
+            ("get", mlock::daemon::is_io_flusher()),
+        ] {
+            ensure(got == Err(Error::NeedsCapSysResource), || {
+                format!("{what} without CAP_SYS_RESOURCE: {got:?}")
+            })?;
+        }
+        Ok(())
+    });
+}
+
+#[test]
 fn io_flusher_without_cap_sys_resource_is_permission_denied_with_the_fix() {
     run(|| {
         drop_to_nobody();
@@ -194,30 +183,6 @@ fn io_flusher_without_cap_sys_resource_is_permission_denied_with_the_fix() {
         ensure(get == Err(Error::NeedsCapSysResource), || {
             format!("get: {get:?}")
         })
-    });
-}
-
-#[test]
-fn io_flusher_on_a_kernel_before_5_6_is_unsupported() {
-    // Before 5.6 the kernel does not know the options: EINVAL. (What QEMU
-    // user mode does with the options is covered by the tests above.)
-    let rules = [
-        (
-            libc::SYS_prctl,
-            libc::EINVAL,
-            When::ArgIs(0, PR_SET_IO_FLUSHER),
-        ),
-        (
-            libc::SYS_prctl,
-            libc::EINVAL,
-            When::ArgIs(0, PR_GET_IO_FLUSHER),
-        ),
-    ];
-    run_with_seccomp(&rules, || {
-        let set = mlock::daemon::set_io_flusher();
-        ensure(set == Err(Error::Unsupported), || format!("set: {set:?}"))?;
-        let get = mlock::daemon::is_io_flusher();
-        ensure(get == Err(Error::Unsupported), || format!("get: {get:?}"))
     });
 }
 
@@ -481,35 +446,6 @@ fn populate_write_fails_with(errno: i32) -> [Rule; 1] {
 }
 
 #[test]
-fn prefault_falls_back_to_touching_on_a_kernel_before_5_14() {
-    // Under QEMU the touch loop itself is tested in touch_pages_faults_in_every_page.
-    run_with_seccomp(&populate_write_fails_with(libc::EINVAL), || {
-        let mut map = Anon::new(2 * MIB);
-        let (addr, len) = (map.addr as usize, map.len);
-        let buf = slice_mut(&mut map);
-        let marks = mark(buf);
-        let how = mlock::daemon::prefault(buf).map_err(|e| format!("prefault: {e}"))?;
-        ensure(how == Prefault::Touched, || format!("{how:?}"))?;
-        let (after, pages) = resident_pages(addr, len);
-        ensure(after == pages, || format!("{after}/{pages} resident"))?;
-        check_marks(buf, &marks)
-    });
-}
-
-#[test]
-fn prefault_reports_the_kernels_other_errors() {
-    run_with_seccomp(&populate_write_fails_with(libc::ENOMEM), || {
-        let mut map = Anon::new(64 * KIB);
-        let got = mlock::daemon::prefault(slice_mut(&mut map));
-        ensure(got == Err(Error::OutOfMemory), || format!("{got:?}"))?;
-        // Population's ENOMEM is the kernel out of memory: the fix must not
-        // be a bigger RLIMIT_MEMLOCK.
-        let text = Error::OutOfMemory.to_string();
-        ensure(!text.contains("ulimit"), || text.clone())
-    });
-}
-
-#[test]
 fn touch_pages_faults_in_every_page() {
     run(|| {
         let mut map = Anon::new(MIB + 100);
@@ -535,31 +471,40 @@ fn oom_file() -> i32 {
 
 #[test]
 fn oom_score_adj_reads_and_writes_the_proc_file() {
-    let privileged = cap_sys_resource_or_note();
     run(|| {
-        ensure(mlock::daemon::oom_score_adj() == Ok(oom_file()), || {
-            "read".into()
-        })?;
-        let values: &[i32] = if privileged {
-            &[500, -1000, 0, 1000, -1, 7]
-        } else {
-            // Without CAP_SYS_RESOURCE the floor (0) holds.
-            let err = mlock::daemon::set_oom_score_adj(-1000).unwrap_err();
-            ensure(err == Error::NeedsCapSysResource, || {
-                format!("-1000: {err:?}")
-            })?;
-            &[500, 0, 1000, 7]
-        };
-        for &value in values {
-            mlock::daemon::set_oom_score_adj(value).map_err(|e| format!("set {value}: {e}"))?;
-            ensure(oom_file() == value, || format!("file after {value}"))?;
-            let read = mlock::daemon::oom_score_adj();
-            ensure(read == Ok(value), || {
-                format!("read after {value}: {read:?}")
-            })?;
+        if cap_sys_resource() {
+            drop_cap_sys_resource();
         }
-        Ok(())
+        // Without CAP_SYS_RESOURCE the floor (0) holds.
+        let err = mlock::daemon::set_oom_score_adj(-1000).unwrap_err();
+        ensure(err == Error::NeedsCapSysResource, || {
+            format!("-1000: {err:?}")
+        })?;
+        write_and_read_oom_score_adj(&[500, 0, 1000, 7])
     });
+}
+
+#[test]
+#[ignore = "needs CAP_SYS_RESOURCE"]
+fn oom_score_adj_below_the_floor_with_cap_sys_resource() {
+    require_cap_sys_resource();
+    run(|| write_and_read_oom_score_adj(&[500, -1000, 0, 1000, -1, 7]));
+}
+
+/// Sets each value, then checks the file and the crate's reading of it.
+fn write_and_read_oom_score_adj(values: &[i32]) -> Result<(), String> {
+    ensure(mlock::daemon::oom_score_adj() == Ok(oom_file()), || {
+        "read".into()
+    })?;
+    for &value in values {
+        mlock::daemon::set_oom_score_adj(value).map_err(|e| format!("set {value}: {e}"))?;
+        ensure(oom_file() == value, || format!("file after {value}"))?;
+        let read = mlock::daemon::oom_score_adj();
+        ensure(read == Ok(value), || {
+            format!("read after {value}: {read:?}")
+        })?;
+    }
+    Ok(())
 }
 
 #[test]
@@ -683,9 +628,24 @@ fn oom_score_adj_without_procfs_is_proc_unavailable() {
 // ---- harden_swap_daemon ----------------------------------------------------
 
 #[test]
+#[ignore = "needs CAP_SYS_RESOURCE"]
 fn harden_as_root_does_every_step() {
-    let privileged = cap_sys_resource_or_note();
+    require_cap_sys_resource();
+    harden_as_root(true);
+}
+
+#[test]
+fn harden_as_root_without_cap_sys_resource_reports_the_two_steps_that_need_it() {
+    harden_as_root(false);
+}
+
+/// The swap-daemon recipe as root, with `CAP_SYS_RESOURCE` (`privileged`)
+/// or without it (dropped here if the process has it), in a child.
+fn harden_as_root(privileged: bool) {
     run(|| {
+        if !privileged && cap_sys_resource() {
+            drop_cap_sys_resource();
+        }
         // Without CAP_SYS_RESOURCE, steps 4 and 5 can only fail: make them
         // best-effort and check that they do, with the fix.
         let needs_sys_resource = if privileged {
@@ -910,4 +870,64 @@ fn harden_rejects_a_bad_recipe_before_changing_anything() {
         let limit = mlock::limits::memlock_limit().unwrap();
         ensure(limit.soft == Some(64 * 1024), || format!("{limit:?}"))
     });
+}
+
+/// Tests that make a system call fail, or stop in it, under a seccomp
+/// filter: QEMU user mode implements no seccomp, so they run natively and in
+/// the VMs (the harness filters `seccomp::` out of QEMU user runs).
+mod seccomp {
+    use super::*;
+
+    #[test]
+    fn io_flusher_on_a_kernel_before_5_6_is_unsupported() {
+        // Before 5.6 the kernel does not know the options: EINVAL. (What QEMU
+        // user mode does with the options is covered by the tests above.)
+        let rules = [
+            (
+                libc::SYS_prctl,
+                libc::EINVAL,
+                When::ArgIs(0, PR_SET_IO_FLUSHER),
+            ),
+            (
+                libc::SYS_prctl,
+                libc::EINVAL,
+                When::ArgIs(0, PR_GET_IO_FLUSHER),
+            ),
+        ];
+        run_with_seccomp(&rules, || {
+            let set = mlock::daemon::set_io_flusher();
+            ensure(set == Err(Error::Unsupported), || format!("set: {set:?}"))?;
+            let get = mlock::daemon::is_io_flusher();
+            ensure(get == Err(Error::Unsupported), || format!("get: {get:?}"))
+        });
+    }
+
+    #[test]
+    fn prefault_falls_back_to_touching_on_a_kernel_before_5_14() {
+        // Under QEMU the touch loop itself is tested in touch_pages_faults_in_every_page.
+        run_with_seccomp(&populate_write_fails_with(libc::EINVAL), || {
+            let mut map = Anon::new(2 * MIB);
+            let (addr, len) = (map.addr as usize, map.len);
+            let buf = slice_mut(&mut map);
+            let marks = mark(buf);
+            let how = mlock::daemon::prefault(buf).map_err(|e| format!("prefault: {e}"))?;
+            ensure(how == Prefault::Touched, || format!("{how:?}"))?;
+            let (after, pages) = resident_pages(addr, len);
+            ensure(after == pages, || format!("{after}/{pages} resident"))?;
+            check_marks(buf, &marks)
+        });
+    }
+
+    #[test]
+    fn prefault_reports_the_kernels_other_errors() {
+        run_with_seccomp(&populate_write_fails_with(libc::ENOMEM), || {
+            let mut map = Anon::new(64 * KIB);
+            let got = mlock::daemon::prefault(slice_mut(&mut map));
+            ensure(got == Err(Error::OutOfMemory), || format!("{got:?}"))?;
+            // Population's ENOMEM is the kernel out of memory: the fix must not
+            // be a bigger RLIMIT_MEMLOCK.
+            let text = Error::OutOfMemory.to_string();
+            ensure(!text.contains("ulimit"), || text.clone())
+        });
+    }
 }

@@ -127,23 +127,6 @@ fn lock_on_fault_defers_locking_or_reports_unsupported_under_qemu() {
 }
 
 #[test]
-fn kernel_without_mlock2_plain_lock_falls_back_and_onfault_is_unsupported() {
-    run(|| {
-        if !under_qemu_user() {
-            // A real kernel without mlock2 (before 4.4), made for real.
-            fail_syscall_with(libc::SYS_mlock2, libc::ENOSYS, When::Always);
-        }
-        let map = Anon::new(MIB);
-        let err = mlock::lock_on_fault(map.slice()).unwrap_err();
-        ensure(err == Error::Unsupported, || format!("on-fault: {err:?}"))?;
-        ensure(err.errno() == Some(libc::ENOSYS), || "errno".into())?;
-        ensure(vm_lck_kb() == 0, || "silently downgraded to mlock".into())?;
-        mlock::lock(map.slice()).map_err(|e| format!("plain lock: {e}"))?;
-        ensure(vm_lck_kb() == 1024, || format!("VmLck {} kB", vm_lck_kb()))
-    });
-}
-
-#[test]
 fn zero_length_and_overflowing_ranges() {
     // Neither reaches the kernel, so neither changes process state.
     assert_eq!(mlock::lock(&[]), Ok(()));
@@ -745,4 +728,28 @@ fn vectorizable_work_around_the_crates_syscalls_gives_the_scalar_answer() {
         }
         ensure_eq(fast, slow, "the accumulators")
     });
+}
+
+/// Tests that make a system call fail, or stop in it, under a seccomp
+/// filter: QEMU user mode implements no seccomp, so they run natively and in
+/// the VMs (the harness filters `seccomp::` out of QEMU user runs).
+mod seccomp {
+    use super::*;
+
+    #[test]
+    fn kernel_without_mlock2_plain_lock_falls_back_and_onfault_is_unsupported() {
+        run(|| {
+            if !under_qemu_user() {
+                // A real kernel without mlock2 (before 4.4), made for real.
+                fail_syscall_with(libc::SYS_mlock2, libc::ENOSYS, When::Always);
+            }
+            let map = Anon::new(MIB);
+            let err = mlock::lock_on_fault(map.slice()).unwrap_err();
+            ensure(err == Error::Unsupported, || format!("on-fault: {err:?}"))?;
+            ensure(err.errno() == Some(libc::ENOSYS), || "errno".into())?;
+            ensure(vm_lck_kb() == 0, || "silently downgraded to mlock".into())?;
+            mlock::lock(map.slice()).map_err(|e| format!("plain lock: {e}"))?;
+            ensure(vm_lck_kb() == 1024, || format!("VmLck {} kB", vm_lck_kb()))
+        });
+    }
 }

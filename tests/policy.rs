@@ -111,34 +111,41 @@ fn invalid_flags_are_an_error_even_best_effort() {
     }
 }
 
-#[test]
-fn onfault_rejected_by_the_kernel_is_retried_without_it() {
-    let flags = Flags::CURRENT | Flags::FUTURE | Flags::ONFAULT;
-    run(|| {
-        if under_qemu_user() {
-            // QEMU user mode cannot install seccomp filters; it passes
-            // MCL_ONFAULT to the host kernel, which accepts it.
+/// Tests that make a system call fail, or stop in it, under a seccomp
+/// filter: QEMU user mode implements no seccomp, so they run natively and in
+/// the VMs (the harness filters `seccomp::` out of QEMU user runs).
+mod seccomp {
+    use super::*;
+
+    #[test]
+    fn onfault_rejected_by_the_kernel_is_retried_without_it() {
+        let flags = Flags::CURRENT | Flags::FUTURE | Flags::ONFAULT;
+        run(|| {
+            if under_qemu_user() {
+                // QEMU user mode cannot install seccomp filters; it passes
+                // MCL_ONFAULT to the host kernel, which accepts it.
+                let outcome = mlock::lock_with(&Config::new(flags)).map_err(|e| e.to_string())?;
+                return ensure(outcome == Outcome::Done(flags), || format!("{outcome:?}"));
+            }
+            // A kernel before 4.4 answers EINVAL to MCL_ONFAULT; make this one
+            // do so for real.
+            fail_syscall_with(
+                libc::SYS_mlockall,
+                libc::EINVAL,
+                When::ArgHasBits(0, libc::MCL_ONFAULT as u32),
+            );
             let outcome = mlock::lock_with(&Config::new(flags)).map_err(|e| e.to_string())?;
-            return ensure(outcome == Outcome::Done(flags), || format!("{outcome:?}"));
-        }
-        // A kernel before 4.4 answers EINVAL to MCL_ONFAULT; make this one
-        // do so for real.
-        fail_syscall_with(
-            libc::SYS_mlockall,
-            libc::EINVAL,
-            When::ArgHasBits(0, libc::MCL_ONFAULT as u32),
-        );
-        let outcome = mlock::lock_with(&Config::new(flags)).map_err(|e| e.to_string())?;
-        ensure(
-            outcome == Outcome::Done(Flags::CURRENT | Flags::FUTURE) && vm_lck_kb() > 0,
-            || format!("retry: {outcome:?}"),
-        )?;
-        mlock::unlock_all().map_err(|e| e.to_string())?;
-        let no_retry = Config::new(flags).with_onfault_retry(false);
-        let outcome = mlock::lock_with(&no_retry);
-        ensure(
-            outcome == Ok(Outcome::Failed(Error::InvalidArgument)),
-            || format!("no retry: {outcome:?}"),
-        )
-    });
+            ensure(
+                outcome == Outcome::Done(Flags::CURRENT | Flags::FUTURE) && vm_lck_kb() > 0,
+                || format!("retry: {outcome:?}"),
+            )?;
+            mlock::unlock_all().map_err(|e| e.to_string())?;
+            let no_retry = Config::new(flags).with_onfault_retry(false);
+            let outcome = mlock::lock_with(&no_retry);
+            ensure(
+                outcome == Ok(Outcome::Failed(Error::InvalidArgument)),
+                || format!("no retry: {outcome:?}"),
+            )
+        });
+    }
 }

@@ -11,21 +11,22 @@
 //! emulator's, and so is the `total_vm` the host kernel checks: the same
 //! expectations hold there.
 //!
-//! This binary has no libtest harness (`harness = false`): it runs its
-//! scenarios one after another from a single thread. A limit at or above
+//! Each scenario is a case of its own (libtest-mimic, `harness = false`),
+//! run one after another on the main thread. A limit at or above
 //! `VmSize` must fit under the hard `RLIMIT_MEMLOCK`, which a process
 //! without `CAP_SYS_RESOURCE` cannot raise (8 MiB here); a single-threaded
 //! process is about 3 MiB, where the harness's threads, their stacks and
 //! malloc arenas would make it 150 MiB. Forking from one thread also
-//! means no other thread can hold a lock the child needs. A scenario
-//! that still cannot be set up (the emulator's `VmSize` under QEMU, or
-//! `unlimited` without `CAP_SYS_RESOURCE`) checks that the kernel refuses
-//! the limit, and is listed loudly in the output as not reproduced here;
-//! `cargo xtask vm`, as root with every capability, reproduces it.
+//! means no other thread can hold a lock the child needs. A scenario this
+//! machine cannot set up (a limit above the hard one without
+//! `CAP_SYS_RESOURCE`, a user namespace under QEMU user mode) is reported
+//! as ignored, with the reason; `cargo xtask vm`, as root with every
+//! capability, runs every one.
 
 mod common;
 
 use common::*;
+use libtest_mimic::{Arguments, Failed, Trial};
 use mlock::limits::Preflight;
 use mlock::{Error, Flags};
 
@@ -141,12 +142,13 @@ fn try_set_memlock(limit: Option<u64>) -> Result<(), Error> {
 fn scenario(flags: Flags, soft: Soft, privileged: bool) -> Result<(), String> {
     let (size, limit) = size_and_limit(soft)?;
     if let Some(why) = unavailable(limit) {
-        // Not reproducible here: the kernel must refuse the limit.
+        // Run although it cannot be set up here (`--include-ignored`):
+        // the kernel must refuse the limit, and the case fails.
         let got = try_set_memlock(limit);
-        return ensure(got == Err(Error::NeedsCapSysResource), || {
+        ensure(got == Err(Error::NeedsCapSysResource), || {
             format!("{why} (wanted {limit:?}), yet setting it returned {got:?}")
-        })
-        .and(Err(format!("{NOT_HERE}{why}")));
+        })?;
+        return Err(format!("this case cannot be set up here: {why}"));
     }
     try_set_memlock(limit).map_err(|e| format!("setting RLIMIT_MEMLOCK {limit:?}: {e}"))?;
     if !privileged {
@@ -209,9 +211,6 @@ fn size_and_limit(soft: Soft) -> Result<(u64, Option<u64>), String> {
         .ok_or("no VmSize")?;
     Ok((size, soft.bytes(size, hard_limit())))
 }
-
-/// Starts the message of a scenario this machine cannot set up.
-const NOT_HERE: &str = "not reproducible here: ";
 
 /// The numbers in the report are the ones the scenario set up.
 fn numbers_agree(
@@ -300,15 +299,9 @@ fn scenario_user_namespace(flags: Flags, soft: Soft) -> Result<(), String> {
     try_set_memlock(limit).map_err(|e| format!("setting RLIMIT_MEMLOCK {limit:?}: {e}"))?;
     // SAFETY: unshare takes flags only; this forked child is one thread.
     if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
+        // Under QEMU user mode EINVAL: the emulator's own threads make the
+        // process multi-threaded (the case is ignored there).
         let e = std::io::Error::last_os_error();
-        if under_qemu_user() && e.raw_os_error() == Some(libc::EINVAL) {
-            // The emulator runs threads of its own, and a process with
-            // more than one thread cannot change user namespace.
-            return Err(format!(
-                "{NOT_HERE}unshare(CLONE_NEWUSER) is EINVAL under QEMU user mode, whose \
-                 threads make the process multi-threaded"
-            ));
-        }
         return Err(format!("unshare(CLONE_NEWUSER): {e}"));
     }
     // The kernel's meaning: effective, but not in the initial namespace.
@@ -336,84 +329,68 @@ fn scenario_fix_text() -> Result<(), String> {
     )
 }
 
-fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        println!("preflight_agrees_with_lock_all: test");
-        return;
+/// One generated case: its name, and what this machine lacks to set it up,
+/// if anything (the case is then reported as ignored, with that in its
+/// kind, and fails if run with `--include-ignored`).
+fn case(
+    name: String,
+    cannot: Option<&'static str>,
+    body: impl FnOnce() -> Result<(), String> + Send + 'static,
+) -> Trial {
+    let ignored = cannot.is_some();
+    let trial = Trial::test(name, move || in_child(body).map_err(Failed::from));
+    match cannot {
+        Some(lacks) => trial.with_kind(lacks).with_ignored_flag(ignored),
+        None => trial,
     }
+}
+
+fn main() {
+    let mut args = Arguments::from_args();
+    // One thread: the cases fork from the main thread (see the file).
+    args.test_threads = Some(1);
     let qemu = under_qemu_user();
-    let hard = hard_limit();
     let size = mlock::status().unwrap().size_bytes().unwrap();
-    println!(
-        "preflight vs lock_all: VmSize {size} B, hard RLIMIT_MEMLOCK {hard:?}, \
-         CAP_SYS_RESOURCE {}, QEMU user mode {qemu}",
-        cap_sys_resource()
-    );
-    let (mut passed, mut failed, mut not_here) = (0, 0, Vec::new());
-    let mut record = |name: String, outcome: Result<(), String>| match outcome {
-        Ok(()) => passed += 1,
-        Err(m) if m.starts_with(NOT_HERE) => {
-            not_here.push(format!("{name}: {}", &m[NOT_HERE.len()..]))
-        }
-        Err(m) => {
-            failed += 1;
-            println!("FAILED {name}: {m}");
-        }
-    };
+    let hard = hard_limit();
+    // A case this machine cannot set up, known before it runs.
+    let limit_out_of_reach =
+        |soft: Soft| unavailable(soft.bytes(size, hard)).map(|_| "needs CAP_SYS_RESOURCE");
+    let mut trials = Vec::new();
     for soft in LIMITS {
         for flags in FLAG_SETS {
             for privileged in [false, true] {
                 let who = if privileged { "root" } else { "nobody" };
-                record(
+                trials.push(case(
                     format!("{soft:?} {flags:?} {who}"),
-                    in_child(|| scenario(flags, soft, privileged)),
-                );
+                    limit_out_of_reach(soft),
+                    move || scenario(flags, soft, privileged),
+                ));
             }
         }
     }
+    // unshare(CLONE_NEWUSER) is EINVAL under QEMU user mode, whose own
+    // threads make the process multi-threaded.
+    let namespace = qemu.then_some("not under QEMU user mode");
     for soft in [Soft::Zero, Soft::Small, Soft::Hard] {
         for flags in FLAG_SETS {
-            record(
+            trials.push(case(
                 format!("no /proc, {soft:?} {flags:?}"),
-                in_child(|| scenario_without_proc(flags, soft)),
-            );
-        }
-    }
-    for soft in [Soft::Zero, Soft::Small, Soft::Hard] {
-        for flags in FLAG_SETS {
-            record(
+                limit_out_of_reach(soft),
+                move || scenario_without_proc(flags, soft),
+            ));
+            trials.push(case(
                 format!("own user namespace, {soft:?} {flags:?}"),
-                in_child(|| scenario_user_namespace(flags, soft)),
-            );
+                limit_out_of_reach(soft).or(namespace),
+                move || scenario_user_namespace(flags, soft),
+            ));
         }
     }
-    record("fix text".into(), in_child(scenario_fix_text));
-    // One line per reason, with the scenarios it stopped.
-    let mut reasons: Vec<(String, Vec<String>)> = Vec::new();
-    for line in &not_here {
-        let (name, why) = line.split_once(": ").unwrap_or((line, ""));
-        match reasons.iter_mut().find(|(r, _)| r == why) {
-            Some((_, names)) => names.push(name.to_string()),
-            None => reasons.push((why.to_string(), vec![name.to_string()])),
-        }
-    }
-    for (why, names) in &reasons {
-        println!(
-            "NOT REPRODUCED HERE ({} scenarios; `cargo xtask vm` runs them as root with every \
-             capability): {why}\n  {}",
-            names.len(),
-            names.join(", ")
-        );
-    }
-    let result = if failed == 0 { "ok" } else { "FAILED" };
-    // The libtest line that log readers (`cargo xtask vm`) look for.
-    println!("test preflight_agrees_with_lock_all ... {result}");
+    trials.push(case("fix text".into(), None, scenario_fix_text));
     println!(
-        "\ntest result: {result}. {passed} passed; {failed} failed; 0 ignored; 0 measured; \
-         0 filtered out ({} scenarios not reproducible here, listed above)",
-        not_here.len()
+        "preflight vs lock_all: VmSize {size} B, hard RLIMIT_MEMLOCK {hard:?}, \
+         CAP_SYS_RESOURCE {}, QEMU user mode {qemu}; a case ignored as \
+         [needs CAP_SYS_RESOURCE] wants a soft limit above the hard one",
+        cap_sys_resource()
     );
-    if failed > 0 {
-        std::process::exit(101);
-    }
+    libtest_mimic::run(&args, trials).exit();
 }

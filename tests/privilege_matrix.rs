@@ -3,19 +3,21 @@
 //! Docker. Each cell is a process set up for real (an unprivileged uid,
 //! with or without `CAP_IPC_LOCK`, `RLIMIT_MEMLOCK` at 8 MiB, 0 or
 //! unlimited), which runs `preflight` and then `lock_all(CURRENT | FUTURE)`
-//! and reports back. The test asserts each cell's outcome, that `preflight`
-//! predicted it, and that the error names the fix, then prints the table
-//! (to stderr, uncaptured: it shows in every run).
+//! and reports back. Each cell is a case of its own (libtest-mimic): it
+//! asserts the cell's outcome, that `preflight` predicted it, and that the
+//! error names the fix, and prints its row of the table to stderr. A cell
+//! this environment cannot set up is reported as ignored, with what it
+//! lacks.
 //!
 //! `CAP_IPC_LOCK` comes two ways: kept across `setuid` (`PR_SET_KEEPCAPS`,
 //! then `capset`: what `setcap cap_ipc_lock+ep` or docker `--cap-add`
 //! give), and ambient across `execve` (`PR_CAP_AMBIENT_RAISE`: what
 //! systemd's `AmbientCapabilities=` gives), where the cell re-executes this
-//! test binary as its probe.
+//! test binary as its probe (`main` runs the probe when the variable is
+//! set).
 
 mod common;
 
-use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
@@ -178,54 +180,21 @@ fn set_limit(limit: MemLock) -> Result<(), String> {
 /// effective, permitted and inheritable sets to `caps` (a bit mask of the
 /// first 32 capabilities).
 fn become_nobody_with(caps: u32) -> std::io::Result<()> {
-    // The v3 capset structures (linux/capability.h).
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    let check = |rc: libc::c_long| {
+    let check = |rc: libc::c_int| {
         if rc == 0 {
             Ok(())
         } else {
             Err(std::io::Error::last_os_error())
         }
     };
-    // SAFETY: plain syscalls; the capset pointers are valid for the call.
+    // SAFETY: plain syscalls on integers and a null list.
     unsafe {
-        check(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0).into())?;
-        check(libc::setgroups(0, std::ptr::null()).into())?;
-        check(libc::setgid(NOBODY).into())?;
-        check(libc::setuid(NOBODY).into())?;
-        let mut header = Header {
-            version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
-            pid: 0,
-        };
-        let data = [
-            Data {
-                effective: caps,
-                permitted: caps,
-                inheritable: caps,
-            },
-            Data {
-                effective: 0,
-                permitted: 0,
-                inheritable: 0,
-            },
-        ];
-        check(libc::syscall(
-            libc::SYS_capset,
-            &mut header as *mut Header,
-            data.as_ptr(),
-        ))?;
+        check(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0))?;
+        check(libc::setgroups(0, std::ptr::null()))?;
+        check(libc::setgid(NOBODY))?;
+        check(libc::setuid(NOBODY))?;
     }
+    set_capabilities(caps)?;
     Ok(())
 }
 
@@ -266,14 +235,8 @@ fn in_child_report(body: impl FnOnce() -> Result<String, String>) -> Result<Stri
 fn run_ambient(limit: MemLock) -> Result<String, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(&exe);
-    cmd.args([
-        "--ignored",
-        "--exact",
-        "probe_entry_point",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(PROBE_ENV, "1");
+    // With the variable set, `main` runs the probe instead of the cells.
+    cmd.env(PROBE_ENV, "1");
     // SAFETY: the closure runs in the forked child before execve and only
     // makes syscalls (no allocation, no locks taken).
     unsafe {
@@ -305,7 +268,6 @@ fn run_ambient(limit: MemLock) -> Result<String, String> {
     let stdout = String::from_utf8_lossy(&output.stdout);
     stdout
         .lines()
-        // libtest prints `test probe_entry_point ... ` first, on the same line.
         .find_map(|l| l.split_once(PROBE_MARK).map(|(_, report)| report))
         .map(str::to_owned)
         .ok_or_else(|| {
@@ -315,21 +277,6 @@ fn run_ambient(limit: MemLock) -> Result<String, String> {
                 String::from_utf8_lossy(&output.stderr)
             )
         })
-}
-
-/// The probe of the ambient cell: the entry point of this test binary
-/// when the matrix re-executes it (`--ignored --exact probe_entry_point`,
-/// with the variable set), not a test of its own. A normal run lists it as
-/// ignored, never as passed.
-#[test]
-#[ignore = "the entry point of the ambient cell's re-executed probe, not a test of its own"]
-fn probe_entry_point() {
-    assert!(
-        std::env::var_os(PROBE_ENV).is_some(),
-        "probe_entry_point runs only as the re-executed probe of the ambient cell \
-         ({PROBE_ENV} set by the matrix)"
-    );
-    println!("{PROBE_MARK}{}", Observation::take().encode());
 }
 
 /// What the kernel must answer in a cell.
@@ -414,16 +361,67 @@ fn fix_summary(e: Error) -> &'static str {
     }
 }
 
-#[test]
-fn privilege_matrix() {
+/// One cell: set it up, observe, check; its row of the table goes to
+/// stderr.
+fn cell(who: Who, limit: MemLock) -> Result<(), String> {
+    let name = format!("{} | {}", who.label(), limit.label());
+    let line = if who == Who::NobodyAmbientIpcLock {
+        run_ambient(limit)
+    } else {
+        in_child_report(|| {
+            set_up(who, limit)?;
+            Ok(Observation::take().encode())
+        })
+    };
+    let o = Observation::decode(&line.map_err(|e| format!("{name}: cell failed: {e}"))?);
+    let show = |r: Result<(), Error>| match r {
+        Ok(()) => "succeeds".to_owned(),
+        Err(e) => format!("{e:?} ({})", e.errno().map_or(String::new(), errno_name)),
+    };
+    // On a line of its own, after libtest's "test <cell> ...".
+    eprintln!(
+        "\n| {name} | {} | {} | {} kB | {} |",
+        show(o.predicted.map_or(Ok(()), Err)),
+        show(o.result),
+        o.vm_lck_kb,
+        o.result.err().map_or("-", fix_summary),
+    );
+    check(who, limit, &o).map_err(|e| format!("{name}: {e}"))
+}
+
+fn main() {
+    if std::env::var_os(PROBE_ENV).is_some() {
+        // The re-executed probe of the ambient cell.
+        println!("{PROBE_MARK}{}", Observation::take().encode());
+        return;
+    }
+    // A process bigger than the default limit, as a real daemon is: 16 MiB
+    // of address space, never touched, which every cell's child inherits
+    // (the harness's threads made the test process this big before).
+    // SAFETY: a fresh anonymous mapping, which nothing else refers to.
+    let reserved = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            16 * MIB as usize,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(reserved, libc::MAP_FAILED, "mmap of the 16 MiB reservation");
+    let mut args = libtest_mimic::Arguments::from_args();
+    // One cell at a time, forked from the main thread: the rows print in
+    // order, and no other thread holds a lock a cell's child needs.
+    args.test_threads = Some(1);
     let qemu = under_qemu_user();
     let can_raise = cap_sys_resource();
-    let mut table = vec![
-        "| process | RLIMIT_MEMLOCK | preflight predicts | lock_all(CURRENT\\|FUTURE) | VmLck after | fix the error names |".to_owned(),
-        "|---|---|---|---|---|---|".to_owned(),
-    ];
-    let mut failures = Vec::new();
-    let mut not_here = Vec::new();
+    eprintln!(
+        "privilege matrix (lock_all(CURRENT | FUTURE), uid 65534 = nobody), one row a cell:\n\
+         | process | RLIMIT_MEMLOCK | preflight predicts | lock_all(CURRENT\\|FUTURE) | VmLck after | fix the error names |\n\
+         |---|---|---|---|---|---|"
+    );
+    let mut trials = Vec::new();
     for who in [
         Who::Nobody,
         Who::NobodyKeptIpcLock,
@@ -431,74 +429,27 @@ fn privilege_matrix() {
         Who::Root,
     ] {
         for limit in [MemLock::Default, MemLock::Zero, MemLock::Unlimited] {
-            let cell = format!("{} | {}", who.label(), limit.label());
-            // Reasons a cell cannot be set up in this environment, checked
-            // up front so that they are never mistaken for results.
-            let unavailable = if limit == MemLock::Unlimited && !can_raise {
-                Some("raising the hard RLIMIT_MEMLOCK needs CAP_SYS_RESOURCE, which this process lacks")
+            // What a cell needs that this environment lacks, known up front.
+            // Under QEMU user mode the probe, a foreign-arch binary, could
+            // only be executed through binfmt_misc.
+            let lacks = if limit == MemLock::Unlimited && !can_raise {
+                Some("needs CAP_SYS_RESOURCE")
             } else if who == Who::NobodyAmbientIpcLock && qemu {
-                Some("under QEMU user mode the probe, a foreign-arch binary, could only be executed through binfmt_misc; the native run covers this cell")
+                Some("not under QEMU user mode")
             } else {
                 None
             };
-            if let Some(why) = unavailable {
-                table.push(format!("| {cell} | not set up here: {why} | | | |"));
-                not_here.push(cell);
-                continue;
-            }
-            let line = if who == Who::NobodyAmbientIpcLock {
-                run_ambient(limit)
-            } else {
-                in_child_report(|| {
-                    set_up(who, limit)?;
-                    Ok(Observation::take().encode())
-                })
-            };
-            let o = match line {
-                Ok(line) => Observation::decode(&line),
-                Err(e) => {
-                    table.push(format!("| {cell} | cell failed: {e} | | | |"));
-                    failures.push(format!("{cell}: {e}"));
-                    continue;
-                }
-            };
-            let show = |r: Result<(), Error>| match r {
-                Ok(()) => "succeeds".to_owned(),
-                Err(e) => format!("{e:?} ({})", e.errno().map_or(String::new(), errno_name)),
-            };
-            table.push(format!(
-                "| {cell} | {} | {} | {} kB | {} |",
-                show(o.predicted.map_or(Ok(()), Err)),
-                show(o.result),
-                o.vm_lck_kb,
-                o.result.err().map_or("-", fix_summary),
-            ));
-            if let Err(e) = check(who, limit, &o) {
-                failures.push(format!("{cell}: {e}"));
-            }
+            let name = format!("{} | {}", who.label(), limit.label());
+            let trial = libtest_mimic::Trial::test(name, move || {
+                cell(who, limit).map_err(libtest_mimic::Failed::from)
+            });
+            trials.push(match lacks {
+                Some(lacks) => trial.with_kind(lacks).with_ignored_flag(true),
+                None => trial,
+            });
         }
     }
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(
-        err,
-        "\nprivilege matrix (lock_all(CURRENT | FUTURE), uid 65534 = nobody):"
-    );
-    for row in &table {
-        let _ = writeln!(err, "{row}");
-    }
-    if !not_here.is_empty() {
-        let _ = writeln!(
-            err,
-            "note: {} cells could not be set up in this environment; `cargo xtask vm` runs them as root in real kernels",
-            not_here.len()
-        );
-    }
-    drop(err);
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    // In an environment that can set up every cell, every cell must run.
-    if can_raise && !qemu {
-        assert!(not_here.is_empty(), "cells not run: {not_here:?}");
-    }
+    libtest_mimic::run(&args, trials).exit();
 }
 
 fn errno_name(errno: i32) -> String {

@@ -370,42 +370,6 @@ fn new_takes_memfd_secret_where_the_kernel_offers_it() {
 }
 
 #[test]
-fn memfd_secret_can_be_required_or_refused_and_seccomp_enosys_falls_back() {
-    let expected = secretmem_expected();
-    run(|| {
-        let required = LockedBuf::<32>::with_backing(Backing::SecretMem);
-        match (&required, expected) {
-            (Ok(b), true) => ensure(b.backing() == Backing::SecretMem, || "backing".into())?,
-            (Err(Error::Unsupported), false) => {}
-            (other, _) => return Err(format!("required secretmem gave {other:?}")),
-        }
-        drop(required);
-        let anon = LockedBuf::<32>::with_backing(Backing::Anonymous).map_err(err)?;
-        ensure(anon.backing() == Backing::Anonymous, || {
-            "forced anonymous".into()
-        })?;
-        // An older kernel, for real: seccomp makes memfd_secret say ENOSYS.
-        // QEMU user mode cannot install filters; its memfd_secret already
-        // says ENOSYS (checked by `secretmem_expected`).
-        if !under_qemu_user() {
-            fail_syscall_with(libc::SYS_memfd_secret, libc::ENOSYS, When::Always);
-        }
-        let fallback = LockedBuf::<32>::new().map_err(err)?;
-        ensure(fallback.backing() == Backing::Anonymous, || {
-            "no fallback".into()
-        })?;
-        let sealed = SealedBuf::<32>::new().map_err(err)?;
-        ensure(sealed.backing() == Backing::Anonymous, || {
-            "no sealed fallback".into()
-        })?;
-        let required = LockedBuf::<32>::with_backing(Backing::SecretMem).map(|b| b.backing());
-        ensure(required == Err(Error::Unsupported), || {
-            format!("required secretmem under ENOSYS gave {required:?}")
-        })
-    });
-}
-
-#[test]
 fn a_small_memlock_limit_is_resource_limit_with_either_backing() {
     for backing in backings() {
         run_with(backing, || {
@@ -773,4 +737,47 @@ fn the_core_dump_guard_restores_dumpable_and_the_soft_limit() {
             || "drop did not restore".into(),
         )
     });
+}
+
+/// Tests that make a system call fail, or stop in it, under a seccomp
+/// filter: QEMU user mode implements no seccomp, so they run natively and in
+/// the VMs (the harness filters `seccomp::` out of QEMU user runs).
+mod seccomp {
+    use super::*;
+
+    #[test]
+    fn memfd_secret_can_be_required_or_refused_and_seccomp_enosys_falls_back() {
+        let expected = secretmem_expected();
+        run(|| {
+            let required = LockedBuf::<32>::with_backing(Backing::SecretMem);
+            match (&required, expected) {
+                (Ok(b), true) => ensure(b.backing() == Backing::SecretMem, || "backing".into())?,
+                (Err(Error::Unsupported), false) => {}
+                (other, _) => return Err(format!("required secretmem gave {other:?}")),
+            }
+            drop(required);
+            let anon = LockedBuf::<32>::with_backing(Backing::Anonymous).map_err(err)?;
+            ensure(anon.backing() == Backing::Anonymous, || {
+                "forced anonymous".into()
+            })?;
+            // An older kernel, for real: seccomp makes memfd_secret say ENOSYS.
+            // QEMU user mode cannot install filters; its memfd_secret already
+            // says ENOSYS (checked by `secretmem_expected`).
+            if !under_qemu_user() {
+                fail_syscall_with(libc::SYS_memfd_secret, libc::ENOSYS, When::Always);
+            }
+            let fallback = LockedBuf::<32>::new().map_err(err)?;
+            ensure(fallback.backing() == Backing::Anonymous, || {
+                "no fallback".into()
+            })?;
+            let sealed = SealedBuf::<32>::new().map_err(err)?;
+            ensure(sealed.backing() == Backing::Anonymous, || {
+                "no sealed fallback".into()
+            })?;
+            let required = LockedBuf::<32>::with_backing(Backing::SecretMem).map(|b| b.backing());
+            ensure(required == Err(Error::Unsupported), || {
+                format!("required secretmem under ENOSYS gave {required:?}")
+            })
+        });
+    }
 }

@@ -224,6 +224,66 @@ pub fn cap_sys_resource() -> bool {
     effective_capabilities() & (1 << CAP_SYS_RESOURCE) != 0
 }
 
+/// Fails the running test unless this process has `CAP_SYS_RESOURCE`: for
+/// the tests `#[ignore = "needs CAP_SYS_RESOURCE"]`, should they be run
+/// where it is missing.
+#[track_caller]
+pub fn require_cap_sys_resource() {
+    if !cap_sys_resource() {
+        cannot_run_here("it needs CAP_SYS_RESOURCE, which this process lacks");
+    }
+}
+
+/// Sets the effective, permitted and inheritable capability sets of this
+/// thread to `caps` (a bit mask of the first 32 capabilities), with
+/// `capset(2)`: a process can only drop capabilities this way.
+pub fn set_capabilities(caps: u32) -> std::io::Result<()> {
+    // The v3 capset structures (linux/capability.h).
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut header = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let data = [
+        Data {
+            effective: caps,
+            permitted: caps,
+            inheritable: caps,
+        },
+        Data {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        },
+    ];
+    // SAFETY: capset reads the header and the two data structs, valid for
+    // the call.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) };
+    match rc {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+/// Drops `CAP_SYS_RESOURCE` from this (forked, single-threaded) process,
+/// keeping its other capabilities among the first 32: root in a container
+/// that drops it.
+pub fn drop_cap_sys_resource() {
+    let caps = effective_capabilities() as u32 & !(1 << CAP_SYS_RESOURCE);
+    set_capabilities(caps).expect("capset without CAP_SYS_RESOURCE");
+    assert!(!cap_sys_resource(), "CAP_SYS_RESOURCE is still effective");
+}
+
 /// The unprivileged uid the tests drop to.
 pub const NOBODY: u32 = 65534;
 
@@ -409,38 +469,39 @@ pub type Rule = (libc::c_long, i32, When);
 /// syscall fail as an older kernel's would ([`fail_syscall_with`]).
 ///
 /// QEMU user mode cannot run it: it refuses `PR_SET_SECCOMP` (EINVAL), so
-/// that a guest cannot filter the syscalls the emulator itself makes.
-/// There the child checks that refusal, the reason the scenario cannot
-/// run, and the test (libtest names its thread after it) is named on
-/// stderr (uncaptured, so it shows in every run) as covered by the native
-/// runs and `cargo xtask vm` instead.
+/// that a guest cannot filter the syscalls the emulator itself makes. The
+/// tests that call this live in modules named `seccomp`, which the harness
+/// filters out of QEMU user runs; run there anyway, the test fails saying
+/// why.
 #[track_caller]
 pub fn run_with_seccomp(rules: &[Rule], scenario: impl FnOnce() -> Result<(), String>) {
-    if !under_qemu_user() {
-        return run(|| {
-            for &(nr, errno, when) in rules {
-                fail_syscall_with(nr, errno, when);
-            }
-            scenario()
-        });
+    if under_qemu_user() {
+        cannot_run_here(
+            "QEMU user mode refuses seccomp filters (PR_SET_SECCOMP is EINVAL), and this test \
+             makes a system call fail as an older kernel's would through one",
+        );
     }
     run(|| {
-        let (nr, errno, when) = rules[0];
-        let refused = try_fail_syscall_with(nr, errno, when);
-        let errno = refused.as_ref().map_err(std::io::Error::raw_os_error);
-        ensure(errno == Err(Some(libc::EINVAL)), || {
-            format!("QEMU user mode was expected to refuse a seccomp filter (EINVAL): {refused:?}")
-        })
+        for &(nr, errno, when) in rules {
+            fail_syscall_with(nr, errno, when);
+        }
+        scenario()
     });
-    note(
-        "QEMU user mode refuses seccomp filters (checked: EINVAL), so the older kernel \
-         this test makes runs natively and in `cargo xtask vm` only",
-    );
+}
+
+/// Fails the running test because it cannot run here, saying why: never
+/// a pass. Where the harness knows in advance that a test cannot run (QEMU
+/// user mode and the modules `seccomp` and `pid_reuse`; a machine without
+/// `CAP_SYS_RESOURCE` and the tests `#[ignore]`d for it), it does not run
+/// it, and libtest counts it as filtered out or ignored.
+#[track_caller]
+pub fn cannot_run_here(why: &str) -> ! {
+    panic!("this test cannot run here: {why}");
 }
 
 /// Says on stderr (uncaptured, so it shows in every run) what the running
-/// test could not check here, and where it is checked: never a silent
-/// skip. libtest names each test's thread after the test.
+/// test checks less of here, and where it is checked in full. libtest
+/// names each test's thread after the test.
 pub fn note(text: &str) {
     use std::io::Write;
     let test = std::thread::current()
