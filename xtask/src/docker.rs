@@ -25,6 +25,7 @@
 //! run with `--rm`; the images, the Compose project's network and a daemon
 //! it started are removed at the end, also when a cell fails.
 
+use anyhow::{anyhow, bail, ensure, Context as _};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -58,14 +59,15 @@ const CP_CONTAINER: &str = "mlock-xtask-cp";
 const COMPOSE_PROJECT: &str = "mlockxtask";
 
 /// Entry point for `cargo xtask docker`.
-pub fn main(args: &[String]) -> util::Result {
-    match args.first().map(String::as_str) {
+pub fn main(args: &mut lexopt::Parser) -> util::Result {
+    use lexopt::prelude::*;
+    match args.next()? {
         None => run_all().map(|_| ()),
-        Some("-h" | "--help") => {
+        Some(Short('h') | Long("help")) => {
             println!("{USAGE}");
             Ok(())
         }
-        Some(other) => Err(format!("unknown argument `{other}`\n\n{USAGE}")),
+        Some(arg) => Err(util::unexpected(arg, USAGE)),
     }
 }
 
@@ -89,12 +91,11 @@ pub fn run_all() -> util::Result<Tally> {
         tally.passed, tally.failed
     );
     eprintln!("xtask docker: {:.1} s", start.elapsed().as_secs_f64());
-    if tally.failed > 0 {
-        return Err(format!(
-            "{} container cell(s) differ from the claims of {TABLE_PAGE} (see the lines above)",
-            tally.failed
-        ));
-    }
+    ensure!(
+        tally.failed == 0,
+        "{} container cell(s) differ from the claims of {TABLE_PAGE} (see the lines above)",
+        tally.failed
+    );
     Ok(tally)
 }
 
@@ -120,9 +121,7 @@ fn readme_cells() -> util::Result<Vec<Cell>> {
 fn parse_table(text: &str) -> util::Result<Vec<Cell>> {
     let mut lines = text.lines().skip_while(|l| !l.starts_with("| cell |"));
     if lines.next().is_none() {
-        return Err(format!(
-            "{TABLE_PAGE} has no container table (a table whose header starts `| cell |`)"
-        ));
+        bail!("{TABLE_PAGE} has no container table (a table whose header starts `| cell |`)");
     }
     let mut cells = Vec::new();
     for line in lines.skip(1) {
@@ -131,7 +130,7 @@ fn parse_table(text: &str) -> util::Result<Vec<Cell>> {
         }
         let columns: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
         let [name, flags, outcome] = columns[..] else {
-            return Err(format!("{TABLE_PAGE}: a table row needs 3 columns: {line}"));
+            bail!("{TABLE_PAGE}: a table row needs 3 columns: {line}");
         };
         let name = name.trim_matches('`').to_string();
         // The flags are the first code span of the column; prose (`none`,
@@ -146,9 +145,10 @@ fn parse_table(text: &str) -> util::Result<Vec<Cell>> {
             .filter_map(|o| outcome.find(&format!("`{o}`")).map(|at| (at, *o)))
             .collect();
         claims.sort();
-        if claims.is_empty() {
-            return Err(format!("{TABLE_PAGE}: no outcome in table row {line}"));
-        }
+        ensure!(
+            !claims.is_empty(),
+            "{TABLE_PAGE}: no outcome in table row {line}"
+        );
         cells.push(Cell {
             name,
             flags,
@@ -170,7 +170,7 @@ fn run_cells(engine: &Engine, cells: &[Cell]) -> util::Result<Tally> {
     let built = crate::dist::build(ARCH, &["doctor", "swap_daemon"])?;
     let work = util::root().join("target").join("docker");
     let _ = fs::remove_dir_all(&work);
-    fs::create_dir_all(&work).map_err(|e| format!("mkdir {}: {e}", work.display()))?;
+    fs::create_dir_all(&work).with_context(|| format!("mkdir {}", work.display()))?;
     engine.build_image(&work, IMAGE_DOCTOR, &built[0], "doctor", false)?;
     engine.build_image(&work, IMAGE_SWAP_DAEMON, &built[1], "swap_daemon", false)?;
     engine.build_image(&work, IMAGE_FILE_CAP_BUILD, &built[0], "doctor", true)?;
@@ -261,7 +261,7 @@ const TABLE_PAGE: &str = "docs/containers.md";
 
 fn read_table_page() -> util::Result<String> {
     let path = util::root().join(TABLE_PAGE);
-    fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))
+    fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))
 }
 
 /// The Compose file of docs/containers.md: the first ```yaml block with `services:`.
@@ -276,7 +276,7 @@ fn readme_compose() -> util::Result<String> {
         }
         rest = &block[end..];
     }
-    Err(format!(
+    Err(anyhow!(
         "{TABLE_PAGE} has no ```yaml block with a Compose `services:` file"
     ))
 }
@@ -299,21 +299,21 @@ use crate::contract::{CAP_IPC_LOCK, CAP_SYS_RESOURCE};
 impl HostLimits {
     fn of_dockerd(pid: u32) -> util::Result<HostLimits> {
         let status = fs::read_to_string(format!("/proc/{pid}/status"))
-            .map_err(|e| format!("read /proc/{pid}/status (dockerd): {e}"))?;
+            .with_context(|| format!("read /proc/{pid}/status (dockerd)"))?;
         let caps = |key: &str| {
             status
                 .lines()
                 .find_map(|l| l.strip_prefix(key))
                 .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-                .ok_or_else(|| format!("no {key} in /proc/{pid}/status"))
+                .with_context(|| format!("no {key} in /proc/{pid}/status"))
         };
         let limits = fs::read_to_string(format!("/proc/{pid}/limits"))
-            .map_err(|e| format!("read /proc/{pid}/limits (dockerd): {e}"))?;
+            .with_context(|| format!("read /proc/{pid}/limits (dockerd)"))?;
         let hard = limits
             .lines()
             .find(|l| l.starts_with("Max locked memory"))
             .and_then(|l| l.split_whitespace().nth(4))
-            .ok_or_else(|| format!("no `Max locked memory` in /proc/{pid}/limits"))?;
+            .with_context(|| format!("no `Max locked memory` in /proc/{pid}/limits"))?;
         let last_cap = fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -441,19 +441,18 @@ impl Engine {
             eprintln!("xtask docker: using the running Docker engine");
             return Ok(engine);
         }
-        if !util::is_root() {
-            return Err("no Docker engine is running, and starting one needs root. Start it with:\n    sudo dockerd &".into());
-        }
+        ensure!(
+            util::is_root(),
+            "no Docker engine is running, and starting one needs root. Start it with:\n    sudo dockerd &"
+        );
         let log_path = util::root().join("target").join("docker-dockerd.log");
         let log = fs::File::create(&log_path)
-            .map_err(|e| format!("create {}: {e}", log_path.display()))?;
+            .with_context(|| format!("create {}", log_path.display()))?;
         let mut cmd = Command::new("dockerd");
-        cmd.stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
+        cmd.stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
         eprintln!("$ {} (log: {})", util::describe(&cmd), log_path.display());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("could not start `dockerd`: {e}"))?;
+        let mut child = cmd.spawn().context("could not start `dockerd`")?;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if engine.running() {
@@ -462,19 +461,19 @@ impl Engine {
             if let Ok(Some(status)) = child.try_wait() {
                 let tail = fs::read_to_string(&log_path).unwrap_or_default();
                 let tail: Vec<&str> = tail.lines().rev().take(15).collect();
-                return Err(format!(
+                bail!(
                     "dockerd exited ({status}) before it answered; run `dockerd` by hand to see why. Last lines of {}:\n{}",
                     log_path.display(),
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                ));
+                );
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
+                bail!(
                     "dockerd did not answer within 60 s (log: {})",
                     log_path.display()
-                ));
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -502,7 +501,7 @@ impl Engine {
 
     /// The daemon's pid (`/var/run/docker.pid`).
     fn pid(&self) -> util::Result<u32> {
-        read_pid_file().ok_or_else(|| format!("no pid in {PID_FILE}"))
+        read_pid_file().with_context(|| format!("no pid in {PID_FILE}"))
     }
 
     /// `FROM scratch` with `binary` as `/<name>`, its entry point; with
@@ -518,9 +517,9 @@ impl Engine {
         file_cap: bool,
     ) -> util::Result {
         let context = work.join(tag.replace('/', "-"));
-        fs::create_dir_all(&context).map_err(|e| format!("mkdir {}: {e}", context.display()))?;
+        fs::create_dir_all(&context).with_context(|| format!("mkdir {}", context.display()))?;
         let copy = context.join(name);
-        fs::copy(binary, &copy).map_err(|e| format!("copy {}: {e}", binary.display()))?;
+        fs::copy(binary, &copy).with_context(|| format!("copy {}", binary.display()))?;
         if file_cap {
             util::run(Command::new("setcap").arg("cap_ipc_lock+ep").arg(&copy))?;
         }
@@ -528,7 +527,7 @@ impl Engine {
             context.join("Dockerfile"),
             format!("FROM scratch\nCOPY {name} /{name}\nENTRYPOINT [\"/{name}\"]\n"),
         )
-        .map_err(|e| format!("write Dockerfile: {e}"))?;
+        .context("write Dockerfile")?;
         util::run(
             self.docker()
                 .args(["build", "--quiet", "--pull=false", "-t", tag])
@@ -541,9 +540,9 @@ impl Engine {
     /// made with the xattr (`tar --xattrs`), loaded with `docker import`.
     fn import_file_cap_image(&self, work: &Path, binary: &Path) -> util::Result {
         let root = work.join("file-cap-root");
-        fs::create_dir_all(&root).map_err(|e| format!("mkdir {}: {e}", root.display()))?;
+        fs::create_dir_all(&root).with_context(|| format!("mkdir {}", root.display()))?;
         let copy = root.join("doctor");
-        fs::copy(binary, &copy).map_err(|e| format!("copy {}: {e}", binary.display()))?;
+        fs::copy(binary, &copy).with_context(|| format!("copy {}", binary.display()))?;
         util::run(Command::new("setcap").arg("cap_ipc_lock+ep").arg(&copy))?;
         let tar = work.join("file-cap.tar");
         util::run(
@@ -647,17 +646,17 @@ impl Engine {
         let image_line = yaml
             .lines()
             .find(|l| l.trim_start().starts_with("image:"))
-            .ok_or("the Compose file of docs/containers.md names no image")?;
+            .context("the Compose file of docs/containers.md names no image")?;
         let indent = &image_line[..image_line.len() - image_line.trim_start().len()];
         let yaml = yaml.replace(image_line, &format!("{indent}image: {IMAGE_DOCTOR}"));
         let file = work.join("docker-compose.yml");
-        fs::write(&file, &yaml).map_err(|e| format!("write {}: {e}", file.display()))?;
+        fs::write(&file, &yaml).with_context(|| format!("write {}", file.display()))?;
         let service = yaml
             .lines()
             .skip_while(|l| !l.starts_with("services:"))
             .nth(1)
             .map(|l| l.trim().trim_end_matches(':').to_string())
-            .ok_or("the Compose file of docs/containers.md has no service")?;
+            .context("the Compose file of docs/containers.md has no service")?;
         let mut cmd = Command::new("docker-compose");
         cmd.arg("-f").arg(&file).args([
             "-p",
@@ -739,7 +738,7 @@ fn parse_size(value: &str) -> util::Result<u64> {
     digits
         .parse::<u64>()
         .map(|n| n << shift)
-        .map_err(|_| format!("not a size: {value}"))
+        .with_context(|| format!("not a size: {value}"))
 }
 
 fn read_pid_file() -> Option<u32> {
@@ -758,7 +757,7 @@ fn capture(cmd: &mut Command) -> util::Result<Captured> {
     eprintln!("$ {}", util::describe(cmd));
     let out = cmd
         .output()
-        .map_err(|e| format!("could not start `{}`: {e}", util::describe(cmd)))?;
+        .with_context(|| format!("could not start `{}`", util::describe(cmd)))?;
     Ok(Captured {
         success: out.status.success(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

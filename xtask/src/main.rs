@@ -25,25 +25,31 @@ commands:
   bench [--quick]     benchmarks against the peers";
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result: util::Result = match args.first().map(String::as_str) {
-        Some("test") => test::main(&args[1..]),
-        Some("bench") => bench::main(&args[1..]),
-        Some("vm") => vm::main(&args[1..]),
-        Some("size") => size::main(&args[1..]),
-        Some("docker") => docker::main(&args[1..]),
-        Some("dist") => dist::main(&args[1..]),
-        Some("-h" | "--help") => {
+    let mut args = lexopt::Parser::from_env();
+    if let Err(e) = run(&mut args) {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Reads the command and hands the rest of the arguments to its module.
+fn run(args: &mut lexopt::Parser) -> util::Result {
+    use lexopt::prelude::*;
+    match args.next()? {
+        Some(Value(command)) => match command.string()?.as_str() {
+            "test" => test::main(args),
+            "bench" => bench::main(args),
+            "vm" => vm::main(args),
+            "size" => size::main(args),
+            "docker" => docker::main(args),
+            "dist" => dist::main(args),
+            other => Err(anyhow::anyhow!("unknown command `{other}`\n\n{USAGE}")),
+        },
+        Some(Short('h') | Long("help")) => {
             println!("{USAGE}");
             Ok(())
         }
-        _ => {
-            eprintln!("{USAGE}");
-            std::process::exit(2);
-        }
-    };
-    if let Err(e) = result {
-        eprintln!("xtask: error: {e}");
-        std::process::exit(1);
+        Some(arg) => Err(util::unexpected(arg, USAGE)),
+        None => Err(anyhow::anyhow!("no command given\n\n{USAGE}")),
     }
 }

@@ -17,6 +17,7 @@
 //! At the end it prints one line per step (step, target, passed, failed,
 //! seconds) and then `xtask: N passed, M failed`, which CI reads.
 
+use anyhow::{bail, ensure, Context as _};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -127,32 +128,23 @@ the default features), under QEMU user mode when foreign (for riscv64 also
 optimized with the V extension, on an emulated CPU that has it).";
 
 /// Entry point for `cargo xtask test [--target T]...`.
-pub fn main(args: &[String]) -> util::Result {
+pub fn main(args: &mut lexopt::Parser) -> util::Result {
+    use lexopt::prelude::*;
     let mut only: Vec<String> = Vec::new();
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "-h" | "--help" => {
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("target") => only.push(args.value()?.string()?),
+            Short('h') | Long("help") => {
                 println!("{USAGE}");
                 return Ok(());
             }
-            "--target" => match args.next() {
-                Some(t) => only.push(t.clone()),
-                None => return Err(format!("--target needs a value\n\n{USAGE}")),
-            },
-            other => match other.strip_prefix("--target=") {
-                Some(t) => only.push(t.to_string()),
-                None => return Err(format!("unknown argument `{other}`\n\n{USAGE}")),
-            },
+            arg => return Err(util::unexpected(arg, USAGE)),
         }
     }
     for t in &only {
         if t != NO_OS && !TARGETS.iter().any(|target| target.triple == *t) {
             let known: Vec<&str> = TARGETS.iter().map(|t| t.triple).collect();
-            return Err(format!(
-                "unknown target `{t}`; known: {}, {NO_OS}",
-                known.join(", ")
-            ));
+            bail!("unknown target `{t}`; known: {}, {NO_OS}", known.join(", "));
         }
     }
     check_host()?;
@@ -411,16 +403,16 @@ fn vector_step(arch: &'static Arch) -> Option<Step> {
             .into_iter()
             .find(|b| b.test && b.name == "lock")
             .map(|b| b.executable)
-            .ok_or("cargo built the lock suite but reported no executable")?;
+            .context("cargo built the lock suite but reported no executable")?;
         run_libtest(&mut cargo(&["--no-fail-fast"]), tally)?;
         let vector_ops = count_vector_instructions(arch, &lock_suite)?;
         eprintln!("xtask: {vector_ops} vector instructions in the +v lock suite");
-        if vector_ops == 0 {
-            return Err(format!(
-                "the {} lock suite built with `{}` has no vector instruction: the step tested nothing",
-                arch.triple, arch.vector_rustflags
-            ));
-        }
+        ensure!(
+            vector_ops != 0,
+            "the {} lock suite built with `{}` has no vector instruction: the step tested nothing",
+            arch.triple,
+            arch.vector_rustflags
+        );
         Ok(())
     }))
 }
@@ -450,7 +442,7 @@ fn build_doctor(target: &Target) -> util::Result<std::path::PathBuf> {
         .into_iter()
         .find(|b| b.name == "doctor" && b.kind.iter().any(|k| k == "example"))
         .map(|b| b.executable)
-        .ok_or_else(|| "cargo built the doctor example but reported no executable".into())
+        .context("cargo built the doctor example but reported no executable")
 }
 
 /// The stub backend that targets without the raw syscall layer get
@@ -519,12 +511,11 @@ fn check_host() -> util::Result {
         .lines()
         .find_map(|l| l.strip_prefix("host: "))
         .unwrap_or("unknown");
-    if host != host_triple() {
-        return Err(format!(
-            "`cargo xtask test` runs on an {} host (QEMU runs the other arches); this rustc's host is {host}",
+    ensure!(
+        host == host_triple(),
+        "`cargo xtask test` runs on an {} host (QEMU runs the other arches); this rustc's host is {host}",
             host_triple()
-        ));
-    }
+    );
     Ok(())
 }
 
@@ -560,12 +551,11 @@ fn setup(targets: &[&Target], no_os: bool, lints: bool) -> util::Result {
     // The packages are installed: their programs must now be on PATH.
     for target in targets {
         for program in target.arch.map(Arch::programs).unwrap_or_default() {
-            if !util::have(program) {
-                return Err(format!(
-                    "`{program}` (needed for {}) is not on PATH although its Debian package is installed",
+            ensure!(
+                util::have(program),
+                "`{program}` (needed for {}) is not on PATH although its Debian package is installed",
                     target.triple
-                ));
-            }
+            );
         }
     }
     Ok(())
@@ -592,7 +582,7 @@ fn run_libtest(cmd: &mut Command, tally: &mut Tally) -> util::Result {
         .stdout(Stdio::piped())
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("could not start `{}`: {e}", util::describe(cmd)))?;
+        .with_context(|| format!("could not start `{}`", util::describe(cmd)))?;
     // `process_group(0)`: the group's id is the child's pid.
     let pgid = child.id();
     let (finished, watch) = mpsc::channel::<()>();
@@ -623,13 +613,13 @@ fn run_libtest(cmd: &mut Command, tally: &mut Tally) -> util::Result {
     let status = child.wait();
     let _ = finished.send(());
     let timed_out = watchdog.join().unwrap_or(false);
-    let status = status.map_err(|e| format!("waiting for `{}`: {e}", util::describe(cmd)))?;
+    let status = status.with_context(|| format!("waiting for `{}`", util::describe(cmd)))?;
     if timed_out {
-        return Err(format!(
+        bail!(
             "timed out after {} minutes, killed with its test processes: {}",
             TEST_TIMEOUT.as_secs() / 60,
             util::describe(cmd)
-        ));
+        );
     }
     util::check_status(cmd, status)
 }

@@ -1,12 +1,19 @@
 //! Shared helpers: running commands visibly, reading cargo's JSON
 //! messages, and installing what a step needs on a fresh machine.
 
+use anyhow::{anyhow, bail, Context as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::sync::OnceLock;
 
 /// An error that ends the run: the message says what failed and how.
-pub type Result<T = ()> = std::result::Result<T, String>;
+pub type Result<T = ()> = anyhow::Result<T>;
+
+/// The error for a command-line argument a command does not take, with
+/// the command's usage.
+pub fn unexpected(arg: lexopt::Arg<'_>, usage: &str) -> anyhow::Error {
+    anyhow::anyhow!("{}\n\n{usage}", arg.unexpected())
+}
 
 /// The workspace root (the parent of `xtask/`).
 pub fn root() -> PathBuf {
@@ -59,7 +66,7 @@ pub fn run(cmd: &mut Command) -> Result {
     eprintln!("$ {}", describe(cmd));
     let status = cmd
         .status()
-        .map_err(|e| format!("could not start `{}`: {e}", describe(cmd)))?;
+        .with_context(|| format!("could not start `{}`", describe(cmd)))?;
     check_status(cmd, status)
 }
 
@@ -68,7 +75,7 @@ pub fn check_status(cmd: &Command, status: ExitStatus) -> Result {
     if status.success() {
         Ok(())
     } else {
-        Err(format!("command failed ({status}): {}", describe(cmd)))
+        Err(anyhow!("command failed ({status}): {}", describe(cmd)))
     }
 }
 
@@ -79,7 +86,7 @@ pub fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd
         .stderr(std::process::Stdio::inherit())
         .output()
-        .map_err(|e| format!("could not start `{}`: {e}", describe(cmd)))?;
+        .with_context(|| format!("could not start `{}`", describe(cmd)))?;
     check_status(cmd, out.status)?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -182,10 +189,10 @@ pub fn ensure_debian_packages(packages: &[&str]) -> Result {
         missing.join(" ")
     );
     if !is_root() || !have("apt-get") {
-        return Err(format!(
+        bail!(
             "missing Debian packages: {}. Install them with:\n    sudo apt-get update && sudo {install}",
             missing.join(" ")
-        ));
+        );
     }
     eprintln!(
         "xtask: installing missing Debian packages: {}",

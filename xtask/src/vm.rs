@@ -37,6 +37,7 @@ mod fetch;
 mod pack;
 mod report;
 
+use anyhow::{anyhow, ensure, Context as _};
 use std::time::{Duration, Instant};
 
 use crate::arch::{Arch, ARCHES};
@@ -101,37 +102,32 @@ const USAGE: &str = "usage: cargo xtask vm [--arch x86_64|aarch64|riscv64] \
                      [--scenario dt007 [--repeat N] [--plot] [--mode M]...]";
 
 /// `cargo xtask vm [--arch A] [--scenario dt007 [--repeat N] [--plot]]`.
-pub fn main(args: &[String]) -> Result {
+pub fn main(args: &mut lexopt::Parser) -> Result {
+    use lexopt::prelude::*;
     let mut arches: Vec<&Arch> = Vec::new();
     let mut scenario = None;
     let mut repeat = 1;
     let mut plot = false;
     let mut modes: Vec<String> = Vec::new();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let (name, inline) = match flag.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (flag.as_str(), None),
-        };
-        if name == "--plot" {
-            plot = true;
-            continue;
-        }
-        let value = inline
-            .or_else(|| it.next().cloned())
-            .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))?;
-        match name {
-            "--arch" => arches.push(arch(&value)?),
-            "--scenario" if value == "dt007" => scenario = Some(value),
-            "--mode" => modes.push(value),
-            "--repeat" => {
-                repeat = value
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("--repeat: not a positive number: {value}"))?
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("arch") => arches.push(arch(&args.value()?.string()?)?),
+            Long("scenario") => {
+                let value = args.value()?.string()?;
+                ensure!(value == "dt007", "unknown scenario {value}\n{USAGE}");
+                scenario = Some(value);
             }
-            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
+            Long("mode") => modes.push(args.value()?.string()?),
+            Long("repeat") => {
+                repeat = args.value()?.parse()?;
+                ensure!(repeat > 0, "--repeat: not a positive number: {repeat}");
+            }
+            Long("plot") => plot = true,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            arg => return Err(util::unexpected(arg, USAGE)),
         }
     }
     if arches.is_empty() {
@@ -139,7 +135,7 @@ pub fn main(args: &[String]) -> Result {
     }
     match scenario {
         Some(_) => dt007::run(&arches, repeat, plot, &modes),
-        None if repeat != 1 || plot || !modes.is_empty() => Err(format!(
+        None if repeat != 1 || plot || !modes.is_empty() => Err(anyhow!(
             "--repeat, --plot and --mode go with --scenario dt007\n{USAGE}"
         )),
         None => run(&arches).map(|_| ()),
@@ -155,7 +151,7 @@ pub fn run_all() -> Result<util::Tally> {
 
 fn arch(name: &str) -> Result<&'static Arch> {
     crate::arch::by_name(name)
-        .ok_or_else(|| format!("unknown arch {name}: choose x86_64, aarch64 or riscv64"))
+        .with_context(|| format!("unknown arch {name}: choose x86_64, aarch64 or riscv64"))
 }
 
 /// Fetches, builds and packs every architecture, then boots them all in
@@ -184,7 +180,7 @@ pub fn run(arches: &[&'static Arch]) -> Result<util::Tally> {
                 Ok(p) => booting.push(scope.spawn(move || boot_and_check(&p))),
                 Err(e) => failed.push(Report {
                     arch: arch.name,
-                    problems: vec![e],
+                    problems: vec![format!("{e:#}")],
                     ..Report::default()
                 }),
             }
@@ -239,7 +235,7 @@ pub fn run(arches: &[&'static Arch]) -> Result<util::Tally> {
         }
         Ok(tally)
     } else {
-        Err(format!("the VM tier failed:\n  {}", failures.join("\n  ")))
+        Err(anyhow!("the VM tier failed:\n  {}", failures.join("\n  ")))
     }
 }
 
@@ -255,7 +251,7 @@ fn boot_and_check(p: &Prepared) -> Report {
     let started = Instant::now();
     match boot(p, &p.suite_initrd, SUITE_CMDLINE, SUITE_TIMEOUT, "") {
         Ok(console) => check_suite(&console, &mut report),
-        Err(e) => report.problems.push(e),
+        Err(e) => report.problems.push(format!("{e:#}")),
     }
     report.suite_time = started.elapsed();
 
@@ -268,7 +264,7 @@ fn boot_and_check(p: &Prepared) -> Report {
         "secrets ",
     ) {
         Ok(console) => check_secrets(&console, &mut report),
-        Err(e) => report.problems.push(e),
+        Err(e) => report.problems.push(format!("{e:#}")),
     }
     report.secrets_time = started.elapsed();
 
@@ -276,7 +272,7 @@ fn boot_and_check(p: &Prepared) -> Report {
     match &p.pid1_initrd {
         Some(initrd) => match boot(p, initrd, "rdinit=/init", PID1_TIMEOUT, "pid1 ") {
             Ok(console) => check_pid1(&console, &mut report),
-            Err(e) => report.problems.push(e),
+            Err(e) => report.problems.push(format!("{e:#}")),
         },
         None => report.problems.push(format!(
             "examples/{PID1_EXAMPLE}/Cargo.toml does not exist, so the PID 1 boot did not run"

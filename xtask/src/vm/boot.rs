@@ -1,6 +1,7 @@
 //! Boots a kernel and an initramfs under `qemu-system` and collects its
 //! console.
 
+use anyhow::{bail, ensure, Context as _};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -36,21 +37,20 @@ pub(super) fn boot(
 ) -> Result<Vec<String>> {
     let console = boot_console(p.arch, &p.kernel, initrd, extra, timeout, tag)?;
     if let Some(panic) = console.lines.iter().find(|l| l.contains("Kernel panic")) {
-        return Err(format!("{tag}boot: kernel panic: {panic}"));
+        bail!("{tag}boot: kernel panic: {panic}");
     }
     if console.timed_out {
-        return Err(format!(
+        bail!(
             "{tag}boot: no power-off within {} s (last console line: {:?})",
             timeout.as_secs(),
             console.lines.last().map(String::as_str).unwrap_or("")
-        ));
+        );
     }
-    if !console.status_ok {
-        return Err(format!(
-            "{tag}boot: {} exited with an error",
-            p.arch.qemu_system
-        ));
-    }
+    ensure!(
+        console.status_ok,
+        "{tag}boot: {} exited with an error",
+        p.arch.qemu_system
+    );
     Ok(console.lines)
 }
 
@@ -92,7 +92,7 @@ pub(super) fn boot_console(
     eprintln!("$ {}", util::describe(&cmd));
     let mut child = cmd
         .spawn()
-        .map_err(|e| format!("could not start {}: {e}", arch.qemu_system))?;
+        .with_context(|| format!("could not start {}", arch.qemu_system))?;
 
     let (send, receive) = mpsc::channel::<String>();
     let readers: Vec<_> = [
@@ -146,7 +146,7 @@ pub(super) fn boot_console(
     }
     let status = child
         .wait()
-        .map_err(|e| format!("waiting for {}: {e}", arch.qemu_system))?;
+        .with_context(|| format!("waiting for {}", arch.qemu_system))?;
     for reader in readers {
         let _ = reader.join();
     }

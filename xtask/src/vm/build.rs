@@ -1,6 +1,7 @@
 //! Builds the static test binaries, examples and test programs that go
 //! into one architecture's VMs.
 
+use anyhow::ensure;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -50,12 +51,11 @@ pub(super) fn build_tests(arch: &Arch) -> Result<Vec<(String, PathBuf)>> {
             (format!("{kind}{}", built.name), built.executable)
         })
         .collect();
-    if tests.is_empty() {
-        return Err(format!(
-            "cargo built no test executables for {}",
-            arch.triple
-        ));
-    }
+    ensure!(
+        !tests.is_empty(),
+        "cargo built no test executables for {}",
+        arch.triple
+    );
     tests.sort();
     Ok(tests)
 }

@@ -12,6 +12,7 @@
 //! The host reads the console and prints one line per arch and mode:
 //! `dt007 <arch> <mode>: <outcome> written=<MiB> MiB read=<MiB> MiB corrupt=<pages> [evidence]`.
 
+use anyhow::{anyhow, bail};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -146,11 +147,11 @@ pub fn boot(arch: &Arch, kernel: &Path, initrd: &Path, mode: &str) -> Run {
     match boot_console(arch, kernel, initrd, &extra, time_limit(arch), &tag) {
         Ok(console) => classify(&console),
         Err(e) => Run {
-            outcome: Outcome::Error(e.clone()),
+            outcome: Outcome::Error(format!("{e:#}")),
             written: 0,
             read: 0,
             corrupt: 0,
-            evidence: e,
+            evidence: format!("{e:#}"),
             seconds: 0.0,
             samples: Vec::new(),
         },
@@ -226,7 +227,7 @@ pub fn run(arches: &[&'static Arch], repeat: usize, plot_it: bool, modes: &[Stri
     print!("{}", table(&rows));
     if plot_it {
         let Some((arch, package, by_mode)) = results.first() else {
-            return Err("--plot: no run to draw".into());
+            bail!("--plot: no run to draw");
         };
         let panels: Vec<(String, &Run)> = ["none", "harden"]
             .iter()
@@ -246,7 +247,7 @@ pub fn run(arches: &[&'static Arch], repeat: usize, plot_it: bool, modes: &[Stri
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(format!(
+        Err(anyhow!(
             "dt007: {} run(s) broke the rules:\n  {}",
             problems.len(),
             problems.join("\n  ")
@@ -591,7 +592,7 @@ pub fn counts(runs: &[Run]) -> String {
 /// time, one panel per run (`none` and `harden`).
 pub fn plot(title: &str, panels: &[(String, &Run)], path: &Path) -> Result {
     use plotters::prelude::*;
-    let err = |e: &dyn std::fmt::Display| format!("drawing {}: {e}", path.display());
+    let err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
     let root = SVGBackend::new(path, (1200, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let root = root
