@@ -383,7 +383,7 @@ fn vector_step(arch: &'static Arch) -> Option<Step> {
             let mut cmd = util::cargo();
             cmd.envs(env.iter().cloned())
                 .env(QEMU_USER_ENV, "1")
-                .env(crate::vm::VECTOR_ENV, "1")
+                .env(crate::contract::VECTOR_ENV, "1")
                 .env("RUST_TEST_THREADS", "1")
                 .args(["test", "--release", "--target", arch.triple, "--target-dir"])
                 .arg(&target_dir)

@@ -1,5 +1,6 @@
 #!/bin/busybox sh
-# /init of the VM that `cargo xtask vm` boots (xtask/src/vm.rs packs it).
+# /init of the suite and secrets boots of `cargo xtask vm` (xtask/src/vm/pack.rs
+# packs it).
 #
 # It runs as PID 1 in a real kernel, proves the crate's promises, prints
 # one summary line per scenario, and powers off. The host parses the
@@ -15,6 +16,10 @@
 # once per backing; `secretmem.enable=0 mlock.vm=secrets` runs only the
 # secret tests and one core dump, to prove the anonymous fallback in a real
 # kernel. MLOCK_TEST_SECRETMEM tells tests/secret.rs which to expect.
+# `mlock.run=suite,swap-pressure,core-dump` (any of them; default all) picks
+# the scenarios of the suite boot. Every test binary runs with
+# --include-ignored: here, as root in a real kernel, every test must run
+# (MLOCK_TEST_MUST_RUN=1 comes from /etc/vm.conf).
 
 . /etc/prelude.sh
 # Kernel messages would interleave with the summary lines; panics (level 0)
@@ -29,16 +34,23 @@ case " $cmdline " in
     *" secretmem.enable=1 "*) export MLOCK_TEST_SECRETMEM=1 ;;
     *" secretmem.enable=0 "*) export MLOCK_TEST_SECRETMEM=0 ;;
 esac
-say "secrets-only boot: $secrets_only; MLOCK_TEST_SECRETMEM=${MLOCK_TEST_SECRETMEM:-unset}"
+run=suite,swap-pressure,core-dump
+for word in $cmdline; do
+    case $word in mlock.run=*) run=${word#mlock.run=} ;; esac
+done
+wants() { case ",$run," in *",$1,"*) return 0 ;; esac; return 1; }
+if [ "$secrets_only" = yes ]; then run=suite,core-dump; fi
+say "secrets-only boot: $secrets_only; scenarios: $run; MLOCK_TEST_SECRETMEM=${MLOCK_TEST_SECRETMEM:-unset}"
 
 # --- the integration test suite, as root, in the real kernel ---------------
+if wants suite; then
 passed=0
 failed=0
 for t in /tests/*; do
     name=${t##*/}
     if [ "$secrets_only" = yes ] && [ "$name" != secret ]; then continue; fi
     say "running $name"
-    "$t" > /tmp/test.out 2>&1
+    "$t" --include-ignored > /tmp/test.out 2>&1
     rc=$?
     cat /tmp/test.out
     result=$(grep '^test result: ' /tmp/test.out | tail -n 1)
@@ -58,6 +70,7 @@ for t in /tests/*; do
 done
 echo "tests $ARCH: $passed passed, $failed failed"
 echo "secrets $ARCH: default=$(vm_secret backing)"
+fi
 
 # --- core dumps: a LockedBuf marker vs an ordinary one ---------------------
 # $1: the backing vm_secret requires, or nothing for LockedBuf::new's choice.
@@ -83,6 +96,7 @@ if [ "$secrets_only" = yes ]; then
 fi
 
 # --- swap pressure: a locked process beside an unlocked twin ---------------
+if wants swap-pressure; then
 # zram's modules, in load order (zsmalloc and compressors first).
 for m in /modules/*.ko; do
     insmod "$m" || say "insmod $m failed"
@@ -117,9 +131,12 @@ if [ "$swap_ok" = yes ]; then
 else
     say "no zram swap device: the modules did not load"
 fi
+fi
 
 # --- core dumps, once per backing ----------------------------------------
-core_dump secretmem
-core_dump anonymous
+if wants core-dump; then
+    core_dump secretmem
+    core_dump anonymous
+fi
 
 finish

@@ -8,10 +8,11 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::pack::Prepared;
-use super::MEMORY;
 use crate::arch::Arch;
 use crate::util::{self, Result};
+
+/// RAM of each VM. Small, so that a memory hog forces swapping quickly.
+const MEMORY: &str = "256M";
 
 /// What a boot printed, and how it ended.
 pub(super) struct Console {
@@ -29,13 +30,14 @@ pub(super) struct Console {
 /// Boots the kernel with `initrd`, echoes the console with a prefix, and
 /// returns its lines. Fails on a timeout or a kernel panic.
 pub(super) fn boot(
-    p: &Prepared,
+    arch: &Arch,
+    kernel: &Path,
     initrd: &Path,
     extra: &str,
     timeout: Duration,
     tag: &str,
 ) -> Result<Vec<String>> {
-    let console = boot_console(p.arch, &p.kernel, initrd, extra, timeout, tag)?;
+    let console = boot_console(arch, kernel, initrd, extra, timeout, tag)?;
     if let Some(panic) = console.lines.iter().find(|l| l.contains("Kernel panic")) {
         bail!("{tag}boot: kernel panic: {panic}");
     }
@@ -49,7 +51,7 @@ pub(super) fn boot(
     ensure!(
         console.status_ok,
         "{tag}boot: {} exited with an error",
-        p.arch.qemu_system
+        arch.qemu_system
     );
     Ok(console.lines)
 }

@@ -5,9 +5,20 @@ use anyhow::ensure;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{DOCTOR_EXAMPLE, PID1_EXAMPLE, TEST_PROGRAMS};
 use crate::arch::Arch;
 use crate::util::{self, Result};
+
+/// The `#![no_std]` PID 1 example (its own package under `examples/`),
+/// booted as `/init`.
+const PID1_EXAMPLE: &str = "static_init";
+pub(super) const PID1_MANIFEST: &str = "examples/static_init/Cargo.toml";
+/// The package of the programs the VMs run (`test-programs/`).
+const TEST_PROGRAMS: &str = "mlock-test-programs";
+/// The example tests/doctor.rs runs. A test binary in the VM cannot build
+/// it with cargo, so it is packed prebuilt and named by [`DOCTOR_ENV`].
+///
+/// [`DOCTOR_ENV`]: crate::contract::DOCTOR_ENV
+const DOCTOR_EXAMPLE: &str = "doctor";
 
 /// A cargo command for `arch`'s static binaries, in a target directory of
 /// its own (its flags differ from the host's and QEMU user mode's builds).
@@ -109,6 +120,11 @@ pub(super) fn build_binaries(
         programs: release,
         program_names: programs.to_vec(),
     })
+}
+
+/// The PID 1 example's manifest, when it exists.
+pub(super) fn pid1_manifest() -> Option<PathBuf> {
+    Some(util::root().join(PID1_MANIFEST)).filter(|m| m.is_file())
 }
 
 /// The doctor example, when it exists.
