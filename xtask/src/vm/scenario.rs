@@ -76,6 +76,6 @@ mod tests {
         for s in Scenario::ALL {
             assert_eq!(Scenario::by_name(s.name()), Some(s));
         }
-        assert_eq!(Scenario::by_name("dt007"), None);
+        assert_eq!(Scenario::by_name("bogus"), None);
     }
 }
