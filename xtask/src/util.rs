@@ -239,9 +239,19 @@ pub struct Tally {
     pub failed: u64,
     /// Tests marked `#[ignore]`: reported, never counted as passed.
     pub ignored: u64,
+    /// Tests a filter left out (`--skip`): reported, never counted as passed.
+    pub filtered: u64,
 }
 
 impl Tally {
+    /// Adds another tally's counts to this one.
+    pub fn add(&mut self, other: &Tally) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.ignored += other.ignored;
+        self.filtered += other.filtered;
+    }
+
     /// Adds the counts of every libtest `test result:` line in `text`, e.g.
     /// `test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; ...`.
     pub fn add_libtest_output(&mut self, text: &str) {
@@ -258,6 +268,7 @@ impl Tally {
                     "passed" => self.passed += n,
                     "failed" => self.failed += n,
                     "ignored" => self.ignored += n,
+                    "filtered" => self.filtered += n,
                     _ => {}
                 }
             }
@@ -318,7 +329,7 @@ mod tests {
             "running 3 tests\n\
              test a ... ok\n\
              test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s\n\
-             test result: FAILED. 4 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.20s\n\
+             test result: FAILED. 4 passed; 2 failed; 0 ignored; 0 measured; 3 filtered out; finished in 1.20s\n\
              not a result: 9 passed; 9 failed;\n",
         );
         assert_eq!(
@@ -326,7 +337,8 @@ mod tests {
             Tally {
                 passed: 7,
                 failed: 2,
-                ignored: 1
+                ignored: 1,
+                filtered: 3,
             }
         );
     }

@@ -143,6 +143,14 @@ fn check_tests(
                 let mut tally = util::Tally::default();
                 tally.add_libtest_output(&console.join("\n"));
                 *ignored = tally.ignored;
+                // Every test binary runs with --include-ignored here.
+                if tally.ignored > 0 {
+                    problems.push(format!(
+                        "{} test(s) reported as ignored, though every test must run in the VM \
+                         (--include-ignored)",
+                        tally.ignored
+                    ));
+                }
                 if tally.passed != passed || tally.failed > failed {
                     problems.push(format!(
                         "the summary line says {passed} passed, {failed} failed, but libtest's \
@@ -281,7 +289,7 @@ mod tests {
 
     const PASSING: &str = "\
 vm: running lock
-test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s
+test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s
 tests x86_64: 3 passed, 0 failed
 vm: locked twin: VmLck=41596 kB VmRSS=41584 kB
 swap-pressure x86_64: locked VmSwap=0 kB unlocked VmSwap=40996 kB
@@ -305,7 +313,14 @@ vm: done";
         let r = checked(PASSING);
         assert_eq!(r.problems, Vec::<String>::new());
         assert_eq!(r.tests, Some((3, 0)));
-        assert_eq!(r.ignored, 1);
+        assert_eq!(r.ignored, 0);
+        let ignored = checked(&PASSING.replace("0 failed; 0 ignored", "0 failed; 1 ignored"));
+        assert_eq!(ignored.ignored, 1);
+        assert!(
+            ignored.problems[0].contains("ignored"),
+            "{:?}",
+            ignored.problems
+        );
         assert_eq!(r.swap, Some((0, 40996)));
         assert_eq!(r.core.len(), 2);
         assert!(r
