@@ -28,7 +28,7 @@ pub struct Arch {
     /// that rust-lld does not; nothing reads it. On aarch64, atomic
     /// read-modify-writes (the crate's lock table has a compare-and-swap)
     /// are inlined as load/store-exclusive loops, which every ARMv8.0 core
-    /// runs, instead of calls to compiler-rt's outline helpers, which pick
+    /// runs, instead of calls to compiler-rt's outline-atomics functions, which pick
     /// LSE at run time through a CPU-feature probe: about 1.3 KiB. (rustc
     /// warns that the `outline-atomics` feature is not stable.) No
     /// `.eh_frame_hdr`, and with rust-lld no `.eh_frame` either (with

@@ -10,7 +10,7 @@ mod docker;
 mod figure;
 mod size;
 mod test;
-#[allow(dead_code)] // Not every command uses every helper.
+#[allow(dead_code)] // Not every command uses every function here.
 mod util;
 mod vm;
 
@@ -19,7 +19,7 @@ const USAGE: &str = "usage: cargo xtask <command> [options]
 commands:
   test [--target T]   the whole test matrix, or one target's tests
   vm [--arch A]       real kernels under qemu-system (x86_64, aarch64, riscv64)
-  size                size report of the static /init helper against C and std
+  size                size report of the static /init example against C and std
   docker              the container table (docs/containers.md) on a real Docker engine
   dist [--target T]   static, stripped doctor binaries for the three arches
   bench [--quick]     benchmarks against the peers";

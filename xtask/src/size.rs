@@ -1,4 +1,4 @@
-//! `cargo xtask size`: how big the static `#![no_std]` `/init` helper is,
+//! `cargo xtask size`: how big the static `#![no_std]` `/init` example is,
 //! against the same work in C and in Rust with std.
 //!
 //! Builds, stripped and statically linked:

@@ -1,4 +1,4 @@
-//! Shared helpers: running commands visibly, reading cargo's JSON
+//! What every command shares: running commands visibly, reading cargo's JSON
 //! messages, and installing what a step needs on a fresh machine.
 
 use anyhow::{anyhow, bail, Context as _};

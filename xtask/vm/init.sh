@@ -80,7 +80,7 @@ core_dump() {
     core=$(ls /tmp/core.* 2>/dev/null | head -n 1)
     if [ -n "$core" ] && [ -s /tmp/protected.marker ] && [ -s /tmp/control.marker ]; then
         say "core file $core: $(wc -c < "$core") bytes"
-        # A binary-safe search: busybox grep stops at the first NUL of a line.
+        # A binary-safe search: busybox grep ends a line at the first NUL of a line.
         protected=$(vm_secret find "$core" /tmp/protected.marker)
         control=$(vm_secret find "$core" /tmp/control.marker)
         echo "core-dump $ARCH: backing=$(cat /tmp/backing.marker) protected=$protected control=$control"
@@ -119,7 +119,7 @@ if [ "$swap_ok" = yes ]; then
         if [ $i -gt 600 ]; then say "holders never got ready"; break; fi
         sleep 0.1
     done
-    vm_hold hog || say "the hog ended with status $? (the OOM killer may have stopped it)"
+    vm_hold hog || say "the hog ended with status $? (the OOM killer may have killed it)"
     say "after the hog: $(grep -E 'SwapFree' /proc/meminfo | tr -s ' ')"
     field() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$1/status"; }
     say "locked twin: VmLck=$(field $locked_pid VmLck) kB VmRSS=$(field $locked_pid VmRSS) kB"

@@ -6,7 +6,7 @@
 #
 # The only swap is an NBD device served by examples/nbd_swap.rs. A memory
 # hog (test-programs/src/bin/vm_swap_deadlock.rs) writes checkable pages well past RAM and reads
-# them back; a locked watchdog samples memory and, when swap I/O stops,
+# them back; a locked watchdog samples memory and, when swap I/O stalls,
 # dumps the blocked tasks and crashes the kernel. The host reads the
 # console: the daemon's counters, the hog's verdict, the kernel's reports.
 # /etc/vm.conf sets ARCH, HOG_MIB, SWAP_MIB, STORE_MIB, STALL_S, HUNG_S.

@@ -1,4 +1,4 @@
-//! The two helpers of the swap-deadlock scenario of `cargo xtask vm`, which runs
+//! The two programs of the swap-deadlock scenario of `cargo xtask vm`, which runs
 //! them in a real kernel whose only swap is served by `nbd_swap`.
 //!
 //! ```text

@@ -1,5 +1,5 @@
 //! The Docker engine: the daemon (found running, or started here and
-//! stopped at the end), the images, and the runs of one cell each.
+//! shut down at the end), the images, and the runs of one cell each.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -33,7 +33,7 @@ const COMPOSE_PROJECT: &str = "mlockxtask";
 pub(super) struct Engine {
     docker: PathBuf,
     /// The daemon this run started (its pid from `/var/run/docker.pid`),
-    /// stopped on drop.
+    /// shut down on drop.
     started: Option<(u32, Child)>,
 }
 
@@ -312,13 +312,13 @@ impl Engine {
 }
 
 impl Drop for Engine {
-    /// Stops the daemon this run started: SIGTERM to the pid in
+    /// Shuts down the daemon this run started: SIGTERM to the pid in
     /// `/var/run/docker.pid`, then waits for it (SIGKILL after 20 s).
     fn drop(&mut self) {
         let Some((pid, mut child)) = self.started.take() else {
             return;
         };
-        eprintln!("xtask docker: stopping the dockerd it started (pid {pid})");
+        eprintln!("xtask docker: shutting down the dockerd it started (pid {pid})");
         let _ = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status();
@@ -332,7 +332,7 @@ impl Drop for Engine {
         if Path::new(&format!("/proc/{pid}/status")).exists()
             && child.try_wait().ok().flatten().is_none()
         {
-            eprintln!("xtask docker: dockerd (pid {pid}) did not stop in 20 s: SIGKILL");
+            eprintln!("xtask docker: dockerd (pid {pid}) did not exit in 20 s: SIGKILL");
             let _ = Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
                 .status();

@@ -3,7 +3,7 @@
 //!
 //! It installs Debian's `docker.io` and `docker-compose` (and `libcap2-bin`
 //! for `setcap`) when they are missing, starts `dockerd` when none is
-//! running (and stops the one it started, by `/var/run/docker.pid`), and
+//! running (and shuts down the one it started, by `/var/run/docker.pid`), and
 //! builds `FROM scratch` images around the static x86_64 doctor and the
 //! swap-daemon example (`DOCKER_BUILDKIT=0`; nothing is ever pulled). Then
 //! it runs every row of the container table that the README links

@@ -75,7 +75,7 @@ impl Policy {
 /// every test must run, when one was reported as ignored.
 ///
 /// The command runs in a process group of its own, which every process
-/// below it inherits (no test creates its own group or session), so that
+/// below it inherits (no test creates a process group of its own), so that
 /// after [`TEST_TIMEOUT`] one signal to the group kills the whole tree,
 /// orphans reparented to init included. Being a group of its own, it does
 /// not get the terminal's Ctrl-C; when the xtask dies of one, the tests'

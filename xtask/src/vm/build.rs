@@ -135,7 +135,7 @@ pub(super) fn doctor_example() -> Option<&'static &'static str> {
     source.is_file().then_some(&DOCTOR_EXAMPLE)
 }
 
-/// Builds the `#![no_std]` PID 1 helper, a package of its own (see its
+/// Builds the `#![no_std]` PID 1 example, a package of its own (see its
 /// Cargo.toml), as a static release binary; returns its path.
 pub(super) fn build_pid1(arch: &Arch, manifest: &Path) -> Result<PathBuf> {
     let mut cmd = cargo_for(arch, "build");

@@ -5,7 +5,7 @@
 //! driver with `examples/nbd_swap.rs` serving its only swap device, a
 //! memory hog that writes checkable pages well past RAM and reads them
 //! back, and a locked watchdog that samples memory and, when swap I/O
-//! stops, dumps the blocked tasks' stacks (`sysrq w`) and crashes the
+//! stalls, dumps the blocked tasks' stacks (`sysrq w`) and crashes the
 //! kernel. The kernel's hung-task detector is on too, set to panic. One
 //! boot per mode, because a deadlocked kernel cannot go on.
 //!
