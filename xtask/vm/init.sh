@@ -44,32 +44,32 @@ say "secrets-only boot: $secrets_only; scenarios: $run; MLOCK_TEST_SECRETMEM=${M
 
 # --- the integration test suite, as root, in the real kernel ---------------
 if wants suite; then
-passed=0
-failed=0
-for t in /tests/*; do
-    name=${t##*/}
-    if [ "$secrets_only" = yes ] && [ "$name" != secret ]; then continue; fi
-    say "running $name"
-    "$t" --include-ignored > /tmp/test.out 2>&1
-    rc=$?
-    cat /tmp/test.out
-    result=$(grep '^test result: ' /tmp/test.out | tail -n 1)
-    if [ -z "$result" ]; then
-        say "$name exited with status $rc and no libtest result line"
-        failed=$((failed + 1))
-        continue
-    fi
-    p=$(echo "$result" | sed -n 's/.* \([0-9][0-9]*\) passed;.*/\1/p')
-    f=$(echo "$result" | sed -n 's/.* \([0-9][0-9]*\) failed;.*/\1/p')
-    passed=$((passed + ${p:-0}))
-    failed=$((failed + ${f:-0}))
-    if [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then
-        say "$name exited with status $rc after: $result"
-        failed=$((failed + 1))
-    fi
-done
-echo "tests $ARCH: $passed passed, $failed failed"
-echo "secrets $ARCH: default=$(vm_secret backing)"
+    passed=0
+    failed=0
+    for t in /tests/*; do
+        name=${t##*/}
+        if [ "$secrets_only" = yes ] && [ "$name" != secret ]; then continue; fi
+        say "running $name"
+        "$t" --include-ignored > /tmp/test.out 2>&1
+        rc=$?
+        cat /tmp/test.out
+        result=$(grep '^test result: ' /tmp/test.out | tail -n 1)
+        if [ -z "$result" ]; then
+            say "$name exited with status $rc and no libtest result line"
+            failed=$((failed + 1))
+            continue
+        fi
+        p=$(echo "$result" | sed -n 's/.* \([0-9][0-9]*\) passed;.*/\1/p')
+        f=$(echo "$result" | sed -n 's/.* \([0-9][0-9]*\) failed;.*/\1/p')
+        passed=$((passed + ${p:-0}))
+        failed=$((failed + ${f:-0}))
+        if [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then
+            say "$name exited with status $rc after: $result"
+            failed=$((failed + 1))
+        fi
+    done
+    echo "tests $ARCH: $passed passed, $failed failed"
+    echo "secrets $ARCH: default=$(vm_secret backing)"
 fi
 
 # --- core dumps: a LockedBuf marker vs an ordinary one ---------------------
@@ -97,40 +97,40 @@ fi
 
 # --- swap pressure: a locked process beside an unlocked twin ---------------
 if wants swap-pressure; then
-# zram's modules, in load order (zsmalloc and compressors first).
-for m in /modules/*.ko; do
-    insmod "$m" || say "insmod $m failed"
-done
-swap_ok=no
-if [ -e /sys/block/zram0/disksize ]; then
-    echo 512M > /sys/block/zram0/disksize &&
-        mkswap /dev/zram0 > /dev/null &&
-        swapon /dev/zram0 && swap_ok=yes
-fi
-if [ "$swap_ok" = yes ]; then
-    say "zram swap: $(grep SwapTotal /proc/meminfo | tr -s ' ')"
-    vm_hold locked "$HOLD_MIB" &
-    locked_pid=$!
-    vm_hold unlocked "$HOLD_MIB" &
-    unlocked_pid=$!
-    i=0
-    while [ ! -e /tmp/locked.ready ] || [ ! -e /tmp/unlocked.ready ]; do
-        i=$((i + 1))
-        if [ $i -gt 600 ]; then say "holders never got ready"; break; fi
-        sleep 0.1
+    # zram's modules, in load order (zsmalloc and compressors first).
+    for m in /modules/*.ko; do
+        insmod "$m" || say "insmod $m failed"
     done
-    vm_hold hog || say "the hog ended with status $? (the OOM killer may have killed it)"
-    say "after the hog: $(grep -E 'SwapFree' /proc/meminfo | tr -s ' ')"
-    field() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$1/status"; }
-    say "locked twin: VmLck=$(field $locked_pid VmLck) kB VmRSS=$(field $locked_pid VmRSS) kB"
-    say "unlocked twin: VmLck=$(field $unlocked_pid VmLck) kB VmRSS=$(field $unlocked_pid VmRSS) kB"
-    echo "swap-pressure $ARCH: locked VmSwap=$(field $locked_pid VmSwap) kB unlocked VmSwap=$(field $unlocked_pid VmSwap) kB"
-    touch /tmp/report
-    wait $locked_pid $unlocked_pid
-    swapoff /dev/zram0
-else
-    say "no zram swap device: the modules did not load"
-fi
+    swap_ok=no
+    if [ -e /sys/block/zram0/disksize ]; then
+        echo 512M > /sys/block/zram0/disksize &&
+            mkswap /dev/zram0 > /dev/null &&
+            swapon /dev/zram0 && swap_ok=yes
+    fi
+    if [ "$swap_ok" = yes ]; then
+        say "zram swap: $(grep SwapTotal /proc/meminfo | tr -s ' ')"
+        vm_hold locked "$HOLD_MIB" &
+        locked_pid=$!
+        vm_hold unlocked "$HOLD_MIB" &
+        unlocked_pid=$!
+        i=0
+        while [ ! -e /tmp/locked.ready ] || [ ! -e /tmp/unlocked.ready ]; do
+            i=$((i + 1))
+            if [ $i -gt 600 ]; then say "holders never got ready"; break; fi
+            sleep 0.1
+        done
+        vm_hold hog || say "the hog ended with status $? (the OOM killer may have killed it)"
+        say "after the hog: $(grep -E 'SwapFree' /proc/meminfo | tr -s ' ')"
+        field() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$1/status"; }
+        say "locked twin: VmLck=$(field $locked_pid VmLck) kB VmRSS=$(field $locked_pid VmRSS) kB"
+        say "unlocked twin: VmLck=$(field $unlocked_pid VmLck) kB VmRSS=$(field $unlocked_pid VmRSS) kB"
+        echo "swap-pressure $ARCH: locked VmSwap=$(field $locked_pid VmSwap) kB unlocked VmSwap=$(field $unlocked_pid VmSwap) kB"
+        touch /tmp/report
+        wait $locked_pid $unlocked_pid
+        swapoff /dev/zram0
+    else
+        say "no zram swap device: the modules did not load"
+    fi
 fi
 
 # --- core dumps, once per backing ----------------------------------------
