@@ -46,7 +46,10 @@ fn main() {
         ["watch", stall, every] => number(stall)
             .and_then(|s| Ok((s, number(every)?)))
             .and_then(|(s, e)| watch(Duration::from_secs(s), Duration::from_millis(e))),
-        _ => Err("usage: vm_swap_deadlock hog <MiB> | vm_swap_deadlock watch <stall-s> <every-ms>".into()),
+        _ => Err(
+            "usage: vm_swap_deadlock hog <MiB> | vm_swap_deadlock watch <stall-s> <every-ms>"
+                .into(),
+        ),
     };
     if let Err(e) = result {
         eprintln!("vm_swap_deadlock: {e}");
