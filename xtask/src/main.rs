@@ -18,11 +18,15 @@ const USAGE: &str = "usage: cargo xtask <command> [options]
 
 commands:
   test [--target T]   the whole test matrix, or one target's tests
-  vm [--arch A]       real kernels under qemu-system (x86_64, aarch64, riscv64)
+  vm [--arch A] [--scenario S]
+                      real kernels under qemu-system (x86_64, aarch64, riscv64);
+                      S: suite, swap-pressure, core-dump, pid1, swap-deadlock
   size                size report of the static /init example against C and std
   docker              the container table (docs/containers.md) on a real Docker engine
   dist [--target T]   static, stripped doctor binaries for the three arches
-  bench [--quick]     benchmarks against the peers";
+  bench [--quick]     benchmarks against the peers
+
+`cargo xtask <command> --help` says more.";
 
 fn main() {
     let mut args = lexopt::Parser::from_env();
