@@ -28,12 +28,6 @@ pub const CAP_IPC_LOCK: u32 = 14;
 /// `CAP_SYS_RESOURCE`, capabilities(7).
 pub const CAP_SYS_RESOURCE: u32 = 24;
 
-/// Set to `1` where every test must run: natively as root and inside the
-/// VMs. There a test that finds it cannot run here (no capability, no
-/// seccomp, no `/proc`) fails, saying what was missing, instead of being
-/// reported as not run.
-pub const MUST_RUN_ENV: &str = "MLOCK_TEST_MUST_RUN";
-
 /// The tests that cannot run under QEMU user mode, as libtest filters
 /// (module paths, matched as substrings), each with the reason. The
 /// harness passes each to libtest's `--skip` for those runs, so the tests

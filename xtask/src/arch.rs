@@ -28,7 +28,7 @@ pub struct Arch {
     /// that rust-lld does not; nothing reads it. On aarch64, atomic
     /// read-modify-writes (the crate's lock table has a compare-and-swap)
     /// are inlined as load/store-exclusive loops, which every ARMv8.0 core
-    /// runs, instead of calls to compiler-rt's outline helpers, which pick
+    /// runs, instead of calls to compiler-rt's outline-atomics functions, which pick
     /// LSE at run time through a CPU-feature probe: about 1.3 KiB. (rustc
     /// warns that the `outline-atomics` feature is not stable.) No
     /// `.eh_frame_hdr`, and with rust-lld no `.eh_frame` either (with
@@ -70,6 +70,11 @@ pub struct Arch {
     /// The QEMU `-cpu` value with the vector extension on (user mode and
     /// the VMs); empty for none.
     pub vector_cpu: &'static str,
+    /// How long one swap-deadlock boot may take before it counts as a
+    /// `timeout`: a surviving boot takes 100 to 200 s on an idle 2-core
+    /// x86_64 machine under TCG, several times that when other VMs and
+    /// builds share it; the emulated arm64 and riscv64 CPUs are slower.
+    pub swap_deadlock_timeout: std::time::Duration,
 }
 
 /// The Debian package of QEMU user mode.
@@ -101,6 +106,7 @@ pub const X86_64: Arch = Arch {
     kernel_args: "no_timer_check",
     vector_rustflags: "",
     vector_cpu: "",
+    swap_deadlock_timeout: std::time::Duration::from_secs(600),
 };
 
 pub const AARCH64: Arch = Arch {
@@ -127,6 +133,7 @@ pub const AARCH64: Arch = Arch {
     kernel_args: "",
     vector_rustflags: "",
     vector_cpu: "",
+    swap_deadlock_timeout: std::time::Duration::from_secs(1200),
 };
 
 /// The riscv64 CPU of the VMs and of the vector tests: QEMU's `rv64` with
@@ -158,6 +165,7 @@ pub const RISCV64: Arch = Arch {
     kernel_args: "",
     vector_rustflags: "-C target-feature=+v",
     vector_cpu: RISCV64_CPU,
+    swap_deadlock_timeout: std::time::Duration::from_secs(1200),
 };
 
 /// Rustflags joined with spaces, the empty ones left out.

@@ -5,6 +5,7 @@
 //! line each: `dist doctor <triple> <bytes> <path>`. Copy one into a
 //! running container with `docker cp` (docs/doctor.md).
 
+use anyhow::{bail, Context as _};
 use std::path::PathBuf;
 
 use crate::arch::{self, Arch, ARCHES};
@@ -16,23 +17,25 @@ Builds the static, stripped doctor for each arch (default: all three) into
 target/doctor/ and prints its size.";
 
 /// Entry point for `cargo xtask dist`.
-pub fn main(args: &[String]) -> util::Result {
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("{USAGE}");
-        return Ok(());
-    }
+pub fn main(args: &mut lexopt::Parser) -> util::Result {
+    use lexopt::prelude::*;
     // `--target T`, repeated; none means all three.
     let mut only: Vec<&Arch> = Vec::new();
-    for pair in args.chunks(2) {
-        match pair {
-            [flag, t] if flag == "--target" => match arch::by_triple(t) {
-                Some(arch) => only.push(arch),
-                None => {
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("target") => {
+                let t = args.value()?.string()?;
+                let Some(arch) = arch::by_triple(&t) else {
                     let known: Vec<&str> = ARCHES.iter().map(|a| a.triple).collect();
-                    return Err(format!("unknown target `{t}`; known: {}", known.join(", ")));
-                }
-            },
-            _ => return Err(format!("bad arguments {pair:?}\n\n{USAGE}")),
+                    bail!("unknown target `{t}`; known: {}", known.join(", "));
+                };
+                only.push(arch);
+            }
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            arg => return Err(util::unexpected(arg, USAGE)),
         }
     }
     if only.is_empty() {
@@ -40,13 +43,13 @@ pub fn main(args: &[String]) -> util::Result {
     }
     // Not target/dist: that is cargo's own directory for the profile.
     let out = util::root().join("target").join("doctor");
-    std::fs::create_dir_all(&out).map_err(|e| format!("mkdir {}: {e}", out.display()))?;
+    std::fs::create_dir_all(&out).with_context(|| format!("mkdir {}", out.display()))?;
     for arch in only {
         let triple = arch.triple;
         let built = build(arch, &["doctor"])?;
         let dest = out.join(format!("doctor-{}", arch.name));
         std::fs::copy(&built[0], &dest)
-            .map_err(|e| format!("copy {} to {}: {e}", built[0].display(), dest.display()))?;
+            .with_context(|| format!("copy {} to {}", built[0].display(), dest.display()))?;
         let bytes = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
         let shown = dest.strip_prefix(util::root()).unwrap_or(&dest);
         println!("dist doctor {triple} {bytes} {}", shown.display());

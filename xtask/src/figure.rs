@@ -1,5 +1,5 @@
 //! The look the project's SVG figures share (docs/onfault.svg,
-//! docs/dt007.svg): the fonts of the axes and the grid lines.
+//! docs/swap-deadlock.svg): the fonts of the axes and the grid lines.
 
 use plotters::chart::MeshStyle;
 use plotters::coord::ranged1d::Ranged;

@@ -1,4 +1,4 @@
-//! `cargo xtask size`: how big the static `#![no_std]` `/init` helper is,
+//! `cargo xtask size`: how big the static `#![no_std]` `/init` example is,
 //! against the same work in C and in Rust with std.
 //!
 //! Builds, stripped and statically linked:
@@ -16,6 +16,7 @@
 //! user mode) and checks its line. It fails only when a binary does not
 //! build or does not run: size is a goal, reported, never asserted.
 
+use anyhow::{anyhow, Context as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -46,18 +47,19 @@ const PACKAGES: &[&str] = &["musl-tools"];
 const GOAL_BYTES: u64 = 8 * 1024;
 
 /// `cargo xtask size`.
-pub fn main(args: &[String]) -> util::Result {
-    match args {
-        [] => report().map(drop),
-        [flag] if flag == "-h" || flag == "--help" => {
-            println!("usage: cargo xtask size\n\n{}", SUMMARY);
-            Ok(())
-        }
-        _ => Err(format!(
-            "usage: cargo xtask size (unexpected: {})",
-            args.join(" ")
-        )),
+pub fn main(args: &mut lexopt::Parser) -> util::Result {
+    use lexopt::prelude::*;
+    let usage = format!("usage: cargo xtask size\n\n{SUMMARY}");
+    if let Some(arg) = args.next()? {
+        return match arg {
+            Short('h') | Long("help") => {
+                println!("{usage}");
+                Ok(())
+            }
+            arg => Err(util::unexpected(arg, &usage)),
+        };
     }
+    report().map(drop)
 }
 
 const SUMMARY: &str =
@@ -86,7 +88,7 @@ pub fn report() -> util::Result<Vec<Artifact>> {
     }
     util::ensure_debian_packages(&packages)?;
     let out = out_dir();
-    std::fs::create_dir_all(&out).map_err(|e| format!("create {}: {e}", out.display()))?;
+    std::fs::create_dir_all(&out).with_context(|| format!("create {}", out.display()))?;
 
     let mut artifacts = Vec::new();
     for arch in ARCHES {
@@ -171,12 +173,7 @@ fn build_rust_std(out: &Path) -> util::Result<PathBuf> {
 
 fn artifact(name: &'static str, target: &'static str, path: PathBuf) -> util::Result<Artifact> {
     let bytes = std::fs::metadata(&path)
-        .map_err(|e| {
-            format!(
-                "{name} for {target} was not built at {}: {e}",
-                path.display()
-            )
-        })?
+        .with_context(|| format!("{name} for {target} was not built at {}", path.display()))?
         .len();
     Ok(Artifact {
         name,
@@ -256,7 +253,7 @@ fn run(a: &Artifact) -> util::Result<String> {
     if line.starts_with(expected) {
         Ok(line)
     } else {
-        Err(format!(
+        Err(anyhow!(
             "{} for {} ran, but printed {stdout:?} instead of a line starting {expected:?}{}",
             a.name,
             a.target,

@@ -1,12 +1,19 @@
-//! Shared helpers: running commands visibly, reading cargo's JSON
+//! What every command shares: running commands visibly, reading cargo's JSON
 //! messages, and installing what a step needs on a fresh machine.
 
+use anyhow::{anyhow, bail, Context as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::sync::OnceLock;
 
 /// An error that ends the run: the message says what failed and how.
-pub type Result<T = ()> = std::result::Result<T, String>;
+pub type Result<T = ()> = anyhow::Result<T>;
+
+/// The error for a command-line argument a command does not take, with
+/// the command's usage.
+pub fn unexpected(arg: lexopt::Arg<'_>, usage: &str) -> anyhow::Error {
+    anyhow::anyhow!("{}\n\n{usage}", arg.unexpected())
+}
 
 /// The workspace root (the parent of `xtask/`).
 pub fn root() -> PathBuf {
@@ -59,7 +66,7 @@ pub fn run(cmd: &mut Command) -> Result {
     eprintln!("$ {}", describe(cmd));
     let status = cmd
         .status()
-        .map_err(|e| format!("could not start `{}`: {e}", describe(cmd)))?;
+        .with_context(|| format!("could not start `{}`", describe(cmd)))?;
     check_status(cmd, status)
 }
 
@@ -68,7 +75,7 @@ pub fn check_status(cmd: &Command, status: ExitStatus) -> Result {
     if status.success() {
         Ok(())
     } else {
-        Err(format!("command failed ({status}): {}", describe(cmd)))
+        Err(anyhow!("command failed ({status}): {}", describe(cmd)))
     }
 }
 
@@ -79,7 +86,7 @@ pub fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd
         .stderr(std::process::Stdio::inherit())
         .output()
-        .map_err(|e| format!("could not start `{}`: {e}", describe(cmd)))?;
+        .with_context(|| format!("could not start `{}`", describe(cmd)))?;
     check_status(cmd, out.status)?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -182,10 +189,10 @@ pub fn ensure_debian_packages(packages: &[&str]) -> Result {
         missing.join(" ")
     );
     if !is_root() || !have("apt-get") {
-        return Err(format!(
+        bail!(
             "missing Debian packages: {}. Install them with:\n    sudo apt-get update && sudo {install}",
             missing.join(" ")
-        ));
+        );
     }
     eprintln!(
         "xtask: installing missing Debian packages: {}",
@@ -212,6 +219,19 @@ fn debian_package_installed(pkg: &str) -> bool {
 }
 
 /// Whether we run as root (uid 0), read from `/proc/self/status`.
+/// Whether capability number `cap` is in this process's effective set
+/// (`CapEff` of /proc/self/status).
+pub fn has_capability(cap: u32) -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << cap) != 0)
+}
+
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -232,9 +252,19 @@ pub struct Tally {
     pub failed: u64,
     /// Tests marked `#[ignore]`: reported, never counted as passed.
     pub ignored: u64,
+    /// Tests a filter left out (`--skip`): reported, never counted as passed.
+    pub filtered: u64,
 }
 
 impl Tally {
+    /// Adds another tally's counts to this one.
+    pub fn add(&mut self, other: &Tally) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.ignored += other.ignored;
+        self.filtered += other.filtered;
+    }
+
     /// Adds the counts of every libtest `test result:` line in `text`, e.g.
     /// `test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; ...`.
     pub fn add_libtest_output(&mut self, text: &str) {
@@ -251,6 +281,7 @@ impl Tally {
                     "passed" => self.passed += n,
                     "failed" => self.failed += n,
                     "ignored" => self.ignored += n,
+                    "filtered" => self.filtered += n,
                     _ => {}
                 }
             }
@@ -311,7 +342,7 @@ mod tests {
             "running 3 tests\n\
              test a ... ok\n\
              test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s\n\
-             test result: FAILED. 4 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.20s\n\
+             test result: FAILED. 4 passed; 2 failed; 0 ignored; 0 measured; 3 filtered out; finished in 1.20s\n\
              not a result: 9 passed; 9 failed;\n",
         );
         assert_eq!(
@@ -319,7 +350,8 @@ mod tests {
             Tally {
                 passed: 7,
                 failed: 2,
-                ignored: 1
+                ignored: 1,
+                filtered: 3,
             }
         );
     }

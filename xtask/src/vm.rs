@@ -1,50 +1,59 @@
-//! `cargo xtask vm [--arch x86_64|aarch64|riscv64]`: the crate's promises,
+//! `cargo xtask vm [--arch A]... [--scenario S]...`: the crate's promises,
 //! proved in real Linux kernels under `qemu-system`.
 //!
 //! QEMU user mode runs guest code on the host kernel and has no `mlock2`,
 //! so it cannot show what locking does to memory. Here each architecture
 //! boots Debian's own kernel (bookworm's 6.1 for amd64 and arm64, trixie's
 //! 6.12 for riscv64, or forky's when a mirror serves trixie's index out of
-//! step with its signature) under TCG, twice:
+//! step with its signature) under TCG, once per boot its scenarios need
+//! ([`Scenario`]):
 //!
-//! 1. with a busybox `/init` (`xtask/vm/init.sh`) that runs the whole
-//!    integration test suite as root, then a swap-pressure scenario on zram
-//!    swap, then a core-dump scenario for each `LockedBuf` backing, with
+//! 1. the suite boot: a busybox `/init` (`xtask/vm/init.sh`) that runs the
+//!    whole integration test suite as root (`suite`), then a locked process
+//!    beside an unlocked twin on zram swap (`swap-pressure`), then a core
+//!    dump for each `LockedBuf` backing (`core-dump`), with
 //!    `secretmem.enable=1` (the 6.1 kernels keep `memfd_secret` off
 //!    without it);
-//! 2. the same initramfs with `secretmem.enable=0 mlock.vm=secrets`: only
-//!    tests/secret.rs and one core dump, proving the anonymous fallback in
-//!    a real kernel;
-//! 3. with the crate's `#![no_std]` example `static_init` as `/init`, which
-//!    locks itself as PID 1 and powers off.
+//! 2. the secrets boot: the same initramfs with `secretmem.enable=0
+//!    mlock.vm=secrets`: only tests/secret.rs and one core dump, proving
+//!    the anonymous fallback in a real kernel;
+//! 3. the crate's `#![no_std]` example `static_init` as `/init`, which
+//!    locks itself as PID 1 and powers off (`pid1`);
+//! 4. a userspace swap daemon serving the only swap, once per protection
+//!    mode (`swap-deadlock`, see docs/swap-deadlock.md).
 //!
-//! Each scenario ends in one summary line on the console; the host parses
+//! Each scenario ends in summary lines on the console; the host parses
 //! them and fails on a kernel panic, a timeout, a missing line or a line
 //! that does not prove the promise.
-
 //!
 //! Here: the options, the run over the arches and the boots of one arch;
-//! `fetch` gets the kernels, `build` the binaries, `cpio` and `pack` make
-//! the initramfs images, `boot` runs QEMU, `check` reads the consoles,
-//! `report` prints what they proved, `dt007` is the NBD swap scenario.
+//! `scenario` names what can run, `fetch` gets the kernels, `build` the
+//! binaries, `cpio` and `pack` make the initramfs images, `boot` runs
+//! QEMU, `check` reads the suite, secrets and PID 1 consoles into a
+//! `report`, and `swap_deadlock` is the swap-daemon experiment.
 
 mod boot;
 mod build;
 mod check;
 mod cpio;
-mod dt007;
 mod fetch;
 mod pack;
 mod report;
+mod scenario;
+mod swap_deadlock;
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, ensure, Context as _};
 
 use crate::arch::{Arch, ARCHES};
 use crate::util::{self, Result};
 use boot::boot;
+use build::{build_binaries, build_pid1, build_tests, doctor_example, pid1_manifest};
 use check::{check_pid1, check_secrets, check_suite};
-use pack::{prepare, Prepared};
-use report::{summary_lines, table, Report};
+use report::Report;
+use scenario::Scenario;
 
 /// Debian packages the harness runs on the host, besides each arch's
 /// linker ([`host_packages`] adds those).
@@ -58,34 +67,14 @@ const HOST_PACKAGES: &[&str] = &[
     "zstd",
 ];
 
-/// RAM of each VM. Small, so that a memory hog forces swapping quickly.
-const MEMORY: &str = "256M";
-/// How much each twin of the swap-pressure scenario holds.
-const HOLD_MIB: u32 = 40;
-/// The unlocked twin must have at least this share of its memory swapped
-/// out, or the scenario proved nothing.
-const MIN_SWAPPED_PERCENT: u64 = 50;
-/// Bounds for the boot that runs the scenarios, and for the PID 1 boot.
+/// Bounds for the suite boot, the secrets boot and the PID 1 boot.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(420);
 const SECRETS_TIMEOUT: Duration = Duration::from_secs(180);
-/// Kernel parameters of the suite boot and of the secrets-only boot (read
-/// by init.sh): `memfd_secret` on, then off.
+const PID1_TIMEOUT: Duration = Duration::from_secs(120);
+/// Kernel parameters of the suite boot and of the secrets boot (read by
+/// init.sh): `memfd_secret` on, then off.
 const SUITE_CMDLINE: &str = "secretmem.enable=1";
 const SECRETS_CMDLINE: &str = "secretmem.enable=0 mlock.vm=secrets";
-const PID1_TIMEOUT: Duration = Duration::from_secs(120);
-/// The `#![no_std]` PID 1 helper (its own package under `examples/`),
-/// booted as `/init`.
-const PID1_EXAMPLE: &str = "static_init";
-/// The package of the programs the VMs run (`test-programs/`).
-const TEST_PROGRAMS: &str = "mlock-test-programs";
-/// Test programs the busybox `/init` runs.
-const SCENARIO_PROGRAMS: &[&str] = &["vm_hold", "vm_secret"];
-/// The example tests/doctor.rs runs. A test binary in the VM cannot build
-/// it with cargo, so it is packed prebuilt and named by this variable.
-const DOCTOR_EXAMPLE: &str = "doctor";
-// The variables the VMs' suite reads (tests/common/contract.rs).
-use crate::contract::DOCTOR_ENV;
-pub(crate) use crate::contract::VECTOR_ENV;
 
 /// What the harness needs on the host: QEMU, the archive keyring, the
 /// decompressors, and every arch's linker ([`Arch::build_packages`]).
@@ -97,96 +86,115 @@ fn host_packages() -> Vec<&'static str> {
         .collect()
 }
 
-const USAGE: &str = "usage: cargo xtask vm [--arch x86_64|aarch64|riscv64] \
-                     [--scenario dt007 [--repeat N] [--plot] [--mode M]...]";
+const USAGE: &str =
+    "usage: cargo xtask vm [--arch A]... [--scenario S]... [--repeat N] [--plot] [--mode M]...
 
-/// `cargo xtask vm [--arch A] [--scenario dt007 [--repeat N] [--plot]]`.
-pub fn main(args: &[String]) -> Result {
-    let mut arches: Vec<&Arch> = Vec::new();
-    let mut scenario = None;
-    let mut repeat = 1;
-    let mut plot = false;
-    let mut modes: Vec<String> = Vec::new();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let (name, inline) = match flag.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (flag.as_str(), None),
-        };
-        if name == "--plot" {
-            plot = true;
-            continue;
-        }
-        let value = inline
-            .or_else(|| it.next().cloned())
-            .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))?;
-        match name {
-            "--arch" => arches.push(arch(&value)?),
-            "--scenario" if value == "dt007" => scenario = Some(value),
-            "--mode" => modes.push(value),
-            "--repeat" => {
-                repeat = value
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("--repeat: not a positive number: {value}"))?
+Boots Debian's kernels under qemu-system and proves the crate's promises there.
+  --arch A       x86_64, aarch64 or riscv64 (repeatable; default: all three)
+  --scenario S   suite, swap-pressure, core-dump, pid1 or swap-deadlock
+                 (repeatable; default: all)
+  --repeat N     boot each swap-deadlock mode N times
+  --plot         draw docs/swap-deadlock.svg from the first arch's boots
+  --mode M       a swap-deadlock mode (`nbd_swap --protect` value; repeatable;
+                 default: none, lock, harden)";
+
+/// `cargo xtask vm`: reads the options and runs the chosen scenarios.
+pub fn main(args: &mut lexopt::Parser) -> Result {
+    use lexopt::prelude::*;
+    let mut arches: Vec<&'static Arch> = Vec::new();
+    let mut scenarios: Vec<Scenario> = Vec::new();
+    let mut options = swap_deadlock::Options::default();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("arch") => {
+                let name = args.value()?.string()?;
+                arches.push(crate::arch::by_name(&name).with_context(|| {
+                    format!("unknown arch {name}: choose x86_64, aarch64 or riscv64")
+                })?);
             }
-            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
+            Long("scenario") => {
+                let name = args.value()?.string()?;
+                scenarios.push(Scenario::by_name(&name).with_context(|| {
+                    format!("unknown scenario {name}: choose {}", scenario::names())
+                })?);
+            }
+            Long("mode") => options.modes.push(args.value()?.string()?),
+            Long("repeat") => {
+                options.repeat = args.value()?.parse()?;
+                ensure!(options.repeat > 0, "--repeat: not a positive number");
+            }
+            Long("plot") => options.plot = true,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            arg => return Err(util::unexpected(arg, USAGE)),
         }
     }
     if arches.is_empty() {
         arches = ARCHES.iter().collect();
     }
-    match scenario {
-        Some(_) => dt007::run(&arches, repeat, plot, &modes),
-        None if repeat != 1 || plot || !modes.is_empty() => Err(format!(
-            "--repeat, --plot and --mode go with --scenario dt007\n{USAGE}"
-        )),
-        None => run(&arches).map(|_| ()),
+    if scenarios.is_empty() {
+        scenarios = Scenario::ALL.to_vec();
     }
+    let swap_options = options.repeat != 1 || options.plot || !options.modes.is_empty();
+    ensure!(
+        !swap_options || scenarios.contains(&Scenario::SwapDeadlock),
+        "--repeat, --plot and --mode go with the swap-deadlock scenario\n\n{USAGE}"
+    );
+    run(&arches, &scenarios, &options).map(drop)
 }
 
-/// All three architectures: the step `cargo xtask test` runs. The tally
-/// counts the tests run inside the VMs plus one entry per scenario
-/// (swap pressure, core dump, secrets-only boot, PID 1) and architecture.
+/// Every scenario on all three architectures: the step `cargo xtask test`
+/// runs. The tally counts the tests run inside the VMs plus one entry per
+/// scenario check ([`Report::checks`]) and swap-deadlock boot.
 pub fn run_all() -> Result<util::Tally> {
-    run(&ARCHES.iter().collect::<Vec<_>>())
+    let arches: Vec<&'static Arch> = ARCHES.iter().collect();
+    run(&arches, &Scenario::ALL, &swap_deadlock::Options::default())
 }
 
-fn arch(name: &str) -> Result<&'static Arch> {
-    crate::arch::by_name(name)
-        .ok_or_else(|| format!("unknown arch {name}: choose x86_64, aarch64 or riscv64"))
+/// What the host prepares for one architecture before booting it: the
+/// kernel, and the initramfs image of each boot the scenarios need.
+struct Prepared {
+    arch: &'static Arch,
+    kernel_package: String,
+    kernel: PathBuf,
+    suite_initrd: Option<PathBuf>,
+    pid1_initrd: Option<PathBuf>,
+    swap_deadlock_initrd: Option<PathBuf>,
 }
 
 /// Fetches, builds and packs every architecture, then boots them all in
-/// parallel, prints the summary lines and a table, and fails unless every
-/// architecture proved everything.
-pub fn run(arches: &[&'static Arch]) -> Result<util::Tally> {
+/// parallel, prints the summary lines and the tables, and fails unless
+/// every architecture proved everything it ran.
+fn run(
+    arches: &[&'static Arch],
+    scenarios: &[Scenario],
+    options: &swap_deadlock::Options,
+) -> Result<util::Tally> {
     let start = Instant::now();
     util::ensure_debian_packages(&host_packages())?;
-    let pid1_manifest = util::root()
-        .join("examples")
-        .join(PID1_EXAMPLE)
-        .join("Cargo.toml");
-    let has_pid1 = pid1_manifest.is_file();
 
     // A pipeline: while one architecture's VMs boot (one TCG thread
     // each), the next one is fetched and built.
     let mut prepare_time = Duration::ZERO;
-    let mut reports: Vec<Report> = std::thread::scope(|scope| {
+    let mut results: Vec<(Report, Option<swap_deadlock::Runs>)> = std::thread::scope(|scope| {
         let mut booting = Vec::new();
         let mut failed = Vec::new();
         for &arch in arches {
             let started = Instant::now();
-            let prepared = prepare(arch, has_pid1.then_some(pid1_manifest.as_path()));
+            let prepared = prepare(arch, scenarios);
             prepare_time += started.elapsed();
             match prepared {
-                Ok(p) => booting.push(scope.spawn(move || boot_and_check(&p))),
-                Err(e) => failed.push(Report {
-                    arch: arch.name,
-                    problems: vec![e],
-                    ..Report::default()
-                }),
+                Ok(p) => booting.push(scope.spawn(move || boot_arch(&p, scenarios, options))),
+                Err(e) => failed.push((
+                    Report {
+                        arch: arch.name,
+                        problems: vec![format!("{e:#}")],
+                        ..Report::default()
+                    },
+                    None,
+                )),
             }
         }
         booting
@@ -195,101 +203,188 @@ pub fn run(arches: &[&'static Arch]) -> Result<util::Tally> {
             .chain(failed)
             .collect()
     });
-    reports.sort_by_key(|r| ARCHES.iter().position(|a| a.name == r.arch));
+    results.sort_by_key(|(r, _)| ARCHES.iter().position(|a| a.name == r.arch));
 
-    let total = start.elapsed();
     println!();
-    for r in &reports {
-        for line in summary_lines(r) {
+    for (report, runs) in &results {
+        for line in report.summary_lines() {
+            println!("{line}");
+        }
+        for line in runs.iter().flat_map(swap_deadlock::Runs::lines) {
             println!("{line}");
         }
     }
-    println!();
-    print!("{}", table(&reports));
-    let dt007_rows: Vec<_> = reports
+    if scenarios.iter().any(|s| *s != Scenario::SwapDeadlock) {
+        let rows: Vec<_> = results.iter().map(|(r, _)| r.row()).collect();
+        println!();
+        print!("{}", util::text_table(&report::TABLE_HEADER, &rows));
+    }
+    let swap_rows: Vec<[String; 5]> = results
         .iter()
-        .flat_map(|r| {
-            r.dt007
-                .iter()
-                .map(|(mode, run)| (r.arch, *mode, vec![run.clone()]))
-        })
+        .flat_map(|(_, runs)| runs.iter().flat_map(swap_deadlock::Runs::rows))
         .collect();
-    println!();
-    print!("{}", dt007::table(&dt007_rows));
+    if !swap_rows.is_empty() {
+        println!();
+        print!(
+            "{}",
+            util::text_table(&swap_deadlock::TABLE_HEADER, &swap_rows)
+        );
+    }
     println!(
         "vm: {} arch(es) in {:.0} s (fetch, build and pack {:.0} s; boots overlap the builds)",
-        reports.len(),
-        total.as_secs_f64(),
+        results.len(),
+        start.elapsed().as_secs_f64(),
         prepare_time.as_secs_f64()
     );
+    if options.plot {
+        let first = results.iter().find_map(|(_, runs)| runs.as_ref());
+        swap_deadlock::draw(first.context("--plot: no swap-deadlock run to draw")?)?;
+    }
 
-    let failures: Vec<String> = reports
-        .iter()
-        .flat_map(|r| r.problems.iter().map(move |p| format!("{}: {p}", r.arch)))
-        .collect();
-    if failures.is_empty() {
-        let mut tally = util::Tally::default();
-        for r in &reports {
-            let (passed, failed) = r.tests.unwrap_or_default();
-            let (secrets_passed, secrets_failed) = r.secrets_tests.unwrap_or_default();
-            tally.passed += passed + secrets_passed + 4 + r.dt007.len() as u64;
-            tally.failed += secrets_failed;
-            tally.failed += failed;
-            tally.ignored += r.ignored;
+    let mut failures = Vec::new();
+    let mut tally = util::Tally::default();
+    for (report, runs) in &results {
+        let arch = report.arch;
+        failures.extend(report.problems.iter().map(|p| format!("{arch}: {p}")));
+        if let Some(runs) = runs {
+            failures.extend(runs.problems());
+            tally.passed += runs.count() as u64;
         }
+        let (passed, failed) = report.tests.unwrap_or_default();
+        let (secrets_passed, secrets_failed) = report.secrets_tests.unwrap_or_default();
+        tally.passed += passed + secrets_passed + report.checks();
+        tally.failed += failed + secrets_failed;
+        tally.ignored += report.ignored;
+    }
+    if failures.is_empty() {
         Ok(tally)
     } else {
-        Err(format!("the VM tier failed:\n  {}", failures.join("\n  ")))
+        Err(anyhow!("the VM tier failed:\n  {}", failures.join("\n  ")))
     }
 }
 
-/// Boots both VMs of one architecture and checks their summary lines.
-fn boot_and_check(p: &Prepared) -> Report {
-    let arch = p.arch;
+/// Fetches the kernel, builds the static binaries the scenarios need and
+/// packs their initramfs images for one architecture.
+fn prepare(arch: &'static Arch, scenarios: &[Scenario]) -> Result<Prepared> {
+    let has = |s: Scenario| scenarios.contains(&s);
+    let suite_boot = scenarios.iter().any(|s| s.in_suite_boot());
+    let dir = util::root().join("target").join("vm").join(arch.name);
+    let fetched = fetch::fetch(arch, &dir)?;
+    eprintln!(
+        "xtask: {}: {} ({})",
+        arch.name,
+        fetched.kernel_package,
+        fetched.kernel.display()
+    );
+    util::ensure_rust_target(arch.triple)?;
+
+    // The secrets boot runs tests/secret.rs for the core-dump scenario too.
+    let tests = if has(Scenario::Suite) || has(Scenario::CoreDump) {
+        build_tests(arch)?
+    } else {
+        Vec::new()
+    };
+    let mut examples: Vec<&'static str> = Vec::new();
+    let mut programs: Vec<&'static str> = Vec::new();
+    if has(Scenario::Suite) {
+        examples.extend(doctor_example());
+    }
+    if suite_boot {
+        programs.extend(pack::SUITE_PROGRAMS);
+    }
+    if has(Scenario::SwapDeadlock) {
+        examples.extend(swap_deadlock::EXAMPLES);
+        programs.extend(swap_deadlock::PROGRAMS);
+    }
+    let binaries = build_binaries(arch, &examples, &programs)?;
+
+    let suite_initrd = suite_boot
+        .then(|| pack::suite_image(arch, &fetched, &tests, &binaries, &dir))
+        .transpose()?;
+    let pid1_initrd = match pid1_manifest() {
+        Some(manifest) if has(Scenario::Pid1) => {
+            Some(pack::pid1_image(&build_pid1(arch, &manifest)?, &dir)?)
+        }
+        _ => None,
+    };
+    let swap_deadlock_initrd = has(Scenario::SwapDeadlock)
+        .then(|| swap_deadlock::pack(arch, &fetched, &binaries, &dir))
+        .transpose()?;
+    Ok(Prepared {
+        arch,
+        kernel_package: fetched.kernel_package,
+        kernel: fetched.kernel,
+        suite_initrd,
+        pid1_initrd,
+        swap_deadlock_initrd,
+    })
+}
+
+/// Boots one architecture's VMs in turn, as its scenarios need, and
+/// checks their consoles.
+fn boot_arch(
+    p: &Prepared,
+    scenarios: &[Scenario],
+    options: &swap_deadlock::Options,
+) -> (Report, Option<swap_deadlock::Runs>) {
+    let (arch, kernel) = (p.arch, p.kernel.as_path());
     let mut report = Report {
         arch: arch.name,
         kernel: p.kernel_package.clone(),
+        scenarios: scenarios.to_vec(),
         ..Report::default()
     };
 
-    let started = Instant::now();
-    match boot(p, &p.suite_initrd, SUITE_CMDLINE, SUITE_TIMEOUT, "") {
-        Ok(console) => check_suite(&console, &mut report),
-        Err(e) => report.problems.push(e),
-    }
-    report.suite_time = started.elapsed();
+    if let Some(initrd) = &p.suite_initrd {
+        let run: Vec<&str> = scenarios
+            .iter()
+            .filter(|s| s.in_suite_boot())
+            .map(|s| s.name())
+            .collect();
+        let cmdline = format!("{SUITE_CMDLINE} mlock.run={}", run.join(","));
+        let started = Instant::now();
+        match boot(arch, kernel, initrd, &cmdline, SUITE_TIMEOUT, "") {
+            Ok(console) => check_suite(&console, &mut report),
+            Err(e) => report.problems.push(format!("{e:#}")),
+        }
+        report.suite_time = started.elapsed();
 
-    let started = Instant::now();
-    match boot(
-        p,
-        &p.suite_initrd,
-        SECRETS_CMDLINE,
-        SECRETS_TIMEOUT,
-        "secrets ",
-    ) {
-        Ok(console) => check_secrets(&console, &mut report),
-        Err(e) => report.problems.push(e),
+        if scenarios.iter().any(|s| s.in_secrets_boot()) {
+            let started = Instant::now();
+            match boot(
+                arch,
+                kernel,
+                initrd,
+                SECRETS_CMDLINE,
+                SECRETS_TIMEOUT,
+                "secrets ",
+            ) {
+                Ok(console) => check_secrets(&console, &mut report),
+                Err(e) => report.problems.push(format!("{e:#}")),
+            }
+            report.secrets_time = started.elapsed();
+        }
     }
-    report.secrets_time = started.elapsed();
 
-    let started = Instant::now();
-    match &p.pid1_initrd {
-        Some(initrd) => match boot(p, initrd, "rdinit=/init", PID1_TIMEOUT, "pid1 ") {
-            Ok(console) => check_pid1(&console, &mut report),
-            Err(e) => report.problems.push(e),
-        },
-        None => report.problems.push(format!(
-            "examples/{PID1_EXAMPLE}/Cargo.toml does not exist, so the PID 1 boot did not run"
-        )),
+    if scenarios.contains(&Scenario::Pid1) {
+        let started = Instant::now();
+        match &p.pid1_initrd {
+            Some(initrd) => match boot(arch, kernel, initrd, "rdinit=/init", PID1_TIMEOUT, "pid1 ")
+            {
+                Ok(console) => check_pid1(&console, &mut report),
+                Err(e) => report.problems.push(format!("{e:#}")),
+            },
+            None => report.problems.push(format!(
+                "{} does not exist, so the PID 1 boot did not run",
+                build::PID1_MANIFEST
+            )),
+        }
+        report.pid1_time = started.elapsed();
     }
-    report.pid1_time = started.elapsed();
 
-    for mode in dt007::MODES {
-        let run = dt007::boot(arch, &p.kernel, &p.dt007_initrd, mode);
-        report
-            .problems
-            .extend(dt007::problem(arch.name, mode, &run));
-        report.dt007.push((mode, run));
-    }
-    report
+    let runs = p
+        .swap_deadlock_initrd
+        .as_ref()
+        .map(|initrd| swap_deadlock::boot_all(arch, &p.kernel_package, kernel, initrd, options));
+    (report, runs)
 }

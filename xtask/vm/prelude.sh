@@ -1,6 +1,6 @@
 # Sourced first by every busybox /init of `cargo xtask vm` (init.sh,
-# dt007.sh), packed as /etc/prelude.sh: the shell's commands, the kernel's
-# file systems, the boot's settings, and the two helpers every script uses.
+# swap-deadlock.sh), packed as /etc/prelude.sh: the shell's commands, the kernel's
+# file systems, the boot's settings, and the two functions every script uses.
 
 /bin/busybox mkdir -p /usr/bin /usr/sbin /sbin
 /bin/busybox --install -s

@@ -31,6 +31,7 @@ mod plot;
 mod report;
 mod run;
 
+use anyhow::Context as _;
 use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
@@ -91,12 +92,17 @@ pub(super) const OVERHEAD_GOALS: [(&str, &str, &str, f64); 2] = [
 ];
 
 /// `cargo xtask bench [--quick]`.
-pub fn main(args: &[String]) -> util::Result {
+pub fn main(args: &mut lexopt::Parser) -> util::Result {
+    use lexopt::prelude::*;
     let mut quick = false;
-    for arg in args {
-        match arg.as_str() {
-            "--quick" => quick = true,
-            other => return Err(format!("bench: unknown option {other:?}\n{USAGE}")),
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("quick") => quick = true,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            arg => return Err(util::unexpected(arg, USAGE)),
         }
     }
     run(&if quick { Plan::QUICK } else { Plan::FULL })
@@ -171,21 +177,21 @@ fn run(plan: &Plan) -> util::Result {
     let exe = |name: &str| -> util::Result<&PathBuf> {
         benches
             .get(name)
-            .ok_or_else(|| format!("cargo built no bench named {name:?}"))
+            .with_context(|| format!("cargo built no bench named {name:?}"))
     };
     let overhead_exe = exe("overhead")?;
     // <target>/release/deps/overhead-<hash>
     let target_dir = overhead_exe
         .ancestors()
         .nth(3)
-        .ok_or("bench executable outside a target directory")?;
+        .context("bench executable outside a target directory")?;
     let out_dir = target_dir.join("xtask-bench");
     let criterion_home = out_dir.join("criterion");
     if criterion_home.exists() {
         fs::remove_dir_all(&criterion_home)
-            .map_err(|e| format!("removing {}: {e}", criterion_home.display()))?;
+            .with_context(|| format!("removing {}", criterion_home.display()))?;
     }
-    fs::create_dir_all(&out_dir).map_err(|e| format!("creating {}: {e}", out_dir.display()))?;
+    fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
 
     // Criterion benches: overhead, then status if it exists.
     let mut criterion_names = vec!["overhead"];
@@ -247,17 +253,16 @@ fn run(plan: &Plan) -> util::Result {
     // The page's prose is written by hand; the run fills in its blocks.
     let page = util::root().join("docs").join("benchmarks.md");
     let template =
-        fs::read_to_string(&page).map_err(|e| format!("reading {}: {e}", page.display()))?;
+        fs::read_to_string(&page).with_context(|| format!("reading {}", page.display()))?;
     let docs = if plan.quick {
         out_dir.clone()
     } else {
         util::root().join("docs")
     };
-    fs::create_dir_all(&docs).map_err(|e| format!("creating {}: {e}", docs.display()))?;
+    fs::create_dir_all(&docs).with_context(|| format!("creating {}", docs.display()))?;
     let md = docs.join("benchmarks.md");
     let svg = docs.join("onfault.svg");
-    fs::write(&md, report.fill(&template)?)
-        .map_err(|e| format!("writing {}: {e}", md.display()))?;
+    fs::write(&md, report.fill(&template)?).with_context(|| format!("writing {}", md.display()))?;
     plot::plot(&report.onfault, &report.plot_caption(), &svg)?;
     eprintln!("xtask: wrote {} and {}", md.display(), svg.display());
     Ok(())

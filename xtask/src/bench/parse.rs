@@ -1,5 +1,6 @@
 //! Reading what the benches print and what criterion writes.
 
+use anyhow::{ensure, Context as _};
 use std::fs;
 use std::path::Path;
 
@@ -21,7 +22,7 @@ pub(super) fn read_criterion(home: &Path) -> util::Result<Vec<Estimate>> {
     let mut found = Vec::new();
     let mut stack = vec![home.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let entries = fs::read_dir(&dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+        let entries = fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
         for entry in entries.flatten() {
             let path = entry.path();
             if !path.is_dir() {
@@ -42,19 +43,18 @@ pub(super) fn read_criterion(home: &Path) -> util::Result<Vec<Estimate>> {
     for dir in found {
         let read = |file: &str| {
             fs::read_to_string(dir.join(file))
-                .map_err(|e| format!("reading {}: {e}", dir.join(file).display()))
+                .with_context(|| format!("reading {}", dir.join(file).display()))
         };
         estimates.push(
             estimate(&read("benchmark.json")?, &read("estimates.json")?)
-                .map_err(|e| format!("{e} in {}", dir.display()))?,
+                .with_context(|| format!("in {}", dir.display()))?,
         );
     }
-    if estimates.is_empty() {
-        return Err(format!(
-            "criterion wrote no estimates under {}",
-            home.display()
-        ));
-    }
+    ensure!(
+        !estimates.is_empty(),
+        "criterion wrote no estimates under {}",
+        home.display()
+    );
     Ok(estimates)
 }
 
@@ -62,7 +62,7 @@ pub(super) fn read_criterion(home: &Path) -> util::Result<Vec<Estimate>> {
 /// `estimates.json` (its statistics).
 fn estimate(benchmark: &str, estimates: &str) -> util::Result<Estimate> {
     let parse = |text: &str, file: &str| {
-        serde_json::from_str::<serde_json::Value>(text).map_err(|e| format!("{file}: {e}"))
+        serde_json::from_str::<serde_json::Value>(text).with_context(|| file.to_string())
     };
     let (bench, est) = (
         parse(benchmark, "benchmark.json")?,
@@ -75,7 +75,7 @@ fn estimate(benchmark: &str, estimates: &str) -> util::Result<Estimate> {
     }
     let median = &est["median"];
     let num = |v: &serde_json::Value, key: &str| {
-        v[key].as_f64().ok_or_else(|| format!("no median {key}"))
+        v[key].as_f64().with_context(|| format!("no median {key}"))
     };
     Ok(Estimate {
         group: id("group_id").unwrap_or_default(),
@@ -98,9 +98,10 @@ pub(super) fn interleaved(text: &str) -> util::Result<Vec<(String, f64, f64)>> {
             Some((name, wall, cpu))
         })
         .collect();
-    if rows.len() != IMPLS.len() {
-        return Err(format!("overhead --interleaved printed {text:?}"));
-    }
+    ensure!(
+        rows.len() == IMPLS.len(),
+        "overhead --interleaved printed {text:?}"
+    );
     Ok(rows)
 }
 
@@ -151,11 +152,9 @@ pub(super) fn paired(text: &str, bench: &str) -> util::Result<Vec<Paired>> {
             }
             _ => None,
         };
-        rows.push(row.ok_or_else(|| format!("{bench} printed {line:?}"))?);
+        rows.push(row.with_context(|| format!("{bench} printed {line:?}"))?);
     }
-    if rows.is_empty() {
-        return Err(format!("{bench} printed no `paired` lines"));
-    }
+    ensure!(!rows.is_empty(), "{bench} printed no `paired` lines");
     Ok(rows)
 }
 
@@ -178,7 +177,7 @@ pub(super) fn onfault(tsv: &str) -> util::Result<Vec<OnfaultRow>> {
         let n = |i: usize| -> util::Result<u64> {
             f.get(i)
                 .and_then(|v| v.parse().ok())
-                .ok_or_else(|| format!("bad onfault row {line:?}"))
+                .with_context(|| format!("bad onfault row {line:?}"))
         };
         rows.push(OnfaultRow {
             size: n(0)?,
@@ -191,9 +190,7 @@ pub(super) fn onfault(tsv: &str) -> util::Result<Vec<OnfaultRow>> {
             runs: n(8)?,
         });
     }
-    if rows.is_empty() {
-        return Err("benches/onfault.rs printed no rows".into());
-    }
+    ensure!(!rows.is_empty(), "benches/onfault.rs printed no rows");
     Ok(rows)
 }
 
@@ -278,6 +275,6 @@ mod tests {
         let err = paired("criterion only\n", "benches/overhead.rs")
             .err()
             .unwrap();
-        assert!(err.contains("benches/overhead.rs"), "{err}");
+        assert!(err.to_string().contains("benches/overhead.rs"), "{err}");
     }
 }

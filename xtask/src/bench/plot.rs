@@ -1,6 +1,7 @@
 //! The figure of docs/benchmarks.md: time and RSS of locking an untouched
 //! mapping, drawn as SVG.
 
+use anyhow::anyhow;
 use std::path::Path;
 
 use super::parse::OnfaultRow;
@@ -11,7 +12,7 @@ use crate::{figure, util};
 pub(super) fn plot(rows: &[OnfaultRow], caption: &str, path: &Path) -> util::Result {
     use plotters::prelude::*;
 
-    let err = |e: &dyn std::fmt::Display| format!("drawing {}: {e}", path.display());
+    let err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
     const MIB: f64 = (1u64 << 20) as f64;
     let series: Vec<(&str, RGBColor, bool)> = vec![
         ("lock_all(CURRENT)", RGBColor(200, 40, 40), true),

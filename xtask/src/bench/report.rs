@@ -1,6 +1,7 @@
 //! The generated part of docs/benchmarks.md: the tables, filled into the
 //! page's marked blocks.
 
+use anyhow::Context as _;
 use std::fmt::Write as _;
 
 use super::machine::Machine;
@@ -466,11 +467,11 @@ fn fill(template: &str, blocks: &[(&str, String)]) -> util::Result<String> {
         let begin = format!("<!-- xtask bench: {name} -->");
         let start = out
             .find(&begin)
-            .ok_or_else(|| format!("docs/benchmarks.md has no `{begin}` line"))?
+            .with_context(|| format!("docs/benchmarks.md has no `{begin}` line"))?
             + begin.len();
         let end = out[start..]
             .find(END)
-            .ok_or_else(|| format!("docs/benchmarks.md has no `{END}` after `{begin}`"))?
+            .with_context(|| format!("docs/benchmarks.md has no `{END}` after `{begin}`"))?
             + start;
         out.replace_range(start..end, &format!("\n{}\n", text.trim_end()));
     }

@@ -1,5 +1,6 @@
 //! Building the benches and counting their instructions with callgrind.
 
+use anyhow::{bail, Context as _};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -61,10 +62,10 @@ pub(super) fn count_instructions(
         }
         let per_pair = (totals[1] as f64 - totals[0] as f64) / (plan.calls.1 - plan.calls.0) as f64;
         if per_pair <= 0.0 {
-            return Err(format!(
+            bail!(
                 "callgrind counted no instructions in pair_{name}: \
                  was it inlined, or renamed in benches/overhead.rs?"
-            ));
+            );
         }
         counts.push((name.to_string(), per_pair));
     }
@@ -74,14 +75,14 @@ pub(super) fn count_instructions(
 /// The instruction total of a callgrind output file (its `totals:` or
 /// `summary:` line).
 fn callgrind_total(file: &Path) -> util::Result<u64> {
-    let text = fs::read_to_string(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+    let text = fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     text.lines()
         .find_map(|l| {
             l.strip_prefix("totals:")
                 .or_else(|| l.strip_prefix("summary:"))
         })
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .ok_or_else(|| format!("no instruction total in {}", file.display()))
+        .with_context(|| format!("no instruction total in {}", file.display()))
 }
 
 /// Instructions per `Status::parse` of this machine's `/proc/self/status`,
@@ -108,7 +109,7 @@ pub(super) fn count_parse_instructions(
     }
     let per_parse = (totals[1] as f64 - totals[0] as f64) / (plan.calls.1 - plan.calls.0) as f64;
     if per_parse <= 0.0 {
-        return Err("callgrind counted no instructions in parse_once".into());
+        bail!("callgrind counted no instructions in parse_once");
     }
     Ok((per_parse, bytes))
 }

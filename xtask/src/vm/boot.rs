@@ -1,16 +1,18 @@
 //! Boots a kernel and an initramfs under `qemu-system` and collects its
 //! console.
 
+use anyhow::{bail, ensure, Context as _};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::pack::Prepared;
-use super::MEMORY;
 use crate::arch::Arch;
 use crate::util::{self, Result};
+
+/// RAM of each VM. Small, so that a memory hog forces swapping quickly.
+const MEMORY: &str = "256M";
 
 /// What a boot printed, and how it ended.
 pub(super) struct Console {
@@ -28,29 +30,29 @@ pub(super) struct Console {
 /// Boots the kernel with `initrd`, echoes the console with a prefix, and
 /// returns its lines. Fails on a timeout or a kernel panic.
 pub(super) fn boot(
-    p: &Prepared,
+    arch: &Arch,
+    kernel: &Path,
     initrd: &Path,
     extra: &str,
     timeout: Duration,
     tag: &str,
 ) -> Result<Vec<String>> {
-    let console = boot_console(p.arch, &p.kernel, initrd, extra, timeout, tag)?;
+    let console = boot_console(arch, kernel, initrd, extra, timeout, tag)?;
     if let Some(panic) = console.lines.iter().find(|l| l.contains("Kernel panic")) {
-        return Err(format!("{tag}boot: kernel panic: {panic}"));
+        bail!("{tag}boot: kernel panic: {panic}");
     }
     if console.timed_out {
-        return Err(format!(
+        bail!(
             "{tag}boot: no power-off within {} s (last console line: {:?})",
             timeout.as_secs(),
             console.lines.last().map(String::as_str).unwrap_or("")
-        ));
+        );
     }
-    if !console.status_ok {
-        return Err(format!(
-            "{tag}boot: {} exited with an error",
-            p.arch.qemu_system
-        ));
-    }
+    ensure!(
+        console.status_ok,
+        "{tag}boot: {} exited with an error",
+        arch.qemu_system
+    );
     Ok(console.lines)
 }
 
@@ -92,7 +94,7 @@ pub(super) fn boot_console(
     eprintln!("$ {}", util::describe(&cmd));
     let mut child = cmd
         .spawn()
-        .map_err(|e| format!("could not start {}: {e}", arch.qemu_system))?;
+        .with_context(|| format!("could not start {}", arch.qemu_system))?;
 
     let (send, receive) = mpsc::channel::<String>();
     let readers: Vec<_> = [
@@ -146,7 +148,7 @@ pub(super) fn boot_console(
     }
     let status = child
         .wait()
-        .map_err(|e| format!("waiting for {}: {e}", arch.qemu_system))?;
+        .with_context(|| format!("waiting for {}", arch.qemu_system))?;
     for reader in readers {
         let _ = reader.join();
     }

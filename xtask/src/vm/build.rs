@@ -1,12 +1,24 @@
 //! Builds the static test binaries, examples and test programs that go
 //! into one architecture's VMs.
 
+use anyhow::ensure;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{DOCTOR_EXAMPLE, PID1_EXAMPLE, TEST_PROGRAMS};
 use crate::arch::Arch;
 use crate::util::{self, Result};
+
+/// The `#![no_std]` PID 1 example (its own package under `examples/`),
+/// booted as `/init`.
+const PID1_EXAMPLE: &str = "static_init";
+pub(super) const PID1_MANIFEST: &str = "examples/static_init/Cargo.toml";
+/// The package of the programs the VMs run (`test-programs/`).
+const TEST_PROGRAMS: &str = "mlock-test-programs";
+/// The example tests/doctor.rs runs. A test binary in the VM cannot build
+/// it with cargo, so it is packed prebuilt and named by [`DOCTOR_ENV`].
+///
+/// [`DOCTOR_ENV`]: crate::contract::DOCTOR_ENV
+const DOCTOR_EXAMPLE: &str = "doctor";
 
 /// A cargo command for `arch`'s static binaries, in a target directory of
 /// its own (its flags differ from the host's and QEMU user mode's builds).
@@ -50,12 +62,11 @@ pub(super) fn build_tests(arch: &Arch) -> Result<Vec<(String, PathBuf)>> {
             (format!("{kind}{}", built.name), built.executable)
         })
         .collect();
-    if tests.is_empty() {
-        return Err(format!(
-            "cargo built no test executables for {}",
-            arch.triple
-        ));
-    }
+    ensure!(
+        !tests.is_empty(),
+        "cargo built no test executables for {}",
+        arch.triple
+    );
     tests.sort();
     Ok(tests)
 }
@@ -111,6 +122,11 @@ pub(super) fn build_binaries(
     })
 }
 
+/// The PID 1 example's manifest, when it exists.
+pub(super) fn pid1_manifest() -> Option<PathBuf> {
+    Some(util::root().join(PID1_MANIFEST)).filter(|m| m.is_file())
+}
+
 /// The doctor example, when it exists.
 pub(super) fn doctor_example() -> Option<&'static &'static str> {
     let source = util::root()
@@ -119,7 +135,7 @@ pub(super) fn doctor_example() -> Option<&'static &'static str> {
     source.is_file().then_some(&DOCTOR_EXAMPLE)
 }
 
-/// Builds the `#![no_std]` PID 1 helper, a package of its own (see its
+/// Builds the `#![no_std]` PID 1 example, a package of its own (see its
 /// Cargo.toml), as a static release binary; returns its path.
 pub(super) fn build_pid1(arch: &Arch, manifest: &Path) -> Result<PathBuf> {
     let mut cmd = cargo_for(arch, "build");

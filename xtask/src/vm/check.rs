@@ -1,9 +1,14 @@
 //! Reads the summary lines off a VM's console and records what they
 //! prove, or why they do not.
 
+use super::pack::HOLD_MIB;
 use super::report::{Core, Report};
-use super::{HOLD_MIB, MIN_SWAPPED_PERCENT};
+use super::scenario::Scenario;
 use crate::util;
+
+/// The unlocked twin must have at least this share of its memory swapped
+/// out, or the swap-pressure scenario proved nothing.
+const MIN_SWAPPED_PERCENT: u64 = 50;
 
 /// The line that starts with `prefix`, with the prefix removed.
 pub(super) fn find_line<'a>(console: &'a [String], prefix: &str) -> Option<&'a str> {
@@ -17,16 +22,38 @@ pub(super) fn number_after(text: &str, key: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Checks the three summary lines of the scenario boot.
+/// Checks the summary lines of the suite boot, for the scenarios that
+/// ran ([`Report::scenarios`]).
 pub(super) fn check_suite(console: &[String], r: &mut Report) {
     let arch = r.arch;
     if !console.iter().any(|l| l == "vm: done") {
         r.problems
             .push("the init script did not finish (no `vm: done` line)".into());
     }
+    let ran = |s: Scenario| r.scenarios.contains(&s);
+    let (suite, swap_pressure, core_dump) = (
+        ran(Scenario::Suite),
+        ran(Scenario::SwapPressure),
+        ran(Scenario::CoreDump),
+    );
 
-    r.tests = check_tests(console, arch, &mut r.ignored, &mut r.problems);
-    r.default_backing.0 = check_default_backing(console, arch, "secretmem", &mut r.problems);
+    if suite {
+        r.tests = check_tests(console, arch, &mut r.ignored, &mut r.problems);
+        r.default_backing.0 = check_default_backing(console, arch, "secretmem", &mut r.problems);
+    }
+    if swap_pressure {
+        check_swap_pressure(console, r);
+    }
+    if core_dump {
+        for backing in ["secretmem", "anonymous"] {
+            check_core(console, r, backing);
+        }
+    }
+}
+
+/// Checks `swap-pressure <arch>: locked VmSwap=<n> kB unlocked VmSwap=<m> kB`.
+fn check_swap_pressure(console: &[String], r: &mut Report) {
+    let arch = r.arch;
 
     // swap-pressure <arch>: locked VmSwap=<n> kB unlocked VmSwap=<m> kB
     let prefix = format!("swap-pressure {arch}: ");
@@ -70,10 +97,6 @@ pub(super) fn check_suite(console: &[String], r: &mut Report) {
         None => r.problems.push(format!(
             "missing line: swap-pressure {arch}: locked VmSwap=<n> kB unlocked VmSwap=<m> kB"
         )),
-    }
-
-    for backing in ["secretmem", "anonymous"] {
-        check_core(console, r, backing);
     }
 }
 
@@ -120,6 +143,14 @@ fn check_tests(
                 let mut tally = util::Tally::default();
                 tally.add_libtest_output(&console.join("\n"));
                 *ignored = tally.ignored;
+                // Every test binary runs with --include-ignored here.
+                if tally.ignored > 0 {
+                    problems.push(format!(
+                        "{} test(s) reported as ignored, though every test must run in the VM \
+                         (--include-ignored)",
+                        tally.ignored
+                    ));
+                }
                 if tally.passed != passed || tally.failed > failed {
                     problems.push(format!(
                         "the summary line says {passed} passed, {failed} failed, but libtest's \
@@ -258,7 +289,7 @@ mod tests {
 
     const PASSING: &str = "\
 vm: running lock
-test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s
+test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s
 tests x86_64: 3 passed, 0 failed
 vm: locked twin: VmLck=41596 kB VmRSS=41584 kB
 swap-pressure x86_64: locked VmSwap=0 kB unlocked VmSwap=40996 kB
@@ -270,6 +301,7 @@ vm: done";
     fn checked(text: &str) -> Report {
         let mut report = Report {
             arch: "x86_64",
+            scenarios: Scenario::ALL.to_vec(),
             ..Report::default()
         };
         check_suite(&console(text), &mut report);
@@ -281,7 +313,14 @@ vm: done";
         let r = checked(PASSING);
         assert_eq!(r.problems, Vec::<String>::new());
         assert_eq!(r.tests, Some((3, 0)));
-        assert_eq!(r.ignored, 1);
+        assert_eq!(r.ignored, 0);
+        let ignored = checked(&PASSING.replace("0 failed; 0 ignored", "0 failed; 1 ignored"));
+        assert_eq!(ignored.ignored, 1);
+        assert!(
+            ignored.problems[0].contains("ignored"),
+            "{:?}",
+            ignored.problems
+        );
         assert_eq!(r.swap, Some((0, 40996)));
         assert_eq!(r.core.len(), 2);
         assert!(r

@@ -6,11 +6,14 @@
 //! The format is in the kernel's
 //! `Documentation/driver-api/early-userspace/buffer-format.rst`.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use crate::util::{self, Result};
+use anyhow::Context as _;
+use flate2::{write::GzEncoder, Compression};
+
+use crate::util::Result;
 
 const S_IFDIR: u32 = 0o040_000;
 const S_IFREG: u32 = 0o100_000;
@@ -36,7 +39,7 @@ impl Archive {
 
     /// A regular file copied from the host.
     pub fn copy(&mut self, path: &str, mode: u32, src: &Path) -> Result {
-        let data = std::fs::read(src).map_err(|e| format!("reading {}: {e}", src.display()))?;
+        let data = std::fs::read(src).with_context(|| format!("reading {}", src.display()))?;
         self.file(path, mode, &data);
         Ok(())
     }
@@ -83,27 +86,15 @@ impl Archive {
         }
     }
 
-    /// Ends the archive and writes it gzip-compressed to `out`.
+    /// Ends the archive and writes it gzip-compressed to `out` (fast
+    /// compression: the kernel unpacks it once, and boots dominate).
     pub fn write_gzip(mut self, out: &Path) -> Result {
         self.entry("TRAILER!!!", 0, (0, 0), &[]);
-        let file =
-            std::fs::File::create(out).map_err(|e| format!("creating {}: {e}", out.display()))?;
-        let mut cmd = Command::new("gzip");
-        cmd.args(["-1", "-n", "-c"])
-            .stdin(Stdio::piped())
-            .stdout(file);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("could not start gzip: {e}"))?;
-        let mut stdin = child.stdin.take().expect("stdin is piped");
-        let bytes = std::mem::take(&mut self.bytes);
-        let writer = std::thread::spawn(move || stdin.write_all(&bytes));
-        let status = child.wait().map_err(|e| format!("waiting for gzip: {e}"))?;
-        writer
-            .join()
-            .map_err(|_| "gzip writer thread panicked".to_string())?
-            .map_err(|e| format!("writing to gzip: {e}"))?;
-        util::check_status(&cmd, status)
+        let file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
+        let mut gz = GzEncoder::new(BufWriter::new(file), Compression::fast());
+        gz.write_all(&self.bytes)
+            .and_then(|()| gz.finish()?.flush())
+            .with_context(|| format!("writing {}", out.display()))
     }
 }
 

@@ -11,6 +11,7 @@
 //! packages, later runs download nothing. Delete `target/vm/<arch>/` to
 //! fetch today's kernel again.
 
+use anyhow::{bail, ensure, Context as _};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,7 +59,7 @@ pub fn fetch(arch: &Arch, dir: &Path) -> Result<Fetched> {
 /// What an earlier [`download`] left in `dir`.
 fn unpacked(stamp: &Path, root: &Path, dir: &Path) -> Result<Fetched> {
     let kernel_package = fs::read_to_string(stamp)
-        .map_err(|e| format!("reading {}: {e}", stamp.display()))?
+        .with_context(|| format!("reading {}", stamp.display()))?
         .lines()
         .next()
         .unwrap_or_default()
@@ -70,7 +71,7 @@ fn unpacked(stamp: &Path, root: &Path, dir: &Path) -> Result<Fetched> {
         .iter()
         .map(|p| root.join(p))
         .find(|p| p.is_file())
-        .ok_or_else(|| {
+        .with_context(|| {
             format!(
                 "busybox-static unpacked into {} has no busybox",
                 root.display()
@@ -152,11 +153,11 @@ fn download(arch: &Arch, dir: &Path, root: &Path) -> Result {
         }
     }
     let Some(suite) = suite else {
-        return Err(format!(
+        bail!(
             "no suite's index could be verified for {}:\n  {}",
             arch.debian,
             refused.join("\n  ")
-        ));
+        );
     };
     if suite != arch.suites[0] {
         eprintln!(
@@ -172,7 +173,7 @@ fn download(arch: &Arch, dir: &Path, root: &Path) -> Result {
         .lines()
         .filter_map(|line| line.trim().strip_prefix("Depends: "))
         .find(|dep| dep.starts_with("linux-image-") && !dep.starts_with('<'))
-        .ok_or_else(|| format!("{metapackage} depends on no linux-image package:\n{depends}"))?
+        .with_context(|| format!("{metapackage} depends on no linux-image package:\n{depends}"))?
         .to_string();
     eprintln!("xtask: {metapackage} resolves to {kernel}");
 
@@ -192,7 +193,7 @@ fn download(arch: &Arch, dir: &Path, root: &Path) -> Result {
 
     // A stale download from an interrupted run would be unpacked too.
     for entry in read_dir(&debs)? {
-        fs::remove_file(&entry).map_err(|e| format!("removing {}: {e}", entry.display()))?;
+        fs::remove_file(&entry).with_context(|| format!("removing {}", entry.display()))?;
     }
     util::run(
         apt_cmd("apt-get")
@@ -207,7 +208,7 @@ fn download(arch: &Arch, dir: &Path, root: &Path) -> Result {
         dir.join("modules-nbd"),
     ] {
         if stale.exists() {
-            fs::remove_dir_all(&stale).map_err(|e| format!("removing {}: {e}", stale.display()))?;
+            fs::remove_dir_all(&stale).with_context(|| format!("removing {}", stale.display()))?;
         }
     }
     mkdir(root)?;
@@ -228,12 +229,11 @@ fn download(arch: &Arch, dir: &Path, root: &Path) -> Result {
             kernel_version = format!("{kernel} {version} ({suite})");
         }
     }
-    if kernel_version.is_empty() {
-        return Err(format!(
-            "apt-get download left no {kernel} package in {}",
-            debs.display()
-        ));
-    }
+    ensure!(
+        !kernel_version.is_empty(),
+        "apt-get download left no {kernel} package in {}",
+        debs.display()
+    );
     // Written last: its presence means everything above finished.
     write(
         &dir.join("fetched"),
@@ -266,7 +266,7 @@ fn find_kernel(root: &Path) -> Result<PathBuf> {
             let release = modules_release(root).ok()?;
             Some(release.join("vmlinuz")).filter(|p| p.is_file())
         })
-        .ok_or_else(|| format!("no kernel image in {} or its lib/modules", boot.display()))
+        .with_context(|| format!("no kernel image in {} or its lib/modules", boot.display()))
 }
 
 /// `lib/modules/<release>` (or `usr/lib/modules/<release>`).
@@ -275,11 +275,11 @@ fn modules_release(root: &Path) -> Result<PathBuf> {
         .iter()
         .map(|p| root.join(p))
         .find(|p| p.is_dir())
-        .ok_or_else(|| format!("no lib/modules in {}", root.display()))?;
+        .with_context(|| format!("no lib/modules in {}", root.display()))?;
     read_dir(&modules_root)?
         .into_iter()
         .find(|p| p.join("kernel").is_dir())
-        .ok_or_else(|| format!("no kernel modules under {}", modules_root.display()))
+        .with_context(|| format!("no kernel modules under {}", modules_root.display()))
 }
 
 /// A module and the modules it depends on, in load order, decompressed
@@ -333,11 +333,11 @@ fn add_module(
         return Ok(());
     }
     if depth > 16 {
-        return Err(format!("module dependencies nest too deep at {name}"));
+        bail!("module dependencies nest too deep at {name}");
     }
     let path = index
         .get(&name)
-        .ok_or_else(|| format!("module {name} is neither built in nor shipped"))?;
+        .with_context(|| format!("module {name} is neither built in nor shipped"))?;
     let bytes = module_bytes(path)?;
     for dep in modinfo(&bytes, "depends")
         .split(',')
@@ -353,19 +353,19 @@ fn add_module(
 fn module_bytes(path: &Path) -> Result<Vec<u8>> {
     let file = path.file_name().unwrap_or_default().to_string_lossy();
     if file.ends_with(".ko") {
-        return fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()));
+        return fs::read(path).with_context(|| format!("reading {}", path.display()));
     }
     let tool = match file.rsplit('.').next() {
         Some("xz") => "xz",
         Some("zst") => "zstd",
         Some("gz") => "gzip",
-        _ => return Err(format!("unknown module compression: {}", path.display())),
+        _ => bail!("unknown module compression: {}", path.display()),
     };
     let mut cmd = Command::new(tool);
     cmd.arg("-dc").arg(path);
     let out = cmd
         .output()
-        .map_err(|e| format!("could not start {tool}: {e}"))?;
+        .with_context(|| format!("could not start {tool}"))?;
     util::check_status(&cmd, out.status)?;
     Ok(out.stdout)
 }
@@ -381,17 +381,17 @@ fn modinfo(module: &[u8], key: &str) -> String {
 }
 
 fn mkdir(dir: &Path) -> Result {
-    fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result {
-    fs::write(path, bytes).map_err(|e| format!("writing {}: {e}", path.display()))
+    fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 /// The directory's entries, sorted by name.
 fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut entries: Vec<PathBuf> = fs::read_dir(dir)
-        .map_err(|e| format!("reading {}: {e}", dir.display()))?
+        .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .collect();
     entries.sort();

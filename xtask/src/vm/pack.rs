@@ -1,52 +1,32 @@
-//! Prepares one architecture for booting: fetches its kernel, builds its
-//! binaries, and packs them into initramfs images.
+//! The initramfs images of the suite and PID 1 boots, and the busybox
+//! start every scripted image shares.
 
 use std::path::{Path, PathBuf};
 
-use super::build::{build_binaries, build_pid1, build_tests, doctor_example};
+use super::build::{doctor_example, Binaries};
+use super::cpio;
 use super::fetch::Fetched;
-use super::{cpio, dt007, fetch, DOCTOR_ENV, HOLD_MIB, SCENARIO_PROGRAMS, VECTOR_ENV};
 use crate::arch::Arch;
+use crate::contract::{DOCTOR_ENV, VECTOR_ENV};
 use crate::util::{self, Result};
 
-/// What the host prepares for one architecture before booting it.
-pub(super) struct Prepared {
-    pub(super) arch: &'static Arch,
-    pub(super) kernel_package: String,
-    pub(super) kernel: PathBuf,
-    pub(super) suite_initrd: PathBuf,
-    pub(super) pid1_initrd: Option<PathBuf>,
-    pub(super) dt007_initrd: PathBuf,
-}
+/// Test programs the suite boot's `/init` runs.
+pub(super) const SUITE_PROGRAMS: [&str; 2] = ["vm_hold", "vm_secret"];
+/// How much each twin of the swap-pressure scenario holds.
+pub(super) const HOLD_MIB: u32 = 40;
 
-/// Fetches the kernel, builds the static binaries and packs both initramfs
-/// images for one architecture.
-pub(super) fn prepare(arch: &'static Arch, pid1_manifest: Option<&Path>) -> Result<Prepared> {
-    let dir = util::root().join("target").join("vm").join(arch.name);
-    let fetched = fetch::fetch(arch, &dir)?;
-    eprintln!(
-        "xtask: {}: {} ({})",
-        arch.name,
-        fetched.kernel_package,
-        fetched.kernel.display()
-    );
-    util::ensure_rust_target(arch.triple)?;
-
-    let tests = build_tests(arch)?;
-    let examples: Vec<&str> = doctor_example()
-        .into_iter()
-        .chain(&dt007::EXAMPLES)
-        .copied()
-        .collect();
-    let programs: Vec<&str> = SCENARIO_PROGRAMS
-        .iter()
-        .chain(&dt007::PROGRAMS)
-        .copied()
-        .collect();
-    let binaries = build_binaries(arch, &examples, &programs)?;
-    let dt007_initrd = dt007::pack(arch, &fetched, &binaries, &dir)?;
-
-    let suite_initrd = dir.join("suite.cpio.gz");
+/// Packs the suite boot's image: busybox, `xtask/vm/init.sh`, zram's
+/// modules, the test binaries under `/tests`, the suite programs and the
+/// doctor. `/etc/vm.conf` names the arch, the hold size and the variables
+/// the suite reads (tests/common/contract.rs).
+pub(super) fn suite_image(
+    arch: &Arch,
+    fetched: &Fetched,
+    tests: &[(String, PathBuf)],
+    binaries: &Binaries,
+    dir: &Path,
+) -> Result<PathBuf> {
+    let path = dir.join("suite.cpio.gz");
     let mut conf = format!("ARCH={}\nHOLD_MIB={HOLD_MIB}\n", arch.name);
     if let Some(doctor) = doctor_example() {
         conf.push_str(&format!("export {DOCTOR_ENV}=/bin/{doctor}\n"));
@@ -56,37 +36,30 @@ pub(super) fn prepare(arch: &'static Arch, pid1_manifest: Option<&Path>) -> Resu
         // suite checks the CPU says so (tests/lock.rs).
         conf.push_str(&format!("export {VECTOR_ENV}=1\n"));
     }
-    let mut archive = busybox_archive(&fetched, "init.sh", &["tests"], &conf, &fetched.modules)?;
-    for (name, path) in &tests {
-        archive.copy(&format!("tests/{name}"), 0o755, path)?;
+    let mut archive = busybox_archive(fetched, "init.sh", &["tests"], &conf, &fetched.modules)?;
+    for (name, test) in tests {
+        archive.copy(&format!("tests/{name}"), 0o755, test)?;
     }
-    for name in SCENARIO_PROGRAMS.iter().chain(doctor_example()) {
-        archive.copy(&format!("bin/{name}"), 0o755, &binaries.path(name))?;
+    for name in SUITE_PROGRAMS.iter().chain(doctor_example()) {
+        let binary = binaries.path(name);
+        if binary.is_file() {
+            archive.copy(&format!("bin/{name}"), 0o755, &binary)?;
+        }
     }
-    archive.write_gzip(&suite_initrd)?;
+    archive.write_gzip(&path)?;
+    Ok(path)
+}
 
-    let pid1_initrd = if let Some(manifest) = pid1_manifest {
-        let init = build_pid1(arch, manifest)?;
-        let path = dir.join("pid1.cpio.gz");
-        let mut archive = cpio::Archive::default();
-        archive.dir("dev");
-        archive.dir("proc");
-        archive.char_device("dev/console", 0o600, 5, 1);
-        archive.copy("init", 0o755, &init)?;
-        archive.write_gzip(&path)?;
-        Some(path)
-    } else {
-        None
-    };
-
-    Ok(Prepared {
-        arch,
-        kernel_package: fetched.kernel_package,
-        kernel: fetched.kernel,
-        suite_initrd,
-        pid1_initrd,
-        dt007_initrd,
-    })
+/// Packs the PID 1 boot's image: `init` alone, with `/dev/console`.
+pub(super) fn pid1_image(init: &Path, dir: &Path) -> Result<PathBuf> {
+    let path = dir.join("pid1.cpio.gz");
+    let mut archive = cpio::Archive::default();
+    archive.dir("dev");
+    archive.dir("proc");
+    archive.char_device("dev/console", 0o600, 5, 1);
+    archive.copy("init", 0o755, init)?;
+    archive.write_gzip(&path)?;
+    Ok(path)
 }
 
 /// The start of a busybox initramfs: its directories (`extra_dirs` beside

@@ -1,16 +1,17 @@
-//! What one architecture's boots proved, and how it is printed: the
-//! summary lines and the table.
+//! What one architecture's suite, secrets and PID 1 boots proved, and how
+//! it is printed: the summary lines and a table row.
 
 use std::time::Duration;
 
-use super::dt007;
-use crate::util;
+use super::scenario::Scenario;
 
 /// What one architecture proved, read off its consoles.
 #[derive(Default)]
 pub(super) struct Report {
     pub(super) arch: &'static str,
     pub(super) kernel: String,
+    /// The scenarios that ran.
+    pub(super) scenarios: Vec<Scenario>,
     /// Passed and failed tests.
     pub(super) tests: Option<(u64, u64)>,
     /// Tests libtest reported as ignored.
@@ -27,8 +28,6 @@ pub(super) struct Report {
     pub(super) secrets_time: Duration,
     /// VmLck in kB of the PID 1 example.
     pub(super) pid1: Option<u64>,
-    /// The dt007 boots, one per mode.
-    pub(super) dt007: Vec<(&'static str, dt007::Run)>,
     pub(super) suite_time: Duration,
     pub(super) pid1_time: Duration,
     /// Why the architecture failed; empty when it passed.
@@ -45,112 +44,123 @@ pub(super) struct Core {
     pub(super) control: String,
 }
 
-/// The summary lines, exactly as the VMs printed them (or as the host
-/// derives them for PID 1).
-pub(super) fn summary_lines(r: &Report) -> Vec<String> {
-    let arch = r.arch;
-    let mut lines = Vec::new();
-    if let Some((p, f)) = r.tests {
-        lines.push(format!("tests {arch}: {p} passed, {f} failed"));
-    }
-    if let Some((n, m)) = r.swap {
-        lines.push(format!(
-            "swap-pressure {arch}: locked VmSwap={n} kB unlocked VmSwap={m} kB"
-        ));
-    }
-    if let Some(b) = &r.default_backing.0 {
-        lines.push(format!("secrets {arch}: default={b}"));
-    }
-    if let Some(b) = &r.default_backing.1 {
-        lines.push(format!("secrets {arch}: default={b} (secretmem.enable=0)"));
-    }
-    if let Some((p, f)) = r.secrets_tests {
-        lines.push(format!(
-            "tests {arch} (secretmem.enable=0): {p} passed, {f} failed"
-        ));
-    }
-    for c in &r.core {
-        lines.push(format!(
-            "core-dump {arch}: backing={} protected={} control={}{}",
-            c.backing,
-            c.protected,
-            c.control,
-            if c.secretmem_off {
-                " (secretmem.enable=0)"
-            } else {
-                ""
-            }
-        ));
-    }
-    if let Some(n) = r.pid1 {
-        lines.push(format!("pid1 {arch}: locked {n} kB"));
-    }
-    for (mode, run) in &r.dt007 {
-        lines.push(dt007::line(arch, mode, run));
-    }
-    lines
-}
+/// The header of [`Report::row`]'s table.
+pub(super) const TABLE_HEADER: [&str; 8] = [
+    "arch",
+    "kernel",
+    "tests in the VM (+ secrets boot)",
+    "VmSwap locked / unlocked",
+    "core dump",
+    "PID 1 VmLck",
+    "boots",
+    "result",
+];
 
-/// The final table: one row per architecture.
-pub(super) fn table(reports: &[Report]) -> String {
-    let rows: Vec<[String; 8]> = reports
-        .iter()
-        .map(|r| {
-            let core = if r.core.is_empty() {
-                "-".to_string()
-            } else {
-                r.core
-                    .iter()
-                    .map(|c| {
-                        let backing = match c.secretmem_off {
-                            true => format!("{} (off)", c.backing),
-                            false => c.backing.clone(),
-                        };
-                        match (c.protected.as_str(), c.control.as_str()) {
-                            ("absent", "present") => format!("{backing}: absent"),
-                            (p, c2) => format!("{backing}: {p}/{c2}"),
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            [
-                r.arch.to_string(),
-                r.kernel.clone(),
-                r.tests.map_or("-".into(), |(p, f)| {
-                    let (sp, sf) = r.secrets_tests.unwrap_or_default();
-                    match r.ignored {
-                        0 => format!("{p} + {sp} ok, {} failed", f + sf),
-                        i => format!("{p} + {sp} ok, {} failed, {i} ignored", f + sf),
-                    }
-                }),
-                r.swap.map_or("-".into(), |(n, m)| format!("{n} / {m} kB")),
-                core,
-                r.pid1.map_or("-".into(), |n| format!("{n} kB")),
-                format!(
-                    "{:.0} + {:.0} + {:.0} s",
-                    r.suite_time.as_secs_f64(),
-                    r.secrets_time.as_secs_f64(),
-                    r.pid1_time.as_secs_f64()
-                ),
-                if r.problems.is_empty() {
-                    "PASS"
+impl Report {
+    /// The summary lines, exactly as the VMs printed them (or as the host
+    /// derives them for PID 1).
+    pub(super) fn summary_lines(&self) -> Vec<String> {
+        let r = self;
+        let arch = r.arch;
+        let mut lines = Vec::new();
+        if let Some((p, f)) = r.tests {
+            lines.push(format!("tests {arch}: {p} passed, {f} failed"));
+        }
+        if let Some((n, m)) = r.swap {
+            lines.push(format!(
+                "swap-pressure {arch}: locked VmSwap={n} kB unlocked VmSwap={m} kB"
+            ));
+        }
+        if let Some(b) = &r.default_backing.0 {
+            lines.push(format!("secrets {arch}: default={b}"));
+        }
+        if let Some(b) = &r.default_backing.1 {
+            lines.push(format!("secrets {arch}: default={b} (secretmem.enable=0)"));
+        }
+        if let Some((p, f)) = r.secrets_tests {
+            lines.push(format!(
+                "tests {arch} (secretmem.enable=0): {p} passed, {f} failed"
+            ));
+        }
+        for c in &r.core {
+            lines.push(format!(
+                "core-dump {arch}: backing={} protected={} control={}{}",
+                c.backing,
+                c.protected,
+                c.control,
+                if c.secretmem_off {
+                    " (secretmem.enable=0)"
                 } else {
-                    "FAIL"
+                    ""
                 }
-                .to_string(),
-            ]
-        })
-        .collect();
-    let header = [
-        "arch",
-        "kernel",
-        "tests in the VM (+ secrets boot)",
-        "VmSwap locked / unlocked",
-        "core dump",
-        "PID 1 VmLck",
-        "boots",
-        "result",
-    ];
-    util::text_table(&header, &rows)
+            ));
+        }
+        if let Some(n) = r.pid1 {
+            lines.push(format!("pid1 {arch}: locked {n} kB"));
+        }
+        lines
+    }
+
+    /// Its row of the table at the end ([`TABLE_HEADER`]).
+    pub(super) fn row(&self) -> [String; 8] {
+        let r = self;
+        let core = if r.core.is_empty() {
+            "-".to_string()
+        } else {
+            r.core
+                .iter()
+                .map(|c| {
+                    let backing = match c.secretmem_off {
+                        true => format!("{} (off)", c.backing),
+                        false => c.backing.clone(),
+                    };
+                    match (c.protected.as_str(), c.control.as_str()) {
+                        ("absent", "present") => format!("{backing}: absent"),
+                        (p, c2) => format!("{backing}: {p}/{c2}"),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        [
+            r.arch.to_string(),
+            r.kernel.clone(),
+            r.tests.map_or("-".into(), |(p, f)| {
+                let (sp, sf) = r.secrets_tests.unwrap_or_default();
+                match r.ignored {
+                    0 => format!("{p} + {sp} ok, {} failed", f + sf),
+                    i => format!("{p} + {sp} ok, {} failed, {i} ignored", f + sf),
+                }
+            }),
+            r.swap.map_or("-".into(), |(n, m)| format!("{n} / {m} kB")),
+            core,
+            r.pid1.map_or("-".into(), |n| format!("{n} kB")),
+            format!(
+                "{:.0} + {:.0} + {:.0} s",
+                r.suite_time.as_secs_f64(),
+                r.secrets_time.as_secs_f64(),
+                r.pid1_time.as_secs_f64()
+            ),
+            if r.problems.is_empty() {
+                "PASS"
+            } else {
+                "FAIL"
+            }
+            .to_string(),
+        ]
+    }
+
+    /// How many scenario checks passed, besides the tests: one per
+    /// swap-pressure line, core-dump line, secrets-boot backing line and PID 1
+    /// line that proved its promise.
+    pub(super) fn checks(&self) -> u64 {
+        if !self.problems.is_empty() {
+            return 0;
+        }
+        let backings = [&self.default_backing.0, &self.default_backing.1];
+        (self.swap.is_some() as u64)
+            + self.core.len() as u64
+            + backings.iter().filter(|b| b.is_some()).count() as u64
+            + (self.pid1.is_some() as u64)
+    }
 }

@@ -1,9 +1,9 @@
-//! The two helpers of the `dt007` scenario of `cargo xtask vm`, which runs
+//! The two programs of the swap-deadlock scenario of `cargo xtask vm`, which runs
 //! them in a real kernel whose only swap is served by `nbd_swap`.
 //!
 //! ```text
-//! vm_dt007 hog <MiB>                     write <MiB> of checkable pages, read them back
-//! vm_dt007 watch <stall-s> <every-ms>    sample memory; crash the kernel on a stall
+//! vm_swap_deadlock hog <MiB>                     write <MiB> of checkable pages, read them back
+//! vm_swap_deadlock watch <stall-s> <every-ms>    sample memory; crash the kernel on a stall
 //! ```
 //!
 //! **hog** maps `<MiB>` of page-aligned memory and writes every page: its
@@ -17,7 +17,7 @@
 //! **watch** is the scenario's evidence-taker. It locks itself
 //! (`lock_all(CURRENT | FUTURE)`) and sets IO_FLUSHER, so that it runs on
 //! when the swap path is stuck, and prints a sample line every `<every-ms>`:
-//! `dt007-sample memfree_kb=… swapused_kb=… pswpin=… pswpout=…`.
+//! `swap-deadlock-sample memfree_kb=… swapused_kb=… pswpin=… pswpout=…`.
 //! When `pswpin + pswpout` (in `/proc/vmstat`) has not moved for `<stall-s>`
 //! seconds, and free memory has not moved by 4 MiB either (before the first
 //! swap-out, the hog filling RAM is the progress), it asks the kernel for every blocked task's stack
@@ -46,10 +46,13 @@ fn main() {
         ["watch", stall, every] => number(stall)
             .and_then(|s| Ok((s, number(every)?)))
             .and_then(|(s, e)| watch(Duration::from_secs(s), Duration::from_millis(e))),
-        _ => Err("usage: vm_dt007 hog <MiB> | vm_dt007 watch <stall-s> <every-ms>".into()),
+        _ => Err(
+            "usage: vm_swap_deadlock hog <MiB> | vm_swap_deadlock watch <stall-s> <every-ms>"
+                .into(),
+        ),
     };
     if let Err(e) = result {
-        eprintln!("vm_dt007: {e}");
+        eprintln!("vm_swap_deadlock: {e}");
         std::process::exit(1);
     }
 }
@@ -175,7 +178,7 @@ fn watch(stall: Duration, every: Duration) -> Result<(), String> {
             fields(&mut meminfo, &mut buf, ["MemFree", "SwapTotal", "SwapFree"]);
         let [pswpin, pswpout] = fields(&mut vmstat, &mut buf, ["pswpin", "pswpout"]);
         println!(
-            "dt007-sample memfree_kb={free} swapused_kb={} pswpin={pswpin} pswpout={pswpout}",
+            "swap-deadlock-sample memfree_kb={free} swapused_kb={} pswpin={pswpin} pswpout={pswpout}",
             swap_total.saturating_sub(swap_free)
         );
         if pswpin + pswpout != last_io || free.abs_diff(last_free) >= FREE_MOVES_KB {
@@ -184,7 +187,7 @@ fn watch(stall: Duration, every: Duration) -> Result<(), String> {
             last_change = Instant::now();
         } else if last_change.elapsed() >= stall {
             println!(
-                "dt007-stall: no swap I/O for {} s (pswpin={pswpin} pswpout={pswpout}, \
+                "swap-deadlock-stall: no swap I/O for {} s (pswpin={pswpin} pswpout={pswpout}, \
                  free memory steady at {free} kB): \
                  dumping blocked tasks, then crashing the kernel",
                 stall.as_secs()

@@ -1,47 +1,12 @@
-//! The `dt007` scenario: a userspace swap daemon under memory pressure, in
-//! a real kernel, once per protection mode.
-//!
-//! Each boot runs `xtask/vm/dt007.sh` as `/init`: the kernel's NBD driver
-//! with `examples/nbd_swap.rs` serving its only swap device, a memory hog
-//! that writes checkable pages well past RAM and reads them back, and a
-//! locked watchdog that samples memory and, when swap I/O stops, dumps the
-//! blocked tasks' stacks (`sysrq w`) and crashes the kernel. The kernel's
-//! hung-task detector is on too, set to panic. One boot per mode, because a
-//! deadlocked kernel cannot go on.
-//!
-//! The host reads the console and prints one line per arch and mode:
-//! `dt007 <arch> <mode>: <outcome> written=<MiB> MiB read=<MiB> MiB corrupt=<pages> [evidence]`.
+//! Reads one swap-deadlock boot's console into its outcome, with the
+//! evidence for it (the blocked tasks' stacks, the OOM victim, the stall),
+//! and judges the outcome against what each protection mode must do.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use super::boot::{boot_console, Console};
-use super::build::{build_binaries, Binaries};
-use super::check::number_after;
-use super::pack::busybox_archive;
-use super::{fetch, fetch::Fetched};
-use crate::arch::Arch;
-use crate::util::{self, Result};
+use super::super::boot::Console;
+use super::super::check::number_after;
 
-/// The protection modes of `nbd_swap --protect`, in the order they boot.
-pub const MODES: [&str; 3] = ["none", "lock", "harden"];
-/// What a dt007 boot runs: the daemon (an example), and the hog and
-/// watchdog (a test program).
-pub const EXAMPLES: [&str; 1] = ["nbd_swap"];
-pub const PROGRAMS: [&str; 1] = ["vm_dt007"];
-
-/// How much the hog writes: about twice the VM's RAM (`MemTotal` is about
-/// 200 MiB of the 256 MiB), so that about half of it goes through the
-/// daemon.
-const HOG_MIB: u32 = 400;
-/// The swap device, and the most the daemon's store may hold compressed.
-const SWAP_MIB: u32 = 512;
-const STORE_MIB: u32 = 16;
-/// Seconds without swap I/O after which the watchdog takes the evidence
-/// and crashes the kernel, and the hung-task detector's timeout.
-const STALL_S: u32 = 30;
-const HUNG_S: u32 = 60;
 /// A hardened run must push at least this much through the daemon, or it
 /// proved nothing.
 pub const MIN_SERVED_MIB: f64 = 32.0;
@@ -96,9 +61,6 @@ pub struct Run {
     pub samples: Vec<Sample>,
 }
 
-/// The boots of one arch, by mode.
-type ByMode<'a> = Vec<(&'a str, Vec<Run>)>;
-
 /// One point of the picture.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Sample {
@@ -106,152 +68,6 @@ pub struct Sample {
     pub free_mib: f64,
     pub swap_mib: f64,
     pub served_mib: f64,
-}
-
-/// `/etc/vm.conf` of the dt007 boots.
-fn conf(arch: &Arch) -> String {
-    format!(
-        "ARCH={}\nHOG_MIB={HOG_MIB}\nSWAP_MIB={SWAP_MIB}\nSTORE_MIB={STORE_MIB}\n\
-         STALL_S={STALL_S}\nHUNG_S={HUNG_S}\n",
-        arch.name
-    )
-}
-
-/// Packs the dt007 initramfs for `arch`: busybox, the script, `nbd.ko`, the
-/// daemon and the hog.
-pub fn pack(arch: &Arch, fetched: &Fetched, binaries: &Binaries, dir: &Path) -> Result<PathBuf> {
-    let path = dir.join("dt007.cpio.gz");
-    let mut archive = busybox_archive(fetched, "dt007.sh", &[], &conf(arch), &fetched.nbd_modules)?;
-    for name in EXAMPLES.iter().chain(&PROGRAMS) {
-        archive.copy(&format!("bin/{name}"), 0o755, &binaries.path(name))?;
-    }
-    archive.write_gzip(&path)?;
-    Ok(path)
-}
-
-/// How long one boot may take before it is a `timeout`: a surviving boot
-/// takes 100 to 200 s on an idle 2-core host, several times that when
-/// other VMs and builds share it.
-fn time_limit(arch: &Arch) -> Duration {
-    Duration::from_secs(match arch.name {
-        "x86_64" => 600,
-        _ => 1200,
-    })
-}
-
-/// Boots `initrd` once in `mode` and reads the outcome off the console.
-pub fn boot(arch: &Arch, kernel: &Path, initrd: &Path, mode: &str) -> Run {
-    let tag = format!("dt007 {mode} ");
-    let extra = format!("DT007_MODE={mode}");
-    match boot_console(arch, kernel, initrd, &extra, time_limit(arch), &tag) {
-        Ok(console) => classify(&console),
-        Err(e) => Run {
-            outcome: Outcome::Error(e.clone()),
-            written: 0,
-            read: 0,
-            corrupt: 0,
-            evidence: e,
-            seconds: 0.0,
-            samples: Vec::new(),
-        },
-    }
-}
-
-/// `cargo xtask vm --scenario dt007 [--arch A] [--repeat N] [--plot] [--mode M]...`:
-/// fetches, builds and packs each arch, boots every mode `repeat` times
-/// (the arches in parallel, the boots of one arch in turn), prints a line
-/// per boot and the table, and with `--plot` draws `docs/dt007.svg` from
-/// the first `none` and `harden` boots of the first arch. Fails when a run
-/// breaks [`problem`]'s rules. `modes` replaces [`MODES`] when not empty:
-/// any `nbd_swap --protect` value, such as `harden-without-realtime`.
-pub fn run(arches: &[&'static Arch], repeat: usize, plot_it: bool, modes: &[String]) -> Result {
-    let modes: Vec<&str> = if modes.is_empty() {
-        MODES.to_vec()
-    } else {
-        modes.iter().map(String::as_str).collect()
-    };
-    util::ensure_debian_packages(&super::host_packages())?;
-    let mut prepared = Vec::new();
-    for &arch in arches {
-        let dir = util::root().join("target").join("vm").join(arch.name);
-        let fetched = fetch::fetch(arch, &dir)?;
-        util::ensure_rust_target(arch.triple)?;
-        let binaries = build_binaries(arch, &EXAMPLES, &PROGRAMS)?;
-        let initrd = pack(arch, &fetched, &binaries, &dir)?;
-        eprintln!("xtask: {}: {}", arch.name, fetched.kernel_package);
-        prepared.push((arch, fetched.kernel_package, fetched.kernel, initrd));
-    }
-    let results: Vec<(&Arch, String, ByMode<'_>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = prepared
-            .iter()
-            .map(|(arch, package, kernel, initrd)| {
-                let modes = &modes;
-                scope.spawn(move || {
-                    let mut by_mode: ByMode = modes.iter().map(|m| (*m, Vec::new())).collect();
-                    for i in 0..repeat {
-                        for (mode, runs) in &mut by_mode {
-                            let run = boot(arch, kernel, initrd, mode);
-                            println!(
-                                "{} (run {} of {repeat})",
-                                line(arch.name, mode, &run),
-                                i + 1
-                            );
-                            runs.push(run);
-                        }
-                    }
-                    (*arch, package.clone(), by_mode)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a VM thread panicked"))
-            .collect()
-    });
-
-    println!();
-    let mut rows = Vec::new();
-    let mut problems = Vec::new();
-    for (arch, package, by_mode) in &results {
-        println!("{}: {package}", arch.name);
-        for (mode, runs) in by_mode {
-            for run in runs {
-                println!("{}", line(arch.name, mode, run));
-                problems.extend(problem(arch.name, mode, run));
-            }
-            rows.push((arch.name, *mode, runs.clone()));
-        }
-    }
-    println!();
-    print!("{}", table(&rows));
-    if plot_it {
-        let Some((arch, package, by_mode)) = results.first() else {
-            return Err("--plot: no run to draw".into());
-        };
-        let panels: Vec<(String, &Run)> = ["none", "harden"]
-            .iter()
-            .filter_map(|mode| {
-                let run = by_mode.iter().find(|(m, _)| m == mode)?.1.first()?;
-                Some((format!("--protect {mode}: {}", run.outcome.word()), run))
-            })
-            .collect();
-        let title = format!(
-            "DT-007: nbd_swap serves the only swap; a {HOG_MIB} MiB hog in a 256 MiB VM ({}, {package})",
-            arch.name
-        );
-        let path = util::root().join("docs").join("dt007.svg");
-        plot(&title, &panels, &path)?;
-        eprintln!("xtask: wrote {}", path.display());
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "dt007: {} run(s) broke the rules:\n  {}",
-            problems.len(),
-            problems.join("\n  ")
-        ))
-    }
 }
 
 /// The value after `key` (`written=`) in `line`, up to the next space.
@@ -335,9 +151,10 @@ fn blocked_tasks(lines: &[&str]) -> Vec<Blocked> {
 }
 
 /// The scenario's own processes: the daemon's threads (`nbd_swap`,
-/// `nbd-serve`, ...) and the hog (`vm_dt007`).
+/// `nbd-serve`, ...) and the hog (`vm_swap_deadlock`, which the kernel
+/// cuts to 15 characters).
 fn is_ours(name: &str) -> bool {
-    name.starts_with("nbd") || name.starts_with("vm_dt007")
+    name.starts_with("nbd") || name.starts_with("vm_swap_dead")
 }
 
 /// A frame on the way to or inside swap I/O, or memory reclaim.
@@ -391,7 +208,10 @@ pub fn classify(console: &Console) -> Run {
         .unwrap_or(0);
     let hog = lines.iter().rev().find(|l| l.starts_with("hog: pages="));
     let corrupt = hog.and_then(|l| number_after(l, "corrupt=")).unwrap_or(0);
-    let end = lines.iter().rev().find(|l| l.starts_with("dt007-end "));
+    let end = lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("swap-deadlock-end "));
     let oom = lines.iter().find_map(|l| {
         let l = untimed(l);
         let rest = l.strip_prefix("Out of memory: Killed process ")?;
@@ -400,7 +220,7 @@ pub fn classify(console: &Console) -> Run {
         Some(rest[start..start + len].to_string())
     });
     let panicked = lines.iter().any(|l| l.contains("Kernel panic"));
-    let stall = lines.iter().find(|l| l.starts_with("dt007-stall:"));
+    let stall = lines.iter().find(|l| l.starts_with("swap-deadlock-stall:"));
     let blocked = blocked_tasks(&lines);
     let ours: Vec<&Blocked> = blocked
         .iter()
@@ -444,7 +264,7 @@ pub fn classify(console: &Console) -> Run {
             (None, _) if panicked => "kernel panic".into(),
             (None, _) => format!(
                 "ended without a verdict: {}",
-                end.copied().unwrap_or("no dt007-end line")
+                end.copied().unwrap_or("no swap-deadlock-end line")
             ),
         };
         (Outcome::Timeout, format!("[{why}]"))
@@ -471,7 +291,7 @@ fn samples(console: &Console) -> Vec<Sample> {
             let bytes = number_after(line, "written=").unwrap_or(0)
                 + number_after(line, "read=").unwrap_or(0);
             served = bytes as f64 / MIB;
-        } else if line.starts_with("dt007-sample ") {
+        } else if line.starts_with("swap-deadlock-sample ") {
             out.push(Sample {
                 t,
                 free_mib: number_after(line, "memfree_kb=").unwrap_or(0) as f64 / 1024.0,
@@ -483,14 +303,15 @@ fn samples(console: &Console) -> Vec<Sample> {
     out
 }
 
-/// `dt007 <arch> <mode>: <outcome> written=<MiB> MiB read=<MiB> MiB corrupt=<pages> [evidence]`.
-pub fn line(arch: &str, mode: &str, run: &Run) -> String {
-    const MIB: f64 = (1u64 << 20) as f64;
+/// `<label>: <outcome> written=<MiB> MiB read=<MiB> MiB corrupt=<pages> [evidence]`,
+/// where the label names the boot: `swap-deadlock <arch> <transport>
+/// <kernel> <mode>` (see [`super::Boot::label`]).
+pub fn line(label: &str, run: &Run) -> String {
     let mut s = format!(
-        "dt007 {arch} {mode}: {} written={:.1} MiB read={:.1} MiB corrupt={}",
+        "{label}: {} written={:.1} MiB read={:.1} MiB corrupt={}",
         run.outcome.word(),
-        run.written as f64 / MIB,
-        run.read as f64 / MIB,
+        mib(run.written),
+        mib(run.read),
         run.corrupt
     );
     if !run.evidence.is_empty() {
@@ -499,64 +320,60 @@ pub fn line(arch: &str, mode: &str, run: &Run) -> String {
     s
 }
 
+/// Bytes in MiB.
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 20) as f64
+}
+
+/// MiB the daemon served in a run, written and read.
+pub fn served_mib(run: &Run) -> f64 {
+    mib(run.written + run.read)
+}
+
 /// What the scenario requires of one run in `cargo xtask test`: `harden`
 /// survives having served enough, `none` deadlocks. `lock` is the
 /// experiment: whatever it does is reported, not judged.
-pub fn problem(arch: &str, mode: &str, run: &Run) -> Option<String> {
-    let served = (run.written + run.read) as f64 / (1u64 << 20) as f64;
+pub fn problem(label: &str, mode: &str, run: &Run) -> Option<String> {
+    let served = served_mib(run);
     match mode {
-        "harden" if run.outcome != Outcome::Survived => Some(format!(
-            "dt007 {arch} harden did not survive: {}",
-            line(arch, mode, run)
-        )),
+        "harden" if run.outcome != Outcome::Survived => {
+            Some(format!("{label} did not survive: {}", line(label, run)))
+        }
         "harden" if served < MIN_SERVED_MIB => Some(format!(
-            "dt007 {arch} harden served only {served:.1} MiB (need {MIN_SERVED_MIB} MiB): \
+            "{label} served only {served:.1} MiB (need {MIN_SERVED_MIB} MiB): \
              the hog did not push enough through the daemon to prove anything"
         )),
         "none" if run.outcome != Outcome::Deadlock => Some(format!(
-            "dt007 {arch} none did not deadlock, so the scenario no longer reproduces DT-007: {}",
-            line(arch, mode, run)
+            "{label} did not deadlock, so the scenario no longer reproduces the deadlock: {}",
+            line(label, run)
         )),
         _ => None,
     }
 }
 
-/// The table at the end: one row per arch and mode, with the outcome of
-/// each boot (several with `--repeat`).
-pub fn table(rows: &[(&str, &str, Vec<Run>)]) -> String {
-    let header = [
-        "arch",
-        "mode",
-        "runs",
-        "outcomes",
-        "served MiB (median)",
-        "boot s (median)",
-    ];
-    let body: Vec<[String; 6]> = rows
-        .iter()
-        .map(|(arch, mode, runs)| {
-            let median = |mut v: Vec<f64>| {
-                v.sort_by(f64::total_cmp);
-                v.get(v.len() / 2).copied().unwrap_or(0.0)
-            };
-            [
-                arch.to_string(),
-                mode.to_string(),
-                runs.len().to_string(),
-                counts(runs),
-                format!(
-                    "{:.0}",
-                    median(
-                        runs.iter()
-                            .map(|r| (r.written + r.read) as f64 / (1u64 << 20) as f64)
-                            .collect()
-                    )
-                ),
-                format!("{:.0}", median(runs.iter().map(|r| r.seconds).collect())),
-            ]
-        })
-        .collect();
-    util::text_table(&header, &body)
+/// The header of [`row`]'s table.
+pub const TABLE_HEADER: [&str; 5] = [
+    "boot",
+    "runs",
+    "outcomes",
+    "served MiB (median)",
+    "boot s (median)",
+];
+
+/// One row of the table at the end: one boot (arch, transport, kernel,
+/// mode) with the outcome of each of its runs (several with `--repeat`).
+pub fn row(label: &str, runs: &[Run]) -> [String; 5] {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    [
+        label.to_string(),
+        runs.len().to_string(),
+        counts(runs),
+        format!("{:.0}", median(runs.iter().map(served_mib).collect())),
+        format!("{:.0}", median(runs.iter().map(|r| r.seconds).collect())),
+    ]
 }
 
 /// `survived 4, deadlock 1`: how often each outcome came, in a fixed order.
@@ -587,76 +404,6 @@ pub fn counts(runs: &[Run]) -> String {
         .join(", ")
 }
 
-/// Draws `docs/dt007.svg`: free memory, swap used and bytes served over
-/// time, one panel per run (`none` and `harden`).
-pub fn plot(title: &str, panels: &[(String, &Run)], path: &Path) -> Result {
-    use plotters::prelude::*;
-    let err = |e: &dyn std::fmt::Display| format!("drawing {}: {e}", path.display());
-    let root = SVGBackend::new(path, (1200, 520)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let root = root
-        .titled(title, ("sans-serif", 20))
-        .map_err(|e| err(&e))?;
-    let areas = root.split_evenly((1, panels.len().max(1)));
-    for ((title, run), area) in panels.iter().zip(&areas) {
-        // Each panel its own scale: the stalled run moves a few MiB, the
-        // surviving one a gigabyte.
-        let y_hi = run
-            .samples
-            .iter()
-            .map(|s| s.free_mib.max(s.swap_mib).max(s.served_mib))
-            .fold(16.0, f64::max)
-            * 1.15;
-        let t0 = run.samples.first().map_or(0.0, |s| s.t);
-        let t_hi = run.samples.last().map_or(1.0, |s| s.t - t0).max(1.0) * 1.05;
-        let mut chart = ChartBuilder::on(area)
-            .caption(title.as_str(), ("sans-serif", 17))
-            .margin(14)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.0..t_hi, 0.0..y_hi)
-            .map_err(|e| err(&e))?;
-        crate::figure::grid(
-            chart
-                .configure_mesh()
-                .x_desc("seconds since the hog started")
-                .y_desc("MiB"),
-        )
-        .draw()
-        .map_err(|e| err(&e))?;
-        type Series = (&'static str, RGBColor, fn(&Sample) -> f64);
-        let series: [Series; 3] = [
-            ("free memory", RGBColor(30, 90, 200), |s| s.free_mib),
-            ("swap used", RGBColor(200, 40, 40), |s| s.swap_mib),
-            (
-                "served by the daemon (written + read)",
-                RGBColor(20, 150, 60),
-                |s| s.served_mib,
-            ),
-        ];
-        for (label, color, y) in series {
-            let points: Vec<(f64, f64)> = run.samples.iter().map(|s| (s.t - t0, y(s))).collect();
-            chart
-                .draw_series(LineSeries::new(points, color.stroke_width(2)))
-                .map_err(|e| err(&e))?
-                .label(label)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(200, 200, 200))
-            .label_font(("sans-serif", 13))
-            .draw()
-            .map_err(|e| err(&e))?;
-    }
-    root.present().map_err(|e| err(&e))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -674,12 +421,12 @@ mod tests {
 
     const SURVIVED: &str = "\
 vm: kernel 6.1.0 on x86_64, MemTotal: 204000 kB, mode harden
-dt007-sample memfree_kb=100000 swapused_kb=0 pswpin=0 pswpout=0
+swap-deadlock-sample memfree_kb=100000 swapused_kb=0 pswpin=0 pswpout=0
 nbd_swap: t_ms=5000 written=104857600 read=52428800 pages=25600 compressed=900000 in_flight=0 requests=900 errors=0
-dt007-sample memfree_kb=3000 swapused_kb=200000 pswpin=12800 pswpout=51200
+swap-deadlock-sample memfree_kb=3000 swapused_kb=200000 pswpin=12800 pswpout=51200
 hog: pages=102400 verified=102400 corrupt=0 in 20.1 s
 nbd_swap: t_ms=9000 written=209715200 read=104857600 pages=0 compressed=0 in_flight=0 requests=1900 errors=0 final
-dt007-end hog=0 swapoff=ok daemon=0
+swap-deadlock-end hog=0 swapoff=ok daemon=0
 vm: done";
 
     #[test]
@@ -690,12 +437,13 @@ vm: done";
             (run.written, run.read, run.corrupt),
             (200 << 20, 100 << 20, 0)
         );
+        let label = "swap-deadlock x86_64 nbd 6.1 harden";
         assert_eq!(
-            line("x86_64", "harden", &run),
-            "dt007 x86_64 harden: survived written=200.0 MiB read=100.0 MiB corrupt=0"
+            line(label, &run),
+            "swap-deadlock x86_64 nbd 6.1 harden: survived written=200.0 MiB read=100.0 MiB corrupt=0"
         );
-        assert_eq!(problem("x86_64", "harden", &run), None);
-        assert!(problem("x86_64", "none", &run)
+        assert_eq!(problem(label, "harden", &run), None);
+        assert!(problem(label, "none", &run)
             .unwrap()
             .contains("did not deadlock"));
         assert_eq!(run.samples.len(), 2);
@@ -709,7 +457,7 @@ vm: done";
 
     const SYSRQ_X86: &str = "\
 nbd_swap: t_ms=5000 written=77824 read=0 pages=19 compressed=900 in_flight=1 requests=5 errors=0
-dt007-stall: no swap I/O for 30 s (pswpin=0 pswpout=19, free memory steady at 2380 kB): dumping blocked tasks, then crashing the kernel
+swap-deadlock-stall: no swap I/O for 30 s (pswpin=0 pswpout=19, free memory steady at 2380 kB): dumping blocked tasks, then crashing the kernel
 [   40.101000] sysrq: Show Blocked State
 [   40.102000] task:kswapd0         state:D stack:0     pid:30    ppid:2      flags:0x00004000
 [   40.103000] Call Trace:
@@ -744,10 +492,15 @@ dt007-stall: no swap I/O for 30 s (pswpin=0 pswpout=19, free memory steady at 23
              shrink_folio_list < try_to_free_pages]"
         );
         assert_eq!(run.written, 77824);
-        assert_eq!(problem("x86_64", "none", &run), None);
-        assert!(problem("x86_64", "harden", &run)
-            .unwrap()
-            .contains("did not survive"));
+        assert_eq!(
+            problem("swap-deadlock x86_64 nbd 6.1 none", "none", &run),
+            None
+        );
+        assert!(
+            problem("swap-deadlock x86_64 nbd 6.1 harden", "harden", &run)
+                .unwrap()
+                .contains("did not survive")
+        );
     }
 
     #[test]
@@ -797,16 +550,16 @@ dt007-stall: no swap I/O for 30 s (pswpin=0 pswpout=19, free memory steady at 23
 
     #[test]
     fn oom_corrupt_and_setup_errors_are_named() {
-        let oom = "[ 50.0] Out of memory: Killed process 80 (vm_dt007) total-vm:409600kB\n\
+        let oom = "[ 50.0] Out of memory: Killed process 80 (vm_swap_deadloc) total-vm:409600kB\n\
                    hog: pages=1 verified=1 corrupt=0 in 1.0 s";
         let run = classify(&console(oom, false, true));
-        assert_eq!(run.outcome, Outcome::OomKilled("vm_dt007".into()));
-        assert_eq!(run.evidence, "[victim vm_dt007]");
+        assert_eq!(run.outcome, Outcome::OomKilled("vm_swap_deadloc".into()));
+        assert_eq!(run.evidence, "[victim vm_swap_deadloc]");
         let bad = SURVIVED.replace("verified=102400 corrupt=0", "verified=102398 corrupt=2");
         let run = classify(&console(&bad, false, true));
         assert_eq!((run.outcome, run.corrupt), (Outcome::Corrupt, 2));
         let run = classify(&console(
-            "dt007-end error=swapon-failed\nvm: done",
+            "swap-deadlock-end error=swapon-failed\nvm: done",
             false,
             true,
         ));
@@ -818,7 +571,9 @@ dt007-stall: no swap I/O for 30 s (pswpin=0 pswpout=19, free memory steady at 23
         let s = classify(&console(SURVIVED, false, true));
         let d = classify(&console(SYSRQ_X86, false, true));
         assert_eq!(counts(&[d.clone(), s.clone(), d]), "survived 1, deadlock 2");
-        let t = table(&[("x86_64", "none", vec![s])]);
-        assert!(t.lines().nth(1).unwrap().contains("survived 1"), "{t}");
+        assert_eq!(
+            row("swap-deadlock x86_64 nbd 6.1 none", &[s])[2],
+            "survived 1"
+        );
     }
 }

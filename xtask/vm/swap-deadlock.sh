@@ -1,18 +1,18 @@
 #!/bin/busybox sh
-# /init of the dt007 boots of `cargo xtask vm` (xtask/src/vm/dt007.rs packs
+# /init of the swap-deadlock boots of `cargo xtask vm` (xtask/src/vm/swap_deadlock/ packs
 # it): one boot per protection mode, because a deadlocked kernel cannot go
-# on. The mode comes from the kernel command line (DT007_MODE=none|lock|
+# on. The mode comes from the kernel command line (SWAP_DEADLOCK_MODE=none|lock|
 # harden, which the kernel passes to /init as an environment variable).
 #
 # The only swap is an NBD device served by examples/nbd_swap.rs. A memory
-# hog (test-programs/src/bin/vm_dt007.rs) writes checkable pages well past RAM and reads
-# them back; a locked watchdog samples memory and, when swap I/O stops,
+# hog (test-programs/src/bin/vm_swap_deadlock.rs) writes checkable pages well past RAM and reads
+# them back; a locked watchdog samples memory and, when swap I/O stalls,
 # dumps the blocked tasks and crashes the kernel. The host reads the
 # console: the daemon's counters, the hog's verdict, the kernel's reports.
 # /etc/vm.conf sets ARCH, HOG_MIB, SWAP_MIB, STORE_MIB, STALL_S, HUNG_S.
 
 . /etc/prelude.sh
-MODE=${DT007_MODE:-none}
+MODE=${SWAP_DEADLOCK_MODE:-none}
 
 # Everything the kernel says reaches the console: the blocked tasks' stacks
 # are printed at KERN_INFO.
@@ -39,25 +39,25 @@ i=0
 while [ "$(cat /sys/block/nbd0/size 2>/dev/null)" = 0 ] || [ ! -e /sys/block/nbd0/size ]; do
     i=$((i + 1))
     if [ $i -gt 300 ] || ! kill -0 $daemon 2>/dev/null; then
-        echo "dt007-end error=the-daemon-never-served"
+        echo "swap-deadlock-end error=the-daemon-never-served"
         finish
     fi
     sleep 0.1
 done
 mkswap /dev/nbd0 > /dev/null && swapon /dev/nbd0 || {
-    echo "dt007-end error=swapon-failed"
+    echo "swap-deadlock-end error=swapon-failed"
     finish
 }
 say "swap: $(grep SwapTotal /proc/meminfo | tr -s ' ') on /dev/nbd0"
 
-vm_dt007 watch "$STALL_S" 500 &
+vm_swap_deadlock watch "$STALL_S" 500 &
 watch=$!
-vm_dt007 hog "$HOG_MIB"
+vm_swap_deadlock hog "$HOG_MIB"
 hog=$?
 kill $watch
 swapoff /dev/nbd0 && swapoff=ok || swapoff=failed
 kill -TERM $daemon
 wait $daemon
 daemon_rc=$?
-echo "dt007-end hog=$hog swapoff=$swapoff daemon=$daemon_rc"
+echo "swap-deadlock-end hog=$hog swapoff=$swapoff daemon=$daemon_rc"
 finish

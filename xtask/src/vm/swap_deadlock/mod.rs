@@ -1,0 +1,291 @@
+//! The swap-deadlock scenario: a userspace swap daemon under memory
+//! pressure, in a real kernel, once per protection mode.
+//!
+//! Each boot runs `xtask/vm/swap-deadlock.sh` as `/init`: the kernel's NBD
+//! driver with `examples/nbd_swap.rs` serving its only swap device, a
+//! memory hog that writes checkable pages well past RAM and reads them
+//! back, and a locked watchdog that samples memory and, when swap I/O
+//! stalls, dumps the blocked tasks' stacks (`sysrq w`) and crashes the
+//! kernel. The kernel's hung-task detector is on too, set to panic. One
+//! boot per mode, because a deadlocked kernel cannot go on.
+//!
+//! The host reads each console ([`verdict`]) and prints one line per boot:
+//! `swap-deadlock <arch> <transport> <kernel> <mode>: <outcome> written=<MiB> MiB read=<MiB> MiB corrupt=<pages> [evidence]`.
+//!
+//! Here: what a boot is made of (configuration, image) and the boots of
+//! one arch; `verdict` reads and judges a console, `plot` draws the figure.
+
+mod plot;
+mod verdict;
+
+use std::path::{Path, PathBuf};
+
+use super::boot::boot_console;
+use super::build::Binaries;
+use super::fetch::Fetched;
+use super::pack::busybox_archive;
+use crate::arch::Arch;
+use crate::util::{self, Result};
+pub(super) use verdict::TABLE_HEADER;
+use verdict::{classify, line, problem, row, Outcome, Run};
+
+/// The protection modes of `nbd_swap --protect`, in the order they boot.
+pub(super) const MODES: [&str; 3] = ["none", "lock", "harden"];
+/// What a swap-deadlock boot runs: the daemon (an example), and the hog
+/// and watchdog (a test program).
+pub(super) const EXAMPLES: [&str; 1] = ["nbd_swap"];
+pub(super) const PROGRAMS: [&str; 1] = ["vm_swap_deadlock"];
+
+/// How much the hog writes: about twice the VM's RAM (`MemTotal` is about
+/// 200 MiB of the 256 MiB), so that about half of it goes through the
+/// daemon.
+const HOG_MIB: u32 = 400;
+/// The swap device, and the most the daemon's store may hold compressed.
+const SWAP_MIB: u32 = 512;
+const STORE_MIB: u32 = 16;
+/// Seconds without swap I/O after which the watchdog takes the evidence
+/// and crashes the kernel, and the hung-task detector's timeout.
+const STALL_S: u32 = 30;
+const HUNG_S: u32 = 60;
+
+/// How the daemon's block device reaches the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Transport {
+    /// The kernel's NBD client (`nbd.ko`) over a socket pair.
+    Nbd,
+}
+
+impl Transport {
+    /// Its word in the console lines.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Transport::Nbd => "nbd",
+        }
+    }
+}
+
+/// What the experiment runs: which modes, how often each, and whether to
+/// draw the figure.
+#[derive(Clone, Debug)]
+pub(super) struct Options {
+    /// `nbd_swap --protect` values; [`MODES`] when empty. Any value the
+    /// daemon takes, such as `harden-without-realtime`.
+    pub(super) modes: Vec<String>,
+    pub(super) repeat: usize,
+    /// Draw `docs/swap-deadlock.svg` from the first `none` and `harden`
+    /// boots of the first arch.
+    pub(super) plot: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            modes: Vec::new(),
+            repeat: 1,
+            plot: false,
+        }
+    }
+}
+
+impl Options {
+    fn modes(&self) -> Vec<&str> {
+        if self.modes.is_empty() {
+            MODES.to_vec()
+        } else {
+            self.modes.iter().map(String::as_str).collect()
+        }
+    }
+}
+
+/// The kernel's series (`6.1`) from a Debian kernel package name such as
+/// `linux-image-6.1.0-28-amd64`; the whole name if it has none.
+pub(super) fn kernel_series(package: &str) -> String {
+    package
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .find_map(|word| {
+            let mut parts = word.split('.');
+            let (major, minor) = (parts.next()?, parts.next()?);
+            (!major.is_empty() && !minor.is_empty()).then(|| format!("{major}.{minor}"))
+        })
+        .unwrap_or_else(|| package.to_string())
+}
+
+/// `/etc/vm.conf` of the swap-deadlock boots.
+fn conf(arch: &Arch) -> String {
+    format!(
+        "ARCH={}\nHOG_MIB={HOG_MIB}\nSWAP_MIB={SWAP_MIB}\nSTORE_MIB={STORE_MIB}\n\
+         STALL_S={STALL_S}\nHUNG_S={HUNG_S}\n",
+        arch.name
+    )
+}
+
+/// Packs the swap-deadlock initramfs for `arch`: busybox, the script,
+/// `nbd.ko`, the daemon and the hog.
+pub(super) fn pack(
+    arch: &Arch,
+    fetched: &Fetched,
+    binaries: &Binaries,
+    dir: &Path,
+) -> Result<PathBuf> {
+    let path = dir.join("swap-deadlock.cpio.gz");
+    let mut archive = busybox_archive(
+        fetched,
+        "swap-deadlock.sh",
+        &[],
+        &conf(arch),
+        &fetched.nbd_modules,
+    )?;
+    for name in EXAMPLES.iter().chain(&PROGRAMS) {
+        archive.copy(&format!("bin/{name}"), 0o755, &binaries.path(name))?;
+    }
+    archive.write_gzip(&path)?;
+    Ok(path)
+}
+
+/// The boots of one arch: its kernel, transport, and every run by mode.
+pub(super) struct Runs {
+    pub(super) arch: &'static Arch,
+    pub(super) transport: Transport,
+    /// The Debian package of the kernel, and its series (`6.1`).
+    pub(super) package: String,
+    pub(super) kernel: String,
+    pub(super) by_mode: Vec<(String, Vec<Run>)>,
+}
+
+impl Runs {
+    /// `swap-deadlock <arch> <transport> <kernel> <mode>`: which boot a
+    /// line or a table row is about.
+    fn label(&self, mode: &str) -> String {
+        format!(
+            "swap-deadlock {} {} {} {mode}",
+            self.arch.name,
+            self.transport.name(),
+            self.kernel
+        )
+    }
+
+    /// One console line per run.
+    pub(super) fn lines(&self) -> Vec<String> {
+        self.by_mode
+            .iter()
+            .flat_map(|(mode, runs)| runs.iter().map(move |run| line(&self.label(mode), run)))
+            .collect()
+    }
+
+    /// Why runs broke [`verdict::problem`]'s rules; empty when none did.
+    pub(super) fn problems(&self) -> Vec<String> {
+        self.by_mode
+            .iter()
+            .flat_map(|(mode, runs)| {
+                runs.iter()
+                    .filter_map(move |run| problem(&self.label(mode), mode, run))
+            })
+            .collect()
+    }
+
+    /// One table row per mode ([`TABLE_HEADER`]).
+    pub(super) fn rows(&self) -> Vec<[String; 5]> {
+        self.by_mode
+            .iter()
+            .map(|(mode, runs)| row(&self.label(mode), runs))
+            .collect()
+    }
+
+    /// How many boots ran.
+    pub(super) fn count(&self) -> usize {
+        self.by_mode.iter().map(|(_, runs)| runs.len()).sum()
+    }
+}
+
+/// Boots every mode `options.repeat` times in turn (one kernel cannot go
+/// on after a deadlock), printing each run's line as it ends.
+pub(super) fn boot_all(
+    arch: &'static Arch,
+    package: &str,
+    kernel: &Path,
+    initrd: &Path,
+    options: &Options,
+) -> Runs {
+    let mut runs = Runs {
+        arch,
+        transport: Transport::Nbd,
+        package: package.to_string(),
+        kernel: kernel_series(package),
+        by_mode: options
+            .modes()
+            .into_iter()
+            .map(|m| (m.to_string(), Vec::new()))
+            .collect(),
+    };
+    for i in 0..options.repeat {
+        for m in 0..runs.by_mode.len() {
+            let mode = runs.by_mode[m].0.clone();
+            let run = boot(arch, kernel, initrd, &mode);
+            println!(
+                "{} (run {} of {})",
+                line(&runs.label(&mode), &run),
+                i + 1,
+                options.repeat
+            );
+            runs.by_mode[m].1.push(run);
+        }
+    }
+    runs
+}
+
+/// Boots `initrd` once in `mode` and reads the outcome off the console.
+fn boot(arch: &Arch, kernel: &Path, initrd: &Path, mode: &str) -> Run {
+    let tag = format!("swap-deadlock {mode} ");
+    let extra = format!("SWAP_DEADLOCK_MODE={mode}");
+    match boot_console(
+        arch,
+        kernel,
+        initrd,
+        &extra,
+        arch.swap_deadlock_timeout,
+        &tag,
+    ) {
+        Ok(console) => classify(&console),
+        Err(e) => Run {
+            outcome: Outcome::Error(format!("{e:#}")),
+            written: 0,
+            read: 0,
+            corrupt: 0,
+            evidence: format!("[{e:#}]"),
+            seconds: 0.0,
+            samples: Vec::new(),
+        },
+    }
+}
+
+/// Draws `docs/swap-deadlock.svg` from the first `none` and `harden` boots
+/// of `runs`.
+pub(super) fn draw(runs: &Runs) -> Result {
+    let panels: Vec<(String, &Run)> = ["none", "harden"]
+        .iter()
+        .filter_map(|mode| {
+            let run = runs.by_mode.iter().find(|(m, _)| m == mode)?.1.first()?;
+            Some((format!("--protect {mode}: {}", run.outcome.word()), run))
+        })
+        .collect();
+    let title = format!(
+        "Swap deadlock: nbd_swap serves the only swap; a {HOG_MIB} MiB hog in a 256 MiB VM ({}, {})",
+        runs.arch.name, runs.package
+    );
+    let path = util::root().join("docs").join("swap-deadlock.svg");
+    plot::plot(&title, &panels, &path)?;
+    eprintln!("xtask: wrote {}", path.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernel_series;
+
+    #[test]
+    fn the_kernel_series_comes_from_the_package_name() {
+        assert_eq!(kernel_series("linux-image-6.1.0-28-amd64"), "6.1");
+        assert_eq!(kernel_series("linux-image-6.12.57+deb13-riscv64"), "6.12");
+        assert_eq!(kernel_series("unknown"), "unknown");
+    }
+}
