@@ -7,7 +7,7 @@
 //!          [--protect none|lock|harden] [--stats-ms 500]
 //! ```
 //!
-//! It is the process DT-007 in duende's docs is about: put swap on its
+//! It is the process a swap deadlock is about: put swap on its
 //! device and the kernel, short of memory, writes pages to it; each write is
 //! a request this process must serve. If serving it needs memory, and the
 //! memory it needs went to swap, or reclaiming memory for it queues more
@@ -794,7 +794,7 @@ fn serve_requests(mut sock: UnixStream, store: &Store) -> io::Result<()> {
 
 /// The server's side of the protocol, driven over a real socket pair by a
 /// client that speaks NBD as the kernel does. The kernel itself serves as
-/// the client in the `dt007` scenario of `cargo xtask vm`; here are the
+/// the client in the swap-deadlock scenario of `cargo xtask vm`; here are the
 /// requests it never sends: out of range, misaligned, unknown, store full.
 #[cfg(test)]
 mod tests {

@@ -181,7 +181,7 @@ impl Hardening {
     /// Step 6: run the calling thread, and the threads it spawns
     /// afterwards, under `SCHED_FIFO` at `priority` ([`set_realtime`]).
     /// Left out by [`Hardening::SWAP_DAEMON`]; the README's recipe turns it
-    /// on, because the `dt007` scenario stalls without it (see
+    /// on, because the swap-deadlock scenario stalls without it (see
     /// [`set_realtime`]). [`harden_swap_daemon`] rejects a priority outside
     /// 1..=99 before it does anything.
     #[must_use]

@@ -82,7 +82,7 @@ fn io_flusher_prctl(option: PrctlInt, arg: usize) -> Result<usize, Error> {
 /// ordinary tasks cannot touch (`ALLOC_HARDER` in Linux 6.1,
 /// `ALLOC_MIN_RESERVE` from 6.3, set for `rt_task()` callers in
 /// `gfp_to_alloc_flags`), so the daemon's reply goes out, the write
-/// completes, and memory can be freed again. The `dt007` scenario of
+/// completes, and memory can be freed again. The swap-deadlock scenario of
 /// `cargo xtask vm` measured it: a daemon with the lock and IO_FLUSHER but
 /// without this step looped in reclaim inside `unix_stream_sendmsg`, and
 /// the machine stalled; with it, the same run served the whole hog.
