@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context as _};
 
 use super::compose;
-use super::observe::{observe, parse_size, Observed};
+use super::observe::{observe, parse_size, Captured, Observed};
 use super::table::Cell;
 use crate::util;
 
@@ -343,13 +343,6 @@ impl Drop for Engine {
 
 fn read_pid_file() -> Option<u32> {
     fs::read_to_string(PID_FILE).ok()?.trim().parse().ok()
-}
-
-/// A finished command's exit status and its output, stdout and stderr.
-pub(super) struct Captured {
-    pub(super) success: bool,
-    pub(super) stdout: String,
-    pub(super) stderr: String,
 }
 
 /// Prints the command and runs it, capturing its output.

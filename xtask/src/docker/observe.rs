@@ -5,7 +5,6 @@
 use anyhow::Context as _;
 use serde_json::Value;
 
-use super::engine::Captured;
 use crate::util;
 
 /// What one cell did.
@@ -14,6 +13,13 @@ pub(super) struct Observed {
     pub(super) details: String,
     /// The cgroup limit the doctor read, if it ran and found one.
     pub(super) cgroup_limit: Option<u64>,
+}
+
+/// A finished command's exit status and its output, stdout and stderr.
+pub(super) struct Captured {
+    pub(super) success: bool,
+    pub(super) stdout: String,
+    pub(super) stderr: String,
 }
 
 /// The outcome a run shows: the engine's refusal, an `execve` refused in
