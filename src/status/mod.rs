@@ -20,26 +20,14 @@
 //! (checked with `fstatfs(2)`), where the kernel's own rules hold:
 //! `proc_pid_status()` in `fs/proc/array.c` writes each key once, the sizes
 //! (`task_mem()`) before `CapEff` (`task_cap()`), and escapes the newlines
-//! in the process's name. With the default feature `fast-status` those two
-//! rely on that:
-//!
-//! - the parse stops after the line that completes the six fields: the two
-//!   fifths of the text after `CapEff` can hold none of them, and a text
-//!   longer than the read buffer (many CPUs or groups) needs no further
-//!   `read`;
-//! - they remember where the six lines started (`status()` for the whole
-//!   process, each reader for itself). A poller reads texts of one layout
-//!   again and again: the lines before the sizes change length only with
-//!   the name, `FDSize` and the like, and the kernel pads the sizes. So the
-//!   next parse looks there first: where each key stands at its place and
-//!   each value is as the kernel writes it, the six are read there, in
-//!   straight-line code, and nothing else is looked at. Anything else, and
-//!   the text is scanned, and the new places remembered.
-//!
-//! For any text the kernel writes, both give the answer a scan of the whole
-//! text gives; the unit tests and the fuzzer compare them over stale
-//! layouts and every form of value, and the tests read the real file while
-//! its layout changes.
+//! in the process's name. Those two rely on that: the parse stops after
+//! the line that completes the six fields. The two fifths of the text
+//! after `CapEff` can hold none of them, and a text longer than the read
+//! buffer (many CPUs or groups) needs no further `read` once `CapEff` is
+//! in. For any text the kernel writes the answer is the one
+//! [`Status::parse`] of the whole text gives; the unit tests, the fuzzer
+//! and `tests/status.rs` (which reads the real file while its layout
+//! changes) compare the two.
 
 mod parse;
 mod read;
@@ -47,6 +35,5 @@ mod read;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub use parse::fuzz_kernel_text;
-use parse::Layout;
 pub use parse::{Status, StatusParser};
 pub use read::{is_locked, locked_bytes, status, StatusReader};

@@ -1,17 +1,13 @@
 //! Reading `/proc/self/status`: [`status`] opens, reads and closes it
 //! each time; [`StatusReader`] keeps it open for a poller. Both read
-//! through a stack buffer, parse what they read as the kernel's own text
-//! (a text read whole at once with the layout of the last one, with
-//! `fast-status`; otherwise, and a text over the buffer, through the
-//! streaming parser), and remember per process (until a fork) what they
-//! need not ask the kernel again: the process ID, and that `/proc` is
-//! procfs.
+//! through a stack buffer into the streaming parser, as the kernel's own
+//! text (it stops after the six fields), and remember per process (until
+//! a fork) what they need not ask the kernel again: the process ID, and
+//! that `/proc` is procfs.
 
 use core::mem::MaybeUninit;
 
-use core::sync::atomic::{AtomicU64, Ordering};
-
-use super::{Layout, Status, StatusParser};
+use super::{Status, StatusParser};
 use crate::procfs;
 use crate::sys::{self, Fd, OpenMode};
 use crate::Error;
@@ -23,12 +19,6 @@ const PATH: &core::ffi::CStr = c"/proc/self/status";
 /// the whole file on most machines (about 1.4 KiB); larger files take
 /// more reads, parsed as they stream.
 const READ_CHUNK: usize = 2048;
-
-/// Whether the `fast-status` feature is on: a text read whole in one
-/// `read` is parsed at once, with the layout of the last one
-/// ([`Status::parse_kernel_text`]); without it, everything goes through the
-/// streaming parser alone, the smaller code.
-const FAST: bool = cfg!(feature = "fast-status");
 
 /// Set once `/proc` has been seen to be procfs in this process; clear
 /// again in a forked child, which may have another `/proc`.
@@ -71,11 +61,7 @@ fn open_status() -> Result<Fd, Error> {
 /// stops after the line that completes the recorded fields
 /// ([`StatusParser::of_kernel_text`]), and a status over 2 KiB (many CPUs
 /// or groups) then needs no second `read`.
-///
-/// A text read whole in one `read` is parsed with `layout`, where the
-/// recorded lines stood in the last text read
-/// ([`Status::parse_kernel_text`]), which learns where they stand now.
-fn read_status(fd: &Fd, positional: bool, layout: &mut Layout) -> Result<Status, Error> {
+fn read_status(fd: &Fd, positional: bool) -> Result<Status, Error> {
     // Not zeroed first: the kernel writes what is read.
     let mut buf = [MaybeUninit::uninit(); READ_CHUNK];
     let mut parser = StatusParser::of_kernel_text();
@@ -83,13 +69,9 @@ fn read_status(fd: &Fd, positional: bool, layout: &mut Layout) -> Result<Status,
     loop {
         let data = sys::read_to(fd, &mut buf, positional.then_some(offset))?;
         let last = data.len() < READ_CHUNK && (data.is_empty() || data.last() == Some(&b'\n'));
-        if FAST && last && offset == 0 {
-            // The whole text in one read, as almost always.
-            return Status::parse_kernel_text(data, layout);
-        }
         parser.feed(data);
         if last || parser.is_done() {
-            return parser.result();
+            return parser.finish();
         }
         offset += data.len() as u64;
     }
@@ -101,12 +83,10 @@ fn read_status(fd: &Fd, positional: bool, layout: &mut Layout) -> Result<Status,
 /// 2 KiB), one `close`. No allocation. To poll, [`StatusReader`] saves the
 /// `openat` and the `close`.
 ///
-/// With the default feature `fast-status`, the text is read as the
-/// kernel's own (see [the module's notes](mod@crate::status#the-kernels-own-text)):
-/// the parse stops after the six fields, and where they stood is
-/// remembered for the process's next call, which reads them there if the
-/// layout has not changed. The answer is the one a scan of the whole text
-/// gives.
+/// The text is read as the kernel's own (see [the module's
+/// notes](mod@crate::status#the-kernels-own-text)): the parse stops after
+/// the line that completes the six fields. The answer is the one
+/// [`Status::parse`] of the whole text gives.
 ///
 /// **Is `/proc` procfs?** A container or a test can mount anything at
 /// `/proc`. The first call in a process checks the file with `fstatfs(2)`
@@ -128,46 +108,7 @@ fn read_status(fd: &Fd, positional: bool, layout: &mut Layout) -> Result<Status,
 /// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
 pub fn status() -> Result<Status, Error> {
     let fd = procfs::open_proc_once(PATH, OpenMode::Read, &PROC_CHECKED)?;
-    if !FAST {
-        let mut unused = Layout::UNKNOWN;
-        return read_status(&fd, false, &mut unused);
-    }
-    let mut layout = LAYOUT.load();
-    let status = read_status(&fd, false, &mut layout);
-    LAYOUT.store(layout);
-    status
-}
-
-/// Where [`status`] last found the recorded lines: a hint shared by the
-/// process's threads, each slot a `u16`, checked before every use
-/// ([`Status::parse_kernel_text`]); racing threads may leave it mixed,
-/// which costs one scan.
-static LAYOUT: SharedLayout = SharedLayout([AtomicU64::new(0), AtomicU64::new(0)]);
-
-/// A [`Layout`] in two atomic words, four slots each.
-struct SharedLayout([AtomicU64; 2]);
-
-impl SharedLayout {
-    fn load(&self) -> Layout {
-        let mut layout = Layout::UNKNOWN;
-        for (word, four) in self.0.iter().zip(layout.0.chunks_exact_mut(4)) {
-            let word = word.load(Ordering::Relaxed);
-            for (i, at) in four.iter_mut().enumerate() {
-                *at = (word >> (16 * i)) as u16;
-            }
-        }
-        layout
-    }
-
-    fn store(&self, layout: Layout) {
-        for (word, four) in self.0.iter().zip(layout.0.chunks_exact(4)) {
-            let packed = four
-                .iter()
-                .enumerate()
-                .fold(0, |w, (i, &at)| w | u64::from(at) << (16 * i));
-            word.store(packed, Ordering::Relaxed);
-        }
-    }
+    read_status(&fd, false)
 }
 
 /// `VmLck` of this process, in bytes.
@@ -230,8 +171,6 @@ pub fn is_locked() -> Result<bool, Error> {
 pub struct StatusReader {
     fd: Fd,
     pid: u32,
-    /// Where the recorded lines stood in the last text read.
-    layout: Layout,
 }
 
 impl StatusReader {
@@ -251,7 +190,6 @@ impl StatusReader {
         Ok(StatusReader {
             fd: open_status()?,
             pid,
-            layout: Layout::UNKNOWN,
         })
     }
 
@@ -274,7 +212,7 @@ impl StatusReader {
             self.fd = open_status()?;
             self.pid = pid;
         }
-        read_status(&self.fd, true, &mut self.layout)
+        read_status(&self.fd, true)
     }
 
     /// The process ID this reader's descriptor describes: the one that

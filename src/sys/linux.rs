@@ -3,8 +3,7 @@
 //!
 //! # Safety
 //!
-//! This is the only module of the crate that contains `unsafe` code, with
-//! `scan` beside it (the SIMD byte search, intrinsics only). Each
+//! This is the only module of the crate that contains `unsafe` code. Each
 //! wrapper turns one system call into a function whose arguments make misuse
 //! impossible from safe code: pointers come from references or slices (so
 //! they are valid for the length passed), out-parameters are `&mut` to
