@@ -167,7 +167,7 @@ const LINE_MAX: usize = 64;
 /// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
 #[derive(Debug, Clone)]
 pub struct StatusParser {
-    status: Status,
+    fields: Fields,
     /// The start of the line the last chunk left unfinished (`carried`
     /// bytes of it), and room for the newline that ends it.
     carry: [u8; LINE_MAX + 1],
@@ -175,6 +175,12 @@ pub struct StatusParser {
     /// The unfinished line is longer than [`LINE_MAX`]; `carry` holds its
     /// start.
     overlong: bool,
+}
+
+/// What the lines read so far held, apart from the carried line.
+#[derive(Debug, Clone)]
+struct Fields {
+    status: Status,
     /// A recorded field was malformed: the rest is ignored.
     malformed: bool,
     /// Stop once every recorded field was seen: set for the kernel's own
@@ -193,15 +199,17 @@ impl StatusParser {
     #[must_use]
     pub const fn new() -> StatusParser {
         StatusParser {
-            status: Status {
-                values: [0; 8],
-                present: 0,
+            fields: Fields {
+                status: Status {
+                    values: [0; 8],
+                    present: 0,
+                },
+                malformed: false,
+                until_complete: false,
             },
             carry: [0; LINE_MAX + 1],
             carried: 0,
             overlong: false,
-            malformed: false,
-            until_complete: false,
         }
     }
 
@@ -213,7 +221,7 @@ impl StatusParser {
     /// it reads are checked as [`StatusParser::new`]'s are.
     pub(crate) const fn of_kernel_text() -> StatusParser {
         let mut parser = StatusParser::new();
-        parser.until_complete = true;
+        parser.fields.until_complete = true;
         parser
     }
 
@@ -221,7 +229,7 @@ impl StatusParser {
     /// a parser [`of_kernel_text`](Self::of_kernel_text)), or one was
     /// malformed. What it is fed next is ignored.
     pub(crate) fn is_done(&self) -> bool {
-        self.malformed || (self.until_complete && self.status.present == ALL)
+        self.fields.is_done()
     }
 
     /// Consumes the next chunk of the text. After a malformed field the
@@ -248,7 +256,7 @@ impl StatusParser {
             .rposition(|&b| b == b'\n')
             .map_or(0, |nl| nl + 1);
         let (lines, tail) = text.split_at_checked(whole).unwrap_or_default();
-        self.scan(lines);
+        self.fields.scan(lines);
         if !self.is_done() {
             self.keep(tail);
         }
@@ -282,11 +290,10 @@ impl StatusParser {
         if let Some(end) = self.carry.get_mut(n) {
             *end = b'\n';
         }
-        let carry = self.carry;
-        let line = carry.get(..=n).unwrap_or_default();
+        let line = self.carry.get(..=n).unwrap_or_default();
         match overlong {
-            false => self.scan(line),
-            true => self.malformed |= is_field(line),
+            false => self.fields.scan(line),
+            true => self.fields.malformed |= is_field(line),
         }
     }
 
@@ -301,10 +308,17 @@ impl StatusParser {
             .carry
             .get(..usize::from(self.carried))
             .unwrap_or_default();
-        if self.malformed || is_field(cut) {
+        if self.fields.malformed || is_field(cut) {
             return Err(Error::Malformed);
         }
-        Ok(self.status)
+        Ok(self.fields.status)
+    }
+}
+
+impl Fields {
+    /// See [`StatusParser::is_done`].
+    fn is_done(&self) -> bool {
+        self.malformed || (self.until_complete && self.status.present == ALL)
     }
 
     /// Records every field of `lines` (empty, or ending with a newline, so

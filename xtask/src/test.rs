@@ -3,10 +3,8 @@
 //! With no arguments it runs the whole matrix in order and stops at the first
 //! failing step: formatting, clippy for every target, docs, the test suite on
 //! the host (glibc and static musl) and under QEMU user mode (aarch64 and
-//! riscv64), the status tests without the `fast-status` feature, a no-OS
-//! build, a `--no-default-features` build per Linux target, the crates.io
-//! package (`cargo package`, `cargo publish
-//! --dry-run`), and the later tiers (real kernels, size, the container
+//! riscv64), a no-OS build, the crates.io package (`cargo package`,
+//! `cargo publish --dry-run`), and the later tiers (real kernels, size, the container
 //! table on Docker, quick benchmarks). `--target T` runs only that
 //! target's tests.
 //!
@@ -173,12 +171,8 @@ pub fn main(args: &[String]) -> util::Result {
             .iter()
             .filter_map(|t| t.arch.and_then(vector_step))
             .collect();
-        let host = chosen.iter().any(|t| t.triple == host_triple());
         steps.extend(chosen.into_iter().map(test_step));
         steps.extend(vector);
-        if host {
-            steps.push(small_status_step());
-        }
         if no_os {
             steps.push(no_os_build());
             steps.push(stub_backend_test());
@@ -213,21 +207,6 @@ fn full_matrix() -> Vec<Step> {
             "warnings",
         ]))
     }));
-    // Without `fast-status`: the smaller parser static_init links.
-    steps.push(Step::new(
-        "clippy --no-default-features",
-        host_triple(),
-        |_| {
-            util::run(util::cargo().args([
-                "clippy",
-                "--no-default-features",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ]))
-        },
-    ));
     for target in TARGETS.iter().filter(|t| t.triple != host_triple()) {
         steps.push(Step::new("clippy", target.triple, move |_| {
             util::run(
@@ -257,11 +236,7 @@ fn full_matrix() -> Vec<Step> {
     // each feature set; its own target directory.
     steps.push(Step::new("check (rust-version)", host_triple(), |_| {
         util::ensure_rust_toolchain(MSRV)?;
-        for features in [
-            &[][..],
-            &["--no-default-features"],
-            &["--features", "serde"],
-        ] {
+        for features in [&[][..], &["--features", "serde"]] {
             util::run(
                 Command::new("rustup")
                     .current_dir(util::root())
@@ -294,26 +269,9 @@ fn full_matrix() -> Vec<Step> {
     // The vector extension's case (riscv64 V): optimized, so that the
     // compiler vectorizes, under an emulated CPU that has it.
     steps.extend(arch::ARCHES.iter().filter_map(vector_step));
-    // The status reading as the small static /init builds it.
-    steps.push(small_status_step());
-
-    // Builds that run nothing: no OS, and no default features.
+    // Builds that run nothing: no OS.
     steps.push(no_os_build());
     steps.push(stub_backend_test());
-    for target in TARGETS {
-        steps.push(Step::new(
-            "build --no-default-features",
-            target.triple,
-            move |_| {
-                util::run(
-                    cargo_for(target)
-                        .arg("build")
-                        .args(target_args(target))
-                        .arg("--no-default-features"),
-                )
-            },
-        ));
-    }
 
     // The later tiers, in this order.
     steps.push(Step::new("vm", "all", |t| {
@@ -353,22 +311,6 @@ fn test_step(target: &'static Target) -> Step {
         // report names all failures; the matrix still stops after this step.
         cmd.arg("--no-fail-fast");
         cmd.env(DOCTOR_ENV, build_doctor(target)?);
-        run_libtest(&mut cmd, tally)
-    })
-}
-
-/// The crate's unit tests and tests/status.rs on the host without the
-/// default `fast-status` feature (`--no-default-features`), as the 8 KiB
-/// static `/init` (examples/static_init) builds the crate: there every
-/// status text goes through the plain streaming parser, which the default
-/// build reaches only for texts over one read. Only those two suites, the
-/// ones whose code the feature changes, to keep the step cheap.
-fn small_status_step() -> Step {
-    let host = &TARGETS[0];
-    Step::new("test --no-default-features", host.triple, move |tally| {
-        let mut cmd = cargo_for(host);
-        cmd.args(["test", "--no-default-features", "--lib", "--test", "status"])
-            .arg("--no-fail-fast");
         run_libtest(&mut cmd, tally)
     })
 }
