@@ -304,6 +304,13 @@ impl StatusParser {
     /// field whose line has no newline at the end of the text was cut off
     /// (any other unfinished line is ignored).
     pub fn finish(self) -> Result<Status, Error> {
+        self.result()
+    }
+
+    /// [`finish`](Self::finish) without moving the parser (a move of it
+    /// is a `memcpy`, which a static `no_std` binary otherwise does
+    /// without).
+    pub(crate) fn result(&self) -> Result<Status, Error> {
         let cut = self
             .carry
             .get(..usize::from(self.carried))
@@ -325,9 +332,8 @@ impl Fields {
     /// that every line in it is whole), until the parser is done.
     ///
     /// The first line starts at 0; every other one after a newline that
-    /// [`newlines`] finds, 64 bytes at a time. The words of a whole block
-    /// are read straight from it; those of the last, shorter block through
-    /// [`word`], which reads zeros past the end (a zero is no newline).
+    /// [`newlines`] finds, 64 bytes at a time.
+    #[inline(never)]
     fn scan(&mut self, lines: &[u8]) {
         if lines.is_empty() || self.is_done() {
             return;
@@ -338,11 +344,22 @@ impl Fields {
                 return;
             }
         }
+        // Where the last 64 bytes start, if there are 64.
+        let last = lines.len().checked_sub(64);
         let mut base = 0;
         while base < lines.len() {
-            let mut found = match lines.get(base..).and_then(<[u8]>::first_chunk::<64>) {
-                Some(block) => newlines(|k| word(block, 8 * k)),
-                None => newlines(|k| word(lines, base + 8 * k)),
+            let mut found = match last {
+                // The 64 bytes from `base`; at the end, the last 64, which
+                // overlap the blocks already seen: their bits are shifted
+                // out.
+                Some(last) => {
+                    let at = base.min(last);
+                    lines
+                        .get(at..)
+                        .and_then(<[u8]>::first_chunk)
+                        .map_or(0, |block| newlines(block) >> (base - at))
+                }
+                None => newlines_in_short(lines),
             };
             while found != 0 {
                 let nl = base + found.trailing_zeros() as usize;
@@ -367,10 +384,17 @@ impl Fields {
         let end = text.len().min(start + LINE_MAX + 1);
         let value = text.get(start + colon(s)..end).unwrap_or_default();
         let bit = 1 << s;
-        match (
-            parse_value(value, s == CAP_EFF),
-            self.status.values.get_mut(s),
-        ) {
+        // As the kernel writes it, in words; anything else by the rules.
+        let written = match (WORD_LOADS, s == CAP_EFF) {
+            (false, _) => None,
+            (true, true) => value.first_chunk().map(hex_written),
+            (true, false) => value.first_chunk().map(kb_padded),
+        };
+        let v = match written {
+            Some((v, true)) => Some(v),
+            _ => parse_value(value, s == CAP_EFF),
+        };
+        match (v, self.status.values.get_mut(s)) {
             (Some(v), Some(slot)) if self.status.present & bit == 0 => {
                 *slot = v;
                 self.status.present |= bit;
@@ -392,22 +416,24 @@ pub fn fuzz_kernel_text(text: &[u8]) -> [Result<Status, Error>; 2] {
     [parser.finish(), Status::parse(text)]
 }
 
-/// The newlines among the 64 bytes whose eight words `word(0)` to
-/// `word(7)` give: bit `i` is set where byte `i` is a newline. A byte 0x0b
-/// (`\v`) right after a newline is marked too (the borrow of the
-/// subtraction carries into it); a line is only ever recorded after its
-/// head, newline included, matched a key.
+/// The newlines of `block`: bit `i` is set where byte `i` is a newline.
+/// Some other bytes are marked too, which costs nothing but a look: a
+/// byte 0x0b (`\v`) right after a newline (the borrow of the subtraction
+/// carries into it), and bytes over 0x80, never in the kernel's text but
+/// for a process's name. A line is only ever recorded after its head,
+/// newline included, matched a key.
 ///
-/// Each word marks its newlines in bit 7 of their bytes; one shift per
-/// word merges the eight into a matrix of 8 by 8 bits, bit `8j + k` for
-/// byte `j` of word `k`, which three exchanges of bits transpose into
-/// bit `8k + j`, the byte's place.
+/// Each of the eight words marks its newlines in bit 7 of their bytes;
+/// one shift per word merges the eight into a matrix of 8 by 8 bits, bit
+/// `8j + k` for byte `j` of word `k`, which three exchanges of bits
+/// transpose into bit `8k + j`, the byte's place.
 #[inline(always)]
-fn newlines(word: impl Fn(usize) -> u64) -> u64 {
+fn newlines(block: &[u8; 64]) -> u64 {
     let matrix = (0..8).fold(0, |found, k| {
-        let x = word(k) ^ splat(b'\n');
-        // 0x80 in each byte of `x` that is zero (and in a 0x01 above one).
-        let zero = x.wrapping_sub(splat(0x01)) & !x & splat(0x80);
+        let x = word(block, 8 * k) ^ splat(b'\n');
+        // 0x80 in each byte of `x` that is zero (and in a 0x01 above one,
+        // and in one over 0x80).
+        let zero = x.wrapping_sub(splat(0x01)) & splat(0x80);
         found | zero >> (7 - k)
     });
     // Swap bit (8r + c) with bit (8c + r): in 2 by 2 blocks of bits, then
@@ -419,6 +445,16 @@ fn newlines(word: impl Fn(usize) -> u64) -> u64 {
     let x = swap(matrix, 0x00aa_00aa_00aa_00aa, 7);
     let x = swap(x, 0x0000_cccc_0000_cccc, 14);
     swap(x, 0x0000_0000_f0f0_f0f0, 28)
+}
+
+/// [`newlines`] of a text under 64 bytes, a byte at a time, exactly: out
+/// of the loop, which it would slow.
+#[cold]
+#[inline(never)]
+fn newlines_in_short(text: &[u8]) -> u64 {
+    text.iter()
+        .enumerate()
+        .fold(0, |found, (i, &b)| found | u64::from(b == b'\n') << i)
 }
 
 /// The 8 bytes of `text` from `at` as a little-endian word, zeros past
@@ -529,6 +565,85 @@ const fn colon(s: usize) -> usize {
 const fn splat(b: u8) -> u64 {
     u64::from_ne_bytes([b; 8])
 }
+
+/// [`parse_value`] of a value as the kernel pads one under 10^8 kB (a tab,
+/// the number right-aligned in eight columns, `%8lu`, ` kB` and the
+/// newline), read from its first 16 bytes as two words, with no loop over
+/// them and no branch: the number of bytes, and whether the value is padded
+/// so. Where it is not, [`parse_value`] reads it: never a different answer.
+#[inline(always)]
+fn kb_padded(value: &[u8; 16]) -> (u64, bool) {
+    let [tab, c0, c1, c2, c3, c4, c5, c6, c7, u0, u1, u2, u3, ..] = *value;
+    let columns = u64::from_le_bytes([c0, c1, c2, c3, c4, c5, c6, c7]);
+    // A space (0x20) with bit 4 set reads as the digit 0 (0x30); each
+    // column must then be a digit: 0x30 to 0x39, which 6 more leaves
+    // under 0x40 (a byte over 0xf9 that would carry is caught first).
+    let as_digits = columns | splat(0x10);
+    let all_digits = (as_digits & splat(0xf0) == splat(0x30))
+        & (as_digits.wrapping_add(splat(0x06)) & splat(0xf0) == splat(0x30));
+    // The columns that were below 0x30, as 0xff: each was a space (now
+    // 0x30 exactly), they come first, and the last column is a digit.
+    let low = ((as_digits ^ columns) >> 4).wrapping_mul(0xff);
+    let right_aligned = ((as_digits ^ splat(b'0')) & low == 0)
+        & (low & low.wrapping_add(1) == 0)
+        & (low >> 56 == 0);
+    let framed = (tab == b'\t') & (u32::from_le_bytes([u0, u1, u2, u3]) == KB_UNIT);
+    // Pairs of digits, then fours, then all eight, in a multiply each
+    // (the first column the most significant; a space reads as 0).
+    let kb = (columns & splat(0x0f)).wrapping_mul(10 << 8 | 1) >> 8;
+    let kb = (kb & 0x00ff_00ff_00ff_00ff).wrapping_mul(100 << 16 | 1) >> 16;
+    let kb = (kb & 0x0000_ffff_0000_ffff).wrapping_mul(10_000 << 32 | 1) >> 32;
+    (kb * 1024, framed & all_digits & right_aligned)
+}
+
+/// ` kB` and the newline, as a little-endian word.
+const KB_UNIT: u32 = u32::from_le_bytes(*b" kB\n");
+
+/// [`parse_value`] of a capability mask as the kernel writes one (a tab,
+/// sixteen lowercase hex digits, `%016llx`, the newline), read from its
+/// first 18 bytes as two words, with no branch: the mask, and whether the
+/// value is written so. Where it is not, [`parse_value`] reads it: never a
+/// different answer.
+#[inline(always)]
+fn hex_written(value: &[u8; 18]) -> (u64, bool) {
+    let [tab, h0, h1, h2, h3, h4, h5, h6, h7, l0, l1, l2, l3, l4, l5, l6, l7, newline] = *value;
+    let high = u64::from_le_bytes([h0, h1, h2, h3, h4, h5, h6, h7]);
+    let low = u64::from_le_bytes([l0, l1, l2, l3, l4, l5, l6, l7]);
+    let written = (tab == b'\t') & (newline == b'\n') & is_hex(high) & is_hex(low);
+    (hex_digits(high) << 32 | hex_digits(low), written)
+}
+
+/// Whether each byte of `x` is `0` to `9` or `a` to `f`. For bytes under
+/// 0x80, adding `0x80 - lo` sets bit 7 exactly where a byte is at least
+/// `lo`, with no carry out of the byte.
+#[inline(always)]
+fn is_hex(x: u64) -> bool {
+    let at_least = |lo: u8| x.wrapping_add(splat(0x80 - lo));
+    let digit = at_least(b'0') & !at_least(b'9' + 1);
+    let letter = at_least(b'a') & !at_least(b'f' + 1);
+    (x & splat(0x80) == 0) & ((digit | letter) & splat(0x80) == splat(0x80))
+}
+
+/// The eight hex digits of `x` (checked by [`is_hex`]), the first byte the
+/// most significant, as a number.
+#[inline(always)]
+fn hex_digits(x: u64) -> u64 {
+    // A digit's value is its low nibble; a letter's is its low nibble plus
+    // 9, and only letters have bit 6.
+    let nibbles = (x & splat(0x0f)) + (x >> 6 & splat(0x01)) * 9;
+    // The first digit in the top byte, then each pair, four, eight merged.
+    let n = nibbles.swap_bytes();
+    let n = (n | n >> 4) & 0x00ff_00ff_00ff_00ff;
+    let n = (n | n >> 8) & 0x0000_ffff_0000_ffff;
+    (n | n >> 16) & 0xffff_ffff
+}
+
+/// Whether values are read in words ([`kb_padded`], [`hex_written`]):
+/// where a word of text at any address is one load (x86_64, aarch64). The
+/// base riscv64 ISA does not promise fast unaligned loads, so its compiler
+/// reads such a word a byte at a time; there the byte loop is about as
+/// fast, and smaller.
+const WORD_LOADS: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 
 /// The most kB whose count of bytes fits a `u64`.
 const KB_MAX: u64 = u64::MAX / 1024;

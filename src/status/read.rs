@@ -71,7 +71,7 @@ fn read_status(fd: &Fd, positional: bool) -> Result<Status, Error> {
         let last = data.len() < READ_CHUNK && (data.is_empty() || data.last() == Some(&b'\n'));
         parser.feed(data);
         if last || parser.is_done() {
-            return parser.finish();
+            return parser.result();
         }
         offset += data.len() as u64;
     }

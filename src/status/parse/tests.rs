@@ -3,7 +3,7 @@ use std::format;
 use std::string::String;
 use std::vec::Vec;
 
-use super::{newlines, parse_value, word, Status, StatusParser};
+use super::{newlines, newlines_in_short, parse_value, Status, StatusParser};
 use crate::Error;
 
 /// A text as the kernel writes one, with `name`, each recorded value as
@@ -104,7 +104,12 @@ fn newlines_are_found_in_every_block() {
                 _ => next() as u8,
             })
             .collect();
-        let found = newlines(|k| word(&block, 8 * k));
+        let mut padded = [0; 64];
+        padded[..len].copy_from_slice(&block);
+        let found = match len {
+            64 => newlines(&padded),
+            _ => newlines_in_short(&block),
+        };
         for (at, &b) in block.iter().enumerate() {
             let bit = found >> at & 1 == 1;
             // The subtraction's borrow stays in the word.
@@ -113,7 +118,8 @@ fn newlines_are_found_in_every_block() {
                 block[word_start..at].iter().rev().find(|&&c| c != 0x0b) == Some(&b'\n');
             match b {
                 b'\n' => assert!(bit, "round {round}: newline at {at} of {block:?}"),
-                0x0b if after_newline => {}
+                0x0b if after_newline && len == 64 => {}
+                0x80.. if len == 64 => {}
                 _ => assert!(!bit, "round {round}: byte {b:#x} at {at} of {block:?}"),
             }
         }
