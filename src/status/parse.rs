@@ -331,8 +331,15 @@ impl Fields {
     /// Records every field of `lines` (empty, or ending with a newline, so
     /// that every line in it is whole), until the parser is done.
     ///
-    /// The first line starts at 0; every other one after a newline that
-    /// [`newlines`] finds, 64 bytes at a time.
+    /// Every recorded key starts with `V` or `C`, two letters that in the
+    /// kernel's text stand almost only at the start of a line. The first
+    /// line is looked at whole; after it, [`candidates`] finds those two
+    /// letters 64 bytes at a time, and each one found starts a recorded
+    /// field only if the newline before it and the key after it say so
+    /// (one word compared with [`KEYS`]). The lines of a block are read in
+    /// any order, and a parser of the kernel's text stops at the end of the
+    /// block that completes the six fields: the kernel writes each key
+    /// once, so no line the order or the stop leaves out holds one.
     #[inline(never)]
     fn scan(&mut self, lines: &[u8]) {
         if lines.is_empty() || self.is_done() {
@@ -348,28 +355,32 @@ impl Fields {
         let last = lines.len().checked_sub(64);
         let mut base = 0;
         while base < lines.len() {
-            let mut found = match last {
-                // The 64 bytes from `base`; at the end, the last 64, which
-                // overlap the blocks already seen: their bits are shifted
-                // out.
-                Some(last) => {
-                    let at = base.min(last);
-                    lines
-                        .get(at..)
-                        .and_then(<[u8]>::first_chunk)
-                        .map_or(0, |block| newlines(block) >> (base - at))
-                }
-                None => newlines_in_short(lines),
+            // The 64 bytes from `base`; at the end, the last 64, which
+            // overlap the blocks already seen: their letters are skipped.
+            let at = last.map_or(0, |last| base.min(last));
+            let mut found = match lines.get(at..).and_then(<[u8]>::first_chunk) {
+                Some(block) => candidates(block),
+                None => candidates_in_short(lines),
             };
             while found != 0 {
-                let nl = base + found.trailing_zeros() as usize;
+                // Bit 8j + k: byte j of word k.
+                let bit = found.trailing_zeros() as usize;
                 found &= found - 1;
-                if let Some(s) = key_slot(word(lines, nl)) {
-                    self.record(lines, nl + 1, s);
-                    if self.is_done() {
+                let pos = at + 8 * (bit & 7) + (bit >> 3);
+                if pos < base {
+                    continue;
+                }
+                // The newline before it, the key, its colon (none at 0:
+                // the first line was looked at above).
+                if let Some(s) = key_slot(word(lines, pos.wrapping_sub(1))) {
+                    self.record(lines, pos, s);
+                    if self.malformed {
                         return;
                     }
                 }
+            }
+            if self.is_done() {
+                return;
             }
             base += 64;
         }
@@ -385,10 +396,9 @@ impl Fields {
         let value = text.get(start + colon(s)..end).unwrap_or_default();
         let bit = 1 << s;
         // As the kernel writes it, in words; anything else by the rules.
-        let written = match (WORD_LOADS, s == CAP_EFF) {
-            (false, _) => None,
-            (true, true) => value.first_chunk().map(hex_written),
-            (true, false) => value.first_chunk().map(kb_padded),
+        let written = match WORD_LOADS && s != CAP_EFF {
+            true => value.first_chunk().map(kb_padded),
+            false => None,
         };
         let v = match written {
             Some((v, true)) => Some(v),
@@ -416,45 +426,34 @@ pub fn fuzz_kernel_text(text: &[u8]) -> [Result<Status, Error>; 2] {
     [parser.finish(), Status::parse(text)]
 }
 
-/// The newlines of `block`: bit `i` is set where byte `i` is a newline.
-/// Some other bytes are marked too, which costs nothing but a look: a
-/// byte 0x0b (`\v`) right after a newline (the borrow of the subtraction
-/// carries into it), and bytes over 0x80, never in the kernel's text but
-/// for a process's name. A line is only ever recorded after its head,
-/// newline included, matched a key.
-///
-/// Each of the eight words marks its newlines in bit 7 of their bytes;
-/// one shift per word merges the eight into a matrix of 8 by 8 bits, bit
-/// `8j + k` for byte `j` of word `k`, which three exchanges of bits
-/// transpose into bit `8k + j`, the byte's place.
+/// Where `block` holds a `V` or a `C`, as a matrix of 8 by 8 bits: bit
+/// `8j + k` is set where byte `j` of word `k` (byte `8k + j`) is one of
+/// them. Each word marks those bytes in bit 7, and one shift per word
+/// merges the eight. Some other bytes are marked too, which costs nothing
+/// but a look: a `W` right after a `V` and a `D` right after a `C` (the
+/// borrow of the subtraction carries into them), and bytes over 0x80. A
+/// line is only ever recorded after its head, newline included, matched
+/// a key.
 #[inline(always)]
-fn newlines(block: &[u8; 64]) -> u64 {
-    let matrix = (0..8).fold(0, |found, k| {
-        let x = word(block, 8 * k) ^ splat(b'\n');
-        // 0x80 in each byte of `x` that is zero (and in a 0x01 above one,
-        // and in one over 0x80).
-        let zero = x.wrapping_sub(splat(0x01)) & splat(0x80);
-        found | zero >> (7 - k)
-    });
-    // Swap bit (8r + c) with bit (8c + r): in 2 by 2 blocks of bits, then
-    // 4 by 4, then 8 by 8.
-    let swap = |x: u64, mask: u64, shift: u32| {
-        let t = (x ^ x >> shift) & mask;
-        x ^ t ^ t << shift
-    };
-    let x = swap(matrix, 0x00aa_00aa_00aa_00aa, 7);
-    let x = swap(x, 0x0000_cccc_0000_cccc, 14);
-    swap(x, 0x0000_0000_f0f0_f0f0, 28)
+fn candidates(block: &[u8; 64]) -> u64 {
+    (0..8).fold(0, |found, k| {
+        let w = word(block, 8 * k);
+        // Bit 7 of each byte of `w ^ splat(x)` minus one is set where the
+        // byte was `x` (or over 0x80).
+        let v = (w ^ splat(b'V')).wrapping_sub(splat(0x01));
+        let c = (w ^ splat(b'C')).wrapping_sub(splat(0x01));
+        found | ((v | c) & splat(0x80)) >> (7 - k)
+    })
 }
 
-/// [`newlines`] of a text under 64 bytes, a byte at a time, exactly: out
-/// of the loop, which it would slow.
+/// [`candidates`] of a text under 64 bytes, a byte at a time, exactly:
+/// out of the loop, which it would slow.
 #[cold]
 #[inline(never)]
-fn newlines_in_short(text: &[u8]) -> u64 {
-    text.iter()
-        .enumerate()
-        .fold(0, |found, (i, &b)| found | u64::from(b == b'\n') << i)
+fn candidates_in_short(text: &[u8]) -> u64 {
+    text.iter().enumerate().fold(0, |found, (i, &b)| {
+        found | u64::from(b == b'V' || b == b'C') << (8 * (i % 8) + i / 8)
+    })
 }
 
 /// The 8 bytes of `text` from `at` as a little-endian word, zeros past
@@ -599,46 +598,7 @@ fn kb_padded(value: &[u8; 16]) -> (u64, bool) {
 /// ` kB` and the newline, as a little-endian word.
 const KB_UNIT: u32 = u32::from_le_bytes(*b" kB\n");
 
-/// [`parse_value`] of a capability mask as the kernel writes one (a tab,
-/// sixteen lowercase hex digits, `%016llx`, the newline), read from its
-/// first 18 bytes as two words, with no branch: the mask, and whether the
-/// value is written so. Where it is not, [`parse_value`] reads it: never a
-/// different answer.
-#[inline(always)]
-fn hex_written(value: &[u8; 18]) -> (u64, bool) {
-    let [tab, h0, h1, h2, h3, h4, h5, h6, h7, l0, l1, l2, l3, l4, l5, l6, l7, newline] = *value;
-    let high = u64::from_le_bytes([h0, h1, h2, h3, h4, h5, h6, h7]);
-    let low = u64::from_le_bytes([l0, l1, l2, l3, l4, l5, l6, l7]);
-    let written = (tab == b'\t') & (newline == b'\n') & is_hex(high) & is_hex(low);
-    (hex_digits(high) << 32 | hex_digits(low), written)
-}
-
-/// Whether each byte of `x` is `0` to `9` or `a` to `f`. For bytes under
-/// 0x80, adding `0x80 - lo` sets bit 7 exactly where a byte is at least
-/// `lo`, with no carry out of the byte.
-#[inline(always)]
-fn is_hex(x: u64) -> bool {
-    let at_least = |lo: u8| x.wrapping_add(splat(0x80 - lo));
-    let digit = at_least(b'0') & !at_least(b'9' + 1);
-    let letter = at_least(b'a') & !at_least(b'f' + 1);
-    (x & splat(0x80) == 0) & ((digit | letter) & splat(0x80) == splat(0x80))
-}
-
-/// The eight hex digits of `x` (checked by [`is_hex`]), the first byte the
-/// most significant, as a number.
-#[inline(always)]
-fn hex_digits(x: u64) -> u64 {
-    // A digit's value is its low nibble; a letter's is its low nibble plus
-    // 9, and only letters have bit 6.
-    let nibbles = (x & splat(0x0f)) + (x >> 6 & splat(0x01)) * 9;
-    // The first digit in the top byte, then each pair, four, eight merged.
-    let n = nibbles.swap_bytes();
-    let n = (n | n >> 4) & 0x00ff_00ff_00ff_00ff;
-    let n = (n | n >> 8) & 0x0000_ffff_0000_ffff;
-    (n | n >> 16) & 0xffff_ffff
-}
-
-/// Whether values are read in words ([`kb_padded`], [`hex_written`]):
+/// Whether sizes are read in words ([`kb_padded`]):
 /// where a word of text at any address is one load (x86_64, aarch64). The
 /// base riscv64 ISA does not promise fast unaligned loads, so its compiler
 /// reads such a word a byte at a time; there the byte loop is about as

@@ -3,7 +3,7 @@ use std::format;
 use std::string::String;
 use std::vec::Vec;
 
-use super::{newlines, newlines_in_short, parse_value, Status, StatusParser};
+use super::{candidates, candidates_in_short, kb_padded, parse_value, Status, StatusParser};
 use crate::Error;
 
 /// A text as the kernel writes one, with `name`, each recorded value as
@@ -44,8 +44,11 @@ fn kernel_parse(text: &[u8], chunk: usize) -> Result<Status, Error> {
 
 #[test]
 fn the_kernel_text_parse_stops_after_the_six_fields() {
-    // A second VmLck after CapEff: the kernel never writes one.
-    let text = kernel_text("demo", &VALUES, "VmLck:\t      16 kB\n");
+    // A second VmLck after CapEff, past the 64 bytes after it: the kernel
+    // never writes one.
+    let extra = "Cpus_allowed_list:\t0-1\nMems_allowed:\t1\nMems_allowed_list:\t0\n\
+                 VmLck:\t      16 kB\n";
+    let text = kernel_text("demo", &VALUES, extra);
     assert_eq!(Status::parse(text.as_bytes()), Err(Error::Malformed));
     for chunk in 1..=text.len() {
         // Stopped at CapEff: the first VmLck stands.
@@ -89,47 +92,66 @@ fn lcg(mut state: u64) -> impl FnMut() -> u64 {
 }
 
 #[test]
-fn newlines_are_found_in_every_block() {
-    // Blocks of newlines, `\v` (which the word arithmetic may mark after a
-    // newline), their neighbours and any byte, cut at every length.
+fn candidates_are_found_in_every_block() {
+    // Blocks of `V` and `C`, the bytes the word arithmetic may mark after
+    // them (`W`, `D`), their neighbours and any byte, cut at every length.
     let mut next = lcg(64);
     for round in 0..100_000 {
         let len = (next() % 65) as usize;
         let block: Vec<u8> = (0..len)
-            .map(|_| match next() % 6 {
-                0 | 1 => b'\n',
-                2 => 0x0b,
-                3 => 0x09,
-                4 => 0x01,
+            .map(|_| match next() % 8 {
+                0 => b'V',
+                1 => b'C',
+                2 => b'W',
+                3 => b'D',
+                4 => b'U',
+                5 => b'B',
+                6 => b'\n',
                 _ => next() as u8,
             })
             .collect();
         let mut padded = [0; 64];
         padded[..len].copy_from_slice(&block);
-        let found = match len {
-            64 => newlines(&padded),
-            _ => newlines_in_short(&block),
-        };
-        for (at, &b) in block.iter().enumerate() {
-            let bit = found >> at & 1 == 1;
-            // The subtraction's borrow stays in the word.
-            let word_start = at - at % 8;
-            let after_newline =
-                block[word_start..at].iter().rev().find(|&&c| c != 0x0b) == Some(&b'\n');
-            match b {
-                b'\n' => assert!(bit, "round {round}: newline at {at} of {block:?}"),
-                0x0b if after_newline && len == 64 => {}
-                0x80.. if len == 64 => {}
-                _ => assert!(!bit, "round {round}: byte {b:#x} at {at} of {block:?}"),
+        let (wide, short) = (candidates(&padded), candidates_in_short(&block));
+        // What the word arithmetic marks: bit 7 of each byte of the word
+        // less one per byte, the borrow carried within the word.
+        let marks = |x: u8| {
+            let mut borrow = 0;
+            let mut marked = [false; 64];
+            for (at, &b) in padded.iter().enumerate() {
+                if at % 8 == 0 {
+                    borrow = 0;
+                }
+                let v = i16::from(b ^ x) - 1 - borrow;
+                marked[at] = v.rem_euclid(256) >= 0x80;
+                borrow = i16::from(v < 0);
             }
+            marked
+        };
+        let (v, c) = (marks(b'V'), marks(b'C'));
+        for at in 0..64 {
+            let bit = |found: u64| found >> (8 * (at % 8) + at / 8) & 1 == 1;
+            let b = block.get(at).copied();
+            let exact = b == Some(b'V') || b == Some(b'C');
+            assert_eq!(bit(short), exact, "round {round}: {b:?} at {at}");
+            assert_eq!(
+                bit(wide),
+                (v[at] || c[at]) && at < len,
+                "round {round}: at {at} of {block:?}"
+            );
+            assert!(bit(wide) || !exact);
         }
         // Nothing past the end.
-        assert_eq!(
-            found.checked_shr(len as u32).unwrap_or(0),
-            0,
-            "round {round}"
-        );
+        let past = (len..64).fold(0u64, |m, at| m | 1 << (8 * (at % 8) + at / 8));
+        assert_eq!(wide & past, 0, "round {round}");
+        assert_eq!(short & past, 0, "round {round}");
     }
+}
+
+/// [`kb_padded`] of the start of `value`, as `Some` where it reads it.
+fn kb_as_the_kernel_pads(value: &[u8]) -> Option<u64> {
+    let (kb, padded) = kb_padded(value.first_chunk()?);
+    padded.then_some(kb)
 }
 
 fn parse_kb(value: &[u8]) -> Option<u64> {
@@ -177,6 +199,48 @@ fn sizes_read_by_the_rules() {
     assert_eq!(parse_kb(b"\t        kB\n"), None);
     assert_eq!(parse_kb(b"\t         kB\n"), None);
     assert_eq!(parse_kb(b"\t 1 2 3 4 kB\n"), None);
+}
+
+#[test]
+fn padded_sizes_read_as_the_byte_loop_reads_them() {
+    // Eight columns of bytes around the edges of the digits, the
+    // space and the tab (a space is 0x20, a digit 0x30 to 0x39; 0x21
+    // to 0x29 and 0x3a to 0x3f look like digits to a careless mask).
+    let bytes = *b" 0159\t!)*/:?x\x80\xfa\xff";
+    let mut next = lcg(7);
+    let mut fast = 0;
+    for round in 0..300_000 {
+        let mut value = *b"\t       0 kB\nVmPin:\t";
+        // Mostly spaces then digits, as the kernel pads them; else any.
+        let spaces = (next() % 9) as usize;
+        for (i, c) in value[1..9].iter_mut().enumerate() {
+            let r = next();
+            *c = match r % 4 {
+                0 => bytes[(r >> 8) as usize % bytes.len()],
+                _ if i < spaces => b' ',
+                _ => b'0' + (r >> 8) as u8 % 10,
+            };
+        }
+        if round % 5 == 0 {
+            value[(next() % 14) as usize] = bytes[(next() as usize) % bytes.len()];
+        }
+        let padded = kb_as_the_kernel_pads(&value);
+        if padded.is_some() {
+            fast += 1;
+        }
+        assert!(
+            padded.is_none() || padded == parse_kb(&value),
+            "{:?}",
+            core::str::from_utf8(&value)
+        );
+    }
+    assert!(fast > 20_000, "the padded reading took {fast} values");
+    assert_eq!(
+        kb_as_the_kernel_pads(b"\t12345678 kB\nVmPin:"),
+        Some(12_345_678 * 1024)
+    );
+    assert_eq!(kb_as_the_kernel_pads(b"\t       0 kB\nVmPin:"), Some(0));
+    assert_eq!(kb_as_the_kernel_pads(b"\t       0 kB\n"), None);
 }
 
 #[test]
