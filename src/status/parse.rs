@@ -1,20 +1,12 @@
-//! The streaming parser of `/proc/<pid>/status`: [`Status`] and
-//! [`StatusParser`], pure functions of the bytes fed in, with no I/O.
-//!
-//! # How it reads a text
-//!
-//! Plain, portable Rust, the same on every target. The text is looked at
-//! a machine word at a time: 64 bytes are eight words, and one subtraction
-//! and two masks per word find the newlines among its bytes
-//! ([`newlines`]). Each newline starts a line, whose first bytes (the
-//! newline, the key, its colon) fit one word: a compare against the table
-//! of recorded keys ([`KEYS`]) tells whether it is a recorded field. Only
-//! those six lines are read further, a byte at a time ([`parse_value`]);
-//! every other line is skipped whatever it holds.
-//!
-//! A line that spans two chunks is kept in a 64-byte buffer until its
-//! newline comes, then read as a line of its own: the same rules, so the
-//! answer does not depend on where the text was split.
+//! The streaming parser of `/proc/<pid>/status` ([`Status`],
+//! [`StatusParser`]): plain, portable Rust, no I/O. Every recorded key
+//! starts with `V` or `C`; the parser finds those two letters a machine
+//! word at a time, 64 bytes per step ([`candidates`]), and one compare of
+//! the word from the newline before each with [`KEYS`] tells whether it
+//! starts a recorded field. Only those six values are read; every other
+//! line is skipped whatever it holds. A line that spans two chunks is kept
+//! in a 64-byte buffer and read as a line of its own by the same rules, so
+//! the answer does not depend on where the text was split.
 
 use core::fmt;
 
@@ -67,7 +59,6 @@ impl Status {
         parser.finish()
     }
 
-    /// The value in `slot`, if the text had its field.
     #[inline]
     fn get(&self, slot: usize) -> Option<u64> {
         let value = *self.values.get(slot)?;
@@ -138,10 +129,8 @@ impl fmt::Debug for Status {
     }
 }
 
-/// The longest line of a recorded field the parser accepts. The kernel's
-/// are under 32 bytes (`VmSize:\t18014398509481983 kB`); a longer one is
-/// malformed. Other lines may be any length: they are skipped as they
-/// stream past.
+/// The longest line of a recorded field the parser accepts (the kernel's
+/// are under 32 bytes); other lines may be any length.
 const LINE_MAX: usize = 64;
 
 /// A streaming parser of `/proc/<pid>/status`: feed it the text in chunks
@@ -169,22 +158,18 @@ const LINE_MAX: usize = 64;
 pub struct StatusParser {
     fields: Fields,
     /// The start of the line the last chunk left unfinished (`carried`
-    /// bytes of it), and room for the newline that ends it.
+    /// bytes, then room for its newline); `overlong` if it is longer.
     carry: [u8; LINE_MAX + 1],
     carried: u8,
-    /// The unfinished line is longer than [`LINE_MAX`]; `carry` holds its
-    /// start.
     overlong: bool,
 }
 
-/// What the lines read so far held, apart from the carried line.
+/// What the whole lines held: the fields, whether one was malformed (the
+/// rest is then ignored), and whether to stop once all six were seen.
 #[derive(Debug, Clone)]
 struct Fields {
     status: Status,
-    /// A recorded field was malformed: the rest is ignored.
     malformed: bool,
-    /// Stop once every recorded field was seen: set for the kernel's own
-    /// text (see [`StatusParser::of_kernel_text`]).
     until_complete: bool,
 }
 
@@ -213,23 +198,23 @@ impl StatusParser {
         }
     }
 
-    /// A parser of the kernel's own text, read from procfs, that stops at
-    /// the end of the line that completes the set of recorded fields: the
-    /// kernel writes each of them once, and `CapEff` after the sizes
-    /// (`proc_pid_status()` in `fs/proc/array.c` calls `task_mem()` once,
-    /// then `task_cap()` once), so the lines after it hold none. The lines
-    /// it reads are checked as [`StatusParser::new`]'s are.
+    /// A parser of the kernel's own text, from procfs, that stops once the
+    /// six fields are in: `proc_pid_status()` (`fs/proc/array.c`) writes
+    /// each key once, `CapEff` (`task_cap()`) after the sizes
+    /// (`task_mem()`), so the lines after hold none. What it reads is
+    /// checked as [`StatusParser::new`] checks it.
     pub(crate) const fn of_kernel_text() -> StatusParser {
         let mut parser = StatusParser::new();
         parser.fields.until_complete = true;
         parser
     }
 
-    /// Whether the parser has stopped: every recorded field was seen (by
-    /// a parser [`of_kernel_text`](Self::of_kernel_text)), or one was
-    /// malformed. What it is fed next is ignored.
+    /// Whether the parser has stopped (all six seen, by a parser
+    /// [`of_kernel_text`](Self::of_kernel_text), or one malformed): what
+    /// it is fed next is ignored.
     pub(crate) fn is_done(&self) -> bool {
-        self.fields.is_done()
+        let f = &self.fields;
+        f.malformed || (f.until_complete && f.status.present == ALL)
     }
 
     /// Consumes the next chunk of the text. After a malformed field the
@@ -257,15 +242,15 @@ impl StatusParser {
             .map_or(0, |nl| nl + 1);
         let (lines, tail) = text.split_at_checked(whole).unwrap_or_default();
         self.fields.scan(lines);
-        if !self.is_done() {
-            self.keep(tail);
-        }
+        self.keep(tail);
     }
 
-    /// Keeps the start of an unfinished line for the next chunk. A byte
-    /// at a time: the tail of a chunk is short, and a copy loop would call
-    /// `memcpy`, which a static `no_std` binary otherwise does without.
+    /// Keeps the start of an unfinished line, a byte at a time (a copy
+    /// would call `memcpy`, which a static `no_std` binary does without).
     fn keep(&mut self, part: &[u8]) {
+        if self.is_done() {
+            return;
+        }
         for &b in part {
             let n = usize::from(self.carried);
             match self.carry.get_mut(n) {
@@ -281,9 +266,8 @@ impl StatusParser {
         }
     }
 
-    /// Reads the carried line, which the newline just found ends. A
-    /// recorded field over [`LINE_MAX`] bytes is malformed whatever its
-    /// value; any other line is read as the lines of a chunk are.
+    /// Reads the carried line, which the newline just found ends: a
+    /// recorded field over [`LINE_MAX`] bytes is malformed.
     fn end_carried(&mut self) {
         let n = usize::from(core::mem::take(&mut self.carried));
         let overlong = core::mem::take(&mut self.overlong);
@@ -307,9 +291,7 @@ impl StatusParser {
         self.result()
     }
 
-    /// [`finish`](Self::finish) without moving the parser (a move of it
-    /// is a `memcpy`, which a static `no_std` binary otherwise does
-    /// without).
+    /// [`finish`](Self::finish) without moving the parser (a `memcpy`).
     pub(crate) fn result(&self) -> Result<Status, Error> {
         let cut = self
             .carry
@@ -323,23 +305,15 @@ impl StatusParser {
 }
 
 impl Fields {
-    /// See [`StatusParser::is_done`].
     fn is_done(&self) -> bool {
         self.malformed || (self.until_complete && self.status.present == ALL)
     }
 
-    /// Records every field of `lines` (empty, or ending with a newline, so
-    /// that every line in it is whole), until the parser is done.
-    ///
-    /// Every recorded key starts with `V` or `C`, two letters that in the
-    /// kernel's text stand almost only at the start of a line. The first
-    /// line is looked at whole; after it, [`candidates`] finds those two
-    /// letters 64 bytes at a time, and each one found starts a recorded
-    /// field only if the newline before it and the key after it say so
-    /// (one word compared with [`KEYS`]). The lines of a block are read in
-    /// any order, and a parser of the kernel's text stops at the end of the
-    /// block that completes the six fields: the kernel writes each key
-    /// once, so no line the order or the stop leaves out holds one.
+    /// Records every field of `lines` (empty, or ending with a newline),
+    /// until done. The lines of a 64-byte block are read in any order, and
+    /// a parser of the kernel's text stops after the block that completes
+    /// the six: the kernel writes each key once, so no line the order or
+    /// the stop leaves out holds one.
     #[inline(never)]
     fn scan(&mut self, lines: &[u8]) {
         if lines.is_empty() || self.is_done() {
@@ -386,10 +360,9 @@ impl Fields {
         }
     }
 
-    /// Records the field whose line starts at `start` of `text` and ends
-    /// with a newline in it, whose key is in slot `s`: malformed if its
-    /// value is not as the rules say, its line is over [`LINE_MAX`] bytes
-    /// (no newline within them), or the field was seen before.
+    /// Records the field of slot `s` whose line starts at `start`:
+    /// malformed if its value breaks the rules, its line is over
+    /// [`LINE_MAX`] bytes, or it was seen before.
     #[inline(never)]
     fn record(&mut self, text: &[u8], start: usize, s: usize) {
         let end = text.len().min(start + LINE_MAX + 1);
@@ -426,28 +399,21 @@ pub fn fuzz_kernel_text(text: &[u8]) -> [Result<Status, Error>; 2] {
     [parser.finish(), Status::parse(text)]
 }
 
-/// Where `block` holds a `V` or a `C`, as a matrix of 8 by 8 bits: bit
-/// `8j + k` is set where byte `j` of word `k` (byte `8k + j`) is one of
-/// them. Each word marks those bytes in bit 7, and one shift per word
-/// merges the eight. Some other bytes are marked too, which costs nothing
-/// but a look: a `W` right after a `V` and a `D` right after a `C` (the
-/// borrow of the subtraction carries into them), and bytes over 0x80. A
-/// line is only ever recorded after its head, newline included, matched
-/// a key.
+/// Where `block` holds a `V` or a `C`: bit `8j + k` for byte `j` of word
+/// `k` (each word marks them in bit 7 of their bytes; one shift per word
+/// merges the eight). A few other bytes are marked (over 0x80, or after a
+/// marked one where the borrow carries): only a look is lost.
 #[inline(always)]
 fn candidates(block: &[u8; 64]) -> u64 {
     (0..8).fold(0, |found, k| {
         let w = word(block, 8 * k);
-        // Bit 7 of each byte of `w ^ splat(x)` minus one is set where the
-        // byte was `x` (or over 0x80).
         let v = (w ^ splat(b'V')).wrapping_sub(splat(0x01));
         let c = (w ^ splat(b'C')).wrapping_sub(splat(0x01));
         found | ((v | c) & splat(0x80)) >> (7 - k)
     })
 }
 
-/// [`candidates`] of a text under 64 bytes, a byte at a time, exactly:
-/// out of the loop, which it would slow.
+/// [`candidates`] of a text under 64 bytes, a byte at a time.
 #[cold]
 #[inline(never)]
 fn candidates_in_short(text: &[u8]) -> u64 {
@@ -456,8 +422,7 @@ fn candidates_in_short(text: &[u8]) -> u64 {
     })
 }
 
-/// The 8 bytes of `text` from `at` as a little-endian word, zeros past
-/// its end.
+/// The 8 bytes of `text` from `at`, little-endian, zeros past its end.
 #[inline(always)]
 fn word(text: &[u8], at: usize) -> u64 {
     match text.get(at..).and_then(<[u8]>::first_chunk) {
@@ -466,7 +431,7 @@ fn word(text: &[u8], at: usize) -> u64 {
     }
 }
 
-/// [`word`] of fewer than 8 bytes: out of the loop, which it would slow.
+/// [`word`] of fewer than 8 bytes, out of line.
 #[cold]
 #[inline(never)]
 fn short_word(bytes: &[u8]) -> u64 {
@@ -476,10 +441,9 @@ fn short_word(bytes: &[u8]) -> u64 {
         .fold(0, |word, &b| word << 8 | u64::from(b))
 }
 
-/// The recorded keys as they stand in the text: the newline before them,
-/// the key, its colon. Each fits one 8-byte word, and bits 2 to 4 of their
-/// sixth byte (the key's fifth letter) differ: that is the slot of each in
-/// [`KEYS`], and in [`Status`].
+/// The recorded keys as they stand in the text (the newline before, the
+/// key, its colon), each one word. Bits 2 to 4 of their sixth byte differ:
+/// that is the slot of each, in [`KEYS`] and in [`Status`].
 const KEY_TEXT: [&[u8]; 6] = [
     b"\nVmLck:",
     b"\nVmPin:",
@@ -489,59 +453,47 @@ const KEY_TEXT: [&[u8]; 6] = [
     b"\nCapEff:",
 ];
 
-/// The slot of a line's head: see [`KEY_TEXT`].
-#[inline(always)]
 const fn slot(head: u64) -> usize {
     ((head >> 42) & 7) as usize
 }
 
-/// Each slot's key, as a little-endian word, and the mask of its 7 or 8
-/// bytes. The two empty slots hold a key no head matches: all ones (a
-/// head starts with a newline).
+/// Each slot's key as a little-endian word, and the mask of its bytes; an
+/// empty slot's matches no head (whose first byte is a newline).
 const KEYS: [(u64, u64); 8] = {
     let mut keys = [(u64::MAX, u64::MAX); 8];
     let mut k = 0;
     while k < KEY_TEXT.len() {
-        let (word, len) = key_word(k);
-        let s = slot(word);
+        let s = slot(key_word(k));
         assert!(keys[s].0 == u64::MAX, "two keys in one slot");
-        keys[s] = (word, u64::MAX >> (8 * (8 - len)));
+        keys[s] = (key_word(k), u64::MAX >> (8 * (8 - KEY_TEXT[k].len())));
         k += 1;
     }
     keys
 };
 
-/// [`KEY_TEXT`]`[key]` as a little-endian word, and its length.
-const fn key_word(key: usize) -> (u64, usize) {
-    let text = KEY_TEXT[key];
-    let mut word = 0;
-    let mut i = 0;
+const fn key_word(key: usize) -> u64 {
+    let (text, mut word, mut i) = (KEY_TEXT[key], 0, 0);
     while i < text.len() {
         word |= (text[i] as u64) << (8 * i);
         i += 1;
     }
-    (word, text.len())
+    word
 }
 
-/// The slot of each field.
-const LOCKED: usize = slot(key_word(0).0);
-const PINNED: usize = slot(key_word(1).0);
-const SIZE: usize = slot(key_word(2).0);
-const RSS: usize = slot(key_word(3).0);
-const SWAP: usize = slot(key_word(4).0);
-const CAP_EFF: usize = slot(key_word(5).0);
-
-/// [`Status::present`] once every recorded field was seen.
+const LOCKED: usize = slot(key_word(0));
+const PINNED: usize = slot(key_word(1));
+const SIZE: usize = slot(key_word(2));
+const RSS: usize = slot(key_word(3));
+const SWAP: usize = slot(key_word(4));
+const CAP_EFF: usize = slot(key_word(5));
 const ALL: u64 = 1 << LOCKED | 1 << PINNED | 1 << SIZE | 1 << RSS | 1 << SWAP | 1 << CAP_EFF;
 
-/// Whether `line` (perhaps without its newline, perhaps shorter than a
-/// key) starts with a recorded key.
+/// Whether `line` (perhaps cut short) starts with a recorded key.
 fn is_field(line: &[u8]) -> bool {
     key_slot(word(line, 0) << 8 | u64::from(b'\n')).is_some()
 }
 
-/// The slot of the recorded key that `head` (a newline and the 7 bytes
-/// after it) starts with, if any.
+/// The slot of the key that `head` (a newline, 7 bytes) starts with.
 #[inline(always)]
 fn key_slot(head: u64) -> Option<usize> {
     let s = slot(head);
@@ -549,15 +501,10 @@ fn key_slot(head: u64) -> Option<usize> {
     (head & mask == key).then_some(s)
 }
 
-/// How far the value of the key in slot `s` stands from its line's start:
-/// the key's bytes less the newline before it.
+/// Where the value of the key in slot `s` starts in its line.
 #[inline(always)]
 const fn colon(s: usize) -> usize {
-    if KEYS[s].1 >> 56 == 0 {
-        6
-    } else {
-        7
-    }
+    6 + (KEYS[s].1 >> 63) as usize
 }
 
 /// `b` in each byte of a word.
@@ -598,19 +545,16 @@ fn kb_padded(value: &[u8; 16]) -> (u64, bool) {
 /// ` kB` and the newline, as a little-endian word.
 const KB_UNIT: u32 = u32::from_le_bytes(*b" kB\n");
 
-/// Whether sizes are read in words ([`kb_padded`]):
-/// where a word of text at any address is one load (x86_64, aarch64). The
-/// base riscv64 ISA does not promise fast unaligned loads, so its compiler
-/// reads such a word a byte at a time; there the byte loop is about as
-/// fast, and smaller.
+/// Whether sizes are read in words ([`kb_padded`]): where an unaligned
+/// word is one load. riscv64's base ISA reads it a byte at a time, and
+/// there the byte loop is as fast, and smaller.
 const WORD_LOADS: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 
 /// The most kB whose count of bytes fits a `u64`.
 const KB_MAX: u64 = u64::MAX / 1024;
 
-/// Parses `<blanks><decimal> kB` and the newline after it into bytes,
-/// checked; or with `hex`, `<blanks><hex>` (1 to 16 digits, as in
-/// `CapEff`) and the newline after it. A byte at a time, any padding.
+/// Parses `<blanks><decimal> kB\n` into bytes, checked; or with `hex`,
+/// `<blanks><1 to 16 hex digits>\n` (`CapEff`). A byte at a time.
 fn parse_value(value: &[u8], hex: bool) -> Option<u64> {
     let mut at = 0;
     while let Some(b' ' | b'\t') = value.get(at) {
@@ -627,9 +571,8 @@ fn parse_value(value: &[u8], hex: bool) -> Option<u64> {
             false if hex && letter < 6 => letter + 10,
             false => break,
         };
-        // Hex digits past the 16th shift out, but fail below. A size
-        // over the most kB whose bytes fit a u64 fails at once, before
-        // the next digit could overflow.
+        // Hex digits past the 16th shift out, and fail below; a size
+        // fails before the next digit could overflow.
         if !hex && number > KB_MAX {
             return None;
         }
@@ -637,8 +580,6 @@ fn parse_value(value: &[u8], hex: bool) -> Option<u64> {
         number = scaled + u64::from(digit);
         at += 1;
     }
-    // No digit at all, too many, or anything but the unit and newline
-    // after them.
     let digits = at - start;
     let rest = value.get(at..).unwrap_or_default();
     match hex {

@@ -1,9 +1,7 @@
-//! Reading `/proc/self/status`: [`status`] opens, reads and closes it
-//! each time; [`StatusReader`] keeps it open for a poller. Both read
-//! through a stack buffer into the streaming parser, as the kernel's own
-//! text (it stops after the six fields), and remember per process (until
-//! a fork) what they need not ask the kernel again: the process ID, and
-//! that `/proc` is procfs.
+//! Reading `/proc/self/status`: [`status`] opens, reads and closes it;
+//! [`StatusReader`] keeps it open for a poller. Both feed a stack buffer
+//! to the parser of the kernel's text, and remember per process (until a
+//! fork) the process ID and that `/proc` is procfs.
 
 use core::mem::MaybeUninit;
 
@@ -12,21 +10,17 @@ use crate::procfs;
 use crate::sys::{self, Fd, OpenMode};
 use crate::Error;
 
-/// The file both read.
 const PATH: &core::ffi::CStr = c"/proc/self/status";
 
-/// The size of the stack buffer the file is read through: one read holds
-/// the whole file on most machines (about 1.4 KiB); larger files take
-/// more reads, parsed as they stream.
+/// The stack buffer: one read holds the usual 1.4 KiB text.
 const READ_CHUNK: usize = 2048;
 
-/// Set once `/proc` has been seen to be procfs in this process; clear
-/// again in a forked child, which may have another `/proc`.
+/// Set once `/proc` was seen to be procfs in this process; clear again in
+/// a forked child, which may have another `/proc`.
 static PROC_CHECKED: sys::ForkLocal = sys::ForkLocal::new();
 
-/// This process's ID, remembered until a fork: `getpid(2)` the first time
-/// in each process, then one load from a wipe-on-fork page
-/// ([`sys::ForkLocal`]).
+/// This process's ID: `getpid(2)` once per process, then one load from a
+/// wipe-on-fork page ([`sys::ForkLocal`]).
 fn pid() -> u32 {
     static PID: sys::ForkLocal = sys::ForkLocal::new();
     match PID.get() {
@@ -39,8 +33,7 @@ fn pid() -> u32 {
     }
 }
 
-/// Opens `/proc/self/status` and checks, with `fstatfs(2)`, that it is
-/// procfs (a container or a test can mount anything at `/proc`); a pass
+/// Opens `/proc/self/status`, checked to be procfs (`fstatfs(2)`); a pass
 /// is remembered for [`status`].
 fn open_status() -> Result<Fd, Error> {
     let fd = procfs::open_proc(PATH, OpenMode::Read)?;
@@ -48,19 +41,12 @@ fn open_status() -> Result<Fd, Error> {
     Ok(fd)
 }
 
-/// Reads an open status file from its start, chunk by chunk, through a
-/// stack buffer, into the parser: with `read` from where a fresh
-/// descriptor stands, or with `pread` from offset 0.
-///
-/// A read that returns fewer bytes than asked, ending in a newline, is the
-/// last: procfs serves `status` from a `seq_file` that the kernel formats
-/// whole on the first read, and a read returns everything that is left up
-/// to the size asked. That saves the extra `read` that would only
-/// return 0. Anything else (a full buffer, a cut line) reads on to the
-/// end, unless the parser has stopped: the text is the kernel's, so it
-/// stops after the line that completes the recorded fields
-/// ([`StatusParser::of_kernel_text`]), and a status over 2 KiB (many CPUs
-/// or groups) then needs no second `read`.
+/// Reads an open status file from its start into the parser, with `read`
+/// (a fresh descriptor) or `pread` from offset 0. A short read ending in a
+/// newline is the last (procfs formats the whole `seq_file` on the first
+/// read and returns all that is left), which saves a `read` of 0; else it
+/// reads on until the end or until the parser stops after the six fields
+/// ([`StatusParser::of_kernel_text`]).
 fn read_status(fd: &Fd, positional: bool) -> Result<Status, Error> {
     // Not zeroed first: the kernel writes what is read.
     let mut buf = [MaybeUninit::uninit(); READ_CHUNK];
