@@ -311,9 +311,9 @@ impl Fields {
 
     /// Records every field of `lines` (empty, or ending with a newline),
     /// until done. The lines of a 64-byte block are read in any order, and
-    /// a parser of the kernel's text stops after the block that completes
-    /// the six: the kernel writes each key once, so no line the order or
-    /// the stop leaves out holds one.
+    /// a parser of the kernel's text stops once the six are in: the kernel
+    /// writes each key once, so no line the order or the stop leaves out
+    /// holds one.
     #[inline(never)]
     fn scan(&mut self, lines: &[u8]) {
         if lines.is_empty() || self.is_done() {
@@ -341,20 +341,16 @@ impl Fields {
                 let bit = found.trailing_zeros() as usize;
                 found &= found - 1;
                 let pos = at + 8 * (bit & 7) + (bit >> 3);
-                if pos < base {
-                    continue;
-                }
                 // The newline before it, the key, its colon (none at 0:
                 // the first line was looked at above).
                 if let Some(s) = key_slot(word(lines, pos.wrapping_sub(1))) {
-                    self.record(lines, pos, s);
-                    if self.malformed {
-                        return;
+                    if pos >= base {
+                        self.record(lines, pos, s);
+                        if self.is_done() {
+                            return;
+                        }
                     }
                 }
-            }
-            if self.is_done() {
-                return;
             }
             base += 64;
         }
@@ -400,17 +396,16 @@ pub fn fuzz_kernel_text(text: &[u8]) -> [Result<Status, Error>; 2] {
 }
 
 /// Where `block` holds a `V` or a `C`: bit `8j + k` for byte `j` of word
-/// `k` (each word marks them in bit 7 of their bytes; one shift per word
-/// merges the eight). A few other bytes are marked (over 0x80, or after a
-/// marked one where the borrow carries): only a look is lost.
+/// `k`. The compares give one byte each (0 or 1, which a compiler can do
+/// 16 bytes at a time); each word of them, shifted by its index, fills
+/// its column of the 8 by 8 bits.
 #[inline(always)]
 fn candidates(block: &[u8; 64]) -> u64 {
-    (0..8).fold(0, |found, k| {
-        let w = word(block, 8 * k);
-        let v = (w ^ splat(b'V')).wrapping_sub(splat(0x01));
-        let c = (w ^ splat(b'C')).wrapping_sub(splat(0x01));
-        found | ((v | c) & splat(0x80)) >> (7 - k)
-    })
+    let mut hits = [0; 64];
+    for (hit, &b) in hits.iter_mut().zip(block) {
+        *hit = u8::from(b == b'V') | u8::from(b == b'C');
+    }
+    (0..8).fold(0, |found, k| found | word(&hits, 8 * k) << k)
 }
 
 /// [`candidates`] of a text under 64 bytes, a byte at a time.
