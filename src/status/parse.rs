@@ -1,9 +1,8 @@
 //! The streaming parser of `/proc/<pid>/status` ([`Status`],
 //! [`StatusParser`]): plain, portable Rust, no I/O. Every recorded key
-//! starts with `V` or `C`; the parser finds those two letters a machine
-//! word at a time, 64 bytes per step ([`candidates`]), and one compare of
-//! the word from the newline before each with [`KEYS`] tells whether it
-//! starts a recorded field. Only those six values are read; every other
+//! starts with `V` or `C`; the parser finds those two letters 64 bytes per
+//! step ([`candidates`]), and one compare of the word from the newline
+//! before each with [`KEYS`] tells whether it starts a recorded field. Only those six values are read; every other
 //! line is skipped whatever it holds. A line that spans two chunks is kept
 //! in a 64-byte buffer and read as a line of its own by the same rules, so
 //! the answer does not depend on where the text was split.
@@ -330,12 +329,10 @@ impl Fields {
         let mut base = 0;
         while base < lines.len() {
             // The 64 bytes from `base`; at the end, the last 64, which
-            // overlap the blocks already seen: their letters are skipped.
+            // overlap the blocks already seen (their letters are skipped),
+            // or all of a shorter text.
             let at = last.map_or(0, |last| base.min(last));
-            let mut found = match lines.get(at..).and_then(<[u8]>::first_chunk) {
-                Some(block) => candidates(block),
-                None => candidates_in_short(lines),
-            };
+            let mut found = candidates(lines.get(at..).unwrap_or_default());
             while found != 0 {
                 // Bit 8j + k: byte j of word k.
                 let bit = found.trailing_zeros() as usize;
@@ -365,9 +362,10 @@ impl Fields {
         let value = text.get(start + colon(s)..end).unwrap_or_default();
         let bit = 1 << s;
         // As the kernel writes it, in words; anything else by the rules.
-        let written = match WORD_LOADS && s != CAP_EFF {
-            true => value.first_chunk().map(kb_padded),
-            false => None,
+        let written = match (WORD_LOADS, s == CAP_EFF) {
+            (false, _) => None,
+            (true, true) => value.first_chunk().map(hex_written),
+            (true, false) => value.first_chunk().map(kb_padded),
         };
         let v = match written {
             Some((v, true)) => Some(v),
@@ -395,26 +393,18 @@ pub fn fuzz_kernel_text(text: &[u8]) -> [Result<Status, Error>; 2] {
     [parser.finish(), Status::parse(text)]
 }
 
-/// Where `block` holds a `V` or a `C`: bit `8j + k` for byte `j` of word
-/// `k`. The compares give one byte each (0 or 1, which a compiler can do
-/// 16 bytes at a time); each word of them, shifted by its index, fills
-/// its column of the 8 by 8 bits.
+/// Where the first 64 bytes of `block` hold a `V` or a `C`: bit `8j + k`
+/// for byte `j` of word `k`. The compares give one byte each (0 or 1,
+/// which a compiler can do 16 bytes at a time; zeros past the end); each
+/// word of them, shifted by its index, fills its column of the 8 by 8
+/// bits.
 #[inline(always)]
-fn candidates(block: &[u8; 64]) -> u64 {
+fn candidates(block: &[u8]) -> u64 {
     let mut hits = [0; 64];
     for (hit, &b) in hits.iter_mut().zip(block) {
         *hit = u8::from(b == b'V') | u8::from(b == b'C');
     }
     (0..8).fold(0, |found, k| found | word(&hits, 8 * k) << k)
-}
-
-/// [`candidates`] of a text under 64 bytes, a byte at a time.
-#[cold]
-#[inline(never)]
-fn candidates_in_short(text: &[u8]) -> u64 {
-    text.iter().enumerate().fold(0, |found, (i, &b)| {
-        found | u64::from(b == b'V' || b == b'C') << (8 * (i % 8) + i / 8)
-    })
 }
 
 /// The 8 bytes of `text` from `at`, little-endian, zeros past its end.
@@ -540,10 +530,50 @@ fn kb_padded(value: &[u8; 16]) -> (u64, bool) {
 /// ` kB` and the newline, as a little-endian word.
 const KB_UNIT: u32 = u32::from_le_bytes(*b" kB\n");
 
-/// Whether sizes are read in words ([`kb_padded`]): where an unaligned
+/// Whether values are read in words ([`kb_padded`], [`hex_written`]):
+/// where an unaligned
 /// word is one load. riscv64's base ISA reads it a byte at a time, and
 /// there the byte loop is as fast, and smaller.
 const WORD_LOADS: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+
+/// [`parse_value`] of a capability mask as the kernel writes one (a tab,
+/// sixteen lowercase hex digits, `%016llx`, the newline), read from its
+/// first 18 bytes as two words, with no branch: the mask, and whether the
+/// value is written so. Where it is not, [`parse_value`] reads it: never a
+/// different answer.
+#[inline(always)]
+fn hex_written(value: &[u8; 18]) -> (u64, bool) {
+    let [tab, h0, h1, h2, h3, h4, h5, h6, h7, l0, l1, l2, l3, l4, l5, l6, l7, newline] = *value;
+    let high = u64::from_le_bytes([h0, h1, h2, h3, h4, h5, h6, h7]);
+    let low = u64::from_le_bytes([l0, l1, l2, l3, l4, l5, l6, l7]);
+    let written = (tab == b'\t') & (newline == b'\n') & is_hex(high) & is_hex(low);
+    (hex_digits(high) << 32 | hex_digits(low), written)
+}
+
+/// Whether each byte of `x` is `0` to `9` or `a` to `f`. For bytes under
+/// 0x80, adding `0x80 - lo` sets bit 7 exactly where a byte is at least
+/// `lo`, with no carry out of the byte.
+#[inline(always)]
+fn is_hex(x: u64) -> bool {
+    let at_least = |lo: u8| x.wrapping_add(splat(0x80 - lo));
+    let digit = at_least(b'0') & !at_least(b'9' + 1);
+    let letter = at_least(b'a') & !at_least(b'f' + 1);
+    (x & splat(0x80) == 0) & ((digit | letter) & splat(0x80) == splat(0x80))
+}
+
+/// The eight hex digits of `x` (checked by [`is_hex`]), the first byte the
+/// most significant, as a number.
+#[inline(always)]
+fn hex_digits(x: u64) -> u64 {
+    // A digit's value is its low nibble; a letter's is its low nibble plus
+    // 9, and only letters have bit 6.
+    let nibbles = (x & splat(0x0f)) + (x >> 6 & splat(0x01)) * 9;
+    // The first digit in the top byte, then each pair, four, eight merged.
+    let n = nibbles.swap_bytes();
+    let n = (n | n >> 4) & 0x00ff_00ff_00ff_00ff;
+    let n = (n | n >> 8) & 0x0000_ffff_0000_ffff;
+    (n | n >> 16) & 0xffff_ffff
+}
 
 /// The most kB whose count of bytes fits a `u64`.
 const KB_MAX: u64 = u64::MAX / 1024;

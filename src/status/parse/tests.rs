@@ -3,7 +3,7 @@ use std::format;
 use std::string::String;
 use std::vec::Vec;
 
-use super::{candidates, candidates_in_short, kb_padded, parse_value, Status, StatusParser};
+use super::{candidates, hex_written, kb_padded, parse_value, Status, StatusParser};
 use crate::Error;
 
 /// A text as the kernel writes one, with `name`, each recorded value as
@@ -112,7 +112,7 @@ fn candidates_are_found_in_every_block() {
             .collect();
         let mut padded = [0; 64];
         padded[..len].copy_from_slice(&block);
-        let (wide, short) = (candidates(&padded), candidates_in_short(&block));
+        let (wide, short) = (candidates(&padded), candidates(&block));
         for at in 0..64 {
             let bit = |found: u64| found >> (8 * (at % 8) + at / 8) & 1 == 1;
             let b = block.get(at).copied();
@@ -131,6 +131,12 @@ fn candidates_are_found_in_every_block() {
 fn kb_as_the_kernel_pads(value: &[u8]) -> Option<u64> {
     let (kb, padded) = kb_padded(value.first_chunk()?);
     padded.then_some(kb)
+}
+
+/// [`hex_written`] of the start of `value`, as `Some` where it reads it.
+fn hex_as_the_kernel_writes(value: &[u8]) -> Option<u64> {
+    let (mask, written) = hex_written(value.first_chunk()?);
+    written.then_some(mask)
 }
 
 fn parse_kb(value: &[u8]) -> Option<u64> {
@@ -220,6 +226,46 @@ fn padded_sizes_read_as_the_byte_loop_reads_them() {
     );
     assert_eq!(kb_as_the_kernel_pads(b"\t       0 kB\nVmPin:"), Some(0));
     assert_eq!(kb_as_the_kernel_pads(b"\t       0 kB\n"), None);
+}
+
+#[test]
+fn capabilities_as_the_kernel_writes_them_read_as_the_byte_loop_reads_them() {
+    // Sixteen columns around the edges of the hex digits.
+    let bytes = *b"0123456789abcdefABCDEF/:@G`gx \t\n\x80\xff";
+    let mut next = lcg(16);
+    let mut fast = 0;
+    for round in 0..300_000 {
+        let mut value = *b"\t0000000000000000\nCapBnd:";
+        for c in value[1..17].iter_mut() {
+            let r = next();
+            *c = match r % 8 {
+                0 => bytes[(r >> 8) as usize % bytes.len()],
+                _ => b"0123456789abcdef"[(r >> 8) as usize % 16],
+            };
+        }
+        if round % 5 == 0 {
+            value[(next() % 19) as usize] = bytes[(next() as usize) % bytes.len()];
+        }
+        let word = hex_as_the_kernel_writes(&value);
+        if word.is_some() {
+            fast += 1;
+        }
+        assert!(
+            word.is_none() || word == parse_value(&value, true),
+            "{:?}",
+            core::str::from_utf8(&value)
+        );
+    }
+    assert!(fast > 20_000, "the word reading took {fast} values");
+    assert_eq!(
+        hex_as_the_kernel_writes(b"\t000001fffeffffff\n"),
+        Some(0x0000_01ff_feff_ffff)
+    );
+    assert_eq!(
+        hex_as_the_kernel_writes(b"\tfedcba9876543210\n"),
+        Some(0xfedc_ba98_7654_3210)
+    );
+    assert_eq!(hex_as_the_kernel_writes(b"\t000001fffeffffff"), None);
 }
 
 #[test]
