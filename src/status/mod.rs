@@ -1,24 +1,20 @@
 //! What the kernel says is locked: `/proc/self/status`, read into a stack
-//! buffer and parsed as it streams, with no allocation. `parse` is the
-//! pure streaming parser ([`Status`], [`StatusParser`]); `read` opens and
-//! reads the file through `procfs` and feeds it ([`status`],
-//! [`StatusReader`]). Only the six recorded fields are parsed, strictly,
-//! as the kernel writes them; a line that spans two reads is carried in a
-//! small fixed buffer.
+//! buffer and parsed as it streams, with no allocation: `parse` is the
+//! pure streaming parser ([`Status`], [`StatusParser`]), `read` opens the
+//! file through `procfs` and feeds it ([`status`], [`StatusReader`]).
 //!
 //! # The kernel's own text
 //!
 //! [`Status::parse`] and [`StatusParser::new`] look at every line of the
 //! bytes they are given, so a duplicate or malformed field anywhere is
-//! found. What [`status()`] and [`StatusReader`] read comes from procfs
-//! (checked with `fstatfs(2)`), where `proc_pid_status()` in
-//! `fs/proc/array.c` writes each key once, the sizes (`task_mem()`) before
-//! `CapEff` (`task_cap()`), and escapes newlines in the process's name.
-//! So those two stop after the six fields: the two fifths of the text
-//! after `CapEff` hold none, and a text over the read buffer (many CPUs or
-//! groups) needs no further `read` once `CapEff` is in. For any text the
-//! kernel writes, the answer is that of [`Status::parse`]; the unit tests,
-//! the fuzzer and `tests/status.rs` compare them.
+//! found. [`status()`] and [`StatusReader`] read procfs (checked with
+//! `fstatfs(2)`), where `proc_pid_status()` in `fs/proc/array.c` writes
+//! each key once, the sizes (`task_mem()`) before `CapEff` (`task_cap()`),
+//! and escapes newlines in the process's name; so they stop after the six
+//! fields, and a text over the read buffer (many CPUs or groups) needs no
+//! further `read` once `CapEff` is in. For any text the kernel writes the
+//! answer is that of [`Status::parse`]; the unit tests, the fuzzer and
+//! `tests/status.rs` compare them.
 
 mod parse;
 mod read;

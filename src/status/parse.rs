@@ -324,13 +324,11 @@ impl Fields {
                 return;
             }
         }
-        // Where the last 64 bytes start, if there are 64.
         let last = lines.len().checked_sub(64);
         let mut base = 0;
         while base < lines.len() {
-            // The 64 bytes from `base`; at the end, the last 64, which
-            // overlap the blocks already seen (their letters are skipped),
-            // or all of a shorter text.
+            // The 64 bytes from `base`; at the end the last 64, overlapping
+            // (letters before `base` are skipped), or all of a short text.
             let at = last.map_or(0, |last| base.min(last));
             let mut found = candidates(lines.get(at..).unwrap_or_default());
             while found != 0 {
@@ -338,8 +336,7 @@ impl Fields {
                 let bit = found.trailing_zeros() as usize;
                 found &= found - 1;
                 let pos = at + 8 * (bit & 7) + (bit >> 3);
-                // The newline before it, the key, its colon (none at 0:
-                // the first line was looked at above).
+                // The newline before it, the key, its colon (none at 0).
                 if let Some(s) = key_slot(word(lines, pos.wrapping_sub(1))) {
                     if pos >= base {
                         self.record(lines, pos, s);
@@ -361,7 +358,6 @@ impl Fields {
         let end = text.len().min(start + LINE_MAX + 1);
         let value = text.get(start + colon(s)..end).unwrap_or_default();
         let bit = 1 << s;
-        // As the kernel writes it, in words; anything else by the rules.
         let written = match (WORD_LOADS, s == CAP_EFF) {
             (false, _) => None,
             (true, true) => value.first_chunk().map(hex_written),
@@ -426,52 +422,47 @@ fn short_word(bytes: &[u8]) -> u64 {
         .fold(0, |word, &b| word << 8 | u64::from(b))
 }
 
-/// The recorded keys as they stand in the text (the newline before, the
-/// key, its colon), each one word. Bits 2 to 4 of their sixth byte differ:
-/// that is the slot of each, in [`KEYS`] and in [`Status`].
-const KEY_TEXT: [&[u8]; 6] = [
-    b"\nVmLck:",
-    b"\nVmPin:",
-    b"\nVmSize:",
-    b"\nVmRSS:",
-    b"\nVmSwap:",
-    b"\nCapEff:",
+/// Each recorded key as it stands in the text (the newline before it,
+/// the key, its colon) as a little-endian word, and the mask of its bytes,
+/// in its slot: bits 2 to 4 of its sixth byte, which differ between the
+/// six (checked below). The two empty slots match no head, whose first
+/// byte is a newline.
+const KEYS: [(u64, u64); 8] = [
+    key(b"\nVmSwap:"),
+    key(b"\nCapEff:"),
+    key(b"\nVmLck:\0"),
+    key(b"\nVmPin:\0"),
+    key(b"\nVmRSS:\0"),
+    (u64::MAX, u64::MAX),
+    key(b"\nVmSize:"),
+    (u64::MAX, u64::MAX),
 ];
+const SWAP: usize = 0;
+const CAP_EFF: usize = 1;
+const LOCKED: usize = 2;
+const PINNED: usize = 3;
+const RSS: usize = 4;
+const SIZE: usize = 6;
+const ALL: u64 = 1 << LOCKED | 1 << PINNED | 1 << SIZE | 1 << RSS | 1 << SWAP | 1 << CAP_EFF;
+const _: () = {
+    let mut s = 0;
+    while s < 8 {
+        assert!(
+            KEYS[s].0 == u64::MAX || slot(KEYS[s].0) == s,
+            "a key out of its slot"
+        );
+        s += 1;
+    }
+};
+
+const fn key(text: &[u8; 8]) -> (u64, u64) {
+    let short = (text[7] == 0) as u32;
+    (u64::from_le_bytes(*text), u64::MAX >> (8 * short))
+}
 
 const fn slot(head: u64) -> usize {
     ((head >> 42) & 7) as usize
 }
-
-/// Each slot's key as a little-endian word, and the mask of its bytes; an
-/// empty slot's matches no head (whose first byte is a newline).
-const KEYS: [(u64, u64); 8] = {
-    let mut keys = [(u64::MAX, u64::MAX); 8];
-    let mut k = 0;
-    while k < KEY_TEXT.len() {
-        let s = slot(key_word(k));
-        assert!(keys[s].0 == u64::MAX, "two keys in one slot");
-        keys[s] = (key_word(k), u64::MAX >> (8 * (8 - KEY_TEXT[k].len())));
-        k += 1;
-    }
-    keys
-};
-
-const fn key_word(key: usize) -> u64 {
-    let (text, mut word, mut i) = (KEY_TEXT[key], 0, 0);
-    while i < text.len() {
-        word |= (text[i] as u64) << (8 * i);
-        i += 1;
-    }
-    word
-}
-
-const LOCKED: usize = slot(key_word(0));
-const PINNED: usize = slot(key_word(1));
-const SIZE: usize = slot(key_word(2));
-const RSS: usize = slot(key_word(3));
-const SWAP: usize = slot(key_word(4));
-const CAP_EFF: usize = slot(key_word(5));
-const ALL: u64 = 1 << LOCKED | 1 << PINNED | 1 << SIZE | 1 << RSS | 1 << SWAP | 1 << CAP_EFF;
 
 /// Whether `line` (perhaps cut short) starts with a recorded key.
 fn is_field(line: &[u8]) -> bool {
@@ -486,61 +477,51 @@ fn key_slot(head: u64) -> Option<usize> {
     (head & mask == key).then_some(s)
 }
 
-/// Where the value of the key in slot `s` starts in its line.
+/// Where the value of slot `s` starts in its line.
 #[inline(always)]
 const fn colon(s: usize) -> usize {
     6 + (KEYS[s].1 >> 63) as usize
 }
 
-/// `b` in each byte of a word.
 const fn splat(b: u8) -> u64 {
     u64::from_ne_bytes([b; 8])
 }
 
-/// [`parse_value`] of a value as the kernel pads one under 10^8 kB (a tab,
-/// the number right-aligned in eight columns, `%8lu`, ` kB` and the
-/// newline), read from its first 16 bytes as two words, with no loop over
-/// them and no branch: the number of bytes, and whether the value is padded
-/// so. Where it is not, [`parse_value`] reads it: never a different answer.
+/// [`parse_value`] of a size as the kernel pads one under 10^8 kB (`\t%8lu
+/// kB\n`), read as two words with no branch: the bytes, and whether it is
+/// padded so (else [`parse_value`] reads it: never another answer).
 #[inline(always)]
 fn kb_padded(value: &[u8; 16]) -> (u64, bool) {
     let [tab, c0, c1, c2, c3, c4, c5, c6, c7, u0, u1, u2, u3, ..] = *value;
     let columns = u64::from_le_bytes([c0, c1, c2, c3, c4, c5, c6, c7]);
-    // A space (0x20) with bit 4 set reads as the digit 0 (0x30); each
-    // column must then be a digit: 0x30 to 0x39, which 6 more leaves
-    // under 0x40 (a byte over 0xf9 that would carry is caught first).
+    // A space (0x20) with bit 4 set reads as 0 (0x30); each column must
+    // then be 0x30 to 0x39, which 6 more leaves under 0x40.
     let as_digits = columns | splat(0x10);
     let all_digits = (as_digits & splat(0xf0) == splat(0x30))
         & (as_digits.wrapping_add(splat(0x06)) & splat(0xf0) == splat(0x30));
-    // The columns that were below 0x30, as 0xff: each was a space (now
-    // 0x30 exactly), they come first, and the last column is a digit.
+    // The columns that were spaces, as 0xff: they come first, and the
+    // last column is a digit.
     let low = ((as_digits ^ columns) >> 4).wrapping_mul(0xff);
     let right_aligned = ((as_digits ^ splat(b'0')) & low == 0)
         & (low & low.wrapping_add(1) == 0)
         & (low >> 56 == 0);
     let framed = (tab == b'\t') & (u32::from_le_bytes([u0, u1, u2, u3]) == KB_UNIT);
-    // Pairs of digits, then fours, then all eight, in a multiply each
-    // (the first column the most significant; a space reads as 0).
+    // Pairs of digits, then fours, then all eight, a multiply each.
     let kb = (columns & splat(0x0f)).wrapping_mul(10 << 8 | 1) >> 8;
     let kb = (kb & 0x00ff_00ff_00ff_00ff).wrapping_mul(100 << 16 | 1) >> 16;
     let kb = (kb & 0x0000_ffff_0000_ffff).wrapping_mul(10_000 << 32 | 1) >> 32;
     (kb * 1024, framed & all_digits & right_aligned)
 }
 
-/// ` kB` and the newline, as a little-endian word.
 const KB_UNIT: u32 = u32::from_le_bytes(*b" kB\n");
 
 /// Whether values are read in words ([`kb_padded`], [`hex_written`]):
-/// where an unaligned
-/// word is one load. riscv64's base ISA reads it a byte at a time, and
-/// there the byte loop is as fast, and smaller.
+/// where an unaligned word is one load. riscv64's base ISA reads it a byte
+/// at a time, and there the byte loop is as fast, and smaller.
 const WORD_LOADS: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 
-/// [`parse_value`] of a capability mask as the kernel writes one (a tab,
-/// sixteen lowercase hex digits, `%016llx`, the newline), read from its
-/// first 18 bytes as two words, with no branch: the mask, and whether the
-/// value is written so. Where it is not, [`parse_value`] reads it: never a
-/// different answer.
+/// [`parse_value`] of a mask as the kernel writes one (`\t%016llx\n`),
+/// read as two words with no branch, as [`kb_padded`] reads a size.
 #[inline(always)]
 fn hex_written(value: &[u8; 18]) -> (u64, bool) {
     let [tab, h0, h1, h2, h3, h4, h5, h6, h7, l0, l1, l2, l3, l4, l5, l6, l7, newline] = *value;
@@ -550,9 +531,8 @@ fn hex_written(value: &[u8; 18]) -> (u64, bool) {
     (hex_digits(high) << 32 | hex_digits(low), written)
 }
 
-/// Whether each byte of `x` is `0` to `9` or `a` to `f`. For bytes under
-/// 0x80, adding `0x80 - lo` sets bit 7 exactly where a byte is at least
-/// `lo`, with no carry out of the byte.
+/// Whether each byte of `x` is `0` to `9` or `a` to `f` (for bytes under
+/// 0x80, adding `0x80 - lo` sets bit 7 where a byte is at least `lo`).
 #[inline(always)]
 fn is_hex(x: u64) -> bool {
     let at_least = |lo: u8| x.wrapping_add(splat(0x80 - lo));
@@ -561,21 +541,17 @@ fn is_hex(x: u64) -> bool {
     (x & splat(0x80) == 0) & ((digit | letter) & splat(0x80) == splat(0x80))
 }
 
-/// The eight hex digits of `x` (checked by [`is_hex`]), the first byte the
-/// most significant, as a number.
+/// The eight hex digits of `x`, the first the most significant.
 #[inline(always)]
 fn hex_digits(x: u64) -> u64 {
-    // A digit's value is its low nibble; a letter's is its low nibble plus
-    // 9, and only letters have bit 6.
+    // A letter (bit 6) is its low nibble plus 9.
     let nibbles = (x & splat(0x0f)) + (x >> 6 & splat(0x01)) * 9;
-    // The first digit in the top byte, then each pair, four, eight merged.
     let n = nibbles.swap_bytes();
     let n = (n | n >> 4) & 0x00ff_00ff_00ff_00ff;
     let n = (n | n >> 8) & 0x0000_ffff_0000_ffff;
     (n | n >> 16) & 0xffff_ffff
 }
 
-/// The most kB whose count of bytes fits a `u64`.
 const KB_MAX: u64 = u64::MAX / 1024;
 
 /// Parses `<blanks><decimal> kB\n` into bytes, checked; or with `hex`,
@@ -588,7 +564,6 @@ fn parse_value(value: &[u8], hex: bool) -> Option<u64> {
     let start = at;
     let mut number: u64 = 0;
     while let Some(&b) = value.get(at) {
-        // 0-9, and with `hex` a-f and A-F (`letter` 0 to 5).
         let decimal = b.wrapping_sub(b'0');
         let letter = (b | 0x20).wrapping_sub(b'a');
         let digit = match decimal < 10 {
@@ -596,8 +571,7 @@ fn parse_value(value: &[u8], hex: bool) -> Option<u64> {
             false if hex && letter < 6 => letter + 10,
             false => break,
         };
-        // Hex digits past the 16th shift out, and fail below; a size
-        // fails before the next digit could overflow.
+        // A size fails before it could overflow; extra hex digits below.
         if !hex && number > KB_MAX {
             return None;
         }

@@ -41,12 +41,10 @@ fn open_status() -> Result<Fd, Error> {
     Ok(fd)
 }
 
-/// Reads an open status file from its start into the parser, with `read`
-/// (a fresh descriptor) or `pread` from offset 0. A short read ending in a
-/// newline is the last (procfs formats the whole `seq_file` on the first
-/// read and returns all that is left), which saves a `read` of 0; else it
-/// reads on until the end or until the parser stops after the six fields
-/// ([`StatusParser::of_kernel_text`]).
+/// Reads an open status file from its start (`read`, or `pread` from 0)
+/// into the parser. A short read ending in a newline is the last: procfs
+/// formats the whole `seq_file` on the first read and returns all that is
+/// left. Else it reads on to the end, or until the parser has the six.
 fn read_status(fd: &Fd, positional: bool) -> Result<Status, Error> {
     // Not zeroed first: the kernel writes what is read.
     let mut buf = [MaybeUninit::uninit(); READ_CHUNK];
@@ -63,27 +61,22 @@ fn read_status(fd: &Fd, positional: bool) -> Result<Status, Error> {
     }
 }
 
-/// Reads and parses `/proc/self/status`.
-///
-/// One `openat`, one `read` into a stack buffer (more for a file over
-/// 2 KiB), one `close`. No allocation. To poll, [`StatusReader`] saves the
-/// `openat` and the `close`.
-///
-/// The text is read as the kernel's own (see [the module's
-/// notes](mod@crate::status#the-kernels-own-text)): the parse stops after
-/// the line that completes the six fields. The answer is the one
+/// Reads and parses `/proc/self/status`: one `openat`, one `read` into a
+/// stack buffer (more for a file over 2 KiB), one `close`, no allocation
+/// ([`StatusReader`] saves the `openat` and the `close`). The parse stops
+/// after the six fields of [the kernel's own
+/// text](mod@crate::status#the-kernels-own-text), with the answer
 /// [`Status::parse`] of the whole text gives.
 ///
 /// **Is `/proc` procfs?** A container or a test can mount anything at
 /// `/proc`. The first call in a process checks the file with `fstatfs(2)`
-/// and remembers the answer only if it is procfs; a child of `fork(2)`
-/// checks again on its first call, since it may have unshared its mount
-/// namespace. (The remembered flag lives in a page marked
-/// `MADV_WIPEONFORK`, `madvise(2)`, which the kernel zero-fills in a forked
-/// child; where that advice is missing, as before Linux 4.14 or under an
-/// emulator that ignores advice, every call checks.) A process that itself
-/// mounts something else over `/proc` after its first call is not caught
-/// by later calls; [`StatusReader::open`] checks every time.
+/// and remembers only a pass; a child of `fork(2)`, which may have
+/// unshared its mount namespace, checks again. (The flag lives in a page
+/// marked `MADV_WIPEONFORK`, `madvise(2)`, which the kernel zero-fills in a
+/// forked child; without that advice, before Linux 4.14 or under an
+/// emulator that ignores it, every call checks.) Something mounted over
+/// `/proc` after a process's first call is not caught by later calls;
+/// [`StatusReader::open`] checks every time.
 ///
 /// # Errors
 /// - [`Error::ProcUnavailable`]: `/proc` is not mounted, or is not procfs.
@@ -122,24 +115,18 @@ pub fn is_locked() -> Result<bool, Error> {
 }
 
 /// A `/proc/self/status` kept open, for a daemon that polls it.
+/// [`StatusReader::read`] re-reads it with `pread(2)` at offset 0 (the
+/// kernel formats the file afresh on each read from the start), saving
+/// the `openat` and `close` of [`status`] (about 0.6x of its cost).
 ///
-/// [`StatusReader::read`] re-reads the open descriptor with `pread(2)` at
-/// offset 0: the kernel formats the file afresh on each read from the
-/// start, and the `openat` and `close` of [`status`] are saved (about 0.6x
-/// of its cost).
-///
-/// **Fork.** A descriptor opened on `/proc/self/status` names the process
-/// that opened it, not whoever reads it later: after `fork(2)`, a child
-/// reading the parent's descriptor would get the *parent's* `VmLck`. The
-/// reader records the process ID when it opens, and [`read`] compares it
-/// with the caller's, `getpid(2)`; in a different process it reopens
-/// `/proc/self/status` first, so every read describes the process that
-/// calls it. (The descriptor itself is close-on-exec.) The caller's ID is
-/// asked of the kernel once per process and remembered in a page marked
-/// `MADV_WIPEONFORK` (`madvise(2)`), which a forked child gets
-/// zero-filled, so that it asks again; where that advice is missing (before
-/// Linux 4.14, or under an emulator that ignores advice) every read calls
-/// `getpid`.
+/// **Fork.** A descriptor on `/proc/self/status` names the process that
+/// opened it: a forked child reading it would get the *parent's* `VmLck`.
+/// So [`read`] compares the process ID recorded at open with the caller's
+/// and, in another process, reopens the file first. (The descriptor is
+/// close-on-exec.) The caller's ID (`getpid(2)`) is asked once per process
+/// and kept in a page marked `MADV_WIPEONFORK` (`madvise(2)`), which a
+/// forked child gets zero-filled; without that advice (before Linux 4.14,
+/// or under an emulator that ignores it) every read calls `getpid`.
 ///
 /// ```no_run
 /// let mut reader = mlock::status::StatusReader::open()?;
@@ -180,9 +167,8 @@ impl StatusReader {
     }
 
     /// Reads and parses the status of the calling process: one `pread`
-    /// (more for a file over 2 KiB), and the first time in a process one
-    /// `getpid`. In a child of `fork(2)` the first call reopens the file
-    /// for the child.
+    /// (more over 2 KiB), and once per process a `getpid`; a child of
+    /// `fork(2)` reopens the file first.
     ///
     /// # Errors
     /// - [`Error::Malformed`]: see [`Status::parse`].
