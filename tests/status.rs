@@ -58,14 +58,12 @@ fn parses_every_recorded_field() {
     assert_eq!(s.rss_bytes(), Some(960 * KB));
     assert_eq!(s.swap_bytes(), Some(4 * KB));
     assert_eq!(s.effective_capabilities(), Some(0x1ff_ffff_ffff));
-    assert_eq!(s.cap_eff_has_ipc_lock(), Some(true));
     let no_caps = sample_with("CapEff", Some("CapEff:\t0000000000000000"));
-    assert_eq!(parse(&no_caps).unwrap().cap_eff_has_ipc_lock(), Some(false));
-    // Only bit 14 counts.
+    assert_eq!(parse(&no_caps).unwrap().effective_capabilities(), Some(0));
     let only_ipc_lock = sample_with("CapEff", Some("CapEff:\t0000000000004000"));
     assert_eq!(
-        parse(&only_ipc_lock).unwrap().cap_eff_has_ipc_lock(),
-        Some(true)
+        parse(&only_ipc_lock).unwrap().effective_capabilities(),
+        Some(1 << 14)
     );
 }
 
@@ -76,7 +74,7 @@ fn absent_fields_are_none_not_errors() {
     assert_eq!(s.locked_bytes(), None);
     assert_eq!(s.size_bytes(), None);
     assert_eq!(s.swap_bytes(), None);
-    assert_eq!(s.cap_eff_has_ipc_lock(), Some(true));
+    assert_eq!(s.effective_capabilities(), Some(0x1ff_ffff_ffff));
     assert_eq!(parse("").unwrap(), Status::default());
     let s = parse(&sample_with("VmPin", None)).unwrap();
     assert_eq!((s.pinned_bytes(), s.locked_bytes()), (None, Some(12 * KB)));
@@ -812,11 +810,11 @@ fn the_reader_after_fork_does_not_allocate_either() {
 }
 
 // ---------------------------------------------------------------------------
-// The kernel's text as its layout changes: `status()` remembers where the
-// recorded lines stood in the last text it read, and so does a kept
-// `StatusReader` (with the `fast-status` feature). Each scenario below
-// moves those lines for real, or changes the values at their places, and
-// after every change both readings must agree with std's.
+// The kernel's text as its layout changes: `status()` and a kept
+// `StatusReader` read the kernel's own text and stop after its six
+// recorded lines. Each scenario below moves those lines for real, or
+// changes the values at their places, and after every change both
+// readings must agree with std's.
 
 /// The recorded keys, in the order of [`status_oracle::fields`].
 const RECORDED: [&str; 6] = ["VmLck", "VmPin", "VmSize", "VmRSS", "VmSwap", "CapEff"];
@@ -840,9 +838,8 @@ fn places(text: &[u8]) -> Places {
 
 /// Whether each recorded value of `text` is written as the kernel pads one
 /// that fits its column: a tab, a size in eight columns and ` kB`, or a tab
-/// and sixteen hex digits for `CapEff`. Only such values are read at the
-/// places remembered from the last text; any other sends the crate back to
-/// the scan, wherever the lines stand.
+/// and sixteen hex digits for `CapEff`. The scenarios must also reach
+/// values out of their column (`VmSize` past 10^8 kB).
 fn padded(text: &[u8]) -> bool {
     let text = String::from_utf8_lossy(text);
     RECORDED.iter().all(|key| {
@@ -876,15 +873,15 @@ const ATTEMPTS: u32 = 50;
 
 /// `status()`, a kept [`StatusReader`] and std's reading of
 /// `/proc/self/status` (parsed by the oracle), compared back to back, with
-/// a count of what the crate's layout hint could do with each text it read.
+/// a count of the kinds of text each reading met.
 ///
 /// The counts come from the texts themselves: a reading of a text whose
 /// six lines stand where they stood in the text the same reader read last,
-/// each value padded ([`padded`]), is one the hint can answer
-/// (`hinted`); a reading after the lines moved (`moved`), or of a value
-/// out of its column (`unpadded`), must go through the scan, which learns
-/// the new places. Each check calls `status()` twice and the reader twice,
-/// so that a text whose layout just changed is read both ways.
+/// each value padded ([`padded`]), is one in place (`in_place`); one after
+/// the lines moved (`moved`), or of a value out of its column
+/// (`unpadded`), is the other kinds. Each check calls `status()` twice and
+/// the reader twice, so that a text whose layout just changed is read both
+/// as new and as seen before.
 ///
 /// Each call's `read(2)`/`pread(2)` calls are counted too (`syscr:` of
 /// `/proc/self/io`), and must be what [`expected_reads`] says.
@@ -899,9 +896,9 @@ struct Agreement {
     /// known (not after an attempt during which the text changed).
     status_saw: Option<Places>,
     reader_saw: Option<Places>,
-    hinted: u32,
-    /// Of `hinted`, the first readings after a change that left the
-    /// places as they were: the remembered places read new values.
+    in_place: u32,
+    /// Of `in_place`, the first readings after a change that left the
+    /// places as they were: the same places hold new values.
     kept: u32,
     moved: u32,
     unpadded: u32,
@@ -920,7 +917,7 @@ impl Agreement {
             after: Vec::with_capacity(1 << 20),
             status_saw: None,
             reader_saw: None,
-            hinted: 0,
+            in_place: 0,
             kept: 0,
             moved: 0,
             unpadded: 0,
@@ -991,19 +988,18 @@ impl Agreement {
                 ensure(made == reads, || {
                     format!(
                         "{what}: {who} made {made} reads of the {len}-byte text, not {reads} \
-                         (fast-status {}, CapEff at byte {:?})",
-                        cfg!(feature = "fast-status"),
+                         (CapEff at byte {:?})",
                         at[5]
                     )
                 })?;
             }
-            // What the hint could do with each of the four readings.
+            // What kind of text each of the four readings met.
             let padded = padded(&self.before);
             for saw in [&mut self.status_saw, &mut self.reader_saw] {
                 for call in 0..2 {
                     if call == 1 || *saw == Some(at) {
                         if padded {
-                            self.hinted += 1;
+                            self.in_place += 1;
                             self.kept += u32::from(call == 0);
                         } else {
                             self.unpadded += 1;
@@ -1033,20 +1029,13 @@ const READ_CHUNK: usize = 2048;
 
 /// How many reads of `text` the crate makes through its 2 KiB buffer. A
 /// read of procfs's `status` returns as much of the text as asked, or all
-/// that is left (a `seq_file` formatted whole on the first read). With
-/// `fast-status` the crate stops after the read that holds the end of the
-/// `CapEff` line, the last recorded line the kernel writes; without it, it
-/// reads every full 2 KiB, then the short (or empty) read that ends the
-/// file.
+/// that is left (a `seq_file` formatted whole on the first read). The
+/// crate stops after the read that holds the end of the `CapEff` line, the
+/// last recorded line the kernel writes.
 fn expected_reads(text: &[u8]) -> u64 {
-    let reads = if cfg!(feature = "fast-status") {
-        let start = places(text)[5].expect("a CapEff line");
-        let end = start + text[start..].iter().position(|&b| b == b'\n').unwrap_or(0) + 1;
-        (end - 1) / READ_CHUNK + 1
-    } else {
-        text.len() / READ_CHUNK + 1
-    };
-    reads as u64
+    let start = places(text)[5].expect("a CapEff line");
+    let end = start + text[start..].iter().position(|&b| b == b'\n').unwrap_or(0) + 1;
+    ((end - 1) / READ_CHUNK + 1) as u64
 }
 
 /// How many `read(2)` and `pread(2)` calls this process has made, from the
@@ -1102,11 +1091,11 @@ fn name_written_in(len: usize) -> Vec<u8> {
 ///
 /// `Name:` is the text's first line, so every other line moves with its
 /// length. The shifts of 19 and 20 bytes, the length of most size lines,
-/// bring a neighbouring line exactly onto a remembered place (`VmPin:` onto
-/// `VmLck:`'s, whose values differ while memory is locked): what the
-/// crate checks at each place must tell them apart. The kernel escapes newlines and backslashes in the name
+/// bring a neighbouring line exactly onto the place of another (`VmPin:`
+/// onto `VmLck:`'s, whose values differ while memory is locked): the
+/// crate must tell them apart by their keys. The kernel escapes newlines and backslashes in the name
 /// (`proc_task_name()` in `fs/proc/array.c`), so a name cannot forge a line
-/// of its own: what the crate's scan and its remembered places rely on.
+/// of its own: what the crate's stop after `CapEff` relies on.
 fn through_every_name(watch: &mut Agreement) -> Result<(), String> {
     let map = Anon::new(1 << 20);
     mlock::lock(map.slice()).map_err(|e| format!("lock 1 MiB: {e}"))?;
@@ -1187,8 +1176,8 @@ fn through_descriptor_tables(watch: &mut Agreement) -> Result<(), String> {
 
 /// Locks and unlocks ever more of a mapping: `VmLck` goes from a few kB to
 /// MiB and back. The kernel pads each size to eight columns (`%8lu`), so
-/// its line keeps its length and nothing moves: the remembered places are
-/// read, and must give the new value each time.
+/// its line keeps its length and nothing moves: the same places must give
+/// the new value each time.
 fn through_locks(watch: &mut Agreement) -> Result<(), String> {
     let map = Anon::new(4 << 20);
     let base = status_kb("VmLck");
@@ -1208,8 +1197,8 @@ fn through_locks(watch: &mut Agreement) -> Result<(), String> {
 
 /// Faults in pages of a fresh mapping, 1 MiB at a time, until `VmRSS`
 /// (and `VmHWM`) has crossed the next power of ten in kB. The values gain
-/// a digit in their padded columns: nothing moves, and the remembered
-/// places must read each new value. The mapping is as large as that needs
+/// a digit in their padded columns: nothing moves, and the same places
+/// must give each new value. The mapping is as large as that needs
 /// and no larger (a few MiB in the VMs' 256 MiB, up to about 90 MiB on a
 /// host whose test process is just past 10 MiB), since a private writable
 /// mapping is charged against the machine's memory when it is made.
@@ -1276,8 +1265,7 @@ fn through_virtual_sizes(watch: &mut Agreement) -> Result<(), String> {
 /// Queues blocked real-time signals to this process until `SigQ:` (the
 /// signals queued for this real user ID) gains a digit, then takes them
 /// back with `sigtimedwait(2)`. `SigQ` stands after the five sizes and
-/// before `CapEff`: only `CapEff` moves, the other five remembered places
-/// stay good.
+/// before `CapEff`: only `CapEff` moves, the other five stay in place.
 ///
 /// Under QEMU user mode the emulator takes each host signal at once and
 /// queues it for the guest itself, so the host's `SigQ` does not grow:
@@ -1335,9 +1323,8 @@ fn through_signal_queues(watch: &mut Agreement) -> Result<(), String> {
 /// on newlines in the name being escaped, and on sizes padded to eight
 /// columns; and on `/proc/self/io` counting each `read(2)` and `pread(2)`,
 /// by which every reading of these texts under 2 KiB is seen to take one.
-/// The counts show that the texts read both kept the places
-/// remembered from the last text (what the crate's hint answers) and moved
-/// them (what it must notice, and scan).
+/// The counts show that the texts read both kept the places of the last
+/// text and moved them.
 ///
 /// In a forked child: it renames, locks and maps for the whole process.
 #[test]
@@ -1353,7 +1340,7 @@ fn status_and_a_kept_reader_agree_with_std_while_the_layout_changes() {
         through_signal_queues(&mut watch)?;
         watch.check("at the end")?;
         let Agreement {
-            hinted,
+            in_place,
             kept,
             moved,
             unpadded,
@@ -1363,7 +1350,7 @@ fn status_and_a_kept_reader_agree_with_std_while_the_layout_changes() {
         } = watch;
         ensure(moved >= 60 && kept >= 20 && unpadded >= 4, || {
             format!(
-                "{checks} checks ({retries} retried): {hinted} readings at remembered places \
+                "{checks} checks ({retries} retried): {in_place} readings in place \
                  ({kept} first after a change), {moved} after the lines moved, \
                  {unpadded} of an unpadded value"
             )
@@ -1417,11 +1404,10 @@ fn groups_taking(bytes: usize) -> Vec<libc::gid_t> {
 /// that the text's length passes 2047, 2048 and 2049 bytes and a 2048-byte
 /// boundary falls at every offset of every recorded line (counted, and
 /// checked); then 3,000, 10,000 and 65,536 (`NGROUPS_MAX`) groups. The
-/// reads each call makes are counted (`syscr:` of `/proc/self/io`): with
-/// `fast-status` a reading stops at the read that completes the `CapEff`
-/// line, even when the text is exactly 2048 bytes; without it, it reads to
-/// the end ([`expected_reads`]). The failure message names the group count
-/// and the text's length.
+/// reads each call makes are counted (`syscr:` of `/proc/self/io`): a
+/// reading stops at the read that completes the `CapEff` line, even when
+/// the text is exactly 2048 bytes ([`expected_reads`]). The failure
+/// message names the group count and the text's length.
 ///
 /// In a forked child that is root: the groups are the process's.
 #[test]

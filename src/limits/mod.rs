@@ -15,5 +15,4 @@ mod rlimit;
 
 pub use cgroup::{cgroup_memory, CgroupMemory, CgroupVersion};
 pub use preflight::{preflight, Preflight};
-pub(crate) use rlimit::CAP_IPC_LOCK;
 pub use rlimit::{ipc_lock, memlock_limit, raise_memlock_limit, set_memlock_limit, IpcLock, Limit};

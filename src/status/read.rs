@@ -1,42 +1,26 @@
-//! Reading `/proc/self/status`: [`status`] opens, reads and closes it
-//! each time; [`StatusReader`] keeps it open for a poller. Both read
-//! through a stack buffer, parse what they read as the kernel's own text
-//! (a text read whole at once with the layout of the last one, with
-//! `fast-status`; otherwise, and a text over the buffer, through the
-//! streaming parser), and remember per process (until a fork) what they
-//! need not ask the kernel again: the process ID, and that `/proc` is
-//! procfs.
+//! Reading `/proc/self/status`: [`status`] opens, reads and closes it;
+//! [`StatusReader`] keeps it open for a poller. Both feed a stack buffer
+//! to the parser of the kernel's text, and remember per process (until a
+//! fork) the process ID and that `/proc` is procfs.
 
 use core::mem::MaybeUninit;
 
-use core::sync::atomic::{AtomicU64, Ordering};
-
-use super::{Layout, Status, StatusParser};
+use super::{Status, StatusParser};
 use crate::procfs;
 use crate::sys::{self, Fd, OpenMode};
 use crate::Error;
 
-/// The file both read.
 const PATH: &core::ffi::CStr = c"/proc/self/status";
 
-/// The size of the stack buffer the file is read through: one read holds
-/// the whole file on most machines (about 1.4 KiB); larger files take
-/// more reads, parsed as they stream.
+/// The stack buffer: one read holds the usual 1.4 KiB text.
 const READ_CHUNK: usize = 2048;
 
-/// Whether the `fast-status` feature is on: a text read whole in one
-/// `read` is parsed at once, with the layout of the last one
-/// ([`Status::parse_kernel_text`]); without it, everything goes through the
-/// streaming parser alone, the smaller code.
-const FAST: bool = cfg!(feature = "fast-status");
-
-/// Set once `/proc` has been seen to be procfs in this process; clear
-/// again in a forked child, which may have another `/proc`.
+/// Set once `/proc` was seen to be procfs in this process; clear again in
+/// a forked child, which may have another `/proc`.
 static PROC_CHECKED: sys::ForkLocal = sys::ForkLocal::new();
 
-/// This process's ID, remembered until a fork: `getpid(2)` the first time
-/// in each process, then one load from a wipe-on-fork page
-/// ([`sys::ForkLocal`]).
+/// This process's ID: `getpid(2)` once per process, then one load from a
+/// wipe-on-fork page ([`sys::ForkLocal`]).
 fn pid() -> u32 {
     static PID: sys::ForkLocal = sys::ForkLocal::new();
     match PID.get() {
@@ -49,8 +33,7 @@ fn pid() -> u32 {
     }
 }
 
-/// Opens `/proc/self/status` and checks, with `fstatfs(2)`, that it is
-/// procfs (a container or a test can mount anything at `/proc`); a pass
+/// Opens `/proc/self/status`, checked to be procfs (`fstatfs(2)`); a pass
 /// is remembered for [`status`].
 fn open_status() -> Result<Fd, Error> {
     let fd = procfs::open_proc(PATH, OpenMode::Read)?;
@@ -58,24 +41,11 @@ fn open_status() -> Result<Fd, Error> {
     Ok(fd)
 }
 
-/// Reads an open status file from its start, chunk by chunk, through a
-/// stack buffer, into the parser: with `read` from where a fresh
-/// descriptor stands, or with `pread` from offset 0.
-///
-/// A read that returns fewer bytes than asked, ending in a newline, is the
-/// last: procfs serves `status` from a `seq_file` that the kernel formats
-/// whole on the first read, and a read returns everything that is left up
-/// to the size asked. That saves the extra `read` that would only
-/// return 0. Anything else (a full buffer, a cut line) reads on to the
-/// end, unless the parser has stopped: the text is the kernel's, so it
-/// stops after the line that completes the recorded fields
-/// ([`StatusParser::of_kernel_text`]), and a status over 2 KiB (many CPUs
-/// or groups) then needs no second `read`.
-///
-/// A text read whole in one `read` is parsed with `layout`, where the
-/// recorded lines stood in the last text read
-/// ([`Status::parse_kernel_text`]), which learns where they stand now.
-fn read_status(fd: &Fd, positional: bool, layout: &mut Layout) -> Result<Status, Error> {
+/// Reads an open status file from its start (`read`, or `pread` from 0)
+/// into the parser. A short read ending in a newline is the last: procfs
+/// formats the whole `seq_file` on the first read and returns all that is
+/// left. Else it reads on to the end, or until the parser has the six.
+fn read_status(fd: &Fd, positional: bool) -> Result<Status, Error> {
     // Not zeroed first: the kernel writes what is read.
     let mut buf = [MaybeUninit::uninit(); READ_CHUNK];
     let mut parser = StatusParser::of_kernel_text();
@@ -83,10 +53,6 @@ fn read_status(fd: &Fd, positional: bool, layout: &mut Layout) -> Result<Status,
     loop {
         let data = sys::read_to(fd, &mut buf, positional.then_some(offset))?;
         let last = data.len() < READ_CHUNK && (data.is_empty() || data.last() == Some(&b'\n'));
-        if FAST && last && offset == 0 {
-            // The whole text in one read, as almost always.
-            return Status::parse_kernel_text(data, layout);
-        }
         parser.feed(data);
         if last || parser.is_done() {
             return parser.result();
@@ -95,29 +61,22 @@ fn read_status(fd: &Fd, positional: bool, layout: &mut Layout) -> Result<Status,
     }
 }
 
-/// Reads and parses `/proc/self/status`.
-///
-/// One `openat`, one `read` into a stack buffer (more for a file over
-/// 2 KiB), one `close`. No allocation. To poll, [`StatusReader`] saves the
-/// `openat` and the `close`.
-///
-/// With the default feature `fast-status`, the text is read as the
-/// kernel's own (see [the module's notes](mod@crate::status#the-kernels-own-text)):
-/// the parse stops after the six fields, and where they stood is
-/// remembered for the process's next call, which reads them there if the
-/// layout has not changed. The answer is the one a scan of the whole text
-/// gives.
+/// Reads and parses `/proc/self/status`: one `openat`, one `read` into a
+/// stack buffer (more for a file over 2 KiB), one `close`, no allocation
+/// ([`StatusReader`] saves the `openat` and the `close`). The parse stops
+/// after the six fields of [the kernel's own
+/// text](mod@crate::status#the-kernels-own-text), with the answer
+/// [`Status::parse`] of the whole text gives.
 ///
 /// **Is `/proc` procfs?** A container or a test can mount anything at
 /// `/proc`. The first call in a process checks the file with `fstatfs(2)`
-/// and remembers the answer only if it is procfs; a child of `fork(2)`
-/// checks again on its first call, since it may have unshared its mount
-/// namespace. (The remembered flag lives in a page marked
-/// `MADV_WIPEONFORK`, `madvise(2)`, which the kernel zero-fills in a forked
-/// child; where that advice is missing, as before Linux 4.14 or under an
-/// emulator that ignores advice, every call checks.) A process that itself
-/// mounts something else over `/proc` after its first call is not caught
-/// by later calls; [`StatusReader::open`] checks every time.
+/// and remembers only a pass; a child of `fork(2)`, which may have
+/// unshared its mount namespace, checks again. (The flag lives in a page
+/// marked `MADV_WIPEONFORK`, `madvise(2)`, which the kernel zero-fills in a
+/// forked child; without that advice, before Linux 4.14 or under an
+/// emulator that ignores it, every call checks.) Something mounted over
+/// `/proc` after a process's first call is not caught by later calls;
+/// [`StatusReader::open`] checks every time.
 ///
 /// # Errors
 /// - [`Error::ProcUnavailable`]: `/proc` is not mounted, or is not procfs.
@@ -128,46 +87,7 @@ fn read_status(fd: &Fd, positional: bool, layout: &mut Layout) -> Result<Status,
 /// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
 pub fn status() -> Result<Status, Error> {
     let fd = procfs::open_proc_once(PATH, OpenMode::Read, &PROC_CHECKED)?;
-    if !FAST {
-        let mut unused = Layout::UNKNOWN;
-        return read_status(&fd, false, &mut unused);
-    }
-    let mut layout = LAYOUT.load();
-    let status = read_status(&fd, false, &mut layout);
-    LAYOUT.store(layout);
-    status
-}
-
-/// Where [`status`] last found the recorded lines: a hint shared by the
-/// process's threads, each slot a `u16`, checked before every use
-/// ([`Status::parse_kernel_text`]); racing threads may leave it mixed,
-/// which costs one scan.
-static LAYOUT: SharedLayout = SharedLayout([AtomicU64::new(0), AtomicU64::new(0)]);
-
-/// A [`Layout`] in two atomic words, four slots each.
-struct SharedLayout([AtomicU64; 2]);
-
-impl SharedLayout {
-    fn load(&self) -> Layout {
-        let mut layout = Layout::UNKNOWN;
-        for (word, four) in self.0.iter().zip(layout.0.chunks_exact_mut(4)) {
-            let word = word.load(Ordering::Relaxed);
-            for (i, at) in four.iter_mut().enumerate() {
-                *at = (word >> (16 * i)) as u16;
-            }
-        }
-        layout
-    }
-
-    fn store(&self, layout: Layout) {
-        for (word, four) in self.0.iter().zip(layout.0.chunks_exact(4)) {
-            let packed = four
-                .iter()
-                .enumerate()
-                .fold(0, |w, (i, &at)| w | u64::from(at) << (16 * i));
-            word.store(packed, Ordering::Relaxed);
-        }
-    }
+    read_status(&fd, false)
 }
 
 /// `VmLck` of this process, in bytes.
@@ -195,24 +115,18 @@ pub fn is_locked() -> Result<bool, Error> {
 }
 
 /// A `/proc/self/status` kept open, for a daemon that polls it.
+/// [`StatusReader::read`] re-reads it with `pread(2)` at offset 0 (the
+/// kernel formats the file afresh on each read from the start), saving
+/// the `openat` and `close` of [`status`] (about 0.6x of its cost).
 ///
-/// [`StatusReader::read`] re-reads the open descriptor with `pread(2)` at
-/// offset 0: the kernel formats the file afresh on each read from the
-/// start, and the `openat` and `close` of [`status`] are saved (about 0.6x
-/// of its cost).
-///
-/// **Fork.** A descriptor opened on `/proc/self/status` names the process
-/// that opened it, not whoever reads it later: after `fork(2)`, a child
-/// reading the parent's descriptor would get the *parent's* `VmLck`. The
-/// reader records the process ID when it opens, and [`read`] compares it
-/// with the caller's, `getpid(2)`; in a different process it reopens
-/// `/proc/self/status` first, so every read describes the process that
-/// calls it. (The descriptor itself is close-on-exec.) The caller's ID is
-/// asked of the kernel once per process and remembered in a page marked
-/// `MADV_WIPEONFORK` (`madvise(2)`), which a forked child gets
-/// zero-filled, so that it asks again; where that advice is missing (before
-/// Linux 4.14, or under an emulator that ignores advice) every read calls
-/// `getpid`.
+/// **Fork.** A descriptor on `/proc/self/status` names the process that
+/// opened it: a forked child reading it would get the *parent's* `VmLck`.
+/// So [`read`] compares the process ID recorded at open with the caller's
+/// and, in another process, reopens the file first. (The descriptor is
+/// close-on-exec.) The caller's ID (`getpid(2)`) is asked once per process
+/// and kept in a page marked `MADV_WIPEONFORK` (`madvise(2)`), which a
+/// forked child gets zero-filled; without that advice (before Linux 4.14,
+/// or under an emulator that ignores it) every read calls `getpid`.
 ///
 /// ```no_run
 /// let mut reader = mlock::status::StatusReader::open()?;
@@ -230,8 +144,6 @@ pub fn is_locked() -> Result<bool, Error> {
 pub struct StatusReader {
     fd: Fd,
     pid: u32,
-    /// Where the recorded lines stood in the last text read.
-    layout: Layout,
 }
 
 impl StatusReader {
@@ -251,14 +163,12 @@ impl StatusReader {
         Ok(StatusReader {
             fd: open_status()?,
             pid,
-            layout: Layout::UNKNOWN,
         })
     }
 
     /// Reads and parses the status of the calling process: one `pread`
-    /// (more for a file over 2 KiB), and the first time in a process one
-    /// `getpid`. In a child of `fork(2)` the first call reopens the file
-    /// for the child.
+    /// (more over 2 KiB), and once per process a `getpid`; a child of
+    /// `fork(2)` reopens the file first.
     ///
     /// # Errors
     /// - [`Error::Malformed`]: see [`Status::parse`].
@@ -274,7 +184,7 @@ impl StatusReader {
             self.fd = open_status()?;
             self.pid = pid;
         }
-        read_status(&self.fd, true, &mut self.layout)
+        read_status(&self.fd, true)
     }
 
     /// The process ID this reader's descriptor describes: the one that

@@ -37,8 +37,6 @@
 //!   finds fresh (the crate's record of held locks, and words such as a
 //!   cached process ID).
 //! - `mem`: volatile zeroing and page touching, no system call.
-//! - `scan`: the SIMD byte search of the status parser, with its portable
-//!   fallback.
 
 #[cfg(mlock_raw)]
 mod linux;
@@ -49,9 +47,6 @@ pub(crate) use linux::*;
 mod unsupported;
 #[cfg(not(mlock_raw))]
 pub(crate) use unsupported::*;
-
-mod scan;
-pub(crate) use scan::{search, Search};
 
 #[cfg(mlock_raw)]
 mod secret_pages;

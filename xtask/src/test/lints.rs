@@ -34,21 +34,6 @@ pub(super) fn steps() -> Vec<Step> {
             "warnings",
         ]))
     }));
-    // Without `fast-status`: the smaller parser static_init links.
-    steps.push(Step::new(
-        "clippy --no-default-features",
-        host_triple(),
-        |_| {
-            util::run(util::cargo().args([
-                "clippy",
-                "--no-default-features",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ]))
-        },
-    ));
     for target in TARGETS.iter().filter(|t| t.triple != host_triple()) {
         steps.push(Step::new("clippy", target.triple, move |_| {
             util::run(
@@ -78,11 +63,7 @@ pub(super) fn steps() -> Vec<Step> {
     // each feature set; its own target directory.
     steps.push(Step::new("check (rust-version)", host_triple(), |_| {
         util::ensure_rust_toolchain(MSRV)?;
-        for features in [
-            &[][..],
-            &["--no-default-features"],
-            &["--features", "serde"],
-        ] {
+        for features in [&[][..], &["--features", "serde"]] {
             util::run(
                 Command::new("rustup")
                     .current_dir(util::root())

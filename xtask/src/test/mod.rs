@@ -4,9 +4,8 @@
 //! first failing step: formatting, clippy for every target, the oldest
 //! supported Rust, docs, the crates.io package (`cargo package`, `cargo
 //! publish --dry-run`), the test suite on the host (glibc and static musl)
-//! and under QEMU user mode (aarch64 and riscv64), the status tests
-//! without the `fast-status` feature, a no-OS build, a
-//! `--no-default-features` build per Linux target, and the later tiers
+//! and under QEMU user mode (aarch64 and riscv64), a no-OS build, and the
+//! later tiers
 //! (real kernels, size, the container table on Docker, quick benchmarks).
 //! `--target T` runs only that target's tests.
 //!
@@ -91,12 +90,9 @@ fn full_matrix() -> Vec<Step> {
     // The vector extension's case (riscv64 V): optimized, so that the
     // compiler vectorizes, under an emulated CPU that has it.
     steps.extend(arch::ARCHES.iter().filter_map(qemu_user::vector_step));
-    // The status reading as the small static /init builds it.
-    steps.push(native::small_status_step());
     // Builds that run nothing, and the stub backend's answers.
     steps.push(builds::no_os_step());
     steps.push(native::stub_backend_step());
-    steps.extend(builds::no_default_features_steps());
     // The later tiers, each a module whose `run_all()` does its own set-up.
     steps.push(Step::new("vm", "all", |t| {
         *t = crate::vm::run_all()?;
@@ -115,8 +111,8 @@ fn full_matrix() -> Vec<Step> {
     steps
 }
 
-/// The steps of `--target T`: those targets' tests (with the host's small
-/// status build, riscv64's vector build, the no-OS build and stub backend
+/// The steps of `--target T`: those targets' tests (with riscv64's vector
+/// build, the no-OS build and stub backend
 /// where they apply).
 fn chosen_targets(only: &[String]) -> Vec<Step> {
     let chosen: Vec<&'static Target> = TARGETS
@@ -124,7 +120,6 @@ fn chosen_targets(only: &[String]) -> Vec<Step> {
         .filter(|t| only.iter().any(|o| o == t.triple))
         .collect();
     let no_os = only.iter().any(|o| o == NO_OS);
-    let host = chosen.iter().any(|t| t.triple == host_triple());
     let mut steps = vec![setup::setup_step(chosen.clone(), no_os, false)];
     steps.extend(chosen.iter().copied().map(test_step));
     steps.extend(
@@ -132,9 +127,6 @@ fn chosen_targets(only: &[String]) -> Vec<Step> {
             .iter()
             .filter_map(|t| t.arch.and_then(qemu_user::vector_step)),
     );
-    if host {
-        steps.push(native::small_status_step());
-    }
     if no_os {
         steps.push(builds::no_os_step());
         steps.push(native::stub_backend_step());

@@ -1,10 +1,9 @@
 //! The test steps that run on the host's own kernel: the suite for the
-//! host's glibc and static musl targets, the status tests as the small
-//! static `/init` builds the crate, and the stub backend.
+//! host's glibc and static musl targets, and the stub backend.
 
 use super::libtest::{run_libtest, Policy};
 use super::steps::Step;
-use super::target::{cargo_for, host, host_triple, test_command, Target};
+use super::target::{host_triple, test_command, Target};
 use crate::contract::QEMU_USER_ENV;
 use crate::util;
 
@@ -12,21 +11,6 @@ use crate::util;
 pub(super) fn test_step(target: &'static Target) -> Step {
     Step::new("test", target.triple, move |tally| {
         run_libtest(&mut test_command(target)?, Policy::native(), tally)
-    })
-}
-
-/// The crate's unit tests and tests/status.rs on the host without the
-/// default `fast-status` feature (`--no-default-features`), as the 8 KiB
-/// static `/init` (examples/static_init) builds the crate: there every
-/// status text goes through the plain streaming parser, which the default
-/// build reaches only for texts over one read. Only those two suites, the
-/// ones whose code the feature changes, to keep the step cheap.
-pub(super) fn small_status_step() -> Step {
-    Step::new("test --no-default-features", host_triple(), move |tally| {
-        let mut cmd = cargo_for(host());
-        cmd.args(["test", "--no-default-features", "--lib", "--test", "status"])
-            .arg("--no-fail-fast");
-        run_libtest(&mut cmd, Policy::native(), tally)
     })
 }
 

@@ -65,11 +65,6 @@ pub(super) fn host_triple() -> &'static str {
     TARGETS[0].triple
 }
 
-/// The host's own target.
-pub(super) fn host() -> &'static Target {
-    &TARGETS[0]
-}
-
 /// Fails unless rustc's host is the one the matrix is written for.
 pub(super) fn check_host() -> util::Result {
     let version = util::output(Command::new("rustc").arg("-vV"))?;
