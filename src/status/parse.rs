@@ -1,11 +1,10 @@
-//! The streaming parser of `/proc/<pid>/status` ([`Status`],
-//! [`StatusParser`]): plain, portable Rust, no I/O. Every recorded key
-//! starts with `V` or `C`; the parser finds those two letters 64 bytes per
-//! step ([`candidates`]), and one compare of the word from the newline
-//! before each with [`KEYS`] tells whether it starts a recorded field. Only those six values are read; every other
-//! line is skipped whatever it holds. A line that spans two chunks is kept
-//! in a 64-byte buffer and read as a line of its own by the same rules, so
-//! the answer does not depend on where the text was split.
+//! The streaming parser of `/proc/<pid>/status`: plain, portable Rust, no
+//! I/O. Every recorded key starts with `V` or `C`; the parser finds those
+//! letters 64 bytes per step ([`candidates`]), and one compare of the word
+//! from the newline before each with [`KEYS`] tells whether it starts a
+//! recorded field. Every other line is skipped, whatever it holds. A line
+//! split between two chunks is carried in a 64-byte buffer and read by the
+//! same rules, so the answer does not depend on where the text was split.
 
 use core::fmt;
 
@@ -13,18 +12,16 @@ use crate::Error;
 
 /// The memory and capability fields of `/proc/self/status` this crate reads.
 ///
-/// Sizes are in bytes (the kernel writes kB, and the parser multiplies by
-/// 1024, checked). Each accessor answers `None` when the field is absent:
-/// kernel threads have no `Vm*` lines, and old kernels lack some fields.
+/// Sizes are in bytes (the kernel's kB times 1024, checked); `None` when
+/// the field is absent (kernel threads have no `Vm*` lines).
 ///
 /// # References
 /// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Status {
-    /// The recorded values, each in the slot of its key (see [`KEYS`]);
-    /// 0 where absent, so that equal statuses compare and hash equal.
+    /// The values, each in its key's slot ([`KEYS`]), 0 where absent.
     values: [u64; 8],
-    /// Bit `s` is set when slot `s` holds a value.
+    /// Bit `s`: slot `s` holds a value.
     present: u64,
 }
 
@@ -41,14 +38,12 @@ impl Status {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Malformed`] when a field this type records (`VmLck`,
-    /// `VmPin`, `VmSize`, `VmRSS`, `VmSwap`, `CapEff`) is not as the kernel
-    /// writes it: a value that is not blanks, a decimal number and ` kB`
-    /// (or, for `CapEff`, up to 16 hex digits), that overflows `u64` in
-    /// bytes, a field that appears twice, a field line longer than 64
-    /// bytes, or a field line cut off (the kernel ends every line with a
-    /// newline). Every other line is skipped, whatever it holds: a key that
-    /// only starts like a recorded one (`VmLcked:`) is another key.
+    /// [`Error::Malformed`] when a recorded field (`VmLck`, `VmPin`,
+    /// `VmSize`, `VmRSS`, `VmSwap`, `CapEff`) is not blanks, a decimal and
+    /// ` kB` (`CapEff`: up to 16 hex digits), overflows `u64` in bytes,
+    /// appears twice, or has a line over 64 bytes or cut off (without its
+    /// newline). Other lines are skipped, whatever they hold (`VmLcked:`
+    /// is another key).
     ///
     /// # References
     /// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
@@ -58,7 +53,6 @@ impl Status {
         parser.finish()
     }
 
-    #[inline]
     fn get(&self, slot: usize) -> Option<u64> {
         let value = *self.values.get(slot)?;
         (self.present & (1 << slot) != 0).then_some(value)
@@ -70,8 +64,8 @@ impl Status {
         self.get(LOCKED)
     }
 
-    /// `VmPin`: bytes pinned by the kernel or drivers (for example by
-    /// RDMA or io_uring registered buffers); these cannot move either.
+    /// `VmPin`: bytes pinned by the kernel or drivers (RDMA, io_uring
+    /// registered buffers); these cannot move either.
     #[must_use]
     pub fn pinned_bytes(&self) -> Option<u64> {
         self.get(PINNED)
@@ -90,8 +84,7 @@ impl Status {
         self.get(RSS)
     }
 
-    /// `VmSwap`: bytes of anonymous memory swapped out. 0 for a fully
-    /// locked process.
+    /// `VmSwap`: bytes of anonymous memory swapped out (0 when all locked).
     #[must_use]
     pub fn swap_bytes(&self) -> Option<u64> {
         self.get(SWAP)
@@ -120,18 +113,14 @@ impl fmt::Debug for Status {
     }
 }
 
-/// The longest line of a recorded field the parser accepts (the kernel's
-/// are under 32 bytes); other lines may be any length.
+/// The longest recorded field line accepted (the kernel's are under 32).
 const LINE_MAX: usize = 64;
 
 /// A streaming parser of `/proc/<pid>/status`: feed it the text in chunks
-/// of any size, as they are read, then [`finish`](StatusParser::finish).
-///
-/// It needs no buffer for the whole file and allocates nothing: a line
-/// that spans two chunks is carried over in a fixed 64-byte buffer, which
-/// holds any line of a field [`Status`] records (longer lines of other
-/// fields are skipped as they stream past). The result is the same as
-/// [`Status::parse`] of the whole text, however it is split.
+/// of any size, then [`finish`](StatusParser::finish). It allocates
+/// nothing: a line split between chunks is carried in a 64-byte buffer
+/// (longer lines of other fields are skipped as they stream past). The
+/// result is [`Status::parse`]'s of the whole text, however it is split.
 ///
 /// ```
 /// use mlock::status::StatusParser;
@@ -148,15 +137,15 @@ const LINE_MAX: usize = 64;
 #[derive(Debug, Clone)]
 pub struct StatusParser {
     fields: Fields,
-    /// The start of the line the last chunk left unfinished (`carried`
-    /// bytes, then room for its newline); `overlong` if it is longer.
+    /// The line the last chunk left unfinished (`carried` bytes, then room
+    /// for its newline); `overlong` if it is longer.
     carry: [u8; LINE_MAX + 1],
     carried: u8,
     overlong: bool,
 }
 
-/// What the whole lines held: the fields, whether one was malformed (the
-/// rest is then ignored), and whether to stop once all six were seen.
+/// What the whole lines held, whether one was malformed (the rest is then
+/// ignored), and whether to stop once all six are in.
 #[derive(Debug, Clone)]
 struct Fields {
     status: Status,
@@ -174,14 +163,16 @@ impl StatusParser {
     /// A parser that has seen no text yet.
     #[must_use]
     pub const fn new() -> StatusParser {
+        let status = Status {
+            values: [0; 8],
+            present: 0,
+        };
+        let (malformed, until_complete) = (false, false);
         StatusParser {
             fields: Fields {
-                status: Status {
-                    values: [0; 8],
-                    present: 0,
-                },
-                malformed: false,
-                until_complete: false,
+                status,
+                malformed,
+                until_complete,
             },
             carry: [0; LINE_MAX + 1],
             carried: 0,
@@ -189,23 +180,19 @@ impl StatusParser {
         }
     }
 
-    /// A parser of the kernel's own text, from procfs, that stops once the
-    /// six fields are in: `proc_pid_status()` (`fs/proc/array.c`) writes
-    /// each key once, `CapEff` (`task_cap()`) after the sizes
-    /// (`task_mem()`), so the lines after hold none. What it reads is
-    /// checked as [`StatusParser::new`] checks it.
+    /// A parser of the kernel's own text that stops once the six fields
+    /// are in (see the module docs); what it reads is checked as
+    /// [`StatusParser::new`] checks it.
     pub(crate) const fn of_kernel_text() -> StatusParser {
         let mut parser = StatusParser::new();
         parser.fields.until_complete = true;
         parser
     }
 
-    /// Whether the parser has stopped (all six seen, by a parser
-    /// [`of_kernel_text`](Self::of_kernel_text), or one malformed): what
-    /// it is fed next is ignored.
+    /// Whether the parser has stopped (all six in, for a parser
+    /// [`of_kernel_text`](Self::of_kernel_text), or one malformed).
     pub(crate) fn is_done(&self) -> bool {
-        let f = &self.fields;
-        f.malformed || (f.until_complete && f.status.present == ALL)
+        self.fields.is_done()
     }
 
     /// Consumes the next chunk of the text. After a malformed field the
@@ -236,8 +223,8 @@ impl StatusParser {
         self.keep(tail);
     }
 
-    /// Keeps the start of an unfinished line, a byte at a time (a copy
-    /// would call `memcpy`, which a static `no_std` binary does without).
+    /// Keeps the start of an unfinished line, a byte at a time (no `memcpy`
+    /// for a static `no_std` binary).
     fn keep(&mut self, part: &[u8]) {
         if self.is_done() {
             return;
@@ -257,8 +244,8 @@ impl StatusParser {
         }
     }
 
-    /// Reads the carried line, which the newline just found ends: a
-    /// recorded field over [`LINE_MAX`] bytes is malformed.
+    /// Reads the carried line, now ended: a recorded field over
+    /// [`LINE_MAX`] bytes is malformed.
     fn end_carried(&mut self) {
         let n = usize::from(core::mem::take(&mut self.carried));
         let overlong = core::mem::take(&mut self.overlong);
@@ -275,9 +262,8 @@ impl StatusParser {
     /// Ends the text and returns what it held.
     ///
     /// # Errors
-    /// [`Error::Malformed`] as described for [`Status::parse`]: a recorded
-    /// field whose line has no newline at the end of the text was cut off
-    /// (any other unfinished line is ignored).
+    /// [`Error::Malformed`] as for [`Status::parse`]; a recorded field with
+    /// no newline at the end of the text was cut off.
     pub fn finish(self) -> Result<Status, Error> {
         self.result()
     }
@@ -300,11 +286,9 @@ impl Fields {
         self.malformed || (self.until_complete && self.status.present == ALL)
     }
 
-    /// Records every field of `lines` (empty, or ending with a newline),
-    /// until done. The lines of a 64-byte block are read in any order, and
-    /// a parser of the kernel's text stops once the six are in: the kernel
-    /// writes each key once, so no line the order or the stop leaves out
-    /// holds one.
+    /// Records every field of `lines` (empty, or ending with a newline)
+    /// until done; the lines of a 64-byte block in any order (the stop
+    /// relies on the kernel writing each key once).
     #[inline(never)]
     fn scan(&mut self, lines: &[u8]) {
         if lines.is_empty() || self.is_done() {
@@ -319,8 +303,7 @@ impl Fields {
         let last = lines.len().checked_sub(64);
         let mut base = 0;
         while base < lines.len() {
-            // The 64 bytes from `base`; at the end the last 64, overlapping
-            // (letters before `base` are skipped), or all of a short text.
+            // The 64 bytes from `base`; at the end the last 64, overlapping.
             let at = last.map_or(0, |last| base.min(last));
             let mut found = candidates(lines.get(at..).unwrap_or_default());
             while found != 0 {
@@ -342,9 +325,8 @@ impl Fields {
         }
     }
 
-    /// Records the field of slot `s` whose line starts at `start`:
-    /// malformed if its value breaks the rules, its line is over
-    /// [`LINE_MAX`] bytes, or it was seen before.
+    /// Records the field of slot `s` whose line starts at `start`; malformed
+    /// if its value breaks the rules, or it was seen before.
     #[inline(never)]
     fn record(&mut self, text: &[u8], start: usize, s: usize) {
         let end = text.len().min(start + LINE_MAX + 1);
@@ -370,9 +352,8 @@ impl Fields {
     }
 }
 
-/// For the fuzzer alone (`cargo fuzz` builds with `--cfg fuzzing`): `text`
-/// parsed as [`status`](crate::status()) parses the kernel's own text,
-/// stopping after the six fields, beside [`Status::parse`] of it.
+/// For the fuzzer (`--cfg fuzzing`): `text` parsed as the kernel's own
+/// text, beside [`Status::parse`] of it.
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub fn fuzz_kernel_text(text: &[u8]) -> [Result<Status, Error>; 2] {
@@ -382,10 +363,8 @@ pub fn fuzz_kernel_text(text: &[u8]) -> [Result<Status, Error>; 2] {
 }
 
 /// Where the first 64 bytes of `block` hold a `V` or a `C`: bit `8j + k`
-/// for byte `j` of word `k`. The compares give one byte each (0 or 1,
-/// which a compiler can do 16 bytes at a time; zeros past the end); each
-/// word of them, shifted by its index, fills its column of the 8 by 8
-/// bits.
+/// for byte `j` of word `k` (byte compares a compiler vectorizes, folded
+/// a word at a time).
 #[inline(always)]
 fn candidates(block: &[u8]) -> u64 {
     let mut hits = [0; 64];
@@ -398,27 +377,17 @@ fn candidates(block: &[u8]) -> u64 {
 /// The 8 bytes of `text` from `at`, little-endian, zeros past its end.
 #[inline(always)]
 fn word(text: &[u8], at: usize) -> u64 {
-    match text.get(at..).and_then(<[u8]>::first_chunk) {
+    let bytes = text.get(at..).unwrap_or_default();
+    match bytes.first_chunk() {
         Some(bytes) => u64::from_le_bytes(*bytes),
-        None => short_word(text.get(at..).unwrap_or_default()),
+        None => bytes.iter().rev().fold(0, |w, &b| w << 8 | u64::from(b)),
     }
 }
 
-/// [`word`] of fewer than 8 bytes, out of line.
-#[cold]
-#[inline(never)]
-fn short_word(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .rev()
-        .fold(0, |word, &b| word << 8 | u64::from(b))
-}
-
-/// Each recorded key as it stands in the text (the newline before it,
-/// the key, its colon) as a little-endian word, and the mask of its bytes,
-/// in its slot: bits 2 to 4 of its sixth byte, which differ between the
-/// six (checked below). The two empty slots match no head, whose first
-/// byte is a newline.
+/// Each recorded key as it stands in the text (newline, key, colon) as a
+/// little-endian word, and the mask of its bytes, in its slot: bits 2 to 4
+/// of its sixth byte, which differ between the six (a unit test checks).
+/// The empty slots match nothing.
 const KEYS: [(u64, u64); 8] = [
     key(b"\nVmSwap:"),
     key(b"\nCapEff:"),
@@ -436,16 +405,6 @@ const PINNED: usize = 3;
 const RSS: usize = 4;
 const SIZE: usize = 6;
 const ALL: u64 = 1 << LOCKED | 1 << PINNED | 1 << SIZE | 1 << RSS | 1 << SWAP | 1 << CAP_EFF;
-const _: () = {
-    let mut s = 0;
-    while s < 8 {
-        assert!(
-            KEYS[s].0 == u64::MAX || slot(KEYS[s].0) == s,
-            "a key out of its slot"
-        );
-        s += 1;
-    }
-};
 
 const fn key(text: &[u8; 8]) -> (u64, u64) {
     let short = (text[7] == 0) as u32;
@@ -480,19 +439,17 @@ const fn splat(b: u8) -> u64 {
 }
 
 /// [`parse_value`] of a size as the kernel pads one under 10^8 kB (`\t%8lu
-/// kB\n`), read as two words with no branch: the bytes, and whether it is
-/// padded so (else [`parse_value`] reads it: never another answer).
+/// kB\n`), two words, no branch: the bytes, and whether it is so padded.
 #[inline(always)]
 fn kb_padded(value: &[u8; 16]) -> (u64, bool) {
     let [tab, c0, c1, c2, c3, c4, c5, c6, c7, u0, u1, u2, u3, ..] = *value;
     let columns = u64::from_le_bytes([c0, c1, c2, c3, c4, c5, c6, c7]);
-    // A space (0x20) with bit 4 set reads as 0 (0x30); each column must
-    // then be 0x30 to 0x39, which 6 more leaves under 0x40.
+    // A space (0x20) with bit 4 set is 0 (0x30); each column must be 0x30
+    // to 0x39, which 6 more leaves under 0x40.
     let as_digits = columns | splat(0x10);
     let all_digits = (as_digits & splat(0xf0) == splat(0x30))
         & (as_digits.wrapping_add(splat(0x06)) & splat(0xf0) == splat(0x30));
-    // The columns that were spaces, as 0xff: they come first, and the
-    // last column is a digit.
+    // The columns that were spaces, as 0xff: first, and not the last.
     let low = ((as_digits ^ columns) >> 4).wrapping_mul(0xff);
     let right_aligned = ((as_digits ^ splat(b'0')) & low == 0)
         & (low & low.wrapping_add(1) == 0)
@@ -508,12 +465,11 @@ fn kb_padded(value: &[u8; 16]) -> (u64, bool) {
 const KB_UNIT: u32 = u32::from_le_bytes(*b" kB\n");
 
 /// Whether values are read in words ([`kb_padded`], [`hex_written`]):
-/// where an unaligned word is one load. riscv64's base ISA reads it a byte
-/// at a time, and there the byte loop is as fast, and smaller.
+/// where an unaligned word is one load (not riscv64's base ISA).
 const WORD_LOADS: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 
 /// [`parse_value`] of a mask as the kernel writes one (`\t%016llx\n`),
-/// read as two words with no branch, as [`kb_padded`] reads a size.
+/// as [`kb_padded`] reads a size.
 #[inline(always)]
 fn hex_written(value: &[u8; 18]) -> (u64, bool) {
     let [tab, h0, h1, h2, h3, h4, h5, h6, h7, l0, l1, l2, l3, l4, l5, l6, l7, newline] = *value;
@@ -523,8 +479,8 @@ fn hex_written(value: &[u8; 18]) -> (u64, bool) {
     (hex_digits(high) << 32 | hex_digits(low), written)
 }
 
-/// Whether each byte of `x` is `0` to `9` or `a` to `f` (for bytes under
-/// 0x80, adding `0x80 - lo` sets bit 7 where a byte is at least `lo`).
+/// Whether each byte of `x` is `0`-`9` or `a`-`f` (adding `0x80 - lo`
+/// sets bit 7 of a byte under 0x80 that is at least `lo`).
 #[inline(always)]
 fn is_hex(x: u64) -> bool {
     let at_least = |lo: u8| x.wrapping_add(splat(0x80 - lo));
@@ -546,8 +502,8 @@ fn hex_digits(x: u64) -> u64 {
 
 const KB_MAX: u64 = u64::MAX / 1024;
 
-/// Parses `<blanks><decimal> kB\n` into bytes, checked; or with `hex`,
-/// `<blanks><1 to 16 hex digits>\n` (`CapEff`). A byte at a time.
+/// Parses `<blanks><decimal> kB\n` into bytes, checked, or with `hex`
+/// `<blanks><1 to 16 hex digits>\n`, a byte at a time.
 fn parse_value(value: &[u8], hex: bool) -> Option<u64> {
     let mut at = 0;
     while let Some(b' ' | b'\t') = value.get(at) {

@@ -15,8 +15,8 @@ const PATH: &core::ffi::CStr = c"/proc/self/status";
 /// The stack buffer: one read holds the usual 1.4 KiB text.
 const READ_CHUNK: usize = 2048;
 
-/// Set once `/proc` was seen to be procfs in this process; clear again in
-/// a forked child, which may have another `/proc`.
+/// Set once `/proc` was seen to be procfs in this process (clear in a
+/// forked child, which may have another `/proc`).
 static PROC_CHECKED: sys::ForkLocal = sys::ForkLocal::new();
 
 /// This process's ID: `getpid(2)` once per process, then one load from a
@@ -33,8 +33,7 @@ fn pid() -> u32 {
     }
 }
 
-/// Opens `/proc/self/status`, checked to be procfs (`fstatfs(2)`); a pass
-/// is remembered for [`status`].
+/// Opens `/proc/self/status`, checked to be procfs; remembered for [`status`].
 fn open_status() -> Result<Fd, Error> {
     let fd = procfs::open_proc(PATH, OpenMode::Read)?;
     PROC_CHECKED.set(1);
@@ -42,9 +41,8 @@ fn open_status() -> Result<Fd, Error> {
 }
 
 /// Reads an open status file from its start (`read`, or `pread` from 0)
-/// into the parser. A short read ending in a newline is the last: procfs
-/// formats the whole `seq_file` on the first read and returns all that is
-/// left. Else it reads on to the end, or until the parser has the six.
+/// into the parser, to the end or the six fields. A short read ending in a
+/// newline is the last: procfs returns all it formatted.
 fn read_status(fd: &Fd, positional: bool) -> Result<Status, Error> {
     // Not zeroed first: the kernel writes what is read.
     let mut buf = [MaybeUninit::uninit(); READ_CHUNK];
@@ -62,26 +60,21 @@ fn read_status(fd: &Fd, positional: bool) -> Result<Status, Error> {
 }
 
 /// Reads and parses `/proc/self/status`: one `openat`, one `read` into a
-/// stack buffer (more for a file over 2 KiB), one `close`, no allocation
-/// ([`StatusReader`] saves the `openat` and the `close`). The parse stops
-/// after the six fields of [the kernel's own
-/// text](mod@crate::status#the-kernels-own-text), with the answer
-/// [`Status::parse`] of the whole text gives.
+/// stack buffer (more over 2 KiB), one `close`, no allocation. The parse
+/// stops after the six fields of [the kernel's own
+/// text](mod@crate::status#the-kernels-own-text).
 ///
-/// **Is `/proc` procfs?** A container or a test can mount anything at
-/// `/proc`. The first call in a process checks the file with `fstatfs(2)`
-/// and remembers only a pass; a child of `fork(2)`, which may have
-/// unshared its mount namespace, checks again. (The flag lives in a page
-/// marked `MADV_WIPEONFORK`, `madvise(2)`, which the kernel zero-fills in a
-/// forked child; without that advice, before Linux 4.14 or under an
-/// emulator that ignores it, every call checks.) Something mounted over
-/// `/proc` after a process's first call is not caught by later calls;
-/// [`StatusReader::open`] checks every time.
+/// **Is `/proc` procfs?** Anything can be mounted at `/proc`. The first
+/// call in a process checks with `fstatfs(2)` and remembers a pass, in a
+/// page marked `MADV_WIPEONFORK` (`madvise(2)`), so a forked child checks
+/// again (every call checks where the advice is ignored: before Linux
+/// 4.14, some emulators). A mount over `/proc` after the first call is not
+/// caught; [`StatusReader::open`] checks every time.
 ///
 /// # Errors
-/// - [`Error::ProcUnavailable`]: `/proc` is not mounted, or is not procfs.
-/// - [`Error::Malformed`]: see [`Status::parse`].
-/// - [`Error::Unsupported`] on a target without the raw backend.
+/// [`Error::ProcUnavailable`]: `/proc` is not mounted, or is not procfs;
+/// [`Error::Malformed`] (see [`Status::parse`]); [`Error::Unsupported`]
+/// without the raw backend.
 ///
 /// # References
 /// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
@@ -104,9 +97,8 @@ pub fn locked_bytes() -> Result<u64, Error> {
 /// Whether any memory of this process is locked (`VmLck` > 0).
 ///
 /// # Errors
-/// As [`locked_bytes`]: [`Error::ProcUnavailable`] when `/proc` is not
-/// mounted (or is not procfs). The crate cannot see the answer then, so it
-/// does not guess `false`.
+/// As [`locked_bytes`]: without procfs at `/proc`,
+/// [`Error::ProcUnavailable`], never a guessed `false`.
 ///
 /// # References
 /// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
@@ -114,19 +106,16 @@ pub fn is_locked() -> Result<bool, Error> {
     locked_bytes().map(|n| n > 0)
 }
 
-/// A `/proc/self/status` kept open, for a daemon that polls it.
+/// A `/proc/self/status` kept open, for a daemon that polls it:
 /// [`StatusReader::read`] re-reads it with `pread(2)` at offset 0 (the
-/// kernel formats the file afresh on each read from the start), saving
-/// the `openat` and `close` of [`status`] (about 0.6x of its cost).
+/// kernel formats it afresh), without the `openat` and `close` of
+/// [`status`].
 ///
-/// **Fork.** A descriptor on `/proc/self/status` names the process that
-/// opened it: a forked child reading it would get the *parent's* `VmLck`.
-/// So [`read`] compares the process ID recorded at open with the caller's
-/// and, in another process, reopens the file first. (The descriptor is
-/// close-on-exec.) The caller's ID (`getpid(2)`) is asked once per process
-/// and kept in a page marked `MADV_WIPEONFORK` (`madvise(2)`), which a
-/// forked child gets zero-filled; without that advice (before Linux 4.14,
-/// or under an emulator that ignores it) every read calls `getpid`.
+/// **Fork.** The descriptor names the process that opened it, so a forked
+/// child would read its parent's `VmLck`: [`read`] compares the caller's
+/// process ID (`getpid(2)`, once per process, kept in a page marked
+/// `MADV_WIPEONFORK`) with the one recorded at open, and reopens the file
+/// in another process. The descriptor is close-on-exec.
 ///
 /// ```no_run
 /// let mut reader = mlock::status::StatusReader::open()?;
@@ -147,13 +136,11 @@ pub struct StatusReader {
 }
 
 impl StatusReader {
-    /// Opens `/proc/self/status` and checks that it is procfs, every time
-    /// (unlike [`status`], which checks once per process).
+    /// Opens `/proc/self/status`, checking every time that it is procfs.
     ///
     /// # Errors
-    /// - [`Error::ProcUnavailable`]: `/proc` is not mounted, or is not
-    ///   procfs.
-    /// - [`Error::Unsupported`] on a target without the raw backend.
+    /// [`Error::ProcUnavailable`]: `/proc` is not mounted, or is not
+    /// procfs; [`Error::Unsupported`] without the raw backend.
     ///
     /// # References
     /// - [`open(2)`](https://man7.org/linux/man-pages/man2/open.2.html)
@@ -167,13 +154,11 @@ impl StatusReader {
     }
 
     /// Reads and parses the status of the calling process: one `pread`
-    /// (more over 2 KiB), and once per process a `getpid`; a child of
-    /// `fork(2)` reopens the file first.
+    /// (more over 2 KiB); a child of `fork(2)` reopens the file first.
     ///
     /// # Errors
-    /// - [`Error::Malformed`]: see [`Status::parse`].
-    /// - [`Error::ProcUnavailable`]: reopening after a fork found no procfs
-    ///   at `/proc`.
+    /// [`Error::Malformed`] (see [`Status::parse`]); [`Error::ProcUnavailable`]
+    /// when reopening after a fork found no procfs at `/proc`.
     ///
     /// # References
     /// - [`pread(2)`](https://man7.org/linux/man-pages/man2/pread.2.html)
@@ -187,8 +172,7 @@ impl StatusReader {
         read_status(&self.fd, true)
     }
 
-    /// The process ID this reader's descriptor describes: the one that
-    /// opened it, or that last called [`read`](StatusReader::read).
+    /// The process whose status the descriptor reads.
     #[must_use]
     pub fn pid(&self) -> u32 {
         self.pid

@@ -283,3 +283,10 @@ fn capabilities_read_by_the_rules() {
     assert_eq!(hex(b"\t1234"), None);
     assert_eq!(hex(b"\t1234 \n"), None);
 }
+
+#[test]
+fn every_key_is_in_its_slot() {
+    for (s, &(key, _)) in super::KEYS.iter().enumerate() {
+        assert!(key == u64::MAX || super::slot(key) == s, "slot {s}");
+    }
+}
