@@ -380,8 +380,15 @@ fn word(text: &[u8], at: usize) -> u64 {
     let bytes = text.get(at..).unwrap_or_default();
     match bytes.first_chunk() {
         Some(bytes) => u64::from_le_bytes(*bytes),
-        None => bytes.iter().rev().fold(0, |w, &b| w << 8 | u64::from(b)),
+        None => short_word(bytes),
     }
+}
+
+/// [`word`] of fewer than 8 bytes, out of line.
+#[cold]
+#[inline(never)]
+fn short_word(bytes: &[u8]) -> u64 {
+    bytes.iter().rev().fold(0, |w, &b| w << 8 | u64::from(b))
 }
 
 /// Each recorded key as it stands in the text (newline, key, colon) as a

@@ -91,7 +91,7 @@ impl Policy {
 pub(super) fn run_libtest(cmd: &mut Command, policy: Policy, tally: &mut Tally) -> util::Result {
     cmd.arg("--").args(policy.args());
     for (name, reason) in policy.skip {
-        println!("not run under QEMU user mode: {name}: {reason}");
+        println!("not run under QEMU user mode: {name} ({reason})");
     }
     eprintln!("$ {}", util::describe(cmd));
     let mut child = cmd
