@@ -1,19 +1,14 @@
-//! The streaming parser of `/proc/<pid>/status`: plain, portable Rust, no
-//! I/O. Every recorded key starts with `V` or `C`; the parser finds those
-//! letters 64 bytes per step ([`candidates`]), and one compare of the word
-//! from the newline before each with [`KEYS`] tells whether it starts a
-//! recorded field. Every other line is skipped, whatever it holds. A line
-//! split between two chunks is carried in a 64-byte buffer and read by the
-//! same rules, so the answer does not depend on where the text was split.
+//! The streaming parser of `/proc/<pid>/status`, in plain Rust: it finds
+//! the letters `V` and `C` 64 bytes per step ([`candidates`]) and compares
+//! the word from the newline before each with the six [`KEYS`]; other lines
+//! are skipped. A line split between chunks is carried, and read alike.
 
 use core::fmt;
 
 use crate::Error;
 
-/// The memory and capability fields of `/proc/self/status` this crate reads.
-///
-/// Sizes are in bytes (the kernel's kB times 1024, checked); `None` when
-/// the field is absent (kernel threads have no `Vm*` lines).
+/// The memory and capability fields of `/proc/self/status` this crate
+/// reads: sizes in bytes (kB times 1024, checked), `None` where absent.
 ///
 /// # References
 /// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
@@ -38,12 +33,10 @@ impl Status {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Malformed`] when a recorded field (`VmLck`, `VmPin`,
-    /// `VmSize`, `VmRSS`, `VmSwap`, `CapEff`) is not blanks, a decimal and
-    /// ` kB` (`CapEff`: up to 16 hex digits), overflows `u64` in bytes,
-    /// appears twice, or has a line over 64 bytes or cut off (without its
-    /// newline). Other lines are skipped, whatever they hold (`VmLcked:`
-    /// is another key).
+    /// [`Error::Malformed`] when a recorded field (`VmLck`, `VmPin`, `VmSize`,
+    /// `VmRSS`, `VmSwap`, `CapEff`) is not blanks, a decimal and ` kB`
+    /// (`CapEff`: 1 to 16 hex digits), overflows `u64` in bytes, appears
+    /// twice, or has a line over 64 bytes or cut off. Other lines are skipped.
     ///
     /// # References
     /// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
@@ -64,15 +57,13 @@ impl Status {
         self.get(LOCKED)
     }
 
-    /// `VmPin`: bytes pinned by the kernel or drivers (RDMA, io_uring
-    /// registered buffers); these cannot move either.
+    /// `VmPin`: bytes pinned by the kernel or drivers (RDMA, io_uring).
     #[must_use]
     pub fn pinned_bytes(&self) -> Option<u64> {
         self.get(PINNED)
     }
 
-    /// `VmSize`: the total virtual size of the process; what
-    /// `mlockall(MCL_CURRENT)` must fit under `RLIMIT_MEMLOCK`.
+    /// `VmSize`: the virtual size, which `mlockall(MCL_CURRENT)` must fit.
     #[must_use]
     pub fn size_bytes(&self) -> Option<u64> {
         self.get(SIZE)
@@ -90,10 +81,8 @@ impl Status {
         self.get(SWAP)
     }
 
-    /// The effective capability set (`CapEff`), as a bit mask: bit 14 is
-    /// `CAP_IPC_LOCK`, in whatever user namespace the process is. Whether
-    /// the kernel counts it for locking is
-    /// [`limits::ipc_lock`](crate::limits::ipc_lock).
+    /// The effective capability set (`CapEff`), a bit mask (bit 14:
+    /// `CAP_IPC_LOCK`; whether it counts: [`crate::limits::ipc_lock`]).
     #[must_use]
     pub fn effective_capabilities(&self) -> Option<u64> {
         self.get(CAP_EFF)
@@ -137,15 +126,13 @@ const LINE_MAX: usize = 64;
 #[derive(Debug, Clone)]
 pub struct StatusParser {
     fields: Fields,
-    /// The line the last chunk left unfinished (`carried` bytes, then room
-    /// for its newline); `overlong` if it is longer.
+    /// The unfinished line (`carried` bytes, room for its newline).
     carry: [u8; LINE_MAX + 1],
     carried: u8,
     overlong: bool,
 }
 
-/// What the whole lines held, whether one was malformed (the rest is then
-/// ignored), and whether to stop once all six are in.
+/// What the whole lines held; whether to stop once all six are in.
 #[derive(Debug, Clone)]
 struct Fields {
     status: Status,
@@ -180,17 +167,14 @@ impl StatusParser {
         }
     }
 
-    /// A parser of the kernel's own text that stops once the six fields
-    /// are in (see the module docs); what it reads is checked as
-    /// [`StatusParser::new`] checks it.
+    /// A parser of the kernel's own text: it stops once the six are in.
     pub(crate) const fn of_kernel_text() -> StatusParser {
         let mut parser = StatusParser::new();
         parser.fields.until_complete = true;
         parser
     }
 
-    /// Whether the parser has stopped (all six in, for a parser
-    /// [`of_kernel_text`](Self::of_kernel_text), or one malformed).
+    /// Whether the parser has stopped (done, or a field malformed).
     pub(crate) fn is_done(&self) -> bool {
         self.fields.is_done()
     }
@@ -223,8 +207,7 @@ impl StatusParser {
         self.keep(tail);
     }
 
-    /// Keeps the start of an unfinished line, a byte at a time (no `memcpy`
-    /// for a static `no_std` binary).
+    /// Keeps the start of an unfinished line, a byte at a time (no `memcpy`).
     fn keep(&mut self, part: &[u8]) {
         if self.is_done() {
             return;
@@ -244,8 +227,7 @@ impl StatusParser {
         }
     }
 
-    /// Reads the carried line, now ended: a recorded field over
-    /// [`LINE_MAX`] bytes is malformed.
+    /// Reads the carried line, now ended (a field over [`LINE_MAX`]: malformed).
     fn end_carried(&mut self) {
         let n = usize::from(core::mem::take(&mut self.carried));
         let overlong = core::mem::take(&mut self.overlong);
@@ -286,9 +268,7 @@ impl Fields {
         self.malformed || (self.until_complete && self.status.present == ALL)
     }
 
-    /// Records every field of `lines` (empty, or ending with a newline)
-    /// until done; the lines of a 64-byte block in any order (the stop
-    /// relies on the kernel writing each key once).
+    /// Records the fields of `lines` (ending with a newline) until done.
     #[inline(never)]
     fn scan(&mut self, lines: &[u8]) {
         if lines.is_empty() || self.is_done() {
@@ -325,8 +305,7 @@ impl Fields {
         }
     }
 
-    /// Records the field of slot `s` whose line starts at `start`; malformed
-    /// if its value breaks the rules, or it was seen before.
+    /// Records slot `s`'s field from `start`: malformed if bad or seen before.
     #[inline(never)]
     fn record(&mut self, text: &[u8], start: usize, s: usize) {
         let end = text.len().min(start + LINE_MAX + 1);
@@ -352,8 +331,7 @@ impl Fields {
     }
 }
 
-/// For the fuzzer (`--cfg fuzzing`): `text` parsed as the kernel's own
-/// text, beside [`Status::parse`] of it.
+/// For the fuzzer: `text` parsed as the kernel's text, and by [`Status::parse`].
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub fn fuzz_kernel_text(text: &[u8]) -> [Result<Status, Error>; 2] {
@@ -363,8 +341,7 @@ pub fn fuzz_kernel_text(text: &[u8]) -> [Result<Status, Error>; 2] {
 }
 
 /// Where the first 64 bytes of `block` hold a `V` or a `C`: bit `8j + k`
-/// for byte `j` of word `k` (byte compares a compiler vectorizes, folded
-/// a word at a time).
+/// for byte `j` of word `k` (compares a compiler vectorizes).
 #[inline(always)]
 fn candidates(block: &[u8]) -> u64 {
     let mut hits = [0; 64];
@@ -391,10 +368,8 @@ fn short_word(bytes: &[u8]) -> u64 {
     bytes.iter().rev().fold(0, |w, &b| w << 8 | u64::from(b))
 }
 
-/// Each recorded key as it stands in the text (newline, key, colon) as a
-/// little-endian word, and the mask of its bytes, in its slot: bits 2 to 4
-/// of its sixth byte, which differ between the six (a unit test checks).
-/// The empty slots match nothing.
+/// Each key as in the text (newline, key, colon), a little-endian word and
+/// its mask, in its slot: bits 2 to 4 of its sixth byte (a test checks).
 const KEYS: [(u64, u64); 8] = [
     key(b"\nVmSwap:"),
     key(b"\nCapEff:"),
@@ -445,8 +420,7 @@ const fn splat(b: u8) -> u64 {
     u64::from_ne_bytes([b; 8])
 }
 
-/// [`parse_value`] of a size as the kernel pads one under 10^8 kB (`\t%8lu
-/// kB\n`), two words, no branch: the bytes, and whether it is so padded.
+/// A size padded as the kernel pads it (`\t%8lu kB\n`), with no branch.
 #[inline(always)]
 fn kb_padded(value: &[u8; 16]) -> (u64, bool) {
     let [tab, c0, c1, c2, c3, c4, c5, c6, c7, u0, u1, u2, u3, ..] = *value;
@@ -471,12 +445,10 @@ fn kb_padded(value: &[u8; 16]) -> (u64, bool) {
 
 const KB_UNIT: u32 = u32::from_le_bytes(*b" kB\n");
 
-/// Whether values are read in words ([`kb_padded`], [`hex_written`]):
-/// where an unaligned word is one load (not riscv64's base ISA).
+/// Whether values are read in words: where an unaligned load is one load.
 const WORD_LOADS: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 
-/// [`parse_value`] of a mask as the kernel writes one (`\t%016llx\n`),
-/// as [`kb_padded`] reads a size.
+/// A mask as the kernel writes it (`\t%016llx\n`), as [`kb_padded`].
 #[inline(always)]
 fn hex_written(value: &[u8; 18]) -> (u64, bool) {
     let [tab, h0, h1, h2, h3, h4, h5, h6, h7, l0, l1, l2, l3, l4, l5, l6, l7, newline] = *value;
@@ -486,8 +458,7 @@ fn hex_written(value: &[u8; 18]) -> (u64, bool) {
     (hex_digits(high) << 32 | hex_digits(low), written)
 }
 
-/// Whether each byte of `x` is `0`-`9` or `a`-`f` (adding `0x80 - lo`
-/// sets bit 7 of a byte under 0x80 that is at least `lo`).
+/// Whether each byte of `x` is `0`-`9` or `a`-`f` (bit 7 once at `lo`).
 #[inline(always)]
 fn is_hex(x: u64) -> bool {
     let at_least = |lo: u8| x.wrapping_add(splat(0x80 - lo));
@@ -509,8 +480,7 @@ fn hex_digits(x: u64) -> u64 {
 
 const KB_MAX: u64 = u64::MAX / 1024;
 
-/// Parses `<blanks><decimal> kB\n` into bytes, checked, or with `hex`
-/// `<blanks><1 to 16 hex digits>\n`, a byte at a time.
+/// Parses `<blanks><decimal> kB\n` (or `hex` digits and `\n`) byte by byte.
 fn parse_value(value: &[u8], hex: bool) -> Option<u64> {
     let mut at = 0;
     while let Some(b' ' | b'\t') = value.get(at) {

@@ -1,7 +1,5 @@
-//! Reading `/proc/self/status`: [`status`] opens, reads and closes it;
-//! [`StatusReader`] keeps it open for a poller. Both feed a stack buffer
-//! to the parser of the kernel's text, and remember per process (until a
-//! fork) the process ID and that `/proc` is procfs.
+//! Reading `/proc/self/status` into a stack buffer: [`status`] opens,
+//! reads and closes it; [`StatusReader`] keeps it open for a poller.
 
 use core::mem::MaybeUninit;
 
@@ -19,20 +17,6 @@ const READ_CHUNK: usize = 2048;
 /// forked child, which may have another `/proc`).
 static PROC_CHECKED: sys::ForkLocal = sys::ForkLocal::new();
 
-/// This process's ID: `getpid(2)` once per process, then one load from a
-/// wipe-on-fork page ([`sys::ForkLocal`]).
-fn pid() -> u32 {
-    static PID: sys::ForkLocal = sys::ForkLocal::new();
-    match PID.get() {
-        0 => {
-            let pid = sys::getpid();
-            PID.set(pid);
-            pid
-        }
-        pid => pid,
-    }
-}
-
 /// Opens `/proc/self/status`, checked to be procfs; remembered for [`status`].
 fn open_status() -> Result<Fd, Error> {
     let fd = procfs::open_proc(PATH, OpenMode::Read)?;
@@ -40,9 +24,8 @@ fn open_status() -> Result<Fd, Error> {
     Ok(fd)
 }
 
-/// Reads an open status file from its start (`read`, or `pread` from 0)
-/// into the parser, to the end or the six fields. A short read ending in a
-/// newline is the last: procfs returns all it formatted.
+/// Reads an open status file from its start into the parser, to the end
+/// or the six fields (a short read ending in a newline is the last).
 fn read_status(fd: &Fd, positional: bool) -> Result<Status, Error> {
     // Not zeroed first: the kernel writes what is read.
     let mut buf = [MaybeUninit::uninit(); READ_CHUNK];
@@ -64,12 +47,11 @@ fn read_status(fd: &Fd, positional: bool) -> Result<Status, Error> {
 /// stops after the six fields of [the kernel's own
 /// text](mod@crate::status#the-kernels-own-text).
 ///
-/// **Is `/proc` procfs?** Anything can be mounted at `/proc`. The first
-/// call in a process checks with `fstatfs(2)` and remembers a pass, in a
-/// page marked `MADV_WIPEONFORK` (`madvise(2)`), so a forked child checks
-/// again (every call checks where the advice is ignored: before Linux
-/// 4.14, some emulators). A mount over `/proc` after the first call is not
-/// caught; [`StatusReader::open`] checks every time.
+/// **Is `/proc` procfs?** The first call in a process checks with
+/// `fstatfs(2)` and remembers a pass in a page marked `MADV_WIPEONFORK`
+/// (`madvise(2)`), so a forked child checks again (every call, where the
+/// advice is ignored). A later mount over `/proc` is not caught;
+/// [`StatusReader::open`] checks every time.
 ///
 /// # Errors
 /// [`Error::ProcUnavailable`]: `/proc` is not mounted, or is not procfs;
@@ -146,7 +128,7 @@ impl StatusReader {
     /// - [`open(2)`](https://man7.org/linux/man-pages/man2/open.2.html)
     /// - [`statfs(2)`](https://man7.org/linux/man-pages/man2/statfs.2.html)
     pub fn open() -> Result<StatusReader, Error> {
-        let pid = pid();
+        let pid = sys::pid();
         Ok(StatusReader {
             fd: open_status()?,
             pid,
@@ -164,7 +146,7 @@ impl StatusReader {
     /// - [`pread(2)`](https://man7.org/linux/man-pages/man2/pread.2.html)
     /// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
     pub fn read(&mut self) -> Result<Status, Error> {
-        let pid = pid();
+        let pid = sys::pid();
         if pid != self.pid {
             self.fd = open_status()?;
             self.pid = pid;

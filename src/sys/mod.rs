@@ -56,7 +56,7 @@ pub(crate) use secret_pages::{Opened, SecretPages};
 #[cfg(mlock_raw)]
 mod process;
 #[cfg(mlock_raw)]
-pub(crate) use process::{ForkLocal, PerProcess, Zeroed};
+pub(crate) use process::{pid, ForkLocal, PerProcess, Zeroed};
 
 mod mem;
 pub(crate) use mem::{touch, zeroize};

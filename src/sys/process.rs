@@ -162,3 +162,17 @@ impl ForkLocal {
         }
     }
 }
+
+/// This process's ID: `getpid(2)` once per process, then one load from a
+/// [`ForkLocal`] (every call asks where no page can be mapped).
+pub(crate) fn pid() -> u32 {
+    static PID: ForkLocal = ForkLocal::new();
+    match PID.get() {
+        0 => {
+            let pid = getpid();
+            PID.set(pid);
+            pid
+        }
+        pid => pid,
+    }
+}

@@ -108,6 +108,10 @@ pub(crate) fn getpid() -> u32 {
     0
 }
 
+pub(crate) fn pid() -> u32 {
+    0
+}
+
 /// Types for which all-zero bytes are a valid value (see the Linux
 /// backend's `PerProcess`).
 ///
