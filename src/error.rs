@@ -96,6 +96,11 @@ pub enum Error {
     /// hold 128 distinct page ranges already (identical ranges share one
     /// entry). Detected before any syscall; there is no errno.
     TooManyLocks,
+    /// The call returned success, but reading the setting back shows the
+    /// kernel did not apply it: a seccomp filter that fakes success
+    /// (`SECCOMP_RET_ERRNO` with 0), or an emulator that ignores the call.
+    /// There is no errno.
+    NotHonoured,
     /// Any other errno, as the kernel returned it.
     Os(i32),
 }
@@ -125,8 +130,8 @@ impl Error {
     /// [`Error::ProcUnavailable`] answers `ENOENT`, also when the crate
     /// detected the condition itself. The `NeedsCap*` variants answer
     /// `EPERM`; [`Error::NotMapped`] and [`Error::OutOfMemory`] answer
-    /// `ENOMEM`. [`Error::Malformed`], [`Error::TooManyLocks`] and
-    /// [`Error::ShortWrite`] have no errno.
+    /// `ENOMEM`. [`Error::Malformed`], [`Error::TooManyLocks`],
+    /// [`Error::ShortWrite`] and [`Error::NotHonoured`] have no errno.
     #[must_use]
     pub const fn errno(&self) -> Option<i32> {
         let e = match self {
@@ -143,7 +148,9 @@ impl Error {
             | Error::NeedsCapSysBoot => errno::EPERM,
             Error::NotDumpable => errno::EACCES,
             Error::NotMapped | Error::OutOfMemory => errno::ENOMEM,
-            Error::Malformed | Error::TooManyLocks | Error::ShortWrite => return None,
+            Error::Malformed | Error::TooManyLocks | Error::ShortWrite | Error::NotHonoured => {
+                return None
+            }
             Error::Os(e) => return Some(*e),
         };
         Some(e as i32)
@@ -179,6 +186,7 @@ impl Error {
             Error::NeedsCapSysNice => 15,
             Error::NeedsCapSysAdmin => 16,
             Error::NeedsCapSysBoot => 17,
+            Error::NotHonoured => 18,
         }
     }
 }
@@ -187,7 +195,7 @@ impl Error {
 /// `Error::message_index`: one table, one lookup, which keeps a static
 /// `/init` that links every message small. Short on purpose, for the
 /// same reason: the cause, then the fix.
-const MESSAGES: [&str; 18] = [
+const MESSAGES: [&str; 19] = [
     "permission denied (EPERM): locking needs CAP_IPC_LOCK or a nonzero RLIMIT_MEMLOCK: \
      `setcap cap_ipc_lock+ep`, `--cap-add=IPC_LOCK`, `AmbientCapabilities=CAP_IPC_LOCK`",
     "out of lockable memory (ENOMEM): over RLIMIT_MEMLOCK: `ulimit -l unlimited`, \
@@ -208,6 +216,7 @@ const MESSAGES: [&str; 18] = [
     "permission denied (EPERM): needs CAP_SYS_NICE or RLIMIT_RTPRIO (`--cap-add=SYS_NICE`)",
     "permission denied (EPERM): needs CAP_SYS_ADMIN",
     "permission denied (EPERM): needs CAP_SYS_BOOT",
+    "not honoured: success, but no effect",
 ];
 
 impl fmt::Display for Error {

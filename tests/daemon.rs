@@ -296,6 +296,42 @@ fn harden_with_realtime_runs_the_daemon_under_sched_fifo() {
     });
 }
 
+#[test]
+#[ignore = "needs CAP_SYS_RESOURCE"]
+fn harden_caps_the_real_time_priority_at_rlimit_rtprio_without_cap_sys_nice() {
+    // Raising RLIMIT_RTPRIO's hard limit (0 by default) needs it.
+    require_cap_sys_resource();
+    run(|| {
+        // RLIMIT_RTPRIO 5, then no capabilities: 5 is the most the kernel
+        // allows, and the recipe asks for 10.
+        let five = libc::rlimit {
+            rlim_cur: 5,
+            rlim_max: 5,
+        };
+        // SAFETY: a valid rlimit for this process.
+        ensure(
+            unsafe { libc::setrlimit(libc::RLIMIT_RTPRIO, &five) } == 0,
+            || "setrlimit".into(),
+        )?;
+        drop_to_nobody();
+        let recipe = Hardening::SWAP_DAEMON
+            .with_lock(Config::new(Flags::FUTURE))
+            .without(Stage::MemlockLimit)
+            .without(Stage::IoFlusher)
+            .without(Stage::OomScoreAdj)
+            .with_realtime(10, Requirement::Required);
+        let report = harden_swap_daemon(&recipe).map_err(|e| e.to_string())?;
+        ensure_eq(report.realtime, Outcome::Done(5), "report.realtime")?;
+        // SAFETY: sched_param is one int, written by the call.
+        let mut param = libc::sched_param { sched_priority: 0 };
+        ensure(unsafe { libc::sched_getparam(0, &mut param) } == 0, || {
+            "sched_getparam".into()
+        })?;
+        ensure_eq(param.sched_priority, 5, "the kernel's priority")?;
+        ensure_eq(policy_in_stat(), 1, "the policy in /proc/self/stat")
+    });
+}
+
 // ---- Pre-faulting ----------------------------------------------------------
 
 #[test]
@@ -877,6 +913,62 @@ fn harden_rejects_a_bad_recipe_before_changing_anything() {
 /// the VMs (the harness filters `seccomp::` out of QEMU user runs).
 mod seccomp {
     use super::*;
+
+    /// Steps whose system call a seccomp filter answers with success
+    /// (`SECCOMP_RET_ERRNO` with 0) without running it: the read-back
+    /// finds no effect, and the report says `NotHonoured`, never `Done`.
+    #[test]
+    fn steps_the_kernel_did_not_apply_are_not_honoured() {
+        let rules = [
+            (libc::SYS_mlockall, 0, When::Always),
+            (libc::SYS_sched_setscheduler, 0, When::Always),
+        ];
+        run_with_seccomp(&rules, || {
+            let recipe = Hardening::new(Config::SWAP_DAEMON)
+                .without(Stage::MemlockLimit)
+                .without(Stage::IoFlusher)
+                .without(Stage::OomScoreAdj)
+                .with_realtime(10, Requirement::BestEffort);
+            let report = harden_swap_daemon(&recipe).map_err(|e| e.to_string())?;
+            ensure_eq(report.lock, Outcome::Failed(Error::NotHonoured), "lock")?;
+            ensure_eq(
+                report.realtime,
+                Outcome::Failed(Error::NotHonoured),
+                "realtime",
+            )?;
+            ensure_eq(vm_lck_kb(), 0, "VmLck")?;
+            ensure_eq(policy_in_stat(), 0, "the policy in /proc/self/stat")?;
+            // Required, the lock that did not happen ends the recipe.
+            let required =
+                Hardening::new(Config::SWAP_DAEMON.with_requirement(Requirement::Required));
+            let err = harden_swap_daemon(&required).unwrap_err();
+            ensure(
+                err.stage == Stage::Lock && err.error == Error::NotHonoured,
+                || format!("{err:?}"),
+            )
+        });
+    }
+
+    /// The same for `PR_SET_IO_FLUSHER`, whose read-back needs
+    /// `CAP_SYS_RESOURCE` too.
+    #[test]
+    #[ignore = "needs CAP_SYS_RESOURCE"]
+    fn io_flusher_the_kernel_did_not_set_is_not_honoured() {
+        require_cap_sys_resource();
+        let rules = [(libc::SYS_prctl, 0, When::ArgIs(0, PR_SET_IO_FLUSHER))];
+        run_with_seccomp(&rules, || {
+            let recipe = Hardening::new(Config::new(Flags::FUTURE))
+                .without(Stage::MemlockLimit)
+                .with_io_flusher(Requirement::BestEffort)
+                .without(Stage::OomScoreAdj);
+            let report = harden_swap_daemon(&recipe).map_err(|e| e.to_string())?;
+            ensure_eq(
+                report.io_flusher,
+                Outcome::Failed(Error::NotHonoured),
+                "io_flusher",
+            )
+        });
+    }
 
     #[test]
     fn io_flusher_on_a_kernel_before_5_6_is_unsupported() {

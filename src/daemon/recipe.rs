@@ -4,8 +4,11 @@
 
 use core::fmt;
 
-use super::{oom, prefault_stack, set_io_flusher, set_realtime, DEFAULT_REALTIME_PRIORITY};
-use crate::limits::{raise_memlock_limit, set_memlock_limit, Limit};
+use super::thread::{fifo_priority, realtime_ceiling};
+use super::{
+    is_io_flusher, oom, prefault_stack, set_io_flusher, set_realtime, DEFAULT_REALTIME_PRIORITY,
+};
+use crate::limits::{memlock_limit, raise_memlock_limit, set_memlock_limit, Limit};
 use crate::{lock_with, status, Config, Error, Flags, Outcome, Requirement};
 
 /// 256 KiB: the stack [`Hardening::SWAP_DAEMON`] pre-faults
@@ -246,17 +249,19 @@ impl Default for Hardening {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct Report {
-    /// Step 1: the `RLIMIT_MEMLOCK` in force afterwards.
+    /// Step 1: the `RLIMIT_MEMLOCK` in force afterwards, as read back.
     pub memlock_limit: Outcome<Limit>,
     /// Step 2: the flags that took effect.
     pub lock: Outcome<Flags>,
     /// Step 3: the bytes of stack pre-faulted.
     pub stack: Outcome<usize>,
-    /// Step 4: IO_FLUSHER is set on the calling thread.
+    /// Step 4: IO_FLUSHER is set on the calling thread (read back).
     pub io_flusher: Outcome<()>,
-    /// Step 5: the `oom_score_adj` now in force.
+    /// Step 5: the `oom_score_adj` now in force, as read back.
     pub oom_score_adj: Outcome<i32>,
-    /// Step 6: the real-time priority the calling thread now runs at.
+    /// Step 6: the real-time priority the calling thread now runs at, as
+    /// `sched_getparam(2)` reads it (capped at `RLIMIT_RTPRIO` without
+    /// `CAP_SYS_NICE`).
     pub realtime: Outcome<u8>,
     /// `VmLck` after the last step, in bytes, when memory was locked and
     /// `/proc` could be read.
@@ -356,6 +361,17 @@ impl From<HardenError> for Error {
     }
 }
 
+/// `value` if `read_back` confirms it, else [`Error::NotHonoured`] (or the
+/// read-back's own error): a call that said yes without effect is a
+/// failure, never `Done`.
+fn honoured<T: PartialEq>(value: T, read_back: Result<T, Error>) -> Result<T, Error> {
+    match read_back {
+        Ok(now) if now == value => Ok(value),
+        Ok(_) => Err(Error::NotHonoured),
+        Err(e) => Err(e),
+    }
+}
+
 /// Runs one step by its requirement: `Skipped` when left out, the error
 /// itself when a required step fails.
 fn step<T>(
@@ -369,6 +385,20 @@ fn step<T>(
             (Err(e), Requirement::Required) => Err(e),
             (Err(e), Requirement::BestEffort) => Ok(Outcome::Failed(e)),
         },
+    }
+}
+
+/// Step 2's read-back: with `CURRENT`, `VmLck` must show locked memory.
+/// Without `/proc` (early boot) there is nothing to read: `mlockall(2)`'s
+/// answer stands.
+fn lock_read_back(flags: Flags) -> Result<(), Error> {
+    if !flags.contains(Flags::CURRENT) {
+        return Ok(());
+    }
+    match status::status() {
+        Ok(s) if s.locked_bytes().unwrap_or(0) == 0 => Err(Error::NotHonoured),
+        Ok(_) | Err(Error::ProcUnavailable) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -402,8 +432,17 @@ fn raise_limit() -> Result<Limit, Error> {
 ///    `RLIMIT_RTPRIO`), on the calling thread and every thread it spawns
 ///    afterwards.
 ///
+/// After each step the recipe reads the setting back from the kernel
+/// (`prlimit64`, `VmLck` with `MCL_CURRENT`, `PR_GET_IO_FLUSHER`,
+/// `/proc/self/oom_score_adj`, `sched_getscheduler`/`sched_getparam`): a
+/// step whose call answered success without effect (a seccomp filter that
+/// fakes it, an emulator) is [`Error::NotHonoured`], never `Done`. Without
+/// `CAP_SYS_NICE` the real-time priority is capped at the soft
+/// `RLIMIT_RTPRIO`.
+///
 /// Call it early on the main thread, before spawning the threads that
-/// serve I/O. It allocates nothing.
+/// serve I/O: IO_FLUSHER and the real-time policy are per thread, and only
+/// threads spawned afterwards inherit them. It allocates nothing.
 ///
 /// ```no_run
 /// use mlock::daemon::{harden_swap_daemon, Hardening};
@@ -435,6 +474,8 @@ fn raise_limit() -> Result<Limit, Error> {
 /// - [`proc_pid_oom_score_adj(5)`](https://man7.org/linux/man-pages/man5/proc_pid_oom_score_adj.5.html)
 /// - [`getrlimit(2)`](https://man7.org/linux/man-pages/man2/getrlimit.2.html)
 /// - [`sched_setscheduler(2)`](https://man7.org/linux/man-pages/man2/sched_setscheduler.2.html)
+/// - [`sched_getparam(2)`](https://man7.org/linux/man-pages/man2/sched_getparam.2.html)
+/// - [`prlimit(2)`](https://man7.org/linux/man-pages/man2/prlimit.2.html)
 ///
 /// The guide below is `docs/swap-daemon.md` of the repository.
 ///
@@ -477,13 +518,21 @@ pub fn harden_swap_daemon(recipe: &Hardening) -> Result<Report, HardenError> {
 
     // 1. Room to lock in. With CAP_IPC_LOCK the limit does not bind
     // mlockall, but it still does for a child that loses the capability.
-    report.memlock_limit = run!(Stage::MemlockLimit, raise_limit);
+    report.memlock_limit = run!(Stage::MemlockLimit, || {
+        let limit = raise_limit()?;
+        honoured(limit, memlock_limit())
+    });
 
     // 2. Lock: `lock_with` decides required versus best-effort itself, by
     // the recipe's requirement for the step.
     report.lock = match recipe.requirement(Stage::Lock) {
         None => Outcome::Skipped,
         Some(requirement) => match lock_with(&recipe.lock.with_requirement(requirement)) {
+            Ok(Outcome::Done(flags)) => match (lock_read_back(flags), requirement) {
+                (Ok(()), _) => Outcome::Done(flags),
+                (Err(e), Requirement::Required) => return fail(Stage::Lock, e, report),
+                (Err(e), Requirement::BestEffort) => Outcome::Failed(e),
+            },
             Ok(outcome) => outcome,
             Err(e) => return fail(Stage::Lock, e, report),
         },
@@ -498,18 +547,29 @@ pub fn harden_swap_daemon(recipe: &Hardening) -> Result<Report, HardenError> {
     });
 
     // 4. No reclaim recursion into I/O from this thread's allocations.
-    report.io_flusher = run!(Stage::IoFlusher, set_io_flusher);
+    report.io_flusher = run!(Stage::IoFlusher, || {
+        set_io_flusher()?;
+        honoured(true, is_io_flusher()).map(drop)
+    });
 
     // 5. Keep the OOM killer away.
     let value = recipe.oom_score_adj;
     report.oom_score_adj = run!(Stage::OomScoreAdj, || {
-        oom::set_oom_score_adj(value).map(|()| value)
+        oom::set_oom_score_adj(value)?;
+        honoured(value, oom::oom_score_adj())
     });
 
-    // 6. A share of the memory reserve, and the CPU, when memory runs out.
-    let priority = recipe.realtime_priority;
-    report.realtime = run!(Stage::Realtime, || set_realtime(priority)
-        .map(|()| priority));
+    // 6. A share of the memory reserve, and the CPU, when memory runs out;
+    // at most the priority RLIMIT_RTPRIO allows without CAP_SYS_NICE.
+    let wanted = recipe.realtime_priority;
+    report.realtime = run!(Stage::Realtime, || {
+        let priority = match realtime_ceiling()? {
+            ceiling @ 1.. => wanted.min(ceiling),
+            _ => wanted, // refused: the error names the fix
+        };
+        set_realtime(priority)?;
+        honoured(Some(priority), fifo_priority()).map(|_| priority)
+    });
 
     if report.lock.is_done() {
         report.locked_bytes = status::status().ok().and_then(|s| s.locked_bytes());

@@ -126,6 +126,29 @@ pub fn is_realtime() -> Result<bool, Error> {
     sys::sched_policy().map(|p| p == 1 || p == 2)
 }
 
+/// The highest real-time priority this thread may set: 99 with
+/// `CAP_SYS_NICE`, else the soft `RLIMIT_RTPRIO` (0: none). The recipe
+/// caps its priority at it, as multipathd does.
+pub(crate) fn realtime_ceiling() -> Result<u8, Error> {
+    const CAP_SYS_NICE: u32 = 23; // capabilities(7)
+    if sys::capget_effective()? & (1 << CAP_SYS_NICE) != 0 {
+        return Ok(99);
+    }
+    let (soft, _) = sys::prlimit64(sys::Resource::RtPrio, None)?;
+    Ok(soft.min(99) as u8)
+}
+
+/// The calling thread's real-time priority as the kernel reports it
+/// (`sched_getscheduler(2)`, `sched_getparam(2)`): `Some` under
+/// `SCHED_FIFO`, else `None`.
+pub(crate) fn fifo_priority() -> Result<Option<u8>, Error> {
+    const SCHED_FIFO: u32 = 1; // sched(7), on every architecture
+    match sys::sched_policy()? {
+        SCHED_FIFO => Ok(Some(sys::sched_priority()?.min(99) as u8)),
+        _ => Ok(None),
+    }
+}
+
 /// 10: the real-time priority the README's recipe gives a swap daemon
 /// ([`Hardening::with_realtime`](super::Hardening::with_realtime)). Any of 1 to 99 reaches the reserve; a low
 /// one leaves room above it for threads that must preempt the daemon.

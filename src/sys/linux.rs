@@ -229,6 +229,22 @@ pub(crate) fn sched_policy() -> Result<u32, Error> {
     check(unsafe { raw::syscall1(Sysno::sched_getscheduler as usize, 0) }).map(|p| p as u32)
 }
 
+/// `sched_getparam(0)`: the calling thread's static priority (1 to 99
+/// under `SCHED_FIFO`/`SCHED_RR`, else 0).
+pub(crate) fn sched_priority() -> Result<u32, Error> {
+    let mut param: i32 = 0;
+    // SAFETY: pid 0 is the calling thread; `param` is a valid, writable
+    // sched_param (a single int) that outlives the call.
+    check(unsafe {
+        raw::syscall2(
+            Sysno::sched_getparam as usize,
+            0,
+            &mut param as *mut i32 as usize,
+        )
+    })?;
+    Ok(param as u32)
+}
+
 /// `prlimit64(2)` on this process: optionally sets `resource` to
 /// `new = (soft, hard)`, and returns the limit as it was before.
 /// `RLIM64_INFINITY` is `u64::MAX`.
@@ -237,6 +253,7 @@ pub(crate) fn prlimit64(resource: Resource, new: Option<(u64, u64)>) -> Result<(
     let resource = match resource {
         Resource::MemLock => c::RLIMIT_MEMLOCK,
         Resource::Core => c::RLIMIT_CORE,
+        Resource::RtPrio => c::RLIMIT_RTPRIO,
     };
     let new = new.map(|(soft, hard)| c::rlimit64 {
         rlim_cur: soft,

@@ -166,6 +166,9 @@ pub(crate) enum Resource {
     MemLock,
     /// `RLIMIT_CORE`.
     Core,
+    /// `RLIMIT_RTPRIO`: the highest real-time priority a thread without
+    /// `CAP_SYS_NICE` may set.
+    RtPrio,
 }
 
 /// A descriptor borrowed for `write`: an owned [`Fd`] through

@@ -42,6 +42,10 @@ pub(crate) fn sched_policy() -> Result<u32, Error> {
     Err(Error::Unsupported)
 }
 
+pub(crate) fn sched_priority() -> Result<u32, Error> {
+    Err(Error::Unsupported)
+}
+
 pub(crate) fn prlimit64(
     _resource: Resource,
     _new: Option<(u64, u64)>,
