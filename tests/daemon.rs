@@ -232,19 +232,27 @@ fn realtime_sets_sched_fifo_and_threads_spawned_after_inherit_it() {
     });
 }
 
+/// Sets `RLIMIT_RTPRIO` (soft and hard) to `priority`.
+fn set_rtprio(priority: u64) -> Result<(), String> {
+    let limit = libc::rlimit {
+        rlim_cur: priority,
+        rlim_max: priority,
+    };
+    // SAFETY: a valid rlimit for this process.
+    match unsafe { libc::setrlimit(libc::RLIMIT_RTPRIO, &limit) } {
+        0 => Ok(()),
+        _ => Err(format!(
+            "setrlimit(RLIMIT_RTPRIO, {priority}): {}",
+            std::io::Error::last_os_error()
+        )),
+    }
+}
+
 #[test]
 fn realtime_without_cap_sys_nice_or_rlimit_rtprio_needs_cap_sys_nice() {
     run(|| {
         // RLIMIT_RTPRIO 0, then no capabilities: the kernel refuses.
-        let zero = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: a valid rlimit for this process.
-        ensure(
-            unsafe { libc::setrlimit(libc::RLIMIT_RTPRIO, &zero) } == 0,
-            || "setrlimit".into(),
-        )?;
+        set_rtprio(0)?;
         drop_to_nobody();
         let err = mlock::daemon::set_realtime(10);
         ensure(err == Err(Error::NeedsCapSysNice), || format!("{err:?}"))?;
@@ -304,15 +312,7 @@ fn harden_caps_the_real_time_priority_at_rlimit_rtprio_without_cap_sys_nice() {
     run(|| {
         // RLIMIT_RTPRIO 5, then no capabilities: 5 is the most the kernel
         // allows, and the recipe asks for 10.
-        let five = libc::rlimit {
-            rlim_cur: 5,
-            rlim_max: 5,
-        };
-        // SAFETY: a valid rlimit for this process.
-        ensure(
-            unsafe { libc::setrlimit(libc::RLIMIT_RTPRIO, &five) } == 0,
-            || "setrlimit".into(),
-        )?;
+        set_rtprio(5)?;
         drop_to_nobody();
         let recipe = Hardening::SWAP_DAEMON
             .with_lock(Config::new(Flags::FUTURE))
