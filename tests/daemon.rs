@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use mlock::daemon::{harden_swap_daemon, HardenError, Hardening, Prefault, Stage};
+use mlock::daemon::{harden_swap_daemon, HardenError, Hardening, Prefault, Stage, ThreadAudit};
 use mlock::limits::Limit;
 use mlock::{Config, Error, Flags, Outcome, Requirement};
 
@@ -329,6 +329,71 @@ fn harden_caps_the_real_time_priority_at_rlimit_rtprio_without_cap_sys_nice() {
         })?;
         ensure_eq(param.sched_priority, 5, "the kernel's priority")?;
         ensure_eq(policy_in_stat(), 1, "the policy in /proc/self/stat")
+    });
+}
+
+/// Runs `audit` with three threads: this one, one spawned before `set`
+/// and one spawned after it; returns the audit and the first one's ID.
+fn audit_around(set: impl FnOnce() -> Result<(), String>) -> Result<(ThreadAudit, u32), String> {
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let (tid_of, tid) = std::sync::mpsc::channel();
+    let before = std::thread::spawn(move || {
+        // SAFETY: gettid takes no arguments.
+        tid_of.send(unsafe { libc::gettid() } as u32).unwrap();
+        wait.recv().unwrap();
+    });
+    let before_tid = tid.recv().unwrap();
+    set()?;
+    let (go_after, wait_after) = std::sync::mpsc::channel::<()>();
+    let after = std::thread::spawn(move || wait_after.recv().unwrap());
+    let audit = mlock::daemon::audit_threads().map_err(|e| format!("audit: {e}"));
+    go.send(()).unwrap();
+    go_after.send(()).unwrap();
+    before.join().unwrap();
+    after.join().unwrap();
+    Ok((audit?, before_tid))
+}
+
+#[test]
+fn audit_threads_finds_the_thread_spawned_before_sched_fifo() {
+    run(|| {
+        let (audit, before) = audit_around(|| {
+            mlock::daemon::set_realtime(10).map_err(|e| format!("set_realtime: {e}"))
+        })?;
+        ensure_eq(audit.realtime, 2, "threads under SCHED_FIFO")?;
+        ensure(!audit.all_hardened(), || format!("{audit:?}"))?;
+        if under_qemu_user() {
+            // The emulator's own threads are in /proc/self/task too.
+            return ensure(audit.threads >= 3, || format!("{audit:?}"));
+        }
+        ensure_eq(audit.threads, 3, "threads")?;
+        ensure_eq(
+            audit.first_not_realtime,
+            Some(before),
+            "the thread left out",
+        )?;
+        ensure_eq(audit.io_flusher, 0, "threads with IO_FLUSHER")
+    });
+}
+
+#[test]
+#[ignore = "needs CAP_SYS_RESOURCE"]
+fn audit_threads_finds_the_thread_spawned_before_io_flusher() {
+    require_cap_sys_resource();
+    run(|| {
+        let (audit, before) = audit_around(|| {
+            mlock::daemon::set_io_flusher().map_err(|e| format!("set_io_flusher: {e}"))
+        })?;
+        ensure_eq(audit.io_flusher, 2, "threads with IO_FLUSHER")?;
+        if !under_qemu_user() {
+            ensure_eq(audit.threads, 3, "threads")?;
+            ensure_eq(
+                audit.first_without_io_flusher,
+                Some(before),
+                "the thread left out",
+            )?;
+        }
+        Ok(())
     });
 }
 

@@ -35,6 +35,7 @@ fn locking_calls_do_not_allocate() {
             mlock::limits::memlock_limit().unwrap();
             mlock::limits::raise_memlock_limit().unwrap();
             mlock::limits::ipc_lock().unwrap();
+            mlock::daemon::audit_threads().unwrap();
             mlock::secret::is_dumpable().unwrap();
             let outcome = mlock::lock_with(&Config::new(Flags::FUTURE)).unwrap();
             let empty = mlock::lock_all(Flags::empty());

@@ -59,6 +59,7 @@ fn the_backend_answers_or_every_call_is_unsupported() {
     );
     assert_eq!(mlock::limits::ipc_lock(), Err(Error::Unsupported));
     assert_eq!(mlock::status(), Err(Error::Unsupported));
+    assert_eq!(mlock::daemon::audit_threads(), Err(Error::Unsupported));
     assert_eq!(mlock::locked_bytes(), Err(Error::Unsupported));
     assert_eq!(mlock::is_locked(), Err(Error::Unsupported));
     assert_eq!(LockedBuf::<16>::new().unwrap_err(), Error::Unsupported);

@@ -17,14 +17,17 @@
 //! |---|---|
 //! | the recipe | [`Hardening`], [`harden_swap_daemon`], [`Report`], [`Stage`], [`HardenError`] |
 //! | the calling thread | [`set_io_flusher`], [`clear_io_flusher`], [`is_io_flusher`], [`set_realtime`], [`is_realtime`] |
+//! | every thread | [`audit_threads`], [`ThreadAudit`] |
 //! | the OOM killer | [`oom_score_adj`], [`set_oom_score_adj`], [`OOM_SCORE_ADJ_MIN`], [`OOM_SCORE_ADJ_MAX`] |
 //! | faulting memory in | [`prefault_stack`], [`prefault`], [`touch_pages`], [`Prefault`] |
 
+mod audit;
 mod oom;
 mod prefault;
 mod recipe;
 mod thread;
 
+pub use audit::{audit_threads, ThreadAudit};
 pub use oom::{oom_score_adj, set_oom_score_adj, OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN};
 pub use prefault::{prefault, prefault_stack, touch_pages, Prefault};
 pub use recipe::{

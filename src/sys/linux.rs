@@ -365,6 +365,21 @@ pub(crate) fn read(fd: &Fd, buf: &mut [u8]) -> Result<usize, Error> {
     })
 }
 
+/// `getdents64(2)`: the next directory entries of `fd` into `buf`
+/// (`struct linux_dirent64` records); 0 at the end of the directory.
+pub(crate) fn getdents64(fd: &Fd, buf: &mut [u8]) -> Result<usize, Error> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes, which is all
+    // the kernel writes.
+    check(unsafe {
+        raw::syscall3(
+            Sysno::getdents64 as usize,
+            fd.0 as usize,
+            buf.as_mut_ptr() as usize,
+            buf.len(),
+        )
+    })
+}
+
 /// `read(2)` from where `fd` stands (`offset` `None`), or `pread64(2)` at
 /// `offset`, into `buf`, which need not be initialised: returns the bytes
 /// read, at the start of `buf`. Reading into a fresh stack buffer without

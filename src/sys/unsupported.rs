@@ -46,6 +46,10 @@ pub(crate) fn sched_priority() -> Result<u32, Error> {
     Err(Error::Unsupported)
 }
 
+pub(crate) fn getdents64(fd: &Fd, _buf: &mut [u8]) -> Result<usize, Error> {
+    match fd.never {}
+}
+
 pub(crate) fn prlimit64(
     _resource: Resource,
     _new: Option<(u64, u64)>,
