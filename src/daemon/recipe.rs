@@ -388,18 +388,50 @@ fn step<T>(
     }
 }
 
-/// Step 2's read-back: with `CURRENT`, `VmLck` must show locked memory.
-/// Without `/proc` (early boot) there is nothing to read: `mlockall(2)`'s
-/// answer stands.
+/// Step 2's read-back: with `CURRENT`, `VmLck` must show locked memory,
+/// and the mapping that holds this stack frame must be marked locked (`lo`
+/// in its `VmFlags`, `/proc/self/smaps`). Without `/proc` (early boot)
+/// there is nothing to read: `mlockall(2)`'s answer stands.
 fn lock_read_back(flags: Flags) -> Result<(), Error> {
     if !flags.contains(Flags::CURRENT) {
         return Ok(());
     }
     match status::status() {
-        Ok(s) if s.locked_bytes().unwrap_or(0) == 0 => Err(Error::NotHonoured),
-        Ok(_) | Err(Error::ProcUnavailable) => Ok(()),
-        Err(e) => Err(e),
+        Ok(s) if s.locked_bytes().unwrap_or(0) == 0 => return Err(Error::NotHonoured),
+        Ok(_) => {}
+        Err(Error::ProcUnavailable) => return Ok(()),
+        Err(e) => return Err(e),
     }
+    match stack_mapping_locked()? {
+        Some(false) => Err(Error::NotHonoured),
+        _ => Ok(()),
+    }
+}
+
+/// Whether the mapping that holds this stack frame has `lo` among its
+/// `VmFlags` in `/proc/self/smaps`; `None` if no mapping holds it (an
+/// emulator's own view).
+fn stack_mapping_locked() -> Result<Option<bool>, Error> {
+    let frame = 0u8;
+    let here = core::hint::black_box(&frame) as *const u8 as u64;
+    let fd = crate::procfs::open_proc(c"/proc/self/smaps", crate::sys::OpenMode::Read)?;
+    let (mut inside, mut locked) = (false, None);
+    crate::procfs::for_each_line(&fd, |line| {
+        let hex = |text: &[u8]| u64::from_str_radix(core::str::from_utf8(text).ok()?, 16).ok();
+        let range = line.split(|&b| b == b' ').next().unwrap_or_default();
+        if let Some((start, end)) = range
+            .iter()
+            .position(|&b| b == b'-')
+            .and_then(|dash| Some((hex(range.get(..dash)?)?, hex(range.get(dash + 1..)?)?)))
+        {
+            inside = (start..end).contains(&here);
+        } else if let (true, Some(names)) = (inside, line.strip_prefix(b"VmFlags:")) {
+            locked = Some(names.split(|&b| b == b' ').any(|name| name == b"lo"));
+            return true;
+        }
+        false
+    })?;
+    Ok(locked)
 }
 
 /// Step 1: `RLIMIT_MEMLOCK` to unlimited, or, without `CAP_SYS_RESOURCE`
