@@ -129,24 +129,13 @@ fn main() -> ExitCode {
     swap_store::main_of(NAME, USAGE, parse_args, serve)
 }
 
-/// Why the device cannot be opened, with the fix.
-fn open_error(device: &str, e: &io::Error) -> String {
-    let loaded = std::path::Path::new("/sys/module/nbd").exists();
-    match e.raw_os_error() {
-        Some(libc::ENOENT | libc::ENXIO | libc::ENODEV) if !loaded => format!(
-            "cannot open {device}: {e}; the nbd module is not loaded: run `modprobe nbd` \
-             (or `insmod nbd.ko`) as root"
-        ),
-        Some(libc::ENOENT) => format!(
-            "cannot open {device}: no such device; the nbd module is loaded, so pick one of \
-             /dev/nbd0..: `modprobe nbd nbds_max=N` makes N of them"
-        ),
-        Some(libc::EACCES | libc::EPERM) => {
-            format!("cannot open {device}: {e}; run as root (the NBD ioctls need CAP_SYS_ADMIN)")
-        }
-        _ => format!("cannot open {device}: {e}"),
-    }
-}
+/// The driver behind `--device`, for the message when it cannot be opened.
+const DRIVER: swap_store::Driver = swap_store::Driver {
+    module: "nbd",
+    load: "run `modprobe nbd` (or `insmod nbd.ko`) as root",
+    no_node: "pick one of /dev/nbd0..: `modprobe nbd nbds_max=N` makes N of them",
+    needs: "the NBD ioctls need CAP_SYS_ADMIN",
+};
 
 fn serve(o: &Options) -> Result<(), String> {
     // Before any thread exists, so that all of them inherit both the
@@ -159,7 +148,7 @@ fn serve(o: &Options) -> Result<(), String> {
         .read(true)
         .write(true)
         .open(&o.device)
-        .map_err(|e| open_error(&o.device, &e))?;
+        .map_err(|e| DRIVER.open_error(&o.device, &e))?;
     let dev = device.as_raw_fd();
     let blocks = c.size_mib * MIB / PAGE as u64;
     let store = Arc::new(Store::new(blocks as usize, c.store_mib * MIB)?);

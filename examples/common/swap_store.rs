@@ -246,6 +246,37 @@ pub fn protect(name: &str, mode: Protect) -> Result<(), String> {
     Ok(())
 }
 
+/// The kernel driver behind a daemon's device node, for the message that
+/// says why the node cannot be opened and what fixes it.
+pub struct Driver {
+    /// Its module's name in /sys/module.
+    pub module: &'static str,
+    /// How to load it.
+    pub load: &'static str,
+    /// What to do when it is loaded but the node is missing.
+    pub no_node: &'static str,
+    /// What needs privilege.
+    pub needs: &'static str,
+}
+
+impl Driver {
+    /// Why `path` cannot be opened, with the fix.
+    pub fn open_error(&self, path: &str, e: &io::Error) -> String {
+        let loaded = std::path::Path::new("/sys/module")
+            .join(self.module)
+            .exists();
+        let fix = match e.raw_os_error() {
+            Some(libc::ENOENT | libc::ENXIO | libc::ENODEV) if !loaded => {
+                format!("the {} module is not loaded: {}", self.module, self.load)
+            }
+            Some(libc::ENOENT) => format!("the {} module is loaded: {}", self.module, self.no_node),
+            Some(libc::EACCES | libc::EPERM) => format!("run as root ({})", self.needs),
+            _ => return format!("cannot open {path}: {e}"),
+        };
+        format!("cannot open {path}: {e}; {fix}")
+    }
+}
+
 /// A thread builder with the daemons' small stack (it is locked too).
 pub fn thread(name: &str) -> std::thread::Builder {
     std::thread::Builder::new()
