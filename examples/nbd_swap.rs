@@ -46,15 +46,14 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
 
-use mlock::daemon::{Hardening, Stage, DEFAULT_REALTIME_PRIORITY, OOM_SCORE_ADJ_MIN};
-use mlock::{Config, Flags, Requirement};
+#[path = "common/swap_store.rs"]
+mod swap_store;
+use swap_store::{sys::block_stop_signals, sys::wait_for_stop, Errno, Store, MIB, PAGE};
 
-const PAGE: usize = 4096;
-const MIB: u64 = 1 << 20;
+const NAME: &str = "nbd_swap";
 
 const USAGE: &str = "usage: nbd_swap [--device /dev/nbd0] [--size-mib 512] [--store-mib 64] \
                      [--protect none|lock|harden] [--stats-ms 500]";
@@ -86,17 +85,10 @@ mod nbd {
     pub const CMD_DISC: u32 = 2;
     pub const CMD_FLUSH: u32 = 3;
     pub const CMD_TRIM: u32 = 4;
-
-    /// Error codes of the reply: the kernel fails the request on any
-    /// non-zero value.
-    pub const EIO: u32 = 5;
-    pub const EINVAL: u32 = 22;
-    pub const ENOSPC: u32 = 28;
 }
 
-/// The raw calls this program needs beyond the crate and std: `ioctl(2)`,
-/// the signal mask and `sigwait(3)`, and `CLOCK_MONOTONIC`. Each is one
-/// call into libc with plain integer arguments.
+/// `ioctl(2)`, the one raw call this program needs beyond the crate, std
+/// and the shared module: one call into libc with integer arguments.
 mod sys {
     use std::io;
     use std::os::fd::RawFd;
@@ -114,241 +106,52 @@ mod sys {
             Ok(ret)
         }
     }
-
-    /// The set {SIGTERM, SIGINT}.
-    fn stop_signals() -> libc::sigset_t {
-        // SAFETY: sigemptyset and sigaddset only write the set they are
-        // given, a local owned here, and cannot fail for valid signals.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGTERM);
-            libc::sigaddset(&mut set, libc::SIGINT);
-            set
-        }
-    }
-
-    /// Blocks SIGTERM and SIGINT in the calling thread and in every
-    /// thread it creates later, so that only [`wait_for_stop`] sees them.
-    pub fn block_stop_signals() {
-        let set = stop_signals();
-        // SAFETY: `set` is a valid, initialised signal set; the old mask is
-        // not asked for (null).
-        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    }
-
-    /// Waits until SIGTERM or SIGINT arrives; returns its number.
-    pub fn wait_for_stop() -> i32 {
-        let set = stop_signals();
-        let mut signal = 0;
-        // SAFETY: `set` is valid and blocked in every thread
-        // (block_stop_signals ran before any thread was spawned); `signal`
-        // is a live local the call writes.
-        unsafe { libc::sigwait(&set, &mut signal) };
-        signal
-    }
-
-    /// Milliseconds of `CLOCK_MONOTONIC`: the clock the kernel's console
-    /// timestamps and the VM's other samplers use, so lines from
-    /// different processes line up.
-    pub fn monotonic_ms() -> u64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a live local the call writes; CLOCK_MONOTONIC
-        // always exists.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Protect {
-    None,
-    Lock,
-    /// The recipe; the two switches leave step 4 or step 6 out, for the
-    /// experiment that asks whether each is needed.
-    Harden {
-        io_flusher: bool,
-        realtime: bool,
-    },
-}
-
-impl Protect {
-    const HARDEN: Protect = Protect::Harden {
-        io_flusher: true,
-        realtime: true,
-    };
 }
 
 struct Options {
     device: String,
-    size_mib: u64,
-    store_mib: u64,
-    protect: Protect,
-    stats_ms: u64,
+    common: swap_store::Common,
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
-    let mut o = Options {
-        device: "/dev/nbd0".into(),
-        size_mib: 512,
-        store_mib: 64,
-        protect: Protect::HARDEN,
-        stats_ms: 500,
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let (name, inline) = match flag.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (flag.as_str(), None),
-        };
-        if name == "-h" || name == "--help" {
-            return Err(String::new());
+    let mut device = "/dev/nbd0".to_string();
+    let common = swap_store::parse_args(args, |name, value| match name {
+        "--device" => {
+            device = value;
+            Ok(true)
         }
-        let value = match inline.or_else(|| it.next().cloned()) {
-            Some(v) => v,
-            None => return Err(format!("{name} needs a value")),
-        };
-        let number = |v: &str| {
-            v.parse::<u64>()
-                .map_err(|_| format!("{name}: not a number: {v:?}"))
-        };
-        match name {
-            "--device" => o.device = value,
-            "--size-mib" => o.size_mib = number(&value)?,
-            "--store-mib" => o.store_mib = number(&value)?,
-            "--stats-ms" => o.stats_ms = number(&value)?,
-            "--protect" => {
-                o.protect = match value.as_str() {
-                    "none" => Protect::None,
-                    "lock" => Protect::Lock,
-                    "harden" => Protect::HARDEN,
-                    "harden-without-io-flusher" => Protect::Harden {
-                        io_flusher: false,
-                        realtime: true,
-                    },
-                    "harden-without-realtime" => Protect::Harden {
-                        io_flusher: true,
-                        realtime: false,
-                    },
-                    other => {
-                        return Err(format!(
-                            "--protect: {other:?} is not one of none, lock, harden \
-                             (or harden-without-io-flusher, harden-without-realtime)"
-                        ))
-                    }
-                }
-            }
-            other => return Err(format!("unknown option {other:?}")),
-        }
-    }
-    if o.size_mib == 0 || o.size_mib > 1 << 20 {
-        return Err("--size-mib must be between 1 and 1048576".into());
-    }
-    if o.store_mib == 0 {
-        return Err("--store-mib must be at least 1".into());
-    }
-    Ok(o)
+        _ => Ok(false),
+    })?;
+    Ok(Options { device, common })
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let options = match parse_args(&args) {
-        Ok(o) => o,
-        Err(e) => {
-            if !e.is_empty() {
-                eprintln!("nbd_swap: {e}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match serve(&options) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("nbd_swap: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    swap_store::main_of(NAME, USAGE, parse_args, serve)
 }
 
-/// Applies `--protect`, and `oom_score_adj` -1000 in every mode.
-fn protect(mode: Protect) -> Result<(), String> {
-    match mode {
-        Protect::None => {}
-        Protect::Lock => mlock::lock_all(Flags::CURRENT | Flags::FUTURE)
-            .map_err(|e| format!("--protect lock: lock_all(CURRENT | FUTURE) failed: {e}"))?,
-        Protect::Harden {
-            io_flusher,
-            realtime,
-        } => {
-            // The README's recipe: locking required, the rest best-effort.
-            let mut recipe =
-                Hardening::new(Config::SWAP_DAEMON.with_requirement(Requirement::Required))
-                    .with_oom_score_adj(OOM_SCORE_ADJ_MIN, Requirement::BestEffort)
-                    .with_realtime(DEFAULT_REALTIME_PRIORITY, Requirement::BestEffort);
-            if !io_flusher {
-                recipe = recipe.without(Stage::IoFlusher);
-            }
-            if !realtime {
-                recipe = recipe.without(Stage::Realtime);
-            }
-            let report = mlock::daemon::harden_swap_daemon(&recipe)
-                .map_err(|e| format!("--protect harden: {e}\n{}", e.report))?;
-            for line in report.to_string().lines() {
-                println!("nbd_swap: harden: {line}");
-            }
-        }
-    }
-    if let Err(e) = mlock::daemon::set_oom_score_adj(OOM_SCORE_ADJ_MIN) {
-        eprintln!("nbd_swap: warning: oom_score_adj -1000: {e}");
-    }
-    println!(
-        "nbd_swap: protect={:?} VmLck={} kB oom_score_adj={} io_flusher={} realtime={}",
-        mode,
-        mlock::locked_bytes().map_or(0, |b| b / 1024),
-        mlock::daemon::oom_score_adj().map_or("?".into(), |v| v.to_string()),
-        mlock::daemon::is_io_flusher().unwrap_or(false),
-        mlock::daemon::is_realtime().unwrap_or(false),
-    );
-    Ok(())
-}
-
-/// Why the device cannot be opened, with the fix.
-fn open_error(device: &str, e: &io::Error) -> String {
-    let loaded = std::path::Path::new("/sys/module/nbd").exists();
-    match e.raw_os_error() {
-        Some(libc::ENOENT | libc::ENXIO | libc::ENODEV) if !loaded => format!(
-            "cannot open {device}: {e}; the nbd module is not loaded: run `modprobe nbd` \
-             (or `insmod nbd.ko`) as root"
-        ),
-        Some(libc::ENOENT) => format!(
-            "cannot open {device}: no such device; the nbd module is loaded, so pick one of \
-             /dev/nbd0..: `modprobe nbd nbds_max=N` makes N of them"
-        ),
-        Some(libc::EACCES | libc::EPERM) => {
-            format!("cannot open {device}: {e}; run as root (the NBD ioctls need CAP_SYS_ADMIN)")
-        }
-        _ => format!("cannot open {device}: {e}"),
-    }
-}
+/// The driver behind `--device`, for the message when it cannot be opened.
+const DRIVER: swap_store::Driver = swap_store::Driver {
+    module: "nbd",
+    load: "run `modprobe nbd` (or `insmod nbd.ko`) as root",
+    no_node: "pick one of /dev/nbd0..: `modprobe nbd nbds_max=N` makes N of them",
+    needs: "the NBD ioctls need CAP_SYS_ADMIN",
+};
 
 fn serve(o: &Options) -> Result<(), String> {
     // Before any thread exists, so that all of them inherit both the
     // blocked signals and IO_FLUSHER.
-    sys::block_stop_signals();
-    protect(o.protect)?;
+    block_stop_signals();
+    let c = &o.common;
+    swap_store::protect(NAME, c.protect)?;
 
     let device = File::options()
         .read(true)
         .write(true)
         .open(&o.device)
-        .map_err(|e| open_error(&o.device, &e))?;
+        .map_err(|e| DRIVER.open_error(&o.device, &e))?;
     let dev = device.as_raw_fd();
-    let blocks = o.size_mib * MIB / PAGE as u64;
-    let store = Arc::new(Store::new(blocks as usize, o.store_mib * MIB)?);
+    let blocks = c.size_mib * MIB / PAGE as u64;
+    let store = Arc::new(Store::new(blocks as usize, c.store_mib * MIB)?);
     let (kernel_end, server_end) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
 
     let setup = |what: &str, request: u64, arg: u64| {
@@ -374,31 +177,16 @@ fn serve(o: &Options) -> Result<(), String> {
     setup("NBD_SET_SOCK", nbd::SET_SOCK, kernel_end.as_raw_fd() as u64)?;
 
     let done = Arc::new(AtomicBool::new(false));
-    let spawn = |name: &str| {
-        std::thread::Builder::new()
-            .name(name.into())
-            .stack_size(256 << 10)
-    };
     let server = {
         let store = Arc::clone(&store);
-        spawn("nbd-serve")
+        swap_store::thread("nbd-serve")
             .spawn(move || serve_requests(server_end, &store))
             .map_err(|e| format!("spawning the server thread: {e}"))?
     };
-    if o.stats_ms > 0 {
-        let (store, done, every) = (Arc::clone(&store), Arc::clone(&done), o.stats_ms);
-        spawn("nbd-stats")
-            .spawn(move || {
-                while !done.load(Relaxed) {
-                    store.counters.print("");
-                    std::thread::sleep(Duration::from_millis(every));
-                }
-            })
-            .map_err(|e| format!("spawning the stats thread: {e}"))?;
-    }
-    spawn("nbd-signal")
+    swap_store::spawn_stats(NAME, &store, &done, c.stats_ms)?;
+    swap_store::thread("nbd-signal")
         .spawn(move || {
-            let signal = sys::wait_for_stop();
+            let signal = wait_for_stop();
             println!("nbd_swap: signal {signal}: disconnecting");
             if let Err(e) = sys::ioctl(dev, nbd::DISCONNECT, 0) {
                 eprintln!("nbd_swap: NBD_DISCONNECT: {e}");
@@ -408,7 +196,7 @@ fn serve(o: &Options) -> Result<(), String> {
 
     println!(
         "nbd_swap: serving {} ({} MiB, store up to {} MiB)",
-        o.device, o.size_mib, o.store_mib
+        o.device, c.size_mib, c.store_mib
     );
     // Returns once the device is disconnected (or its socket fails).
     let result = sys::ioctl(dev, nbd::DO_IT, 0);
@@ -416,7 +204,7 @@ fn serve(o: &Options) -> Result<(), String> {
     done.store(true, Relaxed);
     drop(kernel_end);
     let served = server.join();
-    store.counters.print(" final");
+    store.counters.print(NAME, " final");
     match (result, served) {
         (_, Err(_)) => Err("the server thread panicked".into()),
         (_, Ok(Err(e))) => Err(format!("serving: {e}")),
@@ -425,238 +213,6 @@ fn serve(o: &Options) -> Result<(), String> {
         (Ok(_), Ok(Ok(()))) => Ok(()),
         (Err(e), Ok(Ok(()))) if e.raw_os_error() == Some(libc::EPIPE) => Ok(()),
         (Err(e), Ok(Ok(()))) => Err(format!("NBD_DO_IT: {e}")),
-    }
-}
-
-/// What the daemon reports: everything the kernel sent and got back.
-#[derive(Default)]
-struct Counters {
-    written: AtomicU64,
-    read: AtomicU64,
-    pages: AtomicU64,
-    compressed: AtomicU64,
-    in_flight: AtomicU64,
-    requests: AtomicU64,
-    errors: AtomicU64,
-}
-
-impl Counters {
-    /// One line of counters, formatted into `buf` (no allocation: the
-    /// stats thread runs while memory is short).
-    fn line<'a>(&self, t_ms: u64, buf: &'a mut [u8; 256]) -> &'a [u8] {
-        let mut cursor = io::Cursor::new(&mut buf[..]);
-        let _ = writeln!(
-            cursor,
-            "nbd_swap: t_ms={t_ms} written={} read={} pages={} compressed={} in_flight={} \
-             requests={} errors={}",
-            self.written.load(Relaxed),
-            self.read.load(Relaxed),
-            self.pages.load(Relaxed),
-            self.compressed.load(Relaxed),
-            self.in_flight.load(Relaxed),
-            self.requests.load(Relaxed),
-            self.errors.load(Relaxed),
-        );
-        let n = cursor.position() as usize;
-        &buf[..n]
-    }
-
-    fn print(&self, suffix: &str) {
-        let mut buf = [0u8; 256];
-        let line = self.line(sys::monotonic_ms(), &mut buf);
-        let mut out = io::stdout().lock();
-        let _ = out.write_all(line.strip_suffix(b"\n").unwrap_or(line));
-        let _ = writeln!(out, "{suffix}");
-    }
-}
-
-/// Compressed pages are kept in slots of a multiple of this many bytes.
-const SLOT: usize = 64;
-const CLASSES: usize = PAGE / SLOT;
-/// No slot: an empty free list, or a page never written.
-const NONE: u32 = u32::MAX;
-
-/// Where a page is kept: its slot's offset in the arena and its length
-/// (`PAGE` for a page kept whole). `len` 0: never written, or trimmed.
-#[derive(Clone, Copy)]
-struct Entry {
-    offset: u32,
-    len: u16,
-}
-
-/// The device's pages, each LZ4-compressed on its own (or kept whole when
-/// it does not compress), in one arena allocated and pre-faulted at start.
-/// Serving a request never allocates: a daemon on the swap path must not
-/// need new memory to make memory free.
-struct Slots {
-    arena: Vec<u8>,
-    /// The first byte of the arena never handed out.
-    bump: usize,
-    /// Per size class, the first free slot; each free slot holds the
-    /// offset of the next one in its first four bytes.
-    free: [u32; CLASSES],
-    table: Vec<Entry>,
-}
-
-struct Store {
-    slots: std::sync::Mutex<Slots>,
-    /// The device's size in pages (the table's length, which never changes).
-    blocks: usize,
-    counters: Counters,
-}
-
-/// Why a request failed, as an NBD error code.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct NbdError(u32);
-
-impl Slots {
-    fn class(len: usize) -> usize {
-        (len.max(1) - 1) / SLOT
-    }
-
-    /// A slot for `len` bytes: a freed one of its class, or a new one.
-    fn alloc(&mut self, len: usize) -> Result<u32, NbdError> {
-        let class = Self::class(len);
-        let head = self.free[class];
-        if head != NONE {
-            let at = head as usize;
-            let next = self.arena[at..at + 4].try_into().expect("4 bytes");
-            self.free[class] = u32::from_ne_bytes(next);
-            return Ok(head);
-        }
-        let size = (class + 1) * SLOT;
-        if self.bump + size > self.arena.len() {
-            return Err(NbdError(nbd::ENOSPC));
-        }
-        self.bump += size;
-        Ok((self.bump - size) as u32)
-    }
-
-    fn release(&mut self, e: Entry) {
-        let class = Self::class(e.len.into());
-        let at = e.offset as usize;
-        self.arena[at..at + 4].copy_from_slice(&self.free[class].to_ne_bytes());
-        self.free[class] = e.offset;
-    }
-}
-
-impl Store {
-    /// A store for `blocks` pages of the device holding at most `capacity`
-    /// bytes of compressed data (at most 4 GiB), all of it allocated now
-    /// and written once (`resize` writes every byte), so that every page
-    /// is faulted in before the first request.
-    fn new(blocks: usize, capacity: u64) -> Result<Store, String> {
-        let capacity = usize::try_from(capacity.min(u64::from(u32::MAX)))
-            .map_err(|_| "--store-mib: too large for this machine".to_string())?;
-        let mut arena = Vec::new();
-        arena
-            .try_reserve_exact(capacity)
-            .map_err(|e| format!("allocating the {capacity}-byte store: {e}"))?;
-        arena.resize(capacity, 0);
-        let mut table = Vec::new();
-        table
-            .try_reserve_exact(blocks)
-            .map_err(|e| format!("allocating the page table: {e}"))?;
-        table.resize(
-            blocks,
-            Entry {
-                offset: NONE,
-                len: 0,
-            },
-        );
-        Ok(Store {
-            slots: std::sync::Mutex::new(Slots {
-                arena,
-                bump: 0,
-                free: [NONE; CLASSES],
-                table,
-            }),
-            blocks,
-            counters: Counters::default(),
-        })
-    }
-
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Slots>, NbdError> {
-        self.slots.lock().map_err(|_| NbdError(nbd::EIO))
-    }
-
-    /// The pages `offset..offset + len` covers, or EINVAL when the range is
-    /// not whole pages or not on the device.
-    fn range(&self, offset: u64, len: u32) -> Result<std::ops::Range<usize>, NbdError> {
-        let blocks = self.blocks as u64;
-        let end = offset
-            .checked_add(u64::from(len))
-            .ok_or(NbdError(nbd::EINVAL))?;
-        if !offset.is_multiple_of(PAGE as u64)
-            || u64::from(len) % PAGE as u64 != 0
-            || end > blocks * PAGE as u64
-        {
-            return Err(NbdError(nbd::EINVAL));
-        }
-        Ok((offset / PAGE as u64) as usize..(end / PAGE as u64) as usize)
-    }
-
-    /// Stores one page, compressed into `scratch` first. The old copy is
-    /// released only once the new one has a slot.
-    fn put(&self, index: usize, page: &[u8; PAGE], scratch: &mut [u8]) -> Result<(), NbdError> {
-        let kept: &[u8] = match lz4_flex::block::compress_into(page, scratch) {
-            Ok(n) if n < PAGE => &scratch[..n],
-            _ => page,
-        };
-        let mut slots = self.lock()?;
-        let old = *slots.table.get(index).ok_or(NbdError(nbd::EINVAL))?;
-        let at = slots.alloc(kept.len())?;
-        slots.arena[at as usize..at as usize + kept.len()].copy_from_slice(kept);
-        slots.table[index] = Entry {
-            offset: at,
-            len: kept.len() as u16,
-        };
-        let c = &self.counters;
-        if old.len == 0 {
-            c.pages.fetch_add(1, Relaxed);
-        } else {
-            slots.release(old);
-            c.compressed.fetch_sub(old.len.into(), Relaxed);
-        }
-        c.compressed.fetch_add(kept.len() as u64, Relaxed);
-        Ok(())
-    }
-
-    /// The page at `index` into `page` (zeros if never written).
-    fn get(&self, index: usize, page: &mut [u8; PAGE]) -> Result<(), NbdError> {
-        let slots = self.lock()?;
-        let e = *slots.table.get(index).ok_or(NbdError(nbd::EINVAL))?;
-        if e.len == 0 {
-            page.fill(0);
-            return Ok(());
-        }
-        let kept = &slots.arena[e.offset as usize..][..usize::from(e.len)];
-        if kept.len() == PAGE {
-            page.copy_from_slice(kept);
-            return Ok(());
-        }
-        match lz4_flex::block::decompress_into(kept, page) {
-            Ok(PAGE) => Ok(()),
-            _ => Err(NbdError(nbd::EIO)),
-        }
-    }
-
-    /// Forgets the pages in `range` (trim).
-    fn drop_pages(&self, range: std::ops::Range<usize>) -> Result<(), NbdError> {
-        let mut slots = self.lock()?;
-        for i in range {
-            let e = slots.table[i];
-            if e.len != 0 {
-                slots.release(e);
-                slots.table[i] = Entry {
-                    offset: NONE,
-                    len: 0,
-                };
-                self.counters.pages.fetch_sub(1, Relaxed);
-                self.counters.compressed.fetch_sub(e.len.into(), Relaxed);
-            }
-        }
-        Ok(())
     }
 }
 
@@ -710,7 +266,7 @@ fn drain(sock: &mut UnixStream, mut len: u64, page: &mut [u8; PAGE]) -> io::Resu
 fn serve_requests(mut sock: UnixStream, store: &Store) -> io::Result<()> {
     let mut header = [0u8; nbd::REQUEST_LEN];
     let mut page = Box::new([0u8; PAGE]);
-    let mut scratch = vec![0u8; lz4_flex::block::get_maximum_output_size(PAGE)];
+    let mut scratch = vec![0u8; swap_store::scratch_len()];
     let c = &store.counters;
     loop {
         match sock.read_exact(&mut header) {
@@ -722,7 +278,7 @@ fn serve_requests(mut sock: UnixStream, store: &Store) -> io::Result<()> {
         c.requests.fetch_add(1, Relaxed);
         c.in_flight.fetch_add(1, Relaxed);
         let result = match req.command {
-            nbd::CMD_READ => match store.range(req.offset, req.len) {
+            nbd::CMD_READ => match store.range(req.offset, u64::from(req.len)) {
                 Ok(range) => {
                     // Decompress every page before the reply header goes
                     // out: a failure must be an error reply, not a short
@@ -752,7 +308,7 @@ fn serve_requests(mut sock: UnixStream, store: &Store) -> io::Result<()> {
                 Err(e) => Err(e),
             },
             nbd::CMD_WRITE => {
-                let mut outcome = store.range(req.offset, req.len);
+                let mut outcome = store.range(req.offset, u64::from(req.len));
                 let mut left = u64::from(req.len);
                 if let Ok(range) = outcome.clone() {
                     for i in range {
@@ -771,21 +327,22 @@ fn serve_requests(mut sock: UnixStream, store: &Store) -> io::Result<()> {
             }
             nbd::CMD_FLUSH => Ok(()),
             nbd::CMD_TRIM => store
-                .range(req.offset, req.len)
+                .range(req.offset, u64::from(req.len))
                 .and_then(|r| store.drop_pages(r)),
             nbd::CMD_DISC => {
                 c.in_flight.fetch_sub(1, Relaxed);
                 return Ok(());
             }
-            _ => Err(NbdError(nbd::EINVAL)),
+            _ => Err(Errno(libc::EINVAL)),
         };
         match result {
             // A read's reply went out with its data.
             Ok(()) if req.command == nbd::CMD_READ => {}
             Ok(()) => reply(&mut sock, req.handle, 0)?,
-            Err(NbdError(code)) => {
+            // NBD's error codes are errno values.
+            Err(Errno(code)) => {
                 c.errors.fetch_add(1, Relaxed);
-                reply(&mut sock, req.handle, code)?;
+                reply(&mut sock, req.handle, code as u32)?;
             }
         }
         c.in_flight.fetch_sub(1, Relaxed);
@@ -799,6 +356,9 @@ fn serve_requests(mut sock: UnixStream, store: &Store) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use swap_store::{noise_page, page_of};
+
+    const EINVAL: u32 = libc::EINVAL as u32;
 
     struct Client(UnixStream);
 
@@ -822,12 +382,6 @@ mod tests {
             assert_eq!(r[8..16], offset.to_le_bytes());
             u32::from_be_bytes(r[4..8].try_into().unwrap())
         }
-    }
-
-    fn page_of(byte: u8) -> Vec<u8> {
-        let mut p = vec![byte; PAGE];
-        p[0] = 0x42; // not all one value
-        p
     }
 
     #[test]
@@ -859,25 +413,18 @@ mod tests {
         // Out of range, misaligned, unknown: EINVAL, and a refused write's
         // payload is consumed so that the next request parses.
         c.send(nbd::CMD_READ, 8 * 4096, 4096, &[]);
-        assert_eq!(c.reply(8 * 4096), nbd::EINVAL);
+        assert_eq!(c.reply(8 * 4096), EINVAL);
         c.send(nbd::CMD_WRITE, 7 * 4096, 8192, &two);
-        assert_eq!(c.reply(7 * 4096), nbd::EINVAL);
+        assert_eq!(c.reply(7 * 4096), EINVAL);
         c.send(nbd::CMD_WRITE, 100, 4096, &two[..4096]);
-        assert_eq!(c.reply(100), nbd::EINVAL);
+        assert_eq!(c.reply(100), EINVAL);
         c.send(9, 0, 0, &[]);
-        assert_eq!(c.reply(0), nbd::EINVAL);
+        assert_eq!(c.reply(0), EINVAL);
 
         // Store full: a page of noise does not compress and does not fit.
-        let mut noise = vec![0u8; PAGE];
-        let mut x = 0x1234_5678_9abc_def0u64;
-        for b in &mut noise {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = x as u8;
-        }
+        let noise = noise_page();
         c.send(nbd::CMD_WRITE, 0, 4096, &noise);
-        assert_eq!(c.reply(0), nbd::ENOSPC);
+        assert_eq!(c.reply(0), libc::ENOSPC as u32);
         assert_eq!(store.counters.pages.load(Relaxed), 2);
 
         c.send(nbd::CMD_FLUSH, 0, 0, &[]);
@@ -905,33 +452,14 @@ mod tests {
     }
 
     #[test]
-    fn bad_options_are_refused_with_the_reason() {
+    fn the_device_flag_is_parsed_beside_the_common_ones() {
         let args = |a: &[&str]| parse_args(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        assert!(args(&["--protect", "all"])
-            .err()
-            .unwrap()
-            .contains("none, lock, harden"));
-        assert!(args(&["--size-mib", "x"])
-            .err()
-            .unwrap()
-            .contains("not a number"));
-        assert!(args(&["--size-mib"])
-            .err()
-            .unwrap()
-            .contains("needs a value"));
-        assert!(args(&["--bogus", "1"])
+        let o = args(&["--device=/dev/nbd3", "--protect", "lock"]).unwrap();
+        assert_eq!(o.device, "/dev/nbd3");
+        assert_eq!(o.common.protect, swap_store::Protect::Lock);
+        assert!(args(&["--device-id", "1"])
             .err()
             .unwrap()
             .contains("unknown option"));
-        let o = args(&["--protect=lock", "--size-mib", "64"]).unwrap();
-        assert_eq!((o.protect, o.size_mib), (Protect::Lock, 64));
-        let o = args(&["--protect", "harden-without-realtime"]).unwrap();
-        assert_eq!(
-            o.protect,
-            Protect::Harden {
-                io_flusher: true,
-                realtime: false
-            }
-        );
     }
 }
