@@ -88,6 +88,7 @@ fn host_packages() -> Vec<&'static str> {
 
 const USAGE: &str =
     "usage: cargo xtask vm [--arch A]... [--scenario S]... [--repeat N] [--plot] [--mode M]...
+                      [--transport T]
 
 Boots Debian's kernels under qemu-system and proves the crate's promises there.
   --arch A       x86_64, aarch64 or riscv64 (repeatable; default: all three)
@@ -96,7 +97,10 @@ Boots Debian's kernels under qemu-system and proves the crate's promises there.
   --repeat N     boot each swap-deadlock mode N times
   --plot         draw docs/swap-deadlock.svg from the first arch's boots
   --mode M       a swap-deadlock mode (`nbd_swap --protect` value; repeatable;
-                 default: none, lock, harden)";
+                 default: none, lock, harden)
+  --transport T  the swap-deadlock daemon's transport: nbd (nbd_swap, the
+                 default) or ublk (ublk_swap; needs a kernel with ublk_drv,
+                 which of the three only riscv64's 6.12 has)";
 
 /// `cargo xtask vm`: reads the options and runs the chosen scenarios.
 pub fn main(args: &mut lexopt::Parser) -> Result {
@@ -124,6 +128,11 @@ pub fn main(args: &mut lexopt::Parser) -> Result {
                 ensure!(options.repeat > 0, "--repeat: not a positive number");
             }
             Long("plot") => options.plot = true,
+            Long("transport") => {
+                let name = args.value()?.string()?;
+                options.transport = swap_deadlock::Transport::by_name(&name)
+                    .with_context(|| format!("unknown transport {name}: choose nbd or ublk"))?;
+            }
             Short('h') | Long("help") => {
                 println!("{USAGE}");
                 return Ok(());
@@ -137,10 +146,13 @@ pub fn main(args: &mut lexopt::Parser) -> Result {
     if scenarios.is_empty() {
         scenarios = Scenario::ALL.to_vec();
     }
-    let swap_options = options.repeat != 1 || options.plot || !options.modes.is_empty();
+    let swap_options = options.repeat != 1
+        || options.plot
+        || !options.modes.is_empty()
+        || options.transport != swap_deadlock::Transport::Nbd;
     ensure!(
         !swap_options || scenarios.contains(&Scenario::SwapDeadlock),
-        "--repeat, --plot and --mode go with the swap-deadlock scenario\n\n{USAGE}"
+        "--repeat, --plot, --mode and --transport go with the swap-deadlock scenario\n\n{USAGE}"
     );
     run(&arches, &scenarios, &options).map(drop)
 }
@@ -183,7 +195,7 @@ fn run(
         let mut failed = Vec::new();
         for &arch in arches {
             let started = Instant::now();
-            let prepared = prepare(arch, scenarios);
+            let prepared = prepare(arch, scenarios, options.transport);
             prepare_time += started.elapsed();
             match prepared {
                 Ok(p) => booting.push(scope.spawn(move || boot_arch(&p, scenarios, options))),
@@ -265,7 +277,11 @@ fn run(
 
 /// Fetches the kernel, builds the static binaries the scenarios need and
 /// packs their initramfs images for one architecture.
-fn prepare(arch: &'static Arch, scenarios: &[Scenario]) -> Result<Prepared> {
+fn prepare(
+    arch: &'static Arch,
+    scenarios: &[Scenario],
+    transport: swap_deadlock::Transport,
+) -> Result<Prepared> {
     let has = |s: Scenario| scenarios.contains(&s);
     let suite_boot = scenarios.iter().any(|s| s.in_suite_boot());
     let dir = util::root().join("target").join("vm").join(arch.name);
@@ -276,6 +292,21 @@ fn prepare(arch: &'static Arch, scenarios: &[Scenario]) -> Result<Prepared> {
         fetched.kernel_package,
         fetched.kernel.display()
     );
+    // Before any build: a kernel without the transport's driver (ublk in
+    // the 6.1 kernels) is an error now, not a boot that waits for a device.
+    let driver_modules = if has(Scenario::SwapDeadlock) {
+        fetched
+            .driver_modules(transport.module(), &dir)
+            .with_context(|| {
+                format!(
+                    "--transport {}: {} cannot serve swap-deadlock's swap",
+                    transport.name(),
+                    arch.name
+                )
+            })?
+    } else {
+        Vec::new()
+    };
     util::ensure_rust_target(arch.triple)?;
 
     // The secrets boot runs tests/secret.rs for the core-dump scenario too.
@@ -293,7 +324,7 @@ fn prepare(arch: &'static Arch, scenarios: &[Scenario]) -> Result<Prepared> {
         programs.extend(pack::SUITE_PROGRAMS);
     }
     if has(Scenario::SwapDeadlock) {
-        examples.extend(swap_deadlock::EXAMPLES);
+        examples.push(transport.daemon());
         programs.extend(swap_deadlock::PROGRAMS);
     }
     let binaries = build_binaries(arch, &examples, &programs)?;
@@ -308,7 +339,7 @@ fn prepare(arch: &'static Arch, scenarios: &[Scenario]) -> Result<Prepared> {
         _ => None,
     };
     let swap_deadlock_initrd = has(Scenario::SwapDeadlock)
-        .then(|| swap_deadlock::pack(arch, &fetched, &binaries, &dir))
+        .then(|| swap_deadlock::pack(arch, &fetched, &binaries, transport, &driver_modules, &dir))
         .transpose()?;
     Ok(Prepared {
         arch,

@@ -32,10 +32,34 @@ pub struct Fetched {
     pub kernel: PathBuf,
     /// The zram module and its dependencies, in load order, uncompressed.
     pub modules: Vec<PathBuf>,
-    /// The same for the NBD driver (`nbd.ko`, which needs no other).
-    pub nbd_modules: Vec<PathBuf>,
     /// The static busybox binary.
     pub busybox: PathBuf,
+    /// Where the packages are unpacked, for [`Fetched::driver_modules`].
+    root: PathBuf,
+}
+
+impl Fetched {
+    /// A block driver's module (`nbd`, `ublk_drv`) and its dependencies,
+    /// in load order, decompressed into `dir/modules-<module>`; empty when
+    /// the kernel has it built in. A kernel without it is an error that
+    /// says so.
+    pub fn driver_modules(&self, module: &str, dir: &Path) -> Result<Vec<PathBuf>> {
+        let release = modules_release(&self.root)?;
+        let builtin = fs::read_to_string(release.join("modules.builtin")).unwrap_or_default();
+        let suffix = format!("/{module}.ko");
+        if builtin.lines().any(|l| l.ends_with(&suffix)) {
+            return Ok(Vec::new());
+        }
+        let mut index = std::collections::BTreeMap::new();
+        index_modules(&release.join("kernel"), &mut index)?;
+        ensure!(
+            index.contains_key(&module.replace('-', "_")),
+            "{} has no {module} module, built in or shipped: this kernel was built \
+             without its driver",
+            self.kernel_package
+        );
+        module_with_deps(&self.root, module, &dir.join(format!("modules-{module}")))
+    }
 }
 
 /// Fetches (unless cached) and unpacks the kernel metapackage's kernel and
@@ -66,7 +90,6 @@ fn unpacked(stamp: &Path, root: &Path, dir: &Path) -> Result<Fetched> {
         .to_string();
     let kernel = find_kernel(root)?;
     let modules = module_with_deps(root, "zram", &dir.join("modules"))?;
-    let nbd_modules = module_with_deps(root, "nbd", &dir.join("modules-nbd"))?;
     let busybox = ["bin/busybox", "usr/bin/busybox"]
         .iter()
         .map(|p| root.join(p))
@@ -81,8 +104,8 @@ fn unpacked(stamp: &Path, root: &Path, dir: &Path) -> Result<Fetched> {
         kernel_package,
         kernel,
         modules,
-        nbd_modules,
         busybox,
+        root: root.to_path_buf(),
     })
 }
 
@@ -202,11 +225,13 @@ fn download(arch: &Arch, dir: &Path, root: &Path) -> Result {
             .args(&packages),
     )?;
 
-    for stale in [
-        root.to_path_buf(),
-        dir.join("modules"),
-        dir.join("modules-nbd"),
-    ] {
+    // The modules decompressed from the previous kernel: `modules` and
+    // each driver's `modules-<module>`.
+    let old_modules = read_dir(dir)?.into_iter().filter(|p| {
+        let name = p.file_name().unwrap_or_default().to_string_lossy();
+        name == "modules" || name.starts_with("modules-")
+    });
+    for stale in std::iter::once(root.to_path_buf()).chain(old_modules) {
         if stale.exists() {
             fs::remove_dir_all(&stale).with_context(|| format!("removing {}", stale.display()))?;
         }

@@ -31,9 +31,8 @@ use verdict::{classify, line, problem, row, Outcome, Run};
 
 /// The protection modes of `nbd_swap --protect`, in the order they boot.
 pub(super) const MODES: [&str; 3] = ["none", "lock", "harden"];
-/// What a swap-deadlock boot runs: the daemon (an example), and the hog
-/// and watchdog (a test program).
-pub(super) const EXAMPLES: [&str; 1] = ["nbd_swap"];
+/// What a swap-deadlock boot runs besides the daemon ([`Transport::daemon`]):
+/// the hog and watchdog (a test program).
 pub(super) const PROGRAMS: [&str; 1] = ["vm_swap_deadlock"];
 
 /// How much the hog writes: about twice the VM's RAM (`MemTotal` is about
@@ -53,13 +52,41 @@ const HUNG_S: u32 = 60;
 pub(super) enum Transport {
     /// The kernel's NBD client (`nbd.ko`) over a socket pair.
     Nbd,
+    /// The kernel's ublk driver (`ublk_drv`, Linux 6.0 and later) through
+    /// io_uring.
+    Ublk,
 }
 
 impl Transport {
-    /// Its word in the console lines.
+    /// Every transport, `--transport`'s choices.
+    pub(super) const ALL: [Transport; 2] = [Transport::Nbd, Transport::Ublk];
+
+    /// Its word in the console lines and on the command line.
     pub(super) fn name(self) -> &'static str {
         match self {
             Transport::Nbd => "nbd",
+            Transport::Ublk => "ublk",
+        }
+    }
+
+    /// The transport called `name`.
+    pub(super) fn by_name(name: &str) -> Option<Transport> {
+        Transport::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The daemon that serves the swap device over it (an example).
+    pub(super) fn daemon(self) -> &'static str {
+        match self {
+            Transport::Nbd => "nbd_swap",
+            Transport::Ublk => "ublk_swap",
+        }
+    }
+
+    /// The kernel module of its driver (loaded with its dependencies).
+    pub(super) fn module(self) -> &'static str {
+        match self {
+            Transport::Nbd => "nbd",
+            Transport::Ublk => "ublk_drv",
         }
     }
 }
@@ -75,6 +102,8 @@ pub(super) struct Options {
     /// Draw `docs/swap-deadlock.svg` from the first `none` and `harden`
     /// boots of the first arch.
     pub(super) plot: bool,
+    /// How the daemon's device reaches the kernel.
+    pub(super) transport: Transport,
 }
 
 impl Default for Options {
@@ -83,6 +112,7 @@ impl Default for Options {
             modes: Vec::new(),
             repeat: 1,
             plot: false,
+            transport: Transport::Nbd,
         }
     }
 }
@@ -111,31 +141,37 @@ pub(super) fn kernel_series(package: &str) -> String {
 }
 
 /// `/etc/vm.conf` of the swap-deadlock boots.
-fn conf(arch: &Arch) -> String {
+fn conf(arch: &Arch, transport: Transport) -> String {
     format!(
-        "ARCH={}\nHOG_MIB={HOG_MIB}\nSWAP_MIB={SWAP_MIB}\nSTORE_MIB={STORE_MIB}\n\
+        "ARCH={}\nTRANSPORT={}\nHOG_MIB={HOG_MIB}\nSWAP_MIB={SWAP_MIB}\nSTORE_MIB={STORE_MIB}\n\
          STALL_S={STALL_S}\nHUNG_S={HUNG_S}\n",
-        arch.name
+        arch.name,
+        transport.name()
     )
 }
 
 /// Packs the swap-deadlock initramfs for `arch`: busybox, the script,
-/// `nbd.ko`, the daemon and the hog.
+/// the transport's modules, its daemon and the hog.
 pub(super) fn pack(
     arch: &Arch,
     fetched: &Fetched,
     binaries: &Binaries,
+    transport: Transport,
+    modules: &[PathBuf],
     dir: &Path,
 ) -> Result<PathBuf> {
-    let path = dir.join("swap-deadlock.cpio.gz");
+    let path = match transport {
+        Transport::Nbd => dir.join("swap-deadlock.cpio.gz"),
+        _ => dir.join(format!("swap-deadlock-{}.cpio.gz", transport.name())),
+    };
     let mut archive = busybox_archive(
         fetched,
         "swap-deadlock.sh",
         &[],
-        &conf(arch),
-        &fetched.nbd_modules,
+        &conf(arch, transport),
+        modules,
     )?;
-    for name in EXAMPLES.iter().chain(&PROGRAMS) {
+    for name in [transport.daemon()].iter().chain(&PROGRAMS) {
         archive.copy(&format!("bin/{name}"), 0o755, &binaries.path(name))?;
     }
     archive.write_gzip(&path)?;
@@ -208,7 +244,7 @@ pub(super) fn boot_all(
 ) -> Runs {
     let mut runs = Runs {
         arch,
-        transport: Transport::Nbd,
+        transport: options.transport,
         package: package.to_string(),
         kernel: kernel_series(package),
         by_mode: options
@@ -269,8 +305,10 @@ pub(super) fn draw(runs: &Runs) -> Result {
         })
         .collect();
     let title = format!(
-        "Swap deadlock: nbd_swap serves the only swap; a {HOG_MIB} MiB hog in a 256 MiB VM ({}, {})",
-        runs.arch.name, runs.package
+        "Swap deadlock: {} serves the only swap; a {HOG_MIB} MiB hog in a 256 MiB VM ({}, {})",
+        runs.transport.daemon(),
+        runs.arch.name,
+        runs.package
     );
     let path = util::root().join("docs").join("swap-deadlock.svg");
     plot::plot(&title, &panels, &path)?;
@@ -280,7 +318,17 @@ pub(super) fn draw(runs: &Runs) -> Result {
 
 #[cfg(test)]
 mod tests {
-    use super::kernel_series;
+    use super::{kernel_series, Transport};
+
+    #[test]
+    fn every_transport_reads_back() {
+        for t in Transport::ALL {
+            assert_eq!(Transport::by_name(t.name()), Some(t));
+        }
+        assert_eq!(Transport::by_name("iscsi"), None);
+        assert_eq!(Transport::Ublk.daemon(), "ublk_swap");
+        assert_eq!(Transport::Ublk.module(), "ublk_drv");
+    }
 
     #[test]
     fn the_kernel_series_comes_from_the_package_name() {

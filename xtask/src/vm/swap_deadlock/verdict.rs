@@ -151,10 +151,16 @@ fn blocked_tasks(lines: &[&str]) -> Vec<Blocked> {
 }
 
 /// The scenario's own processes: the daemon's threads (`nbd_swap`,
-/// `nbd-serve`, ...) and the hog (`vm_swap_deadlock`, which the kernel
-/// cuts to 15 characters).
+/// `nbd-serve`, `ublk_swap`, `ublk-queue`, ...) and the hog
+/// (`vm_swap_deadlock`, which the kernel cuts to 15 characters).
 fn is_ours(name: &str) -> bool {
-    name.starts_with("nbd") || name.starts_with("vm_swap_dead")
+    name.starts_with("nbd") || name.starts_with("ublk") || name.starts_with("vm_swap_dead")
+}
+
+/// A counters line of either daemon: `nbd_swap: t_ms=...` or
+/// `ublk_swap: t_ms=...`.
+fn is_daemon_line(line: &str) -> bool {
+    line.starts_with("nbd_swap: t_ms=") || line.starts_with("ublk_swap: t_ms=")
 }
 
 /// A frame on the way to or inside swap I/O, or memory reclaim.
@@ -166,6 +172,8 @@ fn is_swap_path(frame: &str) -> bool {
         "shrink_",
         "mempool_alloc",
         "nbd_",
+        "ublk_",
+        "io_uring",
         "folio_wait",
         "wait_on_page",
     ]
@@ -196,10 +204,7 @@ fn describe(task: &Blocked) -> String {
 /// Reads one boot's console.
 pub fn classify(console: &Console) -> Run {
     let lines: Vec<&str> = console.lines.iter().map(String::as_str).collect();
-    let daemon_line = lines
-        .iter()
-        .rev()
-        .find(|l| l.starts_with("nbd_swap: t_ms="));
+    let daemon_line = lines.iter().rev().find(|l| is_daemon_line(l));
     let written = daemon_line
         .and_then(|l| number_after(l, "written="))
         .unwrap_or(0);
@@ -287,7 +292,7 @@ fn samples(console: &Console) -> Vec<Sample> {
     let mut out = Vec::new();
     let mut served = 0.0;
     for (line, &t) in console.lines.iter().zip(&console.times) {
-        if line.starts_with("nbd_swap: t_ms=") {
+        if is_daemon_line(line) {
             let bytes = number_after(line, "written=").unwrap_or(0)
                 + number_after(line, "read=").unwrap_or(0);
             served = bytes as f64 / MIB;
@@ -428,6 +433,17 @@ hog: pages=102400 verified=102400 corrupt=0 in 20.1 s
 nbd_swap: t_ms=9000 written=209715200 read=104857600 pages=0 compressed=0 in_flight=0 requests=1900 errors=0 final
 swap-deadlock-end hog=0 swapoff=ok daemon=0
 vm: done";
+
+    #[test]
+    fn the_ublk_daemons_counters_count_the_same() {
+        let ublk = SURVIVED.replace("nbd_swap: ", "ublk_swap: ");
+        let run = classify(&console(&ublk, false, true));
+        assert_eq!(run.outcome, Outcome::Survived);
+        assert_eq!((run.written, run.read), (200 << 20, 100 << 20));
+        assert_eq!(run.samples[1].served_mib, 150.0);
+        assert!(is_ours("ublk-queue") && is_ours("ublk_swap"));
+        assert!(is_swap_path("ublk_queue_rq"));
+    }
 
     #[test]
     fn a_verified_run_that_powers_off_survived() {
