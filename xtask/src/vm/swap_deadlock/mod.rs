@@ -2,7 +2,8 @@
 //! pressure, in a real kernel, once per protection mode.
 //!
 //! Each boot runs `xtask/vm/swap-deadlock.sh` as `/init`: the kernel's NBD
-//! driver with `examples/nbd_swap.rs` serving its only swap device, a
+//! driver with `examples/nbd_swap.rs` serving its only swap device (or,
+//! with `--transport ublk`, `ublk_drv` with `examples/ublk_swap.rs`), a
 //! memory hog that writes checkable pages well past RAM and reads them
 //! back, and a locked watchdog that samples memory and, when swap I/O
 //! stalls, dumps the blocked tasks' stacks (`sysrq w`) and crashes the
