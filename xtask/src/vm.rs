@@ -20,7 +20,8 @@
 //! 3. the crate's `#![no_std]` example `static_init` as `/init`, which
 //!    locks itself as PID 1 and powers off (`pid1`);
 //! 4. a userspace swap daemon serving the only swap, once per protection
-//!    mode (`swap-deadlock`, see docs/swap-deadlock.md).
+//!    mode (`swap-deadlock`, see docs/swap-deadlock.md), over NBD or, with
+//!    `--transport ublk`, over ublk.
 //!
 //! Each scenario ends in summary lines on the console; the host parses
 //! them and fails on a kernel panic, a timeout, a missing line or a line
