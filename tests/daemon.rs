@@ -322,8 +322,10 @@ fn harden_caps_the_real_time_priority_at_rlimit_rtprio_without_cap_sys_nice() {
             .with_realtime(10, Requirement::Required);
         let report = harden_swap_daemon(&recipe).map_err(|e| e.to_string())?;
         ensure_eq(report.realtime, Outcome::Done(5), "report.realtime")?;
-        // SAFETY: sched_param is one int, written by the call.
-        let mut param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: all-zero bytes are a valid sched_param (integers only,
+        // more of them in musl's); the call writes it.
+        let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
+        // SAFETY: `param` is valid and writable for the call.
         ensure(unsafe { libc::sched_getparam(0, &mut param) } == 0, || {
             "sched_getparam".into()
         })?;
