@@ -322,14 +322,13 @@ fn harden_caps_the_real_time_priority_at_rlimit_rtprio_without_cap_sys_nice() {
             .with_realtime(10, Requirement::Required);
         let report = harden_swap_daemon(&recipe).map_err(|e| e.to_string())?;
         ensure_eq(report.realtime, Outcome::Done(5), "report.realtime")?;
-        // SAFETY: all-zero bytes are a valid sched_param (integers only,
-        // more of them in musl's); the call writes it.
-        let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
-        // SAFETY: `param` is valid and writable for the call.
-        ensure(unsafe { libc::sched_getparam(0, &mut param) } == 0, || {
-            "sched_getparam".into()
-        })?;
-        ensure_eq(param.sched_priority, 5, "the kernel's priority")?;
+        // The system call itself: musl's sched_getparam is a stub that
+        // answers ENOSYS. The kernel's sched_param is one int.
+        let mut priority: libc::c_int = 0;
+        // SAFETY: `priority` is valid and writable for the call.
+        let rc = unsafe { libc::syscall(libc::SYS_sched_getparam, 0, &mut priority) };
+        ensure_eq(rc, 0, "sched_getparam")?;
+        ensure_eq(priority, 5, "the kernel's priority")?;
         ensure_eq(policy_in_stat(), 1, "the policy in /proc/self/stat")
     });
 }
