@@ -255,15 +255,18 @@ pub(super) fn boot_all(
             .collect(),
     };
     for i in 0..options.repeat {
-        for m in 0..runs.by_mode.len() {
-            let mode = runs.by_mode[m].0.clone();
-            let run = boot(arch, kernel, initrd, &mode);
+        if options.repeat > 1 {
             println!(
-                "{} (run {} of {})",
-                line(&runs.label(&mode), &run),
+                "xtask: {} swap-deadlock round {} of {}",
+                arch.name,
                 i + 1,
                 options.repeat
             );
+        }
+        for m in 0..runs.by_mode.len() {
+            let mode = runs.by_mode[m].0.clone();
+            let run = boot(arch, kernel, initrd, &mode);
+            println!("{}", line(&runs.label(&mode), &run));
             runs.by_mode[m].1.push(run);
         }
     }
