@@ -285,7 +285,9 @@ pub fn thread(name: &str) -> std::thread::Builder {
 }
 
 /// Starts the thread that prints `store`'s counters every `every_ms`
-/// until `done` is set (none when `every_ms` is 0).
+/// until `done` is set (none when `every_ms` is 0), and, whenever it
+/// changes, which of the process's threads carry IO_FLUSHER and a
+/// real-time policy ([`print_threads`]).
 pub fn spawn_stats(
     name: &'static str,
     store: &Arc<Store>,
@@ -298,13 +300,67 @@ pub fn spawn_stats(
     let (store, done) = (Arc::clone(store), Arc::clone(done));
     thread(&format!("{}-stats", name.split('_').next().unwrap_or(name)))
         .spawn(move || {
+            let mut last = None;
             while !done.load(Relaxed) {
                 store.counters.print(name, "");
+                let audit = mlock::daemon::audit_threads().ok();
+                if audit != last {
+                    if let Some(audit) = &audit {
+                        print_threads(name, audit);
+                    }
+                    last = audit;
+                }
                 std::thread::sleep(Duration::from_millis(every_ms));
             }
         })
         .map(drop)
         .map_err(|e| format!("spawning the stats thread: {e}"))
+}
+
+/// Prints `<name>: threads=N io_flusher=M realtime=K`, and the first
+/// thread without each setting by ID and name (`iou-wrk-...` would be one
+/// of io_uring's workers), without allocating: the line shows whether
+/// threads the kernel starts for the daemon inherit its settings.
+pub fn print_threads(name: &str, audit: &mlock::daemon::ThreadAudit) {
+    let mut buf = [0u8; 256];
+    let mut cursor = io::Cursor::new(&mut buf[..]);
+    let _ = write!(
+        cursor,
+        "{name}: threads={} io_flusher={} realtime={}",
+        audit.threads, audit.io_flusher, audit.realtime
+    );
+    for (what, tid) in [
+        ("without-io-flusher", audit.first_without_io_flusher),
+        ("not-realtime", audit.first_not_realtime),
+    ] {
+        if let Some(tid) = tid {
+            let mut comm = [0u8; 16];
+            let comm = thread_name(tid, &mut comm);
+            let _ = write!(cursor, " {what}={tid}:{comm}");
+        }
+    }
+    let _ = writeln!(cursor);
+    let n = cursor.position() as usize;
+    let _ = io::stdout().lock().write_all(&buf[..n]);
+}
+
+/// The name of thread `tid` of this process (`/proc/self/task/<tid>/comm`),
+/// read into `buf`; `?` when it cannot be read. std opens a path this
+/// short from a stack copy, so nothing is allocated.
+fn thread_name(tid: u32, buf: &mut [u8; 16]) -> &str {
+    use std::io::Read;
+    let mut path = [0u8; 48];
+    let mut cursor = io::Cursor::new(&mut path[..]);
+    let _ = write!(cursor, "/proc/self/task/{tid}/comm");
+    let len = cursor.position() as usize;
+    let Ok(path) = std::str::from_utf8(&path[..len]) else {
+        return "?";
+    };
+    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut buf[..]));
+    match n {
+        Ok(n) => std::str::from_utf8(&buf[..n]).map_or("?", str::trim_end),
+        Err(_) => "?",
+    }
 }
 
 /// What the daemon reports: everything the kernel sent and got back.

@@ -50,9 +50,11 @@ pub struct Arch {
     pub build_packages: &'static [&'static str],
     /// Debian's name for it.
     pub debian: &'static str,
-    /// The Debian suites whose kernel `cargo xtask vm` boots, in order of
-    /// preference: the first one whose signed index apt can verify is used.
-    pub suites: &'static [&'static str],
+    /// The Debian kernels `cargo xtask vm` boots, one per kernel
+    /// generation: each is a list of suites in order of preference, of
+    /// which the first whose signed index apt can verify is used. The
+    /// first suite names the kernel on the command line (`--suite`).
+    pub kernels: &'static [&'static [&'static str]],
     /// The `qemu-system` emulator of its VMs.
     pub qemu_system: &'static str,
     /// Its machine and CPU arguments.
@@ -96,7 +98,9 @@ pub const X86_64: Arch = Arch {
     qemu_user_args: &[],
     build_packages: &[],
     debian: "amd64",
-    suites: &["bookworm"],
+    // Bookworm's 6.1 and trixie's 6.12 (the page allocator's reserves
+    // changed between them, in 6.3; only 6.12 has ublk).
+    kernels: &[&["bookworm"], &["trixie"]],
     qemu_system: "qemu-system-x86_64",
     machine: &["-cpu", "max"],
     console: "ttyS0",
@@ -124,7 +128,7 @@ pub const AARCH64: Arch = Arch {
     qemu_user_args: &[],
     build_packages: &[],
     debian: "arm64",
-    suites: &["bookworm"],
+    kernels: &[&["bookworm"], &["trixie"]],
     qemu_system: "qemu-system-aarch64",
     // Pointer authentication with QEMU's own cheap algorithm: the
     // architected one dominates TCG time.
@@ -154,9 +158,10 @@ pub const RISCV64: Arch = Arch {
     qemu_user_args: &["-L", "/usr/riscv64-linux-gnu"],
     build_packages: &["gcc-riscv64-linux-gnu", "libc6-dev-riscv64-cross"],
     debian: "riscv64",
-    // trixie's 6.12; forky (testing) when the mirror serves trixie's
-    // index inconsistently.
-    suites: &["trixie", "forky"],
+    // Bookworm has no riscv64. Trixie's 6.12, and forky's (Debian
+    // testing: 7.2 in December 2026) as the newer generation; sid's
+    // when the mirror serves forky's index inconsistently.
+    kernels: &[&["trixie"], &["forky", "sid"]],
     qemu_system: "qemu-system-riscv64",
     // With V (RVV 1.0, 128-bit): the VM's suite is built with it, so the
     // syscalls' vector clobbers meet a kernel that discards vector state.

@@ -1,11 +1,12 @@
-//! `cargo xtask vm [--arch A]... [--scenario S]...`: the crate's promises,
-//! proved in real Linux kernels under `qemu-system`.
+//! `cargo xtask vm [--arch A]... [--suite S]... [--scenario S]...`: the
+//! crate's promises, proved in real Linux kernels under `qemu-system`.
 //!
 //! QEMU user mode runs guest code on the host kernel and has no `mlock2`,
 //! so it cannot show what locking does to memory. Here each architecture
-//! boots Debian's own kernel (bookworm's 6.1 for amd64 and arm64, trixie's
-//! 6.12 for riscv64, or forky's when a mirror serves trixie's index out of
-//! step with its signature) under TCG, once per boot its scenarios need
+//! boots two generations of Debian's own kernels under TCG
+//! ([`Arch::kernels`]): bookworm's 6.1 and trixie's 6.12 for amd64 and
+//! arm64, trixie's 6.12 and forky's (testing, 7.2 in December 2026) for
+//! riscv64. Each kernel is booted once per boot its scenarios need
 //! ([`Scenario`]):
 //!
 //! 1. the suite boot: a busybox `/init` (`xtask/vm/init.sh`) that runs the
@@ -20,14 +21,20 @@
 //! 3. the crate's `#![no_std]` example `static_init` as `/init`, which
 //!    locks itself as PID 1 and powers off (`pid1`);
 //! 4. a userspace swap daemon serving the only swap, once per protection
-//!    mode (`swap-deadlock`, see docs/swap-deadlock.md), over NBD or, with
-//!    `--transport ublk`, over ublk.
+//!    mode and transport (`swap-deadlock`, see docs/swap-deadlock.md): over
+//!    NBD on every kernel, and over ublk on every kernel that ships
+//!    `ublk_drv` (6.12 and later here); a kernel without it prints a
+//!    `not run` line for ublk.
+//!
+//! The boots are independent jobs: [`PARALLEL_VMS`] of them run at once,
+//! while the next kernel is fetched, built and packed.
 //!
 //! Each scenario ends in summary lines on the console; the host parses
 //! them and fails on a kernel panic, a timeout, a missing line or a line
 //! that does not prove the promise.
 //!
-//! Here: the options, the run over the arches and the boots of one arch;
+//! Here: the options, the plan of kernels, the job queue and how each
+//! kernel's finished boots are read;
 //! `scenario` names what can run, `fetch` gets the kernels, `build` the
 //! binaries, `cpio` and `pack` make the initramfs images, `boot` runs
 //! QEMU, `check` reads the suite, secrets and PID 1 consoles into a
@@ -44,9 +51,10 @@ mod scenario;
 mod swap_deadlock;
 
 use std::path::PathBuf;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, ensure, Context as _};
+use anyhow::{anyhow, bail, ensure, Context as _};
 
 use crate::arch::{Arch, ARCHES};
 use crate::util::{self, Result};
@@ -88,20 +96,24 @@ fn host_packages() -> Vec<&'static str> {
 }
 
 const USAGE: &str =
-    "usage: cargo xtask vm [--arch A]... [--scenario S]... [--repeat N] [--plot] [--mode M]...
-                      [--transport T]
+    "usage: cargo xtask vm [--arch A]... [--suite S]... [--scenario S]... [--repeat N] [--plot]
+                      [--mode M]... [--transport T]
 
 Boots Debian's kernels under qemu-system and proves the crate's promises there.
   --arch A       x86_64, aarch64 or riscv64 (repeatable; default: all three)
+  --suite S      the Debian suite whose kernel boots: bookworm (6.1; x86_64
+                 and aarch64), trixie (6.12) or forky (testing; riscv64)
+                 (repeatable; default: each arch's two)
   --scenario S   suite, swap-pressure, core-dump, pid1 or swap-deadlock
                  (repeatable; default: all)
   --repeat N     boot each swap-deadlock mode N times
-  --plot         draw docs/swap-deadlock.svg from the first arch's boots
+  --plot         draw docs/swap-deadlock.svg from the first kernel that ran
+                 both transports
   --mode M       a swap-deadlock mode (`nbd_swap --protect` value; repeatable;
                  default: none, lock, harden)
-  --transport T  the swap-deadlock daemon's transport: nbd (nbd_swap, the
-                 default) or ublk (ublk_swap; needs a kernel with ublk_drv,
-                 which of the three only riscv64's 6.12 has)";
+  --transport T  the swap-deadlock daemon's transport: nbd (nbd_swap) or ublk
+                 (ublk_swap; needs a kernel with ublk_drv, which bookworm's 6.1
+                 lacks). Default: both, ublk where the kernel has it";
 
 /// `cargo xtask vm`: reads the options and runs the chosen scenarios.
 pub fn main(args: &mut lexopt::Parser) -> Result {
@@ -109,6 +121,7 @@ pub fn main(args: &mut lexopt::Parser) -> Result {
     let mut arches: Vec<&'static Arch> = Vec::new();
     let mut scenarios: Vec<Scenario> = Vec::new();
     let mut options = swap_deadlock::Options::default();
+    let mut suites: Vec<String> = Vec::new();
     while let Some(arg) = args.next()? {
         match arg {
             Long("arch") => {
@@ -123,6 +136,14 @@ pub fn main(args: &mut lexopt::Parser) -> Result {
                     format!("unknown scenario {name}: choose {}", scenario::names())
                 })?);
             }
+            Long("suite") => {
+                let name = args.value()?.string()?;
+                ensure!(
+                    ARCHES.iter().flat_map(|a| a.kernels).any(|k| k[0] == name),
+                    "unknown suite {name}: choose bookworm, trixie or forky"
+                );
+                suites.push(name);
+            }
             Long("mode") => options.modes.push(args.value()?.string()?),
             Long("repeat") => {
                 options.repeat = args.value()?.parse()?;
@@ -131,8 +152,10 @@ pub fn main(args: &mut lexopt::Parser) -> Result {
             Long("plot") => options.plot = true,
             Long("transport") => {
                 let name = args.value()?.string()?;
-                options.transport = swap_deadlock::Transport::by_name(&name)
-                    .with_context(|| format!("unknown transport {name}: choose nbd or ublk"))?;
+                options.transport =
+                    Some(swap_deadlock::Transport::by_name(&name).with_context(|| {
+                        format!("unknown transport {name}: choose nbd or ublk")
+                    })?);
             }
             Short('h') | Long("help") => {
                 println!("{USAGE}");
@@ -150,91 +173,229 @@ pub fn main(args: &mut lexopt::Parser) -> Result {
     let swap_options = options.repeat != 1
         || options.plot
         || !options.modes.is_empty()
-        || options.transport != swap_deadlock::Transport::Nbd;
+        || options.transport.is_some();
     ensure!(
         !swap_options || scenarios.contains(&Scenario::SwapDeadlock),
         "--repeat, --plot, --mode and --transport go with the swap-deadlock scenario\n\n{USAGE}"
     );
-    run(&arches, &scenarios, &options).map(drop)
+    run(&arches, &suites, &scenarios, &options).map(drop)
 }
 
-/// Every scenario on all three architectures: the step `cargo xtask test`
-/// runs. The tally counts the tests run inside the VMs plus one entry per
-/// scenario check ([`Report::checks`]) and swap-deadlock boot.
+/// Every scenario on every kernel of all three architectures: the step
+/// `cargo xtask test` runs. The tally counts the tests run inside the VMs
+/// plus one entry per scenario check ([`Report::checks`]) and
+/// swap-deadlock boot.
 pub fn run_all() -> Result<util::Tally> {
     let arches: Vec<&'static Arch> = ARCHES.iter().collect();
-    run(&arches, &Scenario::ALL, &swap_deadlock::Options::default())
+    run(
+        &arches,
+        &[],
+        &Scenario::ALL,
+        &swap_deadlock::Options::default(),
+    )
 }
 
-/// What the host prepares for one architecture before booting it: the
-/// kernel, and the initramfs image of each boot the scenarios need.
-struct Prepared {
+/// How many VMs boot at once. Each is one TCG thread; three on the 2-core
+/// machines keep the CPUs busy while a VM waits on its console, and leave
+/// a swap-deadlock boot's watchdog (30 s without swap I/O) enough CPU
+/// not to mistake a slow daemon for a stalled one.
+const PARALLEL_VMS: usize = 3;
+
+/// One kernel of one architecture, fetched, with the image of each boot
+/// its scenarios need.
+struct Machine {
     arch: &'static Arch,
+    /// The kernel package and version, and its series (`6.12`).
     kernel_package: String,
+    series: String,
     kernel: PathBuf,
     suite_initrd: Option<PathBuf>,
+    /// The suite boot's kernel parameters: which scenarios it runs.
+    suite_cmdline: String,
     pid1_initrd: Option<PathBuf>,
-    swap_deadlock_initrd: Option<PathBuf>,
+    /// The swap-deadlock image of each transport the kernel has a driver for.
+    swap_deadlock: Vec<(swap_deadlock::Transport, PathBuf)>,
+    /// `swap-deadlock <arch> <transport> <kernel>: not run (<why>)` for
+    /// each transport it has no driver for (ublk before 6.0).
+    not_run: Vec<String>,
 }
 
-/// Fetches, builds and packs every architecture, then boots them all in
-/// parallel, prints the summary lines and the tables, and fails unless
-/// every architecture proved everything it ran.
+impl Machine {
+    /// `x86_64 6.12`: how summary lines and echoed consoles name it.
+    fn name(&self) -> String {
+        format!("{} {}", self.arch.name, self.series)
+    }
+}
+
+/// One boot of a [`Machine`].
+#[derive(Clone, Debug, PartialEq)]
+enum Job {
+    Suite,
+    Secrets,
+    Pid1,
+    SwapDeadlock {
+        transport: swap_deadlock::Transport,
+        mode: String,
+        round: usize,
+    },
+}
+
+/// How a boot ended: its console (the suite, secrets and PID 1 boots) or
+/// its judged run (a swap-deadlock boot).
+enum Ended {
+    Console(Result<Vec<String>>),
+    Run(swap_deadlock::Run),
+}
+
+/// A finished boot of the machine at `machine` in the plan.
+struct Done {
+    machine: usize,
+    job: Job,
+    ended: Ended,
+    time: Duration,
+}
+
+/// What one kernel proved: its report and its swap-deadlock runs, one
+/// per transport.
+struct Proved {
+    report: Report,
+    runs: Vec<swap_deadlock::Runs>,
+    not_run: Vec<String>,
+}
+
+/// Fetches, builds and packs every kernel of every architecture and boots
+/// them, [`PARALLEL_VMS`] at a time, while the next kernel is prepared;
+/// then prints the summary lines and the tables, and fails unless every
+/// kernel proved everything it ran.
 fn run(
     arches: &[&'static Arch],
+    suites: &[String],
     scenarios: &[Scenario],
     options: &swap_deadlock::Options,
 ) -> Result<util::Tally> {
     let start = Instant::now();
     util::ensure_debian_packages(&host_packages())?;
 
-    // A pipeline: while one architecture's VMs boot (one TCG thread
-    // each), the next one is fetched and built.
+    // The plan: every chosen kernel of every chosen arch, in the order
+    // they are printed.
+    let plan: Vec<(&'static Arch, &'static [&'static str])> = arches
+        .iter()
+        .flat_map(|&arch| arch.kernels.iter().map(move |&k| (arch, k)))
+        .filter(|(_, k)| suites.is_empty() || suites.iter().any(|s| s == k[0]))
+        .collect();
+    ensure!(
+        !plan.is_empty(),
+        "no kernel of the chosen arches comes from {}",
+        suites.join(" or ")
+    );
+
+    // The slowest emulated arches are prepared first, so their boots start
+    // first and do not finish last.
+    let mut order: Vec<usize> = (0..plan.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(ARCHES.iter().position(|a| a.name == plan[i].0.name)));
+
     let mut prepare_time = Duration::ZERO;
-    let mut results: Vec<(Report, Option<swap_deadlock::Runs>)> = std::thread::scope(|scope| {
-        let mut booting = Vec::new();
-        let mut failed = Vec::new();
-        for &arch in arches {
+    let mut prepared: Vec<Option<std::result::Result<Arc<Machine>, String>>> =
+        (0..plan.len()).map(|_| None).collect();
+    let done: Mutex<Vec<Done>> = Mutex::new(Vec::new());
+    let (jobs, queue) = mpsc::channel::<(usize, Arc<Machine>, Job)>();
+    let queue = Mutex::new(queue);
+    std::thread::scope(|scope| {
+        let (queue, done) = (&queue, &done);
+        for _ in 0..PARALLEL_VMS {
+            scope.spawn(move || loop {
+                let next = queue.lock().expect("the job queue").recv();
+                let Ok((index, machine, job)) = next else {
+                    return;
+                };
+                let started = Instant::now();
+                let ended = boot_job(&machine, &job);
+                if let (
+                    Ended::Run(run),
+                    Job::SwapDeadlock {
+                        transport, mode, ..
+                    },
+                ) = (&ended, &job)
+                {
+                    let label = swap_deadlock::Runs::new(
+                        machine.arch,
+                        *transport,
+                        &machine.kernel_package,
+                        &[],
+                    );
+                    println!("{}", label.line(mode, run));
+                }
+                done.lock().expect("the finished boots").push(Done {
+                    machine: index,
+                    job,
+                    ended,
+                    time: started.elapsed(),
+                });
+            });
+        }
+        for &i in &order {
+            let (arch, kernel_suites) = plan[i];
             let started = Instant::now();
-            let prepared = prepare(arch, scenarios, options.transport);
+            let machine = prepare(arch, kernel_suites, scenarios, options);
             prepare_time += started.elapsed();
-            match prepared {
-                Ok(p) => booting.push(scope.spawn(move || boot_arch(&p, scenarios, options))),
-                Err(e) => failed.push((
-                    Report {
+            prepared[i] = Some(match machine {
+                Ok(m) => {
+                    let m = Arc::new(m);
+                    for job in jobs_of(&m, scenarios, options) {
+                        jobs.send((i, m.clone(), job)).expect("the VM workers");
+                    }
+                    Ok(m)
+                }
+                Err(e) => Err(format!("{}: {e:#}", kernel_suites[0])),
+            });
+        }
+        // The workers end once the queue is empty and closed.
+        drop(jobs);
+    });
+
+    let mut done = done.into_inner().expect("the finished boots");
+    let results: Vec<Proved> = prepared
+        .into_iter()
+        .zip(&plan)
+        .enumerate()
+        .map(|(i, (machine, (arch, _)))| {
+            let mine: Vec<Done> = extract(&mut done, |d| d.machine == i);
+            match machine.expect("every kernel was prepared") {
+                Ok(m) => prove(&m, scenarios, options, mine),
+                Err(problem) => Proved {
+                    report: Report {
                         arch: arch.name,
-                        problems: vec![format!("{e:#}")],
+                        name: arch.name.to_string(),
+                        problems: vec![problem],
                         ..Report::default()
                     },
-                    None,
-                )),
+                    runs: Vec::new(),
+                    not_run: Vec::new(),
+                },
             }
-        }
-        booting
-            .into_iter()
-            .map(|h| h.join().expect("a VM thread panicked"))
-            .chain(failed)
-            .collect()
-    });
-    results.sort_by_key(|(r, _)| ARCHES.iter().position(|a| a.name == r.arch));
+        })
+        .collect();
 
     println!();
-    for (report, runs) in &results {
-        for line in report.summary_lines() {
+    for p in &results {
+        for line in p.report.summary_lines() {
             println!("{line}");
         }
-        for line in runs.iter().flat_map(swap_deadlock::Runs::lines) {
+        for line in p.runs.iter().flat_map(swap_deadlock::Runs::lines) {
+            println!("{line}");
+        }
+        for line in &p.not_run {
             println!("{line}");
         }
     }
     if scenarios.iter().any(|s| *s != Scenario::SwapDeadlock) {
-        let rows: Vec<_> = results.iter().map(|(r, _)| r.row()).collect();
+        let rows: Vec<_> = results.iter().map(|p| p.report.row()).collect();
         println!();
         print!("{}", util::text_table(&report::TABLE_HEADER, &rows));
     }
     let swap_rows: Vec<[String; 5]> = results
         .iter()
-        .flat_map(|(_, runs)| runs.iter().flat_map(swap_deadlock::Runs::rows))
+        .flat_map(|p| p.runs.iter().flat_map(swap_deadlock::Runs::rows))
         .collect();
     if !swap_rows.is_empty() {
         println!();
@@ -244,22 +405,28 @@ fn run(
         );
     }
     println!(
-        "vm: {} arch(es) in {:.0} s (fetch, build and pack {:.0} s; boots overlap the builds)",
+        "vm: {} kernel(s) in {:.0} s (fetch, build and pack {:.0} s; boots overlap the builds)",
         results.len(),
         start.elapsed().as_secs_f64(),
         prepare_time.as_secs_f64()
     );
     if options.plot {
-        let first = results.iter().find_map(|(_, runs)| runs.as_ref());
-        swap_deadlock::draw(first.context("--plot: no swap-deadlock run to draw")?)?;
+        // The first kernel that ran both transports, else the first that
+        // ran any.
+        let first = results
+            .iter()
+            .find(|p| p.runs.len() > 1)
+            .or_else(|| results.iter().find(|p| !p.runs.is_empty()))
+            .context("--plot: no swap-deadlock run to draw")?;
+        swap_deadlock::draw(&first.runs.iter().collect::<Vec<_>>())?;
     }
 
     let mut failures = Vec::new();
     let mut tally = util::Tally::default();
-    for (report, runs) in &results {
-        let arch = report.arch;
-        failures.extend(report.problems.iter().map(|p| format!("{arch}: {p}")));
-        if let Some(runs) = runs {
+    for p in &results {
+        let (name, report) = (&p.report.name, &p.report);
+        failures.extend(report.problems.iter().map(|e| format!("{name}: {e}")));
+        for runs in &p.runs {
             failures.extend(runs.problems());
             tally.passed += runs.count() as u64;
         }
@@ -276,38 +443,219 @@ fn run(
     }
 }
 
-/// Fetches the kernel, builds the static binaries the scenarios need and
-/// packs their initramfs images for one architecture.
+/// Removes the items of `v` that match `keep` and returns them, in order.
+fn extract<T>(v: &mut Vec<T>, keep: impl Fn(&T) -> bool) -> Vec<T> {
+    let (mine, rest): (Vec<T>, Vec<T>) = v.drain(..).partition(|d| keep(d));
+    *v = rest;
+    mine
+}
+
+/// The boots `m` needs for `scenarios`: the suite, secrets and PID 1 boots,
+/// then each swap-deadlock boot, round by round.
+fn jobs_of(m: &Machine, scenarios: &[Scenario], options: &swap_deadlock::Options) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    if m.suite_initrd.is_some() {
+        jobs.push(Job::Suite);
+        if scenarios.iter().any(|s| s.in_secrets_boot()) {
+            jobs.push(Job::Secrets);
+        }
+    }
+    if m.pid1_initrd.is_some() {
+        jobs.push(Job::Pid1);
+    }
+    for round in 0..options.repeat {
+        for (transport, _) in &m.swap_deadlock {
+            for mode in options.modes() {
+                jobs.push(Job::SwapDeadlock {
+                    transport: *transport,
+                    mode: mode.to_string(),
+                    round,
+                });
+            }
+        }
+    }
+    jobs
+}
+
+/// Boots `m` once for `job`.
+fn boot_job(m: &Machine, job: &Job) -> Ended {
+    let (arch, kernel) = (m.arch, m.kernel.as_path());
+    let series = &m.series;
+    let console = |initrd: &Option<PathBuf>, cmdline: &str, timeout, tag: &str| {
+        let initrd = initrd.as_deref().expect("a job's image was packed");
+        Ended::Console(boot(arch, kernel, initrd, cmdline, timeout, tag))
+    };
+    match job {
+        Job::Suite => console(
+            &m.suite_initrd,
+            &m.suite_cmdline,
+            SUITE_TIMEOUT,
+            &format!("{series} "),
+        ),
+        Job::Secrets => console(
+            &m.suite_initrd,
+            SECRETS_CMDLINE,
+            SECRETS_TIMEOUT,
+            &format!("{series} secrets "),
+        ),
+        Job::Pid1 => console(
+            &m.pid1_initrd,
+            "rdinit=/init",
+            PID1_TIMEOUT,
+            &format!("{series} pid1 "),
+        ),
+        Job::SwapDeadlock {
+            transport, mode, ..
+        } => {
+            let initrd = m
+                .swap_deadlock
+                .iter()
+                .find(|(t, _)| t == transport)
+                .map(|(_, i)| i.as_path())
+                .expect("a job's image was packed");
+            let tag = format!("{series} {} ", transport.name());
+            Ended::Run(swap_deadlock::boot(arch, kernel, initrd, mode, &tag))
+        }
+    }
+}
+
+/// Reads what `m`'s finished boots proved.
+fn prove(
+    m: &Machine,
+    scenarios: &[Scenario],
+    options: &swap_deadlock::Options,
+    mut done: Vec<Done>,
+) -> Proved {
+    let mut report = Report {
+        arch: m.arch.name,
+        name: m.name(),
+        kernel: m.kernel_package.clone(),
+        scenarios: scenarios.to_vec(),
+        ..Report::default()
+    };
+    // In boot order (suite, secrets, PID 1, then the rounds), whichever
+    // worker finished first.
+    done.sort_by_key(|d| match d.job {
+        Job::Suite => 0,
+        Job::Secrets => 1,
+        Job::Pid1 => 2,
+        Job::SwapDeadlock { round, .. } => 3 + round,
+    });
+    let mut runs: Vec<swap_deadlock::Runs> = m
+        .swap_deadlock
+        .iter()
+        .map(|(t, _)| swap_deadlock::Runs::new(m.arch, *t, &m.kernel_package, &options.modes()))
+        .collect();
+    for d in done {
+        match (d.job, d.ended) {
+            (
+                Job::SwapDeadlock {
+                    transport, mode, ..
+                },
+                Ended::Run(run),
+            ) => {
+                if let Some(r) = runs.iter_mut().find(|r| r.transport == transport) {
+                    r.push(&mode, run);
+                }
+            }
+            (job, Ended::Console(Err(e))) => {
+                report.problems.push(format!("{e:#}"));
+                set_time(&mut report, &job, d.time);
+            }
+            (job, Ended::Console(Ok(console))) => {
+                match job {
+                    Job::Suite => check_suite(&console, &mut report),
+                    Job::Secrets => check_secrets(&console, &mut report),
+                    Job::Pid1 => check_pid1(&console, &mut report),
+                    Job::SwapDeadlock { .. } => {}
+                }
+                set_time(&mut report, &job, d.time);
+            }
+            (job, ended) => {
+                let what = match ended {
+                    Ended::Run(_) => "a swap-deadlock run",
+                    Ended::Console(_) => "a console",
+                };
+                report
+                    .problems
+                    .push(format!("{job:?} ended with {what}, which it cannot"));
+            }
+        }
+    }
+    if scenarios.contains(&Scenario::Pid1) && m.pid1_initrd.is_none() {
+        report.problems.push(format!(
+            "{} does not exist, so the PID 1 boot did not run",
+            build::PID1_MANIFEST
+        ));
+    }
+    Proved {
+        report,
+        runs,
+        not_run: m.not_run.clone(),
+    }
+}
+
+/// Records how long the suite, secrets or PID 1 boot took.
+fn set_time(report: &mut Report, job: &Job, time: Duration) {
+    match job {
+        Job::Suite => report.suite_time = time,
+        Job::Secrets => report.secrets_time = time,
+        Job::Pid1 => report.pid1_time = time,
+        Job::SwapDeadlock { .. } => {}
+    }
+}
+
+/// Fetches one kernel of `arch` (from the first of `suites` apt can
+/// verify), builds the static binaries the scenarios need and packs the
+/// image of each boot.
 fn prepare(
     arch: &'static Arch,
+    suites: &[&str],
     scenarios: &[Scenario],
-    transport: swap_deadlock::Transport,
-) -> Result<Prepared> {
+    options: &swap_deadlock::Options,
+) -> Result<Machine> {
     let has = |s: Scenario| scenarios.contains(&s);
     let suite_boot = scenarios.iter().any(|s| s.in_suite_boot());
-    let dir = util::root().join("target").join("vm").join(arch.name);
-    let fetched = fetch::fetch(arch, &dir)?;
+    let dir = util::root()
+        .join("target")
+        .join("vm")
+        .join(arch.name)
+        .join(suites[0]);
+    let fetched = fetch::fetch(arch, suites, &dir)?;
+    let series = swap_deadlock::kernel_series(&fetched.kernel_package);
     eprintln!(
-        "xtask: {}: {} ({})",
+        "xtask: {} {series}: {} ({})",
         arch.name,
         fetched.kernel_package,
         fetched.kernel.display()
     );
-    // Before any build: a kernel without the transport's driver (ublk in
-    // the 6.1 kernels) is an error now, not a boot that waits for a device.
-    let driver_modules = if has(Scenario::SwapDeadlock) {
-        fetched
-            .driver_modules(transport.module(), &dir)
-            .with_context(|| {
-                format!(
-                    "--transport {}: {} cannot serve swap-deadlock's swap",
-                    transport.name(),
-                    arch.name
-                )
-            })?
-    } else {
-        Vec::new()
-    };
+    // Before any build: which transports this kernel has a driver for. A
+    // transport asked for by name that it lacks (ublk in the 6.1
+    // kernels) is an error now, not a boot that waits for a device; by
+    // default it is reported as not run.
+    let mut transports = Vec::new();
+    let mut not_run = Vec::new();
+    if has(Scenario::SwapDeadlock) {
+        for t in options.transports() {
+            match fetched.driver_modules(t.module(), &dir)? {
+                Some(modules) => transports.push((t, modules)),
+                None if options.transport.is_some() => bail!(
+                    "--transport {}: {} has no {} module, built in or shipped, so it cannot \
+                     serve swap-deadlock's swap (choose another kernel with --suite)",
+                    t.name(),
+                    fetched.kernel_package,
+                    t.module()
+                ),
+                None => not_run.push(format!(
+                    "swap-deadlock {} {} {series}: not run ({} has no {} module)",
+                    arch.name,
+                    t.name(),
+                    fetched.kernel_package,
+                    t.module()
+                )),
+            }
+        }
+    }
     util::ensure_rust_target(arch.triple)?;
 
     // The secrets boot runs tests/secret.rs for the core-dump scenario too.
@@ -324,14 +672,14 @@ fn prepare(
     if suite_boot {
         programs.extend(pack::SUITE_PROGRAMS);
     }
-    if has(Scenario::SwapDeadlock) {
-        examples.push(transport.daemon());
+    if !transports.is_empty() {
+        examples.extend(transports.iter().map(|(t, _)| t.daemon()));
         programs.extend(swap_deadlock::PROGRAMS);
     }
     let binaries = build_binaries(arch, &examples, &programs)?;
 
     let suite_initrd = suite_boot
-        .then(|| pack::suite_image(arch, &fetched, &tests, &binaries, &dir))
+        .then(|| pack::suite_image(arch, &series, &fetched, &tests, &binaries, &dir))
         .transpose()?;
     let pid1_initrd = match pid1_manifest() {
         Some(manifest) if has(Scenario::Pid1) => {
@@ -339,84 +687,79 @@ fn prepare(
         }
         _ => None,
     };
-    let swap_deadlock_initrd = has(Scenario::SwapDeadlock)
-        .then(|| swap_deadlock::pack(arch, &fetched, &binaries, transport, &driver_modules, &dir))
-        .transpose()?;
-    Ok(Prepared {
+    let swap_deadlock = transports
+        .iter()
+        .map(|(t, modules)| {
+            swap_deadlock::pack(arch, &fetched, &binaries, *t, modules, &dir).map(|p| (*t, p))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let run: Vec<&str> = scenarios
+        .iter()
+        .filter(|s| s.in_suite_boot())
+        .map(|s| s.name())
+        .collect();
+    Ok(Machine {
         arch,
         kernel_package: fetched.kernel_package,
+        series,
         kernel: fetched.kernel,
         suite_initrd,
         pid1_initrd,
-        swap_deadlock_initrd,
+        swap_deadlock,
+        not_run,
+        suite_cmdline: format!("{SUITE_CMDLINE} mlock.run={}", run.join(",")),
     })
 }
 
-/// Boots one architecture's VMs in turn, as its scenarios need, and
-/// checks their consoles.
-fn boot_arch(
-    p: &Prepared,
-    scenarios: &[Scenario],
-    options: &swap_deadlock::Options,
-) -> (Report, Option<swap_deadlock::Runs>) {
-    let (arch, kernel) = (p.arch, p.kernel.as_path());
-    let mut report = Report {
-        arch: arch.name,
-        kernel: p.kernel_package.clone(),
-        scenarios: scenarios.to_vec(),
-        ..Report::default()
-    };
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swap_deadlock::{Options, Transport};
 
-    if let Some(initrd) = &p.suite_initrd {
-        let run: Vec<&str> = scenarios
-            .iter()
-            .filter(|s| s.in_suite_boot())
-            .map(|s| s.name())
-            .collect();
-        let cmdline = format!("{SUITE_CMDLINE} mlock.run={}", run.join(","));
-        let started = Instant::now();
-        match boot(arch, kernel, initrd, &cmdline, SUITE_TIMEOUT, "") {
-            Ok(console) => check_suite(&console, &mut report),
-            Err(e) => report.problems.push(format!("{e:#}")),
+    #[test]
+    fn every_arch_boots_two_kernel_generations() {
+        for arch in ARCHES {
+            assert_eq!(arch.kernels.len(), 2, "{}", arch.name);
+            assert_ne!(arch.kernels[0][0], arch.kernels[1][0], "{}", arch.name);
         }
-        report.suite_time = started.elapsed();
+    }
 
-        if scenarios.iter().any(|s| s.in_secrets_boot()) {
-            let started = Instant::now();
-            match boot(
-                arch,
-                kernel,
-                initrd,
-                SECRETS_CMDLINE,
-                SECRETS_TIMEOUT,
-                "secrets ",
-            ) {
-                Ok(console) => check_secrets(&console, &mut report),
-                Err(e) => report.problems.push(format!("{e:#}")),
+    fn machine(transports: &[Transport]) -> Machine {
+        Machine {
+            arch: &ARCHES[0],
+            kernel_package: "linux-image-6.12.117+deb13-amd64 6.12.117-1 (trixie)".into(),
+            series: "6.12".into(),
+            kernel: PathBuf::new(),
+            suite_initrd: Some(PathBuf::new()),
+            suite_cmdline: String::new(),
+            pid1_initrd: Some(PathBuf::new()),
+            swap_deadlock: transports.iter().map(|t| (*t, PathBuf::new())).collect(),
+            not_run: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn each_transport_the_kernel_has_boots_every_mode_every_round() {
+        let options = Options {
+            repeat: 2,
+            ..Options::default()
+        };
+        let both = jobs_of(
+            &machine(&[Transport::Nbd, Transport::Ublk]),
+            &Scenario::ALL,
+            &options,
+        );
+        // Suite, secrets, PID 1, then 2 rounds of 2 transports by 3 modes.
+        assert_eq!(both.len(), 3 + 2 * 2 * 3);
+        assert_eq!(&both[..3], &[Job::Suite, Job::Secrets, Job::Pid1]);
+        let nbd_only = jobs_of(&machine(&[Transport::Nbd]), &Scenario::ALL, &options);
+        assert_eq!(nbd_only.len(), 3 + 2 * 3);
+        assert!(nbd_only.iter().all(|j| !matches!(
+            j,
+            Job::SwapDeadlock {
+                transport: Transport::Ublk,
+                ..
             }
-            report.secrets_time = started.elapsed();
-        }
+        )));
     }
-
-    if scenarios.contains(&Scenario::Pid1) {
-        let started = Instant::now();
-        match &p.pid1_initrd {
-            Some(initrd) => match boot(arch, kernel, initrd, "rdinit=/init", PID1_TIMEOUT, "pid1 ")
-            {
-                Ok(console) => check_pid1(&console, &mut report),
-                Err(e) => report.problems.push(format!("{e:#}")),
-            },
-            None => report.problems.push(format!(
-                "{} does not exist, so the PID 1 boot did not run",
-                build::PID1_MANIFEST
-            )),
-        }
-        report.pid1_time = started.elapsed();
-    }
-
-    let runs = p
-        .swap_deadlock_initrd
-        .as_ref()
-        .map(|initrd| swap_deadlock::boot_all(arch, &p.kernel_package, kernel, initrd, options));
-    (report, runs)
 }

@@ -9,7 +9,7 @@
 #   secrets <arch>: default=secretmem|anonymous
 #   swap-pressure <arch>: locked VmSwap=<n> kB unlocked VmSwap=<m> kB
 #   core-dump <arch>: backing=<b> protected=absent|present control=absent|present
-# /etc/vm.conf sets ARCH and HOLD_MIB.
+# /etc/vm.conf sets ARCH, KERNEL (the series, e.g. 6.12) and HOLD_MIB.
 #
 # The kernel command line picks the boot: `secretmem.enable=1` (memfd_secret
 # on; the 6.1 kernels need it) runs everything, with the core-dump scenario
@@ -68,8 +68,8 @@ if wants suite; then
             failed=$((failed + 1))
         fi
     done
-    echo "tests $ARCH: $passed passed, $failed failed"
-    echo "secrets $ARCH: default=$(vm_secret backing)"
+    echo "tests $ARCH $KERNEL: $passed passed, $failed failed"
+    echo "secrets $ARCH $KERNEL: default=$(vm_secret backing)"
 fi
 
 # --- core dumps: a LockedBuf marker vs an ordinary one ---------------------
@@ -83,7 +83,7 @@ core_dump() {
         # A binary-safe search: busybox grep ends a line at the first NUL of a line.
         protected=$(vm_secret find "$core" /tmp/protected.marker)
         control=$(vm_secret find "$core" /tmp/control.marker)
-        echo "core-dump $ARCH: backing=$(cat /tmp/backing.marker) protected=$protected control=$control"
+        echo "core-dump $ARCH $KERNEL: backing=$(cat /tmp/backing.marker) protected=$protected control=$control"
     else
         say "no core file or markers: $(ls /tmp)"
     fi
@@ -124,7 +124,7 @@ if wants swap-pressure; then
         field() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$1/status"; }
         say "locked twin: VmLck=$(field $locked_pid VmLck) kB VmRSS=$(field $locked_pid VmRSS) kB"
         say "unlocked twin: VmLck=$(field $unlocked_pid VmLck) kB VmRSS=$(field $unlocked_pid VmRSS) kB"
-        echo "swap-pressure $ARCH: locked VmSwap=$(field $locked_pid VmSwap) kB unlocked VmSwap=$(field $unlocked_pid VmSwap) kB"
+        echo "swap-pressure $ARCH $KERNEL: locked VmSwap=$(field $locked_pid VmSwap) kB unlocked VmSwap=$(field $unlocked_pid VmSwap) kB"
         touch /tmp/report
         wait $locked_pid $unlocked_pid
         swapoff /dev/zram0

@@ -25,7 +25,7 @@ pub(super) fn number_after(text: &str, key: &str) -> Option<u64> {
 /// Checks the summary lines of the suite boot, for the scenarios that
 /// ran ([`Report::scenarios`]).
 pub(super) fn check_suite(console: &[String], r: &mut Report) {
-    let arch = r.arch;
+    let arch = r.name.clone();
     if !console.iter().any(|l| l == "vm: done") {
         r.problems
             .push("the init script did not finish (no `vm: done` line)".into());
@@ -38,8 +38,8 @@ pub(super) fn check_suite(console: &[String], r: &mut Report) {
     );
 
     if suite {
-        r.tests = check_tests(console, arch, &mut r.ignored, &mut r.problems);
-        r.default_backing.0 = check_default_backing(console, arch, "secretmem", &mut r.problems);
+        r.tests = check_tests(console, &arch, &mut r.ignored, &mut r.problems);
+        r.default_backing.0 = check_default_backing(console, &arch, "secretmem", &mut r.problems);
     }
     if swap_pressure {
         check_swap_pressure(console, r);
@@ -51,11 +51,11 @@ pub(super) fn check_suite(console: &[String], r: &mut Report) {
     }
 }
 
-/// Checks `swap-pressure <arch>: locked VmSwap=<n> kB unlocked VmSwap=<m> kB`.
+/// Checks `swap-pressure <arch> <kernel>: locked VmSwap=<n> kB unlocked VmSwap=<m> kB`.
 fn check_swap_pressure(console: &[String], r: &mut Report) {
-    let arch = r.arch;
+    let arch = r.name.clone();
 
-    // swap-pressure <arch>: locked VmSwap=<n> kB unlocked VmSwap=<m> kB
+    // swap-pressure <arch> <kernel>: locked VmSwap=<n> kB unlocked VmSwap=<m> kB
     let prefix = format!("swap-pressure {arch}: ");
     match find_line(console, &prefix) {
         Some(rest) => {
@@ -103,15 +103,15 @@ fn check_swap_pressure(console: &[String], r: &mut Report) {
 /// Checks the secrets-only boot (`memfd_secret` off): its tests line, the
 /// fallback to anonymous memory, and its core dump.
 pub(super) fn check_secrets(console: &[String], r: &mut Report) {
-    let arch = r.arch;
+    let arch = r.name.clone();
     if !console.iter().any(|l| l == "vm: done") {
         r.problems
             .push("secrets boot: the init script did not finish (no `vm: done` line)".into());
     }
     let mut ignored = 0;
     let mut problems = Vec::new();
-    r.secrets_tests = check_tests(console, arch, &mut ignored, &mut problems);
-    r.default_backing.1 = check_default_backing(console, arch, "anonymous", &mut problems);
+    r.secrets_tests = check_tests(console, &arch, &mut ignored, &mut problems);
+    r.default_backing.1 = check_default_backing(console, &arch, "anonymous", &mut problems);
     r.ignored += ignored;
     r.problems
         .extend(problems.into_iter().map(|p| format!("secrets boot: {p}")));
@@ -121,7 +121,7 @@ pub(super) fn check_secrets(console: &[String], r: &mut Report) {
     }
 }
 
-/// Checks `tests <arch>: N passed, M failed` against libtest's own result
+/// Checks `tests <arch> <kernel>: N passed, M failed` against libtest's own result
 /// lines; returns (passed, failed) and adds libtest's ignored count.
 fn check_tests(
     console: &[String],
@@ -129,7 +129,7 @@ fn check_tests(
     ignored: &mut u64,
     problems: &mut Vec<String>,
 ) -> Option<(u64, u64)> {
-    // tests <arch>: N passed, M failed
+    // tests <arch> <kernel>: N passed, M failed
     let mut result = None;
     match find_line(console, &format!("tests {arch}: ")) {
         Some(rest) => match rest
@@ -175,7 +175,7 @@ fn check_tests(
     result
 }
 
-/// Checks `secrets <arch>: default=<backing>`: the backing `LockedBuf::new`
+/// Checks `secrets <arch> <kernel>: default=<backing>`: the backing `LockedBuf::new`
 /// chose in this boot must be `want`.
 fn check_default_backing(
     console: &[String],
@@ -196,10 +196,10 @@ fn check_default_backing(
     Some(rest.to_string())
 }
 
-/// Checks `core-dump <arch>: backing=<backing> protected=absent
+/// Checks `core-dump <arch> <kernel>: backing=<backing> protected=absent
 /// control=present`.
 fn check_core(console: &[String], r: &mut Report, backing: &str) {
-    let prefix = format!("core-dump {}: backing={backing} ", r.arch);
+    let prefix = format!("core-dump {}: backing={backing} ", r.name);
     let Some(rest) = find_line(console, &prefix) else {
         r.problems.push(format!(
             "missing line: {prefix}protected=absent control=present"
@@ -290,17 +290,18 @@ mod tests {
     const PASSING: &str = "\
 vm: running lock
 test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s
-tests x86_64: 3 passed, 0 failed
+tests x86_64 6.12: 3 passed, 0 failed
 vm: locked twin: VmLck=41596 kB VmRSS=41584 kB
-swap-pressure x86_64: locked VmSwap=0 kB unlocked VmSwap=40996 kB
-secrets x86_64: default=secretmem
-core-dump x86_64: backing=secretmem protected=absent control=present
-core-dump x86_64: backing=anonymous protected=absent control=present
+swap-pressure x86_64 6.12: locked VmSwap=0 kB unlocked VmSwap=40996 kB
+secrets x86_64 6.12: default=secretmem
+core-dump x86_64 6.12: backing=secretmem protected=absent control=present
+core-dump x86_64 6.12: backing=anonymous protected=absent control=present
 vm: done";
 
     fn checked(text: &str) -> Report {
         let mut report = Report {
             arch: "x86_64",
+            name: "x86_64 6.12".into(),
             scenarios: Scenario::ALL.to_vec(),
             ..Report::default()
         };
@@ -361,7 +362,7 @@ vm: done";
         assert!(r
             .problems
             .iter()
-            .any(|p| p.contains("missing line: core-dump x86_64: backing=anonymous")));
+            .any(|p| p.contains("missing line: core-dump x86_64 6.12: backing=anonymous")));
     }
 
     #[test]
@@ -369,12 +370,13 @@ vm: done";
         let text = "\
 vm: running secret
 test result: ok. 13 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s
-tests x86_64: 13 passed, 0 failed
-secrets x86_64: default=anonymous
-core-dump x86_64: backing=anonymous protected=absent control=present
+tests x86_64 6.12: 13 passed, 0 failed
+secrets x86_64 6.12: default=anonymous
+core-dump x86_64 6.12: backing=anonymous protected=absent control=present
 vm: done";
         let mut r = Report {
             arch: "x86_64",
+            name: "x86_64 6.12".into(),
             ..Report::default()
         };
         check_secrets(&console(text), &mut r);
@@ -382,6 +384,7 @@ vm: done";
         assert_eq!(r.secrets_tests, Some((13, 0)));
         let mut r = Report {
             arch: "x86_64",
+            name: "x86_64 6.12".into(),
             ..Report::default()
         };
         check_secrets(
@@ -402,8 +405,8 @@ vm: done";
         assert_eq!(r.problems.len(), 5, "{:?}", r.problems);
         let text = PASSING
             .replace(
-                "tests x86_64: 3 passed, 0 failed",
-                "tests x86_64: 2 passed, 1 failed",
+                "tests x86_64 6.12: 3 passed, 0 failed",
+                "tests x86_64 6.12: 2 passed, 1 failed",
             )
             .replace("ok. 3 passed; 0 failed", "FAILED. 2 passed; 1 failed")
             .replace(
@@ -414,7 +417,8 @@ vm: done";
         assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
         assert!(r.problems[0].contains("lock::it_locks"));
         // The script's sums must agree with libtest's lines.
-        let r = checked(&PASSING.replace("tests x86_64: 3 passed", "tests x86_64: 4 passed"));
+        let r =
+            checked(&PASSING.replace("tests x86_64 6.12: 3 passed", "tests x86_64 6.12: 4 passed"));
         assert!(r.problems[0].contains("result lines say 3 passed"));
     }
 

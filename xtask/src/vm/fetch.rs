@@ -3,13 +3,13 @@
 //!
 //! Nothing touches the machine's own apt state: each architecture gets its
 //! own lists, cache, status file and `sources.list` under
-//! `target/vm/<arch>/apt/`. apt checks the suite's `InRelease` signature
+//! `target/vm/<arch>/<suite>/apt/`. apt checks the suite's `InRelease` signature
 //! against Debian's archive keyring and each `.deb` against the hash in the
 //! signed index, so what boots is exactly what Debian published.
 //!
-//! The result is cached: once `target/vm/<arch>/fetched` names the
-//! packages, later runs download nothing. Delete `target/vm/<arch>/` to
-//! fetch today's kernel again.
+//! The result is cached: once `target/vm/<arch>/<suite>/fetched` names the
+//! packages, later runs download nothing. Delete that directory to fetch
+//! today's kernel again.
 
 use anyhow::{bail, ensure, Context as _};
 use std::fs;
@@ -40,31 +40,29 @@ pub struct Fetched {
 
 impl Fetched {
     /// A block driver's module (`nbd`, `ublk_drv`) and its dependencies,
-    /// in load order, decompressed into `dir/modules-<module>`; empty when
-    /// the kernel has it built in. A kernel without it is an error that
-    /// says so.
-    pub fn driver_modules(&self, module: &str, dir: &Path) -> Result<Vec<PathBuf>> {
+    /// in load order, decompressed into `dir/modules-<module>`: empty when
+    /// the kernel has it built in, `None` when the kernel was built
+    /// without it.
+    pub fn driver_modules(&self, module: &str, dir: &Path) -> Result<Option<Vec<PathBuf>>> {
         let release = modules_release(&self.root)?;
         let builtin = fs::read_to_string(release.join("modules.builtin")).unwrap_or_default();
         let suffix = format!("/{module}.ko");
         if builtin.lines().any(|l| l.ends_with(&suffix)) {
-            return Ok(Vec::new());
+            return Ok(Some(Vec::new()));
         }
         let mut index = std::collections::BTreeMap::new();
         index_modules(&release.join("kernel"), &mut index)?;
-        ensure!(
-            index.contains_key(&module.replace('-', "_")),
-            "{} has no {module} module, built in or shipped: this kernel was built \
-             without its driver",
-            self.kernel_package
-        );
-        module_with_deps(&self.root, module, &dir.join(format!("modules-{module}")))
+        if !index.contains_key(&module.replace('-', "_")) {
+            return Ok(None);
+        }
+        module_with_deps(&self.root, module, &dir.join(format!("modules-{module}"))).map(Some)
     }
 }
 
 /// Fetches (unless cached) and unpacks the kernel metapackage's kernel and
-/// `busybox-static` for `arch`.
-pub fn fetch(arch: &Arch, dir: &Path) -> Result<Fetched> {
+/// `busybox-static` for `arch` from the first of `suites` whose index apt
+/// can verify.
+pub fn fetch(arch: &Arch, suites: &[&str], dir: &Path) -> Result<Fetched> {
     let stamp = dir.join("fetched");
     let root = dir.join("root");
     if stamp.is_file() {
@@ -76,7 +74,7 @@ pub fn fetch(arch: &Arch, dir: &Path) -> Result<Fetched> {
             ),
         }
     }
-    download(arch, dir, &root)?;
+    download(arch, suites, dir, &root)?;
     unpacked(&stamp, &root, dir)
 }
 
@@ -111,7 +109,7 @@ fn unpacked(stamp: &Path, root: &Path, dir: &Path) -> Result<Fetched> {
 
 /// Resolves the metapackage, downloads the kernel and busybox-static with
 /// signature-checked private lists, and unpacks them into `root`.
-fn download(arch: &Arch, dir: &Path, root: &Path) -> Result {
+fn download(arch: &Arch, suites: &[&str], dir: &Path, root: &Path) -> Result {
     // Removed first, written last: its presence means everything finished.
     let _ = fs::remove_file(dir.join("fetched"));
     let apt = dir.join("apt");
@@ -154,7 +152,7 @@ fn download(arch: &Arch, dir: &Path, root: &Path) -> Result {
     // InRelease; apt refuses it, and the next suite is tried.
     let mut refused = Vec::new();
     let mut suite = None;
-    for candidate in arch.suites {
+    for candidate in suites {
         let sources = format!(
             "deb [arch={a} signed-by={KEYRING}] {mirror} {candidate} main\n",
             a = arch.debian,
@@ -182,11 +180,11 @@ fn download(arch: &Arch, dir: &Path, root: &Path) -> Result {
             refused.join("\n  ")
         );
     };
-    if suite != arch.suites[0] {
+    if suite != suites[0] {
         eprintln!(
             "xtask: {}: WARNING: using {suite}'s kernel, not {}'s (whose index the mirror \
              served inconsistently)",
-            arch.name, arch.suites[0]
+            arch.name, suites[0]
         );
     }
 

@@ -17,17 +17,19 @@ pub(super) const HOLD_MIB: u32 = 40;
 
 /// Packs the suite boot's image: busybox, `xtask/vm/init.sh`, zram's
 /// modules, the test binaries under `/tests`, the suite programs and the
-/// doctor. `/etc/vm.conf` names the arch, the hold size and the variables
-/// the suite reads (tests/common/contract.rs).
+/// doctor. `/etc/vm.conf` names the arch, the kernel's series (`6.12`),
+/// the hold size and the variables the suite reads
+/// (tests/common/contract.rs).
 pub(super) fn suite_image(
     arch: &Arch,
+    series: &str,
     fetched: &Fetched,
     tests: &[(String, PathBuf)],
     binaries: &Binaries,
     dir: &Path,
 ) -> Result<PathBuf> {
     let path = dir.join("suite.cpio.gz");
-    let mut conf = format!("ARCH={}\nHOLD_MIB={HOLD_MIB}\n", arch.name);
+    let mut conf = format!("ARCH={}\nKERNEL={series}\nHOLD_MIB={HOLD_MIB}\n", arch.name);
     if let Some(doctor) = doctor_example() {
         conf.push_str(&format!("export {DOCTOR_ENV}=/bin/{doctor}\n"));
     }

@@ -1,14 +1,18 @@
-//! What one architecture's suite, secrets and PID 1 boots proved, and how
-//! it is printed: the summary lines and a table row.
+//! What one kernel's suite, secrets and PID 1 boots proved, and how it is
+//! printed: the summary lines and a table row.
 
 use std::time::Duration;
 
 use super::scenario::Scenario;
 
-/// What one architecture proved, read off its consoles.
+/// What one kernel of one architecture proved, read off its consoles.
 #[derive(Default)]
 pub(super) struct Report {
     pub(super) arch: &'static str,
+    /// The arch and the kernel's series, as the summary lines name them:
+    /// `x86_64 6.12`.
+    pub(super) name: String,
+    /// The kernel package and its version.
     pub(super) kernel: String,
     /// The scenarios that ran.
     pub(super) scenarios: Vec<Scenario>,
@@ -30,7 +34,7 @@ pub(super) struct Report {
     pub(super) pid1: Option<u64>,
     pub(super) suite_time: Duration,
     pub(super) pid1_time: Duration,
-    /// Why the architecture failed; empty when it passed.
+    /// Why the kernel's boots failed; empty when they passed.
     pub(super) problems: Vec<String>,
 }
 
@@ -61,7 +65,7 @@ impl Report {
     /// derives them for PID 1).
     pub(super) fn summary_lines(&self) -> Vec<String> {
         let r = self;
-        let arch = r.arch;
+        let arch = &r.name;
         let mut lines = Vec::new();
         if let Some((p, f)) = r.tests {
             lines.push(format!("tests {arch}: {p} passed, {f} failed"));

@@ -27,8 +27,9 @@ use super::fetch::Fetched;
 use super::pack::busybox_archive;
 use crate::arch::Arch;
 use crate::util::{self, Result};
-pub(super) use verdict::TABLE_HEADER;
-use verdict::{classify, line, problem, row, Outcome, Run};
+use anyhow::Context as _;
+use verdict::{classify, line, problem, row, Outcome};
+pub(super) use verdict::{Run, TABLE_HEADER};
 
 /// The protection modes of `nbd_swap --protect`, in the order they boot.
 pub(super) const MODES: [&str; 3] = ["none", "lock", "harden"];
@@ -92,8 +93,8 @@ impl Transport {
     }
 }
 
-/// What the experiment runs: which modes, how often each, and whether to
-/// draw the figure.
+/// What the experiment runs: which modes, how often each, over which
+/// transports, and whether to draw the figure.
 #[derive(Clone, Debug)]
 pub(super) struct Options {
     /// `nbd_swap --protect` values; [`MODES`] when empty. Any value the
@@ -101,10 +102,12 @@ pub(super) struct Options {
     pub(super) modes: Vec<String>,
     pub(super) repeat: usize,
     /// Draw `docs/swap-deadlock.svg` from the first `none` and `harden`
-    /// boots of the first arch.
+    /// boots of each transport, on the first kernel that ran both.
     pub(super) plot: bool,
-    /// How the daemon's device reaches the kernel.
-    pub(super) transport: Transport,
+    /// How the daemon's device reaches the kernel: `None` for every
+    /// transport the kernel has a driver for (NBD everywhere, ublk from
+    /// 6.0 where Debian builds it).
+    pub(super) transport: Option<Transport>,
 }
 
 impl Default for Options {
@@ -113,17 +116,26 @@ impl Default for Options {
             modes: Vec::new(),
             repeat: 1,
             plot: false,
-            transport: Transport::Nbd,
+            transport: None,
         }
     }
 }
 
 impl Options {
-    fn modes(&self) -> Vec<&str> {
+    /// The modes to boot, in order.
+    pub(super) fn modes(&self) -> Vec<&str> {
         if self.modes.is_empty() {
             MODES.to_vec()
         } else {
             self.modes.iter().map(String::as_str).collect()
+        }
+    }
+
+    /// The transports to try on each kernel, in order.
+    pub(super) fn transports(&self) -> Vec<Transport> {
+        match self.transport {
+            Some(t) => vec![t],
+            None => Transport::ALL.to_vec(),
         }
     }
 }
@@ -232,50 +244,43 @@ impl Runs {
     pub(super) fn count(&self) -> usize {
         self.by_mode.iter().map(|(_, runs)| runs.len()).sum()
     }
-}
 
-/// Boots every mode `options.repeat` times in turn (one kernel cannot go
-/// on after a deadlock), printing each run's line as it ends.
-pub(super) fn boot_all(
-    arch: &'static Arch,
-    package: &str,
-    kernel: &Path,
-    initrd: &Path,
-    options: &Options,
-) -> Runs {
-    let mut runs = Runs {
-        arch,
-        transport: options.transport,
-        package: package.to_string(),
-        kernel: kernel_series(package),
-        by_mode: options
-            .modes()
-            .into_iter()
-            .map(|m| (m.to_string(), Vec::new()))
-            .collect(),
-    };
-    for i in 0..options.repeat {
-        if options.repeat > 1 {
-            println!(
-                "xtask: {} swap-deadlock round {} of {}",
-                arch.name,
-                i + 1,
-                options.repeat
-            );
-        }
-        for m in 0..runs.by_mode.len() {
-            let mode = runs.by_mode[m].0.clone();
-            let run = boot(arch, kernel, initrd, &mode);
-            println!("{}", line(&runs.label(&mode), &run));
-            runs.by_mode[m].1.push(run);
+    /// No runs yet of `modes` over `transport` on the kernel of `package`.
+    pub(super) fn new(
+        arch: &'static Arch,
+        transport: Transport,
+        package: &str,
+        modes: &[&str],
+    ) -> Runs {
+        Runs {
+            arch,
+            transport,
+            package: package.to_string(),
+            kernel: kernel_series(package),
+            by_mode: modes.iter().map(|m| (m.to_string(), Vec::new())).collect(),
         }
     }
-    runs
+
+    /// Records a run of `mode`, after the earlier rounds' runs of it.
+    pub(super) fn push(&mut self, mode: &str, run: Run) {
+        match self.by_mode.iter_mut().find(|(m, _)| m == mode) {
+            Some((_, runs)) => runs.push(run),
+            None => self.by_mode.push((mode.to_string(), vec![run])),
+        }
+    }
+
+    /// The line of a run of `mode`, as the VM tier prints it when the boot
+    /// ends.
+    pub(super) fn line(&self, mode: &str, run: &Run) -> String {
+        line(&self.label(mode), run)
+    }
 }
 
-/// Boots `initrd` once in `mode` and reads the outcome off the console.
-fn boot(arch: &Arch, kernel: &Path, initrd: &Path, mode: &str) -> Run {
-    let tag = format!("swap-deadlock {mode} ");
+/// Boots `initrd` once in `mode` and reads the outcome off the console;
+/// `tag` names the boot in the echoed console (the kernel, the
+/// transport).
+pub(super) fn boot(arch: &Arch, kernel: &Path, initrd: &Path, mode: &str, tag: &str) -> Run {
+    let tag = format!("{tag}swap-deadlock {mode} ");
     let extra = format!("SWAP_DEADLOCK_MODE={mode}");
     match boot_console(
         arch,
@@ -299,20 +304,30 @@ fn boot(arch: &Arch, kernel: &Path, initrd: &Path, mode: &str) -> Run {
 }
 
 /// Draws `docs/swap-deadlock.svg` from the first `none` and `harden` boots
-/// of `runs`.
-pub(super) fn draw(runs: &Runs) -> Result {
-    let panels: Vec<(String, &Run)> = ["none", "harden"]
+/// of each transport in `runs` (one kernel's): a row of two panels per
+/// transport.
+pub(super) fn draw(runs: &[&Runs]) -> Result {
+    let first = runs.first().context("no swap-deadlock run to draw")?;
+    let panels: Vec<(String, &Run)> = runs
         .iter()
-        .filter_map(|mode| {
-            let run = runs.by_mode.iter().find(|(m, _)| m == mode)?.1.first()?;
-            Some((format!("--protect {mode}: {}", run.outcome.word()), run))
+        .flat_map(|r| {
+            ["none", "harden"].into_iter().filter_map(move |mode| {
+                let run = r.by_mode.iter().find(|(m, _)| m == mode)?.1.first()?;
+                let title = format!(
+                    "{}, --protect {mode}: {}",
+                    r.transport.daemon(),
+                    run.outcome.word()
+                );
+                Some((title, run))
+            })
         })
         .collect();
+    let daemons: Vec<&str> = runs.iter().map(|r| r.transport.daemon()).collect();
     let title = format!(
-        "Swap deadlock: {} serves the only swap; a {HOG_MIB} MiB hog in a 256 MiB VM ({}, {})",
-        runs.transport.daemon(),
-        runs.arch.name,
-        runs.package
+        "Swap deadlock: {} serving the only swap; a {HOG_MIB} MiB hog in a 256 MiB VM ({}, {})",
+        daemons.join(" or "),
+        first.arch.name,
+        first.package
     );
     let path = util::root().join("docs").join("swap-deadlock.svg");
     plot::plot(&title, &panels, &path)?;

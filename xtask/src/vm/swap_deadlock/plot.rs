@@ -9,16 +9,18 @@ use super::verdict::{Run, Sample};
 use crate::util::Result;
 
 /// Draws `docs/swap-deadlock.svg`: free memory, swap used and bytes served over
-/// time, one panel per run (`none` and `harden`).
+/// time, one panel per run, two to a row (`none` and `harden`).
 pub fn plot(title: &str, panels: &[(String, &Run)], path: &Path) -> Result {
     use plotters::prelude::*;
     let err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
-    let root = SVGBackend::new(path, (1200, 520)).into_drawing_area();
+    let rows = panels.len().div_ceil(2).max(1);
+    let columns = panels.len().clamp(1, 2);
+    let root = SVGBackend::new(path, (1200, 40 + 480 * rows as u32)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let root = root
         .titled(title, ("sans-serif", 20))
         .map_err(|e| err(&e))?;
-    let areas = root.split_evenly((1, panels.len().max(1)));
+    let areas = root.split_evenly((rows, columns));
     for ((title, run), area) in panels.iter().zip(&areas) {
         // Each panel its own scale: the stalled run moves a few MiB, the
         // surviving one a gigabyte.
