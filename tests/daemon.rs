@@ -398,6 +398,58 @@ fn audit_threads_finds_the_thread_spawned_before_io_flusher() {
     });
 }
 
+/// The names of this process's threads (`/proc/self/task/*/comm`).
+fn thread_names() -> Vec<String> {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim_end().to_string())
+        .collect()
+}
+
+/// io_uring runs a request it cannot complete inline (here a NOP forced
+/// with `IOSQE_ASYNC`) on a worker thread the kernel starts in the
+/// process (`iou-wrk-<tid>`), cloned from the thread that submitted it:
+/// the worker carries that thread's IO_FLUSHER and SCHED_FIFO, so a
+/// ublk server hardened before it sets up its rings covers its workers
+/// too.
+#[test]
+#[ignore = "needs CAP_SYS_RESOURCE"]
+fn io_uring_workers_inherit_io_flusher_and_sched_fifo() {
+    require_cap_sys_resource();
+    if under_qemu_user() {
+        cannot_run_here("QEMU user mode has no io_uring");
+    }
+    run(|| {
+        mlock::daemon::set_io_flusher().map_err(|e| format!("set_io_flusher: {e}"))?;
+        mlock::daemon::set_realtime(10).map_err(|e| format!("set_realtime: {e}"))?;
+        let mut ring = io_uring::IoUring::new(4).map_err(|e| format!("io_uring_setup: {e}"))?;
+        let nop = io_uring::opcode::Nop::new()
+            .build()
+            .flags(io_uring::squeue::Flags::ASYNC)
+            .user_data(7);
+        // SAFETY: a NOP refers to no memory.
+        unsafe { ring.submission().push(&nop) }.map_err(|e| format!("push: {e}"))?;
+        ring.submit_and_wait(1)
+            .map_err(|e| format!("io_uring_enter: {e}"))?;
+        let done = ring
+            .completion()
+            .next()
+            .map(|c| (c.user_data(), c.result()));
+        ensure_eq(done, Some((7, 0)), "the NOP's completion")?;
+        // An idle worker lives on for seconds (WORKER_IDLE_TIMEOUT).
+        let names = thread_names();
+        ensure(names.iter().any(|n| n.starts_with("iou-wrk-")), || {
+            format!("no io_uring worker was started, so this proves nothing: {names:?}")
+        })?;
+        let audit = mlock::daemon::audit_threads().map_err(|e| format!("audit: {e}"))?;
+        ensure_eq(audit.threads, 2, "threads (this one and the worker)")?;
+        ensure(audit.all_hardened(), || {
+            format!("the worker lacks a setting: {audit:?} (threads {names:?})")
+        })
+    });
+}
+
 // ---- Pre-faulting ----------------------------------------------------------
 
 #[test]

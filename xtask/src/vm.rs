@@ -227,12 +227,19 @@ impl Machine {
     }
 }
 
-/// One boot of a [`Machine`].
-#[derive(Clone, Debug, PartialEq)]
-enum Job {
+/// A boot whose console is read as a whole: the suite, secrets and PID 1
+/// boots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ConsoleBoot {
     Suite,
     Secrets,
     Pid1,
+}
+
+/// One boot of a [`Machine`].
+#[derive(Clone, Debug, PartialEq)]
+enum Job {
+    Console(ConsoleBoot),
     SwapDeadlock {
         transport: swap_deadlock::Transport,
         mode: String,
@@ -240,17 +247,20 @@ enum Job {
     },
 }
 
-/// How a boot ended: its console (the suite, secrets and PID 1 boots) or
-/// its judged run (a swap-deadlock boot).
+/// How a boot ended: its console, or its judged swap-deadlock run.
 enum Ended {
-    Console(Result<Vec<String>>),
-    Run(swap_deadlock::Run),
+    Console(ConsoleBoot, Result<Vec<String>>),
+    Run {
+        transport: swap_deadlock::Transport,
+        mode: String,
+        round: usize,
+        run: swap_deadlock::Run,
+    },
 }
 
 /// A finished boot of the machine at `machine` in the plan.
 struct Done {
     machine: usize,
-    job: Job,
     ended: Ended,
     time: Duration,
 }
@@ -309,13 +319,13 @@ fn run(
                     return;
                 };
                 let started = Instant::now();
-                let ended = boot_job(&machine, &job);
-                if let (
-                    Ended::Run(run),
-                    Job::SwapDeadlock {
-                        transport, mode, ..
-                    },
-                ) = (&ended, &job)
+                let ended = boot_job(&machine, job);
+                if let Ended::Run {
+                    transport,
+                    mode,
+                    run,
+                    ..
+                } = &ended
                 {
                     let label = swap_deadlock::Runs::new(
                         machine.arch,
@@ -327,7 +337,6 @@ fn run(
                 }
                 done.lock().expect("the finished boots").push(Done {
                     machine: index,
-                    job,
                     ended,
                     time: started.elapsed(),
                 });
@@ -455,13 +464,13 @@ fn extract<T>(v: &mut Vec<T>, keep: impl Fn(&T) -> bool) -> Vec<T> {
 fn jobs_of(m: &Machine, scenarios: &[Scenario], options: &swap_deadlock::Options) -> Vec<Job> {
     let mut jobs = Vec::new();
     if m.suite_initrd.is_some() {
-        jobs.push(Job::Suite);
+        jobs.push(Job::Console(ConsoleBoot::Suite));
         if scenarios.iter().any(|s| s.in_secrets_boot()) {
-            jobs.push(Job::Secrets);
+            jobs.push(Job::Console(ConsoleBoot::Secrets));
         }
     }
     if m.pid1_initrd.is_some() {
-        jobs.push(Job::Pid1);
+        jobs.push(Job::Console(ConsoleBoot::Pid1));
     }
     for round in 0..options.repeat {
         for (transport, _) in &m.swap_deadlock {
@@ -478,45 +487,56 @@ fn jobs_of(m: &Machine, scenarios: &[Scenario], options: &swap_deadlock::Options
 }
 
 /// Boots `m` once for `job`.
-fn boot_job(m: &Machine, job: &Job) -> Ended {
-    let (arch, kernel) = (m.arch, m.kernel.as_path());
-    let series = &m.series;
-    let console = |initrd: &Option<PathBuf>, cmdline: &str, timeout, tag: &str| {
-        let initrd = initrd.as_deref().expect("a job's image was packed");
-        Ended::Console(boot(arch, kernel, initrd, cmdline, timeout, tag))
-    };
-    match job {
-        Job::Suite => console(
+fn boot_job(m: &Machine, job: Job) -> Ended {
+    let (arch, kernel, series) = (m.arch, m.kernel.as_path(), &m.series);
+    let (boot_kind, initrd, cmdline, timeout, tag) = match job {
+        Job::Console(ConsoleBoot::Suite) => (
+            ConsoleBoot::Suite,
             &m.suite_initrd,
-            &m.suite_cmdline,
+            m.suite_cmdline.as_str(),
             SUITE_TIMEOUT,
-            &format!("{series} "),
+            format!("{series} "),
         ),
-        Job::Secrets => console(
+        Job::Console(ConsoleBoot::Secrets) => (
+            ConsoleBoot::Secrets,
             &m.suite_initrd,
             SECRETS_CMDLINE,
             SECRETS_TIMEOUT,
-            &format!("{series} secrets "),
+            format!("{series} secrets "),
         ),
-        Job::Pid1 => console(
+        Job::Console(ConsoleBoot::Pid1) => (
+            ConsoleBoot::Pid1,
             &m.pid1_initrd,
             "rdinit=/init",
             PID1_TIMEOUT,
-            &format!("{series} pid1 "),
+            format!("{series} pid1 "),
         ),
         Job::SwapDeadlock {
-            transport, mode, ..
+            transport,
+            mode,
+            round,
         } => {
             let initrd = m
                 .swap_deadlock
                 .iter()
-                .find(|(t, _)| t == transport)
+                .find(|(t, _)| *t == transport)
                 .map(|(_, i)| i.as_path())
                 .expect("a job's image was packed");
             let tag = format!("{series} {} ", transport.name());
-            Ended::Run(swap_deadlock::boot(arch, kernel, initrd, mode, &tag))
+            let run = swap_deadlock::boot(arch, kernel, initrd, &mode, &tag);
+            return Ended::Run {
+                transport,
+                mode,
+                round,
+                run,
+            };
         }
-    }
+    };
+    let initrd = initrd.as_deref().expect("a job's image was packed");
+    Ended::Console(
+        boot_kind,
+        boot(arch, kernel, initrd, cmdline, timeout, &tag),
+    )
 }
 
 /// Reads what `m`'s finished boots proved.
@@ -535,11 +555,9 @@ fn prove(
     };
     // In boot order (suite, secrets, PID 1, then the rounds), whichever
     // worker finished first.
-    done.sort_by_key(|d| match d.job {
-        Job::Suite => 0,
-        Job::Secrets => 1,
-        Job::Pid1 => 2,
-        Job::SwapDeadlock { round, .. } => 3 + round,
+    done.sort_by_key(|d| match d.ended {
+        Ended::Console(kind, _) => kind as usize,
+        Ended::Run { round, .. } => 3 + round,
     });
     let mut runs: Vec<swap_deadlock::Runs> = m
         .swap_deadlock
@@ -547,38 +565,29 @@ fn prove(
         .map(|(t, _)| swap_deadlock::Runs::new(m.arch, *t, &m.kernel_package, &options.modes()))
         .collect();
     for d in done {
-        match (d.job, d.ended) {
-            (
-                Job::SwapDeadlock {
-                    transport, mode, ..
-                },
-                Ended::Run(run),
-            ) => {
+        match d.ended {
+            Ended::Run {
+                transport,
+                mode,
+                run,
+                ..
+            } => {
                 if let Some(r) = runs.iter_mut().find(|r| r.transport == transport) {
                     r.push(&mode, run);
                 }
             }
-            (job, Ended::Console(Err(e))) => {
-                report.problems.push(format!("{e:#}"));
-                set_time(&mut report, &job, d.time);
-            }
-            (job, Ended::Console(Ok(console))) => {
-                match job {
-                    Job::Suite => check_suite(&console, &mut report),
-                    Job::Secrets => check_secrets(&console, &mut report),
-                    Job::Pid1 => check_pid1(&console, &mut report),
-                    Job::SwapDeadlock { .. } => {}
+            Ended::Console(kind, console) => {
+                match (kind, console) {
+                    (_, Err(e)) => report.problems.push(format!("{e:#}")),
+                    (ConsoleBoot::Suite, Ok(c)) => check_suite(&c, &mut report),
+                    (ConsoleBoot::Secrets, Ok(c)) => check_secrets(&c, &mut report),
+                    (ConsoleBoot::Pid1, Ok(c)) => check_pid1(&c, &mut report),
                 }
-                set_time(&mut report, &job, d.time);
-            }
-            (job, ended) => {
-                let what = match ended {
-                    Ended::Run(_) => "a swap-deadlock run",
-                    Ended::Console(_) => "a console",
-                };
-                report
-                    .problems
-                    .push(format!("{job:?} ended with {what}, which it cannot"));
+                *match kind {
+                    ConsoleBoot::Suite => &mut report.suite_time,
+                    ConsoleBoot::Secrets => &mut report.secrets_time,
+                    ConsoleBoot::Pid1 => &mut report.pid1_time,
+                } = d.time;
             }
         }
     }
@@ -592,16 +601,6 @@ fn prove(
         report,
         runs,
         not_run: m.not_run.clone(),
-    }
-}
-
-/// Records how long the suite, secrets or PID 1 boot took.
-fn set_time(report: &mut Report, job: &Job, time: Duration) {
-    match job {
-        Job::Suite => report.suite_time = time,
-        Job::Secrets => report.secrets_time = time,
-        Job::Pid1 => report.pid1_time = time,
-        Job::SwapDeadlock { .. } => {}
     }
 }
 
@@ -751,7 +750,8 @@ mod tests {
         );
         // Suite, secrets, PID 1, then 2 rounds of 2 transports by 3 modes.
         assert_eq!(both.len(), 3 + 2 * 2 * 3);
-        assert_eq!(&both[..3], &[Job::Suite, Job::Secrets, Job::Pid1]);
+        let consoles = [ConsoleBoot::Suite, ConsoleBoot::Secrets, ConsoleBoot::Pid1];
+        assert_eq!(&both[..3], &consoles.map(Job::Console));
         let nbd_only = jobs_of(&machine(&[Transport::Nbd]), &Scenario::ALL, &options);
         assert_eq!(nbd_only.len(), 3 + 2 * 3);
         assert!(nbd_only.iter().all(|j| !matches!(
