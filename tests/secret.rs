@@ -441,6 +441,74 @@ fn one_byte_past_the_end_faults_for_every_size() {
     }
 }
 
+/// Flips the byte just before a 32-byte secret (the canary's last byte,
+/// mapped and writable), then drops the buffer, which checks the canary.
+fn overwrite_the_canary_and_drop(backing: Backing, sealed: bool) {
+    fn poke(start: *mut u8) {
+        // SAFETY: deliberately out of bounds, into the canary.
+        unsafe {
+            start
+                .sub(1)
+                .write_volatile(0x77 ^ start.sub(1).read_volatile())
+        };
+    }
+    if sealed {
+        let mut buf = SealedBuf::<32>::with_backing(backing).unwrap();
+        poke(buf.write().as_mut_ptr());
+    } else {
+        let mut buf = LockedBuf::<32>::with_backing(backing).unwrap();
+        poke(buf.as_bytes_mut().as_mut_ptr());
+    }
+}
+
+/// A canary mismatch on a thread other than the main one. Not run under
+/// QEMU user mode (tests/common/contract.rs says why).
+mod abort_from_a_thread {
+    use super::*;
+
+    /// A `SIGABRT` handler that returns, as a crash reporter's might.
+    extern "C" fn return_from_sigabrt(_: libc::c_int) {}
+
+    #[test]
+    fn a_canary_mismatch_on_a_second_thread_ends_the_process_with_sigabrt() {
+        for backing in backings() {
+            for sealed in [false, true] {
+                let what = format!("{backing:?} sealed={sealed}, from a second thread");
+                dies_by(libc::SIGABRT, &what, || {
+                    // The main thread waits in `join` (a futex) meanwhile.
+                    std::thread::spawn(move || overwrite_the_canary_and_drop(backing, sealed))
+                        .join()
+                        .unwrap();
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn a_returning_handler_or_a_blocked_sigabrt_does_not_stop_the_abort() {
+        for backing in backings() {
+            let what = format!("{backing:?}, SIGABRT handled and blocked");
+            dies_by(libc::SIGABRT, &what, || {
+                // SAFETY: installs a handler that does nothing and blocks
+                // SIGABRT on this thread; both are undone only by the abort.
+                unsafe {
+                    libc::signal(
+                        libc::SIGABRT,
+                        return_from_sigabrt as *const () as libc::sighandler_t,
+                    );
+                    let mut set: libc::sigset_t = std::mem::zeroed();
+                    libc::sigemptyset(&mut set);
+                    libc::sigaddset(&mut set, libc::SIGABRT);
+                    libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                }
+                std::thread::spawn(move || overwrite_the_canary_and_drop(backing, false))
+                    .join()
+                    .unwrap();
+            });
+        }
+    }
+}
+
 #[test]
 fn a_write_before_the_start_aborts_on_drop_with_a_message() {
     for backing in backings() {
@@ -448,26 +516,7 @@ fn a_write_before_the_start_aborts_on_drop_with_a_message() {
             let stderr = dies_by(
                 libc::SIGABRT,
                 &format!("{backing:?} sealed={sealed}"),
-                || {
-                    /// Flips the byte just before the secret: the canary's
-                    /// last byte, mapped and writable.
-                    fn poke(start: *mut u8) {
-                        // SAFETY: deliberately out of bounds, into the canary.
-                        unsafe {
-                            start
-                                .sub(1)
-                                .write_volatile(0x77 ^ start.sub(1).read_volatile())
-                        };
-                    }
-                    if sealed {
-                        let mut buf = SealedBuf::<32>::with_backing(backing).unwrap();
-                        poke(buf.write().as_mut_ptr());
-                    } else {
-                        let mut buf = LockedBuf::<32>::with_backing(backing).unwrap();
-                        poke(buf.as_bytes_mut().as_mut_ptr());
-                    }
-                    // The drops above checked the canary.
-                },
+                || overwrite_the_canary_and_drop(backing, sealed),
             );
             assert!(
                 stderr.contains(

@@ -731,14 +731,50 @@ pub(super) fn getrandom_nonblock(buf: &mut [u8]) -> Result<usize, Error> {
     })
 }
 
-/// `kill(getpid(), SIGABRT)`, then `SIGKILL` should a handler return or the
-/// signal be blocked: the end of `abort(3)`, without libc.
-pub(super) fn kill_self() {
-    let pid = getpid() as usize;
-    // SAFETY: kill of our own process with a signal number; it touches no
+/// Ends the process with `SIGABRT` raised on the calling thread, as
+/// `abort(3)` does, without libc: `SIGABRT` is unblocked on this thread and
+/// sent to it (`tgkill(2)`), so the kernel delivers it before the call
+/// returns, whichever thread calls. Should a handler return, the default
+/// action is restored (`rt_sigaction(2)`) and the signal raised again;
+/// `SIGKILL` is the last resort. A process-directed `kill` is not enough
+/// from a second thread: the kernel hands a core-dumping signal to the
+/// main thread, and the caller's next `SIGKILL` wins the race to end the
+/// process.
+pub(super) fn abort_self() {
+    let (pid, tid) = (getpid() as usize, tid());
+    let abrt = c::SIGABRT as usize;
+    let only_abrt: u64 = 1 << (c::SIGABRT - 1);
+    // `struct sigaction` with `SIG_DFL`, no flags and an empty mask: all
+    // zeroes, as long as the largest arch's (32 bytes with `sa_restorer`).
+    let default_action = [0usize; 4];
+    let sigset_size = core::mem::size_of::<u64>();
+    // SAFETY: signal-mask and signal-action calls on this thread and
+    // process read the two local values (valid for their sizes) and write
+    // nothing back (the old values are NULL); tgkill and kill touch no
     // memory of ours.
     unsafe {
-        raw::syscall2(Sysno::kill as usize, pid, c::SIGABRT as usize);
+        raw::syscall4(
+            Sysno::rt_sigprocmask as usize,
+            c::SIG_UNBLOCK as usize,
+            &only_abrt as *const u64 as usize,
+            0,
+            sigset_size,
+        );
+        raw::syscall3(Sysno::tgkill as usize, pid, tid, abrt);
+        raw::syscall4(
+            Sysno::rt_sigaction as usize,
+            abrt,
+            default_action.as_ptr() as usize,
+            0,
+            sigset_size,
+        );
+        raw::syscall3(Sysno::tgkill as usize, pid, tid, abrt);
         raw::syscall2(Sysno::kill as usize, pid, c::SIGKILL as usize);
     }
+}
+
+/// `gettid(2)`: the calling thread's ID.
+fn tid() -> usize {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { raw::syscall0(Sysno::gettid as usize) }
 }

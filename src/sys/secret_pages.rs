@@ -398,11 +398,11 @@ fn fill_random(buf: &mut [u8], salt: usize) {
 }
 
 /// Writes `message` to standard error (`write(2)` to fd 2) and ends the
-/// process with `SIGABRT`, as `abort(3)` would, without libc: a handler
-/// that returns or a blocked `SIGABRT` is followed by `SIGKILL`.
+/// process with `SIGABRT` raised on the calling thread, as `abort(3)`
+/// would, without libc (see `linux::abort_self`).
 #[cold]
 fn fatal(message: &[u8]) -> ! {
     let _ = linux::write(BorrowedFd::STDERR, message);
-    linux::kill_self();
+    linux::abort_self();
     linux::exit_group(134)
 }

@@ -39,6 +39,11 @@ pub const QEMU_USER_NOT_RUN: &[(&str, &str)] = &[
         "QEMU user mode has no seccomp (PR_SET_SECCOMP is EINVAL, seccomp(2) ENOSYS)",
     ),
     (
+        "abort_from_a_thread::",
+        "QEMU 7.2 user mode fails an assertion (qemu_plugin_vcpu_init_hook) when a \
+         process forked from a multi-threaded parent starts a thread",
+    ),
+    (
         "pid_reuse::",
         "QEMU user mode ignores madvise, so the crate tells processes apart by getpid, \
          which a process with its ancestor's PID defeats",
