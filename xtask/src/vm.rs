@@ -327,13 +327,14 @@ fn run(
                     ..
                 } = &ended
                 {
-                    let label = swap_deadlock::Runs::new(
+                    let line = swap_deadlock::run_line(
                         machine.arch,
                         *transport,
                         &machine.kernel_package,
-                        &[],
+                        mode,
+                        run,
                     );
-                    println!("{}", label.line(mode, run));
+                    println!("{line}");
                 }
                 done.lock().expect("the finished boots").push(Done {
                     machine: index,

@@ -153,6 +153,28 @@ pub(super) fn kernel_series(package: &str) -> String {
         .unwrap_or_else(|| package.to_string())
 }
 
+/// `swap-deadlock <arch> <transport> <kernel> <mode>`: which boot a line
+/// or a table row is about.
+fn label(arch: &Arch, transport: Transport, kernel: &str, mode: &str) -> String {
+    format!(
+        "swap-deadlock {} {} {kernel} {mode}",
+        arch.name,
+        transport.name()
+    )
+}
+
+/// The console line of one run of `mode` over `transport` on the kernel
+/// of `package`, as the VM tier prints it when the boot ends.
+pub(super) fn run_line(
+    arch: &Arch,
+    transport: Transport,
+    package: &str,
+    mode: &str,
+    run: &Run,
+) -> String {
+    line(&label(arch, transport, &kernel_series(package), mode), run)
+}
+
 /// `/etc/vm.conf` of the swap-deadlock boots.
 fn conf(arch: &Arch, transport: Transport) -> String {
     format!(
@@ -205,12 +227,7 @@ impl Runs {
     /// `swap-deadlock <arch> <transport> <kernel> <mode>`: which boot a
     /// line or a table row is about.
     fn label(&self, mode: &str) -> String {
-        format!(
-            "swap-deadlock {} {} {} {mode}",
-            self.arch.name,
-            self.transport.name(),
-            self.kernel
-        )
+        label(self.arch, self.transport, &self.kernel, mode)
     }
 
     /// One console line per run.
@@ -267,12 +284,6 @@ impl Runs {
             Some((_, runs)) => runs.push(run),
             None => self.by_mode.push((mode.to_string(), vec![run])),
         }
-    }
-
-    /// The line of a run of `mode`, as the VM tier prints it when the boot
-    /// ends.
-    pub(super) fn line(&self, mode: &str, run: &Run) -> String {
-        line(&self.label(mode), run)
     }
 }
 
