@@ -1,6 +1,10 @@
 //! What the secret buffers cost: a `SealedBuf` borrow (two `mprotect(2)`
-//! calls) against reading a `LockedBuf` directly, and creating and
-//! dropping a buffer with each backing.
+//! calls) against reading a `LockedBuf` directly, creating and dropping a
+//! buffer with each backing, a 32-byte secret from a `Pool` against a
+//! `LockedBuf<32>`, and guard regions against `PROT_NONE` guard pages
+//! (time of new + drop, mappings per live buffer or pool): the second in a
+//! child whose seccomp filter refuses `MADV_GUARD_INSTALL` as a kernel
+//! before 6.13 does.
 //!
 //! - `cargo bench --bench secret`: prints nanoseconds per operation, the
 //!   median of 7 runs, with each ratio beside its absolute baseline.
@@ -11,17 +15,21 @@
 //! a few pages of `RLIMIT_MEMLOCK`.
 
 #[cfg(target_os = "linux")]
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+#[cfg(target_os = "linux")]
 fn main() {
     use std::hint::black_box;
     use std::time::Instant;
 
-    use mlock::secret::{Backing, LockedBuf, SealedBuf};
+    use mlock::secret::{Backing, Guards, LockedBuf, Pool, SealedBuf};
 
     let full = std::env::args().any(|a| a == "--bench");
-    let (runs, borrows, creations) = if full {
-        (7, 200_000, 5_000)
+    let (runs, borrows, creations, allocations) = if full {
+        (7, 200_000, 5_000, 1_000_000)
     } else {
-        (1, 100, 10)
+        (1, 100, 10, 100)
     };
 
     /// Median nanoseconds per operation of `op`, run `n` times per run.
@@ -77,6 +85,75 @@ fn main() {
         });
         println!("{backing:?}: LockedBuf new + drop: {create_locked:.0} ns");
         println!("{backing:?}: SealedBuf new + drop: {create_sealed:.0} ns");
+        let pool = Pool::with_backing(64 * 1024, backing).expect("Pool");
+        let pooled = time(runs, allocations, || {
+            black_box(pool.alloc::<32>().expect("a free slot"));
+        });
+        println!(
+            "{backing:?}: Pool alloc + drop: {pooled:.1} ns; LockedBuf new + drop is {:.0}x that \
+             ({create_locked:.0} ns)",
+            create_locked / pooled
+        );
+    }
+
+    /// New + drop of a `LockedBuf<32>` and of a 64 KiB `Pool`, and the
+    /// mappings that 100 live buffers and one pool add, with the guards
+    /// this process gets.
+    fn guards_line(runs: usize, creations: u32) {
+        let maps = || {
+            std::fs::read_to_string("/proc/self/maps")
+                .unwrap()
+                .lines()
+                .count()
+        };
+        let anon = Backing::Anonymous;
+        let guards = LockedBuf::<32>::with_backing(anon)
+            .expect("LockedBuf")
+            .guards();
+        let buf = time(runs, creations, || {
+            black_box(LockedBuf::<32>::with_backing(anon).expect("LockedBuf"));
+        });
+        let pool = time(runs, creations, || {
+            black_box(Pool::with_backing(64 * 1024, anon).expect("Pool"));
+        });
+        let before = maps();
+        let live: Vec<_> = (0..100)
+            .map(|_| LockedBuf::<32>::with_backing(anon).expect("LockedBuf"))
+            .collect();
+        let per_buf = (maps() - before) as f64 / live.len() as f64;
+        drop(live);
+        let before = maps();
+        let one = Pool::with_backing(64 * 1024, anon).expect("Pool");
+        let per_pool = maps() - before;
+        drop(one);
+        println!(
+            "guards {guards:?}: LockedBuf new + drop {buf:.0} ns, {per_buf:.2} mappings per live \
+             buffer; Pool (64 KiB) new + drop {pool:.0} ns, {per_pool} mapping(s)"
+        );
+    }
+    guards_line(runs, creations);
+    let regions = LockedBuf::<32>::with_backing(Backing::Anonymous)
+        .map(|b| b.guards() == Guards::Regions)
+        .unwrap_or(false);
+    if regions && !common::under_qemu_user() {
+        // The same in a child whose kernel refuses guard markers, as one
+        // before 6.13 does: PROT_NONE guard pages.
+        let child = common::run_forked(|| {
+            common::fail_syscall_with(
+                libc::SYS_madvise,
+                libc::EINVAL,
+                common::When::ArgIs(2, 102), // MADV_GUARD_INSTALL
+            );
+            guards_line(runs, creations);
+        });
+        // The child printed its line to the stdout it shares.
+        assert!(
+            libc::WIFEXITED(child.status) && libc::WEXITSTATUS(child.status) == 0,
+            "the child: {}",
+            child.stderr
+        );
+    } else {
+        println!("guard regions are not offered here: PROT_NONE guards only");
     }
     if !secretmem {
         println!("memfd_secret is not offered here: only the anonymous backing was measured");

@@ -101,6 +101,11 @@ pub enum Error {
     /// (`SECCOMP_RET_ERRNO` with 0), or an emulator that ignores the call.
     /// There is no errno.
     NotHonoured,
+    /// A [`Pool`](crate::secret::Pool) has no run of free slots for the
+    /// secret asked for: drop secrets, or make the pool larger
+    /// ([`Pool::size_for`](crate::secret::Pool::size_for)). Detected
+    /// without a syscall; there is no errno.
+    PoolFull,
     /// Any other errno, as the kernel returned it.
     Os(i32),
 }
@@ -131,7 +136,8 @@ impl Error {
     /// detected the condition itself. The `NeedsCap*` variants answer
     /// `EPERM`; [`Error::NotMapped`] and [`Error::OutOfMemory`] answer
     /// `ENOMEM`. [`Error::Malformed`], [`Error::TooManyLocks`],
-    /// [`Error::ShortWrite`] and [`Error::NotHonoured`] have no errno.
+    /// [`Error::ShortWrite`], [`Error::NotHonoured`] and [`Error::PoolFull`]
+    /// have no errno.
     #[must_use]
     pub const fn errno(&self) -> Option<i32> {
         let e = match self {
@@ -148,9 +154,11 @@ impl Error {
             | Error::NeedsCapSysBoot => errno::EPERM,
             Error::NotDumpable => errno::EACCES,
             Error::NotMapped | Error::OutOfMemory => errno::ENOMEM,
-            Error::Malformed | Error::TooManyLocks | Error::ShortWrite | Error::NotHonoured => {
-                return None
-            }
+            Error::Malformed
+            | Error::TooManyLocks
+            | Error::ShortWrite
+            | Error::NotHonoured
+            | Error::PoolFull => return None,
             Error::Os(e) => return Some(*e),
         };
         Some(e as i32)
@@ -187,6 +195,7 @@ impl Error {
             Error::NeedsCapSysAdmin => 16,
             Error::NeedsCapSysBoot => 17,
             Error::NotHonoured => 18,
+            Error::PoolFull => 19,
         }
     }
 }
@@ -195,7 +204,7 @@ impl Error {
 /// `Error::message_index`: one table, one lookup, which keeps a static
 /// `/init` that links every message small. Short on purpose, for the
 /// same reason: the cause, then the fix.
-const MESSAGES: [&str; 19] = [
+const MESSAGES: [&str; 20] = [
     "permission denied (EPERM): locking needs CAP_IPC_LOCK or a nonzero RLIMIT_MEMLOCK: \
      `setcap cap_ipc_lock+ep`, `--cap-add=IPC_LOCK`, `AmbientCapabilities=CAP_IPC_LOCK`",
     "out of lockable memory (ENOMEM): over RLIMIT_MEMLOCK: `ulimit -l unlimited`, \
@@ -217,6 +226,7 @@ const MESSAGES: [&str; 19] = [
     "permission denied (EPERM): needs CAP_SYS_ADMIN",
     "permission denied (EPERM): needs CAP_SYS_BOOT",
     "not honoured: success, but no effect",
+    "pool full: see Pool::size_for",
 ];
 
 impl fmt::Display for Error {

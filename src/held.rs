@@ -464,6 +464,21 @@ impl Hold {
         matches!(self.leave(false), Ok(true))
     }
 
+    /// Whether the hold is this process's, not one inherited through
+    /// `fork(2)` (an empty hold is always ours).
+    pub(crate) fn is_ours(&self) -> bool {
+        self.slot == NO_SLOT
+            || RECORD
+                .get()
+                .is_ok_and(|record| record.generation.load(Ordering::Relaxed) == self.generation)
+    }
+
+    /// Keeps the entry for the rest of the process: for pages that stay
+    /// mapped and locked for good (`mseal(2)`).
+    pub(crate) fn keep_forever(&mut self) {
+        self.slot = NO_SLOT;
+    }
+
     /// Takes the entry out, once; munlocks what no one else holds if
     /// `unlock`. `Ok(false)` for an inherited hold.
     fn leave(&mut self, unlock: bool) -> Result<bool, Error> {

@@ -16,7 +16,7 @@
 mod common;
 
 use common::*;
-use mlock::secret::{Backing, LockedBuf, SealedBuf};
+use mlock::secret::{Backing, Guards, LockedBuf, Pool, SealedBuf};
 use mlock::Error;
 
 /// The `VmFlags` of the mapping that holds `addr`, from `/proc/self/smaps`.
@@ -826,6 +826,523 @@ mod seccomp {
             let required = LockedBuf::<32>::with_backing(Backing::SecretMem).map(|b| b.backing());
             ensure(required == Err(Error::Unsupported), || {
                 format!("required secretmem under ENOSYS gave {required:?}")
+            })
+        });
+    }
+
+    /// A kernel before 6.13, for real: seccomp refuses `MADV_GUARD_INSTALL`
+    /// (EINVAL), and `mseal` says ENOSYS as before 6.10.
+    #[test]
+    fn without_guard_regions_or_mseal_the_fallbacks_hold() {
+        run_with_seccomp(
+            &[
+                (libc::SYS_madvise, libc::EINVAL, When::ArgIs(2, 102)),
+                (462, libc::ENOSYS, When::Always), // mseal
+            ],
+            || {
+                let mut pool = Pool::with_backing(16 * 1024, Backing::Anonymous).map_err(err)?;
+                let mut buf = LockedBuf::<32>::with_backing(Backing::Anonymous).map_err(err)?;
+                let sealed = SealedBuf::<32>::with_backing(Backing::Anonymous).map_err(err)?;
+                ensure_eq(
+                    (pool.guards(), buf.guards(), sealed.guards()),
+                    (Guards::Pages, Guards::Pages, Guards::Pages),
+                    "guards when the kernel refuses guard markers",
+                )?;
+                ensure_eq(pool.mseal(), Err(Error::Unsupported), "Pool::mseal")?;
+                ensure_eq(buf.mseal(), Err(Error::Unsupported), "LockedBuf::mseal")?;
+                let key = pool.alloc::<32>().map_err(err)?;
+                let addr = key.as_ref().as_ptr() as usize;
+                let (before, entry, after) = around(addr);
+                let (before, entry, after) = (
+                    before.ok_or("no mapping before the pool")?,
+                    entry.ok_or("the pool is not mapped")?,
+                    after.ok_or("no mapping after the pool")?,
+                );
+                ensure(
+                    before.perms == "---p" && after.perms == "---p" && entry.has("lo"),
+                    || {
+                        format!("PROT_NONE guards around the locked pool: {before:?} {entry:?} {after:?}")
+                    },
+                )?;
+                let child = run_forked(|| {
+                    // SAFETY: deliberately into the guard page: must fault.
+                    unsafe { ((entry.end) as *const u8).read_volatile() };
+                });
+                child.killed_by(libc::SIGSEGV, "the pool's back guard page")
+            },
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Pool
+
+/// A pool of small secrets: density under an unprivileged limit, zeroing,
+/// canaries on both sides, a full pool, fork, threads, guard regions and
+/// `mseal`, and pools made after `lock_all` and after the swap-daemon
+/// recipe.
+mod pool {
+    use super::*;
+    use mlock::secret::PoolBuf;
+
+    /// Lines of `/proc/self/maps`: the process's mappings.
+    fn mappings() -> usize {
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .count()
+    }
+
+    /// Whether the kernel takes guard markers (`MADV_GUARD_INSTALL`, Linux
+    /// 6.13+) in a fresh private anonymous mapping. QEMU user mode accepts
+    /// every advice and applies none: no guard regions there.
+    fn kernel_has_guard_regions() -> bool {
+        if under_qemu_user() {
+            return false;
+        }
+        let page = page_size();
+        // SAFETY: a fresh private anonymous mapping of our own, advised
+        // and unmapped here.
+        unsafe {
+            let at = libc::mmap(
+                std::ptr::null_mut(),
+                page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(at, libc::MAP_FAILED);
+            let ok = libc::madvise(at, page, 102) == 0; // MADV_GUARD_INSTALL
+            libc::munmap(at, page);
+            ok
+        }
+    }
+
+    /// Whether the kernel has `mseal(2)` (Linux 6.10+, 64-bit), asked with
+    /// a length of 0, which seals nothing.
+    fn kernel_has_mseal() -> bool {
+        // SAFETY: mseal of an empty range changes nothing.
+        let ret = unsafe { libc::syscall(462, 0usize, 0usize, 0usize) };
+        ret == 0
+    }
+
+    /// Where the pool's data starts: the mapping that holds a secret.
+    fn mapping_of<const N: usize>(buf: &PoolBuf<'_, N>) -> Entry {
+        let (_, entry, _) = around(buf.as_bytes().as_ptr() as usize);
+        entry.expect("a pool secret lies in a mapping")
+    }
+
+    #[test]
+    fn slots_are_zeroed_aligned_distinct_locked_and_given_back() {
+        for backing in backings() {
+            run_with(backing, || {
+                let before = vm_lck_kb();
+                let pool = Pool::with_backing(64 * 1024, backing).map_err(err)?;
+                ensure_eq(pool.backing(), backing, "backing")?;
+                ensure(vm_lck_kb() >= before + 64, || {
+                    format!("VmLck {} kB after a 64 KiB pool, was {before}", vm_lck_kb())
+                })?;
+                let mut a = pool.alloc::<32>().map_err(err)?;
+                let mut b = pool.alloc::<48>().map_err(err)?;
+                ensure(a.as_bytes() == &[0; 32] && b.as_bytes() == &[0; 48], || {
+                    "not zeroed".into()
+                })?;
+                let (pa, pb) = (a.as_ref().as_ptr() as usize, b.as_ref().as_ptr() as usize);
+                ensure(pa % 16 == 0 && pb % 16 == 0, || format!("{pa:#x} {pb:#x}"))?;
+                ensure(pb >= pa + 32 + 16 || pa >= pb + 48 + 16, || {
+                    format!("slots overlap with their canaries: {pa:#x} {pb:#x}")
+                })?;
+                a.as_bytes_mut().fill(0xa5);
+                b.as_mut().fill(0x3c);
+                ensure(a.as_ref()[31] == 0xa5 && b.as_bytes()[47] == 0x3c, || {
+                    "write".into()
+                })?;
+                let entry = mapping_of(&a);
+                let dd = under_qemu_user() || entry.has("dd");
+                ensure(dd && entry.has("lo"), || {
+                    format!("VmFlags {:?}", entry.flags)
+                })?;
+                let debug = format!("{a:?} {pool:?}");
+                ensure(!debug.contains("165") && !debug.contains("a5"), || {
+                    format!("Debug leaks the secret: {debug}")
+                })?;
+                // A freed slot is zeroed and handed out again.
+                drop(a);
+                let again = pool.alloc::<32>().map_err(err)?;
+                ensure_eq(again.as_ref().as_ptr() as usize, pa, "the freed slot")?;
+                ensure(again.as_bytes() == &[0; 32], || {
+                    "a reused slot is not zeroed".into()
+                })?;
+                b.clear();
+                ensure(b.as_bytes() == &[0; 48], || "clear".into())?;
+                let (zero, big) = (pool.alloc::<0>().map(drop), pool.alloc::<993>().map(drop));
+                ensure(
+                    zero == Err(Error::InvalidArgument) && big == Err(Error::InvalidArgument),
+                    || "N = 0 and N > MAX_SECRET must be InvalidArgument".into(),
+                )?;
+                ensure(pool.alloc::<{ Pool::MAX_SECRET }>().is_ok(), || {
+                    "MAX_SECRET fits".into()
+                })?;
+                drop((again, b));
+                drop(pool);
+                ensure(vm_lck_kb() == before, || {
+                    format!(
+                        "VmLck {} kB after the pool dropped, was {before}",
+                        vm_lck_kb()
+                    )
+                })
+            });
+        }
+    }
+
+    #[test]
+    fn a_hundred_thousand_32_byte_secrets_fit_7_mib_as_nobody_under_8_mib() {
+        for backing in backings() {
+            run_with(backing, || {
+                set_memlock(8 << 20, 8 << 20);
+                drop_to_nobody();
+                let (maps, before) = (mappings(), vm_lck_kb());
+                let pool = Pool::with_backing(7 << 20, backing).map_err(err)?;
+                ensure(Pool::size_for(32, 100_000) <= 7 << 20, || {
+                    format!("size_for(32, 100000) = {}", Pool::size_for(32, 100_000))
+                })?;
+                let mut keys = Vec::with_capacity(100_000);
+                for i in 0..100_000u32 {
+                    let mut key = pool.alloc::<32>().map_err(|e| format!("secret {i}: {e}"))?;
+                    key.as_bytes_mut()[..4].copy_from_slice(&i.to_le_bytes());
+                    keys.push(key);
+                }
+                let locked = vm_lck_kb() - before;
+                let added = mappings().saturating_sub(maps);
+                note(&format!(
+                    "{backing:?}: 100000 secrets of 32 bytes in a 7 MiB pool: VmLck +{locked} kB, \
+                     {added} mapping(s) added, guards {:?}",
+                    pool.guards()
+                ));
+                ensure(added <= 16, || format!("{added} mappings added"))?;
+                ensure((7 * 1024..=8 * 1024).contains(&locked), || {
+                    format!("VmLck grew by {locked} kB")
+                })?;
+                for (i, key) in keys.iter().enumerate() {
+                    ensure(key.as_bytes()[..4] == (i as u32).to_le_bytes(), || {
+                        format!("secret {i} changed")
+                    })?;
+                }
+                // Filled to the last granule: then the pool says so.
+                while pool.alloc::<32>().map(|k| keys.push(k)).is_ok() {}
+                ensure_eq(pool.alloc::<32>().map(drop), Err(Error::PoolFull), "full")?;
+                let full = keys.len();
+                keys.swap_remove(4_321);
+                ensure(
+                    pool.alloc::<32>().is_ok_and(|k| k.as_bytes() == &[0; 32]),
+                    || format!("a freed slot of a full pool ({full} secrets) was not handed out"),
+                )
+            });
+        }
+    }
+
+    #[test]
+    fn a_full_pool_is_an_error_that_names_the_fix() {
+        run(|| {
+            let pool = Pool::new(1).map_err(err)?;
+            let mut keys = Vec::new();
+            loop {
+                match pool.alloc::<100>() {
+                    Ok(k) => keys.push(k),
+                    Err(e) => {
+                        ensure_eq(e, Error::PoolFull, "the error of a full pool")?;
+                        ensure(e.to_string().contains("Pool::size_for"), || e.to_string())?;
+                        break;
+                    }
+                }
+            }
+            // A page of 4 KiB holds 4096 - 16 - 8·ceil(256/64) bytes of
+            // granules: 31 slots of 9 granules (100 + 32 bytes, rounded).
+            let page = page_size();
+            let expected = (page - (16 + 8 * (page / 16).div_ceil(64)).next_multiple_of(16))
+                / 16
+                / 64
+                * (64 / 9)
+                + (page - (16 + 8 * (page / 16).div_ceil(64)).next_multiple_of(16)) / 16 % 64 / 9;
+            ensure_eq(keys.len(), expected, "slots of 132 bytes in one page")?;
+            // Smaller secrets still fit the words' leftovers.
+            let gap = pool.alloc::<16>().map(drop);
+            ensure(gap.is_ok(), || "a 48-byte slot in the gaps".into())
+        });
+    }
+
+    /// In a child that must die by `SIGABRT`: a write one byte past the end
+    /// of a pool secret (`past`) or one byte before its start, then the drop.
+    fn overrun_and_drop(backing: Backing, past: bool) {
+        let pool = Pool::with_backing(16 * 1024, backing).unwrap();
+        let _neighbour = pool.alloc::<32>().unwrap();
+        let mut key = pool.alloc::<24>().unwrap();
+        let start = key.as_bytes_mut().as_mut_ptr();
+        // SAFETY: deliberately out of bounds, into a canary inside the
+        // pool's mapping.
+        unsafe {
+            let at = if past { start.add(24) } else { start.sub(1) };
+            at.write_volatile(!at.read_volatile());
+        }
+    }
+
+    #[test]
+    fn a_write_past_either_end_aborts_when_the_secret_is_freed() {
+        for backing in backings() {
+            for past in [true, false] {
+                let stderr = dies_by(libc::SIGABRT, "an overrun pool secret", || {
+                    overrun_and_drop(backing, past)
+                });
+                assert!(
+                    stderr.contains("canary beside a secret in a Pool was overwritten"),
+                    "{backing:?} past={past}: stderr {stderr:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_forked_child_reads_nothing_and_cannot_allocate() {
+        for backing in backings() {
+            run_with(backing, || {
+                let pool = Pool::with_backing(16 * 1024, backing).map_err(err)?;
+                let mut key = pool.alloc::<32>().map_err(err)?;
+                key.as_bytes_mut().fill(0x5a);
+                let addr = key.as_ref().as_ptr() as usize;
+                let protected = pool.fork_protected();
+                ensure(protected != under_qemu_user(), || {
+                    format!("fork_protected() = {protected}")
+                })?;
+                in_child(|| {
+                    let (_, entry, _) = around(addr);
+                    match (backing, protected) {
+                        (Backing::SecretMem, _) => ensure(entry.is_none(), || {
+                            format!("the secretmem pool is in the child: {entry:?}")
+                        })?,
+                        (Backing::Anonymous, true) => ensure(key.as_bytes() == &[0; 32], || {
+                            format!("the child reads {:?}", &key.as_bytes()[..4])
+                        })?,
+                        (Backing::Anonymous, false) => {}
+                        (other, _) => return Err(format!("unknown backing {other:?}")),
+                    }
+                    let inherited = pool.alloc::<32>().map(drop);
+                    ensure_eq(inherited, Err(Error::NotMapped), "alloc in the child")?;
+                    // The child's copies drop without touching the pool.
+                    // SAFETY: bitwise copies; this child `_exit`s and never
+                    // drops the originals.
+                    let (k, p) = unsafe { (std::ptr::read(&key), std::ptr::read(&pool)) };
+                    drop(k);
+                    drop(p);
+                    Ok(())
+                })?;
+                ensure(key.as_bytes() == &[0x5a; 32], || {
+                    "parent lost its secret".into()
+                })
+            });
+        }
+    }
+
+    #[test]
+    fn threads_share_one_pool_and_free_each_others_secrets() {
+        run(|| {
+            let pool = Pool::new(Pool::size_for(32, 4 * 2_000)).map_err(err)?;
+            let handed: Vec<PoolBuf<'_, 32>> = std::thread::scope(|s| {
+                let workers: Vec<_> = (0..4u8)
+                    .map(|t| {
+                        let pool = &pool;
+                        s.spawn(move || {
+                            let mut mine = Vec::new();
+                            for round in 0..50 {
+                                for _ in 0..2_000 {
+                                    let mut k = pool.alloc::<32>().expect("room for every thread");
+                                    k.as_bytes_mut().fill(t);
+                                    mine.push(k);
+                                }
+                                assert!(mine.iter().all(|k| k.as_bytes() == &[t; 32]));
+                                if round < 49 {
+                                    mine.clear();
+                                }
+                            }
+                            mine
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .flat_map(|w| w.join().unwrap())
+                    .collect()
+            });
+            let mut starts: Vec<usize> = handed
+                .iter()
+                .map(|k| k.as_ref().as_ptr() as usize)
+                .collect();
+            starts.sort_unstable();
+            starts.dedup();
+            ensure_eq(starts.len(), 8_000, "distinct live secrets")?;
+            // Dropped on another thread than the one that allocated them.
+            std::thread::scope(|s| {
+                s.spawn(move || drop(handed));
+            });
+            let after = pool.alloc::<32>().map(drop);
+            ensure(after.is_ok(), || "the pool after the threads".into())
+        });
+    }
+
+    /// Makes a pool and a buffer, checks their guards against the kernel
+    /// (guard regions where it takes them and the memory is not locked at
+    /// birth) and that a touch of each guard page faults.
+    fn guarded(locked_at_birth: bool) -> Result<(), String> {
+        let regions = kernel_has_guard_regions() && !locked_at_birth;
+        let pool = Pool::with_backing(64 * 1024, Backing::Anonymous).map_err(err)?;
+        let buf = LockedBuf::<32>::with_backing(Backing::Anonymous).map_err(err)?;
+        let want = if regions {
+            Guards::Regions
+        } else {
+            Guards::Pages
+        };
+        ensure_eq((pool.guards(), buf.guards()), (want, want), "guards")?;
+        let key = pool.alloc::<32>().map_err(err)?;
+        let entry = mapping_of(&key);
+        let page = page_size();
+        if regions {
+            // One mapping: the guard pages lie inside it.
+            ensure(entry.end - entry.start == 64 * 1024 + 2 * page, || {
+                format!("the pool's mapping: {entry:?}")
+            })?;
+        }
+        let buf_back = buf.as_ref().as_ptr() as usize + 32;
+        let (pool_front, pool_back) = if regions {
+            (entry.start, entry.end - page)
+        } else {
+            (entry.start - page, entry.end)
+        };
+        // The kernel cannot read a guard page either: write(2) from one
+        // fails with EFAULT (where a user access would die of SIGSEGV).
+        let mut fds = [0; 2];
+        // SAFETY: a pipe of our own, closed below.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let mut result = Ok(());
+        for (at, what) in [
+            (pool_front, "the pool's front guard"),
+            (pool_back, "the pool's back guard"),
+            (buf_back, "the buffer's back guard"),
+            (buf_back - page, "the buffer's data (a control)"),
+        ] {
+            // SAFETY: write(2) reads one byte at `at`, or fails with EFAULT.
+            let wrote = unsafe { libc::write(fds[1], at as *const _, 1) };
+            let errno = std::io::Error::last_os_error().raw_os_error();
+            let readable = what.ends_with("(a control)");
+            if (wrote == 1) == readable && (readable || errno == Some(libc::EFAULT)) {
+                continue;
+            }
+            result = Err(format!(
+                "{what} at {at:#x}: write gave {wrote}, errno {errno:?}"
+            ));
+        }
+        // SAFETY: the pipe's two descriptors, ours.
+        unsafe { (libc::close(fds[0]), libc::close(fds[1])) };
+        result?;
+        // And a user access faults; the buffer's guards are not wiped in a
+        // forked child, so the child can show it (a pool's are: its one
+        // mapping is wiped whole, guards included).
+        let child = run_forked(|| {
+            // SAFETY: deliberately into a guard page: must fault.
+            unsafe { (buf_back as *const u8).read_volatile() };
+        });
+        child.killed_by(libc::SIGSEGV, "the buffer's back guard")
+    }
+
+    #[test]
+    fn guards_are_guard_regions_where_the_kernel_offers_them_and_fault() {
+        run(|| {
+            if !kernel_has_guard_regions() {
+                note(
+                    "MADV_GUARD_INSTALL is not offered here (before 6.13): PROT_NONE guards tested",
+                );
+            }
+            guarded(false)
+        });
+    }
+
+    #[test]
+    fn guards_work_after_lock_all_current_and_future() {
+        run(|| {
+            mlock::lock_all(mlock::Flags::CURRENT | mlock::Flags::FUTURE).map_err(err)?;
+            guarded(true)
+        });
+    }
+
+    #[test]
+    fn guards_work_after_the_swap_daemon_recipe() {
+        use mlock::daemon::{harden_swap_daemon, Hardening, Stage};
+        run(|| {
+            let recipe = if cap_sys_resource() {
+                Hardening::SWAP_DAEMON
+            } else {
+                note("no CAP_SYS_RESOURCE: the recipe runs without its IO_FLUSHER step");
+                Hardening::SWAP_DAEMON.without(Stage::IoFlusher)
+            };
+            harden_swap_daemon(&recipe).map_err(|e| e.to_string())?;
+            guarded(true)
+        });
+    }
+
+    #[test]
+    fn mseal_makes_munmap_and_mprotect_fail_where_the_kernel_has_it() {
+        run(|| {
+            let mut pool = Pool::with_backing(16 * 1024, Backing::Anonymous).map_err(err)?;
+            let mut buf = LockedBuf::<32>::with_backing(Backing::Anonymous).map_err(err)?;
+            if !kernel_has_mseal() {
+                ensure_eq(pool.mseal(), Err(Error::Unsupported), "Pool::mseal")?;
+                ensure_eq(buf.mseal(), Err(Error::Unsupported), "LockedBuf::mseal")?;
+                ensure(!pool.is_msealed() && !buf.is_msealed(), || {
+                    "marked sealed".into()
+                })?;
+                note("mseal(2) is not offered here (before 6.10): Unsupported tested");
+                return Ok(());
+            }
+            pool.mseal().map_err(err)?;
+            buf.mseal().map_err(err)?;
+            ensure(pool.is_msealed() && buf.is_msealed(), || {
+                "not marked sealed".into()
+            })?;
+            let mut key = pool.alloc::<32>().map_err(err)?;
+            key.as_bytes_mut().fill(7);
+            buf.as_bytes_mut().fill(9);
+            let page = page_size();
+            let at = |p: *const u8| (p as usize) & !(page - 1);
+            let (key_page, buf_page) = (at(key.as_ref().as_ptr()), at(buf.as_ref().as_ptr()));
+            for (addr, what) in [(key_page, "pool"), (buf_page, "buffer")] {
+                // SAFETY: calls the kernel must refuse on sealed pages.
+                let (unmapped, reprotected) = unsafe {
+                    (
+                        libc::munmap(addr as *mut _, page),
+                        libc::mprotect(addr as *mut _, page, libc::PROT_NONE),
+                    )
+                };
+                let errno = std::io::Error::last_os_error().raw_os_error();
+                ensure(
+                    unmapped == -1 && reprotected == -1 && errno == Some(libc::EPERM),
+                    || {
+                        format!(
+                            "{what}: munmap {unmapped}, mprotect {reprotected}, errno {errno:?}"
+                        )
+                    },
+                )?;
+            }
+            drop(key);
+            let before = vm_lck_kb();
+            let buf_addr = buf.as_ref().as_ptr() as usize;
+            drop(buf);
+            drop(pool);
+            // Still mapped and locked, and zeroed.
+            ensure_eq(vm_lck_kb(), before, "VmLck after dropping sealed memory")?;
+            // SAFETY: the sealed pages stay mapped for the life of the
+            // process (just checked by the refused munmap).
+            let left = unsafe { std::slice::from_raw_parts(buf_addr as *const u8, 32) };
+            ensure(left == [0; 32], || {
+                format!("sealed buffer after drop: {left:?}")
             })
         });
     }

@@ -6,7 +6,7 @@ use core::ops::{Deref, DerefMut};
 
 use crate::held::{Hold, Kind};
 use crate::sys;
-pub use crate::sys::Backing;
+pub use crate::sys::{Backing, Guards};
 use crate::Error;
 
 /// The memory shared by [`LockedBuf`] and [`SealedBuf`], and its entry in
@@ -22,27 +22,35 @@ fn pages<const N: usize>(
         return Err(Error::InvalidArgument);
     }
     let pages = sys::SecretPages::new(N, backing, sealed)?;
-    let (addr, len) = pages.data_pages();
-    let kind = match pages.backing() {
+    let hold = hold(pages.region())?;
+    Ok((pages, hold))
+}
+
+/// The record's entry for the data pages of a secret buffer or a pool.
+pub(super) fn hold(region: &sys::Region) -> Result<Hold, Error> {
+    let (addr, len) = region.data_pages();
+    let kind = match region.backing() {
         Backing::SecretMem => Kind::SecretMem,
         Backing::Anonymous => Kind::Secret,
     };
-    let hold = Hold::new(addr, len, kind)?;
-    Ok((pages, hold))
+    Hold::new(addr, len, kind)
 }
 
 /// A buffer's drop, before its fields': the entry leaves the record, then
 /// the pages are zeroed, unlocked and unmapped. A buffer inherited through
 /// `fork(2)` holds nothing of this process's: its pages are left as the
 /// kernel gave them to the child (absent, or wiped).
-fn give_up(pages: &mut sys::SecretPages, hold: &mut Hold) {
-    if !hold.release() {
-        pages.disown();
+pub(super) fn give_up(region: &mut sys::Region, hold: &mut Hold) {
+    if region.msealed() {
+        // The pages stay mapped and locked: so does their entry.
+        hold.keep_forever();
+    } else if !hold.release() {
+        region.disown();
     }
 }
 
 /// The secret bytes as an array (their slice has exactly `N` bytes).
-fn array<const N: usize>(bytes: &[u8]) -> &[u8; N] {
+pub(super) fn array<const N: usize>(bytes: &[u8]) -> &[u8; N] {
     match bytes.try_into() {
         Ok(array) => array,
         Err(_) => unreachable!("a secret's slice has N bytes"),
@@ -50,7 +58,7 @@ fn array<const N: usize>(bytes: &[u8]) -> &[u8; N] {
 }
 
 /// The secret bytes as a writable array.
-fn array_mut<const N: usize>(bytes: &mut [u8]) -> &mut [u8; N] {
+pub(super) fn array_mut<const N: usize>(bytes: &mut [u8]) -> &mut [u8; N] {
     match bytes.try_into() {
         Ok(array) => array,
         Err(_) => unreachable!("a secret's slice has N bytes"),
@@ -102,7 +110,15 @@ macro_rules! constructors {
             /// Which memory holds the secret.
             #[must_use]
             pub fn backing(&self) -> Backing {
-                self.pages.backing()
+                self.pages.region().backing()
+            }
+
+            /// How the guard pages are made: guard regions in the data's
+            /// own mapping where the kernel offers them (Linux 6.13+,
+            /// anonymous backing), `PROT_NONE` pages otherwise.
+            #[must_use]
+            pub fn guards(&self) -> Guards {
+                self.pages.region().guards()
             }
 
             /// Whether a child made by `fork(2)` is kept from the secret:
@@ -112,7 +128,7 @@ macro_rules! constructors {
             /// child inherits a copy-on-write copy.
             #[must_use]
             pub fn fork_protected(&self) -> bool {
-                self.pages.fork_protected()
+                self.pages.region().fork_protected()
             }
         }
     };
@@ -190,13 +206,44 @@ pub struct LockedBuf<const N: usize> {
 
 impl<const N: usize> Drop for LockedBuf<N> {
     fn drop(&mut self) {
-        give_up(&mut self.pages, &mut self.hold);
+        give_up(self.pages.region_mut(), &mut self.hold);
     }
 }
 
 constructors!(LockedBuf, false, "A zeroed buffer of `N` bytes");
 
 impl<const N: usize> LockedBuf<N> {
+    /// Seals the buffer's mapping (data and guard pages) with `mseal(2)`
+    /// for the rest of the process: from now on the kernel refuses to
+    /// unmap it, move it, change its protection (a guard page made
+    /// readable, say) or map something over it (`EPERM`), whoever asks.
+    /// The bytes stay readable and writable through the buffer.
+    ///
+    /// The memory can no longer be freed: dropping the buffer zeroes the
+    /// secret (and checks the canary) but leaves the pages mapped and
+    /// locked, and the buffer's entry in the crate's record of held locks
+    /// taken, until the process exits. Seal buffers that live as long as
+    /// the process (a long-term key), not one per request.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] on kernels before 6.10 (`ENOSYS`) and on
+    /// 32-bit targets, where the kernel has no `mseal`; the buffer is
+    /// unchanged then. [`Error::PermissionDenied`] under a seccomp filter
+    /// that refuses the call that way.
+    ///
+    /// # References
+    /// [`mseal(2)`](https://man7.org/linux/man-pages/man2/mseal.2.html),
+    /// the kernel's `Documentation/userspace-api/mseal.rst`
+    pub fn mseal(&mut self) -> Result<(), Error> {
+        self.pages.region_mut().mseal()
+    }
+
+    /// Whether [`mseal`](Self::mseal) sealed the buffer's mapping.
+    #[must_use]
+    pub fn is_msealed(&self) -> bool {
+        self.pages.region().msealed()
+    }
+
     /// Overwrites the secret with zeros through volatile writes, which the
     /// compiler cannot remove as dead stores. `Drop` does the same before it
     /// unlocks.
@@ -278,7 +325,7 @@ pub struct SealedBuf<const N: usize> {
 
 impl<const N: usize> Drop for SealedBuf<N> {
     fn drop(&mut self) {
-        give_up(&mut self.pages, &mut self.hold);
+        give_up(self.pages.region_mut(), &mut self.hold);
     }
 }
 

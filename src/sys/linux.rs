@@ -659,6 +659,60 @@ pub(super) unsafe fn advise_fork(addr: usize, len: usize, advice: ForkAdvice) ->
     unsafe { raw::syscall3(Sysno::madvise as usize, addr, len, advice as usize) == 0 }
 }
 
+/// `madvise(2)` of `[addr, addr + len)` with `MADV_GUARD_INSTALL` (Linux
+/// 6.13+): every access to the range faults (`SIGSEGV`) from now on, as on a
+/// `PROT_NONE` page, but the range stays part of its mapping (no new VMA).
+/// Whether the kernel accepted it: it refuses an unknown advice, a locked
+/// range (`VM_LOCKED`, as under `mlockall(MCL_FUTURE)`) and a mapping that
+/// is not private anonymous memory (`EINVAL`).
+///
+/// # Safety
+/// The range is the caller's own and nothing refers into it: whatever it
+/// held is dropped, and any later access faults.
+pub(super) unsafe fn guard_install(addr: usize, len: usize) -> bool {
+    // SAFETY: the caller's promise; the range's contents are the caller's
+    // to discard.
+    unsafe {
+        raw::syscall3(
+            Sysno::madvise as usize,
+            addr,
+            len,
+            c::MADV_GUARD_INSTALL as usize,
+        ) == 0
+    }
+}
+
+/// `madvise(2)` with `MADV_GUARD_REMOVE`: undoes [`guard_install`], leaving
+/// zero-filled pages.
+///
+/// # Safety
+/// As [`guard_install`].
+pub(super) unsafe fn guard_remove(addr: usize, len: usize) {
+    // SAFETY: the caller's promise.
+    let _ = unsafe {
+        raw::syscall3(
+            Sysno::madvise as usize,
+            addr,
+            len,
+            c::MADV_GUARD_REMOVE as usize,
+        )
+    };
+}
+
+/// `mseal(2)` (Linux 6.10+, 64-bit only) of `[addr, addr + len)`: from now
+/// on, for the rest of the process, the kernel refuses `munmap(2)`,
+/// `mremap(2)`, `mprotect(2)`, a `MAP_FIXED` `mmap(2)` over the range and
+/// discarding `madvise(2)` advice (`EPERM`). Not inherited by `execve`.
+///
+/// # Safety
+/// The range is the caller's own, and it gives up unmapping it: nothing
+/// may rely on the range being unmapped or reprotected later (its owner is
+/// never dropped, or its drop leaves the mapping alone).
+pub(super) unsafe fn mseal(addr: usize, len: usize) -> Result<(), Error> {
+    // SAFETY: the caller's promise; sealing changes no byte of the range.
+    check(unsafe { raw::syscall3(Sysno::mseal as usize, addr, len, 0) }).map(drop)
+}
+
 /// `memfd_secret(2)` (Linux 5.14+) with `O_CLOEXEC`: a new descriptor for
 /// memory removed from the kernel's direct map.
 pub(super) fn memfd_secret() -> Result<Fd, Error> {

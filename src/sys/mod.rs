@@ -16,6 +16,7 @@
 //! - `sys/process.rs`: references into the per-process page;
 //! - `sys/mem.rs`: volatile zeroing and page touching;
 //! - `sys/secret_pages.rs`: the pages behind one secret;
+//! - `sys/pool_pages.rs`: the slots of a pool of secrets;
 //! - `sys/unsupported.rs`: the same `unsafe fn` signatures, no block;
 //! - `held.rs`: the `mlock`/`munlock` of the ranges the record holds, and
 //!   `unsafe impl Zeroed` for the record (a zeroed record is a valid,
@@ -33,6 +34,7 @@
 //! - `secret_pages`: the guarded, canaried pages behind one secret, and
 //!   [`Backing`], which the public `secret` module re-exports (nothing in
 //!   `sys` imports from the modules above it).
+//! - `pool_pages`: a pool's pages, its bitmap of slots and their canaries.
 //! - `process`: a value of the calling process's own, which a forked child
 //!   finds fresh (the crate's record of held locks, and words such as a
 //!   cached process ID).
@@ -51,7 +53,12 @@ pub(crate) use unsupported::*;
 #[cfg(mlock_raw)]
 mod secret_pages;
 #[cfg(mlock_raw)]
-pub(crate) use secret_pages::{Opened, SecretPages};
+pub(crate) use secret_pages::{Opened, Region, SecretPages};
+
+#[cfg(mlock_raw)]
+mod pool_pages;
+#[cfg(mlock_raw)]
+pub(crate) use pool_pages::{PoolPages, Slot, MAX_LEN as POOL_MAX_LEN};
 
 #[cfg(mlock_raw)]
 mod process;
@@ -94,6 +101,39 @@ pub enum Backing {
     /// marked `MADV_DONTDUMP`: out of swap and core dumps, but readable by
     /// root, by `ptrace(2)` and through `/proc/<pid>/mem`.
     Anonymous,
+}
+
+/// How the guard pages around a [`LockedBuf`](crate::secret::LockedBuf),
+/// [`SealedBuf`](crate::secret::SealedBuf) or [`Pool`](crate::secret::Pool)
+/// are made. Either way, any access to them faults (`SIGSEGV`).
+///
+/// The enum is `#[non_exhaustive]`: a later version may add a kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Guards {
+    /// Guard regions, `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+): markers
+    /// in the page tables of the data's own read-write anonymous mapping,
+    /// installed before the data is locked (the kernel refuses them on
+    /// locked memory). Used for [`Backing::Anonymous`] where the kernel
+    /// offers them.
+    ///
+    /// A [`Pool`](crate::secret::Pool) then locks its whole mapping with
+    /// `mlock2(MLOCK_ONFAULT)`, guards included, so that it stays one
+    /// mapping (one line of `/proc/<pid>/maps`, one VMA against
+    /// `vm.max_map_count`); the guard pages hold no memory but count
+    /// towards `RLIMIT_MEMLOCK`, two pages per pool. A `LockedBuf` or
+    /// `SealedBuf` locks its data pages only, so that only they count
+    /// towards the limit, and the lock splits the mapping in three (one
+    /// more than with `PROT_NONE` guards, whose mappings merge with their
+    /// neighbours').
+    Regions,
+    /// Pages of their own mapped `PROT_NONE` (`mprotect(2)`), a mapping
+    /// apart from the data on each side (neighbouring `PROT_NONE`
+    /// mappings merge). Used for [`Backing::SecretMem`] (the kernel takes
+    /// no guard markers in a `memfd_secret` mapping), on kernels before
+    /// 6.13, and where new mappings are locked at once (after
+    /// `mlockall(MCL_FUTURE)`, which the kernel's guard markers refuse).
+    Pages,
 }
 
 /// How `mlock` locks a range: `mlock(2)`, or `mlock2(2)` with

@@ -6,7 +6,7 @@
 
 use core::ffi::CStr;
 
-use super::{Advice, Backing, BorrowedFd, LockMode, OpenMode, PrctlInt, Resource};
+use super::{Advice, Backing, BorrowedFd, Guards, LockMode, OpenMode, PrctlInt, Resource};
 use crate::Error;
 use crate::Flags;
 
@@ -162,21 +162,17 @@ pub(crate) fn exit_group(_code: i32) -> ! {
     }
 }
 
-/// Never constructed: `new` always fails here.
-pub(crate) struct SecretPages {
+/// Never constructed: the constructors of its owners always fail here.
+pub(crate) struct Region {
     never: core::convert::Infallible,
 }
 
-impl SecretPages {
-    pub(crate) fn new(
-        _len: usize,
-        _want: Option<Backing>,
-        _sealed: bool,
-    ) -> Result<SecretPages, Error> {
-        Err(Error::Unsupported)
+impl Region {
+    pub(crate) fn backing(&self) -> Backing {
+        match self.never {}
     }
 
-    pub(crate) fn backing(&self) -> Backing {
+    pub(crate) fn guards(&self) -> Guards {
         match self.never {}
     }
 
@@ -192,16 +188,99 @@ impl SecretPages {
         match self.never {}
     }
 
-    pub(crate) fn bytes(&self) -> &[u8] {
+    pub(crate) fn msealed(&self) -> bool {
         match self.never {}
+    }
+
+    pub(crate) fn mseal(&mut self) -> Result<(), Error> {
+        match self.never {}
+    }
+}
+
+/// Never constructed: `new` always fails here.
+pub(crate) struct SecretPages {
+    region: Region,
+}
+
+impl SecretPages {
+    pub(crate) fn new(
+        _len: usize,
+        _want: Option<Backing>,
+        _sealed: bool,
+    ) -> Result<SecretPages, Error> {
+        Err(Error::Unsupported)
+    }
+
+    pub(crate) fn region(&self) -> &Region {
+        &self.region
+    }
+
+    pub(crate) fn region_mut(&mut self) -> &mut Region {
+        &mut self.region
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self.region.never {}
     }
 
     pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
-        match self.never {}
+        match self.region.never {}
     }
 
     pub(crate) fn open(&mut self, _writable: bool) -> Opened<'_> {
-        match self.never {}
+        match self.region.never {}
+    }
+}
+
+/// The largest secret of a pool slot, as on the raw backend.
+pub(crate) const POOL_MAX_LEN: usize = 64 * 16 - 32;
+
+/// Never constructed: `new` always fails here.
+pub(crate) struct PoolPages {
+    region: Region,
+}
+
+impl PoolPages {
+    pub(crate) const fn size_for(len: usize, count: usize) -> usize {
+        let granules = count.saturating_mul((len + 32).div_ceil(16));
+        (16 + granules.div_ceil(64) * 8)
+            .next_multiple_of(16)
+            .saturating_add(granules.saturating_mul(16))
+    }
+
+    pub(crate) fn new(_bytes: usize, _want: Option<Backing>) -> Result<PoolPages, Error> {
+        Err(Error::Unsupported)
+    }
+
+    pub(crate) fn region(&self) -> &Region {
+        &self.region
+    }
+
+    pub(crate) fn region_mut(&mut self) -> &mut Region {
+        &mut self.region
+    }
+
+    pub(crate) fn take(&self, _len: usize) -> Option<Slot<'_>> {
+        match self.region.never {}
+    }
+}
+
+/// Never constructed, like [`PoolPages`].
+pub(crate) struct Slot<'a> {
+    pool: &'a PoolPages,
+}
+
+impl Slot<'_> {
+    pub(crate) fn disown(&mut self) {
+        match self.pool.region.never {}
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self.pool.region.never {}
+    }
+
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        match self.pool.region.never {}
     }
 }
 
@@ -212,10 +291,10 @@ pub(crate) struct Opened<'a> {
 
 impl Opened<'_> {
     pub(crate) fn bytes(&self) -> &[u8] {
-        match self.pages.never {}
+        match self.pages.region.never {}
     }
 
     pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
-        match self.pages.never {}
+        match self.pages.region.never {}
     }
 }
