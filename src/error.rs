@@ -94,7 +94,9 @@ pub enum Error {
     /// The crate's record of held locks is full: [`LockGuard`](crate::LockGuard),
     /// [`LockedBuf`](crate::secret::LockedBuf) and [`SealedBuf`](crate::secret::SealedBuf)
     /// hold 128 distinct page ranges already (identical ranges share one
-    /// entry). Detected before any syscall; there is no errno.
+    /// entry). Many small secrets belong in one
+    /// [`Pool`](crate::secret::Pool), which takes one entry. Detected
+    /// before any syscall; there is no errno.
     TooManyLocks,
     /// The call returned success, but reading the setting back shows the
     /// kernel did not apply it: a seccomp filter that fakes success

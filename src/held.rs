@@ -9,7 +9,8 @@
 //! - **Regions:** each live [`LockGuard`](crate::LockGuard),
 //!   [`LockedBuf`](crate::secret::LockedBuf) and [`SealedBuf`](crate::secret::SealedBuf)
 //!   has an entry in a fixed table of page ranges ([`SLOTS`] of them, with
-//!   a count for identical ranges). Unlocking a range munlocks only the
+//!   a count for identical ranges; a [`Pool`](crate::secret::Pool) has one
+//!   for all its secrets). Unlocking a range munlocks only the
 //!   pages no other entry covers.
 //! - **The whole address space:** from a successful `lock_all` until
 //!   `unlock_all`, a guard's drop munlocks nothing (`MCL_CURRENT` locked

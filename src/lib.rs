@@ -41,7 +41,7 @@
 //! | [`status`](mod@status) | `/proc/self/status` in depth: [`status::StatusReader`] (a kept descriptor), [`status::StatusParser`] (your own bytes) |
 //! | [`limits`] | `RLIMIT_MEMLOCK`, `CAP_IPC_LOCK`, the cgroup's memory limits, and [`limits::preflight`]: will locking work, and if not, why |
 //! | [`daemon`] | the swap-daemon kit: IO_FLUSHER, `SCHED_FIFO`, `oom_score_adj`, pre-faulting, and the recipe [`daemon::harden_swap_daemon`] |
-//! | [`secret`] | [`secret::LockedBuf`], [`secret::SealedBuf`], core dumps |
+//! | [`secret`] | [`secret::LockedBuf`], [`secret::SealedBuf`], [`secret::Pool`] for many small secrets, core dumps |
 //! | [`boot`] | an initramfs `/init` without libc: mount `/proc`, write to the console, power off |
 //!
 //! Which flags to use, and the two rules that hold for all of them:

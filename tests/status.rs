@@ -1420,7 +1420,16 @@ fn a_status_over_the_read_buffer_agrees_with_std() {
         let mut cut_at: [std::collections::BTreeSet<usize>; 6] = Default::default();
         let mut line_len = [0; 6];
         let mut lengths = std::collections::BTreeSet::new();
-        for bytes in 20..=2200 {
+        // A second sweep if the first missed a length: other lines (VmRSS,
+        // say) can gain a digit at the very step the groups gain a byte.
+        let sweeps = (0..2).flat_map(|_| 20..=2200);
+        for bytes in sweeps {
+            if bytes == 20
+                && !lengths.is_empty()
+                && (CHUNK - 1..=CHUNK + 1).all(|l| lengths.contains(&l))
+            {
+                break;
+            }
             let groups = groups_taking(bytes);
             set_groups(&groups)?;
             watch.check(&format!("{} groups", groups.len()))?;

@@ -125,12 +125,14 @@ impl Pool {
         Ok(Pool { pages, hold })
     }
 
-    /// The bytes a pool needs to hold `count` secrets of `len` bytes at
-    /// once: their slots, and the key and bitmap in front of them. For a
+    /// The bytes a pool needs to hold `count` secrets of `len` bytes
+    /// (`1..=`[`Pool::MAX_SECRET`]) at once: their slots (a slot never
+    /// straddles two words of the bitmap, so `64 / ceil((len + 32) / 16)`
+    /// slots share 1 KiB), and the key and bitmap in front of them. For a
     /// pool of secrets of several sizes, add up the sizes.
     #[must_use]
     pub const fn size_for(len: usize, count: usize) -> usize {
-        sys::PoolPages::size_for(len, count)
+        sys::pool_size_for(len, count)
     }
 
     /// A zeroed secret of `N` bytes from the pool, between two canaries.

@@ -34,7 +34,8 @@
 //! - `secret_pages`: the guarded, canaried pages behind one secret, and
 //!   [`Backing`], which the public `secret` module re-exports (nothing in
 //!   `sys` imports from the modules above it).
-//! - `pool_pages`: a pool's pages, its bitmap of slots and their canaries.
+//! - `pool_pages`: a pool's pages, its bitmap of slots and their canaries;
+//!   `pool_layout`, the sizes and offsets of those pages, for both backends.
 //! - `process`: a value of the calling process's own, which a forked child
 //!   finds fresh (the crate's record of held locks, and words such as a
 //!   cached process ID).
@@ -58,7 +59,10 @@ pub(crate) use secret_pages::{Opened, Region, SecretPages};
 #[cfg(mlock_raw)]
 mod pool_pages;
 #[cfg(mlock_raw)]
-pub(crate) use pool_pages::{PoolPages, Slot, MAX_LEN as POOL_MAX_LEN};
+pub(crate) use pool_pages::{PoolPages, Slot};
+
+mod pool_layout;
+pub(crate) use pool_layout::{size_for as pool_size_for, MAX_LEN as POOL_MAX_LEN};
 
 #[cfg(mlock_raw)]
 mod process;

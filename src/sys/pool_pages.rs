@@ -7,27 +7,18 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::linux::page_size;
 use super::mem::zeroize;
+use super::pool_layout::{
+    header_len, slot_granules, words, CANARY_LEN, GRANULE, KEY_LEN, WORD_BITS,
+};
 use super::secret_pages::{fatal, fill_random, Region};
 use super::Backing;
 use crate::Error;
 
-/// The unit of the pool: every slot starts on a multiple of it.
-pub(crate) const GRANULE: usize = 16;
-/// Bytes of canary on each side of a secret.
-const CANARY_LEN: usize = 16;
-/// Granules per bitmap word, and so the most one slot may take.
-const WORD_BITS: usize = 64;
-/// The largest secret a slot holds: one word of granules less the two
-/// canaries.
-pub(crate) const MAX_LEN: usize = WORD_BITS * GRANULE - 2 * CANARY_LEN;
-/// Bytes at the start of the data pages before the bitmap: the pool's
-/// canary key.
-const KEY_LEN: usize = 16;
 /// Mixed into a canary: which side of the secret it guards.
 const FRONT: u64 = 0x9e37_79b9_7f4a_7c15;
 const BACK: u64 = 0xc2b2_ae3d_27d4_eb4f;
 
-/// The data pages of a pool:
+/// The data pages of a pool, between guards (see `pool_layout`):
 ///
 /// ```text
 /// | guard | key (16) | bitmap (8 per 64 granules) | granules ... | guard |
@@ -65,16 +56,6 @@ pub(crate) struct Slot<'a> {
 }
 
 impl PoolPages {
-    /// The data bytes a pool needs for `count` secrets of `len` bytes
-    /// each, bitmap and key included (before rounding up to pages).
-    pub(crate) const fn size_for(len: usize, count: usize) -> usize {
-        let granules = count.saturating_mul(slot_granules(len));
-        let words = granules.div_ceil(WORD_BITS);
-        (KEY_LEN + words * 8)
-            .next_multiple_of(GRANULE)
-            .saturating_add(granules.saturating_mul(GRANULE))
-    }
-
     /// Maps `bytes` (rounded up to pages) of locked memory between guard
     /// pages and lays the pool out in it.
     pub(crate) fn new(bytes: usize, want: Option<Backing>) -> Result<PoolPages, Error> {
@@ -84,11 +65,9 @@ impl PoolPages {
             .ok_or(Error::InvalidArgument)?;
         let region = Region::new(data_len, want, true)?;
         let data = region.data_addr();
-        // Bits for every granule of the data pages: a few more than there
-        // will be granules after the key and the bitmap.
-        let words = (data_len / GRANULE).div_ceil(WORD_BITS);
-        let granules_at = data + (KEY_LEN + words * 8).next_multiple_of(GRANULE);
-        let granules = (data + data_len).saturating_sub(granules_at) / GRANULE;
+        let words = words(data_len);
+        let granules_at = data + header_len(data_len);
+        let granules = (data + data_len - granules_at) / GRANULE;
         let pool = PoolPages {
             region,
             words,
@@ -281,12 +260,6 @@ impl Drop for Slot<'_> {
             self.pool.give_back(self);
         }
     }
-}
-
-/// Granules of a slot for a secret of `len` bytes: two canaries, the
-/// secret, rounded up.
-const fn slot_granules(len: usize) -> usize {
-    (len + 2 * CANARY_LEN).div_ceil(GRANULE)
 }
 
 /// The lowest bit at which `need` clear bits of `word` start, if any.

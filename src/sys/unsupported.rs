@@ -232,22 +232,12 @@ impl SecretPages {
     }
 }
 
-/// The largest secret of a pool slot, as on the raw backend.
-pub(crate) const POOL_MAX_LEN: usize = 64 * 16 - 32;
-
 /// Never constructed: `new` always fails here.
 pub(crate) struct PoolPages {
     region: Region,
 }
 
 impl PoolPages {
-    pub(crate) const fn size_for(len: usize, count: usize) -> usize {
-        let granules = count.saturating_mul((len + 32).div_ceil(16));
-        (16 + granules.div_ceil(64) * 8)
-            .next_multiple_of(16)
-            .saturating_add(granules.saturating_mul(16))
-    }
-
     pub(crate) fn new(_bytes: usize, _want: Option<Backing>) -> Result<PoolPages, Error> {
         Err(Error::Unsupported)
     }
