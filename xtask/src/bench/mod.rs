@@ -12,24 +12,38 @@
 //!    untouched mapping of 16 MiB to 1 GiB, each case in a fresh process.
 //! 3. Status queries (`benches/status.rs`, criterion), when that bench exists,
 //!    then the goals' comparisons again, timed in pairs of calls back to back.
+//! 4. Secret allocators side by side (`bench-peers/`, a workspace member of
+//!    its own so that its peers never become the crate's dependencies): the
+//!    crate's `Pool` and `LockedBuf` against libsodium's `sodium_malloc`,
+//!    memsec and the `secrets` crate; create + drop of a 32-byte secret,
+//!    and how many live secrets fit under an 8 MiB `RLIMIT_MEMLOCK` as an
+//!    unprivileged user, with how each ended. Its table goes into both
+//!    docs/benchmarks.md and docs/secrets.md, its figure is
+//!    `docs/secrets.svg`. It installs the system libsodium first.
 //!
 //! `docs/benchmarks.md` is written by hand, except for its blocks between
 //! `<!-- xtask bench: <name> -->` and `<!-- /xtask bench -->`: a full run
-//! fills those in and draws `docs/onfault.svg`. `--quick` is a CI-size run
-//! (few samples, mappings up to 256 MiB) that checks that everything builds
-//! and runs; it writes the filled page and the figure under
+//! fills those in and draws `docs/onfault.svg`; it also fills the
+//! `secrets` block of docs/secrets.md and draws `docs/secrets.svg`.
+//! `--quick` is a CI-size run (few samples, mappings up to 256 MiB, up to
+//! 20,000 live secrets) that checks that everything builds and runs; it
+//! writes the filled pages and the figures under
 //! `target/xtask-bench/` and leaves `docs/` alone. No number ever fails a
 //! run: the goal tables say whether this machine met each bound.
 //!
 //! Here: the plan and the run from build to page; `run` builds the benches
 //! and counts instructions, `parse` reads their output, `machine` describes
-//! the machine, `report` makes the tables, `plot` the figure.
+//! the machine, `report` makes the tables, `plot` the figures, `secrets`
+//! builds, runs and reads `bench-peers`.
 
 mod machine;
 mod parse;
 mod plot;
 mod report;
 mod run;
+mod secrets;
+
+pub(crate) use secrets::PACKAGES as PEER_PACKAGES;
 
 use anyhow::Context as _;
 use std::fs;
@@ -132,6 +146,9 @@ pub(super) struct Plan {
     pub(super) pairs: u64,
     /// Arguments for `benches/onfault.rs`.
     pub(super) onfault: &'static [&'static str],
+    /// Arguments for `bench-peers`: runs and pairs of create + drop, and
+    /// the most live secrets counted.
+    pub(super) secrets: &'static [&'static str],
 }
 
 impl Plan {
@@ -151,6 +168,7 @@ impl Plan {
         interleaved: (2_000, 1_000),
         pairs: 20_000,
         onfault: &["--bench", "--tsv"],
+        secrets: &["--runs", "7", "--pairs", "5000", "--max", "100000"],
     };
     const QUICK: Plan = Plan {
         quick: true,
@@ -168,12 +186,14 @@ impl Plan {
         interleaved: (100, 200),
         pairs: 5_000,
         onfault: &["--bench", "--quick", "--tsv"],
+        secrets: &["--runs", "3", "--pairs", "300", "--max", "20000"],
     };
 }
 
 fn run(plan: &Plan) -> util::Result {
     let machine = Machine::read();
     let benches = run::build()?;
+    let peers_exe = secrets::build()?;
     let exe = |name: &str| -> util::Result<&PathBuf> {
         benches
             .get(name)
@@ -233,6 +253,8 @@ fn run(plan: &Plan) -> util::Result {
     let onfault_out = util::output(Command::new(exe("onfault")?).args(plan.onfault))?;
     let onfault = parse::onfault(&onfault_out)?;
 
+    let peers = secrets::run(&peers_exe, plan.secrets)?;
+
     let load_after = Machine::loadavg();
     let report = Report {
         plan,
@@ -249,6 +271,9 @@ fn run(plan: &Plan) -> util::Result {
     for (name, text) in report.blocks() {
         println!("\n### {name}\n\n{text}");
     }
+    let peers_table = peers.table();
+    println!("\n### secrets\n\n{peers_table}");
+    let peers_block = [("secrets", peers_table)];
 
     // The page's prose is written by hand; the run fills in its blocks.
     let page = util::root().join("docs").join("benchmarks.md");
@@ -262,8 +287,23 @@ fn run(plan: &Plan) -> util::Result {
     fs::create_dir_all(&docs).with_context(|| format!("creating {}", docs.display()))?;
     let md = docs.join("benchmarks.md");
     let svg = docs.join("onfault.svg");
-    fs::write(&md, report.fill(&template)?).with_context(|| format!("writing {}", md.display()))?;
+    let filled = report::fill_page("benchmarks.md", &report.fill(&template)?, &peers_block)?;
+    fs::write(&md, filled).with_context(|| format!("writing {}", md.display()))?;
     plot::plot(&report.onfault, &report.plot_caption(), &svg)?;
+    eprintln!("xtask: wrote {} and {}", md.display(), svg.display());
+
+    // docs/secrets.md: only its generated block changes.
+    let page = util::root().join("docs").join("secrets.md");
+    let template =
+        fs::read_to_string(&page).with_context(|| format!("reading {}", page.display()))?;
+    let md = docs.join("secrets.md");
+    let svg = docs.join("secrets.svg");
+    fs::write(
+        &md,
+        report::fill_page("secrets.md", &template, &peers_block)?,
+    )
+    .with_context(|| format!("writing {}", md.display()))?;
+    plot::plot_secrets(&peers, &peers.caption(&report.machine.kernel), &svg)?;
     eprintln!("xtask: wrote {} and {}", md.display(), svg.display());
     Ok(())
 }

@@ -1,10 +1,12 @@
-//! The figure of docs/benchmarks.md: time and RSS of locking an untouched
-//! mapping, drawn as SVG.
+//! The figures, drawn as SVG: docs/benchmarks.md's time and RSS of locking
+//! an untouched mapping, and docs/secrets.md's secret allocators side by
+//! side.
 
 use anyhow::anyhow;
 use std::path::Path;
 
 use super::parse::OnfaultRow;
+use super::secrets::{thousands, Secrets, Time, PEERS};
 use crate::{figure, util};
 
 /// Draws time and RSS against the mapping size, log-scaled, one line per
@@ -186,6 +188,196 @@ pub(super) fn plot(rows: &[OnfaultRow], caption: &str, path: &Path) -> util::Res
             .border_style(RGBColor(180, 180, 180))
             .draw()
             .map_err(|e| err(&e))?;
+    }
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+/// The figure of docs/secrets.md: one horizontal bar per implementation in
+/// two panels, create + drop time (log scale) and live secrets under the
+/// memlock limit, each bar labelled with its figure (and the count's with
+/// how it ended). The crate's implementations in blue, the others in
+/// orange.
+pub(super) fn plot_secrets(s: &Secrets, caption: &str, path: &Path) -> util::Result {
+    use plotters::prelude::*;
+
+    let err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
+    let ours = RGBColor(30, 90, 200);
+    let theirs = RGBColor(230, 140, 20);
+    let n = PEERS.len();
+    // Row i is drawn at y = n - 1 - i, so the first implementation is on top.
+    let row_y = |i: usize| (n - 1 - i) as f64;
+    let name_of = |y: &f64| -> String {
+        let i = n as f64 - 1.0 - y.round();
+        if (y - y.round()).abs() > 0.01 || i < 0.0 {
+            return String::new();
+        }
+        PEERS
+            .get(i as usize)
+            .map_or(String::new(), |p| p.2.to_string())
+    };
+
+    let timed: Vec<Option<f64>> = s
+        .times
+        .iter()
+        .map(|t| match t {
+            Time::Timed { median, .. } => Some(*median),
+            Time::NotTimed(_) => None,
+        })
+        .collect();
+    let t_lo = timed
+        .iter()
+        .flatten()
+        .copied()
+        .fold(f64::INFINITY, f64::min);
+    let t_hi = timed.iter().flatten().copied().fold(1.0, f64::max);
+    let t_range = (
+        10f64.powf((t_lo / 2.0).log10().floor()),
+        // Room on the right for the label of the longest bar.
+        10f64.powf((t_hi * 30.0).log10().ceil()),
+    );
+    let t_ticks: Vec<f64> = {
+        let mut v = Vec::new();
+        let mut p = t_range.0;
+        while p <= t_range.1 * 1.0001 {
+            v.push(p);
+            p *= 10.0;
+        }
+        v
+    };
+    let fmt_ns = |v: &f64| {
+        if *v >= 1e6 {
+            format!("{} ms", v / 1e6)
+        } else if *v >= 1e3 {
+            format!("{} µs", v / 1e3)
+        } else {
+            format!("{v} ns")
+        }
+    };
+    let c_hi = s.max as f64 * 1.9;
+    let fmt_count = |v: &f64| thousands(v.round() as u64);
+
+    let root = SVGBackend::new(path, (1300, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let root = root
+        .titled(caption, ("sans-serif", 18))
+        .map_err(|e| err(&e))?;
+    let (left, right) = root.split_horizontally(650);
+    let bar = |i: usize, x0: f64, x1: f64| {
+        let color = if PEERS[i].3 { ours } else { theirs };
+        Rectangle::new(
+            [(x0, row_y(i) - 0.32), (x1, row_y(i) + 0.32)],
+            color.filled(),
+        )
+    };
+    let label_style = ("sans-serif", 14).into_font().color(&BLACK);
+
+    // Left: create + drop, log scale.
+    {
+        let mut chart = ChartBuilder::on(&left)
+            .caption("Create + drop of one secret (median)", ("sans-serif", 17))
+            .margin(14)
+            .x_label_area_size(46)
+            .y_label_area_size(190)
+            .build_cartesian_2d(
+                (t_range.0..t_range.1)
+                    .log_scale()
+                    .with_key_points(t_ticks.clone()),
+                -0.6..n as f64 - 0.4,
+            )
+            .map_err(|e| err(&e))?;
+        figure::grid(
+            chart
+                .configure_mesh()
+                .disable_y_mesh()
+                // A label per whole y: one per row.
+                .y_labels(n + 1)
+                .x_desc("time per create + drop (log scale)")
+                .x_label_formatter(&fmt_ns)
+                .y_label_formatter(&name_of),
+        )
+        .draw()
+        .map_err(|e| err(&e))?;
+        for (i, t) in timed.iter().enumerate() {
+            match t {
+                Some(ns) => {
+                    chart
+                        .draw_series(std::iter::once(bar(i, t_range.0, *ns)))
+                        .map_err(|e| err(&e))?;
+                    chart
+                        .draw_series(std::iter::once(Text::new(
+                            super::report::time(*ns),
+                            (*ns * 1.15, row_y(i) + 0.12),
+                            label_style.clone(),
+                        )))
+                        .map_err(|e| err(&e))?;
+                }
+                None => {
+                    chart
+                        .draw_series(std::iter::once(Text::new(
+                            "not timed here".to_string(),
+                            (t_range.0 * 1.2, row_y(i) + 0.12),
+                            label_style.clone(),
+                        )))
+                        .map_err(|e| err(&e))?;
+                }
+            }
+        }
+    }
+
+    // Right: live secrets under the limit, linear.
+    {
+        let mut chart = ChartBuilder::on(&right)
+            .caption(
+                format!(
+                    "Live secrets under an {} MiB RLIMIT_MEMLOCK, uid {}",
+                    s.limit >> 20,
+                    s.uid
+                ),
+                ("sans-serif", 17),
+            )
+            .margin(14)
+            .x_label_area_size(46)
+            .y_label_area_size(10)
+            .build_cartesian_2d(0.0..c_hi, -0.6..n as f64 - 0.4)
+            .map_err(|e| err(&e))?;
+        figure::grid(
+            chart
+                .configure_mesh()
+                .disable_y_mesh()
+                .x_labels(5)
+                .x_desc(format!(
+                    "32-byte secrets alive at the first failure (the run stops at {})",
+                    thousands(s.max)
+                ))
+                .x_label_formatter(&fmt_count)
+                .y_label_formatter(&|_| String::new()),
+        )
+        .draw()
+        .map_err(|e| err(&e))?;
+        for (i, c) in s.counts.iter().enumerate() {
+            let alive = c.alive as f64;
+            chart
+                .draw_series(std::iter::once(bar(i, 0.0, alive.max(c_hi * 0.002))))
+                .map_err(|e| err(&e))?;
+            let how = match c.how.as_str() {
+                "reached" => "the run's maximum".to_string(),
+                "error" => c.detail.clone(),
+                "panic" => "panic".to_string(),
+                "signal" => c.detail.clone(),
+                _ => "failed".to_string(),
+            };
+            let locked = c
+                .vmlck_kb
+                .map_or(String::new(), |kb| format!(", {} kB locked", thousands(kb)));
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("{}: {how}{locked}", thousands(c.alive)),
+                    (alive + c_hi * 0.015, row_y(i) + 0.12),
+                    label_style.clone(),
+                )))
+                .map_err(|e| err(&e))?;
+        }
     }
     root.present().map_err(|e| err(&e))?;
     Ok(())

@@ -30,7 +30,7 @@ pub(super) struct Report<'a> {
 }
 
 /// A duration in nanoseconds, with a unit that keeps 3 or 4 digits.
-fn time(ns: f64) -> String {
+pub(super) fn time(ns: f64) -> String {
     if ns < 1e3 {
         format!("{ns:.1} ns")
     } else if ns < 1e6 {
@@ -71,7 +71,7 @@ fn bytes(b: u64) -> String {
 
 /// Text for a Markdown table cell: a `|`, even in code, ends the cell
 /// unless escaped.
-fn cell(text: &str) -> String {
+pub(super) fn cell(text: &str) -> String {
     text.replace('|', "\\|")
 }
 
@@ -460,18 +460,29 @@ const BLOCKS: [&str; 5] = ["machine", "overhead", "record", "onfault", "status"]
 /// The marker that closes a generated block.
 const END: &str = "<!-- /xtask bench -->";
 
-/// `template` with each named block's lines replaced by its text.
+/// `template` (docs/benchmarks.md) with each named block's lines replaced
+/// by its text.
 fn fill(template: &str, blocks: &[(&str, String)]) -> util::Result<String> {
+    fill_page("benchmarks.md", template, blocks)
+}
+
+/// `template`, the text of `docs/<page>`, with each named block's lines
+/// replaced by its text; fails when a block's markers are missing.
+pub(super) fn fill_page(
+    page: &str,
+    template: &str,
+    blocks: &[(&str, String)],
+) -> util::Result<String> {
     let mut out = template.to_string();
     for (name, text) in blocks {
         let begin = format!("<!-- xtask bench: {name} -->");
         let start = out
             .find(&begin)
-            .with_context(|| format!("docs/benchmarks.md has no `{begin}` line"))?
+            .with_context(|| format!("docs/{page} has no `{begin}` line"))?
             + begin.len();
         let end = out[start..]
             .find(END)
-            .with_context(|| format!("docs/benchmarks.md has no `{END}` after `{begin}`"))?
+            .with_context(|| format!("docs/{page} has no `{END}` after `{begin}`"))?
             + start;
         out.replace_range(start..end, &format!("\n{}\n", text.trim_end()));
     }

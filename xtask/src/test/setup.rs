@@ -4,7 +4,7 @@
 use anyhow::ensure;
 
 use super::steps::Step;
-use super::target::{Target, NO_OS};
+use super::target::{host_triple, Target, NO_OS};
 use crate::arch::Arch;
 use crate::util;
 
@@ -35,6 +35,12 @@ fn setup(targets: &[&Target], no_os: bool, lints: bool) -> util::Result {
         if !packages.contains(&pkg) {
             packages.push(pkg);
         }
+    }
+    // The workspace's `bench-peers` links the system libsodium: clippy on
+    // the workspace runs its dependencies' build scripts (which ask
+    // pkg-config for it), and the host's tests build and link it.
+    if lints || targets.iter().any(|t| t.triple == host_triple()) {
+        packages.extend(crate::bench::PEER_PACKAGES);
     }
     util::ensure_debian_packages(&packages)?;
     // The packages are installed: their programs must now be on PATH.
