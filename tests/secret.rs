@@ -979,9 +979,9 @@ mod pool {
                 })?;
                 let entry = mapping_of(&a);
                 let dd = under_qemu_user() || entry.has("dd");
-                ensure(dd && entry.has("lo"), || {
-                    format!("VmFlags {:?}", entry.flags)
-                })?;
+                // Secretmem: `lo` only where the kernel marks it VM_LOCKED.
+                let lo = entry.has("lo") || backing == Backing::SecretMem;
+                ensure(dd && lo, || format!("VmFlags {:?}", entry.flags))?;
                 let debug = format!("{a:?} {pool:?}");
                 ensure(!debug.contains("165") && !debug.contains("a5"), || {
                     format!("Debug leaks the secret: {debug}")
