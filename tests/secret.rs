@@ -948,6 +948,14 @@ mod pool {
         entry.expect("a pool secret lies in a mapping")
     }
 
+    /// Any thread may allocate from a pool and drop its secrets.
+    #[test]
+    fn a_pool_and_its_secrets_are_send_and_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Pool>();
+        send_sync::<PoolBuf<'static, 32>>();
+    }
+
     #[test]
     fn slots_are_zeroed_aligned_distinct_locked_and_given_back() {
         for backing in backings() {
@@ -1342,9 +1350,15 @@ mod pool {
 
     #[test]
     fn mseal_makes_munmap_and_mprotect_fail_where_the_kernel_has_it() {
-        run(|| {
-            let mut pool = Pool::with_backing(16 * 1024, Backing::Anonymous).map_err(err)?;
-            let mut buf = LockedBuf::<32>::with_backing(Backing::Anonymous).map_err(err)?;
+        for backing in backings() {
+            run_with(backing, || msealed(backing));
+        }
+    }
+
+    fn msealed(backing: Backing) -> Result<(), String> {
+        {
+            let mut pool = Pool::with_backing(16 * 1024, backing).map_err(err)?;
+            let mut buf = LockedBuf::<32>::with_backing(backing).map_err(err)?;
             if !kernel_has_mseal() {
                 ensure_eq(pool.mseal(), Err(Error::Unsupported), "Pool::mseal")?;
                 ensure_eq(buf.mseal(), Err(Error::Unsupported), "LockedBuf::mseal")?;
@@ -1358,6 +1372,16 @@ mod pool {
             buf.mseal().map_err(err)?;
             ensure(pool.is_msealed() && buf.is_msealed(), || {
                 "not marked sealed".into()
+            })?;
+            // A forked child's copies drop without touching the pages
+            // (absent or wiped there, and still sealed).
+            in_child(|| {
+                // SAFETY: bitwise copies; this child `_exit`s and never
+                // drops the originals.
+                let (p, b) = unsafe { (std::ptr::read(&pool), std::ptr::read(&buf)) };
+                drop(b);
+                drop(p);
+                Ok(())
             })?;
             let mut key = pool.alloc::<32>().map_err(err)?;
             key.as_bytes_mut().fill(7);
@@ -1396,6 +1420,6 @@ mod pool {
             ensure(left == [0; 32], || {
                 format!("sealed buffer after drop: {left:?}")
             })
-        });
+        }
     }
 }

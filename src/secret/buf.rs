@@ -41,7 +41,7 @@ pub(super) fn hold(region: &sys::Region) -> Result<Hold, Error> {
 /// `fork(2)` holds nothing of this process's: its pages are left as the
 /// kernel gave them to the child (absent, or wiped).
 pub(super) fn give_up(region: &mut sys::Region, hold: &mut Hold) {
-    if region.msealed() {
+    if region.msealed() && hold.is_ours() {
         // The pages stay mapped and locked: so does their entry.
         hold.keep_forever();
     } else if !hold.release() {
@@ -150,8 +150,10 @@ macro_rules! constructors {
 /// silent fallback). See [`Backing`] for what each protects against and
 /// what it costs.
 ///
-/// **Layout.** The mapping is a `PROT_NONE` guard page, the data pages,
-/// and another guard page. The secret is aligned to the *end* of the data
+/// **Layout.** The mapping is a guard page, the data pages, and another
+/// guard page. The guards are guard regions (`MADV_GUARD_INSTALL`, Linux
+/// 6.13+) where the kernel takes them, `PROT_NONE` pages otherwise;
+/// [`guards`](Self::guards) says which ([`Guards`]). The secret is aligned to the *end* of the data
 /// pages, so a read or write one byte past the end faults at once
 /// (`SIGSEGV`) for every `N`. In front of the secret sit 16 random canary
 /// bytes; a write before the start that stays within the data pages
