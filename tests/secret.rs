@@ -1063,6 +1063,7 @@ mod pool {
                 while pool.alloc::<32>().map(|k| keys.push(k)).is_ok() {}
                 ensure_eq(pool.alloc::<32>().map(drop), Err(Error::PoolFull), "full")?;
                 let full = keys.len();
+                note(&format!("{backing:?}: the 7 MiB pool was full at {full} secrets"));
                 keys.swap_remove(4_321);
                 ensure(
                     pool.alloc::<32>().is_ok_and(|k| k.as_bytes() == &[0; 32]),
