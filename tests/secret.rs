@@ -383,33 +383,41 @@ fn new_takes_memfd_secret_where_the_kernel_offers_it() {
 
 #[test]
 fn a_small_memlock_limit_is_resource_limit_with_either_backing() {
+    // The largest secret whose canary and bytes fill one page, and one more
+    // byte: const generics, so one pair per page size.
+    let run_for: fn(Backing) -> Result<(), String> = match page_size() {
+        4096 => one_page_limit::<4080, 4081>,
+        16384 => one_page_limit::<16368, 16369>,
+        65536 => one_page_limit::<65520, 65521>,
+        other => panic!("no case for {other}-byte pages"),
+    };
     for backing in backings() {
-        run_with(backing, || {
-            let page = page_size() as u64;
-            ensure(page == 4096, || {
-                format!("the sizes below assume 4 KiB pages, not {page} bytes")
-            })?;
-            set_memlock(page, page);
-            drop_to_nobody();
-            // 16 bytes of canary + (page - 16) fit one page ...
-            let one = LockedBuf::<4080>::with_backing(backing).map_err(err)?;
-            // ... a second buffer does not fit the rest of the limit,
-            let second = LockedBuf::<16>::with_backing(backing).map(|_| ());
-            ensure(second == Err(Error::ResourceLimit), || {
-                format!("{backing:?}: second buffer over the limit gave {second:?}")
-            })?;
-            drop(one);
-            // ... and neither does one that needs two pages.
-            let two = LockedBuf::<4081>::with_backing(backing).map(|_| ());
-            ensure(two == Err(Error::ResourceLimit), || {
-                format!("{backing:?}: two pages over a one-page limit gave {two:?}")
-            })?;
-            let sealed = SealedBuf::<4081>::with_backing(backing).map(|_| ());
-            ensure(sealed == Err(Error::ResourceLimit), || {
-                format!("{backing:?}: sealed over the limit gave {sealed:?}")
-            })
-        });
+        run_with(backing, || run_for(backing));
     }
+}
+
+/// Under a one-page `RLIMIT_MEMLOCK` as nobody: a buffer of `FIT` bytes
+/// (16 bytes of canary + `FIT` = one page) fits, a second one does not,
+/// and neither does one of `OVER` = `FIT + 1` bytes (two pages).
+fn one_page_limit<const FIT: usize, const OVER: usize>(backing: Backing) -> Result<(), String> {
+    let page = page_size();
+    assert!(FIT + 16 == page && OVER == FIT + 1);
+    set_memlock(page as u64, page as u64);
+    drop_to_nobody();
+    let one = LockedBuf::<FIT>::with_backing(backing).map_err(err)?;
+    let second = LockedBuf::<16>::with_backing(backing).map(|_| ());
+    ensure(second == Err(Error::ResourceLimit), || {
+        format!("{backing:?}: second buffer over the limit gave {second:?}")
+    })?;
+    drop(one);
+    let two = LockedBuf::<OVER>::with_backing(backing).map(|_| ());
+    ensure(two == Err(Error::ResourceLimit), || {
+        format!("{backing:?}: two pages over a one-page limit gave {two:?}")
+    })?;
+    let sealed = SealedBuf::<OVER>::with_backing(backing).map(|_| ());
+    ensure(sealed == Err(Error::ResourceLimit), || {
+        format!("{backing:?}: sealed over the limit gave {sealed:?}")
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -451,6 +459,22 @@ fn one_byte_past_the_end_faults_for_every_size() {
             past_the_end::<5000>(backing, sealed).unwrap();
         }
     }
+}
+
+/// Writes the byte before the data page of a buffer whose canary and `N`
+/// bytes fill exactly one page: the leading guard page, which must fault.
+fn write_before_a_full_page<const N: usize>(backing: Backing) {
+    assert_eq!(N + 16, page_size());
+    let mut buf = LockedBuf::<N>::with_backing(backing).unwrap();
+    let start = buf.as_bytes_mut().as_mut_ptr();
+    assert_eq!(
+        start as usize % page_size(),
+        16,
+        "the canary starts the page"
+    );
+    // SAFETY: deliberately out of bounds: 17 bytes before the secret is the
+    // byte before the data page.
+    unsafe { start.sub(17).write_volatile(1) };
 }
 
 /// Flips the byte just before a 32-byte secret (the canary's last byte,
@@ -540,16 +564,15 @@ fn a_write_before_the_start_aborts_on_drop_with_a_message() {
         }
         // Further back than the canary, in front of a secret that fills
         // its page, lies the leading guard page.
-        let page = page_size();
-        if page == 4096 {
-            dies_by(libc::SIGSEGV, &format!("{backing:?} underflow"), || {
-                let mut buf = LockedBuf::<4080>::with_backing(backing).unwrap();
-                let start = buf.as_bytes_mut().as_mut_ptr();
-                // SAFETY: deliberately out of bounds: 17 bytes before the
-                // secret is the byte before the data page.
-                unsafe { start.sub(17).write_volatile(1) };
-            });
-        }
+        let underflow: fn(Backing) = match page_size() {
+            4096 => write_before_a_full_page::<4080>,
+            16384 => write_before_a_full_page::<16368>,
+            65536 => write_before_a_full_page::<65520>,
+            other => panic!("no case for {other}-byte pages"),
+        };
+        dies_by(libc::SIGSEGV, &format!("{backing:?} underflow"), || {
+            underflow(backing)
+        });
     }
 }
 
@@ -1063,7 +1086,9 @@ mod pool {
                 while pool.alloc::<32>().map(|k| keys.push(k)).is_ok() {}
                 ensure_eq(pool.alloc::<32>().map(drop), Err(Error::PoolFull), "full")?;
                 let full = keys.len();
-                note(&format!("{backing:?}: the 7 MiB pool was full at {full} secrets"));
+                note(&format!(
+                    "{backing:?}: the 7 MiB pool was full at {full} secrets"
+                ));
                 keys.swap_remove(4_321);
                 ensure(
                     pool.alloc::<32>().is_ok_and(|k| k.as_bytes() == &[0; 32]),
@@ -1088,8 +1113,9 @@ mod pool {
                     }
                 }
             }
-            // A page of 4 KiB holds 4096 - 16 - 8·ceil(256/64) bytes of
-            // granules: 31 slots of 9 granules (100 + 32 bytes, rounded).
+            // A page holds its size less the key and the bitmap in
+            // granules, 7 slots of 9 granules (100 + 32 bytes, rounded) per
+            // bitmap word of 64: 27 slots in 4 KiB, 111 in 16 KiB.
             let page = page_size();
             let expected = (page - (16 + 8 * (page / 16).div_ceil(64)).next_multiple_of(16))
                 / 16
@@ -1097,9 +1123,18 @@ mod pool {
                 * (64 / 9)
                 + (page - (16 + 8 * (page / 16).div_ceil(64)).next_multiple_of(16)) / 16 % 64 / 9;
             ensure_eq(keys.len(), expected, "slots of 132 bytes in one page")?;
-            // Smaller secrets still fit the words' leftovers.
+            // A smaller secret (3 granules) still fits the last word's
+            // leftover where there are 3 granules left (4 KiB pages: 7),
+            // and is PoolFull where there are not (16 KiB pages: 1).
+            let granules = (page - (16 + 8 * (page / 16).div_ceil(64)).next_multiple_of(16)) / 16;
+            let leftover = granules % 64 % 9;
             let gap = pool.alloc::<16>().map(drop);
-            ensure(gap.is_ok(), || "a 48-byte slot in the gaps".into())
+            let want = if leftover >= 3 {
+                Ok(())
+            } else {
+                Err(Error::PoolFull)
+            };
+            ensure_eq(gap, want, "a 48-byte slot in the leftover granules")
         });
     }
 

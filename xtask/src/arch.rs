@@ -50,6 +50,13 @@ pub struct Arch {
     pub build_packages: &'static [&'static str],
     /// Debian's name for it.
     pub debian: &'static str,
+    /// The page size of the kernel `cargo xtask vm` boots, which each
+    /// boot checks against `AT_PAGESZ`.
+    pub page_size: usize,
+    /// The flavour of Debian's kernel that `cargo xtask vm` boots: the
+    /// metapackage is `linux-image-<flavour>` (`arm64-16k` for 16 KiB
+    /// pages).
+    pub kernel_flavour: &'static str,
     /// The Debian kernels `cargo xtask vm` boots, one per kernel
     /// generation: each is a list of suites in order of preference, of
     /// which the first whose signed index apt can verify is used. The
@@ -98,6 +105,8 @@ pub const X86_64: Arch = Arch {
     qemu_user_args: &[],
     build_packages: &[],
     debian: "amd64",
+    kernel_flavour: "amd64",
+    page_size: 4096,
     // Bookworm's 6.1 and trixie's 6.12 (the page allocator's reserves
     // changed between them, in 6.3; only 6.12 has ublk).
     kernels: &[&["bookworm"], &["trixie"]],
@@ -128,6 +137,8 @@ pub const AARCH64: Arch = Arch {
     qemu_user_args: &[],
     build_packages: &[],
     debian: "arm64",
+    kernel_flavour: "arm64",
+    page_size: 4096,
     kernels: &[&["bookworm"], &["trixie"]],
     qemu_system: "qemu-system-aarch64",
     // Pointer authentication with QEMU's own cheap algorithm: the
@@ -158,6 +169,8 @@ pub const RISCV64: Arch = Arch {
     qemu_user_args: &["-L", "/usr/riscv64-linux-gnu"],
     build_packages: &["gcc-riscv64-linux-gnu", "libc6-dev-riscv64-cross"],
     debian: "riscv64",
+    kernel_flavour: "riscv64",
+    page_size: 4096,
     // Bookworm has no riscv64. Trixie's 6.12, and forky's (Debian
     // testing: 7.2 in December 2026) as the newer generation; sid's
     // when the mirror serves forky's index inconsistently.
@@ -183,13 +196,30 @@ fn join_flags(flags: &[&str]) -> String {
         .join(" ")
 }
 
+/// arm64 with 16 KiB pages: the same static binaries as [`AARCH64`],
+/// booted in trixie's `linux-image-arm64-16k` (6.12) by `cargo xtask vm`
+/// only (the builds, sizes and containers are [`AARCH64`]'s).
+pub const AARCH64_16K: Arch = Arch {
+    name: "aarch64-16k",
+    kernel_flavour: "arm64-16k",
+    page_size: 16 * 1024,
+    // Bookworm has no 16k flavour.
+    kernels: &[&["trixie"]],
+    ..AARCH64
+};
+
 /// The three architectures the crate supports, in the order every
 /// command runs them.
 pub const ARCHES: &[Arch] = &[X86_64, AARCH64, RISCV64];
 
-/// The arch named `name` on the command line.
+/// What `cargo xtask vm` boots: [`ARCHES`], and arm64 again with 16 KiB
+/// pages.
+pub const VM_ARCHES: &[Arch] = &[X86_64, AARCH64, AARCH64_16K, RISCV64];
+
+/// The arch named `name` on the command line (of `cargo xtask vm`, which
+/// also knows [`AARCH64_16K`]).
 pub fn by_name(name: &str) -> Option<&'static Arch> {
-    ARCHES.iter().find(|a| a.name == name)
+    VM_ARCHES.iter().find(|a| a.name == name)
 }
 
 /// The arch whose static target is `triple`.
@@ -286,7 +316,23 @@ impl Arch {
 
 #[cfg(test)]
 mod tests {
-    use super::{AARCH64, RISCV64, X86_64};
+    use super::*;
+
+    #[test]
+    fn the_vm_arches_are_the_arches_and_a_16k_arm64() {
+        for arch in ARCHES {
+            assert!(
+                VM_ARCHES.iter().any(|a| a.name == arch.name),
+                "{}",
+                arch.name
+            );
+        }
+        let k16 = by_name("aarch64-16k").expect("aarch64-16k");
+        assert_eq!((k16.triple, k16.page_size), (AARCH64.triple, 16 * 1024));
+        assert_eq!(k16.kernel_flavour, "arm64-16k");
+        assert!(ARCHES.iter().all(|a| a.page_size == 4096));
+    }
+
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

@@ -6,8 +6,11 @@
 //! boots two generations of Debian's own kernels under TCG
 //! ([`Arch::kernels`]): bookworm's 6.1 and trixie's 6.12 for amd64 and
 //! arm64, trixie's 6.12 and forky's (testing, 7.2 in December 2026) for
-//! riscv64. Each kernel is booted once per boot its scenarios need
-//! ([`Scenario`]):
+//! riscv64; and arm64 once more with 16 KiB pages (`aarch64-16k`,
+//! trixie's `linux-image-arm64-16k`, the same binaries). Each init-script
+//! boot prints the page size the kernel gave it (`page-size <arch>
+//! <kernel>: <bytes>`, from `AT_PAGESZ`), checked against the arch's. Each
+//! kernel is booted once per boot its scenarios need ([`Scenario`]):
 //!
 //! 1. the suite boot: a busybox `/init` (`xtask/vm/init.sh`) that runs the
 //!    whole integration test suite as root (`suite`), then a locked process
@@ -56,7 +59,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context as _};
 
-use crate::arch::{Arch, ARCHES};
+use crate::arch::{Arch, ARCHES, VM_ARCHES};
 use crate::util::{self, Result};
 use boot::boot;
 use build::{build_binaries, build_pid1, build_tests, doctor_example, pid1_manifest};
@@ -100,7 +103,8 @@ const USAGE: &str =
                       [--mode M]... [--transport T]
 
 Boots Debian's kernels under qemu-system and proves the crate's promises there.
-  --arch A       x86_64, aarch64 or riscv64 (repeatable; default: all three)
+  --arch A       x86_64, aarch64, aarch64-16k (arm64 with 16 KiB pages) or
+                 riscv64 (repeatable; default: all four)
   --suite S      the Debian suite whose kernel boots: bookworm (6.1; x86_64
                  and aarch64), trixie (6.12) or forky (testing; riscv64)
                  (repeatable; default: each arch's two)
@@ -139,7 +143,10 @@ pub fn main(args: &mut lexopt::Parser) -> Result {
             Long("suite") => {
                 let name = args.value()?.string()?;
                 ensure!(
-                    ARCHES.iter().flat_map(|a| a.kernels).any(|k| k[0] == name),
+                    VM_ARCHES
+                        .iter()
+                        .flat_map(|a| a.kernels)
+                        .any(|k| k[0] == name),
                     "unknown suite {name}: choose bookworm, trixie or forky"
                 );
                 suites.push(name);
@@ -165,7 +172,7 @@ pub fn main(args: &mut lexopt::Parser) -> Result {
         }
     }
     if arches.is_empty() {
-        arches = ARCHES.iter().collect();
+        arches = VM_ARCHES.iter().collect();
     }
     if scenarios.is_empty() {
         scenarios = Scenario::ALL.to_vec();
@@ -186,7 +193,7 @@ pub fn main(args: &mut lexopt::Parser) -> Result {
 /// plus one entry per scenario check ([`Report::checks`]) and
 /// swap-deadlock boot.
 pub fn run_all() -> Result<util::Tally> {
-    let arches: Vec<&'static Arch> = ARCHES.iter().collect();
+    let arches: Vec<&'static Arch> = VM_ARCHES.iter().collect();
     run(
         &arches,
         &[],
@@ -302,7 +309,9 @@ fn run(
     // The slowest emulated arches are prepared first, so their boots start
     // first and do not finish last.
     let mut order: Vec<usize> = (0..plan.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(ARCHES.iter().position(|a| a.name == plan[i].0.name)));
+    order.sort_by_key(|&i| {
+        std::cmp::Reverse(VM_ARCHES.iter().position(|a| a.name == plan[i].0.name))
+    });
 
     let mut prepare_time = Duration::ZERO;
     let mut prepared: Vec<Option<std::result::Result<Arc<Machine>, String>>> =

@@ -5,6 +5,7 @@
 # It runs as PID 1 in a real kernel, proves the crate's promises, prints
 # one summary line per scenario, and powers off. The host parses the
 # console; a line that is missing or says something else fails the run.
+#   page-size <arch>: <bytes> (AT_PAGESZ)
 #   tests <arch>: N passed, M failed
 #   secrets <arch>: default=secretmem|anonymous
 #   swap-pressure <arch>: locked VmSwap=<n> kB unlocked VmSwap=<m> kB
@@ -27,6 +28,7 @@
 dmesg -n 1
 
 say "kernel $(uname -r) on $(uname -m), $(grep MemTotal /proc/meminfo | tr -s ' ')"
+echo "page-size $ARCH $KERNEL: $(vm_secret page-size)"
 cmdline=$(cat /proc/cmdline)
 secrets_only=no
 case " $cmdline " in *" mlock.vm=secrets "*) secrets_only=yes ;; esac

@@ -5,7 +5,9 @@
 //! `vm_secret [secretmem|anonymous]` requires that backing for the
 //! `LockedBuf` (without an argument, `LockedBuf::new` chooses) and writes
 //! the backing it got to `/tmp/backing.marker`. `vm_secret backing` prints
-//! the backing `LockedBuf::new` chooses in this kernel and exits.
+//! the backing `LockedBuf::new` chooses in this kernel and exits;
+//! `vm_secret page-size` prints the page size the kernel gave the process
+//! (`AT_PAGESZ` of `/proc/self/auxv`) and exits.
 //!
 //! It writes each marker to a file (`/tmp/protected.marker`,
 //! `/tmp/control.marker`) and never prints them, so the only copies in its
@@ -30,6 +32,10 @@ fn main() {
         None => None,
         Some("secretmem") => Some(mlock::secret::Backing::SecretMem),
         Some("anonymous") => Some(mlock::secret::Backing::Anonymous),
+        Some("page-size") => {
+            println!("{}", page_size());
+            std::process::exit(0);
+        }
         Some("backing") => {
             match mlock::secret::LockedBuf::<LEN>::new() {
                 Ok(buf) => println!("{}", name(buf.backing())),
@@ -48,6 +54,23 @@ fn main() {
     }
     eprintln!("vm_secret: aborting to dump core");
     std::process::abort();
+}
+
+/// `AT_PAGESZ` from this process's auxiliary vector: pairs of native
+/// words (type, value), ended by `AT_NULL`.
+fn page_size() -> usize {
+    const AT_PAGESZ: usize = 6;
+    let auxv = std::fs::read("/proc/self/auxv").expect("reading /proc/self/auxv");
+    let word = std::mem::size_of::<usize>();
+    let words: Vec<usize> = auxv
+        .chunks_exact(word)
+        .map(|w| usize::from_ne_bytes(w.try_into().expect("a whole word")))
+        .collect();
+    words
+        .chunks_exact(2)
+        .find(|pair| pair[0] == AT_PAGESZ)
+        .map(|pair| pair[1])
+        .expect("AT_PAGESZ in the auxiliary vector")
 }
 
 /// The word for a backing in the summary lines.

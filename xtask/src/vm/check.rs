@@ -30,6 +30,7 @@ pub(super) fn check_suite(console: &[String], r: &mut Report) {
         r.problems
             .push("the init script did not finish (no `vm: done` line)".into());
     }
+    check_page_size(console, r, "");
     let ran = |s: Scenario| r.scenarios.contains(&s);
     let (suite, swap_pressure, core_dump) = (
         ran(Scenario::Suite),
@@ -108,6 +109,7 @@ pub(super) fn check_secrets(console: &[String], r: &mut Report) {
         r.problems
             .push("secrets boot: the init script did not finish (no `vm: done` line)".into());
     }
+    check_page_size(console, r, "secrets boot: ");
     let mut ignored = 0;
     let mut problems = Vec::new();
     r.secrets_tests = check_tests(console, &arch, &mut ignored, &mut problems);
@@ -118,6 +120,24 @@ pub(super) fn check_secrets(console: &[String], r: &mut Report) {
     check_core(console, r, "anonymous");
     if let Some(core) = r.core.last_mut() {
         core.secretmem_off = true;
+    }
+}
+
+/// Checks `page-size <arch> <kernel>: <bytes>` (`AT_PAGESZ` in the VM)
+/// against the page size of the arch's kernel.
+fn check_page_size(console: &[String], r: &mut Report, boot: &str) {
+    let key = format!("page-size {}: ", r.name);
+    let want = crate::arch::by_name(r.arch).map(|a| a.page_size);
+    let got = console
+        .iter()
+        .find_map(|l| l.strip_prefix(&key))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    match (got, want) {
+        (Some(got), Some(want)) if got == want => r.page_size = Some(got),
+        (got, want) => r.problems.push(format!(
+            "{boot}no `{key}{}` line (read {got:?})",
+            want.map_or("?".to_string(), |w| w.to_string())
+        )),
     }
 }
 
@@ -288,6 +308,7 @@ mod tests {
     }
 
     const PASSING: &str = "\
+page-size x86_64 6.12: 4096
 vm: running lock
 test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s
 tests x86_64 6.12: 3 passed, 0 failed
@@ -368,6 +389,7 @@ vm: done";
     #[test]
     fn the_secrets_boot_must_fall_back_to_anonymous_memory() {
         let text = "\
+page-size x86_64 6.12: 4096
 vm: running secret
 test result: ok. 13 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s
 tests x86_64 6.12: 13 passed, 0 failed
@@ -401,8 +423,17 @@ vm: done";
     #[test]
     fn missing_lines_and_failed_tests_are_reported() {
         let r = checked("vm: running lock\ntest a ... FAILED\nvm: done");
-        // tests, secrets, swap-pressure, and two core-dump lines.
-        assert_eq!(r.problems.len(), 5, "{:?}", r.problems);
+        // page-size, tests, secrets, swap-pressure, and two core-dump lines.
+        assert_eq!(r.problems.len(), 6, "{:?}", r.problems);
+        // A page size that is not the arch's.
+        let r = checked(&PASSING.replace(
+            "page-size x86_64 6.12: 4096",
+            "page-size x86_64 6.12: 16384",
+        ));
+        assert_eq!(
+            r.problems,
+            ["no `page-size x86_64 6.12: 4096` line (read Some(16384))"]
+        );
         let text = PASSING
             .replace(
                 "tests x86_64 6.12: 3 passed, 0 failed",

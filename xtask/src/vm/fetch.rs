@@ -188,7 +188,7 @@ fn download(arch: &Arch, suites: &[&str], dir: &Path, root: &Path) -> Result {
         );
     }
 
-    let metapackage = format!("linux-image-{}", arch.debian);
+    let metapackage = format!("linux-image-{}", arch.kernel_flavour);
     let depends = util::output(apt_cmd("apt-cache").args(["depends", &metapackage]))?;
     let kernel = depends
         .lines()

@@ -16,6 +16,8 @@ pub(super) struct Report {
     pub(super) kernel: String,
     /// The scenarios that ran.
     pub(super) scenarios: Vec<Scenario>,
+    /// The page size each init-script boot read from `AT_PAGESZ`.
+    pub(super) page_size: Option<usize>,
     /// Passed and failed tests.
     pub(super) tests: Option<(u64, u64)>,
     /// Tests libtest reported as ignored.
@@ -67,6 +69,9 @@ impl Report {
         let r = self;
         let arch = &r.name;
         let mut lines = Vec::new();
+        if let Some(bytes) = r.page_size {
+            lines.push(format!("page-size {arch}: {bytes}"));
+        }
         if let Some((p, f)) = r.tests {
             lines.push(format!("tests {arch}: {p} passed, {f} failed"));
         }
