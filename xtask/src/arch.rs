@@ -333,7 +333,6 @@ mod tests {
         assert!(ARCHES.iter().all(|a| a.page_size == 4096));
     }
 
-
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
