@@ -965,7 +965,7 @@ mod pool {
         ret == 0
     }
 
-    /// Where the pool's data starts: the mapping that holds a secret.
+    /// The mapping that holds a pool's secret.
     fn mapping_of<const N: usize>(buf: &PoolBuf<'_, N>) -> Entry {
         let (_, entry, _) = around(buf.as_bytes().as_ptr() as usize);
         entry.expect("a pool secret lies in a mapping")

@@ -1422,26 +1422,27 @@ fn a_status_over_the_read_buffer_agrees_with_std() {
         let mut lengths = std::collections::BTreeSet::new();
         // A second sweep if the first missed a length: other lines (VmRSS,
         // say) can gain a digit at the very step the groups gain a byte.
-        let sweeps = (0..2).flat_map(|_| 20..=2200);
-        for bytes in sweeps {
-            if bytes == 20
-                && !lengths.is_empty()
-                && (CHUNK - 1..=CHUNK + 1).all(|l| lengths.contains(&l))
-            {
+        let around_chunk = |lengths: &std::collections::BTreeSet<usize>| {
+            (CHUNK - 1..=CHUNK + 1).all(|l| lengths.contains(&l))
+        };
+        for _sweep in 0..2 {
+            if around_chunk(&lengths) {
                 break;
             }
-            let groups = groups_taking(bytes);
-            set_groups(&groups)?;
-            watch.check(&format!("{} groups", groups.len()))?;
-            let text = &watch.before;
-            lengths.insert(text.len());
-            for (k, start) in watch.places().into_iter().enumerate() {
-                let start = start.ok_or_else(|| format!("no {} line", RECORDED[k]))?;
-                let len = text[start..].iter().position(|&b| b == b'\n').unwrap_or(0) + 1;
-                line_len[k] = len;
-                let next = (start / CHUNK + 1) * CHUNK;
-                if next < start + len {
-                    cut_at[k].insert(next - start);
+            for bytes in 20..=2200 {
+                let groups = groups_taking(bytes);
+                set_groups(&groups)?;
+                watch.check(&format!("{} groups", groups.len()))?;
+                let text = &watch.before;
+                lengths.insert(text.len());
+                for (k, start) in watch.places().into_iter().enumerate() {
+                    let start = start.ok_or_else(|| format!("no {} line", RECORDED[k]))?;
+                    let len = text[start..].iter().position(|&b| b == b'\n').unwrap_or(0) + 1;
+                    line_len[k] = len;
+                    let next = (start / CHUNK + 1) * CHUNK;
+                    if next < start + len {
+                        cut_at[k].insert(next - start);
+                    }
                 }
             }
         }
@@ -1457,16 +1458,13 @@ fn a_status_over_the_read_buffer_agrees_with_std() {
                 )
             })?;
         }
-        ensure(
-            (CHUNK - 1..=CHUNK + 1).all(|l| lengths.contains(&l)),
-            || {
-                format!(
-                    "the text was never 2047, 2048 and 2049 bytes long: {:?}..{:?}",
-                    lengths.first(),
-                    lengths.last()
-                )
-            },
-        )?;
+        ensure(around_chunk(&lengths), || {
+            format!(
+                "the text was never 2047, 2048 and 2049 bytes long: {:?}..{:?}",
+                lengths.first(),
+                lengths.last()
+            )
+        })?;
         for n in [3_000, 10_000, 65_536] {
             let groups: Vec<libc::gid_t> = (100_000..100_000 + n).collect();
             set_groups(&groups)?;

@@ -36,10 +36,11 @@ pub(super) fn hold(region: &sys::Region) -> Result<Hold, Error> {
     Hold::new(addr, len, kind)
 }
 
-/// A buffer's drop, before its fields': the entry leaves the record, then
-/// the pages are zeroed, unlocked and unmapped. A buffer inherited through
+/// A buffer's or a pool's drop, before its fields': the entry leaves the
+/// record, then the pages are zeroed and unmapped. One inherited through
 /// `fork(2)` holds nothing of this process's: its pages are left as the
-/// kernel gave them to the child (absent, or wiped).
+/// kernel gave them to the child (absent, or wiped). Sealed pages
+/// (`mseal(2)`) stay, and so does their entry.
 pub(super) fn give_up(region: &mut sys::Region, hold: &mut Hold) {
     if region.msealed() && hold.is_ours() {
         // The pages stay mapped and locked: so does their entry.

@@ -682,23 +682,6 @@ pub(super) unsafe fn guard_install(addr: usize, len: usize) -> bool {
     }
 }
 
-/// `madvise(2)` with `MADV_GUARD_REMOVE`: undoes [`guard_install`], leaving
-/// zero-filled pages.
-///
-/// # Safety
-/// As [`guard_install`].
-pub(super) unsafe fn guard_remove(addr: usize, len: usize) {
-    // SAFETY: the caller's promise.
-    let _ = unsafe {
-        raw::syscall3(
-            Sysno::madvise as usize,
-            addr,
-            len,
-            c::MADV_GUARD_REMOVE as usize,
-        )
-    };
-}
-
 /// `mseal(2)` (Linux 6.10+, 64-bit only) of `[addr, addr + len)`: from now
 /// on, for the rest of the process, the kernel refuses `munmap(2)`,
 /// `mremap(2)`, `mprotect(2)`, a `MAP_FIXED` `mmap(2)` over the range and

@@ -10,7 +10,7 @@ use super::mem::zeroize;
 use super::pool_layout::{
     header_len, slot_granules, words, CANARY_LEN, GRANULE, KEY_LEN, WORD_BITS,
 };
-use super::secret_pages::{fatal, fill_random, Region};
+use super::secret_pages::{fatal, fill_random, mix, Region};
 use super::Backing;
 use crate::Error;
 
@@ -33,10 +33,6 @@ const BACK: u64 = 0xc2b2_ae3d_27d4_eb4f;
 /// are zero: a slot is zeroed when it is given back.
 pub(crate) struct PoolPages {
     region: Region,
-    /// Bitmap words (each an `AtomicU64` in the data pages).
-    words: usize,
-    /// Where the granules start.
-    granules_at: usize,
     /// The word the last successful search ended in: where the next one
     /// starts.
     hint: AtomicUsize,
@@ -65,13 +61,9 @@ impl PoolPages {
             .ok_or(Error::InvalidArgument)?;
         let region = Region::new(data_len, want, true)?;
         let data = region.data_addr();
-        let words = words(data_len);
-        let granules_at = data + header_len(data_len);
-        let granules = (data + data_len - granules_at) / GRANULE;
+        let granules = (data_len - header_len(data_len)) / GRANULE;
         let pool = PoolPages {
             region,
-            words,
-            granules_at,
             hint: AtomicUsize::new(0),
         };
         // SAFETY: the key's 16 bytes start the data pages, which are
@@ -103,9 +95,14 @@ impl PoolPages {
         &mut self.region
     }
 
+    /// Where the granules start: after the key and the bitmap.
+    fn granules_at(&self) -> usize {
+        self.region.data_addr() + header_len(self.region.data_len())
+    }
+
     /// The bitmap, in the data pages after the key.
     fn bitmap(&self) -> &[AtomicU64] {
-        // SAFETY: `words` 8-byte words follow the 16-byte key at the start
+        // SAFETY: `words(data_len)` 8-byte words follow the 16-byte key at the start
         // of the page-aligned data pages, which are mapped read-write for
         // the life of `self` and which nothing else refers to as bytes (the
         // key and the granules lie apart); an `AtomicU64` has the size and
@@ -113,7 +110,7 @@ impl PoolPages {
         unsafe {
             core::slice::from_raw_parts(
                 (self.region.data_addr() + KEY_LEN) as *const AtomicU64,
-                self.words,
+                words(self.region.data_len()),
             )
         }
     }
@@ -121,21 +118,11 @@ impl PoolPages {
     /// The canary of the slot at `addr` on side `side` (`FRONT`, `BACK`):
     /// the pool's key mixed with both.
     fn canary(&self, addr: usize, side: u64) -> [u8; CANARY_LEN] {
-        let mut key = [0u8; KEY_LEN];
-        // SAFETY: the key's 16 bytes at the start of the data pages are
-        // read-only after `new`, mapped for the life of `self`.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                self.region.data_addr() as *const u8,
-                key.as_mut_ptr(),
-                KEY_LEN,
-            );
-        }
-        let (k0, k1) = key.split_at(8);
-        let word = |k: &[u8], salt: u64| {
-            let k = u64::from_ne_bytes(k.try_into().unwrap_or([0; 8]));
-            mix(k ^ (addr as u64).rotate_left(17) ^ salt)
-        };
+        // SAFETY: the key's 16 bytes start the page-aligned data pages, are
+        // read-only after `new` and mapped for the life of `self`; any bit
+        // pattern is a valid `[u64; 2]`.
+        let [k0, k1] = unsafe { (self.region.data_addr() as *const [u64; 2]).read() };
+        let word = |k: u64, salt: u64| mix(k ^ (addr as u64).rotate_left(17) ^ salt);
         let mut canary = [0u8; CANARY_LEN];
         canary[..8].copy_from_slice(&word(k0, side).to_ne_bytes());
         canary[8..].copy_from_slice(&word(k1, side.rotate_left(32)).to_ne_bytes());
@@ -148,25 +135,20 @@ impl PoolPages {
     /// compare-and-swap on its bitmap word.
     pub(crate) fn take(&self, len: usize) -> Option<Slot<'_>> {
         let need = slot_granules(len);
-        let mask = if need == WORD_BITS {
-            !0
-        } else {
-            (1u64 << need) - 1
-        };
         let bitmap = self.bitmap();
         let start = self.hint.load(Ordering::Relaxed) % bitmap.len();
         for w in (start..bitmap.len()).chain(0..start) {
             let word = &bitmap[w];
             let mut seen = word.load(Ordering::Relaxed);
             while let Some(bit) = free_run(seen, need) {
-                let taken = seen | (mask << bit);
+                let taken = seen | run_mask(need, bit);
                 // Acquire: the slot's zeroing by its last owner (Release in
                 // `give_back`) happens before our use of it.
                 match word.compare_exchange_weak(seen, taken, Ordering::Acquire, Ordering::Relaxed)
                 {
                     Ok(_) => {
                         self.hint.store(w, Ordering::Relaxed);
-                        let addr = self.granules_at + (w * WORD_BITS + bit as usize) * GRANULE;
+                        let addr = self.granules_at() + (w * WORD_BITS + bit as usize) * GRANULE;
                         return Some(self.fill(addr, len));
                     }
                     Err(now) => seen = now,
@@ -218,15 +200,10 @@ impl PoolPages {
                   (a write past its end or before its start); aborting\n",
             );
         }
-        let first = (slot.addr - self.granules_at) / GRANULE;
+        let first = (slot.addr - self.granules_at()) / GRANULE;
         let (w, bit) = (first / WORD_BITS, first % WORD_BITS);
-        let mask = if need == WORD_BITS {
-            !0
-        } else {
-            ((1u64 << need) - 1) << bit
-        };
         // Release: the zeroing above happens before the next owner's use.
-        self.bitmap()[w].fetch_and(!mask, Ordering::Release);
+        self.bitmap()[w].fetch_and(!run_mask(need, bit as u32), Ordering::Release);
     }
 }
 
@@ -274,9 +251,7 @@ fn free_run(word: u64, need: usize) -> Option<u32> {
     (run != 0).then(|| run.trailing_zeros())
 }
 
-/// splitmix64's finaliser: spreads every bit of `x` over the result.
-fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
+/// The bits of a run of `need` granules (`1..=64`) that starts at `bit`.
+fn run_mask(need: usize, bit: u32) -> u64 {
+    (u64::MAX >> (WORD_BITS - need)) << bit
 }

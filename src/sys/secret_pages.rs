@@ -5,8 +5,8 @@
 #![allow(unsafe_code)]
 
 use super::linux::{
-    self, advise_fork, getpid, guard_install, guard_remove, madvise, mlock, page_size, prlimit64,
-    protect, Reservation,
+    self, advise_fork, getpid, guard_install, madvise, mlock, page_size, prlimit64, protect,
+    Reservation,
 };
 use super::mem::zeroize;
 use super::{Advice, Backing, BorrowedFd, ForkAdvice, Guards, LockMode, Protection, Resource};
@@ -486,9 +486,9 @@ fn back_anonymous(
             return Ok((Backing::Anonymous, Guards::Regions));
         }
         // SAFETY: as above. Refused (a kernel before 6.13, or a mapping
-        // locked at birth under MCL_FUTURE): plain PROT_NONE pages.
+        // locked at birth under MCL_FUTURE): plain PROT_NONE pages (a
+        // marker the first page may have taken faults all the same).
         unsafe {
-            guard_remove(addr, page);
             protect(addr, page, Protection::None)?;
             protect(last, page, Protection::None)?;
         }
@@ -523,15 +523,19 @@ pub(super) fn fill_random(buf: &mut [u8], salt: usize) {
         for byte in buf.iter_mut() {
             // splitmix64's step: a cheap, well-spread sequence.
             x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = x;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            *byte = (z ^ (z >> 31)) as u8;
+            *byte = mix(x) as u8;
         }
     }
     if buf.iter().all(|&b| b == 0) {
         buf[0] = 0xa5;
     }
+}
+
+/// splitmix64's finaliser: spreads every bit of `x` over the result.
+pub(super) fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// Writes `message` to standard error (`write(2)` to fd 2) and ends the

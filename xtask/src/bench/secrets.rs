@@ -239,15 +239,11 @@ fn ratio(r: f64) -> String {
 fn locked_version(name: &str) -> Option<String> {
     let lock = std::fs::read_to_string(util::root().join("Cargo.lock")).ok()?;
     let key = format!("name = \"{name}\"");
-    let mut lines = lines_after(&lock, &key);
-    lines
-        .next()?
+    lock.lines()
+        .skip_while(|l| *l != key)
+        .nth(1)?
         .strip_prefix("version = \"")
         .map(|v| v.trim_end_matches('"').to_string())
-}
-
-fn lines_after<'a>(text: &'a str, line: &'a str) -> impl Iterator<Item = &'a str> {
-    text.lines().skip_while(move |l| *l != line).skip(1)
 }
 
 impl Count {
