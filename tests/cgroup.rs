@@ -74,6 +74,32 @@ fn a_limit_far_above_the_process_is_read_and_not_near() {
     });
 }
 
+/// A limit past 4 GiB (the whole address space of a 32-bit process) is
+/// read whole, as 64-bit bytes, on every target: the byte counts are
+/// `u64`, never `usize`.
+#[test]
+fn a_limit_over_4_gib_is_read_whole() {
+    with_hierarchy(|h| {
+        let limit: u64 = (6 << 30) + 4096 * 3;
+        let cgroup = TestCgroup::new(h, "over4g")?;
+        cgroup.write(max_file(h), &limit.to_string())?;
+        cgroup.run(move || {
+            let memory = mlock::limits::cgroup_memory()
+                .map_err(|e| format!("cgroup_memory: {e}"))?
+                .ok_or("cgroup_memory found no memory cgroup inside one")?;
+            ensure(memory.max_bytes() == Some(limit), || {
+                format!("max {:?}, wrote {limit}", memory.max_bytes())
+            })?;
+            let p =
+                mlock::limits::preflight(Flags::CURRENT).map_err(|e| format!("preflight: {e}"))?;
+            ensure(
+                p.cgroup().and_then(|c| c.max_bytes()) == Some(limit),
+                || format!("preflight read {:?}", p.cgroup()),
+            )
+        })
+    });
+}
+
 #[test]
 fn a_limit_at_the_process_size_is_near() {
     with_hierarchy(|h| {

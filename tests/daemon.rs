@@ -34,7 +34,13 @@ fn memlock_hard() -> u64 {
         unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) },
         0
     );
-    lim.rlim_max
+    // `rlim_t` is 32 bits with 32-bit glibc, where its all-ones is
+    // RLIM_INFINITY; the cast widens it there and does nothing elsewhere.
+    #[allow(clippy::unnecessary_cast)]
+    match lim.rlim_max {
+        libc::RLIM_INFINITY => u64::MAX,
+        max => max as u64,
+    }
 }
 
 /// The kernel's PF_* flags of the calling thread: field 9 of
@@ -235,8 +241,8 @@ fn realtime_sets_sched_fifo_and_threads_spawned_after_inherit_it() {
 /// Sets `RLIMIT_RTPRIO` (soft and hard) to `priority`.
 fn set_rtprio(priority: u64) -> Result<(), String> {
     let limit = libc::rlimit {
-        rlim_cur: priority,
-        rlim_max: priority,
+        rlim_cur: priority as libc::rlim_t,
+        rlim_max: priority as libc::rlim_t,
     };
     // SAFETY: a valid rlimit for this process.
     match unsafe { libc::setrlimit(libc::RLIMIT_RTPRIO, &limit) } {

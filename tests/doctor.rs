@@ -95,12 +95,16 @@ fn remove_stale_copies() {
 fn this_target() -> String {
     let arch = match std::env::consts::ARCH {
         "riscv64" => "riscv64gc",
+        "x86" => "i686",
+        "arm" => "armv7",
+        "powerpc64" if cfg!(target_endian = "little") => "powerpc64le",
         arch => arch,
     };
-    let libc = if cfg!(target_env = "musl") {
-        "musl"
-    } else {
-        "gnu"
+    let libc = match (cfg!(target_env = "musl"), cfg!(target_arch = "arm")) {
+        (true, false) => "musl",
+        (true, true) => "musleabihf",
+        (false, false) => "gnu",
+        (false, true) => "gnueabihf",
     };
     format!("{arch}-unknown-linux-{libc}")
 }
@@ -381,8 +385,12 @@ fn under_qemu_the_host_cannot_exec_the_doctor_directly() {
     // ELF with ENOEXEC. (glibc's spawn then hands the file to /bin/sh as a
     // script, which fails too; musl reports ENOEXEC.) With a handler,
     // direct execution works, and the runner is merely its explicit form.
-    let handler =
-        Path::new("/proc/sys/fs/binfmt_misc").join(format!("qemu-{}", std::env::consts::ARCH));
+    // binfmt_misc's handlers are named after QEMU's emulators.
+    let emulator = match std::env::consts::ARCH {
+        "powerpc64" => "ppc64le",
+        arch => arch,
+    };
+    let handler = Path::new("/proc/sys/fs/binfmt_misc").join(format!("qemu-{emulator}"));
     let has_handler = std::fs::read_to_string(&handler).is_ok_and(|s| s.starts_with("enabled"));
     let result = Command::new(doctor()).arg("--help").output();
     let ran = matches!(&result, Ok(out)

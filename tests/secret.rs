@@ -750,7 +750,7 @@ fn read_other(addr: u64, want: Option<u8>) -> Result<(), String> {
 // ---------------------------------------------------------------------------
 // Core dumps
 
-fn core_limit() -> (u64, u64) {
+fn core_limit() -> (libc::rlim_t, libc::rlim_t) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -957,8 +957,9 @@ mod pool {
         }
     }
 
-    /// Whether the kernel has `mseal(2)` (Linux 6.10+, 64-bit), asked with
-    /// a length of 0, which seals nothing.
+    /// Whether the kernel has `mseal(2)` (Linux 6.10+, 64-bit kernels, also
+    /// for their 32-bit processes), asked with a length of 0, which seals
+    /// nothing.
     fn kernel_has_mseal() -> bool {
         // SAFETY: mseal of an empty range changes nothing.
         let ret = unsafe { libc::syscall(462, 0usize, 0usize, 0usize) };

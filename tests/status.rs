@@ -1241,10 +1241,19 @@ fn through_resident_sizes(watch: &mut Agreement) -> Result<(), String> {
 /// moves every line after it (and `VmPeak` before it stays long), and it
 /// is not padded, so even where the keys stand at their places the value
 /// is read by the scan.
+///
+/// A 32-bit process has at most 4 GiB of address space (4,194,304 kB,
+/// seven digits), so its `VmSize` never outgrows the column: there it
+/// grows by a digit inside the column instead.
 fn through_virtual_sizes(watch: &mut Agreement) -> Result<(), String> {
+    let column = if cfg!(target_pointer_width = "64") {
+        8
+    } else {
+        0
+    };
     for round in 0..2 {
         let size = status_kb("VmSize");
-        let next = 10u64.pow(digits(size).max(8));
+        let next = 10u64.pow(digits(size).max(column));
         let len = ((next - size + 1024) * 1024) as usize;
         // SAFETY: a fresh private reservation that aliases nothing.
         let addr = unsafe {
@@ -1267,7 +1276,7 @@ fn through_virtual_sizes(watch: &mut Agreement) -> Result<(), String> {
         let grown = status_kb("VmSize");
         // SAFETY: the reservation made above, used by nothing.
         unsafe { libc::munmap(addr, len) };
-        ensure(digits(grown) > digits(size).max(8), || {
+        ensure(digits(grown) > digits(size).max(column), || {
             format!("VmSize is {grown} kB after reserving {len} bytes over {size} kB")
         })?;
         watch.check(&format!("{len} bytes given back (round {round})"))?;
@@ -1361,13 +1370,23 @@ fn status_and_a_kept_reader_agree_with_std_while_the_layout_changes() {
             retries,
             ..
         } = watch;
-        ensure(moved >= 60 && kept >= 20 && unpadded >= 4, || {
-            format!(
-                "{checks} checks ({retries} retried): {in_place} readings in place \
+        // A 32-bit process's sizes never outgrow their column (see
+        // `through_virtual_sizes`).
+        let unpadded_wanted = if cfg!(target_pointer_width = "64") {
+            4
+        } else {
+            0
+        };
+        ensure(
+            moved >= 60 && kept >= 20 && unpadded >= unpadded_wanted,
+            || {
+                format!(
+                    "{checks} checks ({retries} retried): {in_place} readings in place \
                  ({kept} first after a change), {moved} after the lines moved, \
                  {unpadded} of an unpadded value"
-            )
-        })
+                )
+            },
+        )
     });
 }
 

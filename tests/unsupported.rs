@@ -18,7 +18,11 @@ fn backend_matches_the_build() {
         any(
             target_arch = "x86_64",
             target_arch = "aarch64",
-            target_arch = "riscv64"
+            target_arch = "riscv64",
+            target_arch = "x86",
+            target_arch = "arm",
+            target_arch = "s390x",
+            all(target_arch = "powerpc64", target_endian = "little")
         )
     ));
     assert_eq!(mlock::BACKEND_AVAILABLE, supported_target && !forced);

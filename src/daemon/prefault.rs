@@ -10,9 +10,6 @@ const STACK_CHUNK: usize = 2048;
 /// The distance between two touches on the stack: well under a page, so
 /// that the walk cannot jump over a guard page.
 const STACK_STEP: usize = 512;
-/// The distance between two touches of a region: the smallest page size of
-/// the supported architectures.
-const PAGE_STEP: usize = 4096;
 
 /// Pre-faults `bytes` of the calling thread's stack, below the caller's
 /// frame: the classic real-time "stack prefault".
@@ -64,8 +61,7 @@ pub enum Prefault {
     /// One `madvise(MADV_POPULATE_WRITE)` call (Linux 5.14+).
     Populated,
     /// A touch loop, because the kernel does not know
-    /// `MADV_POPULATE_WRITE` (or, on a kernel with pages larger than 4 KiB,
-    /// the region does not start on a page boundary).
+    /// `MADV_POPULATE_WRITE`.
     Touched,
 }
 
@@ -109,13 +105,12 @@ pub fn prefault(region: &mut [u8]) -> Result<Prefault, Error> {
     if region.is_empty() {
         return Ok(Prefault::Populated);
     }
-    // madvise wants a page-aligned start. Rounding down to 4 KiB stays in
-    // the page that holds the first byte on every page size, so the call
-    // never reaches memory outside the region's pages; on a kernel with
-    // larger pages a misaligned start answers EINVAL, and the loop below
-    // does the work.
+    // madvise wants a page-aligned start: rounding down to the kernel's
+    // page size (4, 16 or 64 KiB) stays in the page that holds the first
+    // byte, so the call never reaches memory outside the region's pages.
+    let page = sys::page_size();
     let start = region.as_ptr() as usize;
-    let aligned = start & !(PAGE_STEP - 1);
+    let aligned = start & !(page - 1);
     let len = region.len() + (start - aligned);
     // SAFETY: the range lies in the pages that hold `region`, which the
     // caller lends mutably, and MADV_POPULATE_WRITE faults them in without
@@ -123,17 +118,18 @@ pub fn prefault(region: &mut [u8]) -> Result<Prefault, Error> {
     match unsafe { sys::madvise(aligned, len, Advice::PopulateWrite) } {
         Ok(()) => Ok(Prefault::Populated),
         Err(Error::InvalidArgument) | Err(Error::Unsupported) => {
-            sys::touch(region, PAGE_STEP);
+            sys::touch(region, page);
             Ok(Prefault::Touched)
         }
         Err(e) => Err(e),
     }
 }
 
-/// Faults in every page of `region` by reading one byte per 4 KiB and
-/// writing it back (volatile, so the compiler keeps every access), without
-/// changing a byte. [`prefault`] does this where `MADV_POPULATE_WRITE` is
-/// missing; call it directly to get the same behaviour on every kernel.
+/// Faults in every page of `region` by reading one byte per page (of the
+/// kernel's size: 4, 16 or 64 KiB) and writing it back (volatile, so the
+/// compiler keeps every access), without changing a byte. [`prefault`]
+/// does this where `MADV_POPULATE_WRITE` is missing; call it directly to
+/// get the same behaviour on every kernel.
 pub fn touch_pages(region: &mut [u8]) {
-    sys::touch(region, PAGE_STEP);
+    sys::touch(region, sys::page_size());
 }

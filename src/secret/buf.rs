@@ -229,9 +229,9 @@ impl<const N: usize> LockedBuf<N> {
     /// the process (a long-term key), not one per request.
     ///
     /// # Errors
-    /// [`Error::Unsupported`] on kernels before 6.10 (`ENOSYS`) and on
-    /// 32-bit targets, where the kernel has no `mseal`; the buffer is
-    /// unchanged then. [`Error::PermissionDenied`] under a seccomp filter
+    /// [`Error::Unsupported`] where the kernel has no `mseal` (`ENOSYS`:
+    /// before 6.10, and 32-bit kernels, which build it out; a 32-bit
+    /// process on a 64-bit kernel has it); the buffer is unchanged then. [`Error::PermissionDenied`] under a seccomp filter
     /// that refuses the call that way.
     ///
     /// # References

@@ -182,8 +182,9 @@ impl Pool {
     /// record, until the process exits.
     ///
     /// # Errors
-    /// [`Error::Unsupported`] on kernels before 6.10 and on 32-bit
-    /// targets; the pool is unchanged then.
+    /// [`Error::Unsupported`] where the kernel has no `mseal` (before
+    /// 6.10, and 32-bit kernels; a 32-bit process on a 64-bit kernel has
+    /// it); the pool is unchanged then.
     pub fn mseal(&mut self) -> Result<(), Error> {
         self.pages.region_mut().mseal()
     }

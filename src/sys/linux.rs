@@ -11,19 +11,23 @@
 //! fixed `mmap`) is an `unsafe fn` with its precondition spelled out. The
 //! other files that hold `unsafe` code are listed in the `sys` module docs.
 //!
-//! The instruction itself comes from the `syscalls` crate's inline asm
-//! (on riscv64, from the module `raw` below, which also declares the
-//! vector registers clobbered). That
-//! asm does not claim `nomem` or `readonly`, so the compiler treats memory as
+//! The instruction itself comes from the `syscalls` crate's inline asm on
+//! x86_64, aarch64, i686 and arm, and from the crate's own in `arch/` on
+//! riscv64 (which also declares the vector registers clobbered), powerpc64
+//! (`ctr` and `xer` clobbered, and the `cr0.SO` error flag) and s390x
+//! (where the `syscalls` crate's asm needs a nightly feature). The numbers
+//! are `linux-raw-sys`'s `__NR_*` for the target arch. None of that asm
+//! claims `nomem` or `readonly`, so the compiler treats memory as
 //! clobbered across every call. That matters for `mlockall`: with
 //! `MCL_FUTURE | MCL_ONFAULT`, a store the compiler moved from after the
 //! call to before it would land in a page that is not yet locked.
 //!
 //! Arguments go through the typed functions below rather than straight to
-//! `syscalls::syscall!`, which casts each argument with `as usize`: here every
+//! the asm, which takes every argument as a `usize`: here every
 //! pointer is converted with `as usize` from a pointer, every length is a
 //! `usize` already, and every flag is a `u32` from `linux-raw-sys`, so
-//! nothing is truncated or sign-extended by accident.
+//! nothing is truncated or sign-extended by accident. On the 32-bit arches
+//! (i686, arm) a 64-bit argument takes two registers (see [`read_to`]).
 #![allow(unsafe_code)]
 
 use core::ffi::CStr;
@@ -31,15 +35,108 @@ use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use linux_raw_sys::general as c;
-#[cfg(not(target_arch = "riscv64"))]
+#[cfg(not(any(
+    target_arch = "riscv64",
+    target_arch = "powerpc64",
+    target_arch = "s390x"
+)))]
 use syscalls::raw;
-use syscalls::Sysno;
+
+/// Defines `syscall0` to `syscall6` (the `syscalls` crate's `raw`
+/// signatures) over one arch's six-argument system call `$six`, passing 0
+/// for the arguments a call does not take (the kernel ignores them).
+#[cfg(any(
+    target_arch = "riscv64",
+    target_arch = "powerpc64",
+    target_arch = "s390x"
+))]
+macro_rules! six_argument_wrappers {
+    ($six:ident) => {
+        six_argument_wrappers! {
+            $six;
+            syscall0() => [0, 0, 0, 0, 0, 0];
+            syscall1(a) => [a, 0, 0, 0, 0, 0];
+            syscall2(a, b) => [a, b, 0, 0, 0, 0];
+            syscall3(a, b, c) => [a, b, c, 0, 0, 0];
+            syscall4(a, b, c, d) => [a, b, c, d, 0, 0];
+            syscall5(a, b, c, d, e) => [a, b, c, d, e, 0];
+            syscall6(a, b, c, d, e, f) => [a, b, c, d, e, f];
+        }
+    };
+    ($six:ident; $($name:ident($($arg:ident),*) => [$($pass:expr),*];)*) => {$(
+        /// The arch's system call with every register it changes declared
+        /// (see the file).
+        ///
+        /// # Safety
+        /// As for any system call: every pointer argument is valid for
+        /// what the call `nr` does with it.
+        #[inline(always)]
+        #[allow(dead_code)]
+        pub(super) unsafe fn $name(nr: usize $(, $arg: usize)*) -> usize {
+            // SAFETY: the caller's promise, passed on.
+            unsafe { $six(nr, $($pass),*) }
+        }
+    )*};
+}
 
 /// riscv64: the `ecall` asm, with the vector registers declared clobbered
 /// (see the file).
 #[cfg(target_arch = "riscv64")]
 #[path = "arch/riscv64.rs"]
 mod raw;
+
+/// powerpc64: the `sc` asm, with `ctr` and `xer` declared clobbered and the
+/// `cr0.SO` error convention turned into a negative return (see the file).
+#[cfg(target_arch = "powerpc64")]
+#[path = "arch/powerpc64.rs"]
+mod raw;
+
+/// s390x: the `svc 0` asm (the `syscalls` crate's needs a nightly feature
+/// there; see the file).
+#[cfg(target_arch = "s390x")]
+#[path = "arch/s390x.rs"]
+mod raw;
+
+/// The call that maps memory: `mmap2` on the 32-bit arches (its offset is
+/// in 4 KiB units; the crate always passes 0), `mmap` elsewhere. Not on
+/// s390x, whose `mmap` takes its six arguments in a block in memory (the
+/// old `mmap` calling convention); see [`mmap6`].
+#[cfg(target_pointer_width = "32")]
+const MMAP: u32 = c::__NR_mmap2;
+#[cfg(target_pointer_width = "64")]
+const MMAP: u32 = c::__NR_mmap;
+
+/// `mmap(2)` with its six arguments, through the arch's convention: in
+/// registers everywhere but s390x, where the kernel reads them from a block
+/// of six words that `r2` points to.
+///
+/// # Safety
+/// As for `mmap(2)`: with `MAP_FIXED` the range must be the caller's and
+/// unreferenced; a mapping at the kernel's choice of address is always
+/// sound.
+#[inline(always)]
+unsafe fn mmap6(addr: usize, len: usize, prot: u32, flags: u32, fd: usize, offset: usize) -> usize {
+    #[cfg(not(target_arch = "s390x"))]
+    // SAFETY: the caller's promise, passed on.
+    unsafe {
+        raw::syscall6(
+            MMAP as usize,
+            addr,
+            len,
+            prot as usize,
+            flags as usize,
+            fd,
+            offset,
+        )
+    }
+    #[cfg(target_arch = "s390x")]
+    {
+        let block = [addr, len, prot as usize, flags as usize, fd, offset];
+        // SAFETY: the caller's promise; the kernel only reads the block,
+        // which outlives the call.
+        unsafe { raw::syscall1(MMAP as usize, block.as_ptr() as usize) }
+    }
+}
 
 use super::{Advice, BorrowedFd, ForkAdvice, LockMode, OpenMode, PrctlInt, Protection, Resource};
 use crate::Error;
@@ -63,14 +160,14 @@ pub(crate) fn mlockall(flags: Flags) -> Result<(), Error> {
     // SAFETY: mlockall reads and writes no user memory; it only changes how
     // the kernel treats this process's mappings. Invalid flags are rejected
     // by the kernel with EINVAL.
-    check(unsafe { raw::syscall1(Sysno::mlockall as usize, flags.bits() as usize) }).map(drop)
+    check(unsafe { raw::syscall1(c::__NR_mlockall as usize, flags.bits() as usize) }).map(drop)
 }
 
 /// `munlockall(2)`.
 #[inline]
 pub(crate) fn munlockall() -> Result<(), Error> {
     // SAFETY: munlockall takes no arguments and touches no user memory.
-    check(unsafe { raw::syscall0(Sysno::munlockall as usize) }).map(drop)
+    check(unsafe { raw::syscall0(c::__NR_munlockall as usize) }).map(drop)
 }
 
 /// `mlock(2)` on `[addr, addr + len)` ([`LockMode::Now`]), or
@@ -88,10 +185,10 @@ pub(crate) unsafe fn mlock(addr: usize, len: usize, mode: LockMode) -> Result<()
     // contract); an unmapped range fails with ENOMEM.
     let ret = unsafe {
         match mode {
-            LockMode::Now => raw::syscall2(Sysno::mlock as usize, addr, len),
+            LockMode::Now => raw::syscall2(c::__NR_mlock as usize, addr, len),
             LockMode::OnFault => {
                 let flags = c::MLOCK_ONFAULT as usize;
-                raw::syscall3(Sysno::mlock2 as usize, addr, len, flags)
+                raw::syscall3(c::__NR_mlock2 as usize, addr, len, flags)
             }
         }
     };
@@ -108,7 +205,7 @@ pub(crate) unsafe fn mlock(addr: usize, len: usize, mode: LockMode) -> Result<()
 pub(crate) unsafe fn munlock(addr: usize, len: usize) -> Result<(), Error> {
     // SAFETY: munlock only clears the locked state of the pages; their
     // contents and mappings are unchanged.
-    check(unsafe { raw::syscall2(Sysno::munlock as usize, addr, len) })
+    check(unsafe { raw::syscall2(c::__NR_munlock as usize, addr, len) })
         .map(drop)
         .map_err(|e| e.read_as(Error::ResourceLimit, Error::NotMapped))
 }
@@ -132,7 +229,7 @@ pub(crate) unsafe fn madvise(addr: usize, len: usize, advice: Advice) -> Result<
     // SAFETY: the advice values above change only core-dump flags or page
     // residency, never the bytes a program reads; destructive values such as
     // MADV_DONTNEED are not expressible through `Advice`.
-    check(unsafe { raw::syscall3(Sysno::madvise as usize, addr, len, advice as usize) })
+    check(unsafe { raw::syscall3(c::__NR_madvise as usize, addr, len, advice as usize) })
         .map(drop)
         .map_err(|e| e.read_as(Error::ResourceLimit, enomem))
 }
@@ -154,12 +251,11 @@ impl Mapping {
         // choosing (addr = NULL, no MAP_FIXED) cannot overlap or replace any
         // existing mapping.
         let addr = check(unsafe {
-            raw::syscall6(
-                Sysno::mmap as usize,
+            mmap6(
                 0,
                 len,
-                (c::PROT_READ | c::PROT_WRITE) as usize,
-                (c::MAP_PRIVATE | c::MAP_ANONYMOUS) as usize,
+                c::PROT_READ | c::PROT_WRITE,
+                c::MAP_PRIVATE | c::MAP_ANONYMOUS,
                 usize::MAX, // fd = -1
                 0,
             )
@@ -176,7 +272,7 @@ impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: the mapping is ours, and no reference to it can outlive
         // `self`. munmap of a valid mapping cannot fail.
-        let _ = unsafe { raw::syscall2(Sysno::munmap as usize, self.addr as usize, self.len) };
+        let _ = unsafe { raw::syscall2(c::__NR_munmap as usize, self.addr as usize, self.len) };
     }
 }
 
@@ -201,7 +297,7 @@ pub(crate) fn prctl_int(option: PrctlInt, arg2: usize) -> Result<usize, Error> {
     };
     // SAFETY: each of these options takes integer arguments only (the unused
     // ones must be zero, and are) and writes no user memory.
-    check(unsafe { raw::syscall5(Sysno::prctl as usize, option as usize, arg2, 0, 0, 0) })
+    check(unsafe { raw::syscall5(c::__NR_prctl as usize, option as usize, arg2, 0, 0, 0) })
 }
 
 /// `sched_setscheduler(0, SCHED_FIFO, &{ priority })`: real-time FIFO
@@ -213,7 +309,7 @@ pub(crate) fn sched_set_fifo(priority: i32) -> Result<(), Error> {
     // (a single int) that outlives the call and that the kernel only reads.
     check(unsafe {
         raw::syscall3(
-            Sysno::sched_setscheduler as usize,
+            c::__NR_sched_setscheduler as usize,
             0,
             c::SCHED_FIFO as usize,
             &param as *const i32 as usize,
@@ -226,7 +322,7 @@ pub(crate) fn sched_set_fifo(priority: i32) -> Result<(), Error> {
 /// `SCHED_FIFO` 1, `SCHED_RR` 2, ...).
 pub(crate) fn sched_policy() -> Result<u32, Error> {
     // SAFETY: no pointer arguments; pid 0 is the calling thread.
-    check(unsafe { raw::syscall1(Sysno::sched_getscheduler as usize, 0) }).map(|p| p as u32)
+    check(unsafe { raw::syscall1(c::__NR_sched_getscheduler as usize, 0) }).map(|p| p as u32)
 }
 
 /// `sched_getparam(0)`: the calling thread's static priority (1 to 99
@@ -237,7 +333,7 @@ pub(crate) fn sched_priority() -> Result<u32, Error> {
     // sched_param (a single int) that outlives the call.
     check(unsafe {
         raw::syscall2(
-            Sysno::sched_getparam as usize,
+            c::__NR_sched_getparam as usize,
             0,
             &mut param as *mut i32 as usize,
         )
@@ -269,7 +365,7 @@ pub(crate) fn prlimit64(resource: Resource, new: Option<(u64, u64)>) -> Result<(
     // is a valid, writable rlimit64.
     check(unsafe {
         raw::syscall4(
-            Sysno::prlimit64 as usize,
+            c::__NR_prlimit64 as usize,
             0,
             resource as usize,
             new_ptr,
@@ -297,7 +393,7 @@ pub(crate) fn capget_effective() -> Result<u64, Error> {
     // the array of two structs that version 3 writes.
     check(unsafe {
         raw::syscall2(
-            Sysno::capget as usize,
+            c::__NR_capget as usize,
             &mut header as *mut _ as usize,
             data.as_mut_ptr() as usize,
         )
@@ -322,7 +418,7 @@ impl Drop for Fd {
     fn drop(&mut self) {
         // SAFETY: we own the descriptor and nothing uses it after drop. An
         // error from close is not actionable for a read-only file.
-        let _ = unsafe { raw::syscall1(Sysno::close as usize, self.0 as usize) };
+        let _ = unsafe { raw::syscall1(c::__NR_close as usize, self.0 as usize) };
     }
 }
 
@@ -340,7 +436,7 @@ pub(crate) fn open(path: &CStr, mode: OpenMode) -> Result<Fd, Error> {
     // 0 is ignored without O_CREAT.
     let fd = check(unsafe {
         raw::syscall4(
-            Sysno::openat as usize,
+            c::__NR_openat as usize,
             c::AT_FDCWD as isize as usize,
             path.as_ptr() as usize,
             flags as usize,
@@ -357,7 +453,7 @@ pub(crate) fn read(fd: &Fd, buf: &mut [u8]) -> Result<usize, Error> {
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
     check(unsafe {
         raw::syscall3(
-            Sysno::read as usize,
+            c::__NR_read as usize,
             fd.0 as usize,
             buf.as_mut_ptr() as usize,
             buf.len(),
@@ -372,7 +468,7 @@ pub(crate) fn getdents64(fd: &Fd, buf: &mut [u8]) -> Result<usize, Error> {
     // the kernel writes.
     check(unsafe {
         raw::syscall3(
-            Sysno::getdents64 as usize,
+            c::__NR_getdents64 as usize,
             fd.0 as usize,
             buf.as_mut_ptr() as usize,
             buf.len(),
@@ -391,20 +487,31 @@ pub(crate) fn read_to<'a>(
     offset: Option<u64>,
 ) -> Result<&'a [u8], Error> {
     let (call, offset) = match offset {
-        None => (Sysno::read, 0),
-        Some(offset) => (Sysno::pread64, offset as usize),
+        None => (c::__NR_read, 0),
+        Some(offset) => (c::__NR_pread64, offset),
     };
+    // The 64-bit offset: one register on the 64-bit arches; on the 32-bit
+    // ones two, low word first (both are little-endian), and arm's EABI
+    // starts a 64-bit pair at an even register, so its offset follows an
+    // unused fourth argument.
+    #[cfg(target_pointer_width = "64")]
+    let rest = [offset as usize, 0, 0];
+    #[cfg(target_arch = "x86")]
+    let rest = [offset as usize, (offset >> 32) as usize, 0];
+    #[cfg(target_arch = "arm")]
+    let rest = [0, offset as usize, (offset >> 32) as usize];
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes, initialised or
-    // not, and the kernel only writes to it; `read` ignores the fourth
-    // argument, and `pread64` takes the offset in one register on the three
-    // 64-bit backend arches.
+    // not, and the kernel only writes to it; `read` ignores the arguments
+    // after the third, and `pread64` finds its offset as laid out above.
     let n = check(unsafe {
-        raw::syscall4(
+        raw::syscall6(
             call as usize,
             fd.0 as usize,
             buf.as_mut_ptr() as usize,
             buf.len(),
-            offset,
+            rest[0],
+            rest[1],
+            rest[2],
         )
     })?;
     // The kernel never returns more than asked; `min` keeps that from
@@ -425,7 +532,7 @@ pub(crate) fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<usize, Error> {
     // descriptor does not touch this process's memory otherwise.
     check(unsafe {
         raw::syscall3(
-            Sysno::write as usize,
+            c::__NR_write as usize,
             fd as usize,
             buf.as_ptr() as usize,
             buf.len(),
@@ -437,17 +544,31 @@ pub(crate) fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<usize, Error> {
 /// or a test can mount anything at `/proc`.
 #[inline]
 pub(crate) fn is_procfs(fd: &Fd) -> Result<bool, Error> {
-    // Not zeroed first (120 bytes): the kernel fills it in.
+    // Not zeroed first (84 to 120 bytes): the kernel fills it in.
     let mut buf = MaybeUninit::<c::statfs64>::uninit();
-    // SAFETY: on the 64-bit backend arches `struct statfs` is `statfs64`,
-    // and `buf` is valid for writes of its size.
-    check(unsafe {
+    // SAFETY: `buf` is valid for writes of a `statfs64`: on the 64-bit
+    // arches `fstatfs` writes a `struct statfs`, which is laid out as
+    // `statfs64` there; on the 32-bit ones `fstatfs64` writes a `statfs64`
+    // of the size it is told (84 bytes on i686 and arm, whose ABIs pack it).
+    #[cfg(target_pointer_width = "64")]
+    let ret = unsafe {
         raw::syscall2(
-            Sysno::fstatfs as usize,
+            c::__NR_fstatfs as usize,
             fd.0 as usize,
             buf.as_mut_ptr() as usize,
         )
-    })?;
+    };
+    #[cfg(target_pointer_width = "32")]
+    // SAFETY: as above.
+    let ret = unsafe {
+        raw::syscall3(
+            c::__NR_fstatfs64 as usize,
+            fd.0 as usize,
+            core::mem::size_of::<c::statfs64>(),
+            buf.as_mut_ptr() as usize,
+        )
+    };
+    check(ret)?;
     // SAFETY: a successful fstatfs wrote the whole struct, and a statfs64
     // is plain integers.
     let buf = unsafe { buf.assume_init() };
@@ -468,12 +589,12 @@ pub(super) fn wipe_on_fork(mapping: &Mapping) -> bool {
     let (wipe, probe) = unsafe {
         (
             raw::syscall3(
-                Sysno::madvise as usize,
+                c::__NR_madvise as usize,
                 addr,
                 len,
                 c::MADV_WIPEONFORK as usize,
             ),
-            raw::syscall3(Sysno::madvise as usize, addr, len, u32::MAX as usize),
+            raw::syscall3(c::__NR_madvise as usize, addr, len, u32::MAX as usize),
         )
     };
     wipe == 0 && probe != 0
@@ -483,7 +604,7 @@ pub(super) fn wipe_on_fork(mapping: &Mapping) -> bool {
 #[inline]
 pub(crate) fn getpid() -> u32 {
     // SAFETY: getpid takes no arguments and cannot fail.
-    unsafe { raw::syscall0(Sysno::getpid as usize) as u32 }
+    unsafe { raw::syscall0(c::__NR_getpid as usize) as u32 }
 }
 
 /// `mount(2)` of a fresh procfs at `target`, `nosuid,nodev,noexec`.
@@ -494,7 +615,7 @@ pub(crate) fn mount_proc(target: &CStr) -> Result<(), Error> {
     // NULL. Mounting changes the file-system namespace, not memory.
     check(unsafe {
         raw::syscall5(
-            Sysno::mount as usize,
+            c::__NR_mount as usize,
             c"proc".as_ptr() as usize,
             target.as_ptr() as usize,
             c"proc".as_ptr() as usize,
@@ -512,7 +633,7 @@ pub(crate) fn power_off() -> Error {
     // stops; memory safety of this process is not at stake either way.
     let ret = unsafe {
         raw::syscall4(
-            Sysno::reboot as usize,
+            c::__NR_reboot as usize,
             c::LINUX_REBOOT_MAGIC1 as usize,
             c::LINUX_REBOOT_MAGIC2 as usize,
             c::LINUX_REBOOT_CMD_POWER_OFF as usize,
@@ -531,7 +652,7 @@ pub(crate) fn exit_group(code: i32) -> ! {
     // SAFETY: exit_group takes one integer and never returns; no memory of
     // this process is used after it.
     unsafe {
-        raw::syscall1(Sysno::exit_group as usize, code as isize as usize);
+        raw::syscall1(c::__NR_exit_group as usize, code as isize as usize);
     }
     // The kernel does not return from exit_group.
     loop {
@@ -543,8 +664,8 @@ pub(crate) fn exit_group(code: i32) -> ! {
 /// [`probe_page_size`]); 0 until the first call.
 static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
 
-/// The kernel's page size: 4 KiB on x86_64, 4, 16 or 64 KiB on aarch64 and
-/// riscv64 kernels. Racing first calls each probe and store the same value.
+/// The kernel's page size: 4 KiB on x86_64, i686, armv7, s390x and
+/// riscv64; 4, 16 or 64 KiB on aarch64; 4 or 64 KiB on powerpc64. Racing first calls each probe and store the same value.
 #[inline]
 pub(crate) fn page_size() -> usize {
     match PAGE_SIZE.load(Ordering::Relaxed) {
@@ -573,7 +694,7 @@ fn probe_page_size() -> usize {
         // own reservation; it changes no memory.
         let ret = unsafe {
             raw::syscall3(
-                Sysno::madvise as usize,
+                c::__NR_madvise as usize,
                 region.addr + candidate,
                 1,
                 c::MADV_NORMAL as usize,
@@ -599,12 +720,11 @@ impl Reservation {
         // SAFETY: a private anonymous mapping at an address of the kernel's
         // choosing cannot overlap or replace any existing mapping.
         let addr = check(unsafe {
-            raw::syscall6(
-                Sysno::mmap as usize,
+            mmap6(
                 0,
                 len,
-                c::PROT_NONE as usize,
-                (c::MAP_PRIVATE | c::MAP_ANONYMOUS) as usize,
+                c::PROT_NONE,
+                c::MAP_PRIVATE | c::MAP_ANONYMOUS,
                 usize::MAX, // fd = -1
                 0,
             )
@@ -619,7 +739,7 @@ impl Drop for Reservation {
             // SAFETY: the range is ours (mapped by `new`, possibly remapped
             // inside by `SecretPages`), and no reference into it outlives
             // its owner. munmap of an owned range cannot fail.
-            let _ = unsafe { raw::syscall2(Sysno::munmap as usize, self.addr, self.len) };
+            let _ = unsafe { raw::syscall2(c::__NR_munmap as usize, self.addr, self.len) };
         }
     }
 }
@@ -638,7 +758,7 @@ pub(super) unsafe fn protect(addr: usize, len: usize, prot: Protection) -> Resul
     };
     // SAFETY: the caller's promise: the range is its own, and no reference
     // relies on the protection it had.
-    check(unsafe { raw::syscall3(Sysno::mprotect as usize, addr, len, prot as usize) }).map(drop)
+    check(unsafe { raw::syscall3(c::__NR_mprotect as usize, addr, len, prot as usize) }).map(drop)
 }
 
 /// `madvise(2)` of `[addr, addr + len)` with one of the fork advices;
@@ -656,7 +776,7 @@ pub(super) unsafe fn advise_fork(addr: usize, len: usize, advice: ForkAdvice) ->
     };
     // SAFETY: the caller's promise; the advice only changes what a future
     // child inherits.
-    unsafe { raw::syscall3(Sysno::madvise as usize, addr, len, advice as usize) == 0 }
+    unsafe { raw::syscall3(c::__NR_madvise as usize, addr, len, advice as usize) == 0 }
 }
 
 /// `madvise(2)` of `[addr, addr + len)` with `MADV_GUARD_INSTALL` (Linux
@@ -674,7 +794,7 @@ pub(super) unsafe fn guard_install(addr: usize, len: usize) -> bool {
     // to discard.
     unsafe {
         raw::syscall3(
-            Sysno::madvise as usize,
+            c::__NR_madvise as usize,
             addr,
             len,
             c::MADV_GUARD_INSTALL as usize,
@@ -682,7 +802,8 @@ pub(super) unsafe fn guard_install(addr: usize, len: usize) -> bool {
     }
 }
 
-/// `mseal(2)` (Linux 6.10+, 64-bit only) of `[addr, addr + len)`: from now
+/// `mseal(2)` (Linux 6.10+; 64-bit kernels only, which offer it to their
+/// 32-bit processes too; `ENOSYS` on a 32-bit kernel) of `[addr, addr + len)`: from now
 /// on, for the rest of the process, the kernel refuses `munmap(2)`,
 /// `mremap(2)`, `mprotect(2)`, a `MAP_FIXED` `mmap(2)` over the range and
 /// discarding `madvise(2)` advice (`EPERM`). Not inherited by `execve`.
@@ -693,23 +814,33 @@ pub(super) unsafe fn guard_install(addr: usize, len: usize) -> bool {
 /// never dropped, or its drop leaves the mapping alone).
 pub(super) unsafe fn mseal(addr: usize, len: usize) -> Result<(), Error> {
     // SAFETY: the caller's promise; sealing changes no byte of the range.
-    check(unsafe { raw::syscall3(Sysno::mseal as usize, addr, len, 0) }).map(drop)
+    check(unsafe { raw::syscall3(c::__NR_mseal as usize, addr, len, 0) }).map(drop)
 }
 
 /// `memfd_secret(2)` (Linux 5.14+) with `O_CLOEXEC`: a new descriptor for
 /// memory removed from the kernel's direct map.
+#[cfg(not(any(target_arch = "arm", target_arch = "powerpc64")))]
 pub(super) fn memfd_secret() -> Result<Fd, Error> {
     // SAFETY: memfd_secret takes flags only (O_CLOEXEC) and returns a new
     // descriptor, which `Fd` owns from here on.
-    let fd = check(unsafe { raw::syscall1(Sysno::memfd_secret as usize, c::O_CLOEXEC as usize) })?;
+    let fd = check(unsafe { raw::syscall1(c::__NR_memfd_secret as usize, c::O_CLOEXEC as usize) })?;
     Ok(Fd(fd as i32))
+}
+
+/// `memfd_secret(2)` on arm and powerpc64, whose kernels have no such
+/// system call (it needs an arch that can take pages out of its direct
+/// map; the call has no number in their tables): [`Error::Unsupported`], as
+/// `ENOSYS` is elsewhere.
+#[cfg(any(target_arch = "arm", target_arch = "powerpc64"))]
+pub(super) fn memfd_secret() -> Result<Fd, Error> {
+    Err(Error::Unsupported)
 }
 
 /// `ftruncate(2)`: sets the size of the file behind `fd`.
 pub(super) fn ftruncate(fd: &Fd, len: usize) -> Result<(), Error> {
     // SAFETY: ftruncate changes the size of a file we own a descriptor to,
     // not this process's memory.
-    check(unsafe { raw::syscall2(Sysno::ftruncate as usize, fd.0 as usize, len) }).map(drop)
+    check(unsafe { raw::syscall2(c::__NR_ftruncate as usize, fd.0 as usize, len) }).map(drop)
 }
 
 /// `mmap(2)` of `fd`, shared and read-write, over `[addr, addr + len)`
@@ -722,12 +853,11 @@ pub(super) fn ftruncate(fd: &Fd, len: usize) -> Result<(), Error> {
 pub(super) unsafe fn map_shared_fixed(addr: usize, len: usize, fd: &Fd) -> Result<(), Error> {
     // SAFETY: the caller owns the range and nothing refers into it.
     check(unsafe {
-        raw::syscall6(
-            Sysno::mmap as usize,
+        mmap6(
             addr,
             len,
-            (c::PROT_READ | c::PROT_WRITE) as usize,
-            (c::MAP_SHARED | c::MAP_FIXED) as usize,
+            c::PROT_READ | c::PROT_WRITE,
+            c::MAP_SHARED | c::MAP_FIXED,
             fd.0 as usize,
             0,
         )
@@ -746,7 +876,7 @@ pub(super) unsafe fn kernel_store(at: usize) -> Result<(), Error> {
     // SAFETY: the caller vouches for the 16 bytes at `at`.
     check(unsafe {
         raw::syscall2(
-            Sysno::clock_gettime as usize,
+            c::__NR_clock_gettime as usize,
             c::CLOCK_MONOTONIC as usize,
             at,
         )
@@ -760,7 +890,7 @@ pub(super) fn getrandom_nonblock(buf: &mut [u8]) -> Result<usize, Error> {
     // SAFETY: `buf` is valid for writes of its length.
     check(unsafe {
         raw::syscall3(
-            Sysno::getrandom as usize,
+            c::__NR_getrandom as usize,
             buf.as_mut_ptr() as usize,
             buf.len(),
             c::GRND_NONBLOCK as usize,
@@ -791,27 +921,27 @@ pub(super) fn abort_self() {
     // memory of ours.
     unsafe {
         raw::syscall4(
-            Sysno::rt_sigprocmask as usize,
+            c::__NR_rt_sigprocmask as usize,
             c::SIG_UNBLOCK as usize,
             &only_abrt as *const u64 as usize,
             0,
             sigset_size,
         );
-        raw::syscall3(Sysno::tgkill as usize, pid, tid, abrt);
+        raw::syscall3(c::__NR_tgkill as usize, pid, tid, abrt);
         raw::syscall4(
-            Sysno::rt_sigaction as usize,
+            c::__NR_rt_sigaction as usize,
             abrt,
             default_action.as_ptr() as usize,
             0,
             sigset_size,
         );
-        raw::syscall3(Sysno::tgkill as usize, pid, tid, abrt);
-        raw::syscall2(Sysno::kill as usize, pid, c::SIGKILL as usize);
+        raw::syscall3(c::__NR_tgkill as usize, pid, tid, abrt);
+        raw::syscall2(c::__NR_kill as usize, pid, c::SIGKILL as usize);
     }
 }
 
 /// `gettid(2)`: the calling thread's ID.
 fn tid() -> usize {
     // SAFETY: gettid takes no arguments and cannot fail.
-    unsafe { raw::syscall0(Sysno::gettid as usize) }
+    unsafe { raw::syscall0(c::__NR_gettid as usize) }
 }

@@ -169,12 +169,9 @@ impl Region {
     /// rest of the process.
     ///
     /// # Errors
-    /// [`Error::Unsupported`] on a 32-bit target and on kernels before 6.10
-    /// (`ENOSYS`); the kernel's error otherwise.
+    /// [`Error::Unsupported`] where the kernel has no `mseal` (`ENOSYS`:
+    /// before 6.10, and on 32-bit kernels); the kernel's error otherwise.
     pub(crate) fn mseal(&mut self) -> Result<(), Error> {
-        if cfg!(target_pointer_width = "32") {
-            return Err(Error::Unsupported);
-        }
         // SAFETY: the mapping is ours, and once sealed it is never
         // unmapped or reprotected: `Drop` leaves it.
         unsafe { linux::mseal(self.reservation.addr, self.reservation.len) }?;

@@ -149,7 +149,11 @@ impl Listener {
 
     /// Lets the stopped call run, for real.
     pub fn resume(&self, call: &Call) -> Result<(), String> {
-        self.send(call, 0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32)
+        // The libc crate types the flag `c_ulong`: 64 bits on some
+        // targets, 32 (a `u32` already) on others.
+        #[allow(clippy::unnecessary_cast)]
+        let flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32;
+        self.send(call, 0, flags)
     }
 
     /// Makes the stopped call return 0, without running it (the test has

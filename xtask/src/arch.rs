@@ -40,7 +40,8 @@ pub struct Arch {
     /// these flags.
     pub size_rustflags: &'static str,
     /// The QEMU user-mode emulator that runs its binaries on this x86_64
-    /// host; `None` for the host's own arch.
+    /// host; `None` for the arches the host's kernel runs itself (x86_64,
+    /// and i686 through its 32-bit compat ABI).
     pub qemu_user: Option<&'static str>,
     /// Arguments before the program in cargo's test runner (the emulator's
     /// `-L` prefix for the target's C library).
@@ -50,6 +51,10 @@ pub struct Arch {
     pub build_packages: &'static [&'static str],
     /// Debian's name for it.
     pub debian: &'static str,
+    /// Its pointer width in bits: 32 for i686 and armv7, whose emulated
+    /// runs cannot see their own mappings (see
+    /// `tests/common/contract.rs`).
+    pub pointer_width: u32,
     /// The page size of the kernel `cargo xtask vm` boots, which each
     /// boot checks against `AT_PAGESZ`.
     pub page_size: usize,
@@ -105,6 +110,7 @@ pub const X86_64: Arch = Arch {
     qemu_user_args: &[],
     build_packages: &[],
     debian: "amd64",
+    pointer_width: 64,
     kernel_flavour: "amd64",
     page_size: 4096,
     // Bookworm's 6.1 and trixie's 6.12 (the page allocator's reserves
@@ -137,6 +143,7 @@ pub const AARCH64: Arch = Arch {
     qemu_user_args: &[],
     build_packages: &[],
     debian: "arm64",
+    pointer_width: 64,
     kernel_flavour: "arm64",
     page_size: 4096,
     kernels: &[&["bookworm"], &["trixie"]],
@@ -169,6 +176,7 @@ pub const RISCV64: Arch = Arch {
     qemu_user_args: &["-L", "/usr/riscv64-linux-gnu"],
     build_packages: &["gcc-riscv64-linux-gnu", "libc6-dev-riscv64-cross"],
     debian: "riscv64",
+    pointer_width: 64,
     kernel_flavour: "riscv64",
     page_size: 4096,
     // Bookworm has no riscv64. Trixie's 6.12, and forky's (Debian
@@ -184,6 +192,156 @@ pub const RISCV64: Arch = Arch {
     vector_rustflags: "-C target-feature=+v",
     vector_cpu: RISCV64_CPU,
     swap_deadlock_timeout: std::time::Duration::from_secs(1200),
+};
+
+/// Rustflags of a static glibc build's `static_init` through GNU ld (the
+/// gcc-linked arches): GNU ld keeps `.eh_frame`, which gcc's `crtbeginT.o`
+/// refers to, and adds a build-ID note unless told not to.
+const GNU_LD_SIZE_RUSTFLAGS: &str =
+    "-C relocation-model=static -C link-arg=-Wl,-z,norelro -C link-arg=-Wl,--build-id=none \
+     -C link-arg=-Wl,--no-eh-frame-hdr";
+
+/// The io-uring crate (a dev-dependency: the ublk example and one daemon
+/// test) ships bindings generated on x86_64 and refuses other arches than
+/// the four it lists unless told to build anyway. io_uring's structures
+/// are the same on every arch by design (fixed-width fields, naturally
+/// aligned), and the bindings assert their sizes and offsets at compile
+/// time, so a mismatch would fail the build, not the run.
+const IO_URING_ANY_ARCH: &str = "--cfg=io_uring_skip_arch_check";
+
+/// 32-bit x86 (i686): musl, self-contained in rust-std like x86_64's.
+pub const I686: Arch = Arch {
+    name: "i686",
+    triple: "i686-unknown-linux-musl",
+    linker: "rust-lld",
+    rustflags: IO_URING_ANY_ARCH,
+    size_rustflags: X86_64.size_rustflags,
+    // The x86_64 host kernel runs i686 binaries itself, through its
+    // 32-bit system-call ABI (`int 0x80`, `IA32_EMULATION`): the real
+    // kernel, not an emulator, answers them.
+    qemu_user: None,
+    qemu_user_args: &[],
+    build_packages: &[],
+    debian: "i386",
+    pointer_width: 32,
+    kernel_flavour: "686",
+    page_size: 4096,
+    // Trixie has no i386 kernel: bookworm's 6.1 only.
+    kernels: &[&["bookworm"]],
+    qemu_system: "qemu-system-i386",
+    // QEMU's default PC and CPU: the 686 kernel is built without PAE.
+    machine: &[],
+    console: "ttyS0",
+    kernel_args: "no_timer_check",
+    vector_rustflags: "",
+    vector_cpu: "",
+    swap_deadlock_timeout: std::time::Duration::from_secs(600),
+};
+
+/// 32-bit arm (ARMv7, hard float). rust-std's musl target for it cannot be
+/// downloaded here (rustup fails on `armv7-unknown-linux-musleabihf`):
+/// glibc, linked statically, as for riscv64.
+pub const ARMV7: Arch = Arch {
+    name: "armv7",
+    triple: "armv7-unknown-linux-gnueabihf",
+    linker: "arm-linux-gnueabihf-gcc",
+    rustflags: concat!(
+        "-C target-feature=+crt-static ",
+        "--cfg=io_uring_skip_arch_check"
+    ),
+    size_rustflags: GNU_LD_SIZE_RUSTFLAGS,
+    qemu_user: Some("qemu-arm"),
+    qemu_user_args: &["-L", "/usr/arm-linux-gnueabihf"],
+    build_packages: &["gcc-arm-linux-gnueabihf", "libc6-dev-armhf-cross"],
+    debian: "armhf",
+    pointer_width: 32,
+    kernel_flavour: "armmp",
+    page_size: 4096,
+    // One kernel generation for each of the four later arches (bookworm's
+    // 6.1 is served for armhf and s390x too): each TCG boot costs minutes
+    // of the VM tier, and the generations differ in the memory manager,
+    // which x86_64, aarch64 and riscv64 already boot twice.
+    kernels: &[&["trixie"]],
+    qemu_system: "qemu-system-arm",
+    // Without `highmem=off` QEMU puts the PCIe window above 4 GiB, which a
+    // kernel without LPAE cannot reach (its virtio devices then fail).
+    machine: &["-M", "virt,highmem=off", "-cpu", "cortex-a15"],
+    console: "ttyAMA0",
+    kernel_args: "",
+    vector_rustflags: "",
+    vector_cpu: "",
+    swap_deadlock_timeout: std::time::Duration::from_secs(1200),
+};
+
+/// s390x: big-endian, 64-bit. No musl target in rust-std: glibc, linked
+/// statically.
+pub const S390X: Arch = Arch {
+    name: "s390x",
+    triple: "s390x-unknown-linux-gnu",
+    linker: "s390x-linux-gnu-gcc",
+    rustflags: concat!(
+        "-C target-feature=+crt-static ",
+        "--cfg=io_uring_skip_arch_check"
+    ),
+    size_rustflags: GNU_LD_SIZE_RUSTFLAGS,
+    qemu_user: Some("qemu-s390x"),
+    qemu_user_args: &["-L", "/usr/s390x-linux-gnu"],
+    build_packages: &["gcc-s390x-linux-gnu", "libc6-dev-s390x-cross"],
+    debian: "s390x",
+    pointer_width: 64,
+    kernel_flavour: "s390x",
+    page_size: 4096,
+    kernels: &[&["trixie"]],
+    qemu_system: "qemu-system-s390x",
+    // QEMU's default CPU: Debian builds the kernel for z10, which TCG
+    // emulates.
+    machine: &["-M", "s390-ccw-virtio"],
+    console: "ttysclp0",
+    kernel_args: "",
+    vector_rustflags: "",
+    vector_cpu: "",
+    swap_deadlock_timeout: std::time::Duration::from_secs(1200),
+};
+
+/// 64-bit little-endian POWER. rust-std's musl target for it cannot be
+/// downloaded here: glibc, linked statically.
+pub const POWERPC64LE: Arch = Arch {
+    name: "powerpc64le",
+    triple: "powerpc64le-unknown-linux-gnu",
+    linker: "powerpc64le-linux-gnu-gcc",
+    rustflags: "-C target-feature=+crt-static",
+    size_rustflags: GNU_LD_SIZE_RUSTFLAGS,
+    qemu_user: Some("qemu-ppc64le"),
+    qemu_user_args: &["-L", "/usr/powerpc64le-linux-gnu"],
+    build_packages: &["gcc-powerpc64le-linux-gnu", "libc6-dev-ppc64el-cross"],
+    debian: "ppc64el",
+    pointer_width: 64,
+    kernel_flavour: "powerpc64le",
+    page_size: 4096,
+    kernels: &[&["trixie"]],
+    qemu_system: "qemu-system-ppc64",
+    // POWER9 (QEMU's default), radix MMU; the `cap-*` settings turn off
+    // the speculation mitigations TCG cannot offer (otherwise a warning
+    // each per boot). The kernel image is the ELF `vmlinux`.
+    machine: &[
+        "-M",
+        "pseries,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off",
+    ],
+    console: "hvc0",
+    kernel_args: "",
+    vector_rustflags: "",
+    vector_cpu: "",
+    swap_deadlock_timeout: std::time::Duration::from_secs(1200),
+};
+
+/// powerpc64le with 64 KiB pages: the same binaries as [`POWERPC64LE`],
+/// booted in trixie's `linux-image-powerpc64le-64k` by `cargo xtask vm`
+/// only.
+pub const POWERPC64LE_64K: Arch = Arch {
+    name: "powerpc64le-64k",
+    kernel_flavour: "powerpc64le-64k",
+    page_size: 64 * 1024,
+    ..POWERPC64LE
 };
 
 /// Rustflags joined with spaces, the empty ones left out.
@@ -208,13 +366,23 @@ pub const AARCH64_16K: Arch = Arch {
     ..AARCH64
 };
 
-/// The three architectures the crate supports, in the order every
+/// The seven architectures the crate supports, in the order every
 /// command runs them.
-pub const ARCHES: &[Arch] = &[X86_64, AARCH64, RISCV64];
+pub const ARCHES: &[Arch] = &[X86_64, AARCH64, RISCV64, I686, ARMV7, S390X, POWERPC64LE];
 
 /// What `cargo xtask vm` boots: [`ARCHES`], and arm64 again with 16 KiB
-/// pages.
-pub const VM_ARCHES: &[Arch] = &[X86_64, AARCH64, AARCH64_16K, RISCV64];
+/// pages and powerpc64le with 64 KiB pages.
+pub const VM_ARCHES: &[Arch] = &[
+    X86_64,
+    AARCH64,
+    AARCH64_16K,
+    RISCV64,
+    I686,
+    ARMV7,
+    S390X,
+    POWERPC64LE,
+    POWERPC64LE_64K,
+];
 
 /// The arch named `name` on the command line (of `cargo xtask vm`, which
 /// also knows [`AARCH64_16K`]).
@@ -319,7 +487,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_vm_arches_are_the_arches_and_a_16k_arm64() {
+    fn the_vm_arches_are_the_arches_and_a_16k_and_a_64k_kernel() {
         for arch in ARCHES {
             assert!(
                 VM_ARCHES.iter().any(|a| a.name == arch.name),
@@ -330,6 +498,9 @@ mod tests {
         let k16 = by_name("aarch64-16k").expect("aarch64-16k");
         assert_eq!((k16.triple, k16.page_size), (AARCH64.triple, 16 * 1024));
         assert_eq!(k16.kernel_flavour, "arm64-16k");
+        let k64 = by_name("powerpc64le-64k").expect("powerpc64le-64k");
+        assert_eq!((k64.triple, k64.page_size), (POWERPC64LE.triple, 64 * 1024));
+        assert_eq!(k64.kernel_flavour, "powerpc64le-64k");
         assert!(ARCHES.iter().all(|a| a.page_size == 4096));
     }
 

@@ -726,10 +726,13 @@ mod tests {
     use swap_deadlock::{Options, Transport};
 
     #[test]
-    fn every_arch_boots_two_kernel_generations() {
-        for arch in ARCHES {
+    fn the_first_three_arches_boot_two_kernel_generations_the_others_one() {
+        for arch in &ARCHES[..3] {
             assert_eq!(arch.kernels.len(), 2, "{}", arch.name);
             assert_ne!(arch.kernels[0][0], arch.kernels[1][0], "{}", arch.name);
+        }
+        for arch in &ARCHES[3..] {
+            assert_eq!(arch.kernels.len(), 1, "{}", arch.name);
         }
     }
 

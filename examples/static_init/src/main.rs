@@ -147,16 +147,39 @@ extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
 /// initialisation (thread-local storage, stdio, `atexit`), which this
 /// program never uses, out of the binary: all it may take from the C
 /// library is `memcpy` and `memset`.
+///
+/// Not on powerpc64, whose `crt1.o` passes other arguments (see the one
+/// below).
+#[cfg(not(target_arch = "powerpc64"))]
 #[no_mangle]
 extern "C" fn __libc_start_main(
     main: extern "C" fn(i32, *const *const u8) -> i32,
     argc: i32,
     argv: *const *const u8,
 ) -> ! {
-    let code = main(argc, argv);
+    finish(main(argc, argv))
+}
+
+/// powerpc64's stand-in for the C library's start-up routine. glibc's
+/// `crt1.o` there (`sysdeps/powerpc/powerpc64/start.S`) passes no `main`
+/// first: it passes `argc, argv, envp, auxv, rtld_fini` as the kernel's
+/// registers left them (meaningless in a static program), then a pointer
+/// to a `{ sda_base, main, init, fini }` block and the stack pointer at
+/// entry, where the real `argc` and `argv` are. This program reads none
+/// of them: `main` is the one above, called directly, and it ignores its
+/// arguments. (A C function may ignore arguments passed in registers, so
+/// it declares none.)
+#[cfg(target_arch = "powerpc64")]
+#[no_mangle]
+extern "C" fn __libc_start_main() -> ! {
+    finish(main(0, core::ptr::null()))
+}
+
+/// Ends the program with `code`, as `main` returned it: powers the machine
+/// off as PID 1, which must not exit (the kernel would panic); otherwise,
+/// or if the power-off itself fails, exits.
+fn finish(code: i32) -> ! {
     if boot::pid() == 1 {
-        // PID 1 must not exit: the kernel would panic. If the power-off
-        // itself fails, exiting is all that is left.
         let _ = boot::power_off();
     }
     boot::exit(code)
@@ -176,3 +199,26 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
 /// it is never called; release builds (LTO) drop the reference altogether.
 #[no_mangle]
 extern "C" fn rust_eh_personality() {}
+
+/// arm's `crt1.o` calls `abort` should `__libc_start_main` return, which
+/// the one above never does. The C library's `abort` would bring its
+/// whole start-up code back in (about 350 KiB): its stack-protector guard
+/// lives there.
+#[cfg(target_arch = "arm")]
+#[no_mangle]
+extern "C" fn abort() -> ! {
+    boot::exit(134)
+}
+
+/// glibc's `memset` for powerpc64 (`memset-ppc64.o`, the one its static
+/// archive links) reads the data-cache line size from this variable to
+/// clear whole lines with `dcbz`; 0, "unknown", makes it use ordinary
+/// stores. glibc's start-up code sets it from the auxiliary vector, and
+/// the C library defines it in `dl-support.o`, whose references (the
+/// dynamic-loader support of static programs, `assert`, `gettext`, stdio)
+/// pull about 830 KiB of the C library in. This program never runs that
+/// start-up (see `__libc_start_main`), so the value would stay 0 anyway:
+/// defining it here, as 0, changes nothing but the size.
+#[cfg(target_arch = "powerpc64")]
+#[no_mangle]
+static _dl_cache_line_size: i32 = 0;

@@ -59,26 +59,4 @@ unsafe fn ecall6(
     ret
 }
 
-macro_rules! syscalls {
-    ($($name:ident($($arg:ident),*) => [$($pass:expr),*];)*) => {$(
-        /// `ecall` with the vector registers clobbered (see [`ecall6`]).
-        ///
-        /// # Safety
-        /// As for [`ecall6`].
-        #[inline(always)]
-        pub(super) unsafe fn $name(nr: usize $(, $arg: usize)*) -> usize {
-            // SAFETY: the caller's promise, passed on.
-            unsafe { ecall6(nr, $($pass),*) }
-        }
-    )*};
-}
-
-syscalls! {
-    syscall0() => [0, 0, 0, 0, 0, 0];
-    syscall1(a) => [a, 0, 0, 0, 0, 0];
-    syscall2(a, b) => [a, b, 0, 0, 0, 0];
-    syscall3(a, b, c) => [a, b, c, 0, 0, 0];
-    syscall4(a, b, c, d) => [a, b, c, d, 0, 0];
-    syscall5(a, b, c, d, e) => [a, b, c, d, e, 0];
-    syscall6(a, b, c, d, e, f) => [a, b, c, d, e, f];
-}
+six_argument_wrappers!(ecall6);

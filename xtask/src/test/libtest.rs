@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context as _};
 
-use crate::contract::{CAP_SYS_RESOURCE, QEMU_USER_NOT_RUN};
+use crate::contract::{CAP_SYS_RESOURCE, QEMU_USER_32_NOT_RUN, QEMU_USER_NOT_RUN};
 use crate::util::{self, Tally};
 
 /// How long one `cargo test` (build and run) may take before it is
@@ -20,7 +20,7 @@ use crate::util::{self, Tally};
 const TEST_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// What a run asks of libtest.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct Policy {
     /// Every test must run: libtest gets `--include-ignored`, and a test
     /// reported as ignored fails the run. Natively as root with every
@@ -32,7 +32,7 @@ pub(super) struct Policy {
     /// a module (`seccomp::`, with its `::`, matching only the tests inside
     /// it) or a test's whole path, never a bare word that other names
     /// contain. (`--exact` would make a module entry skip nothing.)
-    skip: &'static [(&'static str, &'static str)],
+    skip: Vec<(&'static str, &'static str)>,
 }
 
 impl Policy {
@@ -50,16 +50,22 @@ impl Policy {
         }
         Policy {
             must_run: every_capability,
-            skip: &[],
+            skip: Vec::new(),
         }
     }
 
     /// A run under QEMU user mode: without the tests it cannot run
-    /// (tests/common/contract.rs), each named with its reason.
-    pub(super) fn qemu_user() -> Policy {
+    /// (tests/common/contract.rs), each named with its reason, and for a
+    /// 32-bit guest without those it cannot run for one either.
+    pub(super) fn qemu_user(pointer_width: u32) -> Policy {
+        let extra = if pointer_width == 32 {
+            QEMU_USER_32_NOT_RUN
+        } else {
+            &[]
+        };
         Policy {
             must_run: false,
-            skip: QEMU_USER_NOT_RUN,
+            skip: QEMU_USER_NOT_RUN.iter().chain(extra).copied().collect(),
         }
     }
 
@@ -69,7 +75,7 @@ impl Policy {
         if self.must_run {
             args.push("--include-ignored");
         }
-        for (name, _) in self.skip {
+        for (name, _) in &self.skip {
             args.extend(["--skip", name]);
         }
         args
@@ -90,7 +96,7 @@ impl Policy {
 /// next write to the closed stdout pipe ends them.
 pub(super) fn run_libtest(cmd: &mut Command, policy: Policy, tally: &mut Tally) -> util::Result {
     cmd.arg("--").args(policy.args());
-    for (name, reason) in policy.skip {
+    for (name, reason) in &policy.skip {
         println!("not run under QEMU user mode: {name} ({reason})");
     }
     eprintln!("$ {}", util::describe(cmd));
@@ -207,15 +213,21 @@ mod tests {
     fn each_policy_gives_libtest_its_arguments() {
         let must_run = Policy {
             must_run: true,
-            skip: &[],
+            skip: Vec::new(),
         };
         assert_eq!(must_run.args(), ["--include-ignored"]);
         let qemu = Policy {
             must_run: false,
-            skip: &[("seccomp::", "no seccomp"), ("lock::a", "why")],
+            skip: vec![("seccomp::", "no seccomp"), ("lock::a", "why")],
         };
         assert_eq!(qemu.args(), ["--skip", "seccomp::", "--skip", "lock::a"]);
         assert!(Policy::default().args().is_empty());
+        let (q64, q32) = (Policy::qemu_user(64), Policy::qemu_user(32));
+        assert_eq!(q64.skip.len(), crate::contract::QEMU_USER_NOT_RUN.len());
+        assert_eq!(
+            q32.skip.len(),
+            q64.skip.len() + crate::contract::QEMU_USER_32_NOT_RUN.len()
+        );
     }
 
     #[test]
@@ -233,7 +245,7 @@ mod tests {
         assert!(results.check(Policy::default()).is_ok());
         let must_run = Policy {
             must_run: true,
-            skip: &[],
+            skip: Vec::new(),
         };
         let err = results.check(must_run).unwrap_err().to_string();
         assert!(err.contains("needs_root"), "{err}");

@@ -17,7 +17,8 @@ use crate::util;
 /// The whole suite on a foreign target, under its QEMU runner.
 pub(super) fn test_step(target: &'static Target) -> Step {
     Step::new("test", target.triple, move |tally| {
-        run_libtest(&mut test_command(target)?, Policy::qemu_user(), tally)
+        let width = target.arch.map_or(64, |a| a.pointer_width);
+        run_libtest(&mut test_command(target)?, Policy::qemu_user(width), tally)
     })
 }
 
@@ -60,7 +61,11 @@ pub(super) fn vector_step(arch: &'static Arch) -> Option<Step> {
             .find(|b| b.test && b.name == "lock")
             .map(|b| b.executable)
             .context("cargo built the lock suite but reported no executable")?;
-        run_libtest(&mut cargo(&["--no-fail-fast"]), Policy::qemu_user(), tally)?;
+        run_libtest(
+            &mut cargo(&["--no-fail-fast"]),
+            Policy::qemu_user(arch.pointer_width),
+            tally,
+        )?;
         let vector_ops = count_vector_instructions(arch, &lock_suite)?;
         eprintln!("xtask: {vector_ops} vector instructions in the +v lock suite");
         ensure!(

@@ -57,6 +57,22 @@ pub(super) const TARGETS: &[Target] = &[
         triple: arch::RISCV64.triple,
         arch: Some(&arch::RISCV64),
     },
+    Target {
+        triple: arch::I686.triple,
+        arch: Some(&arch::I686),
+    },
+    Target {
+        triple: arch::ARMV7.triple,
+        arch: Some(&arch::ARMV7),
+    },
+    Target {
+        triple: arch::S390X.triple,
+        arch: Some(&arch::S390X),
+    },
+    Target {
+        triple: arch::POWERPC64LE.triple,
+        arch: Some(&arch::POWERPC64LE),
+    },
 ];
 
 /// The triple of the machine we run on. The matrix is written for x86_64

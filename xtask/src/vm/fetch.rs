@@ -108,7 +108,10 @@ fn unpacked(stamp: &Path, root: &Path, dir: &Path) -> Result<Fetched> {
 }
 
 /// Resolves the metapackage, downloads the kernel and busybox-static with
-/// signature-checked private lists, and unpacks them into `root`.
+/// signature-checked private lists, and unpacks them into `root`. When the
+/// mirror does not serve the kernel the metapackage names, the newest
+/// older kernel of the same flavour in the index that it does serve is
+/// used, with a warning.
 fn download(arch: &Arch, suites: &[&str], dir: &Path, root: &Path) -> Result {
     // Removed first, written last: its presence means everything finished.
     let _ = fs::remove_file(dir.join("fetched"));
@@ -198,29 +201,83 @@ fn download(arch: &Arch, suites: &[&str], dir: &Path, root: &Path) -> Result {
         .to_string();
     eprintln!("xtask: {metapackage} resolves to {kernel}");
 
-    // Newer kernels split the package: the image package then only depends
-    // on linux-binary-<abi> (vmlinuz), linux-modules-<abi> and
-    // linux-base-<abi>, which are fetched too.
-    let abi = kernel.trim_start_matches("linux-image-");
-    let kernel_depends = util::output(apt_cmd("apt-cache").args(["depends", &kernel]))?;
-    let mut packages: Vec<String> = vec![kernel.clone(), "busybox-static".into()];
-    packages.extend(
-        kernel_depends
-            .lines()
-            .filter_map(|line| line.trim().strip_prefix("Depends: "))
-            .filter(|dep| dep.starts_with("linux-") && dep.ends_with(abi))
-            .map(str::to_string),
-    );
+    // The mirror may not serve the package its index names (a 404 while
+    // it syncs, or for good); then the older kernels of the same flavour
+    // still in the index are tried, newest first.
+    let pkgnames = util::output(apt_cmd("apt-cache").args(["pkgnames", "linux-image-"]))?;
+    let others = flavour_kernels(&pkgnames, arch.kernel_flavour)
+        .into_iter()
+        .filter(|name| *name != kernel)
+        .collect::<Vec<_>>();
+    let mut candidates = vec![kernel.clone()];
+    if !others.is_empty() {
+        let madison = util::output(apt_cmd("apt-cache").arg("madison").args(&others))?;
+        candidates.extend(newest_first(&madison));
+    }
 
     // A stale download from an interrupted run would be unpacked too.
-    for entry in read_dir(&debs)? {
-        fs::remove_file(&entry).with_context(|| format!("removing {}", entry.display()))?;
+    clear(&debs)?;
+    let mut failed: Vec<(String, String)> = Vec::new();
+    let mut chosen = None;
+    for candidate in &candidates {
+        // Newer kernels split the package: the image package then only
+        // depends on linux-binary-<abi> (vmlinuz), linux-modules-<abi> and
+        // linux-base-<abi>, which are fetched too.
+        let abi = candidate.trim_start_matches("linux-image-");
+        let depends = util::output(apt_cmd("apt-cache").args(["depends", candidate]))?;
+        let mut packages = vec![candidate.clone()];
+        packages.extend(
+            depends
+                .lines()
+                .filter_map(|line| line.trim().strip_prefix("Depends: "))
+                .filter(|dep| dep.starts_with("linux-") && dep.ends_with(abi))
+                .map(str::to_string),
+        );
+        match apt_download(
+            apt_cmd("apt-get")
+                .current_dir(&debs)
+                .arg("download")
+                .args(&packages),
+        ) {
+            Ok(()) => {
+                chosen = Some(candidate.clone());
+                break;
+            }
+            Err(e) => {
+                // Whatever part of the set did download is not wanted.
+                clear(&debs)?;
+                failed.push((candidate.clone(), format!("{e:#}")));
+            }
+        }
     }
-    util::run(
+    let Some(kernel) = chosen else {
+        let tried: Vec<&str> = failed.iter().map(|(name, _)| name.as_str()).collect();
+        bail!(
+            "the mirror serves none of {}'s kernel packages; tried {}; the first failed with: {}",
+            arch.debian,
+            tried.join(", "),
+            failed
+                .first()
+                .map(|(_, e)| e.as_str())
+                .unwrap_or("nothing to try"),
+        );
+    };
+    if !failed.is_empty() {
+        let missing: Vec<String> = failed
+            .iter()
+            .map(|(name, e)| format!("{name} ({e})"))
+            .collect();
+        eprintln!(
+            "xtask: {}: WARNING: the mirror does not serve {}; using {kernel}, the newest that \
+             downloads",
+            arch.name,
+            missing.join(", ")
+        );
+    }
+    apt_download(
         apt_cmd("apt-get")
             .current_dir(&debs)
-            .arg("download")
-            .args(&packages),
+            .args(["download", "busybox-static"]),
     )?;
 
     // The modules decompressed from the previous kernel: `modules` and
@@ -403,10 +460,151 @@ fn modinfo(module: &[u8], key: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Runs an `apt-get download`, its output passed on; on failure the error
+/// is apt's `E:` lines (the 404s), or the exit status if it printed none.
+fn apt_download(cmd: &mut Command) -> Result {
+    eprintln!("$ {}", util::describe(cmd));
+    let out = cmd
+        .output()
+        .with_context(|| format!("could not start `{}`", util::describe(cmd)))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprint!("{}{stderr}", String::from_utf8_lossy(&out.stdout));
+    if out.status.success() {
+        return Ok(());
+    }
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter_map(|line| line.strip_prefix("E: "))
+        .collect();
+    if errors.is_empty() {
+        util::check_status(cmd, out.status)
+    } else {
+        bail!("{}", errors.join("; "))
+    }
+}
+
+/// The versioned kernel packages of `flavour` among `apt-cache pkgnames`
+/// output: `linux-image-<abi>-<flavour>`, where each `-`-separated part of
+/// the ABI starts with a digit (`6.12.117+deb13`, `6.1.0-37`). So
+/// `-powerpc64le` takes no `-powerpc64le-64k` package, `amd64` no
+/// `-rt-amd64` one, and `-dbg`, `-unsigned` and the metapackage are out.
+fn flavour_kernels(pkgnames: &str, flavour: &str) -> Vec<String> {
+    let suffix = format!("-{flavour}");
+    pkgnames
+        .lines()
+        .map(str::trim)
+        .filter(|name| !name.ends_with("-dbg") && !name.ends_with("-unsigned"))
+        .filter(|name| {
+            name.strip_prefix("linux-image-")
+                .and_then(|rest| rest.strip_suffix(&suffix))
+                .is_some_and(|abi| {
+                    abi.split('-')
+                        .all(|part| part.starts_with(|c: char| c.is_ascii_digit()))
+                })
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// The packages of `apt-cache madison` output (`name | version | source`
+/// lines), each once, newest version first.
+fn newest_first(madison: &str) -> Vec<String> {
+    let mut packages: Vec<(&str, &str)> = Vec::new();
+    for line in madison.lines() {
+        let mut fields = line.split('|').map(str::trim);
+        let (Some(name), Some(version)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        match packages.iter_mut().find(|(n, _)| *n == name) {
+            Some(known) if compare_versions(version, known.1).is_gt() => known.1 = version,
+            Some(_) => {}
+            None => packages.push((name, version)),
+        }
+    }
+    packages.sort_by(|a, b| compare_versions(b.1, a.1).then(a.0.cmp(b.0)));
+    packages
+        .into_iter()
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+/// Compares two Debian versions as dpkg does: the epoch numerically,
+/// then the upstream version and the revision, each by [`compare_part`].
+fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    /// Splits `[epoch:]upstream[-revision]`.
+    fn split(v: &str) -> (u64, &str, &str) {
+        let (epoch, rest) = match v.split_once(':') {
+            Some((e, rest)) => (e.parse().unwrap_or(0), rest),
+            None => (0, v),
+        };
+        let (upstream, revision) = rest.rsplit_once('-').unwrap_or((rest, ""));
+        (epoch, upstream, revision)
+    }
+    let (ea, ua, ra) = split(a);
+    let (eb, ub, rb) = split(b);
+    ea.cmp(&eb)
+        .then_with(|| compare_part(ua, ub))
+        .then_with(|| compare_part(ra, rb))
+}
+
+/// dpkg's `verrevcmp`: alternating runs of non-digits, compared character
+/// by character (`~` before everything, even the end; letters before other
+/// characters), and digits, compared as numbers.
+fn compare_part(a: &str, b: &str) -> std::cmp::Ordering {
+    /// A non-digit's rank; `None` (the end, or a digit) ranks 0.
+    fn rank(c: Option<u8>) -> i32 {
+        match c {
+            Some(b'~') => -1,
+            Some(c) if c.is_ascii_digit() => 0,
+            Some(c) if c.is_ascii_alphabetic() => i32::from(c),
+            Some(c) => i32::from(c) + 256,
+            None => 0,
+        }
+    }
+    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    while !a.is_empty() || !b.is_empty() {
+        while a.first().is_some_and(|c| !c.is_ascii_digit())
+            || b.first().is_some_and(|c| !c.is_ascii_digit())
+        {
+            let order = rank(a.first().copied()).cmp(&rank(b.first().copied()));
+            if order.is_ne() {
+                return order;
+            }
+            a = a.get(1..).unwrap_or_default();
+            b = b.get(1..).unwrap_or_default();
+        }
+        let digits = |s: &[u8]| s.iter().take_while(|c| c.is_ascii_digit()).count();
+        let (da, db) = (digits(a), digits(b));
+        let number = |s: &[u8]| {
+            let s = std::str::from_utf8(s)
+                .unwrap_or_default()
+                .trim_start_matches('0');
+            (s.len(), s.to_string())
+        };
+        let order = number(&a[..da]).cmp(&number(&b[..db]));
+        if order.is_ne() {
+            return order;
+        }
+        a = &a[da..];
+        b = &b[db..];
+    }
+    std::cmp::Ordering::Equal
+}
+
+/// Removes every file in `dir`.
+fn clear(dir: &Path) -> Result {
+    for entry in read_dir(dir)? {
+        fs::remove_file(&entry).with_context(|| format!("removing {}", entry.display()))?;
+    }
+    Ok(())
+}
+
+/// Creates `dir` and its parents.
 fn mkdir(dir: &Path) -> Result {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
 }
 
+/// Writes `bytes` to `path`.
 fn write(path: &Path, bytes: &[u8]) -> Result {
     fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
@@ -419,4 +617,75 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
         .collect();
     entries.sort();
     Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Picks only `s390x` / `powerpc64le` kernels, newest version first.
+    #[test]
+    fn kernel_candidates() {
+        let pkgnames = "linux-image-s390x\nlinux-image-6.12.117+deb13-s390x\n\
+                        linux-image-6.12.9+deb13-s390x\nlinux-image-6.12.107+deb13-s390x\n\
+                        linux-image-6.12.117+deb13-s390x-dbg\nlinux-image-s390x-dbg\n\
+                        linux-image-6.12.117+deb13-powerpc64le\n\
+                        linux-image-6.12.117+deb13-powerpc64le-64k\n\
+                        linux-image-6.12.117+deb13-amd64-unsigned\n\
+                        linux-image-6.12.117+deb13-rt-amd64\nlinux-image-6.1.0-37-amd64\n";
+        assert_eq!(
+            flavour_kernels(pkgnames, "s390x"),
+            [
+                "linux-image-6.12.117+deb13-s390x",
+                "linux-image-6.12.9+deb13-s390x",
+                "linux-image-6.12.107+deb13-s390x"
+            ]
+        );
+        assert_eq!(
+            flavour_kernels(pkgnames, "powerpc64le"),
+            ["linux-image-6.12.117+deb13-powerpc64le"]
+        );
+        assert_eq!(
+            flavour_kernels(pkgnames, "powerpc64le-64k"),
+            ["linux-image-6.12.117+deb13-powerpc64le-64k"]
+        );
+        assert_eq!(
+            flavour_kernels(pkgnames, "amd64"),
+            ["linux-image-6.1.0-37-amd64"]
+        );
+
+        let madison = " linux-image-6.12.9+deb13-s390x | 6.12.9-1 | http://deb.debian.org/debian trixie/main s390x Packages
+linux-image-6.12.117+deb13-s390x | 6.12.117-1 | http://deb.debian.org/debian trixie/main s390x Packages
+linux-image-6.12.107+deb13-s390x | 6.12.107-1 | http://deb.debian.org/debian trixie/main s390x Packages
+linux-image-6.12.9+deb13-s390x | 6.12.9-1~bpo | http://deb.debian.org/debian trixie/main s390x Packages
+";
+        assert_eq!(
+            newest_first(madison),
+            [
+                "linux-image-6.12.117+deb13-s390x",
+                "linux-image-6.12.107+deb13-s390x",
+                "linux-image-6.12.9+deb13-s390x"
+            ]
+        );
+    }
+
+    /// Agrees with `dpkg --compare-versions` on the cases that matter.
+    #[test]
+    fn debian_versions() {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        for (a, b, order) in [
+            ("6.12.117-1", "6.12.107-1", Greater),
+            ("6.12.9-1", "6.12.107-1", Less),
+            ("6.12.117+deb13", "6.12.9+deb13", Greater),
+            ("6.1.140-1", "6.1.140-1", Equal),
+            ("6.1.140-1~bpo12+1", "6.1.140-1", Less),
+            ("1:1.0-1", "2.0-1", Greater),
+            ("1.0a-1", "1.0+b1-1", Less),
+            ("1.0-1", "1.0-1+b1", Less),
+            ("1.0~rc1-1", "1.0-1", Less),
+            ("1.01-1", "1.1-1", Equal),
+        ] {
+            assert_eq!(compare_versions(a, b), order, "{a} vs {b}");
+        }
+    }
 }
