@@ -80,7 +80,9 @@ fn a_limit_far_above_the_process_is_read_and_not_near() {
 #[test]
 fn a_limit_over_4_gib_is_read_whole() {
     with_hierarchy(|h| {
-        let limit: u64 = (6 << 30) + 4096 * 3;
+        // 192 KiB past 6 GiB: whole pages of 4, 16 and 64 KiB (the kernel
+        // rounds the limit down to a page).
+        let limit: u64 = (6 << 30) + (192 << 10);
         let cgroup = TestCgroup::new(h, "over4g")?;
         cgroup.write(max_file(h), &limit.to_string())?;
         cgroup.run(move || {

@@ -578,7 +578,7 @@ fn prefault_populates_a_region_without_changing_it() {
 #[test]
 fn prefault_of_a_region_that_does_not_start_on_a_page() {
     run(|| {
-        let mut map = Anon::new(64 * KIB);
+        let mut map = Anon::new(4 * page_size());
         let (addr, len) = (map.addr as usize, map.len);
         let buf = &mut slice_mut(&mut map)[100..3 * page_size()];
         let how = mlock::daemon::prefault(buf).map_err(|e| format!("prefault: {e}"))?;

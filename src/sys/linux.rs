@@ -493,17 +493,27 @@ pub(crate) fn read_to<'a>(
     // The 64-bit offset: one register on the 64-bit arches; on the 32-bit
     // ones two, low word first (both are little-endian), and arm's EABI
     // starts a 64-bit pair at an even register, so its offset follows an
-    // unused fourth argument.
+    // unused fourth argument. (`read` ignores the arguments after its
+    // third.)
     #[cfg(target_pointer_width = "64")]
-    let rest = [offset as usize, 0, 0];
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes, initialised
+    // or not, and the kernel only writes to it.
+    let ret = unsafe {
+        raw::syscall4(
+            call as usize,
+            fd.0 as usize,
+            buf.as_mut_ptr() as usize,
+            buf.len(),
+            offset as usize,
+        )
+    };
     #[cfg(target_arch = "x86")]
     let rest = [offset as usize, (offset >> 32) as usize, 0];
     #[cfg(target_arch = "arm")]
     let rest = [0, offset as usize, (offset >> 32) as usize];
-    // SAFETY: `buf` is valid for writes of `buf.len()` bytes, initialised or
-    // not, and the kernel only writes to it; `read` ignores the arguments
-    // after the third, and `pread64` finds its offset as laid out above.
-    let n = check(unsafe {
+    #[cfg(target_pointer_width = "32")]
+    // SAFETY: as above; `pread64` finds its offset as laid out above.
+    let ret = unsafe {
         raw::syscall6(
             call as usize,
             fd.0 as usize,
@@ -513,7 +523,8 @@ pub(crate) fn read_to<'a>(
             rest[1],
             rest[2],
         )
-    })?;
+    };
+    let n = check(ret)?;
     // The kernel never returns more than asked; `min` keeps that from
     // being an assumption.
     let n = n.min(buf.len());

@@ -511,6 +511,20 @@ pub fn note(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "note: {test}: {text}");
 }
 
+/// Where a BPF filter finds the low 32 bits of system-call argument
+/// `index` in `struct seccomp_data` (linux/seccomp.h): `nr` at offset 0,
+/// `args[i]` (a `u64`) at 16 + 8 * i, whose low half comes first on a
+/// little-endian arch and second on a big-endian one (s390x).
+pub fn seccomp_arg_low(index: u32) -> u32 {
+    16 + 8 * index + if cfg!(target_endian = "big") { 4 } else { 0 }
+}
+
+/// Where the high 32 bits of argument `index` are: the other half of
+/// [`seccomp_arg_low`]'s word.
+pub fn seccomp_arg_high(index: u32) -> u32 {
+    16 + 8 * index + if cfg!(target_endian = "big") { 0 } else { 4 }
+}
+
 /// [`fail_syscall_with`], returning the kernel's (or the emulator's)
 /// refusal instead of failing the test.
 pub fn try_fail_syscall_with(nr: libc::c_long, errno: i32, when: When) -> std::io::Result<()> {
@@ -529,9 +543,7 @@ pub fn try_fail_syscall_with(nr: libc::c_long, errno: i32, when: When) -> std::i
         k,
     };
     let load = |offset: u32| stmt(BPF_LD | BPF_W | BPF_ABS, offset);
-    // seccomp_data: nr at offset 0, args[i] at 16 + 8 * i (low half first
-    // on little-endian, which all three test arches are).
-    let arg = |index: u32| 16 + 8 * index;
+    let arg = seccomp_arg_low;
     let (test_load, test) = match when {
         // Two no-ops keep the jump offsets below the same.
         When::Always => (load(0), load(0)),

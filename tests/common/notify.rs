@@ -218,8 +218,8 @@ pub fn listen(rules: &[Rule]) -> std::io::Result<Listener> {
         jf,
         k,
     };
-    // struct seccomp_data (linux/seccomp.h): nr at offset 0, args[i] at
-    // 16 + 8 * i, low half first on the little-endian test arches.
+    // struct seccomp_data (linux/seccomp.h): nr at offset 0, then the
+    // arguments (see `seccomp_arg_low`).
     let load = |offset: u32| stmt(BPF_LD | BPF_W | BPF_ABS, offset);
     let notify = stmt(BPF_RET | BPF_K, libc::SECCOMP_RET_USER_NOTIF);
     let allow = stmt(BPF_RET | BPF_K, libc::SECCOMP_RET_ALLOW);
@@ -237,9 +237,9 @@ pub fn listen(rules: &[Rule]) -> std::io::Result<Listener> {
                 program.extend([
                     load(0),
                     jeq(nr as u32, 5),
-                    load(16),
+                    load(super::seccomp_arg_low(0)),
                     jeq(addr as u32, 3),
-                    load(20),
+                    load(super::seccomp_arg_high(0)),
                     jeq((addr >> 32) as u32, 1),
                     notify,
                 ]);

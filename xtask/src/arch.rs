@@ -1,9 +1,10 @@
-//! The three Linux architectures and everything the xtask needs to build,
+//! The seven Linux architectures and everything the xtask needs to build,
 //! run and boot for each: one table that `test`, `size`, `dist`, `docker`
 //! and `vm` all read.
 //!
-//! Each arch has one static target (musl where rust-std ships it,
-//! `riscv64gc-unknown-linux-gnu` with `+crt-static` where it does not), the
+//! Each arch has one static target (musl where rust-std ships it, glibc
+//! with `+crt-static` where it does not: riscv64, armv7, s390x and
+//! powerpc64le), the
 //! linker and rustflags cargo needs for it on this x86_64 Debian machine,
 //! the QEMU user-mode emulator that runs its binaries, Debian's name for
 //! it, and how `qemu-system` boots it.
@@ -55,6 +56,11 @@ pub struct Arch {
     /// runs cannot see their own mappings (see
     /// `tests/common/contract.rs`).
     pub pointer_width: u32,
+    /// Whether its kernels have `memfd_secret(2)` (`CONFIG_SECRETMEM`,
+    /// which needs an arch that can take pages out of its direct map:
+    /// not 32-bit arm or powerpc). Without it, `cargo xtask vm` runs the
+    /// suite expecting the anonymous fallback, and no secrets boot.
+    pub secretmem: bool,
     /// The page size of the kernel `cargo xtask vm` boots, which each
     /// boot checks against `AT_PAGESZ`.
     pub page_size: usize,
@@ -84,6 +90,11 @@ pub struct Arch {
     /// The QEMU `-cpu` value with the vector extension on (user mode and
     /// the VMs); empty for none.
     pub vector_cpu: &'static str,
+    /// Whether `cargo xtask test` runs the swap-deadlock experiment on it:
+    /// every arch but i686 and powerpc64le, whose boots would take the VM
+    /// tier past CI's time (`cargo xtask vm --arch A --scenario
+    /// swap-deadlock` runs it anywhere).
+    pub swap_deadlock_in_tier: bool,
     /// How long one swap-deadlock boot may take before it counts as a
     /// `timeout`: a surviving boot takes 100 to 200 s on an idle 2-core
     /// x86_64 machine under TCG, several times that when other VMs and
@@ -110,6 +121,8 @@ pub const X86_64: Arch = Arch {
     qemu_user_args: &[],
     build_packages: &[],
     debian: "amd64",
+    swap_deadlock_in_tier: true,
+    secretmem: true,
     pointer_width: 64,
     kernel_flavour: "amd64",
     page_size: 4096,
@@ -143,6 +156,8 @@ pub const AARCH64: Arch = Arch {
     qemu_user_args: &[],
     build_packages: &[],
     debian: "arm64",
+    swap_deadlock_in_tier: true,
+    secretmem: true,
     pointer_width: 64,
     kernel_flavour: "arm64",
     page_size: 4096,
@@ -168,14 +183,13 @@ pub const RISCV64: Arch = Arch {
     triple: "riscv64gc-unknown-linux-gnu",
     linker: "riscv64-linux-gnu-gcc",
     rustflags: "-C target-feature=+crt-static",
-    // GNU ld keeps `.eh_frame`: gcc's `crtbeginT.o` refers to it.
-    size_rustflags:
-        "-C relocation-model=static -C link-arg=-Wl,-z,norelro -C link-arg=-Wl,--build-id=none \
-         -C link-arg=-Wl,--no-eh-frame-hdr",
+    size_rustflags: GNU_LD_SIZE_RUSTFLAGS,
     qemu_user: Some("qemu-riscv64"),
     qemu_user_args: &["-L", "/usr/riscv64-linux-gnu"],
     build_packages: &["gcc-riscv64-linux-gnu", "libc6-dev-riscv64-cross"],
     debian: "riscv64",
+    swap_deadlock_in_tier: true,
+    secretmem: true,
     pointer_width: 64,
     kernel_flavour: "riscv64",
     page_size: 4096,
@@ -195,11 +209,20 @@ pub const RISCV64: Arch = Arch {
 };
 
 /// Rustflags of a static glibc build's `static_init` through GNU ld (the
-/// gcc-linked arches): GNU ld keeps `.eh_frame`, which gcc's `crtbeginT.o`
-/// refers to, and adds a build-ID note unless told not to.
-const GNU_LD_SIZE_RUSTFLAGS: &str =
+/// gcc-linked arches: riscv64, armv7, s390x; powerpc64le adds a flag of
+/// its own): GNU ld adds a
+/// build-ID note unless told not to, and keeps `.eh_frame`, which gcc's
+/// `crtbeginT.o` refers to. `gnu-ld-discard.ld`, a linker-script fragment
+/// beside the size baselines, discards the unwind tables of everything but
+/// gcc's start and end markers (nothing unwinds with `panic = "abort"`),
+/// the compilers' `.comment` and crt1.o's `.note.ABI-tag` (read by the
+/// dynamic loader only): 400 to 700 bytes.
+const GNU_LD_SIZE_RUSTFLAGS: &str = concat!(
     "-C relocation-model=static -C link-arg=-Wl,-z,norelro -C link-arg=-Wl,--build-id=none \
-     -C link-arg=-Wl,--no-eh-frame-hdr";
+     -C link-arg=-Wl,--no-eh-frame-hdr -C link-arg=-Wl,-T,",
+    env!("CARGO_MANIFEST_DIR"),
+    "/size/gnu-ld-discard.ld"
+);
 
 /// The io-uring crate (a dev-dependency: the ublk example and one daemon
 /// test) ships bindings generated on x86_64 and refuses other arches than
@@ -223,6 +246,8 @@ pub const I686: Arch = Arch {
     qemu_user_args: &[],
     build_packages: &[],
     debian: "i386",
+    swap_deadlock_in_tier: false,
+    secretmem: true,
     pointer_width: 32,
     kernel_flavour: "686",
     page_size: 4096,
@@ -254,6 +279,8 @@ pub const ARMV7: Arch = Arch {
     qemu_user_args: &["-L", "/usr/arm-linux-gnueabihf"],
     build_packages: &["gcc-arm-linux-gnueabihf", "libc6-dev-armhf-cross"],
     debian: "armhf",
+    swap_deadlock_in_tier: true,
+    secretmem: false,
     pointer_width: 32,
     kernel_flavour: "armmp",
     page_size: 4096,
@@ -288,6 +315,8 @@ pub const S390X: Arch = Arch {
     qemu_user_args: &["-L", "/usr/s390x-linux-gnu"],
     build_packages: &["gcc-s390x-linux-gnu", "libc6-dev-s390x-cross"],
     debian: "s390x",
+    swap_deadlock_in_tier: true,
+    secretmem: true,
     pointer_width: 64,
     kernel_flavour: "s390x",
     page_size: 4096,
@@ -310,11 +339,21 @@ pub const POWERPC64LE: Arch = Arch {
     triple: "powerpc64le-unknown-linux-gnu",
     linker: "powerpc64le-linux-gnu-gcc",
     rustflags: "-C target-feature=+crt-static",
-    size_rustflags: GNU_LD_SIZE_RUSTFLAGS,
+    // [`GNU_LD_SIZE_RUSTFLAGS`], and the common page size set to the
+    // maximum (64 KiB): otherwise GNU ld lays the writable segment out
+    // to save a page of memory and pads the file for it (about 800 bytes).
+    size_rustflags: concat!(
+        "-C relocation-model=static -C link-arg=-Wl,-z,norelro -C link-arg=-Wl,--build-id=none \
+         -C link-arg=-Wl,--no-eh-frame-hdr -C link-arg=-Wl,-T,",
+        env!("CARGO_MANIFEST_DIR"),
+        "/size/gnu-ld-discard.ld -C link-arg=-Wl,-z,common-page-size=65536"
+    ),
     qemu_user: Some("qemu-ppc64le"),
     qemu_user_args: &["-L", "/usr/powerpc64le-linux-gnu"],
     build_packages: &["gcc-powerpc64le-linux-gnu", "libc6-dev-ppc64el-cross"],
     debian: "ppc64el",
+    swap_deadlock_in_tier: false,
+    secretmem: false,
     pointer_width: 64,
     kernel_flavour: "powerpc64le",
     page_size: 4096,
@@ -546,9 +585,13 @@ mod tests {
         );
         assert_eq!(
             RISCV64.size_env()[1].1,
-            "-C target-feature=+crt-static -C relocation-model=static \
-             -C link-arg=-Wl,-z,norelro -C link-arg=-Wl,--build-id=none \
-             -C link-arg=-Wl,--no-eh-frame-hdr"
+            concat!(
+                "-C target-feature=+crt-static -C relocation-model=static \
+                 -C link-arg=-Wl,-z,norelro -C link-arg=-Wl,--build-id=none \
+                 -C link-arg=-Wl,--no-eh-frame-hdr -C link-arg=-Wl,-T,",
+                env!("CARGO_MANIFEST_DIR"),
+                "/size/gnu-ld-discard.ld"
+            )
         );
         assert_eq!(
             X86_64.size_env()[1].1,

@@ -13,13 +13,13 @@ use crate::util;
 
 const USAGE: &str = "usage: cargo xtask dist [--target T]...
 
-Builds the static, stripped doctor for each arch (default: all three) into
+Builds the static, stripped doctor for each arch (default: all seven) into
 target/doctor/ and prints its size.";
 
 /// Entry point for `cargo xtask dist`.
 pub fn main(args: &mut lexopt::Parser) -> util::Result {
     use lexopt::prelude::*;
-    // `--target T`, repeated; none means all three.
+    // `--target T`, repeated; none means all seven.
     let mut only: Vec<&Arch> = Vec::new();
     while let Some(arg) = args.next()? {
         match arg {

@@ -23,7 +23,7 @@ commands:
                       S: suite, swap-pressure, core-dump, pid1, swap-deadlock
   size                size report of the static /init example against C and std
   docker              the container table (docs/containers.md) on a real Docker engine
-  dist [--target T]   static, stripped doctor binaries for the three arches
+  dist [--target T]   static, stripped doctor binaries for the seven arches
   bench [--quick]     benchmarks against the peers
 
 `cargo xtask <command> --help` says more.";

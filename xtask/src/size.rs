@@ -2,8 +2,8 @@
 //! against the same work in C and in Rust with std.
 //!
 //! Builds, stripped and statically linked:
-//! - `static_init` (`examples/static_init`, its own package) for the three
-//!   arches, release, non-PIE (`-C relocation-model=static`);
+//! - `static_init` (`examples/static_init`, its own package) for every
+//!   arch, release, non-PIE (`-C relocation-model=static`);
 //! - `c-musl-baseline` (`xtask/size/baseline.c`) with
 //!   `musl-gcc -static -Os -s`;
 //! - `rust-std-baseline` (`xtask/size/baseline.rs`) with rustc for
@@ -63,7 +63,7 @@ pub fn main(args: &mut lexopt::Parser) -> util::Result {
 }
 
 const SUMMARY: &str =
-    "Builds static_init (all three arches), a C baseline (musl-gcc -static -Os -s)
+    "Builds static_init (all seven arches), a C baseline (musl-gcc -static -Os -s)
 and a Rust-with-std baseline (x86_64 musl, opt-level=z, panic=abort), all
 stripped; prints `size <name> <target> <bytes>` and the ratios; runs each
 binary once. Fails only if a binary does not build or does not run.";

@@ -88,6 +88,17 @@ const PID1_TIMEOUT: Duration = Duration::from_secs(120);
 const SUITE_CMDLINE: &str = "secretmem.enable=1";
 const SECRETS_CMDLINE: &str = "secretmem.enable=0 mlock.vm=secrets";
 
+/// The suite boot's `memfd_secret` parameter: on, or, for an arch whose
+/// kernel has no secretmem ([`Arch::secretmem`]), `secretmem.enable=0`
+/// (which the kernel ignores), so that the tests expect the fallback.
+fn suite_cmdline(arch: &Arch) -> &'static str {
+    if arch.secretmem {
+        SUITE_CMDLINE
+    } else {
+        "secretmem.enable=0"
+    }
+}
+
 /// What the harness needs on the host: QEMU, the archive keyring, the
 /// decompressors, and every arch's linker ([`Arch::build_packages`]).
 fn host_packages() -> Vec<&'static str> {
@@ -103,10 +114,11 @@ const USAGE: &str =
                       [--mode M]... [--transport T]
 
 Boots Debian's kernels under qemu-system and proves the crate's promises there.
-  --arch A       x86_64, aarch64, aarch64-16k (arm64 with 16 KiB pages) or
-                 riscv64 (repeatable; default: all four)
-  --suite S      the Debian suite whose kernel boots: bookworm (6.1; x86_64
-                 and aarch64), trixie (6.12) or forky (testing; riscv64)
+  --arch A       x86_64, aarch64, aarch64-16k (arm64 with 16 KiB pages),
+                 riscv64, i686, armv7, s390x, powerpc64le or powerpc64le-64k
+                 (64 KiB pages) (repeatable; default: all nine)
+  --suite S      the Debian suite whose kernel boots: bookworm (6.1; x86_64,
+                 aarch64 and i686), trixie (6.12) or forky (testing; riscv64)
                  (repeatable; default: each arch's two)
   --scenario S   suite, swap-pressure, core-dump, pid1 or swap-deadlock
                  (repeatable; default: all)
@@ -131,7 +143,8 @@ pub fn main(args: &mut lexopt::Parser) -> Result {
             Long("arch") => {
                 let name = args.value()?.string()?;
                 arches.push(crate::arch::by_name(&name).with_context(|| {
-                    format!("unknown arch {name}: choose x86_64, aarch64 or riscv64")
+                    let known: Vec<&str> = VM_ARCHES.iter().map(|a| a.name).collect();
+                    format!("unknown arch {name}: choose {}", known.join(", "))
                 })?);
             }
             Long("scenario") => {
@@ -188,18 +201,17 @@ pub fn main(args: &mut lexopt::Parser) -> Result {
     run(&arches, &suites, &scenarios, &options).map(drop)
 }
 
-/// Every scenario on every kernel of all three architectures: the step
+/// Every scenario on every kernel of every architecture: the step
 /// `cargo xtask test` runs. The tally counts the tests run inside the VMs
 /// plus one entry per scenario check ([`Report::checks`]) and
 /// swap-deadlock boot.
 pub fn run_all() -> Result<util::Tally> {
     let arches: Vec<&'static Arch> = VM_ARCHES.iter().collect();
-    run(
-        &arches,
-        &[],
-        &Scenario::ALL,
-        &swap_deadlock::Options::default(),
-    )
+    let options = swap_deadlock::Options {
+        tier: true,
+        ..swap_deadlock::Options::default()
+    };
+    run(&arches, &[], &Scenario::ALL, &options)
 }
 
 /// How many VMs boot at once. Each is one TCG thread; three on the 2-core
@@ -475,7 +487,7 @@ fn jobs_of(m: &Machine, scenarios: &[Scenario], options: &swap_deadlock::Options
     let mut jobs = Vec::new();
     if m.suite_initrd.is_some() {
         jobs.push(Job::Console(ConsoleBoot::Suite));
-        if scenarios.iter().any(|s| s.in_secrets_boot()) {
+        if m.arch.secretmem && scenarios.iter().any(|s| s.in_secrets_boot()) {
             jobs.push(Job::Console(ConsoleBoot::Secrets));
         }
     }
@@ -644,7 +656,20 @@ fn prepare(
     // default it is reported as not run.
     let mut transports = Vec::new();
     let mut not_run = Vec::new();
-    if has(Scenario::SwapDeadlock) {
+    if !arch.secretmem && scenarios.iter().any(|s| s.in_secrets_boot()) {
+        not_run.push(format!(
+            "secrets {} {series}: not run ({}'s kernel has no memfd_secret: the suite boot \
+             tests the anonymous backing alone)",
+            arch.name, arch.name
+        ));
+    }
+    if has(Scenario::SwapDeadlock) && options.tier && !arch.swap_deadlock_in_tier {
+        not_run.push(format!(
+            "swap-deadlock {} {series}: not run in this tier (`cargo xtask vm --arch {} \
+             --scenario swap-deadlock` runs it)",
+            arch.name, arch.name
+        ));
+    } else if has(Scenario::SwapDeadlock) {
         for t in options.transports() {
             match fetched.driver_modules(t.module(), &dir)? {
                 Some(modules) => transports.push((t, modules)),
@@ -716,7 +741,7 @@ fn prepare(
         pid1_initrd,
         swap_deadlock,
         not_run,
-        suite_cmdline: format!("{SUITE_CMDLINE} mlock.run={}", run.join(",")),
+        suite_cmdline: format!("{} mlock.run={}", suite_cmdline(arch), run.join(",")),
     })
 }
 

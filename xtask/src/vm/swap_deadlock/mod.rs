@@ -108,6 +108,10 @@ pub(super) struct Options {
     /// transport the kernel has a driver for (NBD everywhere, ublk from
     /// 6.0 where Debian builds it).
     pub(super) transport: Option<Transport>,
+    /// The run of `cargo xtask test`: the experiment boots only on the
+    /// arches marked [`crate::arch::Arch::swap_deadlock_in_tier`], and says
+    /// `not run` for the others.
+    pub(super) tier: bool,
 }
 
 impl Default for Options {
@@ -117,6 +121,7 @@ impl Default for Options {
             repeat: 1,
             plot: false,
             transport: None,
+            tier: false,
         }
     }
 }
