@@ -73,6 +73,7 @@ const HOST_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "qemu-system-arm",
     "qemu-system-misc",
+    "qemu-system-ppc",
     "qemu-system-data",
     "debian-archive-keyring",
     "xz-utils",
