@@ -95,7 +95,9 @@ struct Blocked {
 }
 
 /// The function of a stack-trace line (` __schedule+0x2e5/0x8c0`,
-/// `[<ffffffff8000>] schedule+0x5a/0xd0`), without unreliable (`? `) ones.
+/// `[<ffffffff8000>] schedule+0x5a/0xd0`, and 32-bit arm's
+/// ` __schedule from schedule+0x28/0xf0`, which names the function and
+/// its caller), without unreliable (`? `) ones.
 fn frame(line: &str) -> Option<String> {
     let mut l = line.trim();
     if l.starts_with("? ") {
@@ -103,6 +105,11 @@ fn frame(line: &str) -> Option<String> {
     }
     if let Some(rest) = l.strip_prefix("[<").and_then(|r| r.split_once(">] ")) {
         l = rest.1;
+    }
+    if let Some((function, caller)) = l.split_once(" from ") {
+        // The caller line is checked like any other frame, so that a
+        // line that merely contains " from " is not taken for one.
+        return frame(caller).and(Some(function.to_string()));
     }
     let (name, offset) = l.split_once('+')?;
     let ok = offset.starts_with("0x")
@@ -544,6 +551,25 @@ swap-deadlock-stall: no swap I/O for 30 s (pswpin=0 pswpout=19, free memory stea
             classify(&console(&arm, false, true)).outcome,
             Outcome::Deadlock
         );
+        // 32-bit arm names each function and its caller.
+        let arm32 = "\
+[   42.600000] sysrq: Show Blocked State
+[   42.607349] task:nbd-serve       state:D stack:0     pid:146   tgid:137   ppid:1      flags:0x00000004
+[   42.607434] Call trace:
+[   42.607443]  __schedule from schedule+0x28/0xf0
+[   42.607501]  schedule from schedule_timeout+0x98/0x158
+[   42.607541]  schedule_timeout from io_schedule_timeout+0x44/0x54
+[   42.607585]  io_schedule_timeout from mempool_alloc_noprof+0x120/0x158
+[   42.607633]  mempool_alloc_noprof from bio_alloc_bioset+0x1a0/0x470
+[   42.607681]  bio_alloc_bioset from __swap_writepage+0x74/0x380
+[   47.217005] sysrq: Trigger a crash";
+        let run = classify(&console(arm32, false, true));
+        assert_eq!(run.outcome, Outcome::Deadlock, "{run:?}");
+        assert_eq!(
+            run.evidence,
+            "[sysrq w after the stall: nbd-serve: mempool_alloc_noprof < bio_alloc_bioset]"
+        );
+        assert_eq!(frame(" a line from the console"), None);
         // The daemon's main thread asleep in NBD_DO_IT (sysrq t) is not
         // blocked.
         let asleep = riscv
