@@ -7,9 +7,10 @@
 //! constants from `linux-raw-sys`. It runs in a static musl binary, in an
 //! initramfs `/init` before `/proc` is mounted, and in any ordinary program.
 //!
-//! The raw backend exists on Linux for x86_64, aarch64 and riscv64. On
-//! every other target the crate still compiles, and every call returns
-//! [`Error::Unsupported`].
+//! The raw backend exists on Linux for x86_64, aarch64, riscv64, i686,
+//! 32-bit arm, s390x and little-endian powerpc64, with 4, 16 or 64 KiB
+//! pages. On every other target the crate still compiles, and every call
+//! returns [`Error::Unsupported`].
 //!
 //! # Three reasons to lock memory
 //!
@@ -147,8 +148,9 @@ pub use lock::{
 pub use policy::{lock_with, Config, Outcome, Requirement};
 pub use status::{is_locked, locked_bytes, status, Status};
 
-/// Whether this build has the raw syscall backend (Linux on x86_64, aarch64
-/// or riscv64). Without it every call returns [`Error::Unsupported`].
+/// Whether this build has the raw syscall backend (Linux on x86_64,
+/// aarch64, riscv64, i686, arm, s390x or powerpc64le). Without it every
+/// call returns [`Error::Unsupported`].
 pub const BACKEND_AVAILABLE: bool = cfg!(mlock_raw);
 
 /// The README's Rust examples, compiled and run as doctests.

@@ -98,9 +98,8 @@ mod raw;
 mod raw;
 
 /// The call that maps memory: `mmap2` on the 32-bit arches (its offset is
-/// in 4 KiB units; the crate always passes 0), `mmap` elsewhere. Not on
-/// s390x, whose `mmap` takes its six arguments in a block in memory (the
-/// old `mmap` calling convention); see [`mmap6`].
+/// in 4 KiB units; the crate always passes 0), `mmap` on the 64-bit ones
+/// (s390x's takes its arguments in memory: see [`mmap6`]).
 #[cfg(target_pointer_width = "32")]
 const MMAP: u32 = c::__NR_mmap2;
 #[cfg(target_pointer_width = "64")]

@@ -12,7 +12,8 @@
 //! Each file below allows `unsafe_code` (the crate denies it elsewhere),
 //! and every block has a `SAFETY` note:
 //! - `sys/linux.rs`: the system calls;
-//! - `sys/arch/riscv64.rs`: riscv64's `ecall`;
+//! - `sys/arch/riscv64.rs`, `powerpc64.rs`, `s390x.rs`: those arches'
+//!   system-call instructions (`ecall`, `sc`, `svc`);
 //! - `sys/process.rs`: references into the per-process page;
 //! - `sys/mem.rs`: volatile zeroing and page touching;
 //! - `sys/secret_pages.rs`: the pages behind one secret;
@@ -27,9 +28,12 @@
 //!   `lock_on_fault_raw`, `unlock_raw`, `boot::Output::borrow_raw`).
 //!
 //! # Files
-//! - `linux`: one typed wrapper per system call (x86_64, aarch64, riscv64).
-//! - `arch/riscv64.rs`: riscv64's `ecall`, with the vector registers
-//!   declared clobbered (the other arches use the `syscalls` crate's asm).
+//! - `linux`: one typed wrapper per system call (x86_64, aarch64, riscv64,
+//!   i686, arm, s390x, powerpc64le).
+//! - `arch/`: the system-call asm of riscv64 (the vector registers
+//!   declared clobbered), powerpc64 (`ctr` and `xer` clobbered, the
+//!   `cr0.SO` error flag) and s390x; x86_64, aarch64, i686 and arm use the
+//!   `syscalls` crate's asm.
 //! - `unsupported`: the same functions, answering `Unsupported`.
 //! - `secret_pages`: the guarded, canaried pages behind one secret, and
 //!   [`Backing`], which the public `secret` module re-exports (nothing in

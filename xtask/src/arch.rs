@@ -90,11 +90,15 @@ pub struct Arch {
     /// The QEMU `-cpu` value with the vector extension on (user mode and
     /// the VMs); empty for none.
     pub vector_cpu: &'static str,
-    /// Whether `cargo xtask test` runs the swap-deadlock experiment on it:
-    /// every arch but i686 and powerpc64le, whose boots would take the VM
-    /// tier past CI's time (`cargo xtask vm --arch A --scenario
-    /// swap-deadlock` runs it anywhere).
-    pub swap_deadlock_in_tier: bool,
+    /// The swap-deadlock transports `cargo xtask test` boots on it (by
+    /// name; where the kernel has the driver), in its `none` and `harden`
+    /// modes: all arches but i686, powerpc64le and arm64 with 16 KiB
+    /// pages, whose boots would take the VM tier past CI's time, and over
+    /// ublk alone on armv7, whose NBD daemon can spend more than the
+    /// watchdog's 30 s in direct reclaim for its socket buffers on a busy
+    /// host (docs/swap-deadlock.md). `cargo xtask vm --arch A --scenario
+    /// swap-deadlock` runs every mode and transport anywhere.
+    pub swap_deadlock_tier: &'static [&'static str],
     /// How long one swap-deadlock boot may take before it counts as a
     /// `timeout`: a surviving boot takes 100 to 200 s on an idle 2-core
     /// x86_64 machine under TCG, several times that when other VMs and
@@ -121,7 +125,7 @@ pub const X86_64: Arch = Arch {
     qemu_user_args: &[],
     build_packages: &[],
     debian: "amd64",
-    swap_deadlock_in_tier: true,
+    swap_deadlock_tier: &["nbd", "ublk"],
     secretmem: true,
     pointer_width: 64,
     kernel_flavour: "amd64",
@@ -156,7 +160,7 @@ pub const AARCH64: Arch = Arch {
     qemu_user_args: &[],
     build_packages: &[],
     debian: "arm64",
-    swap_deadlock_in_tier: true,
+    swap_deadlock_tier: &["nbd", "ublk"],
     secretmem: true,
     pointer_width: 64,
     kernel_flavour: "arm64",
@@ -188,7 +192,7 @@ pub const RISCV64: Arch = Arch {
     qemu_user_args: &["-L", "/usr/riscv64-linux-gnu"],
     build_packages: &["gcc-riscv64-linux-gnu", "libc6-dev-riscv64-cross"],
     debian: "riscv64",
-    swap_deadlock_in_tier: true,
+    swap_deadlock_tier: &["nbd", "ublk"],
     secretmem: true,
     pointer_width: 64,
     kernel_flavour: "riscv64",
@@ -246,7 +250,7 @@ pub const I686: Arch = Arch {
     qemu_user_args: &[],
     build_packages: &[],
     debian: "i386",
-    swap_deadlock_in_tier: false,
+    swap_deadlock_tier: &[],
     secretmem: true,
     pointer_width: 32,
     kernel_flavour: "686",
@@ -279,7 +283,7 @@ pub const ARMV7: Arch = Arch {
     qemu_user_args: &["-L", "/usr/arm-linux-gnueabihf"],
     build_packages: &["gcc-arm-linux-gnueabihf", "libc6-dev-armhf-cross"],
     debian: "armhf",
-    swap_deadlock_in_tier: true,
+    swap_deadlock_tier: &["ublk"],
     secretmem: false,
     pointer_width: 32,
     kernel_flavour: "armmp",
@@ -315,7 +319,7 @@ pub const S390X: Arch = Arch {
     qemu_user_args: &["-L", "/usr/s390x-linux-gnu"],
     build_packages: &["gcc-s390x-linux-gnu", "libc6-dev-s390x-cross"],
     debian: "s390x",
-    swap_deadlock_in_tier: true,
+    swap_deadlock_tier: &["nbd", "ublk"],
     secretmem: true,
     pointer_width: 64,
     kernel_flavour: "s390x",
@@ -352,7 +356,7 @@ pub const POWERPC64LE: Arch = Arch {
     qemu_user_args: &["-L", "/usr/powerpc64le-linux-gnu"],
     build_packages: &["gcc-powerpc64le-linux-gnu", "libc6-dev-ppc64el-cross"],
     debian: "ppc64el",
-    swap_deadlock_in_tier: false,
+    swap_deadlock_tier: &[],
     secretmem: false,
     pointer_width: 64,
     kernel_flavour: "powerpc64le",
@@ -402,6 +406,7 @@ pub const AARCH64_16K: Arch = Arch {
     page_size: 16 * 1024,
     // Bookworm has no 16k flavour.
     kernels: &[&["trixie"]],
+    swap_deadlock_tier: &[],
     ..AARCH64
 };
 

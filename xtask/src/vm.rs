@@ -664,14 +664,24 @@ fn prepare(
             arch.name, arch.name
         ));
     }
-    if has(Scenario::SwapDeadlock) && options.tier && !arch.swap_deadlock_in_tier {
-        not_run.push(format!(
-            "swap-deadlock {} {series}: not run in this tier (`cargo xtask vm --arch {} \
-             --scenario swap-deadlock` runs it)",
-            arch.name, arch.name
-        ));
-    } else if has(Scenario::SwapDeadlock) {
-        for t in options.transports() {
+    let in_tier = |t: &swap_deadlock::Transport| arch.swap_deadlock_tier.contains(&t.name());
+    if has(Scenario::SwapDeadlock) && options.tier {
+        for t in options.transports().iter().filter(|t| !in_tier(t)) {
+            not_run.push(format!(
+                "swap-deadlock {} {} {series}: not run in this tier (`cargo xtask vm --arch {} \
+                 --scenario swap-deadlock` runs it)",
+                arch.name,
+                t.name(),
+                arch.name
+            ));
+        }
+    }
+    if has(Scenario::SwapDeadlock) {
+        for t in options
+            .transports()
+            .into_iter()
+            .filter(|t| !options.tier || in_tier(t))
+        {
             match fetched.driver_modules(t.module(), &dir)? {
                 Some(modules) => transports.push((t, modules)),
                 None if options.transport.is_some() => bail!(

@@ -53,12 +53,35 @@ use mlock::{boot, Error, Flags};
 const LOCKED: &[u8] = b"mlock-init: locked VmLck=";
 /// The line printed on failure: the prefix, then [`Error::as_str`].
 const FAILED: &[u8] = b"mlock-init: failed: ";
-/// Writes the pieces of one line to standard output, one `write(2)` each:
-/// no buffer to assemble them in (zeroing one would cost a `memset`).
-/// Nothing useful is left to do if standard output is closed.
-fn say(pieces: &[&[u8]]) {
-    for piece in pieces {
-        let _ = boot::write_all(boot::Output::STDOUT, piece);
+/// Room for the longest line: the failure prefix, the longest
+/// `Error::as_str` text (under 200 bytes) and the newline.
+const LINE: usize = 256;
+
+/// A line assembled on the stack, so that it reaches the console in one
+/// `write(2)`: as PID 1 the program powers the machine off right after,
+/// and a console can lose the output of a later write to the power-off.
+/// Text beyond its capacity is cut off.
+struct Line {
+    buf: [u8; LINE],
+    len: usize,
+}
+
+impl Line {
+    /// Appends what fits of each piece.
+    fn push(&mut self, pieces: &[&[u8]]) {
+        for &b in pieces.iter().flat_map(|p| p.iter()) {
+            if let Some(slot) = self.buf.get_mut(self.len) {
+                *slot = b;
+                self.len += 1;
+            }
+        }
+    }
+
+    /// Writes the line to standard output. Nothing useful is left to do
+    /// if standard output is closed.
+    fn say(&self) {
+        let text = self.buf.get(..self.len).unwrap_or_default();
+        let _ = boot::write_all(boot::Output::STDOUT, text);
     }
 }
 
@@ -92,21 +115,27 @@ fn lock_and_measure() -> Result<u64, Error> {
 
 /// Does the work and returns the exit code.
 fn run() -> i32 {
-    match lock_and_measure() {
+    let mut line = Line {
+        buf: [0; LINE],
+        len: 0,
+    };
+    let code = match lock_and_measure() {
         Ok(bytes) => {
             // In kB, the count fits a usize on every arch: a 32-bit
             // process (or the 64-bit emulator running one) would need
             // 4 TiB locked to overflow it, so saturating never happens.
             let kb = usize::try_from(bytes / 1024).unwrap_or(usize::MAX);
             let mut digits = [0u8; 20];
-            say(&[LOCKED, decimal(kb, &mut digits), b" kB\n"]);
+            line.push(&[LOCKED, decimal(kb, &mut digits), b" kB\n"]);
             0
         }
         Err(e) => {
-            say(&[FAILED, e.as_str().as_bytes(), b"\n"]);
+            line.push(&[FAILED, e.as_str().as_bytes(), b"\n"]);
             1
         }
-    }
+    };
+    line.say();
+    code
 }
 
 /// The C runtime's entry point: `crt1.o`'s `_start` hands it to
@@ -163,10 +192,7 @@ fn finish(code: i32) -> ! {
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
     let _ = boot::write_all(boot::Output::STDOUT, b"mlock-init: failed: panic\n");
-    if boot::pid() == 1 {
-        let _ = boot::power_off();
-    }
-    boot::exit(101)
+    finish(101)
 }
 
 /// The precompiled `core` is built to unwind, and its unoptimised code
