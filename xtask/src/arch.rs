@@ -9,6 +9,39 @@
 //! the QEMU user-mode emulator that runs its binaries, Debian's name for
 //! it, and how `qemu-system` boots it.
 
+/// The rustflags of a static glibc build's `static_init` through GNU ld
+/// (the gcc-linked arches: riscv64, armv7, s390x; powerpc64le adds a flag
+/// of its own), a macro so that `concat!` can extend it: GNU ld adds a
+/// build-ID note unless told not to, and keeps `.eh_frame`, which gcc's
+/// `crtbeginT.o` refers to. `gnu-ld-discard.ld`, a linker-script fragment
+/// beside the size baselines, discards the unwind tables of everything but
+/// gcc's start and end markers (nothing unwinds with `panic = "abort"`),
+/// the compilers' `.comment` and crt1.o's `.note.ABI-tag` (read by the
+/// dynamic loader only): 400 to 700 bytes.
+macro_rules! gnu_ld_size_rustflags {
+    () => {
+        concat!(
+            "-C relocation-model=static -C link-arg=-Wl,-z,norelro -C link-arg=-Wl,--build-id=none \
+             -C link-arg=-Wl,--no-eh-frame-hdr -C link-arg=-Wl,-T,",
+            env!("CARGO_MANIFEST_DIR"),
+            "/size/gnu-ld-discard.ld"
+        )
+    };
+}
+
+/// The io-uring crate (a dev-dependency: the ublk example and one daemon
+/// test) ships bindings generated on x86_64 and refuses other arches than
+/// the four it lists unless told to build anyway. io_uring's structures
+/// are the same on every arch by design (fixed-width fields, naturally
+/// aligned), and the bindings assert their sizes and offsets at compile
+/// time, so a mismatch would fail the build, not the run. A macro, so that
+/// `concat!` can add it to other flags.
+macro_rules! io_uring_any_arch {
+    () => {
+        "--cfg=io_uring_skip_arch_check"
+    };
+}
+
 /// One architecture.
 pub struct Arch {
     /// The name used on the command line and in summary lines.
@@ -187,7 +220,7 @@ pub const RISCV64: Arch = Arch {
     triple: "riscv64gc-unknown-linux-gnu",
     linker: "riscv64-linux-gnu-gcc",
     rustflags: "-C target-feature=+crt-static",
-    size_rustflags: GNU_LD_SIZE_RUSTFLAGS,
+    size_rustflags: gnu_ld_size_rustflags!(),
     qemu_user: Some("qemu-riscv64"),
     qemu_user_args: &["-L", "/usr/riscv64-linux-gnu"],
     build_packages: &["gcc-riscv64-linux-gnu", "libc6-dev-riscv64-cross"],
@@ -212,36 +245,12 @@ pub const RISCV64: Arch = Arch {
     swap_deadlock_timeout: std::time::Duration::from_secs(1200),
 };
 
-/// Rustflags of a static glibc build's `static_init` through GNU ld (the
-/// gcc-linked arches: riscv64, armv7, s390x; powerpc64le adds a flag of
-/// its own): GNU ld adds a
-/// build-ID note unless told not to, and keeps `.eh_frame`, which gcc's
-/// `crtbeginT.o` refers to. `gnu-ld-discard.ld`, a linker-script fragment
-/// beside the size baselines, discards the unwind tables of everything but
-/// gcc's start and end markers (nothing unwinds with `panic = "abort"`),
-/// the compilers' `.comment` and crt1.o's `.note.ABI-tag` (read by the
-/// dynamic loader only): 400 to 700 bytes.
-const GNU_LD_SIZE_RUSTFLAGS: &str = concat!(
-    "-C relocation-model=static -C link-arg=-Wl,-z,norelro -C link-arg=-Wl,--build-id=none \
-     -C link-arg=-Wl,--no-eh-frame-hdr -C link-arg=-Wl,-T,",
-    env!("CARGO_MANIFEST_DIR"),
-    "/size/gnu-ld-discard.ld"
-);
-
-/// The io-uring crate (a dev-dependency: the ublk example and one daemon
-/// test) ships bindings generated on x86_64 and refuses other arches than
-/// the four it lists unless told to build anyway. io_uring's structures
-/// are the same on every arch by design (fixed-width fields, naturally
-/// aligned), and the bindings assert their sizes and offsets at compile
-/// time, so a mismatch would fail the build, not the run.
-const IO_URING_ANY_ARCH: &str = "--cfg=io_uring_skip_arch_check";
-
 /// 32-bit x86 (i686): musl, self-contained in rust-std like x86_64's.
 pub const I686: Arch = Arch {
     name: "i686",
     triple: "i686-unknown-linux-musl",
     linker: "rust-lld",
-    rustflags: IO_URING_ANY_ARCH,
+    rustflags: io_uring_any_arch!(),
     size_rustflags: X86_64.size_rustflags,
     // The x86_64 host kernel runs i686 binaries itself, through its
     // 32-bit system-call ABI (`int 0x80`, `IA32_EMULATION`): the real
@@ -274,11 +283,8 @@ pub const ARMV7: Arch = Arch {
     name: "armv7",
     triple: "armv7-unknown-linux-gnueabihf",
     linker: "arm-linux-gnueabihf-gcc",
-    rustflags: concat!(
-        "-C target-feature=+crt-static ",
-        "--cfg=io_uring_skip_arch_check"
-    ),
-    size_rustflags: GNU_LD_SIZE_RUSTFLAGS,
+    rustflags: concat!("-C target-feature=+crt-static ", io_uring_any_arch!()),
+    size_rustflags: gnu_ld_size_rustflags!(),
     qemu_user: Some("qemu-arm"),
     qemu_user_args: &["-L", "/usr/arm-linux-gnueabihf"],
     build_packages: &["gcc-arm-linux-gnueabihf", "libc6-dev-armhf-cross"],
@@ -310,11 +316,8 @@ pub const S390X: Arch = Arch {
     name: "s390x",
     triple: "s390x-unknown-linux-gnu",
     linker: "s390x-linux-gnu-gcc",
-    rustflags: concat!(
-        "-C target-feature=+crt-static ",
-        "--cfg=io_uring_skip_arch_check"
-    ),
-    size_rustflags: GNU_LD_SIZE_RUSTFLAGS,
+    rustflags: concat!("-C target-feature=+crt-static ", io_uring_any_arch!()),
+    size_rustflags: gnu_ld_size_rustflags!(),
     qemu_user: Some("qemu-s390x"),
     qemu_user_args: &["-L", "/usr/s390x-linux-gnu"],
     build_packages: &["gcc-s390x-linux-gnu", "libc6-dev-s390x-cross"],
@@ -343,14 +346,12 @@ pub const POWERPC64LE: Arch = Arch {
     triple: "powerpc64le-unknown-linux-gnu",
     linker: "powerpc64le-linux-gnu-gcc",
     rustflags: "-C target-feature=+crt-static",
-    // [`GNU_LD_SIZE_RUSTFLAGS`], and the common page size set to the
+    // `gnu_ld_size_rustflags!`, and the common page size set to the
     // maximum (64 KiB): otherwise GNU ld lays the writable segment out
     // to save a page of memory and pads the file for it (about 800 bytes).
     size_rustflags: concat!(
-        "-C relocation-model=static -C link-arg=-Wl,-z,norelro -C link-arg=-Wl,--build-id=none \
-         -C link-arg=-Wl,--no-eh-frame-hdr -C link-arg=-Wl,-T,",
-        env!("CARGO_MANIFEST_DIR"),
-        "/size/gnu-ld-discard.ld -C link-arg=-Wl,-z,common-page-size=65536"
+        gnu_ld_size_rustflags!(),
+        " -C link-arg=-Wl,-z,common-page-size=65536"
     ),
     qemu_user: Some("qemu-ppc64le"),
     qemu_user_args: &["-L", "/usr/powerpc64le-linux-gnu"],
