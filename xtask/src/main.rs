@@ -32,6 +32,7 @@ fn main() {
     let mut args = lexopt::Parser::from_env();
     if let Err(e) = run(&mut args) {
         eprintln!("xtask: error: {e:#}");
+        eprintln!("{}", util::disk_line());
         std::process::exit(1);
     }
 }

@@ -63,11 +63,7 @@ fn shell_quote(word: &str) -> String {
 /// Prints the command, runs it with inherited stdio, and fails with the
 /// command and its exit status unless it succeeds.
 pub fn run(cmd: &mut Command) -> Result {
-    eprintln!("$ {}", describe(cmd));
-    let status = cmd
-        .status()
-        .with_context(|| format!("could not start `{}`", describe(cmd)))?;
-    check_status(cmd, status)
+    run_keeping_stderr_tail(cmd, false).map(drop)
 }
 
 /// Fails with the command and its exit status unless `status` is success.
@@ -82,13 +78,111 @@ pub fn check_status(cmd: &Command, status: ExitStatus) -> Result {
 /// Prints the command, runs it, and returns its standard output; standard
 /// error passes through. Fails like [`run`].
 pub fn output(cmd: &mut Command) -> Result<String> {
+    let stdout = run_keeping_stderr_tail(cmd, true)?;
+    Ok(String::from_utf8_lossy(&stdout).into_owned())
+}
+
+/// How many of a failed command's last standard-error lines its error
+/// repeats.
+const STDERR_TAIL_LINES: usize = 25;
+
+/// Runs `cmd` with its standard error passed through and, when
+/// `capture_stdout`, its standard output returned (otherwise it goes
+/// where the caller set it, our own by default). When our standard
+/// error is not a terminal (CI's log), the command's goes through a pipe
+/// that copies each line on and keeps the last [`STDERR_TAIL_LINES`]: a
+/// failure's error then ends with them, so the cause (a compiler error, a
+/// full disk) is at the end of a long log, beside the summary, not
+/// thousands of lines up. On a terminal the command keeps the terminal
+/// (and cargo its colours and progress bar).
+fn run_keeping_stderr_tail(cmd: &mut Command, capture_stdout: bool) -> Result<Vec<u8>> {
+    use std::collections::VecDeque;
+    use std::io::{BufRead as _, IsTerminal as _, Read as _, Write as _};
+    use std::process::Stdio;
+
     eprintln!("$ {}", describe(cmd));
-    let out = cmd
-        .stderr(std::process::Stdio::inherit())
-        .output()
+    let keep_tail = !std::io::stderr().is_terminal();
+    if capture_stdout {
+        cmd.stdout(Stdio::piped());
+    }
+    cmd.stderr(if keep_tail {
+        Stdio::piped()
+    } else {
+        Stdio::inherit()
+    });
+    let mut child = cmd
+        .spawn()
         .with_context(|| format!("could not start `{}`", describe(cmd)))?;
-    check_status(cmd, out.status)?;
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    let tail = child.stderr.take().map(|pipe| {
+        std::thread::spawn(move || {
+            let mut tail = VecDeque::with_capacity(STDERR_TAIL_LINES);
+            let mut reader = std::io::BufReader::new(pipe);
+            let mut line = Vec::new();
+            while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                let _ = std::io::stderr().write_all(&line);
+                if tail.len() == STDERR_TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(String::from_utf8_lossy(&line).trim_end().to_string());
+                line.clear();
+            }
+            tail
+        })
+    });
+    let mut stdout = Vec::new();
+    if let Some(mut pipe) = child.stdout.take() {
+        pipe.read_to_end(&mut stdout)
+            .with_context(|| format!("reading the output of `{}`", describe(cmd)))?;
+    }
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for `{}`", describe(cmd)))?;
+    let tail = tail.and_then(|t| t.join().ok()).unwrap_or_default();
+    if !status.success() && !tail.is_empty() {
+        let lines: Vec<String> = tail.iter().map(|l| format!("    {l}")).collect();
+        bail!(
+            "command failed ({status}): {}\nits last lines on standard error:\n{}",
+            describe(cmd),
+            lines.join("\n")
+        );
+    }
+    check_status(cmd, status)?;
+    Ok(stdout)
+}
+
+/// The bytes free to us on the file system that holds `path`, from
+/// `df` (coreutils), or `None` when `df` cannot say.
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    let out = Command::new("df")
+        .args(["-B1", "--output=avail"])
+        .arg(path)
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// One line that says how much room is left where the builds go: printed
+/// at the start of a run and after a failure, since a full disk makes
+/// the compiler or the linker fail on whatever it writes next.
+pub fn disk_line() -> String {
+    let target = root().join("target");
+    let at = if target.is_dir() { target } else { root() };
+    match free_bytes(&at) {
+        Some(free) => format!(
+            "xtask: {:.1} GiB free on the file system of {}",
+            free as f64 / (1u64 << 30) as f64,
+            at.display()
+        ),
+        None => format!(
+            "xtask: df could not say how much room is left at {}",
+            at.display()
+        ),
+    }
 }
 
 /// One executable that cargo built, from a `compiler-artifact` message of
@@ -320,8 +414,30 @@ pub fn ensure_rust_component(component: &str) -> Result {
 
 #[cfg(test)]
 mod tests {
-    use super::{cargo_executables, describe, Built, Tally};
+    use super::{cargo_executables, describe, output, run, Built, Tally};
     use std::process::Command;
+
+    #[test]
+    fn a_failed_command_s_error_ends_with_its_last_stderr_lines() {
+        // Under `cargo test` our standard error is not a terminal, so the
+        // command's goes through the pipe that keeps its tail.
+        let script = "for i in $(seq 1 40); do echo line $i >&2; done; echo out; exit 3";
+        let err = run(Command::new("sh").args(["-c", script])).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.starts_with("command failed (exit status: 3): sh -c"),
+            "{text}"
+        );
+        assert!(text.contains("\n    line 40"), "{text}");
+        assert!(text.contains("\n    line 16\n"), "{text}");
+        assert!(!text.contains("line 15\n"), "{text}");
+        // Standard output is returned and standard error still kept apart.
+        let script = "echo to-stderr >&2; echo to-stdout";
+        assert_eq!(
+            output(Command::new("sh").args(["-c", script])).unwrap(),
+            "to-stdout\n"
+        );
+    }
 
     #[test]
     fn describe_prints_a_command_a_shell_can_run() {

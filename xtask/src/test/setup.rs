@@ -16,6 +16,7 @@ pub(super) fn setup_step(targets: Vec<&'static Target>, no_os: bool, lints: bool
 
 /// Installs what the chosen targets need, or fails saying what to install.
 fn setup(targets: &[&Target], no_os: bool, lints: bool) -> util::Result {
+    eprintln!("{}", util::disk_line());
     if lints {
         util::ensure_rust_component("rustfmt")?;
         util::ensure_rust_component("clippy")?;
