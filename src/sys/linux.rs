@@ -42,43 +42,6 @@ use linux_raw_sys::general as c;
 )))]
 use syscalls::raw;
 
-/// Defines `syscall0` to `syscall6` (the `syscalls` crate's `raw`
-/// signatures) over one arch's six-argument system call `$six`, passing 0
-/// for the arguments a call does not take (the kernel ignores them).
-#[cfg(any(
-    target_arch = "riscv64",
-    target_arch = "powerpc64",
-    target_arch = "s390x"
-))]
-macro_rules! six_argument_wrappers {
-    ($six:ident) => {
-        six_argument_wrappers! {
-            $six;
-            syscall0() => [0, 0, 0, 0, 0, 0];
-            syscall1(a) => [a, 0, 0, 0, 0, 0];
-            syscall2(a, b) => [a, b, 0, 0, 0, 0];
-            syscall3(a, b, c) => [a, b, c, 0, 0, 0];
-            syscall4(a, b, c, d) => [a, b, c, d, 0, 0];
-            syscall5(a, b, c, d, e) => [a, b, c, d, e, 0];
-            syscall6(a, b, c, d, e, f) => [a, b, c, d, e, f];
-        }
-    };
-    ($six:ident; $($name:ident($($arg:ident),*) => [$($pass:expr),*];)*) => {$(
-        /// The arch's system call with every register it changes declared
-        /// (see the file).
-        ///
-        /// # Safety
-        /// As for any system call: every pointer argument is valid for
-        /// what the call `nr` does with it.
-        #[inline(always)]
-        #[allow(dead_code)]
-        pub(super) unsafe fn $name(nr: usize $(, $arg: usize)*) -> usize {
-            // SAFETY: the caller's promise, passed on.
-            unsafe { $six(nr, $($pass),*) }
-        }
-    )*};
-}
-
 /// riscv64: the `ecall` asm, with the vector registers declared clobbered
 /// (see the file).
 #[cfg(target_arch = "riscv64")]
