@@ -601,7 +601,8 @@ mod tests {
             concat!(
                 "-C target-feature=+crt-static -C relocation-model=static \
                  -C link-arg=-Wl,-z,norelro -C link-arg=-Wl,--build-id=none \
-                 -C link-arg=-Wl,--no-eh-frame-hdr -C link-arg=-Wl,-T,",
+                 -C link-arg=-Wl,--no-eh-frame-hdr -C link-arg=-nostartfiles \
+                 -C link-arg=/usr/riscv64-linux-gnu/lib/crt1.o -C link-arg=-Wl,-T,",
                 env!("CARGO_MANIFEST_DIR"),
                 "/size/gnu-ld-discard.ld"
             )
