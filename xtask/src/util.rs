@@ -60,10 +60,11 @@ fn shell_quote(word: &str) -> String {
     }
 }
 
-/// Prints the command, runs it with inherited stdio, and fails with the
-/// command and its exit status unless it succeeds.
+/// Prints the command, runs it with its standard output where the caller
+/// set it (ours by default) and its standard error passed through, and
+/// fails with the command and its exit status unless it succeeds.
 pub fn run(cmd: &mut Command) -> Result {
-    run_keeping_stderr_tail(cmd, false).map(drop)
+    run_keeping_stderr_tail(cmd, false, stderr_is_a_log()).map(drop)
 }
 
 /// Fails with the command and its exit status unless `status` is success.
@@ -78,7 +79,7 @@ pub fn check_status(cmd: &Command, status: ExitStatus) -> Result {
 /// Prints the command, runs it, and returns its standard output; standard
 /// error passes through. Fails like [`run`].
 pub fn output(cmd: &mut Command) -> Result<String> {
-    let stdout = run_keeping_stderr_tail(cmd, true)?;
+    let stdout = run_keeping_stderr_tail(cmd, true, stderr_is_a_log())?;
     Ok(String::from_utf8_lossy(&stdout).into_owned())
 }
 
@@ -86,22 +87,32 @@ pub fn output(cmd: &mut Command) -> Result<String> {
 /// repeats.
 const STDERR_TAIL_LINES: usize = 25;
 
+/// Whether our standard error is not a terminal (CI's log, a file): then
+/// a command's standard error goes through [`run_keeping_stderr_tail`]'s
+/// pipe. On a terminal the command keeps it (and cargo its colours and
+/// progress bar), and the reader has the lines before them anyway.
+fn stderr_is_a_log() -> bool {
+    use std::io::IsTerminal as _;
+    !std::io::stderr().is_terminal()
+}
+
 /// Runs `cmd` with its standard error passed through and, when
 /// `capture_stdout`, its standard output returned (otherwise it goes
-/// where the caller set it, our own by default). When our standard
-/// error is not a terminal (CI's log), the command's goes through a pipe
-/// that copies each line on and keeps the last [`STDERR_TAIL_LINES`]: a
-/// failure's error then ends with them, so the cause (a compiler error, a
-/// full disk) is at the end of a long log, beside the summary, not
-/// thousands of lines up. On a terminal the command keeps the terminal
-/// (and cargo its colours and progress bar).
-fn run_keeping_stderr_tail(cmd: &mut Command, capture_stdout: bool) -> Result<Vec<u8>> {
+/// where the caller set it, our own by default). With `keep_tail`, the
+/// command's standard error goes through a pipe that copies each line on
+/// and keeps the last [`STDERR_TAIL_LINES`]: a failure's error then ends
+/// with them, so the cause (a compiler error, a full disk) is at the end
+/// of a long log, beside the summary, not thousands of lines up.
+fn run_keeping_stderr_tail(
+    cmd: &mut Command,
+    capture_stdout: bool,
+    keep_tail: bool,
+) -> Result<Vec<u8>> {
     use std::collections::VecDeque;
-    use std::io::{BufRead as _, IsTerminal as _, Read as _, Write as _};
+    use std::io::{BufRead as _, Read as _, Write as _};
     use std::process::Stdio;
 
     eprintln!("$ {}", describe(cmd));
-    let keep_tail = !std::io::stderr().is_terminal();
     if capture_stdout {
         cmd.stdout(Stdio::piped());
     }
@@ -414,15 +425,14 @@ pub fn ensure_rust_component(component: &str) -> Result {
 
 #[cfg(test)]
 mod tests {
-    use super::{cargo_executables, describe, output, run, Built, Tally};
+    use super::{cargo_executables, describe, run_keeping_stderr_tail, Built, Tally};
     use std::process::Command;
 
     #[test]
     fn a_failed_command_s_error_ends_with_its_last_stderr_lines() {
-        // Under `cargo test` our standard error is not a terminal, so the
-        // command's goes through the pipe that keeps its tail.
         let script = "for i in $(seq 1 40); do echo line $i >&2; done; echo out; exit 3";
-        let err = run(Command::new("sh").args(["-c", script])).unwrap_err();
+        let err = run_keeping_stderr_tail(Command::new("sh").args(["-c", script]), false, true)
+            .unwrap_err();
         let text = format!("{err:#}");
         assert!(
             text.starts_with("command failed (exit status: 3): sh -c"),
@@ -433,10 +443,8 @@ mod tests {
         assert!(!text.contains("line 15\n"), "{text}");
         // Standard output is returned and standard error still kept apart.
         let script = "echo to-stderr >&2; echo to-stdout";
-        assert_eq!(
-            output(Command::new("sh").args(["-c", script])).unwrap(),
-            "to-stdout\n"
-        );
+        let out = run_keeping_stderr_tail(Command::new("sh").args(["-c", script]), true, true);
+        assert_eq!(out.unwrap(), b"to-stdout\n");
     }
 
     #[test]
