@@ -1,12 +1,14 @@
 //! Decides whether the raw-syscall backend is available for the target.
 //!
 //! The backend issues `mlockall(2)`, `mlock2(2)` and friends through the
-//! `syscalls` crate's inline asm (or the crate's own, on riscv64 and
-//! powerpc64), so it exists exactly where that asm and the Linux syscall
-//! ABI are both known and tested: Linux on x86_64, aarch64, riscv64, i686
-//! (`x86`), 32-bit arm, s390x and little-endian powerpc64. Everywhere else the crate compiles a stub backend whose every call
-//! returns `Error::Unsupported`. `MLOCK_FORCE_UNSUPPORTED=1` selects the stub
-//! on a supported target too, so that its behaviour is tested on the host.
+//! `syscalls` crate's inline asm (or the crate's own, on riscv64,
+//! powerpc64 and s390x), so it exists exactly where that asm and the Linux
+//! syscall ABI are both known and tested: Linux on x86_64, aarch64,
+//! riscv64, i686 (`x86`), 32-bit arm, s390x and little-endian powerpc64.
+//! Everywhere else the crate compiles a stub backend whose every call
+//! returns `Error::Unsupported`. `MLOCK_FORCE_UNSUPPORTED=1` selects the
+//! stub on a supported target too, so that its behaviour is tested on the
+//! host.
 //!
 //! Keep the condition in step with the target-specific `syscalls` dependency
 //! in `Cargo.toml`.
