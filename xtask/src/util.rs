@@ -163,7 +163,7 @@ fn run_keeping_stderr_tail(
 
 /// The bytes free to us on the file system that holds `path`, from
 /// `df` (coreutils), or `None` when `df` cannot say.
-pub fn free_bytes(path: &Path) -> Option<u64> {
+fn free_bytes(path: &Path) -> Option<u64> {
     let out = Command::new("df")
         .args(["-B1", "--output=avail"])
         .arg(path)
