@@ -135,12 +135,12 @@ fn io_flusher_is_per_thread_and_inherited_by_threads_spawned_after() {
     run(|| {
         // A thread that exists before the call keeps its own, unset, flag.
         let (go, wait) = std::sync::mpsc::channel::<()>();
-        let existing = std::thread::spawn(move || {
+        let existing = common::thread::spawn(move || {
             wait.recv().unwrap();
             mlock::daemon::is_io_flusher()
         });
         mlock::daemon::set_io_flusher().map_err(|e| format!("set: {e}"))?;
-        let spawned_after = std::thread::spawn(mlock::daemon::is_io_flusher)
+        let spawned_after = common::thread::spawn(mlock::daemon::is_io_flusher)
             .join()
             .unwrap();
         ensure(spawned_after == Ok(true), || {
@@ -229,7 +229,7 @@ fn realtime_sets_sched_fifo_and_threads_spawned_after_inherit_it() {
         ensure(policy_in_stat() == 1, || {
             format!("policy {}", policy_in_stat())
         })?;
-        let spawned = std::thread::spawn(|| (mlock::daemon::is_realtime(), policy_in_stat()))
+        let spawned = common::thread::spawn(|| (mlock::daemon::is_realtime(), policy_in_stat()))
             .join()
             .unwrap();
         ensure(spawned == (Ok(true), 1), || {
@@ -344,7 +344,7 @@ fn harden_caps_the_real_time_priority_at_rlimit_rtprio_without_cap_sys_nice() {
 fn audit_around(set: impl FnOnce() -> Result<(), String>) -> Result<(ThreadAudit, u32), String> {
     let (go, wait) = std::sync::mpsc::channel::<()>();
     let (tid_of, tid) = std::sync::mpsc::channel();
-    let before = std::thread::spawn(move || {
+    let before = common::thread::spawn(move || {
         // SAFETY: gettid takes no arguments.
         tid_of.send(unsafe { libc::gettid() } as u32).unwrap();
         wait.recv().unwrap();
@@ -352,7 +352,7 @@ fn audit_around(set: impl FnOnce() -> Result<(), String>) -> Result<(ThreadAudit
     let before_tid = tid.recv().unwrap();
     set()?;
     let (go_after, wait_after) = std::sync::mpsc::channel::<()>();
-    let after = std::thread::spawn(move || wait_after.recv().unwrap());
+    let after = common::thread::spawn(move || wait_after.recv().unwrap());
     let audit = mlock::daemon::audit_threads().map_err(|e| format!("audit: {e}"));
     go.send(()).unwrap();
     go_after.send(()).unwrap();

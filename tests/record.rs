@@ -289,7 +289,7 @@ fn a_fork_child_unlocks_pages_that_a_thread_of_its_parent_holds() {
             let addr = map.addr as usize;
             let barrier = Barrier::new(2);
             let region = map.slice();
-            std::thread::scope(|s| {
+            common::thread::scope(|s| {
                 let holder = s.spawn(|| {
                     let guard = LockGuard::new(region).expect("the parent thread's guard");
                     barrier.wait();
@@ -614,7 +614,7 @@ fn while_stopped<R: Send>(
     body: impl FnOnce() -> R + Send,
     meanwhile: impl FnOnce(&notify::Listener, notify::Call) -> Result<notify::Call, String>,
 ) -> Result<R, String> {
-    std::thread::scope(|s| {
+    common::thread::scope(|s| {
         let (listener, thread) = notify::spawn_filtered(s, rules, body)
             .map_err(|e| format!("seccomp user notification: {e}"))?;
         let call = listener.expect(WAIT, what)?;
@@ -653,7 +653,7 @@ fn while_a_drop_is_inside_munlock(
 /// a guard over it: that guard must lock.
 fn lock_where_a_buffer_was_just_unmapped<B: Send>(buf: B, data: usize) -> Result<(), String> {
     let dropped = AtomicBool::new(false);
-    std::thread::scope(|s| {
+    common::thread::scope(|s| {
         let (listener, thread) = notify::spawn_filtered(s, &[Rule::AnyButExit], || {
             drop(buf);
             dropped.store(true, Ordering::SeqCst);
@@ -918,7 +918,7 @@ fn guards_taken_and_dropped_on_four_threads_keep_every_page_locked_as_the_live_g
         let ops = AtomicUsize::new(0);
         let failure: Mutex<Option<String>> = Mutex::new(None);
         let start = Instant::now();
-        std::thread::scope(|s| {
+        common::thread::scope(|s| {
             for t in 0..THREADS {
                 let (held, barrier, stop, ops, failure) = (&held, &barrier, &stop, &ops, &failure);
                 s.spawn(move || {
@@ -1020,7 +1020,7 @@ mod pid_reuse {
             let held = Anon::new(page_size());
             let fresh = Anon::new(4 * page_size());
             let region = held.slice();
-            std::thread::scope(|s| {
+            common::thread::scope(|s| {
                 let (listener, thread) = notify::spawn_filtered(
                     s,
                     &[Rule::NrArg0(libc::SYS_munlock, held.addr as usize)],
@@ -1114,7 +1114,7 @@ mod seccomp {
             mlock::lock(map.slice()).map_err(|e| format!("lock: {e}"))?;
             let returned = AtomicBool::new(false);
             let (addr, len) = (map.addr as usize, map.len);
-            std::thread::scope(|s| {
+            common::thread::scope(|s| {
                 let (listener, thread) = notify::spawn_filtered(
                     s,
                     &[Rule::NrArg0(libc::SYS_munlock, map.addr as usize)],
@@ -1146,7 +1146,7 @@ mod seccomp {
         supervised(|| {
             let map = Anon::new(4 * page_size());
             let addr = map.addr as usize;
-            std::thread::scope(|s| {
+            common::thread::scope(|s| {
                 let (listener, thread) =
                     notify::spawn_filtered(s, &[Rule::Nr(libc::SYS_mlockall)], || {
                         mlock::lock_all(Flags::FUTURE)
@@ -1189,7 +1189,7 @@ mod seccomp {
             HANDLER_LEN.store(other.len, Ordering::SeqCst);
             mlock::lock(other.slice()).map_err(|e| format!("lock: {e}"))?;
             let region = dropped.slice();
-            std::thread::scope(|s| {
+            common::thread::scope(|s| {
                 let (listener, thread) = notify::spawn_filtered(
                     s,
                     &[Rule::NrArg0(libc::SYS_munlock, dropped.addr as usize)],
@@ -1248,7 +1248,7 @@ mod seccomp {
             );
             let live = LockGuard::new(kept.slice()).map_err(|e| format!("the kept guard: {e}"))?;
             let region = interrupted.slice();
-            std::thread::scope(|s| {
+            common::thread::scope(|s| {
                 let (listener, thread) = notify::spawn_filtered(
                     s,
                     &[Rule::NrArg0(libc::SYS_munlock, interrupted.addr as usize)],
@@ -1340,7 +1340,7 @@ mod seccomp {
             map.touch(2);
             let region = map.slice();
             let guard = LockGuard::new(region).map_err(|e| format!("the dropped guard: {e}"))?;
-            std::thread::scope(|s| {
+            common::thread::scope(|s| {
                 let (drops, dropper) = notify::spawn_filtered(
                     s,
                     &[Rule::NrArg0(libc::SYS_munlock, map.addr as usize)],
@@ -1522,7 +1522,7 @@ mod seccomp {
                 LockGuard::new(&map.slice()[..page]).map_err(|e| format!("guard A: {e}"))?;
             expect_locked(addr, kb(1), "guard A over the first page")?;
             let region = map.slice();
-            std::thread::scope(|s| {
+            common::thread::scope(|s| {
                 let (listener, wider) = notify::spawn_filtered(
                     s,
                     &[
@@ -1569,7 +1569,7 @@ mod seccomp {
             let started = AtomicBool::new(false);
             let waited_us = AtomicU64::new(u64::MAX);
             let (held_region, other_region) = (held.slice(), other.slice());
-            std::thread::scope(|s| {
+            common::thread::scope(|s| {
                 let (listener, holder) = notify::spawn_filtered(
                     s,
                     &[Rule::NrArg0(libc::SYS_munlock, held.addr as usize)],

@@ -513,7 +513,7 @@ mod abort_from_a_thread {
                 let what = format!("{backing:?} sealed={sealed}, from a second thread");
                 dies_by(libc::SIGABRT, &what, || {
                     // The main thread waits in `join` (a futex) meanwhile.
-                    std::thread::spawn(move || overwrite_the_canary_and_drop(backing, sealed))
+                    common::thread::spawn(move || overwrite_the_canary_and_drop(backing, sealed))
                         .join()
                         .unwrap();
                 });
@@ -538,7 +538,7 @@ mod abort_from_a_thread {
                     libc::sigaddset(&mut set, libc::SIGABRT);
                     libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
                 }
-                std::thread::spawn(move || overwrite_the_canary_and_drop(backing, false))
+                common::thread::spawn(move || overwrite_the_canary_and_drop(backing, false))
                     .join()
                     .unwrap();
             });
@@ -1245,7 +1245,7 @@ mod pool {
     fn threads_share_one_pool_and_free_each_others_secrets() {
         run(|| {
             let pool = Pool::new(Pool::size_for(32, 4 * 2_000)).map_err(err)?;
-            let handed: Vec<PoolBuf<'_, 32>> = std::thread::scope(|s| {
+            let handed: Vec<PoolBuf<'_, 32>> = common::thread::scope(|s| {
                 let workers: Vec<_> = (0..4u8)
                     .map(|t| {
                         let pool = &pool;
@@ -1279,7 +1279,7 @@ mod pool {
             starts.dedup();
             ensure_eq(starts.len(), 8_000, "distinct live secrets")?;
             // Dropped on another thread than the one that allocated them.
-            std::thread::scope(|s| {
+            common::thread::scope(|s| {
                 s.spawn(move || drop(handed));
             });
             let after = pool.alloc::<32>().map(drop);

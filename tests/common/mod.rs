@@ -8,6 +8,7 @@
 pub mod cgroup;
 pub mod contract;
 pub mod notify;
+pub mod thread;
 
 use std::io::Read;
 use std::os::fd::FromRawFd;
@@ -52,7 +53,8 @@ fn emulator_detected() -> bool {
 /// parent's assertion shows it.
 ///
 /// The child is a copy of this single thread: it must not wait on locks
-/// held by other threads of the harness. The crate's calls take none.
+/// held by other threads of the harness. The crate's calls take none; the
+/// threads a scenario starts come from [`thread`], not `std::thread`.
 pub fn in_child(scenario: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
     let (status, message) = fork_piped(|pipe| {
         let (code, message) = verdict(scenario);
@@ -503,12 +505,16 @@ pub fn cannot_run_here(why: &str) -> ! {
 /// test checks less of here, and where it is checked in full. libtest
 /// names each test's thread after the test.
 pub fn note(text: &str) {
-    use std::io::Write;
     let test = std::thread::current()
         .name()
         .unwrap_or("a test")
         .to_string();
-    let _ = writeln!(std::io::stderr().lock(), "note: {test}: {text}");
+    let line = format!("note: {test}: {text}\n");
+    // One write(2), not std's stderr: a forked child may find its lock held
+    // for good (see [`thread`]), and a line written whole is not cut into
+    // by another test's.
+    // SAFETY: `line` is valid for its length; fd 2 is this process's stderr.
+    let _ = unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
 }
 
 /// Where a BPF filter finds the low 32 bits of system-call argument

@@ -291,10 +291,10 @@ pub fn listen(rules: &[Rule]) -> std::io::Result<Listener> {
 /// (or QEMU) refuses the filter, `body` does not run and the refusal is
 /// returned.
 pub fn spawn_filtered<'scope, R: Send + 'scope>(
-    scope: &'scope std::thread::Scope<'scope, '_>,
+    scope: &'scope super::thread::Scope<'scope, '_>,
     rules: &[Rule],
     body: impl FnOnce() -> R + Send + 'scope,
-) -> Result<(Listener, std::thread::ScopedJoinHandle<'scope, Option<R>>), std::io::Error> {
+) -> Result<(Listener, super::thread::ScopedJoinHandle<'scope, Option<R>>), std::io::Error> {
     const PENDING: i64 = i64::MIN;
     let handoff = Arc::new(AtomicI64::new(PENDING));
     let theirs = Arc::clone(&handoff);

@@ -106,4 +106,38 @@ mod tests {
             .map(|v| v.trim_matches('"'));
         assert_eq!(declared, Some(MSRV));
     }
+
+    /// The integration tests start threads only through
+    /// `tests/common/thread.rs`: most of them run in a forked child of the
+    /// multi-threaded harness, where a `std::thread` start can wait forever
+    /// on a lock another harness thread held at the fork (that file says
+    /// which).
+    #[test]
+    fn the_tests_start_threads_through_their_fork_safe_helper() {
+        let dir = crate::util::root().join("tests");
+        let mut files = vec![];
+        for sub in [dir.clone(), dir.join("common")] {
+            for entry in std::fs::read_dir(sub).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("thread.rs") {
+                    files.push(path);
+                }
+            }
+        }
+        assert!(files.len() > 10, "found only {files:?}");
+        for path in files {
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                for call in ["thread::spawn(", "thread::scope(", "thread::Builder"] {
+                    assert!(
+                        !code.contains(call) || code.contains("common::thread::"),
+                        "{}:{}: `{call}` from std; use common::thread (tests/common/thread.rs)",
+                        path.display(),
+                        n + 1
+                    );
+                }
+            }
+        }
+    }
 }
