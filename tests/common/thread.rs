@@ -92,9 +92,10 @@ where
 {
     let packet = Packet::new();
     let theirs = Arc::clone(&packet);
-    start(Box::new(move || {
-        theirs.put(catch_unwind(AssertUnwindSafe(f)))
-    }));
+    let body = Box::new(move || theirs.put(catch_unwind(AssertUnwindSafe(f))));
+    if let Err(e) = start(body) {
+        panic!("pthread_create: {e}");
+    }
     JoinHandle { packet }
 }
 
@@ -167,7 +168,11 @@ impl<'scope> Scope<'scope, '_> {
         // says after `f`, its result and its packet are gone: what they
         // borrow for 'scope outlives every use.
         let body: Box<dyn FnOnce() + Send + 'static> = unsafe { std::mem::transmute(body) };
-        start(body);
+        if let Err(e) = start(body) {
+            // Not started: the scope must not wait for it.
+            self.running.count.lock().unwrap().0 -= 1;
+            panic!("pthread_create: {e}");
+        }
         ScopedJoinHandle {
             packet,
             running: Arc::clone(&self.running),
@@ -202,9 +207,9 @@ where
     }
 }
 
-/// Starts a detached thread that runs `body`, or panics if
-/// `pthread_create` fails.
-fn start(body: Box<dyn FnOnce() + Send + 'static>) {
+/// Starts a detached thread that runs `body`, or drops `body` and returns
+/// `pthread_create`'s error.
+fn start(body: Box<dyn FnOnce() + Send + 'static>) -> std::io::Result<()> {
     extern "C" fn run(arg: *mut libc::c_void) -> *mut libc::c_void {
         // SAFETY: `arg` is the pointer `start` made with `Box::into_raw`,
         // handed to this one thread only.
@@ -229,7 +234,8 @@ fn start(body: Box<dyn FnOnce() + Send + 'static>) {
         libc::pthread_attr_destroy(&mut attr);
         if rc != 0 {
             drop(Box::from_raw(arg));
-            panic!("pthread_create: {}", std::io::Error::from_raw_os_error(rc));
+            return Err(std::io::Error::from_raw_os_error(rc));
         }
     }
+    Ok(())
 }
