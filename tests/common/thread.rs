@@ -8,12 +8,12 @@
 //! (`std::sys::pal::unix::stack_overflow::thread_info`). The harness
 //! starts and ends a thread for every test, so now and then a child forks
 //! while that table is locked, and its first `std::thread::spawn` waits
-//! forever: about once in a hundred runs of `tests/secret.rs` on a 2-core
-//! x86_64 machine while another test binary ran beside it (`cargo test
-//! --target i686-unknown-linux-musl`, the new thread stuck in `futex`).
-//! musl and glibc make their own `pthread_create` safe after `fork` (they
-//! take or reset their internal locks around it); nothing else is taken
-//! here.
+//! forever: about once in fifty runs of `tests/secret.rs` on a 2-core
+//! x86_64 machine while the other test binaries ran beside it (built for
+//! `i686-unknown-linux-musl`; the new thread waited in `futex`). musl and
+//! glibc keep their own `pthread_create` usable after `fork` (they take or
+//! reset their internal locks around it), and the mutexes here are made
+//! by the child itself, after the fork.
 //!
 //! The part of `std::thread`'s API that the tests use: [`spawn`] and
 //! [`scope`], with handles that `join` (a panic comes back as `Err`, as
@@ -26,8 +26,8 @@ use std::marker::PhantomData;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex};
 
-/// The stack each thread gets, as `std::thread` gives by default (musl's
-/// own default, 128 KiB, is too small for the tests' debug builds).
+/// The stack each thread gets: `std::thread`'s default (musl's own is
+/// 128 KiB).
 const STACK: usize = 2 << 20;
 
 /// What a thread returned, or its panic.
@@ -159,8 +159,9 @@ impl<'scope> Scope<'scope, '_> {
             // no handle will take is dropped here, before the scope hears
             // that this thread is done.
             drop(theirs);
-            let mut count = running.count.lock().unwrap();
-            count.0 -= 1;
+            running.count.lock().unwrap().0 -= 1;
+            // After the lock is let go: a thread stopped by a seccomp
+            // supervisor inside this wake-up holds nothing the test needs.
             running.done.notify_all();
         });
         // SAFETY: only the lifetime changes. [`scope`] does not return
