@@ -115,6 +115,13 @@ pub struct Arch {
     pub kernels: &'static [&'static [&'static str]],
     /// The `qemu-system` emulator of its VMs.
     pub qemu_system: &'static str,
+    /// Whether that emulator is bookworm-backports' (QEMU 10.0, unpacked
+    /// under `target/vm/qemu/`) rather than the machine's own (Debian 12's
+    /// QEMU 7.2). s390x's is: QEMU 7.2's s390x TCG fails an assertion of
+    /// its own (`cc_calc_addu: assertion failed: (carry_out <= 1)`) and
+    /// exits in about one suite boot in two, on the same kernel and
+    /// initramfs that QEMU 10.0 boots every time.
+    pub qemu_backported: bool,
     /// Its machine and CPU arguments.
     pub machine: &'static [&'static str],
     /// The kernel's serial console.
@@ -174,6 +181,7 @@ pub const X86_64: Arch = Arch {
     // changed between them, in 6.3; only 6.12 has ublk).
     kernels: &[&["bookworm"], &["trixie"]],
     qemu_system: "qemu-system-x86_64",
+    qemu_backported: false,
     machine: &["-cpu", "max"],
     console: "ttyS0",
     // The boot-time check that the timer interrupt works can fail when
@@ -207,6 +215,7 @@ pub const AARCH64: Arch = Arch {
     page_size: 4096,
     kernels: &[&["bookworm"], &["trixie"]],
     qemu_system: "qemu-system-aarch64",
+    qemu_backported: false,
     // Pointer authentication with QEMU's own cheap algorithm: the
     // architected one dominates TCG time.
     machine: &["-M", "virt", "-cpu", "max,pauth-impdef=on"],
@@ -242,6 +251,7 @@ pub const RISCV64: Arch = Arch {
     // when the mirror serves forky's index inconsistently.
     kernels: &[&["trixie"], &["forky", "sid"]],
     qemu_system: "qemu-system-riscv64",
+    qemu_backported: false,
     // With V (RVV 1.0, 128-bit): the VM's suite is built with it, so the
     // syscalls' vector clobbers meet a kernel that discards vector state.
     machine: &["-M", "virt", "-cpu", RISCV64_CPU, "-bios", "default"],
@@ -274,6 +284,7 @@ pub const I686: Arch = Arch {
     // Trixie has no i386 kernel: bookworm's 6.1 only.
     kernels: &[&["bookworm"]],
     qemu_system: "qemu-system-i386",
+    qemu_backported: false,
     // QEMU's default PC and CPU: the 686 kernel is built without PAE.
     machine: &[],
     console: "ttyS0",
@@ -307,6 +318,7 @@ pub const ARMV7: Arch = Arch {
     // which x86_64, aarch64 and riscv64 already boot twice.
     kernels: &[&["trixie"]],
     qemu_system: "qemu-system-arm",
+    qemu_backported: false,
     // Without `highmem=off` QEMU puts the PCIe window above 4 GiB, which a
     // kernel without LPAE cannot reach (its virtio devices then fail).
     machine: &["-M", "virt,highmem=off", "-cpu", "cortex-a15"],
@@ -336,6 +348,7 @@ pub const S390X: Arch = Arch {
     page_size: 4096,
     kernels: &[&["trixie"]],
     qemu_system: "qemu-system-s390x",
+    qemu_backported: true,
     // QEMU's default CPU: Debian builds the kernel for z10, which TCG
     // emulates.
     machine: &["-M", "s390-ccw-virtio"],
@@ -371,6 +384,7 @@ pub const POWERPC64LE: Arch = Arch {
     page_size: 4096,
     kernels: &[&["trixie"]],
     qemu_system: "qemu-system-ppc64",
+    qemu_backported: false,
     // POWER9 (QEMU's default), radix MMU; the `cap-*` settings turn off
     // the speculation mitigations TCG cannot offer (otherwise a warning
     // each per boot). The kernel image is the ELF `vmlinux`.

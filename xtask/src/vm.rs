@@ -644,6 +644,10 @@ fn prepare(
         .join(arch.name)
         .join(suites[0]);
     let fetched = fetch::fetch(arch, suites, &dir)?;
+    if arch.qemu_backported {
+        let version = fetch::fetch_qemu(arch.qemu_system)?;
+        eprintln!("xtask: {}: boots under {version}", arch.name);
+    }
     let series = swap_deadlock::kernel_series(&fetched.kernel_package);
     eprintln!(
         "xtask: {} {series}: {} ({})",

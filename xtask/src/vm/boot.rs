@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use super::fetch::Qemu;
 use crate::arch::Arch;
 use crate::util::{self, Result};
 
@@ -71,7 +72,14 @@ pub(super) fn boot_console(
         "console={} panic=-1 quiet {} {extra}",
         arch.console, arch.kernel_args
     );
-    let mut cmd = Command::new(arch.qemu_system);
+    let mut cmd = if arch.qemu_backported {
+        let qemu = Qemu::unpacked(arch.qemu_system);
+        let mut cmd = Command::new(qemu.binary);
+        cmd.arg("-L").arg(qemu.data);
+        cmd
+    } else {
+        Command::new(arch.qemu_system)
+    };
     cmd.args(["-accel", "tcg", "-m", MEMORY, "-smp", "1"])
         .args(arch.machine)
         .args([

@@ -117,38 +117,10 @@ fn download(arch: &Arch, suites: &[&str], dir: &Path, root: &Path) -> Result {
     let _ = fs::remove_file(dir.join("fetched"));
     let apt = dir.join("apt");
     let debs = dir.join("debs");
-    for sub in ["lists/partial", "cache/archives/partial", "sources.list.d"] {
-        mkdir(&apt.join(sub))?;
-    }
+    make_private_apt(&apt)?;
     mkdir(&debs)?;
-    write(&apt.join("status"), b"")?;
 
-    let apt_cmd = |program: &str| {
-        let mut cmd = Command::new(program);
-        cmd.arg("-q")
-            .arg(format!("-oAPT::Architecture={}", arch.debian))
-            .arg(format!("-oAPT::Architectures={}", arch.debian))
-            .arg(format!(
-                "-oDir::State::Lists={}",
-                apt.join("lists").display()
-            ))
-            .arg(format!(
-                "-oDir::State::status={}",
-                apt.join("status").display()
-            ))
-            .arg(format!("-oDir::Cache={}", apt.join("cache").display()))
-            .arg(format!(
-                "-oDir::Etc::SourceList={}",
-                apt.join("sources.list").display()
-            ))
-            .arg(format!(
-                "-oDir::Etc::SourceParts={}",
-                apt.join("sources.list.d").display()
-            ))
-            .arg("-oAcquire::IndexTargets::deb::DEP-11::DefaultEnabled=false")
-            .arg("-oAPT::Sandbox::User=root");
-        cmd
-    };
+    let apt_cmd = |program: &str| private_apt(program, arch.debian, &apt);
 
     // The first suite whose signed index apt can verify. A mirror caught
     // between syncs serves a Packages file that does not match its signed
@@ -323,6 +295,127 @@ fn download(arch: &Arch, suites: &[&str], dir: &Path, root: &Path) -> Result {
         &dir.join("fetched"),
         format!("{kernel_version}\n").as_bytes(),
     )
+}
+
+/// The suite that serves a newer QEMU to Debian 12 machines.
+const QEMU_SUITE: &str = "bookworm-backports";
+
+/// A `qemu-system` emulator from [`QEMU_SUITE`], unpacked.
+pub struct Qemu {
+    /// The emulator.
+    pub binary: PathBuf,
+    /// Its firmware and data (`qemu -L`): `qemu-system-data`'s files.
+    pub data: PathBuf,
+}
+
+impl Qemu {
+    /// Where [`fetch_qemu`] unpacks `binary` (a `qemu-system-*` program,
+    /// packaged under its own name).
+    pub fn unpacked(binary: &str) -> Qemu {
+        let root = qemu_dir(binary).join("root");
+        Qemu {
+            binary: root.join("usr/bin").join(binary),
+            data: root.join("usr/share/qemu"),
+        }
+    }
+}
+
+/// `target/vm/qemu/<binary>/`: the unpacked packages (`root/`), their
+/// private apt state and the stamp of a finished fetch.
+fn qemu_dir(binary: &str) -> PathBuf {
+    util::root()
+        .join("target")
+        .join("vm")
+        .join("qemu")
+        .join(binary)
+}
+
+/// Fetches (unless cached) the package `binary` and `qemu-system-data`
+/// for this machine's architecture from [`QEMU_SUITE`], through private,
+/// signature-checked apt lists as for the kernels, unpacks them, and
+/// returns the emulator's version line. The emulator is run once
+/// (`--version`): it uses the machine's shared libraries, which the
+/// machine's own QEMU packages installed, and a missing one fails here.
+pub fn fetch_qemu(binary: &str) -> Result<String> {
+    let qemu = Qemu::unpacked(binary);
+    let dir = qemu_dir(binary);
+    let root = dir.join("root");
+    let stamp = dir.join("fetched");
+    if !(stamp.is_file() && qemu.binary.is_file()) {
+        let _ = fs::remove_file(&stamp);
+        let (apt, debs) = (dir.join("apt"), dir.join("debs"));
+        make_private_apt(&apt)?;
+        mkdir(&debs)?;
+        clear(&debs)?;
+        let host = util::output(Command::new("dpkg").arg("--print-architecture"))?;
+        let host = host.trim();
+        write(
+            &apt.join("sources.list"),
+            format!(
+                "deb [arch={host} signed-by={KEYRING}] {} {QEMU_SUITE} main\n",
+                mirror()
+            )
+            .as_bytes(),
+        )?;
+        util::run(private_apt("apt-get", host, &apt).arg("update"))?;
+        apt_download(private_apt("apt-get", host, &apt).current_dir(&debs).args([
+            "download",
+            binary,
+            "qemu-system-data",
+        ]))?;
+        if root.exists() {
+            fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
+        }
+        for deb in read_dir(&debs)? {
+            util::run(Command::new("dpkg").arg("-x").arg(&deb).arg(&root))?;
+        }
+        clear(&debs)?;
+        write(&stamp, format!("{QEMU_SUITE}\n").as_bytes())?;
+    }
+    let version = util::output(Command::new(&qemu.binary).arg("--version"))
+        .with_context(|| format!("{} from {QEMU_SUITE} does not start", qemu.binary.display()))?;
+    Ok(format!(
+        "{} ({QEMU_SUITE})",
+        version.lines().next().unwrap_or_default()
+    ))
+}
+
+/// The directories and empty status file of a private apt state at `apt`.
+fn make_private_apt(apt: &Path) -> Result {
+    for sub in ["lists/partial", "cache/archives/partial", "sources.list.d"] {
+        mkdir(&apt.join(sub))?;
+    }
+    write(&apt.join("status"), b"")
+}
+
+/// `program` (`apt-get`, `apt-cache`) on the private apt state at `apt`,
+/// for the Debian architecture `debian`: its own lists, cache, status
+/// file and `sources.list`, so the machine's apt state is not touched.
+fn private_apt(program: &str, debian: &str, apt: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.arg("-q")
+        .arg(format!("-oAPT::Architecture={debian}"))
+        .arg(format!("-oAPT::Architectures={debian}"))
+        .arg(format!(
+            "-oDir::State::Lists={}",
+            apt.join("lists").display()
+        ))
+        .arg(format!(
+            "-oDir::State::status={}",
+            apt.join("status").display()
+        ))
+        .arg(format!("-oDir::Cache={}", apt.join("cache").display()))
+        .arg(format!(
+            "-oDir::Etc::SourceList={}",
+            apt.join("sources.list").display()
+        ))
+        .arg(format!(
+            "-oDir::Etc::SourceParts={}",
+            apt.join("sources.list.d").display()
+        ))
+        .arg("-oAcquire::IndexTargets::deb::DEP-11::DefaultEnabled=false")
+        .arg("-oAPT::Sandbox::User=root");
+    cmd
 }
 
 /// The Debian mirror the machine already uses, from its deb822 sources.
