@@ -1,5 +1,6 @@
 //! Kernels and busybox from Debian's archive, fetched with `apt-get
-//! download` through private apt lists and unpacked with `dpkg -x`.
+//! download` through private apt lists and unpacked with `dpkg -x`; and,
+//! the same way, the newer `qemu-system` an arch may need ([`fetch_qemu`]).
 //!
 //! Nothing touches the machine's own apt state: each architecture gets its
 //! own lists, cache, status file and `sources.list` under

@@ -317,7 +317,7 @@ fn samples(console: &Console) -> Vec<Sample> {
 
 /// `<label>: <outcome> written=<MiB> MiB read=<MiB> MiB corrupt=<pages> [evidence]`,
 /// where the label names the boot: `swap-deadlock <arch> <transport>
-/// <kernel> <mode>` (see [`super::Boot::label`]).
+/// <kernel> <mode>` (see [`super::label`]).
 pub fn line(label: &str, run: &Run) -> String {
     let mut s = format!(
         "{label}: {} written={:.1} MiB read={:.1} MiB corrupt={}",
