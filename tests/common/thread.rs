@@ -8,7 +8,7 @@
 //! (`std::sys::pal::unix::stack_overflow::thread_info`). The harness
 //! starts and ends a thread for every test, so now and then a child forks
 //! while that table is locked, and its first `std::thread::spawn` waits
-//! forever: about once in fifty runs of `tests/secret.rs` on a 2-core
+//! forever: in 2 of 51 runs of `tests/secret.rs` on a 2-core
 //! x86_64 machine while the other test binaries ran beside it (built for
 //! `i686-unknown-linux-musl`; the new thread waited in `futex`). musl and
 //! glibc keep their own `pthread_create` usable after `fork` (they take or
